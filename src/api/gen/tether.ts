@@ -1,0 +1,79 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { MessageTypeDefinition } from '@grpc/proto-loader';
+
+import type { Ack as _tether_v1_Ack, Ack__Output as _tether_v1_Ack__Output } from './tether/v1/Ack.js';
+import type { AdminClient as _tether_v1_AdminClient, AdminDefinition as _tether_v1_AdminDefinition } from './tether/v1/Admin.js';
+import type { ApplyRequest as _tether_v1_ApplyRequest, ApplyRequest__Output as _tether_v1_ApplyRequest__Output } from './tether/v1/ApplyRequest.js';
+import type { ApplyResponse as _tether_v1_ApplyResponse, ApplyResponse__Output as _tether_v1_ApplyResponse__Output } from './tether/v1/ApplyResponse.js';
+import type { ApplyResult as _tether_v1_ApplyResult, ApplyResult__Output as _tether_v1_ApplyResult__Output } from './tether/v1/ApplyResult.js';
+import type { ControllerMessage as _tether_v1_ControllerMessage, ControllerMessage__Output as _tether_v1_ControllerMessage__Output } from './tether/v1/ControllerMessage.js';
+import type { CreateTokenRequest as _tether_v1_CreateTokenRequest, CreateTokenRequest__Output as _tether_v1_CreateTokenRequest__Output } from './tether/v1/CreateTokenRequest.js';
+import type { CreateTokenResponse as _tether_v1_CreateTokenResponse, CreateTokenResponse__Output as _tether_v1_CreateTokenResponse__Output } from './tether/v1/CreateTokenResponse.js';
+import type { DeleteRequest as _tether_v1_DeleteRequest, DeleteRequest__Output as _tether_v1_DeleteRequest__Output } from './tether/v1/DeleteRequest.js';
+import type { DeleteResponse as _tether_v1_DeleteResponse, DeleteResponse__Output as _tether_v1_DeleteResponse__Output } from './tether/v1/DeleteResponse.js';
+import type { Deleted as _tether_v1_Deleted, Deleted__Output as _tether_v1_Deleted__Output } from './tether/v1/Deleted.js';
+import type { Delta as _tether_v1_Delta, Delta__Output as _tether_v1_Delta__Output } from './tether/v1/Delta.js';
+import type { EnrollRequest as _tether_v1_EnrollRequest, EnrollRequest__Output as _tether_v1_EnrollRequest__Output } from './tether/v1/EnrollRequest.js';
+import type { EnrollResponse as _tether_v1_EnrollResponse, EnrollResponse__Output as _tether_v1_EnrollResponse__Output } from './tether/v1/EnrollResponse.js';
+import type { EnrollmentClient as _tether_v1_EnrollmentClient, EnrollmentDefinition as _tether_v1_EnrollmentDefinition } from './tether/v1/Enrollment.js';
+import type { GetRequest as _tether_v1_GetRequest, GetRequest__Output as _tether_v1_GetRequest__Output } from './tether/v1/GetRequest.js';
+import type { Goodbye as _tether_v1_Goodbye, Goodbye__Output as _tether_v1_Goodbye__Output } from './tether/v1/Goodbye.js';
+import type { HardwareFacts as _tether_v1_HardwareFacts, HardwareFacts__Output as _tether_v1_HardwareFacts__Output } from './tether/v1/HardwareFacts.js';
+import type { Heartbeat as _tether_v1_Heartbeat, Heartbeat__Output as _tether_v1_Heartbeat__Output } from './tether/v1/Heartbeat.js';
+import type { Hello as _tether_v1_Hello, Hello__Output as _tether_v1_Hello__Output } from './tether/v1/Hello.js';
+import type { ListRequest as _tether_v1_ListRequest, ListRequest__Output as _tether_v1_ListRequest__Output } from './tether/v1/ListRequest.js';
+import type { ListResponse as _tether_v1_ListResponse, ListResponse__Output as _tether_v1_ListResponse__Output } from './tether/v1/ListResponse.js';
+import type { NodeMessage as _tether_v1_NodeMessage, NodeMessage__Output as _tether_v1_NodeMessage__Output } from './tether/v1/NodeMessage.js';
+import type { NodeRef as _tether_v1_NodeRef, NodeRef__Output as _tether_v1_NodeRef__Output } from './tether/v1/NodeRef.js';
+import type { NodeSessionClient as _tether_v1_NodeSessionClient, NodeSessionDefinition as _tether_v1_NodeSessionDefinition } from './tether/v1/NodeSession.js';
+import type { RenewRequest as _tether_v1_RenewRequest, RenewRequest__Output as _tether_v1_RenewRequest__Output } from './tether/v1/RenewRequest.js';
+import type { RenewResponse as _tether_v1_RenewResponse, RenewResponse__Output as _tether_v1_RenewResponse__Output } from './tether/v1/RenewResponse.js';
+import type { Resource as _tether_v1_Resource, Resource__Output as _tether_v1_Resource__Output } from './tether/v1/Resource.js';
+import type { SnapshotBegin as _tether_v1_SnapshotBegin, SnapshotBegin__Output as _tether_v1_SnapshotBegin__Output } from './tether/v1/SnapshotBegin.js';
+import type { SnapshotEnd as _tether_v1_SnapshotEnd, SnapshotEnd__Output as _tether_v1_SnapshotEnd__Output } from './tether/v1/SnapshotEnd.js';
+import type { WatchEvent as _tether_v1_WatchEvent, WatchEvent__Output as _tether_v1_WatchEvent__Output } from './tether/v1/WatchEvent.js';
+import type { WatchRequest as _tether_v1_WatchRequest, WatchRequest__Output as _tether_v1_WatchRequest__Output } from './tether/v1/WatchRequest.js';
+
+type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
+  new(...args: ConstructorParameters<Constructor>): Subtype;
+};
+
+export interface ProtoGrpcType {
+  tether: {
+    v1: {
+      Ack: MessageTypeDefinition<_tether_v1_Ack, _tether_v1_Ack__Output>
+      Admin: SubtypeConstructor<typeof grpc.Client, _tether_v1_AdminClient> & { service: _tether_v1_AdminDefinition }
+      ApplyRequest: MessageTypeDefinition<_tether_v1_ApplyRequest, _tether_v1_ApplyRequest__Output>
+      ApplyResponse: MessageTypeDefinition<_tether_v1_ApplyResponse, _tether_v1_ApplyResponse__Output>
+      ApplyResult: MessageTypeDefinition<_tether_v1_ApplyResult, _tether_v1_ApplyResult__Output>
+      ControllerMessage: MessageTypeDefinition<_tether_v1_ControllerMessage, _tether_v1_ControllerMessage__Output>
+      CreateTokenRequest: MessageTypeDefinition<_tether_v1_CreateTokenRequest, _tether_v1_CreateTokenRequest__Output>
+      CreateTokenResponse: MessageTypeDefinition<_tether_v1_CreateTokenResponse, _tether_v1_CreateTokenResponse__Output>
+      DeleteRequest: MessageTypeDefinition<_tether_v1_DeleteRequest, _tether_v1_DeleteRequest__Output>
+      DeleteResponse: MessageTypeDefinition<_tether_v1_DeleteResponse, _tether_v1_DeleteResponse__Output>
+      Deleted: MessageTypeDefinition<_tether_v1_Deleted, _tether_v1_Deleted__Output>
+      Delta: MessageTypeDefinition<_tether_v1_Delta, _tether_v1_Delta__Output>
+      EnrollRequest: MessageTypeDefinition<_tether_v1_EnrollRequest, _tether_v1_EnrollRequest__Output>
+      EnrollResponse: MessageTypeDefinition<_tether_v1_EnrollResponse, _tether_v1_EnrollResponse__Output>
+      Enrollment: SubtypeConstructor<typeof grpc.Client, _tether_v1_EnrollmentClient> & { service: _tether_v1_EnrollmentDefinition }
+      GetRequest: MessageTypeDefinition<_tether_v1_GetRequest, _tether_v1_GetRequest__Output>
+      Goodbye: MessageTypeDefinition<_tether_v1_Goodbye, _tether_v1_Goodbye__Output>
+      HardwareFacts: MessageTypeDefinition<_tether_v1_HardwareFacts, _tether_v1_HardwareFacts__Output>
+      Heartbeat: MessageTypeDefinition<_tether_v1_Heartbeat, _tether_v1_Heartbeat__Output>
+      Hello: MessageTypeDefinition<_tether_v1_Hello, _tether_v1_Hello__Output>
+      ListRequest: MessageTypeDefinition<_tether_v1_ListRequest, _tether_v1_ListRequest__Output>
+      ListResponse: MessageTypeDefinition<_tether_v1_ListResponse, _tether_v1_ListResponse__Output>
+      NodeMessage: MessageTypeDefinition<_tether_v1_NodeMessage, _tether_v1_NodeMessage__Output>
+      NodeRef: MessageTypeDefinition<_tether_v1_NodeRef, _tether_v1_NodeRef__Output>
+      NodeSession: SubtypeConstructor<typeof grpc.Client, _tether_v1_NodeSessionClient> & { service: _tether_v1_NodeSessionDefinition }
+      RenewRequest: MessageTypeDefinition<_tether_v1_RenewRequest, _tether_v1_RenewRequest__Output>
+      RenewResponse: MessageTypeDefinition<_tether_v1_RenewResponse, _tether_v1_RenewResponse__Output>
+      Resource: MessageTypeDefinition<_tether_v1_Resource, _tether_v1_Resource__Output>
+      SnapshotBegin: MessageTypeDefinition<_tether_v1_SnapshotBegin, _tether_v1_SnapshotBegin__Output>
+      SnapshotEnd: MessageTypeDefinition<_tether_v1_SnapshotEnd, _tether_v1_SnapshotEnd__Output>
+      WatchEvent: MessageTypeDefinition<_tether_v1_WatchEvent, _tether_v1_WatchEvent__Output>
+      WatchRequest: MessageTypeDefinition<_tether_v1_WatchRequest, _tether_v1_WatchRequest__Output>
+    }
+  }
+}
+

@@ -1,0 +1,33 @@
+// Original file: src/api/proto/tether/v1/tether.proto
+
+import type { SnapshotBegin as _tether_v1_SnapshotBegin, SnapshotBegin__Output as _tether_v1_SnapshotBegin__Output } from '../../tether/v1/SnapshotBegin.js';
+import type { Delta as _tether_v1_Delta, Delta__Output as _tether_v1_Delta__Output } from '../../tether/v1/Delta.js';
+import type { SnapshotEnd as _tether_v1_SnapshotEnd, SnapshotEnd__Output as _tether_v1_SnapshotEnd__Output } from '../../tether/v1/SnapshotEnd.js';
+import type { Heartbeat as _tether_v1_Heartbeat, Heartbeat__Output as _tether_v1_Heartbeat__Output } from '../../tether/v1/Heartbeat.js';
+import type { Goodbye as _tether_v1_Goodbye, Goodbye__Output as _tether_v1_Goodbye__Output } from '../../tether/v1/Goodbye.js';
+
+export interface ControllerMessage {
+  'snapshot_begin'?: (_tether_v1_SnapshotBegin | null);
+  /**
+   * Resources of the snapshot, in chunks, between begin and end.
+   */
+  'snapshot_chunk'?: (_tether_v1_Delta | null);
+  'snapshot_end'?: (_tether_v1_SnapshotEnd | null);
+  'delta'?: (_tether_v1_Delta | null);
+  'heartbeat'?: (_tether_v1_Heartbeat | null);
+  'goodbye'?: (_tether_v1_Goodbye | null);
+  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye";
+}
+
+export interface ControllerMessage__Output {
+  'snapshot_begin'?: (_tether_v1_SnapshotBegin__Output | null);
+  /**
+   * Resources of the snapshot, in chunks, between begin and end.
+   */
+  'snapshot_chunk'?: (_tether_v1_Delta__Output | null);
+  'snapshot_end'?: (_tether_v1_SnapshotEnd__Output | null);
+  'delta'?: (_tether_v1_Delta__Output | null);
+  'heartbeat'?: (_tether_v1_Heartbeat__Output | null);
+  'goodbye'?: (_tether_v1_Goodbye__Output | null);
+  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye";
+}

@@ -1,0 +1,19 @@
+// Original file: src/api/proto/tether/v1/tether.proto
+
+import type { Hello as _tether_v1_Hello, Hello__Output as _tether_v1_Hello__Output } from '../../tether/v1/Hello.js';
+import type { Ack as _tether_v1_Ack, Ack__Output as _tether_v1_Ack__Output } from '../../tether/v1/Ack.js';
+import type { Heartbeat as _tether_v1_Heartbeat, Heartbeat__Output as _tether_v1_Heartbeat__Output } from '../../tether/v1/Heartbeat.js';
+
+export interface NodeMessage {
+  'hello'?: (_tether_v1_Hello | null);
+  'ack'?: (_tether_v1_Ack | null);
+  'heartbeat'?: (_tether_v1_Heartbeat | null);
+  'msg'?: "hello"|"ack"|"heartbeat";
+}
+
+export interface NodeMessage__Output {
+  'hello'?: (_tether_v1_Hello__Output | null);
+  'ack'?: (_tether_v1_Ack__Output | null);
+  'heartbeat'?: (_tether_v1_Heartbeat__Output | null);
+  'msg'?: "hello"|"ack"|"heartbeat";
+}

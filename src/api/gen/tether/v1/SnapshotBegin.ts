@@ -1,0 +1,13 @@
+// Original file: src/api/proto/tether/v1/tether.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface SnapshotBegin {
+  'revision'?: (number | string | Long);
+  'reason'?: (string);
+}
+
+export interface SnapshotBegin__Output {
+  'revision': (string);
+  'reason': (string);
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// Composition root of the `tether` binary: every subcommand is registered here and nowhere
+// else; each command module parses its flags, calls library code and prints.
+import { Command, CommanderError } from 'commander';
+import { describeError, isTetherError } from '../lib/errors.js';
+import { EXIT, exitCodeFor } from './exit.js';
+import { paint, say } from './output.js';
+
+const registrations: Array<(program: Command) => void> = [];
+
+export function buildProgram(): Command {
+  const program = new Command('tether')
+    .description('Tether: edge/5G remote-compute appliance (controller, node, field CLI)')
+    .version(process.env.npm_package_version ?? '0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  for (const register of registrations) register(program);
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help'
+      )
+        return EXIT.OK;
+      return EXIT.USAGE;
+    }
+    if (isTetherError(e)) {
+      say(`${paint('error:', 'red')} ${describeError(e)}`);
+      return exitCodeFor(e.code);
+    }
+    say(`${paint('error:', 'red')} ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    return EXIT.ERROR;
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/src/cli/main.ts')) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

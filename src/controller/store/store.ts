@@ -1,0 +1,64 @@
+import type { TetherObject } from '../../api/resource.js';
+
+/**
+ * The controller's resource store, shaped after etcd's KV + watch API so that an etcd
+ * implementation can stand behind it: one global revision counter, every write bumps it,
+ * compare-and-swap on an object's revision, and watch from a revision with history.
+ */
+export interface StoredObject {
+  kind: string;
+  name: string;
+  /** Revision of the last write to this object. */
+  revision: number;
+  /** Revision at which it was created. */
+  createRevision: number;
+  object: TetherObject;
+}
+
+export type StoreEvent =
+  | { type: 'put'; revision: number; kind: string; name: string; object: TetherObject; prev?: TetherObject }
+  | { type: 'delete'; revision: number; kind: string; name: string; prev: TetherObject };
+
+export interface PutOp {
+  op: 'put';
+  object: TetherObject;
+  /** Compare-and-swap: the write succeeds only if the object's current revision equals this;
+   *  0 means "must not exist"; undefined means no check. */
+  expectRevision?: number;
+}
+
+export interface DeleteOp {
+  op: 'delete';
+  kind: string;
+  name: string;
+  expectRevision?: number;
+}
+
+export type TxnOp = PutOp | DeleteOp;
+
+export interface TxnResult {
+  /** Revision of this transaction (all its writes share it); unchanged if it wrote nothing. */
+  revision: number;
+  results: Array<{ kind: string; name: string; revision: number; action: 'created' | 'configured' | 'unchanged' | 'deleted' }>;
+}
+
+export interface Store {
+  /** Current revision of the whole store. */
+  revision(): number;
+  /** Oldest revision whose events can still be replayed by watch(from). */
+  compactedRevision(): number;
+  get(kind: string, name: string): StoredObject | undefined;
+  list(kind?: string): { revision: number; items: StoredObject[] };
+  /** All-or-nothing; throws TETHER_E_CONFLICT (nothing written) when a CAS check fails.
+   *  Returns only after the write is durable. A put identical to the stored object is
+   *  'unchanged' and does not bump the revision. */
+  txn(ops: readonly TxnOp[]): TxnResult;
+  /** Events with revision > fromRevision, in order. Throws TETHER_E_COMPACTED when
+   *  fromRevision < compactedRevision(). */
+  history(fromRevision: number, kind?: string): StoreEvent[];
+  /** Calls `fn` for every event after the moment of subscription; returns an unsubscribe. */
+  subscribe(fn: (events: readonly StoreEvent[]) => void): () => void;
+  /** Drops history older than `keepRevisions` behind the head. */
+  compact(keepRevisions: number): void;
+  close(): void;
+}
