@@ -22,7 +22,7 @@ function generate(target) {
   execFileSync(
     join(root, 'node_modules/.bin/proto-loader-gen-types'),
     [
-      '--longs=String',
+      '--longs=Number',
       '--enums=String',
       '--defaults',
       '--oneofs',

@@ -13,5 +13,5 @@ export interface Ack__Output {
   /**
    * Everything up to and including this revision is on the node's disk.
    */
-  'revision': (string);
+  'revision': (number);
 }

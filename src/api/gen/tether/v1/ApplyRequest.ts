@@ -27,7 +27,7 @@ export interface ApplyRequest__Output {
   /**
    * Compare-and-swap: apply only if the object's current revision equals this (0 = any).
    */
-  'expect_revision': (string);
+  'expect_revision': (number);
   /**
    * Where the input came from, for error messages.
    */

@@ -9,6 +9,6 @@ export interface ApplyResponse {
 }
 
 export interface ApplyResponse__Output {
-  'revision': (string);
+  'revision': (number);
   'results': (_tether_v1_ApplyResult__Output)[];
 }

@@ -15,7 +15,7 @@ export interface ApplyResult {
 export interface ApplyResult__Output {
   'kind': (string);
   'name': (string);
-  'revision': (string);
+  'revision': (number);
   /**
    * created | configured | unchanged
    */

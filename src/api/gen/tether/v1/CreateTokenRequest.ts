@@ -11,7 +11,7 @@ export interface CreateTokenRequest {
 
 export interface CreateTokenRequest__Output {
   'site': (string);
-  'ttl_seconds': (string);
+  'ttl_seconds': (number);
   'uses': (number);
   'description': (string);
 }

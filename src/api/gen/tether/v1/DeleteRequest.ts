@@ -11,5 +11,5 @@ export interface DeleteRequest {
 export interface DeleteRequest__Output {
   'kind': (string);
   'name': (string);
-  'expect_revision': (string);
+  'expect_revision': (number);
 }

@@ -7,5 +7,5 @@ export interface DeleteResponse {
 }
 
 export interface DeleteResponse__Output {
-  'revision': (string);
+  'revision': (number);
 }

@@ -17,7 +17,7 @@ export interface Delta {
  * A batch of changes that together move the node to `revision`.
  */
 export interface Delta__Output {
-  'revision': (string);
+  'revision': (number);
   'put': (_tether_v1_Resource__Output)[];
   'deleted': (_tether_v1_Deleted__Output)[];
 }

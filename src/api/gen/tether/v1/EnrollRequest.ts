@@ -13,6 +13,11 @@ export interface EnrollRequest {
    */
   'csr_pem'?: (string);
   'facts'?: (_tether_v1_HardwareFacts | null);
+  /**
+   * The site the node expects to join (from its zero-touch config); empty = any. The
+   * controller refuses a token for another site.
+   */
+  'expected_site'?: (string);
 }
 
 export interface EnrollRequest__Output {
@@ -26,4 +31,9 @@ export interface EnrollRequest__Output {
    */
   'csr_pem': (string);
   'facts': (_tether_v1_HardwareFacts__Output | null);
+  /**
+   * The site the node expects to join (from its zero-touch config); empty = any. The
+   * controller refuses a token for another site.
+   */
+  'expected_site': (string);
 }

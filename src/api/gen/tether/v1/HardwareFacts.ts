@@ -19,7 +19,7 @@ export interface HardwareFacts__Output {
   'kernel': (string);
   'arch': (string);
   'cpus': (number);
-  'memory_bytes': (string);
+  'memory_bytes': (number);
   'macs': (string)[];
   'product': (string);
 }

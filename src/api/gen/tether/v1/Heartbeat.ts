@@ -8,6 +8,6 @@ export interface Heartbeat {
 }
 
 export interface Heartbeat__Output {
-  'seq': (string);
-  'unix_ms': (string);
+  'seq': (number);
+  'unix_ms': (number);
 }

@@ -20,7 +20,7 @@ export interface Hello__Output {
   /**
    * Highest revision the node holds on disk; 0 when it holds nothing.
    */
-  'held_revision': (string);
+  'held_revision': (number);
   'version': (string);
   /**
    * Random per process start, so the controller can tell a restart from a reconnect.

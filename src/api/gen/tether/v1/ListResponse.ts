@@ -9,6 +9,6 @@ export interface ListResponse {
 }
 
 export interface ListResponse__Output {
-  'revision': (string);
+  'revision': (number);
   'items': (_tether_v1_Resource__Output)[];
 }

@@ -33,5 +33,5 @@ export interface Resource__Output {
   /**
    * Revision of the write that produced this version (metadata.revision).
    */
-  'revision': (string);
+  'revision': (number);
 }

@@ -8,6 +8,6 @@ export interface SnapshotBegin {
 }
 
 export interface SnapshotBegin__Output {
-  'revision': (string);
+  'revision': (number);
   'reason': (string);
 }

@@ -14,6 +14,6 @@ export interface SnapshotEnd__Output {
   /**
    * After this marker, whatever the node holds that the snapshot did not re-send is stale.
    */
-  'revision': (string);
+  'revision': (number);
   'count': (number);
 }

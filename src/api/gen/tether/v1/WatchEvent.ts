@@ -18,5 +18,5 @@ export interface WatchEvent__Output {
    */
   'type': (string);
   'resource': (_tether_v1_Resource__Output | null);
-  'revision': (string);
+  'revision': (number);
 }

@@ -15,5 +15,5 @@ export interface WatchRequest__Output {
   /**
    * Send events after this revision; 0 = only new events.
    */
-  'from_revision': (string);
+  'from_revision': (number);
 }

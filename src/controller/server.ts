@@ -1,0 +1,452 @@
+import { X509Certificate } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import type { AdminHandlers } from '../api/gen/tether/v1/Admin.js';
+import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
+import type { NodeSessionHandlers } from '../api/gen/tether/v1/NodeSession.js';
+import type { Resource } from '../api/gen/tether/v1/Resource.js';
+import { tetherProto } from '../api/grpc.js';
+import { API_VERSION, type TetherObject } from '../api/resource.js';
+import { toGrpcError } from '../api/status.js';
+import { validateObject } from '../api/validate.js';
+import { asTetherError, TetherError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
+import type { ControllerConfig } from './config.js';
+import { type Session, SessionHub, toResource } from './hub.js';
+import { type NodeStatus, Registry } from './registry.js';
+import type { Store, TxnOp } from './store/store.js';
+
+/** Hands fixed key material to grpc-js' certificate-provider credentials, which (unlike
+ *  createSsl) let us ask for a client certificate without requiring one: enrollment runs
+ *  before a node has any. */
+class StaticCertificateProvider implements grpc.experimental.CertificateProvider {
+  constructor(
+    private readonly ca: Buffer,
+    private readonly cert: Buffer,
+    private readonly key: Buffer,
+  ) {}
+  addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
+    l({ caCertificate: this.ca });
+  }
+  removeCaCertificateListener(): void {}
+  addIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
+    l({ certificate: this.cert, privateKey: this.key });
+  }
+  removeIdentityCertificateListener(): void {}
+}
+
+type AnyCall = { getAuthContext(): { sslPeerCertificate?: { raw?: Buffer } } };
+
+export interface ControllerServerDeps {
+  store: Store;
+  ca: CaMaterial;
+  serverCertPem: string;
+  serverKeyPem: string;
+  config: ControllerConfig;
+  log: Logger;
+}
+
+/** Kinds an admin may write with apply; the rest are owned by the controller itself. */
+const READ_ONLY_KINDS = new Set(['EnrollmentToken', 'Node']);
+/** Fields of status the controller owns; apply keeps the stored status, not the input's. */
+const MAX_RESOURCE_BYTES = 512 * 1024;
+
+function fail(cb: (err: Partial<grpc.StatusObject> | null) => void, e: unknown): void {
+  cb(toGrpcError(asTetherError(e)));
+}
+
+function redact(obj: TetherObject): TetherObject {
+  if (obj.kind === 'EnrollmentToken' && obj.status) {
+    const { secretHash: _h, ...rest } = obj.status as Record<string, unknown>;
+    return { ...obj, status: rest };
+  }
+  if (obj.kind === 'Node' && obj.status) {
+    const { csrPem: _c, issuedCertPem: _i, ...rest } = obj.status as Record<string, unknown>;
+    return { ...obj, status: rest };
+  }
+  return obj;
+}
+
+export class ControllerServer {
+  readonly server: grpc.Server;
+  readonly hub: SessionHub;
+  readonly registry: Registry;
+  readonly health = new HealthImplementation({ '': 'NOT_SERVING', 'tether.v1.NodeSession': 'NOT_SERVING' });
+  private readonly caX509: X509Certificate;
+  private boundPort = 0;
+
+  constructor(private readonly deps: ControllerServerDeps) {
+    this.caX509 = new X509Certificate(deps.ca.certPem);
+    this.registry = new Registry(deps.store, deps.ca, { nodeCertSeconds: deps.config.nodeCertSeconds });
+    this.hub = new SessionHub(deps.store, deps.log.child({ component: 'hub' }), {
+      heartbeatMs: deps.config.heartbeatSeconds * 1000,
+    });
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': deps.config.maxMessageBytes,
+      'grpc.max_send_message_length': deps.config.maxMessageBytes,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    });
+    const proto = tetherProto();
+    this.server.addService(proto.tether.v1.Enrollment.service, this.enrollmentHandlers());
+    this.server.addService(proto.tether.v1.NodeSession.service, this.sessionHandlers());
+    this.server.addService(proto.tether.v1.Admin.service, this.adminHandlers());
+    this.health.addToServer(this.server);
+    // Revocation takes effect on the live session at once, not at the next reconnect.
+    deps.store.subscribe((events) => {
+      for (const ev of events) {
+        if (ev.kind !== 'Node') continue;
+        const phase =
+          ev.type === 'put' ? (ev.object.status as { phase?: string } | undefined)?.phase : 'Deleted';
+        if (phase === 'Revoked' || phase === 'Deleted')
+          this.hub.closeNode(ev.name, 'TETHER_E_REVOKED', 'node revoked');
+      }
+    });
+  }
+
+  async listen(address = this.deps.config.listen): Promise<number> {
+    const provider = new StaticCertificateProvider(
+      Buffer.from(this.deps.ca.certPem),
+      Buffer.from(this.deps.serverCertPem),
+      Buffer.from(this.deps.serverKeyPem),
+    );
+    const creds = grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
+    this.boundPort = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))),
+    );
+    this.hub.start();
+    this.health.setStatus('', 'SERVING');
+    this.health.setStatus('tether.v1.NodeSession', 'SERVING');
+    return this.boundPort;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  async close(): Promise<void> {
+    this.health.setStatus('', 'NOT_SERVING');
+    this.hub.stop();
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 2000);
+      this.server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  /** Who is calling: a certificate from our CA carrying a Tether identity; for nodes, also
+   *  one of the serials the registry currently accepts. */
+  authenticate(call: AnyCall, role?: Identity['role']): { id: Identity; serial: string } {
+    const raw = call.getAuthContext().sslPeerCertificate?.raw;
+    if (!raw) throw new TetherError('TETHER_E_UNAUTHENTICATED', 'a client certificate is required');
+    const cert = new X509Certificate(raw);
+    if (!verifyIssuedBy(cert, this.caX509)) {
+      throw new TetherError(
+        'TETHER_E_UNAUTHENTICATED',
+        "client certificate is not issued by this controller's CA or has expired",
+      );
+    }
+    const id = identityOf(cert);
+    if (!id)
+      throw new TetherError('TETHER_E_UNAUTHENTICATED', 'client certificate carries no Tether identity');
+    if (role && id.role !== role)
+      throw new TetherError('TETHER_E_PERMISSION', `${id.role} identity may not call this`);
+    const serial = normalizeSerial(cert.serialNumber);
+    if (id.role === 'node') {
+      const n = this.deps.store.get('Node', id.name);
+      const st = n?.object.status as NodeStatus | undefined;
+      if (!n || st?.phase === 'Revoked')
+        throw new TetherError('TETHER_E_REVOKED', `node "${id.name}" has been revoked`);
+      if (st?.phase !== 'Approved' || !st.certSerials?.includes(serial)) {
+        throw new TetherError(
+          'TETHER_E_UNAUTHENTICATED',
+          `certificate ${serial} is not current for node "${id.name}"`,
+        );
+      }
+    }
+    return { id, serial };
+  }
+
+  private enrollmentHandlers(): EnrollmentHandlers {
+    return {
+      Enroll: (call, cb) => {
+        const r = call.request;
+        this.registry
+          .enroll({
+            credential: r.token,
+            nodeName: r.node_name,
+            csrPem: r.csr_pem,
+            facts: (r.facts ?? {}) as unknown as Record<string, unknown>,
+            expectedSite: r.expected_site,
+          })
+          .then((o) => {
+            this.deps.log.info({ node: r.node_name, site: o.site, status: o.status }, 'enrollment');
+            cb(null, {
+              status: o.status === 'approved' ? 'STATUS_APPROVED' : 'STATUS_PENDING',
+              certificate_pem: o.status === 'approved' ? o.certPem : '',
+              ca_pem: this.deps.ca.certPem,
+              site: o.site,
+              node_name: o.node,
+              retry_after_seconds: o.status === 'pending' ? o.retryAfterSeconds : 0,
+              message: o.status === 'pending' ? o.message : '',
+            });
+          })
+          .catch((e: unknown) => {
+            this.deps.log.warn({ node: r.node_name, err: asTetherError(e).message }, 'enrollment refused');
+            fail(cb, e);
+          });
+      },
+    };
+  }
+
+  private sessionHandlers(): NodeSessionHandlers {
+    return {
+      Sync: (call) => {
+        let who: { id: Identity; serial: string };
+        try {
+          who = this.authenticate(call, 'node');
+        } catch (e) {
+          call.emit('error', toGrpcError(asTetherError(e)));
+          return;
+        }
+        const id = who.id as Extract<Identity, { role: 'node' }>;
+        let session: Session | undefined;
+        call.on('data', (msg) => {
+          if (!session) {
+            if (!msg.hello || msg.hello.node_name !== id.name) {
+              call.emit(
+                'error',
+                toGrpcError(
+                  new TetherError(
+                    'TETHER_E_PERMISSION',
+                    "first message must be hello with the certificate's node name",
+                  ),
+                ),
+              );
+              return;
+            }
+            session = this.hub.open(call, id.name, id.site, msg.hello.held_revision, msg.hello.boot_id);
+            this.deps.log.info(
+              { node: id.name, site: id.site, held: msg.hello.held_revision },
+              'node session open',
+            );
+            return;
+          }
+          this.hub.onMessage(session, msg);
+        });
+        const end = () => {
+          if (session) {
+            this.hub.detach(session);
+            session = undefined;
+          }
+        };
+        call.on('end', () => {
+          end();
+          call.end();
+        });
+        call.on('error', end);
+        call.on('cancelled', end);
+        call.on('close', end);
+      },
+      RenewCertificate: (call, cb) => {
+        try {
+          const who = this.authenticate(call, 'node');
+          this.registry
+            .renew(who.id.name, who.serial, call.request.csr_pem)
+            .then((r) => cb(null, { certificate_pem: r.certPem, ca_pem: this.deps.ca.certPem }))
+            .catch((e: unknown) => fail(cb, e));
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
+    };
+  }
+
+  private adminHandlers(): AdminHandlers {
+    const store = this.deps.store;
+    const admin = (call: AnyCall) => this.authenticate(call, 'admin');
+    return {
+      Apply: (call, cb) => {
+        try {
+          admin(call);
+          const r = call.request;
+          const objects = r.json.map((buf, i) => {
+            const source = r.sources[i] ?? `item ${i}`;
+            if (buf.length > MAX_RESOURCE_BYTES) {
+              throw new TetherError('TETHER_E_TOO_LARGE', `resource is ${buf.length} bytes`, {
+                file: source,
+                expected: `at most ${MAX_RESOURCE_BYTES} bytes`,
+              });
+            }
+            let parsed: unknown;
+            try {
+              parsed = JSON.parse(buf.toString('utf8'));
+            } catch (e) {
+              throw new TetherError('TETHER_E_PARSE', `not JSON: ${(e as Error).message}`, { file: source });
+            }
+            const obj = validateObject(parsed, { file: source });
+            if (READ_ONLY_KINDS.has(obj.kind)) {
+              throw new TetherError(
+                'TETHER_E_PERMISSION',
+                `${obj.kind} objects are managed by the controller`,
+                { file: source, field: 'kind', expected: 'use `tether token create` / `tether node …`' },
+              );
+            }
+            return obj;
+          });
+          const ops: TxnOp[] = objects.map((object) => {
+            const current = store.get(object.kind, object.metadata.name);
+            // Status belongs to the controller: keep what it computed.
+            const withStatus = current?.object.status
+              ? { ...object, status: current.object.status }
+              : { ...object, status: undefined };
+            if (withStatus.status === undefined) delete (withStatus as Partial<TetherObject>).status;
+            return r.expect_revision > 0
+              ? { op: 'put', object: withStatus, expectRevision: r.expect_revision }
+              : { op: 'put', object: withStatus };
+          });
+          const res = store.txn(ops);
+          cb(null, {
+            revision: res.revision,
+            results: res.results.map((x) => ({
+              kind: x.kind,
+              name: x.name,
+              revision: x.revision,
+              action: x.action,
+            })),
+          });
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
+      Get: (call, cb) => {
+        try {
+          admin(call);
+          const o = store.get(call.request.kind, call.request.name);
+          if (!o)
+            throw new TetherError(
+              'TETHER_E_NOT_FOUND',
+              `${call.request.kind} "${call.request.name}" not found`,
+            );
+          cb(null, toResource(this.decorate(redact(o.object))));
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
+      List: (call, cb) => {
+        try {
+          admin(call);
+          const { revision, items } = store.list(call.request.kind || undefined);
+          cb(null, { revision, items: items.map((i) => toResource(this.decorate(redact(i.object)))) });
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
+      Delete: (call, cb) => {
+        try {
+          admin(call);
+          const { kind, name, expect_revision } = call.request;
+          if (!store.get(kind, name))
+            throw new TetherError('TETHER_E_NOT_FOUND', `${kind} "${name}" not found`);
+          const res = store.txn([
+            { op: 'delete', kind, name, ...(expect_revision > 0 ? { expectRevision: expect_revision } : {}) },
+          ]);
+          cb(null, { revision: res.revision });
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
+      Watch: (call) => {
+        try {
+          admin(call);
+        } catch (e) {
+          call.emit('error', toGrpcError(asTetherError(e)));
+          return;
+        }
+        const kind = call.request.kind || undefined;
+        const emit = (type: string, obj: TetherObject, revision: number) => {
+          if (kind && obj.kind !== kind) return;
+          const r: Resource = toResource(redact(obj));
+          call.write({ type, resource: r, revision });
+        };
+        const unsubscribe = store.subscribe((events) => {
+          for (const ev of events) emit(ev.type, ev.type === 'put' ? ev.object : ev.prev, ev.revision);
+        });
+        try {
+          if (call.request.from_revision > 0) {
+            for (const ev of store.history(call.request.from_revision, kind))
+              emit(ev.type, ev.type === 'put' ? ev.object : ev.prev, ev.revision);
+          }
+        } catch (e) {
+          unsubscribe();
+          call.emit('error', toGrpcError(asTetherError(e)));
+          return;
+        }
+        call.on('cancelled', unsubscribe);
+        call.on('close', unsubscribe);
+      },
+      CreateToken: (call, cb) => {
+        try {
+          admin(call);
+          const r = call.request;
+          const t = this.registry.createToken(r.site, r.ttl_seconds || 3600, r.uses || 1, r.description);
+          cb(null, { token: t.token, id: t.id, expires_at: t.expiresAt, site: r.site });
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
+      ApproveNode: (call, cb) => {
+        try {
+          admin(call);
+          this.registry
+            .approve(call.request.name)
+            .then((o) => cb(null, toResource(redact(o))))
+            .catch((e: unknown) => fail(cb, e));
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
+      RevokeNode: (call, cb) => {
+        try {
+          admin(call);
+          const o = this.registry.revoke(call.request.name);
+          this.hub.closeNode(call.request.name, 'TETHER_E_REVOKED', 'node revoked');
+          cb(null, toResource(redact(o)));
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
+    };
+  }
+
+  /** Adds live session facts to Node objects on read (never stored: they change every second). */
+  private decorate(obj: TetherObject): TetherObject {
+    if (obj.kind !== 'Node') return obj;
+    const s = this.hub.info(obj.metadata.name);
+    return {
+      ...obj,
+      status: {
+        ...(obj.status ?? {}),
+        session: s
+          ? {
+              connected: true,
+              ackedRevision: s.acked,
+              sentRevision: s.sent,
+              connectedAt: s.connectedAt,
+              lastHeard: s.lastHeard,
+            }
+          : { connected: false },
+      },
+    };
+  }
+}
+
+export { API_VERSION };

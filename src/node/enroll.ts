@@ -1,0 +1,154 @@
+import { readFileSync } from 'node:fs';
+import { arch, cpus, hostname, networkInterfaces, release, totalmem } from 'node:os';
+import type { EnrollResponse__Output } from '../api/gen/tether/v1/EnrollResponse.js';
+import type { HardwareFacts } from '../api/gen/tether/v1/HardwareFacts.js';
+import { tetherProto } from '../api/grpc.js';
+import { fromGrpcError } from '../api/status.js';
+import { type BackoffPolicy, fullJitterDelay } from '../lib/backoff.js';
+import { TetherError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import { createKeyAndCsr } from '../lib/pki.js';
+import { CHANNEL_OPTIONS, controllerCredentials, fetchPinnedCa } from './connect.js';
+import { type NodeIdentity, saveIdentity } from './identity.js';
+
+export interface EnrollOptions {
+  controller: string;
+  token: string;
+  stateDir: string;
+  nodeName?: string;
+  expectedSite?: string;
+  /** Give up waiting for approval after this long; 0 = wait forever. */
+  waitSeconds?: number;
+  backoff?: BackoffPolicy;
+  log: Logger;
+  /** Progress for humans (the CLI prints it). */
+  progress?: (msg: string) => void;
+  signal?: AbortSignal;
+}
+
+export function hardwareFacts(): HardwareFacts {
+  let machineId = '';
+  try {
+    machineId = readFileSync('/etc/machine-id', 'utf8').trim();
+  } catch {
+    /* containers and fresh images may lack it */
+  }
+  const macs = Object.values(networkInterfaces())
+    .flat()
+    .map((i) => i?.mac)
+    .filter((m): m is string => !!m && m !== '00:00:00:00:00:00');
+  return {
+    hostname: hostname(),
+    machine_id: machineId,
+    kernel: release(),
+    arch: arch(),
+    cpus: cpus().length,
+    memory_bytes: totalmem(),
+    macs: [...new Set(macs)],
+    product: '',
+  };
+}
+
+export function defaultNodeName(): string {
+  return (
+    hostname()
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 63) || 'node'
+  );
+}
+
+function parseTokenText(text: string): { caFingerprint: string; credential: string } {
+  const m = /^T10([0-9a-f]{64})::([a-z0-9]{6}\.[a-z0-9]{32})$/.exec(text.trim());
+  if (!m)
+    throw new TetherError('TETHER_E_INVALID', 'malformed join token', {
+      field: 'token',
+      expected: 'T10<64 hex>::<id>.<secret>',
+    });
+  return { caFingerprint: m[1]!, credential: m[2]! };
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      reject(new TetherError('TETHER_E_TIMEOUT', 'enrollment aborted'));
+    });
+  });
+
+/**
+ * Enrolls this node: pins the controller's CA by the token's fingerprint, generates the key
+ * here (it never leaves), sends a CSR with hardware facts, and stores the certificate.
+ * A node waiting for manual approval backs off (full jitter) and says so; it never fails fast
+ * in a loop.
+ */
+export async function enrollNode(opts: EnrollOptions): Promise<NodeIdentity> {
+  const say = opts.progress ?? (() => {});
+  const tok = parseTokenText(opts.token);
+  say(`checking controller ${opts.controller} against the CA pinned in the token…`);
+  const caPem = await fetchPinnedCa(opts.controller, tok.caFingerprint);
+  say('controller CA verified');
+  const nodeName = opts.nodeName ?? defaultNodeName();
+  const { keyPem, csrPem } = await createKeyAndCsr(nodeName);
+  const proto = tetherProto();
+  const client = new proto.tether.v1.Enrollment(
+    opts.controller,
+    controllerCredentials(caPem),
+    CHANNEL_OPTIONS,
+  );
+  const started = Date.now();
+  const policy = opts.backoff ?? { baseMs: 2000, capMs: 60_000 };
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const res = await new Promise<EnrollResponse__Output>((resolve, reject) =>
+        client.Enroll(
+          {
+            token: tok.credential,
+            node_name: nodeName,
+            csr_pem: csrPem,
+            facts: hardwareFacts(),
+            expected_site: opts.expectedSite ?? '',
+          },
+          { deadline: Date.now() + 30_000 },
+          (err, r) => (err || !r ? reject(fromGrpcError(err)) : resolve(r)),
+        ),
+      ).catch((e: unknown) => {
+        if (e instanceof TetherError && e.retryable) return e;
+        throw e;
+      });
+      if (res instanceof TetherError) {
+        say(`controller unavailable (${res.message}); retrying`);
+      } else if (res.status === 'STATUS_APPROVED') {
+        const id: NodeIdentity = {
+          name: res.node_name,
+          site: res.site,
+          controller: opts.controller,
+          caFingerprint: tok.caFingerprint,
+        };
+        saveIdentity(opts.stateDir, id, caPem, { keyPem, certPem: res.certificate_pem });
+        opts.log.info({ node: id.name, site: id.site }, 'enrolled');
+        return id;
+      } else {
+        say(res.message || 'waiting for approval');
+      }
+      const waited = (Date.now() - started) / 1000;
+      if (opts.waitSeconds && waited >= opts.waitSeconds) {
+        throw new TetherError(
+          'TETHER_E_PENDING_APPROVAL',
+          `still waiting for approval after ${Math.round(waited)} s`,
+          {
+            expected: `an administrator to run \`tether node approve ${nodeName}\``,
+          },
+        );
+      }
+      const advised = res instanceof TetherError ? 0 : res.retry_after_seconds * 1000;
+      const delay = Math.max(advised / 2, fullJitterDelay(attempt, policy)) + advised / 2;
+      say(`next attempt in ${(delay / 1000).toFixed(1)} s`);
+      await sleep(delay, opts.signal);
+    }
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,83 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { writeFileAtomic } from '../lib/atomic.js';
+import { TetherError } from '../lib/errors.js';
+
+/** Layout of a node's state directory (default /var/lib/tether/node). */
+export function nodePaths(stateDir: string) {
+  return {
+    stateDir,
+    identity: join(stateDir, 'identity.yaml'),
+    /** Key and certificate in one file so a rotation can never leave a mismatched pair. */
+    credentials: join(stateDir, 'credentials.json'),
+    ca: join(stateDir, 'ca.crt'),
+    cache: join(stateDir, 'cache.json'),
+    status: join(stateDir, 'status.json'),
+  };
+}
+
+export interface NodeIdentity {
+  name: string;
+  site: string;
+  controller: string;
+  caFingerprint: string;
+}
+
+export interface NodeCredentials {
+  keyPem: string;
+  certPem: string;
+}
+
+export interface LoadedIdentity extends NodeIdentity {
+  caPem: string;
+  credentials: NodeCredentials;
+}
+
+export function saveIdentity(
+  stateDir: string,
+  id: NodeIdentity,
+  caPem: string,
+  creds: NodeCredentials,
+): void {
+  const p = nodePaths(stateDir);
+  writeFileAtomic(p.ca, caPem, 0o644);
+  writeFileAtomic(p.credentials, JSON.stringify(creds), 0o600);
+  writeFileAtomic(p.identity, stringify(id), 0o644);
+}
+
+export function saveCredentials(stateDir: string, creds: NodeCredentials): void {
+  writeFileAtomic(nodePaths(stateDir).credentials, JSON.stringify(creds), 0o600);
+}
+
+export function isEnrolled(stateDir: string): boolean {
+  return existsSync(nodePaths(stateDir).identity);
+}
+
+export function loadIdentity(stateDir: string): LoadedIdentity {
+  const p = nodePaths(stateDir);
+  if (!existsSync(p.identity)) {
+    throw new TetherError('TETHER_E_STATE', `node is not enrolled (no ${p.identity})`, {
+      file: p.identity,
+      expected: 'run `tether node enroll --controller HOST:PORT --token TOKEN` first',
+    });
+  }
+  const id = parse(readFileSync(p.identity, 'utf8')) as NodeIdentity;
+  for (const f of ['name', 'site', 'controller', 'caFingerprint'] as const) {
+    if (typeof id?.[f] !== 'string')
+      throw new TetherError('TETHER_E_STATE', 'identity file is incomplete', {
+        file: p.identity,
+        field: f,
+        expected: 'a string',
+      });
+  }
+  let credentials: NodeCredentials;
+  try {
+    credentials = JSON.parse(readFileSync(p.credentials, 'utf8')) as NodeCredentials;
+  } catch (e) {
+    throw new TetherError('TETHER_E_STATE', `cannot read node credentials: ${(e as Error).message}`, {
+      file: p.credentials,
+    });
+  }
+  return { ...id, caPem: readFileSync(p.ca, 'utf8'), credentials };
+}
