@@ -123,7 +123,10 @@ export class SessionHub {
     };
     this.byNode.set(node, s);
     let set = this.bySite.get(site);
-    if (!set) this.bySite.set(site, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.bySite.set(site, set);
+    }
     set.add(s);
     this.initialSync(s, heldRevision);
     return s;
@@ -273,8 +276,7 @@ export class SessionHub {
     network: string,
     before: readonly string[] | 'all' | undefined,
   ): void {
-    const covered = (v: readonly string[] | 'all' | undefined) =>
-      v === 'all' || (v !== undefined && v.includes(site));
+    const covered = (v: readonly string[] | 'all' | undefined) => v === 'all' || Boolean(v?.includes(site));
     const was = covered(before);
     const is = covered(this.vnSites.get(network));
     if (was === is) return;

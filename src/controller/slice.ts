@@ -29,7 +29,7 @@ export function inSlice(site: string, obj: TetherObject, networkSites: NetworkSi
       const net = (obj.spec as { network?: unknown }).network;
       if (typeof net !== 'string') return false;
       const sites = networkSites(net);
-      return sites === 'all' || (sites !== undefined && sites.includes(site));
+      return sites === 'all' || Boolean(sites?.includes(site));
     }
     case 'Profile':
       return true;

@@ -39,7 +39,12 @@ export type TxnOp = PutOp | DeleteOp;
 export interface TxnResult {
   /** Revision of this transaction (all its writes share it); unchanged if it wrote nothing. */
   revision: number;
-  results: Array<{ kind: string; name: string; revision: number; action: 'created' | 'configured' | 'unchanged' | 'deleted' }>;
+  results: Array<{
+    kind: string;
+    name: string;
+    revision: number;
+    action: 'created' | 'configured' | 'unchanged' | 'deleted';
+  }>;
 }
 
 export interface Store {
