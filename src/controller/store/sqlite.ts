@@ -1,0 +1,271 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { TetherError } from '../../lib/errors.js';
+import {
+  compactedError,
+  compactTarget,
+  defaultSubscriberError,
+  eventOf,
+  planTxn,
+  type Row,
+  type StoreOptions,
+  Subscribers,
+  toStored,
+} from './core.js';
+import type { Store, StoredObject, StoreEvent, TxnOp, TxnResult } from './store.js';
+
+/** File name of the database inside the data directory. */
+export const STORE_FILE = 'store.sqlite';
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0);
+CREATE TABLE IF NOT EXISTS objects (
+  kind            TEXT    NOT NULL,
+  name            TEXT    NOT NULL,
+  revision        INTEGER NOT NULL,
+  create_revision INTEGER NOT NULL,
+  json            TEXT    NOT NULL,
+  PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+  revision  INTEGER NOT NULL,
+  seq       INTEGER NOT NULL,
+  kind      TEXT    NOT NULL,
+  name      TEXT    NOT NULL,
+  type      TEXT    NOT NULL CHECK (type IN ('put', 'delete')),
+  json      TEXT,
+  prev_json TEXT,
+  PRIMARY KEY (revision, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_kind ON history (kind, revision);
+`;
+
+interface HistoryRow {
+  revision: number;
+  kind: string;
+  name: string;
+  type: 'put' | 'delete';
+  json: string | null;
+  prev_json: string | null;
+}
+
+interface ObjectRow {
+  kind: string;
+  name: string;
+  revision: number;
+  create_revision: number;
+  json: string;
+}
+
+/**
+ * The controller's durable Store: one SQLite database (WAL, synchronous=FULL) in a data
+ * directory. `txn` returns only after SQLite has fsynced the commit, so an acknowledged
+ * write survives kill -9 and power loss. Each transaction runs under BEGIN IMMEDIATE and
+ * reads the head revision inside it, so even a second process writing the same file cannot
+ * make two transactions share a revision (its subscribers would not see the other's
+ * writes, though: one controller per data directory).
+ */
+export class SqliteStore implements Store {
+  readonly path: string;
+  private readonly db: Database.Database;
+  private readonly subs: Subscribers;
+  private readonly now: () => Date;
+  private readonly stmt: ReturnType<SqliteStore['prepare']>;
+  private readonly runTxn: Database.Transaction<
+    (ops: readonly TxnOp[]) => { plan: ReturnType<typeof planTxn> }
+  >;
+
+  constructor(dataDir: string, opts: StoreOptions = {}) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    this.path = join(dataDir, STORE_FILE);
+    this.now = opts.now ?? (() => new Date());
+    this.subs = new Subscribers(opts.onSubscriberError ?? defaultSubscriberError);
+    try {
+      this.db = new Database(this.path);
+    } catch (e) {
+      throw stateError(this.path, e);
+    }
+    try {
+      this.db.pragma('busy_timeout = 5000');
+      const mode = this.db.pragma('journal_mode = WAL', { simple: true });
+      if (String(mode).toLowerCase() !== 'wal') throw new Error(`journal_mode is ${String(mode)}, not wal`);
+      this.db.pragma('synchronous = FULL');
+      this.db.pragma('foreign_keys = ON');
+      const version = this.db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        throw new Error(`database schema version ${version} is newer than this build (${SCHEMA_VERSION})`);
+      }
+      this.db
+        .transaction(() => {
+          this.db.exec(SCHEMA);
+          this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+        })
+        .immediate();
+      this.stmt = this.prepare();
+    } catch (e) {
+      this.db.close();
+      throw stateError(this.path, e);
+    }
+    this.runTxn = this.db.transaction((ops: readonly TxnOp[]) => {
+      const head = this.metaValue('revision');
+      const plan = planTxn(ops, head, (k, n) => this.row(k, n), this.now);
+      if (plan.writes.length === 0) return { plan };
+      const revision = head + 1;
+      plan.writes.forEach((w, seq) => {
+        if (w.type === 'put') {
+          const r = w.row!;
+          this.stmt.upsert.run(r.kind, r.name, r.revision, r.createRevision, r.json);
+        } else {
+          this.stmt.del.run(w.kind, w.name);
+        }
+        this.stmt.addHistory.run(
+          revision,
+          seq,
+          w.kind,
+          w.name,
+          w.type,
+          w.row?.json ?? null,
+          w.prevJson ?? null,
+        );
+      });
+      this.stmt.setMeta.run(revision, 'revision');
+      return { plan };
+    });
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      getMeta: db.prepare<[string], { value: number }>('SELECT value FROM meta WHERE key = ?'),
+      setMeta: db.prepare<[number, string]>('UPDATE meta SET value = ? WHERE key = ?'),
+      get: db.prepare<[string, string], ObjectRow>(
+        'SELECT kind, name, revision, create_revision, json FROM objects WHERE kind = ? AND name = ?',
+      ),
+      listAll: db.prepare<[], ObjectRow>(
+        'SELECT kind, name, revision, create_revision, json FROM objects ORDER BY kind, name',
+      ),
+      listKind: db.prepare<[string], ObjectRow>(
+        'SELECT kind, name, revision, create_revision, json FROM objects WHERE kind = ? ORDER BY name',
+      ),
+      upsert: db.prepare<[string, string, number, number, string]>(
+        `INSERT INTO objects (kind, name, revision, create_revision, json) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (kind, name) DO UPDATE SET revision = excluded.revision,
+           create_revision = excluded.create_revision, json = excluded.json`,
+      ),
+      del: db.prepare<[string, string]>('DELETE FROM objects WHERE kind = ? AND name = ?'),
+      addHistory: db.prepare<[number, number, string, string, string, string | null, string | null]>(
+        'INSERT INTO history (revision, seq, kind, name, type, json, prev_json) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      historyAll: db.prepare<[number], HistoryRow>(
+        'SELECT revision, kind, name, type, json, prev_json FROM history WHERE revision > ? ORDER BY revision, seq',
+      ),
+      historyKind: db.prepare<[number, string], HistoryRow>(
+        `SELECT revision, kind, name, type, json, prev_json FROM history
+         WHERE revision > ? AND kind = ? ORDER BY revision, seq`,
+      ),
+      dropHistory: db.prepare<[number]>('DELETE FROM history WHERE revision <= ?'),
+    };
+  }
+
+  revision(): number {
+    return this.metaValue('revision');
+  }
+
+  compactedRevision(): number {
+    return this.metaValue('compacted');
+  }
+
+  get(kind: string, name: string): StoredObject | undefined {
+    const row = this.row(kind, name);
+    return row && toStored(row);
+  }
+
+  list(kind?: string): { revision: number; items: StoredObject[] } {
+    // One read transaction: the revision and the items are the same snapshot.
+    return this.db.transaction(() => {
+      const rows = kind === undefined ? this.stmt.listAll.all() : this.stmt.listKind.all(kind);
+      return { revision: this.metaValue('revision'), items: rows.map((r) => toStored(fromObjectRow(r))) };
+    })();
+  }
+
+  txn(ops: readonly TxnOp[]): TxnResult {
+    const { plan } = this.runTxn.immediate(ops);
+    this.subs.emit(plan.events);
+    return plan.result;
+  }
+
+  history(fromRevision: number, kind?: string): StoreEvent[] {
+    return this.db.transaction(() => {
+      const compacted = this.metaValue('compacted');
+      if (fromRevision < compacted) throw compactedError(fromRevision, compacted);
+      const rows =
+        kind === undefined
+          ? this.stmt.historyAll.all(fromRevision)
+          : this.stmt.historyKind.all(fromRevision, kind);
+      return rows.map((h) => eventOf(h.revision, h.type, h.kind, h.name, h.json, h.prev_json));
+    })();
+  }
+
+  subscribe(fn: (events: readonly StoreEvent[]) => void): () => void {
+    return this.subs.add(fn);
+  }
+
+  compact(keepRevisions: number): void {
+    const changed = this.db
+      .transaction(() => {
+        const to = compactTarget(this.metaValue('revision'), keepRevisions);
+        if (to <= this.metaValue('compacted')) return false;
+        this.stmt.dropHistory.run(to);
+        this.stmt.setMeta.run(to, 'compacted');
+        return true;
+      })
+      .immediate();
+    if (changed) {
+      // Fold the WAL back into the main file and truncate it. Best effort: a busy reader
+      // only means the checkpoint is partial; the next one finishes it.
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    }
+  }
+
+  close(): void {
+    this.subs.clear();
+    if (this.db.open) this.db.close();
+  }
+
+  private metaValue(key: 'revision' | 'compacted'): number {
+    const r = this.stmt.getMeta.get(key);
+    if (!r) throw new TetherError('TETHER_E_STATE', `store ${this.path} has no ${key} counter`);
+    return r.value;
+  }
+
+  private row(kind: string, name: string): Row | undefined {
+    const r = this.stmt.get.get(kind, name);
+    return r && fromObjectRow(r);
+  }
+}
+
+function fromObjectRow(r: ObjectRow): Row {
+  return {
+    kind: r.kind,
+    name: r.name,
+    revision: r.revision,
+    createRevision: r.create_revision,
+    json: r.json,
+  };
+}
+
+function stateError(path: string, e: unknown): TetherError {
+  const msg = e instanceof Error ? e.message : String(e);
+  return new TetherError('TETHER_E_STATE', `cannot open store ${path}: ${msg}`, { file: path }, { cause: e });
+}
+
+/** Opens (creating if needed) the SQLite store in `dataDir`. */
+export function openSqliteStore(dataDir: string, opts: StoreOptions = {}): SqliteStore {
+  return new SqliteStore(dataDir, opts);
+}
