@@ -1,0 +1,169 @@
+/**
+ * Client of the node agent's CNI endpoint: HTTP/1.1 + JSON over a unix socket. The wire
+ * shapes are documented in docs/cni.md; the server is src/node/cni/server.ts (the two sides
+ * do not import each other: the conformance test proves they agree).
+ */
+import { request } from 'node:http';
+import { CNI_CODES, CniError } from './spec.js';
+
+/** What the agent hands out for one attachment. */
+export interface AgentEndpoint {
+  network: string;
+  containerId: string;
+  ifname: string;
+  hostIfname: string;
+  /** `ip/prefixLength` of the whole subnet, e.g. `10.1.0.5/24`. */
+  address: string;
+  ip: string;
+  prefixLength: number;
+  gateway: string;
+  mac: string;
+  mtu: number;
+  netns?: string;
+  state: 'allocated' | 'attached';
+}
+
+export interface AddRequest {
+  network: string;
+  containerId: string;
+  ifname: string;
+  netns: string;
+  hostIfname: string;
+  mtu?: number;
+  args?: Record<string, string>;
+}
+
+export interface AttachmentKey {
+  containerId: string;
+  ifname: string;
+}
+
+/** The port the plugin uses; tests substitute a fake. */
+export interface AgentClient {
+  add(req: AddRequest): Promise<AgentEndpoint>;
+  attached(key: AttachmentKey): Promise<AgentEndpoint>;
+  /** Releases the attachment; `undefined` when the agent had nothing for it. */
+  del(key: AttachmentKey & { network?: string }): Promise<AgentEndpoint | undefined>;
+  /** The agent's record, or `undefined` when it has none. */
+  check(key: AttachmentKey & { network: string }): Promise<AgentEndpoint | undefined>;
+  /** Releases every attachment of `network` not in `valid`; returns what it released. */
+  gc(network: string, valid: AttachmentKey[]): Promise<AgentEndpoint[]>;
+  status(): Promise<void>;
+}
+
+interface WireError {
+  error?: { code?: string; message?: string; details?: unknown };
+}
+
+/** Agent error code (TetherError code) → CNI error code. */
+export function cniCodeForAgentError(code: string | undefined): number {
+  switch (code) {
+    case 'TETHER_E_UNAVAILABLE':
+    case 'TETHER_E_TIMEOUT':
+      return CNI_CODES.TRY_AGAIN_LATER;
+    case 'TETHER_E_EXHAUSTED':
+      return CNI_CODES.POOL_EXHAUSTED;
+    case 'TETHER_E_INVALID':
+    case 'TETHER_E_NOT_FOUND':
+      return CNI_CODES.INVALID_CONFIG;
+    default:
+      return CNI_CODES.AGENT_ERROR;
+  }
+}
+
+export class HttpAgentClient implements AgentClient {
+  constructor(
+    readonly socketPath: string,
+    private readonly timeoutMs = 10_000,
+  ) {}
+
+  async add(req: AddRequest): Promise<AgentEndpoint> {
+    return (await this.call<{ endpoint: AgentEndpoint }>('POST', '/v1/add', req)).body.endpoint;
+  }
+
+  async attached(key: AttachmentKey): Promise<AgentEndpoint> {
+    return (await this.call<{ endpoint: AgentEndpoint }>('POST', '/v1/attached', key)).body.endpoint;
+  }
+
+  async del(key: AttachmentKey & { network?: string }): Promise<AgentEndpoint | undefined> {
+    return (
+      (await this.call<{ released: AgentEndpoint | null }>('POST', '/v1/del', key)).body.released ?? undefined
+    );
+  }
+
+  async check(key: AttachmentKey & { network: string }): Promise<AgentEndpoint | undefined> {
+    const res = await this.call<{ endpoint: AgentEndpoint }>('POST', '/v1/check', key, [404]);
+    return res.status === 404 ? undefined : res.body.endpoint;
+  }
+
+  async gc(network: string, valid: AttachmentKey[]): Promise<AgentEndpoint[]> {
+    return (await this.call<{ released: AgentEndpoint[] }>('POST', '/v1/gc', { network, valid })).body
+      .released;
+  }
+
+  async status(): Promise<void> {
+    await this.call('GET', '/v1/status', undefined);
+  }
+
+  private call<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    okStatuses: number[] = [],
+  ): Promise<{ status: number; body: T }> {
+    const payload = body === undefined ? '' : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          socketPath: this.socketPath,
+          method,
+          path,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+          timeout: this.timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (e) => reject(unreachable(this.socketPath, e)));
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            let parsed: unknown;
+            try {
+              parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            } catch {
+              reject(
+                new CniError(CNI_CODES.AGENT_ERROR, `node agent sent a non-JSON answer (HTTP ${status})`),
+              );
+              return;
+            }
+            if ((status >= 200 && status < 300) || okStatuses.includes(status)) {
+              resolve({ status, body: parsed as T });
+              return;
+            }
+            const err = (parsed as WireError).error;
+            reject(
+              new CniError(
+                cniCodeForAgentError(err?.code),
+                err?.message ?? `node agent answered HTTP ${status}`,
+                err?.code ? `${err.code}${err.details ? ` ${JSON.stringify(err.details)}` : ''}` : undefined,
+              ),
+            );
+          });
+        },
+      );
+      req.on('timeout', () => {
+        req.destroy(new Error(`no answer within ${this.timeoutMs} ms`));
+      });
+      req.on('error', (e) => reject(unreachable(this.socketPath, e)));
+      req.end(payload);
+    });
+  }
+}
+
+function unreachable(socketPath: string, e: Error): CniError {
+  return new CniError(
+    CNI_CODES.TRY_AGAIN_LATER,
+    `node agent unreachable at ${socketPath}`,
+    `${(e as NodeJS.ErrnoException).code ?? ''} ${e.message}`.trim(),
+  );
+}

@@ -1,0 +1,218 @@
+/**
+ * Turns what a runtime hands a CNI plugin (network config on stdin, `CNI_*` environment) into
+ * a typed request, or a CniError carrying the spec's code. Pure: no I/O.
+ */
+import {
+  CNI_CODES,
+  type CniCommand,
+  CniError,
+  type CniResult,
+  DEFAULT_AGENT_SOCKET,
+  isSupportedVersion,
+  PLUGIN_TYPE,
+  SUPPORTED_VERSIONS,
+  type TetherNetConf,
+} from './spec.js';
+
+export type CniEnv = Readonly<Record<string, string | undefined>>;
+
+export interface VersionRequest {
+  command: 'VERSION';
+  /** The cniVersion the runtime asked with, when stdin carried one we support. */
+  cniVersion?: string;
+}
+
+export interface AttachmentRequest {
+  command: 'ADD' | 'DEL' | 'CHECK';
+  config: TetherNetConf;
+  containerId: string;
+  /** Path of the container's network namespace; may be absent on DEL. */
+  netns?: string;
+  ifname: string;
+  /** CNI_ARGS as key/value pairs (`K8S_POD_NAME`, …). */
+  args: Record<string, string>;
+}
+
+export interface NetworkRequest {
+  command: 'STATUS' | 'GC';
+  config: TetherNetConf;
+}
+
+export type CniRequest = VersionRequest | AttachmentRequest | NetworkRequest;
+
+const COMMANDS: readonly CniCommand[] = ['ADD', 'DEL', 'CHECK', 'VERSION', 'STATUS', 'GC'];
+/** libcni's rule for container ids. */
+const CONTAINER_ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+/** Linux: at most 15 bytes, not `.`/`..`, no `/`, `:` or whitespace. */
+const IFNAME_RE = /^[^\s/:]{1,15}$/;
+/** A network (resource) name: DNS-label-like, as Tether resource names are. */
+const NETWORK_RE = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+
+function invalidEnv(name: string, expected: string): CniError {
+  return new CniError(CNI_CODES.INVALID_ENV, `invalid environment variable ${name}`, `expected ${expected}`);
+}
+
+function invalidConfig(field: string, expected: string): CniError {
+  return new CniError(
+    CNI_CODES.INVALID_CONFIG,
+    `invalid network config: field "${field}"`,
+    `expected ${expected}`,
+  );
+}
+
+/** Parses `CNI_ARGS` (`K1=V1;K2=V2`). */
+export function parseCniArgs(raw: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!raw) return out;
+  for (const pair of raw.split(';')) {
+    if (!pair) continue;
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw invalidEnv('CNI_ARGS', 'semicolon-separated KEY=VALUE pairs');
+    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
+}
+
+function decodeJson(stdin: string): unknown {
+  try {
+    return JSON.parse(stdin);
+  } catch (e) {
+    throw new CniError(
+      CNI_CODES.DECODE_FAILED,
+      'failed to decode network config on stdin',
+      e instanceof Error ? e.message : String(e),
+    );
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Validates the network config object (after JSON decoding). */
+export function parseNetConf(raw: unknown, command: CniCommand): TetherNetConf {
+  if (!isObject(raw)) throw invalidConfig('(root)', 'a JSON object');
+  const v = raw.cniVersion;
+  if (v === undefined || v === '')
+    throw invalidConfig('cniVersion', `one of ${SUPPORTED_VERSIONS.join(', ')}`);
+  if (typeof v !== 'string') throw invalidConfig('cniVersion', 'a string');
+  if (!isSupportedVersion(v))
+    throw new CniError(
+      CNI_CODES.INCOMPATIBLE_VERSION,
+      `incompatible CNI version ${v}`,
+      `plugin supports ${SUPPORTED_VERSIONS.join(', ')}`,
+    );
+  if (typeof raw.name !== 'string' || raw.name === '') throw invalidConfig('name', 'a non-empty string');
+  if (raw.type !== PLUGIN_TYPE) throw invalidConfig('type', `"${PLUGIN_TYPE}"`);
+  if (typeof raw.network !== 'string' || !NETWORK_RE.test(raw.network))
+    throw invalidConfig('network', 'the name of a VirtualNetwork (lowercase letters, digits, "-", ".")');
+  let agentSocket = DEFAULT_AGENT_SOCKET;
+  if (raw.agentSocket !== undefined) {
+    if (typeof raw.agentSocket !== 'string' || !raw.agentSocket.startsWith('/'))
+      throw invalidConfig('agentSocket', 'an absolute path to a unix socket');
+    agentSocket = raw.agentSocket;
+  }
+  const conf: TetherNetConf = {
+    cniVersion: v,
+    name: raw.name,
+    type: PLUGIN_TYPE,
+    network: raw.network,
+    agentSocket,
+  };
+  if (raw.mtu !== undefined) {
+    if (typeof raw.mtu !== 'number' || !Number.isInteger(raw.mtu) || raw.mtu < 576 || raw.mtu > 9216)
+      throw invalidConfig('mtu', 'an integer between 576 and 9216');
+    conf.mtu = raw.mtu;
+  }
+  if (raw.prevResult !== undefined) conf.prevResult = parsePrevResult(raw.prevResult);
+  if (command === 'CHECK' && conf.cniVersion.startsWith('0.3'))
+    throw new CniError(
+      CNI_CODES.INCOMPATIBLE_VERSION,
+      `CHECK is not defined for CNI version ${conf.cniVersion}`,
+      'CHECK needs cniVersion 0.4.0 or later',
+    );
+  if (command === 'GC' || command === 'STATUS') {
+    if (!v.startsWith('1.1') && !v.startsWith('1.2'))
+      throw new CniError(
+        CNI_CODES.INCOMPATIBLE_VERSION,
+        `${command} is not defined for CNI version ${v}`,
+        `${command} needs cniVersion 1.1.0 or later`,
+      );
+    const valid = raw['cni.dev/valid-attachments'];
+    if (command === 'GC') {
+      if (valid !== undefined && !Array.isArray(valid))
+        throw invalidConfig('cni.dev/valid-attachments', 'an array of {containerID, ifname}');
+      conf.validAttachments = (Array.isArray(valid) ? valid : []).map((a, i) => {
+        if (!isObject(a) || typeof a.containerID !== 'string' || typeof a.ifname !== 'string')
+          throw invalidConfig(`cni.dev/valid-attachments[${i}]`, 'an object {containerID, ifname}');
+        return { containerID: a.containerID, ifname: a.ifname };
+      });
+    }
+  }
+  return conf;
+}
+
+function parsePrevResult(raw: unknown): CniResult {
+  if (!isObject(raw)) throw invalidConfig('prevResult', 'a CNI result object');
+  if (raw.interfaces !== undefined && !Array.isArray(raw.interfaces))
+    throw invalidConfig('prevResult.interfaces', 'an array');
+  if (raw.ips !== undefined && !Array.isArray(raw.ips)) throw invalidConfig('prevResult.ips', 'an array');
+  if (raw.routes !== undefined && !Array.isArray(raw.routes))
+    throw invalidConfig('prevResult.routes', 'an array');
+  for (const [i, ip] of ((raw.ips as unknown[] | undefined) ?? []).entries())
+    if (!isObject(ip) || typeof ip.address !== 'string')
+      throw invalidConfig(`prevResult.ips[${i}].address`, 'a CIDR string');
+  for (const [i, itf] of ((raw.interfaces as unknown[] | undefined) ?? []).entries())
+    if (!isObject(itf) || typeof itf.name !== 'string')
+      throw invalidConfig(`prevResult.interfaces[${i}].name`, 'a string');
+  return raw as CniResult;
+}
+
+/** Reads the cniVersion from stdin without validating anything else (for error objects). */
+export function sniffVersion(stdin: string): string | undefined {
+  try {
+    const o: unknown = JSON.parse(stdin);
+    if (isObject(o) && isSupportedVersion(o.cniVersion)) return o.cniVersion;
+  } catch {
+    /* not JSON: no version */
+  }
+  return undefined;
+}
+
+/** The whole input of one invocation → a typed request. Throws CniError. */
+export function parseRequest(stdin: string, env: CniEnv): CniRequest {
+  const cmd = env.CNI_COMMAND;
+  if (!cmd) throw invalidEnv('CNI_COMMAND', `one of ${COMMANDS.join(', ')}`);
+  if (!(COMMANDS as readonly string[]).includes(cmd))
+    throw invalidEnv('CNI_COMMAND', `one of ${COMMANDS.join(', ')}`);
+  const command = cmd as CniCommand;
+
+  if (command === 'VERSION') {
+    // Runtimes send {"cniVersion": …}; an empty or unparsable stdin still gets an answer.
+    return { command, cniVersion: sniffVersion(stdin) };
+  }
+
+  const config = parseNetConf(decodeJson(stdin), command);
+  if (command === 'STATUS' || command === 'GC') return { command, config };
+
+  const containerId = env.CNI_CONTAINERID;
+  if (!containerId) throw invalidEnv('CNI_CONTAINERID', 'the container id (required)');
+  if (!CONTAINER_ID_RE.test(containerId))
+    throw invalidEnv('CNI_CONTAINERID', 'letters, digits, "_", "." and "-", starting with a letter or digit');
+  const ifname = env.CNI_IFNAME;
+  if (!ifname) throw invalidEnv('CNI_IFNAME', 'the interface name to create in the container (required)');
+  if (!IFNAME_RE.test(ifname) || ifname === '.' || ifname === '..')
+    throw invalidEnv('CNI_IFNAME', 'a Linux interface name: 1-15 bytes, no "/", ":" or whitespace');
+  const netns = env.CNI_NETNS || undefined;
+  if (command !== 'DEL' && !netns)
+    throw invalidEnv('CNI_NETNS', 'the path of the container network namespace');
+  if (netns && (!netns.startsWith('/') || /[\s"'\\]/.test(netns)))
+    throw invalidEnv(
+      'CNI_NETNS',
+      'an absolute path without whitespace or quotes, such as /var/run/netns/NAME or /proc/PID/ns/net',
+    );
+  const args = parseCniArgs(env.CNI_ARGS);
+  const req: AttachmentRequest = { command, config, containerId, ifname, args };
+  if (netns) req.netns = netns;
+  return req;
+}
