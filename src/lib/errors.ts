@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   TETHER_E_HARDWARE: 'the hardware does not support what was asked',
   TETHER_E_PRECONDITION: 'a precondition for the operation does not hold',
   TETHER_E_INTERNAL: 'a bug: an invariant did not hold',
+  TETHER_E_EXHAUSTED: 'an address pool (a site IPAM block) has no free address left',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
