@@ -3,10 +3,20 @@
 // else; each command module parses its flags, calls library code and prints.
 import { Command, CommanderError } from 'commander';
 import { describeError, isTetherError } from '../lib/errors.js';
+import { registerController } from './commands/controller.js';
+import { registerNode, registerStatus } from './commands/node.js';
+import { registerResources } from './commands/resources.js';
+import { registerToken } from './commands/token.js';
 import { EXIT, exitCodeFor } from './exit.js';
 import { paint, say } from './output.js';
 
-const registrations: Array<(program: Command) => void> = [];
+const registrations: Array<(program: Command) => void> = [
+  registerController,
+  registerToken,
+  registerNode,
+  registerStatus,
+  registerResources,
+];
 
 export function buildProgram(): Command {
   const program = new Command('tether')

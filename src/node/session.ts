@@ -135,7 +135,17 @@ export class ControllerSession {
         call.cancel();
       }
     });
-    call.on('error', (e) => onEnd(fromGrpcError(e).message));
+    call.on('error', (e) => {
+      const err = fromGrpcError(e);
+      if (err.code === 'TETHER_E_REVOKED') {
+        ended = true;
+        clearInterval(this.hbTimer);
+        this.opts.log.error({ err: err.message }, 'this node has been revoked; not reconnecting');
+        this.setPhase('revoked', err.message);
+        return;
+      }
+      onEnd(err.message);
+    });
     call.on('end', () => onEnd('controller closed the session'));
     call.write({
       hello: {

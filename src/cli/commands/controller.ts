@@ -1,0 +1,62 @@
+import type { Command } from 'commander';
+import { initController } from '../../controller/init.js';
+import { startController } from '../../controller/run.js';
+import { createLogger } from '../../lib/log.js';
+import { SystemdNotifier } from '../../lib/sdnotify.js';
+import { DEFAULT_CONTROLLER_DIR } from '../admin.js';
+import { out, renderStructured, say } from '../output.js';
+
+export function registerController(program: Command): void {
+  const ctl = program.command('controller').description('run the central controller');
+
+  ctl
+    .command('init')
+    .description('create the CA, server and admin certificates and the config in a data directory')
+    .option('--data-dir <dir>', 'data directory', DEFAULT_CONTROLLER_DIR)
+    .option('--listen <host:port>', 'address to bind', '0.0.0.0:7443')
+    .option('--advertise <host:port>', 'address nodes and the CLI dial', '127.0.0.1:7443')
+    .option('--san <name...>', 'extra DNS names or IP addresses for the server certificate')
+    .option('-o, --output <fmt>', 'json|yaml for machine-readable output')
+    .action(async (o: { dataDir: string; listen: string; advertise: string; san?: string[]; output?: string }) => {
+      const sans = o.san ?? [];
+      const res = await initController({
+        dataDir: o.dataDir,
+        listen: o.listen,
+        advertise: o.advertise,
+        dnsNames: sans.filter((s) => !/^[\d.:]+$/.test(s)),
+        ipAddresses: sans.filter((s) => /^[\d.:]+$/.test(s)),
+      });
+      if (o.output === 'json' || o.output === 'yaml') {
+        out(renderStructured({ dataDir: o.dataDir, caFingerprint: res.caFingerprint, adminConfig: res.adminConfig, config: res.config }, o.output));
+        return;
+      }
+      say(`controller initialised in ${o.dataDir}`);
+      say(`  CA fingerprint (sha256): ${res.caFingerprint}`);
+      say(`  admin client config:     ${res.adminConfig}  (use --config or TETHER_CONFIG)`);
+      say(`next: tether controller start --data-dir ${o.dataDir}`);
+    });
+
+  ctl
+    .command('start')
+    .description('serve enrollment, node sessions and the admin API (foreground; Type=notify under systemd)')
+    .option('--data-dir <dir>', 'data directory', DEFAULT_CONTROLLER_DIR)
+    .option('--listen <host:port>', 'override the configured bind address')
+    .action(async (o: { dataDir: string; listen?: string }) => {
+      const log = createLogger({ name: 'tether-controller' });
+      const notifier = new SystemdNotifier();
+      const running = await startController({ dataDir: o.dataDir, log, listen: o.listen });
+      notifier.ready();
+      notifier.status(`serving on port ${running.port}`);
+      notifier.startWatchdog(() => true);
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string) => {
+          log.info({ sig }, 'shutting down');
+          notifier.stopping();
+          running.close().then(resolve, resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+      notifier.stop();
+    });
+}

@@ -1,0 +1,150 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { createLogger, silentLogger } from '../../lib/log.js';
+import { SystemdNotifier } from '../../lib/sdnotify.js';
+import { NodeDaemon, type NodeStatusFile } from '../../node/daemon.js';
+import { enrollNode } from '../../node/enroll.js';
+import { isEnrolled, loadIdentity, nodePaths } from '../../node/identity.js';
+import { TetherError } from '../../lib/errors.js';
+import { Admin, DEFAULT_NODE_DIR } from '../admin.js';
+import { parseDuration } from '../flags.js';
+import { out, paint, renderStructured, renderTable, say } from '../output.js';
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function registerNode(program: Command): void {
+  const node = program.command('node').description('enroll and run this node; approve or revoke nodes (admin)');
+
+  node
+    .command('enroll')
+    .description('enroll this node with a join token (the key is generated here and never leaves)')
+    .requiredOption('--controller <host:port>', 'controller address')
+    .option('--token <token>', 'join token (or $TETHER_TOKEN, or --token-file)')
+    .option('--token-file <file>', 'read the join token from a file')
+    .option('--name <name>', 'node name (default: hostname)')
+    .option('--site <site>', 'refuse a token for any other site')
+    .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
+    .option('--wait <duration>', 'give up waiting for manual approval after this long (default: wait forever)')
+    .option('-o, --output <fmt>', 'json|yaml')
+    .action(async (o: { controller: string; token?: string; tokenFile?: string; name?: string; site?: string; stateDir: string; wait?: string; output?: string }) => {
+      const token = o.token ?? (o.tokenFile ? readFileSync(o.tokenFile, 'utf8').trim() : process.env.TETHER_TOKEN);
+      if (!token) throw new TetherError('TETHER_E_INVALID', 'no join token given', { field: '--token', expected: '--token, --token-file or $TETHER_TOKEN' });
+      if (isEnrolled(o.stateDir)) {
+        throw new TetherError('TETHER_E_PRECONDITION', `this node is already enrolled (${nodePaths(o.stateDir).identity})`, {
+          expected: 'a fresh state directory, or remove it to re-enroll',
+        });
+      }
+      const id = await enrollNode({
+        controller: o.controller,
+        token,
+        stateDir: o.stateDir,
+        nodeName: o.name,
+        expectedSite: o.site,
+        waitSeconds: o.wait ? parseDuration(o.wait, '--wait') : 0,
+        log: silentLogger(),
+        progress: (m) => say(m),
+      });
+      if (o.output === 'json' || o.output === 'yaml') out(renderStructured(id, o.output));
+      else say(`${paint('enrolled', 'green')} as node ${id.name} in site ${id.site}`);
+    });
+
+  node
+    .command('run')
+    .description('run the node daemon (session, disk cache, vRouter) in the foreground; Type=notify under systemd')
+    .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
+    .option('--heartbeat <duration>', 'heartbeat interval; the WAN counts as dead after 3 missed', '5s')
+    .action(async (o: { stateDir: string; heartbeat: string }) => {
+      const log = createLogger({ name: 'tether-node' });
+      const daemon = new NodeDaemon({
+        stateDir: o.stateDir,
+        log,
+        notifier: new SystemdNotifier(),
+        heartbeatMs: parseDuration(o.heartbeat, '--heartbeat') * 1000,
+        version: process.env.npm_package_version,
+      });
+      daemon.start();
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string) => {
+          log.info({ sig }, 'shutting down');
+          daemon.stop().then(resolve, resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+
+  for (const [verb, desc] of [
+    ['approve', 'approve a node waiting for manual approval (admin)'],
+    ['revoke', "revoke a node: its session closes at once and it is refused from then on (admin)"],
+  ] as const) {
+    node
+      .command(verb)
+      .description(desc)
+      .argument('<name>')
+      .option('--config <file>', 'admin client config')
+      .option('-o, --output <fmt>', 'json|yaml')
+      .action(async (name: string, o: { config?: string; output?: string }) => {
+        const admin = Admin.fromFlag(o.config);
+        try {
+          const obj = verb === 'approve' ? await admin.approve(name) : await admin.revoke(name);
+          if (o.output === 'json' || o.output === 'yaml') out(renderStructured(obj, o.output));
+          else say(`node/${name} ${verb === 'approve' ? 'approved' : 'revoked'}`);
+        } finally {
+          admin.close();
+        }
+      });
+  }
+}
+
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('this node: identity, site, controller session, revision held, certificate expiry')
+    .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
+    .option('-o, --output <fmt>', 'json|yaml')
+    .action((o: { stateDir: string; output?: string }) => {
+      const id = loadIdentity(o.stateDir);
+      const p = nodePaths(o.stateDir);
+      const st = existsSync(p.status) ? (JSON.parse(readFileSync(p.status, 'utf8')) as NodeStatusFile) : undefined;
+      const running = st ? pidAlive(st.pid) : false;
+      const view = {
+        node: id.name,
+        site: id.site,
+        controller: id.controller,
+        daemon: running ? 'running' : 'not running',
+        session: running ? (st?.session.phase ?? 'unknown') : 'none (daemon not running)',
+        sessionSince: st?.session.since,
+        lastError: st?.session.lastError,
+        revision: st?.cache.revision ?? 0,
+        objects: st?.cache.objects ?? 0,
+        certNotAfter: st?.certNotAfter,
+        health: st?.health,
+        updatedAt: st?.updatedAt,
+      };
+      if (o.output === 'json' || o.output === 'yaml') {
+        out(renderStructured(view, o.output));
+        return;
+      }
+      const rows: string[][] = [
+        ['node', view.node],
+        ['site', view.site],
+        ['controller', view.controller],
+        ['daemon', view.daemon],
+        ['session', `${view.session}${view.sessionSince ? ` since ${view.sessionSince}` : ''}`],
+        ['revision held', String(view.revision)],
+        ['objects', String(view.objects)],
+        ['certificate expires', view.certNotAfter ?? 'unknown'],
+        ['health', view.health ? (view.health.ok ? 'ok' : view.health.reasons.join('; ')) : 'unknown'],
+      ];
+      if (view.lastError) rows.push(['last error', view.lastError]);
+      out(renderTable(['field', 'value'], rows));
+      if (!running) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,89 @@
+import type { TetherObject } from '../api/resource.js';
+import { TetherError } from '../lib/errors.js';
+
+const ALIASES: Record<string, string> = {
+  site: 'Site',
+  sites: 'Site',
+  node: 'Node',
+  nodes: 'Node',
+  no: 'Node',
+  token: 'EnrollmentToken',
+  tokens: 'EnrollmentToken',
+  enrollmenttoken: 'EnrollmentToken',
+  enrollmenttokens: 'EnrollmentToken',
+  virtualnetwork: 'VirtualNetwork',
+  virtualnetworks: 'VirtualNetwork',
+  vn: 'VirtualNetwork',
+  vns: 'VirtualNetwork',
+  networkpolicy: 'NetworkPolicy',
+  networkpolicies: 'NetworkPolicy',
+  netpol: 'NetworkPolicy',
+  endpoint: 'Endpoint',
+  endpoints: 'Endpoint',
+  ep: 'Endpoint',
+  profile: 'Profile',
+  profiles: 'Profile',
+};
+
+export function resolveKind(word: string): string {
+  const k = ALIASES[word.toLowerCase()];
+  if (!k) {
+    throw new TetherError('TETHER_E_INVALID', `unknown resource type "${word}"`, {
+      field: 'KIND',
+      expected: [...new Set(Object.values(ALIASES))].join(', '),
+    });
+  }
+  return k;
+}
+
+function age(ts: string | undefined): string {
+  if (!ts) return '';
+  const s = Math.max(0, (Date.now() - new Date(ts).getTime()) / 1000);
+  if (s < 120) return `${Math.round(s)}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86_400)}d`;
+}
+
+type Obj = Record<string, unknown>;
+const str = (v: unknown) => (v === undefined || v === null ? '' : Array.isArray(v) ? v.join(',') : String(v));
+
+/** Columns for `tether get KIND` per kind. */
+export function tableFor(kind: string, items: readonly TetherObject[]): { headers: string[]; rows: string[][] } {
+  const rows = (f: (o: TetherObject, spec: Obj, status: Obj) => string[]) =>
+    items.map((o) => [o.metadata.name, ...f(o, o.spec as Obj, (o.status ?? {}) as Obj), str(o.metadata.revision), age(o.metadata.creationTimestamp)]);
+  switch (kind) {
+    case 'Node':
+      return {
+        headers: ['name', 'site', 'phase', 'session', 'acked', 'revision', 'age'],
+        rows: rows((_o, spec, st) => {
+          const sess = (st.session ?? {}) as Obj;
+          return [str(spec.site), str(st.phase), sess.connected ? 'connected' : 'offline', str(sess.ackedRevision)];
+        }),
+      };
+    case 'Site':
+      return { headers: ['name', 'approval', 'revision', 'age'], rows: rows((_o, spec) => [str(spec.approval ?? 'auto')]) };
+    case 'EnrollmentToken':
+      return {
+        headers: ['name', 'site', 'expires', 'used', 'revision', 'age'],
+        rows: rows((_o, spec, st) => [str(spec.site), str(spec.expiresAt), `${str(st.used ?? 0)}/${str(spec.uses)}`]),
+      };
+    case 'VirtualNetwork':
+      return {
+        headers: ['name', 'subnets', 'vni', 'sites', 'breakout', 'revision', 'age'],
+        rows: rows((_o, spec, st) => [str(spec.subnets), str(st.vni ?? spec.vni), str(spec.sites ?? '*'), spec.localBreakout ? 'yes' : 'no']),
+      };
+    case 'Endpoint':
+      return {
+        headers: ['name', 'network', 'node', 'ip', 'mac', 'revision', 'age'],
+        rows: rows((_o, spec) => [str(spec.network), str(spec.node), str(spec.ip), str(spec.mac)]),
+      };
+    case 'NetworkPolicy':
+      return {
+        headers: ['name', 'network', 'default', 'rules', 'revision', 'age'],
+        rows: rows((_o, spec) => [str(spec.network), str(spec.defaultAction), str((spec.rules as unknown[] | undefined)?.length ?? 0)]),
+      };
+    default:
+      return { headers: ['name', 'revision', 'age'], rows: rows(() => []) };
+  }
+}

@@ -1,0 +1,144 @@
+import { X509Certificate } from 'node:crypto';
+import { writeFileAtomic } from '../lib/atomic.js';
+import { asTetherError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import { StateCache } from './cache.js';
+import { loadIdentity, nodePaths } from './identity.js';
+import { ControllerSession, type SessionStatus } from './session.js';
+
+/** What the daemon tells systemd; src/lib/sdnotify.ts implements it, tests pass a fake. */
+export interface Notifier {
+  ready(): void;
+  status(text: string): void;
+  stopping(): void;
+  startWatchdog(healthy: () => boolean): void;
+  stop(): void;
+}
+
+/** Written to status.json on every change: `tether status` reads it, even when the daemon
+ *  is down (then it shows the last known state and says the daemon is not running). */
+export interface NodeStatusFile {
+  pid: number;
+  node: string;
+  site: string;
+  controller: string;
+  startedAt: string;
+  updatedAt: string;
+  session: SessionStatus;
+  cache: { revision: number; snapshotRevision: number; objects: number };
+  certNotAfter: string;
+  health: { ok: boolean; reasons: string[] };
+}
+
+/** Something that turns the cached desired state into local effects (the vRouter agent). */
+export interface StateConsumer {
+  name: string;
+  apply(cache: StateCache): Promise<void>;
+}
+
+export interface NodeDaemonOptions {
+  stateDir: string;
+  log: Logger;
+  notifier?: Notifier;
+  heartbeatMs?: number;
+  consumers?: StateConsumer[];
+  version?: string;
+}
+
+/**
+ * `tether node run`: starts from the state on disk (with or without a controller), feeds it
+ * to the local consumers, and keeps the controller session going in the background.
+ */
+export class NodeDaemon {
+  private session: ControllerSession | undefined;
+  private cache: StateCache | undefined;
+  private readonly startedAt = new Date().toISOString();
+  private readonly failures = new Map<string, string>();
+  private applying: Promise<void> = Promise.resolve();
+  private statusTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: NodeDaemonOptions) {}
+
+  start(): void {
+    const { stateDir, log } = this.opts;
+    const identity = loadIdentity(stateDir);
+    const cache = new StateCache(nodePaths(stateDir).cache);
+    this.cache = cache;
+    log.info({ node: identity.name, site: identity.site, revision: cache.revision }, 'node starting from disk state');
+    this.session = new ControllerSession({
+      identity,
+      stateDir,
+      cache,
+      log: log.child({ component: 'session' }),
+      heartbeatMs: this.opts.heartbeatMs,
+      version: this.opts.version,
+      onChange: () => this.scheduleApply(),
+      onStatus: () => this.writeStatus(),
+    });
+    // Converge local state from disk first: the site keeps working with no controller.
+    this.scheduleApply();
+    this.session.start();
+    this.writeStatus();
+    this.statusTimer = setInterval(() => this.writeStatus(), 10_000);
+    this.statusTimer.unref();
+    this.opts.notifier?.ready();
+    this.opts.notifier?.startWatchdog(() => this.health().ok);
+  }
+
+  async stop(): Promise<void> {
+    this.opts.notifier?.stopping();
+    clearInterval(this.statusTimer);
+    this.session?.stop();
+    await this.applying;
+    this.writeStatus();
+    this.opts.notifier?.stop();
+  }
+
+  health(): { ok: boolean; reasons: string[] } {
+    const reasons = [...this.failures.entries()].map(([k, v]) => `${k}: ${v}`);
+    return { ok: reasons.length === 0, reasons };
+  }
+
+  private scheduleApply(): void {
+    const cache = this.cache;
+    if (!cache) return;
+    this.applying = this.applying.then(async () => {
+      for (const c of this.opts.consumers ?? []) {
+        try {
+          await c.apply(cache);
+          this.failures.delete(c.name);
+        } catch (e) {
+          const msg = asTetherError(e).message;
+          this.failures.set(c.name, msg);
+          this.opts.log.error({ consumer: c.name, err: msg }, 'applying desired state failed');
+        }
+      }
+      this.writeStatus();
+    });
+  }
+
+  private writeStatus(): void {
+    const s = this.session?.status;
+    const cache = this.cache;
+    if (!s || !cache) return;
+    const identity = loadIdentity(this.opts.stateDir);
+    const file: NodeStatusFile = {
+      pid: process.pid,
+      node: identity.name,
+      site: identity.site,
+      controller: identity.controller,
+      startedAt: this.startedAt,
+      updatedAt: new Date().toISOString(),
+      session: s,
+      cache: { revision: cache.revision, snapshotRevision: cache.snapshotRevision, objects: cache.list().length },
+      certNotAfter: new X509Certificate(identity.credentials.certPem).validTo,
+      health: this.health(),
+    };
+    try {
+      writeFileAtomic(nodePaths(this.opts.stateDir).status, JSON.stringify(file, null, 2), 0o644);
+    } catch (e) {
+      this.opts.log.warn({ err: (e as Error).message }, 'cannot write status file');
+    }
+    this.opts.notifier?.status(`${s.phase}, revision ${cache.revision}${this.health().ok ? '' : ', unhealthy'}`);
+  }
+}
