@@ -1,0 +1,249 @@
+/**
+ * FileIpam: the node's local IPAM and endpoint store. Addresses come from the site's own block
+ * of each network's subnet, so a site keeps attaching workloads while the WAN is down.
+ *
+ * State is one JSON file written with writeFileAtomic before any method resolves, so every
+ * answer the CNI endpoint gave survives `kill -9`. Allocation is round-robin inside the block
+ * (a cursor per network), so a just-released address is not handed out again at once while
+ * other sites may still hold routes for it.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../../lib/atomic.js';
+import { TetherError } from '../../lib/errors.js';
+import { type Cidr, contains, formatIp, lastOf, maskOf, parseCidr, parseIp } from './ipv4.js';
+import type {
+  AllocateRequest,
+  AttachmentKey,
+  BlockFor,
+  EndpointRegistry,
+  LocalEndpoint,
+  SiteBlock,
+} from './registry.js';
+
+export interface FileIpamOptions {
+  /** The JSON state file, e.g. /var/lib/tether/cni/endpoints.json. */
+  file: string;
+  blockFor: BlockFor;
+  /** Called after every persisted change with the full list of local endpoints. */
+  onChange?: (endpoints: LocalEndpoint[]) => void;
+  /** Clock, for tests. */
+  now?: () => Date;
+}
+
+interface StateFile {
+  version: 1;
+  endpoints: LocalEndpoint[];
+  /** Next address to try, per network (dotted quad). */
+  cursors: Record<string, string>;
+}
+
+const keyOf = (k: AttachmentKey): string => `${k.containerId}/${k.ifname}`;
+
+/** Locally administered unicast MAC for an endpoint, stable across restarts. */
+export function endpointMac(network: string, containerId: string, ifname: string): string {
+  const h = createHash('sha256').update(`${network}/${containerId}/${ifname}`).digest();
+  return [0x02, h[0] ?? 0, h[1] ?? 0, h[2] ?? 0, h[3] ?? 0, h[4] ?? 0]
+    .map((b) => b.toString(16).padStart(2, '0'))
+    .join(':');
+}
+
+interface ResolvedBlock {
+  block: Cidr;
+  reserved: Set<number>;
+  gateway: string;
+  prefixLength: number;
+  mtu: number;
+}
+
+function resolveBlock(network: string, b: SiteBlock): ResolvedBlock {
+  const bad = (field: string, expected: string): TetherError =>
+    new TetherError('TETHER_E_STATE', `site block of network ${network} is invalid: ${field}`, {
+      field,
+      expected,
+    });
+  const block = parseCidr(b.cidr, true);
+  if (!block) throw bad('cidr', 'an IPv4 CIDR with zero host bits');
+  const gw = parseIp(b.gateway);
+  if (gw === undefined) throw bad('gateway', 'an IPv4 address');
+  if (!Number.isInteger(b.prefixLength) || b.prefixLength < 1 || b.prefixLength > 30)
+    throw bad('prefixLength', 'an integer 1-30');
+  const subnet: Cidr = { base: (gw & maskOf(b.prefixLength)) >>> 0, prefix: b.prefixLength };
+  if (block.prefix < subnet.prefix || !contains(subnet, block.base))
+    throw bad('cidr', `a block inside the subnet ${formatIp(subnet.base)}/${subnet.prefix}`);
+  if (!Number.isInteger(b.mtu) || b.mtu < 576 || b.mtu > 9216) throw bad('mtu', 'an integer 576-9216');
+  return {
+    block,
+    reserved: new Set([subnet.base, lastOf(subnet), gw]),
+    gateway: b.gateway,
+    prefixLength: b.prefixLength,
+    mtu: b.mtu,
+  };
+}
+
+export class FileIpam implements EndpointRegistry {
+  private readonly file: string;
+  private readonly blockFor: BlockFor;
+  private readonly onChange: ((endpoints: LocalEndpoint[]) => void) | undefined;
+  private readonly now: () => Date;
+  private endpoints = new Map<string, LocalEndpoint>();
+  private cursors: Record<string, string> = {};
+
+  constructor(opts: FileIpamOptions) {
+    this.file = opts.file;
+    this.blockFor = opts.blockFor;
+    this.onChange = opts.onChange;
+    this.now = opts.now ?? (() => new Date());
+    this.load();
+  }
+
+  private load(): void {
+    let text: string;
+    try {
+      text = readFileSync(this.file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw new TetherError('TETHER_E_STATE', `cannot read ${this.file}`, { file: this.file }, { cause: e });
+    }
+    let state: StateFile;
+    try {
+      state = JSON.parse(text) as StateFile;
+    } catch (e) {
+      throw new TetherError(
+        'TETHER_E_STATE',
+        `${this.file} is not valid JSON`,
+        { file: this.file },
+        { cause: e },
+      );
+    }
+    if (state.version !== 1 || !Array.isArray(state.endpoints))
+      throw new TetherError('TETHER_E_STATE', `${this.file} has an unknown format`, {
+        file: this.file,
+        expected: '{"version":1,"endpoints":[…]}',
+      });
+    for (const ep of state.endpoints) this.endpoints.set(keyOf(ep), ep);
+    this.cursors = state.cursors ?? {};
+  }
+
+  /** Writes the new state, then swaps it in; on a write failure nothing changes. */
+  private commit(endpoints: Map<string, LocalEndpoint>, cursors: Record<string, string>): void {
+    const state: StateFile = { version: 1, endpoints: [...endpoints.values()], cursors };
+    writeFileAtomic(this.file, `${JSON.stringify(state, null, 1)}\n`);
+    this.endpoints = endpoints;
+    this.cursors = cursors;
+    this.onChange?.(this.list());
+  }
+
+  get(key: AttachmentKey): LocalEndpoint | undefined {
+    const ep = this.endpoints.get(keyOf(key));
+    return ep ? { ...ep } : undefined;
+  }
+
+  list(): LocalEndpoint[] {
+    return [...this.endpoints.values()].map((e) => ({ ...e }));
+  }
+
+  async allocate(req: AllocateRequest): Promise<LocalEndpoint> {
+    const existing = this.endpoints.get(keyOf(req));
+    if (existing) {
+      if (existing.network !== req.network)
+        throw new TetherError(
+          'TETHER_E_CONFLICT',
+          `attachment ${keyOf(req)} already has an address on network ${existing.network}`,
+          { network: existing.network },
+        );
+      return { ...existing };
+    }
+    const b = this.blockFor(req.network);
+    if (!b)
+      throw new TetherError(
+        'TETHER_E_UNAVAILABLE',
+        `network ${req.network} has no address block for this site (yet)`,
+        { network: req.network },
+      );
+    const r = resolveBlock(req.network, b);
+    const used = new Set<number>();
+    for (const ep of this.endpoints.values()) {
+      if (ep.network !== req.network) continue;
+      const n = parseIp(ep.ip);
+      if (n !== undefined) used.add(n);
+    }
+    const first = r.block.base;
+    const last = lastOf(r.block);
+    const size = last - first + 1;
+    const cursor = parseIp(this.cursors[req.network] ?? '');
+    const start = cursor !== undefined && cursor >= first && cursor <= last ? cursor : first;
+    let picked: number | undefined;
+    for (let i = 0; i < size; i++) {
+      const cand = first + ((start - first + i) % size);
+      if (!r.reserved.has(cand) && !used.has(cand)) {
+        picked = cand;
+        break;
+      }
+    }
+    if (picked === undefined)
+      throw new TetherError(
+        'TETHER_E_EXHAUSTED',
+        `address block ${b.cidr} of network ${req.network} is exhausted (${used.size} in use)`,
+        { network: req.network, block: b.cidr },
+      );
+    const ip = formatIp(picked);
+    const ep: LocalEndpoint = {
+      network: req.network,
+      containerId: req.containerId,
+      ifname: req.ifname,
+      hostIfname: req.hostIfname,
+      ip,
+      prefixLength: r.prefixLength,
+      address: `${ip}/${r.prefixLength}`,
+      gateway: r.gateway,
+      mac: endpointMac(req.network, req.containerId, req.ifname),
+      mtu: req.mtu ?? r.mtu,
+      block: b.cidr,
+      state: 'allocated',
+      createdAt: this.now().toISOString(),
+    };
+    if (req.netns) ep.netns = req.netns;
+    if (req.args && Object.keys(req.args).length > 0) ep.args = { ...req.args };
+    const next = new Map(this.endpoints);
+    next.set(keyOf(ep), ep);
+    const nextCursor = picked === last ? first : picked + 1;
+    this.commit(next, { ...this.cursors, [req.network]: formatIp(nextCursor) });
+    return { ...ep };
+  }
+
+  async markAttached(key: AttachmentKey): Promise<LocalEndpoint> {
+    const ep = this.endpoints.get(keyOf(key));
+    if (!ep) throw new TetherError('TETHER_E_NOT_FOUND', `no address allocated for ${keyOf(key)}`);
+    if (ep.state === 'attached') return { ...ep };
+    const updated: LocalEndpoint = { ...ep, state: 'attached', attachedAt: this.now().toISOString() };
+    const next = new Map(this.endpoints);
+    next.set(keyOf(key), updated);
+    this.commit(next, this.cursors);
+    return { ...updated };
+  }
+
+  async release(key: AttachmentKey & { network?: string }): Promise<LocalEndpoint | undefined> {
+    const ep = this.endpoints.get(keyOf(key));
+    if (!ep) return undefined;
+    if (key.network !== undefined && key.network !== ep.network) return undefined;
+    const next = new Map(this.endpoints);
+    next.delete(keyOf(key));
+    this.commit(next, this.cursors);
+    return { ...ep };
+  }
+
+  async gc(network: string, valid: readonly AttachmentKey[]): Promise<LocalEndpoint[]> {
+    const keep = new Set(valid.map(keyOf));
+    const released: LocalEndpoint[] = [];
+    const next = new Map(this.endpoints);
+    for (const [k, ep] of this.endpoints) {
+      if (ep.network === network && !keep.has(k)) {
+        next.delete(k);
+        released.push({ ...ep });
+      }
+    }
+    if (released.length > 0) this.commit(next, this.cursors);
+    return released;
+  }
+}
