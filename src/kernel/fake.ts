@@ -1,0 +1,478 @@
+import type {
+  BatchResult,
+  Kernel,
+  KernelOp,
+  KernelOpName,
+  NetnsRef,
+  NftFamily,
+  NftTable,
+  NsState,
+  ObservedLink,
+  OpFailure,
+  ReadOptions,
+  Tool,
+} from './types.js';
+
+interface FakeLink {
+  name: string;
+  kind?: string;
+  mtu: number;
+  mac: string;
+  up: boolean;
+  master?: string;
+  learning?: boolean;
+  vxlan?: { vni: number; local: string; port: number; sockNs: string };
+  /** veth peer: namespace key and name. */
+  peer?: { ns: string; name: string };
+  addrs: string[];
+}
+
+interface FakeNs {
+  links: Map<string, FakeLink>;
+  routes: Map<string, { dst: string; via?: string; dev: string }>;
+  neighs: Map<string, { dev: string; ip: string; mac: string }>;
+  fdb: Map<string, { dev: string; mac: string; target: 'self' | 'master'; dst?: string }>;
+  nft: Map<string, { table: NftTable; sets: Map<string, string[]>; counters: Map<string, number> }>;
+  sysctl: Map<string, string>;
+}
+
+/** Key of the caller's own namespace in the fake. */
+const ROOT = '';
+
+class KernelErr extends Error {}
+
+function newNs(): FakeNs {
+  return {
+    links: new Map(),
+    routes: new Map(),
+    neighs: new Map(),
+    fdb: new Map(),
+    nft: new Map(),
+    sysctl: new Map([['net.ipv4.ip_forward', '0']]),
+  };
+}
+
+let macCounter = 0;
+function fakeMac(): string {
+  macCounter += 1;
+  const h = macCounter.toString(16).padStart(6, '0');
+  return `02:fa:ce:${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}`;
+}
+
+/**
+ * An in-memory kernel with the semantics the vRouter relies on: `add` of something that exists
+ * fails with EEXIST, `del` of something missing fails with ENOENT, `replace` always wins;
+ * deleting a namespace destroys its links (and veth peers elsewhere); moving a link flushes its
+ * addresses, routes and entries; a VXLAN device keeps its UDP socket (and VNI uniqueness) in
+ * the namespace where it was created. `failNext(op)` makes the next op of that kind fail, so
+ * tests can interrupt a plan anywhere. `log` records every batch as it would be run.
+ */
+export class FakeKernel implements Kernel {
+  private readonly spaces = new Map<string, FakeNs>([[ROOT, newNs()]]);
+  private readonly failures: { op: KernelOpName; message: string; after: number }[] = [];
+  /** Every apply() call, in order. */
+  readonly log: { tool: Tool; netns: NetnsRef; ops: KernelOp[] }[] = [];
+  /** Number of apply() calls (≈ processes the real kernel would have started). */
+  processes = 0;
+
+  /** The next op of this kind (after skipping `after` successful ones) fails with `message`. */
+  failNext(op: KernelOpName, message = 'injected failure', after = 0): void {
+    this.failures.push({ op, message, after });
+  }
+
+  /** Test setup: create a link as some other actor would (a CNI plugin, the lab). */
+  addLink(netns: NetnsRef, link: Partial<FakeLink> & { name: string }): void {
+    const ns = this.ns(netns);
+    ns.links.set(link.name, { mtu: 1500, mac: fakeMac(), up: true, addrs: [], ...link });
+  }
+
+  /** Test setup: a veth pair whose ends live in two namespaces. */
+  addVeth(netns: NetnsRef, name: string, peerNetns: NetnsRef, peer: string, mtu = 1500): void {
+    const a = this.ns(netns);
+    const b = this.ns(peerNetns);
+    a.links.set(name, {
+      name,
+      kind: 'veth',
+      mtu,
+      mac: fakeMac(),
+      up: true,
+      addrs: [],
+      peer: { ns: peerNetns ?? ROOT, name: peer },
+    });
+    b.links.set(peer, {
+      name: peer,
+      kind: 'veth',
+      mtu,
+      mac: fakeMac(),
+      up: true,
+      addrs: [],
+      peer: { ns: netns ?? ROOT, name },
+    });
+  }
+
+  addRouteForeign(netns: NetnsRef, dst: string, dev: string): void {
+    // Foreign routes are not Tether's protocol: the fake does not report them at all.
+    void netns;
+    void dst;
+    void dev;
+  }
+
+  hasNs(name: string): boolean {
+    return this.spaces.has(name);
+  }
+
+  counterAdd(netns: NetnsRef, family: NftFamily, table: string, counter: string, packets: number): void {
+    const t = this.ns(netns).nft.get(`${family} ${table}`);
+    if (t) t.counters.set(counter, (t.counters.get(counter) ?? 0) + packets);
+  }
+
+  private ns(netns: NetnsRef): FakeNs {
+    const key = netns ?? ROOT;
+    const ns = this.spaces.get(key);
+    if (!ns) throw new KernelErr(`Cannot open network namespace "${key}": No such file or directory`);
+    return ns;
+  }
+
+  async listNetns(): Promise<string[]> {
+    return [...this.spaces.keys()].filter((k) => k !== ROOT).sort();
+  }
+
+  async readNs(netns: NetnsRef, opts: ReadOptions = {}): Promise<NsState | undefined> {
+    const ns = this.spaces.get(netns ?? ROOT);
+    if (!ns) return undefined;
+    const links: ObservedLink[] = [...ns.links.values()].map((l) => {
+      const o: ObservedLink = { name: l.name, mtu: l.mtu, mac: l.mac, up: l.up, addrs: [...l.addrs] };
+      if (l.kind) o.kind = l.kind;
+      if (l.master) {
+        o.master = l.master;
+        o.learning = l.learning ?? true;
+      }
+      if (l.vxlan)
+        o.vxlan = {
+          vni: l.vxlan.vni,
+          local: l.vxlan.local,
+          port: l.vxlan.port,
+          learning: false,
+          proxy: true,
+        };
+      return o;
+    });
+    const state: NsState = {
+      links,
+      routes: [...ns.routes.values()].map((r) => ({ ...r })),
+      neighs: opts.entries ? [...ns.neighs.values()].map((n) => ({ ...n })) : [],
+      fdb: opts.entries ? [...ns.fdb.values()].map((f) => ({ ...f })) : [],
+      nft: [],
+      sysctl: {},
+    };
+    for (const w of opts.nftTables ?? []) {
+      const t = ns.nft.get(`${w.family} ${w.name}`);
+      if (!t) continue;
+      state.nft.push({
+        family: w.family,
+        name: w.name,
+        fingerprint: t.table.fingerprint,
+        sets: Object.fromEntries([...t.sets].map(([k, v]) => [k, [...v]])),
+        counters: Object.fromEntries([...t.counters].map(([k, v]) => [k, { packets: v, bytes: v * 84 }])),
+      });
+    }
+    for (const k of opts.sysctls ?? []) {
+      const v = ns.sysctl.get(k);
+      if (v !== undefined) state.sysctl[k] = v;
+    }
+    return state;
+  }
+
+  async apply(tool: Tool, netns: NetnsRef, ops: readonly KernelOp[]): Promise<BatchResult> {
+    this.processes += 1;
+    this.log.push({ tool, netns, ops: [...ops] });
+    const failures: OpFailure[] = [];
+    if (tool === 'nft') {
+      // One transaction: all or nothing.
+      const snapshot = this.spaces.get(netns ?? ROOT);
+      const backup = snapshot ? new Map(snapshot.nft) : undefined;
+      for (const [index, op] of ops.entries()) {
+        try {
+          this.injected(op);
+          this.exec(op);
+        } catch (e) {
+          if (snapshot && backup) snapshot.nft = backup;
+          const message = (e as Error).message;
+          return {
+            failures: ops.map((o, i) => ({
+              index: i,
+              op: o,
+              message: i === index ? message : 'transaction aborted',
+            })),
+          };
+        }
+      }
+      return { failures };
+    }
+    for (const [index, op] of ops.entries()) {
+      try {
+        this.injected(op);
+        this.exec(op);
+      } catch (e) {
+        failures.push({ index, op, message: (e as Error).message });
+      }
+    }
+    return { failures };
+  }
+
+  private injected(op: KernelOp): void {
+    const i = this.failures.findIndex((f) => f.op === op.op);
+    if (i < 0) return;
+    const f = this.failures[i]!;
+    if (f.after > 0) {
+      f.after -= 1;
+      return;
+    }
+    this.failures.splice(i, 1);
+    throw new KernelErr(f.message);
+  }
+
+  private link(ns: FakeNs, name: string): FakeLink {
+    const l = ns.links.get(name);
+    if (!l) throw new KernelErr(`Cannot find device "${name}"`);
+    return l;
+  }
+
+  private newLinkCheck(ns: FakeNs, name: string): void {
+    if (ns.links.has(name)) throw new KernelErr('RTNETLINK answers: File exists');
+  }
+
+  private removeLink(nsKey: string, name: string, viaPeer = false): void {
+    const ns = this.spaces.get(nsKey);
+    const l = ns?.links.get(name);
+    if (!ns || !l) return;
+    ns.links.delete(name);
+    this.flushDev(ns, name);
+    for (const other of ns.links.values()) if (other.master === name) delete other.master;
+    if (l.peer && !viaPeer) this.removeLink(l.peer.ns, l.peer.name, true);
+  }
+
+  private flushDev(ns: FakeNs, dev: string): void {
+    for (const [k, r] of ns.routes) if (r.dev === dev) ns.routes.delete(k);
+    for (const [k, n] of ns.neighs) if (n.dev === dev) ns.neighs.delete(k);
+    for (const [k, f] of ns.fdb) if (f.dev === dev) ns.fdb.delete(k);
+  }
+
+  private exec(op: KernelOp): void {
+    switch (op.op) {
+      case 'netns-add':
+        if (this.spaces.has(op.name))
+          throw new KernelErr(`Cannot create namespace file "/run/netns/${op.name}": File exists`);
+        this.spaces.set(op.name, newNs());
+        return;
+      case 'netns-del': {
+        const ns = this.spaces.get(op.name);
+        if (!ns)
+          throw new KernelErr(
+            `Cannot remove namespace file "/run/netns/${op.name}": No such file or directory`,
+          );
+        for (const name of [...ns.links.keys()]) this.removeLink(op.name, name);
+        this.spaces.delete(op.name);
+        return;
+      }
+      case 'vxlan-add': {
+        const ns = this.ns(op.netns);
+        this.newLinkCheck(ns, op.name);
+        const sockNs = op.netns ?? ROOT;
+        for (const s of this.spaces.values())
+          for (const l of s.links.values())
+            if (l.vxlan && l.vxlan.sockNs === sockNs && l.vxlan.vni === op.vni && l.vxlan.port === op.dstport)
+              throw new KernelErr('Error: A VXLAN device with the specified VNI already exists.');
+        this.link(ns, op.dev);
+        ns.links.set(op.name, {
+          name: op.name,
+          kind: 'vxlan',
+          mtu: op.mtu,
+          mac: fakeMac(),
+          up: false,
+          addrs: [],
+          vxlan: { vni: op.vni, local: op.local, port: op.dstport, sockNs },
+        });
+        return;
+      }
+      case 'bridge-add': {
+        const ns = this.ns(op.netns);
+        this.newLinkCheck(ns, op.name);
+        ns.links.set(op.name, {
+          name: op.name,
+          kind: 'bridge',
+          mtu: op.mtu,
+          mac: op.mac,
+          up: false,
+          addrs: [],
+        });
+        return;
+      }
+      case 'veth-add': {
+        const ns = this.ns(op.netns);
+        const peerNs = this.ns(op.peerNetns);
+        this.newLinkCheck(ns, op.name);
+        this.newLinkCheck(peerNs, op.peer);
+        const a = op.netns ?? ROOT;
+        const b = op.peerNetns ?? ROOT;
+        ns.links.set(op.name, {
+          name: op.name,
+          kind: 'veth',
+          mtu: op.mtu,
+          mac: fakeMac(),
+          up: false,
+          addrs: [],
+          peer: { ns: b, name: op.peer },
+        });
+        peerNs.links.set(op.peer, {
+          name: op.peer,
+          kind: 'veth',
+          mtu: op.mtu,
+          mac: fakeMac(),
+          up: false,
+          addrs: [],
+          peer: { ns: a, name: op.name },
+        });
+        return;
+      }
+      case 'link-move': {
+        const from = this.ns(op.netns);
+        const l = this.link(from, op.name);
+        const to = this.ns(op.to);
+        this.newLinkCheck(to, op.name);
+        from.links.delete(op.name);
+        this.flushDev(from, op.name);
+        l.addrs = [];
+        l.up = false;
+        delete l.master;
+        delete l.learning;
+        to.links.set(op.name, l);
+        if (l.peer) {
+          const p = this.spaces.get(l.peer.ns)?.links.get(l.peer.name);
+          if (p?.peer) p.peer = { ns: op.to, name: op.name };
+        }
+        return;
+      }
+      case 'link-set': {
+        const ns = this.ns(op.netns);
+        const l = this.link(ns, op.name);
+        if (op.master) {
+          const m = this.link(ns, op.master);
+          if (m.kind !== 'bridge') throw new KernelErr('Error: Device is not a bridge');
+        }
+        if (op.mtu !== undefined) {
+          if (l.vxlan && op.mtu > 1500 - 50 && l.vxlan.local) {
+            // The real kernel caps a VXLAN device created with `dev` at lower MTU − 50.
+          }
+          l.mtu = op.mtu;
+        }
+        if (op.master === null) {
+          delete l.master;
+          delete l.learning;
+        } else if (op.master !== undefined) {
+          l.master = op.master;
+          l.learning = true;
+        }
+        if (op.up !== undefined) l.up = op.up;
+        if (op.learning !== undefined) {
+          if (!l.master) throw new KernelErr('Error: not a bridge port');
+          l.learning = op.learning;
+        }
+        return;
+      }
+      case 'link-del': {
+        const ns = this.ns(op.netns);
+        this.link(ns, op.name);
+        this.removeLink(op.netns ?? ROOT, op.name);
+        return;
+      }
+      case 'addr-replace': {
+        const l = this.link(this.ns(op.netns), op.dev);
+        if (!l.addrs.includes(op.cidr)) l.addrs.push(op.cidr);
+        return;
+      }
+      case 'addr-del': {
+        const l = this.link(this.ns(op.netns), op.dev);
+        if (!l.addrs.includes(op.cidr))
+          throw new KernelErr('RTNETLINK answers: Cannot assign requested address');
+        l.addrs = l.addrs.filter((a) => a !== op.cidr);
+        return;
+      }
+      case 'route-replace': {
+        const ns = this.ns(op.netns);
+        this.link(ns, op.dev);
+        const r: { dst: string; via?: string; dev: string } = { dst: op.dst, dev: op.dev };
+        if (op.via) r.via = op.via;
+        ns.routes.set(op.dst, r);
+        return;
+      }
+      case 'route-del': {
+        const ns = this.ns(op.netns);
+        if (!ns.routes.has(op.dst)) throw new KernelErr('RTNETLINK answers: No such process');
+        ns.routes.delete(op.dst);
+        return;
+      }
+      case 'neigh-replace': {
+        const ns = this.ns(op.netns);
+        this.link(ns, op.dev);
+        ns.neighs.set(`${op.dev} ${op.ip}`, { dev: op.dev, ip: op.ip, mac: op.mac });
+        return;
+      }
+      case 'neigh-del': {
+        const ns = this.ns(op.netns);
+        if (!ns.neighs.delete(`${op.dev} ${op.ip}`))
+          throw new KernelErr('RTNETLINK answers: No such file or directory');
+        return;
+      }
+      case 'fdb-replace': {
+        const ns = this.ns(op.netns);
+        const l = this.link(ns, op.dev);
+        if (op.target === 'master' && !l.master)
+          throw new KernelErr('RTNETLINK answers: Operation not supported');
+        const e: { dev: string; mac: string; target: 'self' | 'master'; dst?: string } = {
+          dev: op.dev,
+          mac: op.mac,
+          target: op.target,
+        };
+        if (op.dst) e.dst = op.dst;
+        ns.fdb.set(`${op.dev} ${op.mac} ${op.target}`, e);
+        return;
+      }
+      case 'fdb-del': {
+        const ns = this.ns(op.netns);
+        if (!ns.fdb.delete(`${op.dev} ${op.mac} ${op.target}`))
+          throw new KernelErr('RTNETLINK answers: No such file or directory');
+        return;
+      }
+      case 'sysctl':
+        this.ns(op.netns).sysctl.set(op.key, op.value);
+        return;
+      case 'nft-table': {
+        const ns = this.ns(op.netns);
+        ns.nft = new Map(ns.nft);
+        ns.nft.set(`${op.table.family} ${op.table.name}`, {
+          table: op.table,
+          sets: new Map(op.table.sets.map((s) => [s.name, [...s.elements]])),
+          counters: new Map(op.table.counters.map((c) => [c, 0])),
+        });
+        return;
+      }
+      case 'nft-set': {
+        const ns = this.ns(op.netns);
+        const t = ns.nft.get(`${op.family} ${op.table}`);
+        if (!t?.sets.has(op.set)) throw new KernelErr(`Error: No such file or directory; set ${op.set}`);
+        ns.nft = new Map(ns.nft);
+        const sets = new Map(t.sets);
+        sets.set(op.set, [...op.elements]);
+        ns.nft.set(`${op.family} ${op.table}`, { ...t, sets });
+        return;
+      }
+      case 'nft-table-del': {
+        const ns = this.ns(op.netns);
+        ns.nft = new Map(ns.nft);
+        ns.nft.delete(`${op.family} ${op.table}`);
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,176 @@
+import { IprouteKernel } from '../../kernel/iproute2.js';
+import type { Kernel, KernelOp } from '../../kernel/types.js';
+import { TetherError } from '../../lib/errors.js';
+import type { CommandRunner } from '../../lib/exec.js';
+import type { Logger } from '../../lib/log.js';
+import { applyPlan } from './applier.js';
+import { type DesiredNodeNetwork, names } from './model.js';
+import { observe } from './observe.js';
+import { DEFAULT_DENY_COUNTER, type PlanStats, plan, ruleCounter } from './planner.js';
+import { validateDesired } from './validate.js';
+
+export interface VRouterOptions {
+  /** Kernel port; default: the real kernel through `runner`. Tests pass a FakeKernel. */
+  kernel?: Kernel;
+  /** Observe → plan → apply passes per sync before giving up (default 3). */
+  maxPasses?: number;
+}
+
+export interface SyncReport {
+  /** True when the last pass applied without failures (the kernel matches desired state). */
+  ok: boolean;
+  passes: number;
+  /** Ops applied over all passes. */
+  ops: number;
+  /** Batches (≈ processes) run over all passes. */
+  batches: number;
+  /** Plan statistics of the first pass. */
+  stats: PlanStats;
+  /** Failures of the last pass. */
+  failures: { op: KernelOp; message: string }[];
+  durationMs: number;
+}
+
+export interface PolicyCounter {
+  network: string;
+  policy: string;
+  /** Rule name, or `(default)` for the default-deny counter. */
+  rule: string;
+  packets: number;
+  bytes: number;
+}
+
+/**
+ * The vRouter agent's kernel side. `sync(desired)` observes the kernel, plans the difference
+ * and applies it, repeating while ops fail (another actor raced us, a previous run was killed
+ * half-way). Calls are serialised; every call is safe to repeat and safe to interrupt: state
+ * is always read back from the kernel, never remembered.
+ */
+export class VRouter {
+  private readonly kernel: Kernel;
+  private readonly maxPasses: number;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    runner: CommandRunner,
+    private readonly logger: Logger,
+    opts: VRouterOptions = {},
+  ) {
+    this.kernel = opts.kernel ?? new IprouteKernel(runner);
+    this.maxPasses = opts.maxPasses ?? 3;
+  }
+
+  sync(desired: DesiredNodeNetwork): Promise<SyncReport> {
+    return this.serial(() => this.syncNow(desired));
+  }
+
+  /** Removes everything Tether created for this node (namespaces, tables, node-side links). */
+  teardown(desired: Pick<DesiredNodeNetwork, 'node' | 'netnsPrefix' | 'underlay'>): Promise<SyncReport> {
+    return this.sync({
+      node: desired.node,
+      netnsPrefix: desired.netnsPrefix,
+      underlay: desired.underlay,
+      networks: [],
+    });
+  }
+
+  /** Packet/byte counters of every policy rule (and default deny) of every network. */
+  counters(desired: DesiredNodeNetwork): Promise<PolicyCounter[]> {
+    return this.serial(async () => {
+      const out: PolicyCounter[] = [];
+      for (const net of desired.networks) {
+        if (!net.policies.length) continue;
+        const ns = names.vnNetns(desired.netnsPrefix, net.vni);
+        const s = await this.kernel.readNs(ns, {
+          nftTables: [{ family: 'bridge', name: names.vnPolicyTable }],
+        });
+        const counters = s?.nft[0]?.counters ?? {};
+        net.policies.forEach((p, pi) => {
+          p.rules.forEach((r, ri) => {
+            const c = counters[ruleCounter(pi, ri)];
+            out.push({
+              network: net.name,
+              policy: p.name,
+              rule: r.name,
+              packets: c?.packets ?? 0,
+              bytes: c?.bytes ?? 0,
+            });
+          });
+        });
+        const d = counters[DEFAULT_DENY_COUNTER];
+        if (d)
+          out.push({
+            network: net.name,
+            policy: '(all)',
+            rule: '(default)',
+            packets: d.packets,
+            bytes: d.bytes,
+          });
+      }
+      return out;
+    });
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async syncNow(desired: DesiredNodeNetwork): Promise<SyncReport> {
+    validateDesired(desired);
+    const started = performance.now();
+    let ops = 0;
+    let batches = 0;
+    let firstStats: PlanStats | undefined;
+    let failures: { op: KernelOp; message: string }[] = [];
+    let passes = 0;
+    while (passes < this.maxPasses) {
+      passes += 1;
+      const observed = await observe(this.kernel, desired);
+      const p = plan(desired, observed);
+      firstStats ??= p.stats;
+      if (p.ops.length === 0) {
+        failures = [];
+        break;
+      }
+      this.logger.info(
+        { pass: passes, ops: p.ops.length, added: p.stats.entriesAdded, deleted: p.stats.entriesDeleted },
+        'vrouter: applying plan',
+      );
+      const res = await applyPlan(this.kernel, p.ops, this.logger);
+      ops += res.ops;
+      batches += res.batches;
+      failures = res.failures.map((f) => ({ op: f.op, message: f.message }));
+      if (failures.length === 0) break;
+      this.logger.warn(
+        { pass: passes, failures: failures.length, first: failures[0]?.message },
+        'vrouter: some operations failed; re-observing',
+      );
+    }
+    const report: SyncReport = {
+      ok: failures.length === 0,
+      passes,
+      ops,
+      batches,
+      stats: firstStats!,
+      failures,
+      durationMs: Math.round(performance.now() - started),
+    };
+    if (report.stats.missingInterfaces.length)
+      this.logger.warn({ missing: report.stats.missingInterfaces }, 'vrouter: workload interfaces not found');
+    return report;
+  }
+}
+
+/** Throws TETHER_E_KERNEL when a sync did not converge. */
+export function assertConverged(r: SyncReport): void {
+  if (!r.ok)
+    throw new TetherError(
+      'TETHER_E_KERNEL',
+      `vRouter did not converge: ${r.failures[0]?.message ?? 'unknown'}`,
+      {
+        failures: r.failures.length,
+      },
+    );
+}

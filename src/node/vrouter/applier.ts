@@ -1,0 +1,34 @@
+import { type Batch, type Kernel, type KernelOp, type OpFailure, toBatches } from '../../kernel/types.js';
+import type { Logger } from '../../lib/log.js';
+
+export interface ApplyResult {
+  batches: number;
+  ops: number;
+  failures: (OpFailure & { batch: number })[];
+}
+
+/**
+ * Executes a plan: consecutive ops of the same tool and namespace form one batch, run as one
+ * process (`ip -batch -`, `bridge -batch -`, one `nft -f -` transaction, one `sysctl -w`).
+ * Batches run in plan order. A failed op does not stop the batch (`-force`) nor the plan: the
+ * agent re-observes and re-plans, which converges from wherever the kernel ended up.
+ */
+export async function applyPlan(
+  kernel: Kernel,
+  ops: readonly KernelOp[],
+  logger?: Logger,
+  onBatch?: (b: Batch, index: number, total: number) => void,
+): Promise<ApplyResult> {
+  const batches = toBatches(ops);
+  const failures: ApplyResult['failures'] = [];
+  for (const [i, b] of batches.entries()) {
+    onBatch?.(b, i, batches.length);
+    const res = await kernel.apply(b.tool, b.netns, b.ops);
+    logger?.debug(
+      { tool: b.tool, netns: b.netns ?? '(node)', ops: b.ops.length, failed: res.failures.length },
+      'batch applied',
+    );
+    for (const f of res.failures) failures.push({ ...f, batch: i });
+  }
+  return { batches: batches.length, ops: ops.length, failures };
+}

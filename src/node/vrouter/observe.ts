@@ -1,0 +1,58 @@
+import type { Kernel, NftFamily, NsState } from '../../kernel/types.js';
+import { TetherError } from '../../lib/errors.js';
+import { type DesiredNodeNetwork, names } from './model.js';
+
+/** What the kernel holds that the planner compares with desired state. */
+export interface Observed {
+  /** Every namespace name on the machine (`ip netns list`). */
+  netns: string[];
+  /** The node's own namespace (underlay.netns): links, Tether's nft table, ip_forward. */
+  node: NsState;
+  /** Tether's network namespaces of this node (`<prefix>-vn<VNI>`) that exist, by name. */
+  vn: Record<string, NsState>;
+}
+
+export const IP_FORWARD = 'net.ipv4.ip_forward';
+
+export function vnNftTables(): { family: NftFamily; name: string }[] {
+  return [
+    { family: 'ip', name: names.vnNatTable },
+    { family: 'bridge', name: names.vnPolicyTable },
+  ];
+}
+
+/**
+ * Reads the kernel state of one node: its own namespace and every namespace that is Tether's
+ * for this prefix (desired or stale), each with `ip -j`, `bridge -j`, `nft -j`. Namespaces are
+ * read concurrently, a few at a time.
+ */
+export async function observe(
+  kernel: Kernel,
+  desired: Pick<DesiredNodeNetwork, 'netnsPrefix' | 'underlay'>,
+): Promise<Observed> {
+  const all = await kernel.listNetns();
+  const node = await kernel.readNs(desired.underlay.netns, {
+    nftTables: [{ family: 'ip', name: names.nodeNatTable(desired.netnsPrefix) }],
+    sysctls: [IP_FORWARD],
+  });
+  if (!node)
+    throw new TetherError(
+      'TETHER_E_PRECONDITION',
+      `node namespace ${desired.underlay.netns} does not exist`,
+      {
+        field: 'underlay.netns',
+      },
+    );
+  const pattern = names.vnNetnsPattern(desired.netnsPrefix);
+  const ours = all.filter((n) => pattern.test(n));
+  const vn: Record<string, NsState> = {};
+  const queue = [...ours];
+  const worker = async () => {
+    for (let name = queue.shift(); name !== undefined; name = queue.shift()) {
+      const s = await kernel.readNs(name, { entries: true, nftTables: vnNftTables(), sysctls: [IP_FORWARD] });
+      if (s) vn[name] = s;
+    }
+  };
+  await Promise.all([worker(), worker(), worker()]);
+  return { netns: all, node, vn };
+}
