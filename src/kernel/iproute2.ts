@@ -152,7 +152,7 @@ export function parseNftRuleset(
       t.sets[String(v.name)] = elems.map((e) => (typeof e === 'object' ? JSON.stringify(e) : String(e)));
     } else if (kind === 'counter') {
       t.counters[String(v.name)] = { packets: Number(v.packets ?? 0), bytes: Number(v.bytes ?? 0) };
-    } else if (kind === 'rule' && v.chain === 'meta' && typeof v.comment === 'string') {
+    } else if (kind === 'rule' && v.chain === 'fingerprint' && typeof v.comment === 'string') {
       if (v.comment.startsWith(NFT_FINGERPRINT_PREFIX))
         t.fingerprint = v.comment.slice(NFT_FINGERPRINT_PREFIX.length);
     }

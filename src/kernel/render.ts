@@ -80,7 +80,7 @@ export function renderNftTable(t: NftTable): string {
     const els = s.elements.length ? ` elements = ${nftElements(s.elements)};` : '';
     out.push(`  set ${s.name} { type ${s.type};${els} }`);
   }
-  out.push(`  chain meta {`, `    counter comment "${NFT_FINGERPRINT_PREFIX}${t.fingerprint}"`, `  }`);
+  out.push(`  chain fingerprint {`, `    counter comment "${NFT_FINGERPRINT_PREFIX}${t.fingerprint}"`, `  }`);
   for (const ch of t.chains) {
     out.push(`  chain ${ch.name} {`);
     if (ch.base)

@@ -95,7 +95,7 @@ export interface NftTable {
   name: string;
   /**
    * Identifies the structure (chains, rules, counters, set names), not the set elements. Stored
-   * in the table as the comment of a rule in chain `meta`, because nft 1.0.6 does not report
+   * in the table as the comment of a rule in chain `fingerprint`, because nft 1.0.6 does not report
    * table comments in `-j` output.
    */
   fingerprint: string;
