@@ -43,7 +43,8 @@ class KernelErr extends Error {}
 
 function newNs(): FakeNs {
   return {
-    links: new Map(),
+    // A new namespace holds a loopback device, down.
+    links: new Map([['lo', { name: 'lo', mtu: 65536, mac: '00:00:00:00:00:00', up: false, addrs: [] }]]),
     routes: new Map(),
     neighs: new Map(),
     fdb: new Map(),
@@ -110,11 +111,32 @@ export class FakeKernel implements Kernel {
     });
   }
 
-  addRouteForeign(netns: NetnsRef, dst: string, dev: string): void {
-    // Foreign routes are not Tether's protocol: the fake does not report them at all.
-    void netns;
-    void dst;
-    void dev;
+  /** Test setup: a namespace created by someone else (a node, a workload). */
+  addNsForTest(name: string): void {
+    if (!this.spaces.has(name)) this.spaces.set(name, newNs());
+  }
+
+  /** Everything the fake holds, with generated MACs of non-bridge links removed, for comparisons. */
+  async dump(): Promise<Record<string, unknown>> {
+    const out: Record<string, unknown> = {};
+    for (const key of [...this.spaces.keys()].sort()) {
+      const s = await this.readNs(key === ROOT ? undefined : key, {
+        entries: true,
+        nftTables: [...(this.spaces.get(key)?.nft.keys() ?? [])].map((k) => {
+          const [family, name] = k.split(' ');
+          return { family: family as NftFamily, name: name! };
+        }),
+        sysctls: ['net.ipv4.ip_forward'],
+      });
+      if (!s) continue;
+      for (const l of s.links) if (l.kind !== 'bridge') delete l.mac;
+      s.links.sort((a, b) => (a.name < b.name ? -1 : 1));
+      s.routes.sort((a, b) => (a.dst < b.dst ? -1 : 1));
+      s.neighs.sort((a, b) => (a.ip < b.ip ? -1 : 1));
+      s.fdb.sort((a, b) => (`${a.mac}${a.target}` < `${b.mac}${b.target}` ? -1 : 1));
+      out[key || '(root)'] = s;
+    }
+    return out;
   }
 
   hasNs(name: string): boolean {
@@ -360,12 +382,7 @@ export class FakeKernel implements Kernel {
           const m = this.link(ns, op.master);
           if (m.kind !== 'bridge') throw new KernelErr('Error: Device is not a bridge');
         }
-        if (op.mtu !== undefined) {
-          if (l.vxlan && op.mtu > 1500 - 50 && l.vxlan.local) {
-            // The real kernel caps a VXLAN device created with `dev` at lower MTU − 50.
-          }
-          l.mtu = op.mtu;
-        }
+        if (op.mtu !== undefined) l.mtu = op.mtu;
         if (op.master === null) {
           delete l.master;
           delete l.learning;

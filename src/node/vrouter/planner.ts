@@ -318,8 +318,10 @@ export function plan(desired: DesiredNodeNetwork, observed: Observed): Plan {
       const s = linkSetDelta(nodeNs, bo, nodeHave, { mtu, up: true });
       if (s) phaseNode.push(s);
     } else if (boVn) {
+      // Deleting one end of a veth deletes the other: the node-side end goes with it.
       phaseTeardown.push({ op: 'link-del', netns: ns, name: names.breakoutVn });
       gone.add(names.breakoutVn);
+      if (boNode) desiredNodeLinks.add(bo);
     }
 
     // Workload host ends: move from the node namespace when they are still there.
