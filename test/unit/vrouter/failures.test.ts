@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { FakeKernel } from '../../../src/kernel/fake.js';
-import type { KernelOpName } from '../../../src/kernel/types.js';
+import type { KernelOpName, NftTable } from '../../../src/kernel/types.js';
 import { silentLogger } from '../../../src/lib/log.js';
 import { VRouter } from '../../../src/node/vrouter/agent.js';
 import type { DesiredNodeNetwork } from '../../../src/node/vrouter/model.js';
@@ -124,15 +124,15 @@ describe('fake kernel: behaves like the kernel', () => {
     const k = fakeNode();
     k.failNext('nft-set');
     const t = {
-      family: 'ip',
+      family: 'ip' as const,
       name: 't',
       fingerprint: 'f',
       counters: [],
       sets: [{ name: 's', type: 'ipv4_addr', elements: [] }],
       chains: [],
-    } as const;
+    } satisfies NftTable;
     const r = await k.apply('nft', 'node1', [
-      { op: 'nft-table', netns: 'node1', table: { ...t, sets: [...t.sets], chains: [], counters: [] } },
+      { op: 'nft-table', netns: 'node1', table: t },
       { op: 'nft-set', netns: 'node1', family: 'ip', table: 't', set: 's', elements: ['10.0.0.1'] },
     ]);
     expect(r.failures.length).toBe(2);

@@ -174,7 +174,11 @@ describe('parsing kernel output', () => {
         },
       ],
     };
-    expect(parseNftRuleset(json, [{ family: 'bridge', name: 'tether_policy' }])).toEqual([
+    expect(
+      parseNftRuleset(json as unknown as Parameters<typeof parseNftRuleset>[0], [
+        { family: 'bridge', name: 'tether_policy' },
+      ]),
+    ).toEqual([
       {
         family: 'bridge',
         name: 'tether_policy',
