@@ -71,6 +71,35 @@ export function cniCodeForAgentError(code: string | undefined): number {
   }
 }
 
+const IP_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const HOST_IFNAME_RE = /^[a-zA-Z0-9_.-]{1,15}$/;
+
+/**
+ * Checks an endpoint the agent sent before any of it reaches an `ip -batch` line: a bad
+ * answer is refused here (code 102), never half-applied to the kernel.
+ */
+export function validateEndpoint(v: unknown): AgentEndpoint {
+  const bad = (field: string): CniError =>
+    new CniError(CNI_CODES.AGENT_ERROR, `node agent sent an invalid endpoint: ${field}`);
+  if (typeof v !== 'object' || v === null) throw bad('(not an object)');
+  const e = v as Record<string, unknown>;
+  if (typeof e.ip !== 'string' || !IP_RE.test(e.ip)) throw bad('ip');
+  if (
+    typeof e.prefixLength !== 'number' ||
+    !Number.isInteger(e.prefixLength) ||
+    e.prefixLength < 1 ||
+    e.prefixLength > 32
+  )
+    throw bad('prefixLength');
+  if (e.address !== `${e.ip}/${e.prefixLength}`) throw bad('address');
+  if (typeof e.gateway !== 'string' || !IP_RE.test(e.gateway)) throw bad('gateway');
+  if (typeof e.mac !== 'string' || !MAC_RE.test(e.mac)) throw bad('mac');
+  if (typeof e.mtu !== 'number' || !Number.isInteger(e.mtu) || e.mtu < 68 || e.mtu > 65535) throw bad('mtu');
+  if (typeof e.hostIfname !== 'string' || !HOST_IFNAME_RE.test(e.hostIfname)) throw bad('hostIfname');
+  return v as AgentEndpoint;
+}
+
 export class HttpAgentClient implements AgentClient {
   constructor(
     readonly socketPath: string,
@@ -78,11 +107,13 @@ export class HttpAgentClient implements AgentClient {
   ) {}
 
   async add(req: AddRequest): Promise<AgentEndpoint> {
-    return (await this.call<{ endpoint: AgentEndpoint }>('POST', '/v1/add', req)).body.endpoint;
+    return validateEndpoint((await this.call<{ endpoint: unknown }>('POST', '/v1/add', req)).body.endpoint);
   }
 
   async attached(key: AttachmentKey): Promise<AgentEndpoint> {
-    return (await this.call<{ endpoint: AgentEndpoint }>('POST', '/v1/attached', key)).body.endpoint;
+    return validateEndpoint(
+      (await this.call<{ endpoint: unknown }>('POST', '/v1/attached', key)).body.endpoint,
+    );
   }
 
   async del(key: AttachmentKey & { network?: string }): Promise<AgentEndpoint | undefined> {
@@ -92,8 +123,8 @@ export class HttpAgentClient implements AgentClient {
   }
 
   async check(key: AttachmentKey & { network: string }): Promise<AgentEndpoint | undefined> {
-    const res = await this.call<{ endpoint: AgentEndpoint }>('POST', '/v1/check', key, [404]);
-    return res.status === 404 ? undefined : res.body.endpoint;
+    const res = await this.call<{ endpoint: unknown }>('POST', '/v1/check', key, [404]);
+    return res.status === 404 ? undefined : validateEndpoint(res.body.endpoint);
   }
 
   async gc(network: string, valid: AttachmentKey[]): Promise<AgentEndpoint[]> {

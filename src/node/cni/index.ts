@@ -1,4 +1,5 @@
 /** The node agent's CNI endpoint: socket server, registry port and its file-backed IPAM. */
+export { siteBlockOf } from './blocks.js';
 export { endpointMac, FileIpam, type FileIpamOptions } from './file-ipam.js';
 export type {
   AllocateRequest,

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isTetherError } from '../../../src/lib/errors.js';
+import { siteBlockOf } from '../../../src/node/cni/blocks.js';
 import { FileIpam } from '../../../src/node/cni/file-ipam.js';
 import type { LocalEndpoint, SiteBlock } from '../../../src/node/cni/registry.js';
 
@@ -185,5 +186,36 @@ describe('FileIpam', () => {
     await ipam.markAttached({ containerId: 'c1', ifname: 'eth0' });
     await ipam.release({ containerId: 'c1', ifname: 'eth0' });
     expect(seen).toEqual([1, 1, 0]);
+  });
+});
+
+describe('siteBlockOf', () => {
+  const vn = (status: Record<string, unknown>, spec: Record<string, unknown> = {}) => ({
+    apiVersion: 'tether.dev/v1',
+    kind: 'VirtualNetwork',
+    metadata: { name: 'blue' },
+    spec: { subnets: ['10.1.0.0/24', '10.9.0.0/16'], ...spec },
+    status,
+  });
+  it('maps status.siteBlocks[site] to a SiteBlock', () => {
+    expect(siteBlockOf(vn({ siteBlocks: { east: '10.1.0.64/26' } }), 'east', 1450)).toEqual({
+      cidr: '10.1.0.64/26',
+      gateway: '10.1.0.1',
+      prefixLength: 24,
+      mtu: 1450,
+    });
+    expect(
+      siteBlockOf(vn({ siteBlocks: { east: '10.9.4.0/24' } }, { gateway: '10.1.0.254' }), 'east', 1400),
+    ).toEqual({
+      cidr: '10.9.4.0/24',
+      gateway: '10.1.0.254',
+      prefixLength: 16,
+      mtu: 1400,
+    });
+  });
+  it('is undefined without a block for the site', () => {
+    expect(siteBlockOf(vn({ siteBlocks: { west: '10.1.0.0/26' } }), 'east', 1450)).toBeUndefined();
+    expect(siteBlockOf(vn({}), 'east', 1450)).toBeUndefined();
+    expect(siteBlockOf(undefined, 'east', 1450)).toBeUndefined();
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AgentEndpoint } from '../../../src/cni/agent.js';
+import { type AgentEndpoint, validateEndpoint } from '../../../src/cni/agent.js';
 import { buildResult, expectationFromResult, hostIfnameFor } from '../../../src/cni/result.js';
 import { CniError } from '../../../src/cni/spec.js';
 
@@ -104,5 +104,20 @@ describe('expectationFromResult', () => {
   });
   it('fails when the result does not mention the interface', () => {
     expect(() => expectationFromResult({ cniVersion: '1.0.0' }, 'eth0', '/x')).toThrow(CniError);
+  });
+});
+
+describe('validateEndpoint', () => {
+  it('accepts a good endpoint and refuses anything that could corrupt an ip batch line', () => {
+    expect(validateEndpoint(ep)).toBe(ep);
+    for (const patch of [
+      { mac: '02:00:00:00:00:02\nlink del eth0' },
+      { address: '10.1.0.71/24' },
+      { gateway: 'x' },
+      { mtu: 10 },
+      { hostIfname: 'a b' },
+      { prefixLength: 40 },
+    ])
+      expect(() => validateEndpoint({ ...ep, ...patch })).toThrow(/invalid endpoint/);
   });
 });
