@@ -1,0 +1,145 @@
+// Process helpers for the benchmarks: children we own by PID, with a raised fd limit, and
+// their resident memory read from /proc.
+import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
+import { existsSync, openSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = fileURLToPath(new URL('../../..', import.meta.url));
+export const TSX_LOADER = `${REPO}node_modules/tsx/dist/esm/index.mjs`;
+export const BUNDLE = `${REPO}dist/tether.mjs`;
+/** The hard limit on these machines is 20000; 10,000 sessions plus the rest fit under it. */
+export const FD_LIMIT = 20_000;
+
+export type Flavor = 'bundle' | 'tsx';
+
+/** node argv for running the tether CLI from the bundle or from source through tsx. */
+export function tetherArgv(flavor: Flavor): string[] {
+  return flavor === 'bundle' ? [BUNDLE] : ['--import', TSX_LOADER, `${REPO}src/cli/main.ts`];
+}
+
+export function bundleExists(): boolean {
+  return existsSync(BUNDLE);
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export interface Child {
+  child: ChildProcess;
+  pid: number;
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts `node ARGS` through a shell that raises the fd limit and then execs, so the PID we
+ *  hold is node's own. Output goes to `logFile` (or to ours when 'inherit'). */
+export function spawnNode(
+  nodeArgs: readonly string[],
+  opts: { logFile?: string; ipc?: boolean; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Child {
+  const cmd = `ulimit -n ${FD_LIMIT} 2>/dev/null || ulimit -n $(ulimit -Hn); exec ${[process.execPath, ...nodeArgs].map(shellQuote).join(' ')}`;
+  const out = opts.logFile ? openSync(opts.logFile, 'a') : 'inherit';
+  const stdio: StdioOptions = opts.ipc ? ['ignore', out, out, 'ipc'] : ['ignore', out, out];
+  const child = spawn('bash', ['-c', cmd], {
+    stdio,
+    cwd: opts.cwd ?? REPO,
+    env: { ...process.env, NO_COLOR: '1', ...opts.env },
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    pid: child.pid ?? -1,
+    exited,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Runs `node ARGS` to completion and returns its output. */
+export function runNode(
+  nodeArgs: readonly string[],
+  timeoutMs = 60_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, nodeArgs, {
+      cwd: REPO,
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString();
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+/** Resident set size of a process in KiB (VmRSS), and its peak (VmHWM). */
+export function rssKiB(pid: number): { rss: number; hwm: number } {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? Number.NaN);
+  return { rss: field('VmRSS'), hwm: field('VmHWM') };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Cross-process comparable wall clock in ms with sub-ms resolution. */
+export const nowMs = () => performance.timeOrigin + performance.now();
+
+export async function waitFor<T>(
+  what: string,
+  fn: () => T | Promise<T>,
+  timeoutMs = 30_000,
+  everyMs = 100,
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
+    }
+    await sleep(everyMs);
+  }
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] ?? Number.NaN;
+}
