@@ -202,10 +202,12 @@ export class SessionHub {
     const events = this.store.history(held);
     const d: SiteDelta = { put: new Map(), deleted: new Map() };
     for (const ev of events) {
-      if (ev.kind === 'VirtualNetwork') {
-        const before = ev.type === 'put' ? ev.prev : ev.prev;
+      // A network that existed and now covers the site differently (or is gone) moves its
+      // endpoints and policies in or out of the slice; history alone cannot say which of
+      // them the node holds, so only a snapshot is certain. A new network moves nothing.
+      if (ev.kind === 'VirtualNetwork' && ev.prev) {
         const after = ev.type === 'put' ? ev.object : undefined;
-        if (vnCoversSite(before, site) !== vnCoversSite(after, site)) return undefined;
+        if (vnCoversSite(ev.prev, site) !== vnCoversSite(after, site)) return undefined;
       }
       this.addEvent(d, site, ev);
     }

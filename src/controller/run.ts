@@ -13,7 +13,11 @@ export interface RunningController {
 }
 
 /** Opens the data directory's store, CA and certificates and starts serving. */
-export async function startController(opts: { dataDir: string; log: Logger; listen?: string }): Promise<RunningController> {
+export async function startController(opts: {
+  dataDir: string;
+  log: Logger;
+  listen?: string;
+}): Promise<RunningController> {
   const p = controllerPaths(opts.dataDir);
   const ca = loadCa(opts.dataDir);
   const config = loadControllerConfig(p.config);
@@ -27,7 +31,10 @@ export async function startController(opts: { dataDir: string; log: Logger; list
     log: opts.log,
   });
   const port = await server.listen(opts.listen ?? config.listen);
-  opts.log.info({ listen: opts.listen ?? config.listen, port, revision: store.revision() }, 'controller serving');
+  opts.log.info(
+    { listen: opts.listen ?? config.listen, port, revision: store.revision() },
+    'controller serving',
+  );
   const compactTimer = setInterval(() => store.compact(config.historyRevisions), 60_000);
   compactTimer.unref();
   return {
