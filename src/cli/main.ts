@@ -3,8 +3,10 @@
 // else; each command module parses its flags, calls library code and prints.
 import { Command, CommanderError } from 'commander';
 import { describeError, isTetherError } from '../lib/errors.js';
+import { registerCheck } from './commands/check.js';
 import { registerController } from './commands/controller.js';
 import { registerNode, registerStatus } from './commands/node.js';
+import { registerProfile } from './commands/profile.js';
 import { registerResources } from './commands/resources.js';
 import { registerToken } from './commands/token.js';
 import { EXIT, exitCodeFor } from './exit.js';
@@ -16,6 +18,8 @@ const registrations: Array<(program: Command) => void> = [
   registerNode,
   registerStatus,
   registerResources,
+  registerProfile,
+  registerCheck,
 ];
 
 export function buildProgram(): Command {

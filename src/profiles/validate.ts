@@ -226,7 +226,9 @@ export function validateProfile(p: ResolvedProfile, inv: Inventory): ProfileIssu
       err(
         `${f}.pf`,
         `no NIC matches ${describeSelector(policy.pf)}`,
-        `one of ${inv.nics.map((n) => `${n.name} (${n.pci}, ${n.vendor}:${n.device})`).join(', ')}`,
+        inv.nics.length
+          ? `one of ${inv.nics.map((n) => `${n.name} (${n.pci}, ${n.vendor}:${n.device})`).join(', ')}`
+          : 'a PCI NIC (this node has none)',
       );
       continue;
     }

@@ -63,8 +63,9 @@ export class RootedHostFs implements HostFs {
     try {
       return await readFile(this.real(path), 'utf8');
     } catch (e) {
-      if (isErrno(e, 'ENOENT', 'ENOTDIR', 'EISDIR', 'EACCES', 'EPERM', 'EINVAL', 'EIO', 'ENODEV'))
-        return undefined;
+      // sysfs attributes fail in many ways (EOPNOTSUPP for phys_port_name of a virtual
+      // device, ENODATA, EINVAL, ...): for a reader they all mean "no value".
+      if (typeof (e as { code?: unknown }).code === 'string') return undefined;
       throw e;
     }
   }
