@@ -187,6 +187,7 @@ export class SqliteStore implements Store {
   }
 
   list(kind?: string): { revision: number; items: StoredObject[] } {
+    this.checkOpen();
     // One read transaction: the revision and the items are the same snapshot.
     return this.db.transaction(() => {
       const rows = kind === undefined ? this.stmt.listAll.all() : this.stmt.listKind.all(kind);
@@ -195,12 +196,14 @@ export class SqliteStore implements Store {
   }
 
   txn(ops: readonly TxnOp[]): TxnResult {
+    this.checkOpen();
     const { plan } = this.runTxn.immediate(ops);
     this.subs.emit(plan.events);
     return plan.result;
   }
 
   history(fromRevision: number, kind?: string): StoreEvent[] {
+    this.checkOpen();
     return this.db.transaction(() => {
       const compacted = this.metaValue('compacted');
       if (fromRevision < compacted) throw compactedError(fromRevision, compacted);
@@ -213,10 +216,12 @@ export class SqliteStore implements Store {
   }
 
   subscribe(fn: (events: readonly StoreEvent[]) => void): () => void {
+    this.checkOpen();
     return this.subs.add(fn);
   }
 
   compact(keepRevisions: number): void {
+    this.checkOpen();
     const changed = this.db
       .transaction(() => {
         const to = compactTarget(this.metaValue('revision'), keepRevisions);
@@ -235,16 +240,27 @@ export class SqliteStore implements Store {
 
   close(): void {
     this.subs.clear();
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    try {
+      this.db.pragma('optimize');
+    } finally {
+      this.db.close();
+    }
   }
 
   private metaValue(key: 'revision' | 'compacted'): number {
+    this.checkOpen();
     const r = this.stmt.getMeta.get(key);
     if (!r) throw new TetherError('TETHER_E_STATE', `store ${this.path} has no ${key} counter`);
     return r.value;
   }
 
+  private checkOpen(): void {
+    if (!this.db.open) throw new TetherError('TETHER_E_STATE', `store ${this.path} is closed`);
+  }
+
   private row(kind: string, name: string): Row | undefined {
+    this.checkOpen();
     const r = this.stmt.get.get(kind, name);
     return r && fromObjectRow(r);
   }

@@ -399,6 +399,24 @@ export function storeContract(
       }
     });
 
+    it('a closed store refuses every call with TETHER_E_STATE', () => {
+      const s = make(clock);
+      s.close();
+      for (const call of [
+        () => s.revision(),
+        () => s.compactedRevision(),
+        () => s.get('Site', 'a'),
+        () => s.list(),
+        () => s.txn([{ op: 'put', object: obj('Site', 'a') }]),
+        () => s.history(0),
+        () => s.subscribe(() => {}),
+        () => s.compact(1),
+      ]) {
+        expectCode(call, 'TETHER_E_STATE');
+      }
+      s.close(); // idempotent
+    });
+
     it('a txn committed from inside a subscriber is delivered after the current one, in order', () => {
       const order: Array<[string, number]> = [];
       store.subscribe((ev) => {
