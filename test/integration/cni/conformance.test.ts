@@ -31,7 +31,8 @@ let stateFile: string;
 let server: CniServer;
 let ipam: FileIpam;
 let sleeper: ChildProcess | undefined;
-const usedContainers: string[] = [];
+/** Every (containerId, ifname) a test used, so afterAll removes leftover host ends by name. */
+const used: [string, string][] = [];
 
 const BLOCK = { cidr: '10.231.7.64/26', gateway: '10.231.7.1', prefixLength: 24, mtu: 1400 };
 
@@ -83,7 +84,7 @@ function netConf(extra: Record<string, unknown> = {}): Record<string, unknown> {
 }
 
 function attachEnv(command: string, containerId: string, netns: string, ifname = 'eth0') {
-  usedContainers.push(containerId);
+  used.push([containerId, ifname]);
   return {
     CNI_COMMAND: command,
     CNI_CONTAINERID: containerId,
@@ -93,8 +94,14 @@ function attachEnv(command: string, containerId: string, netns: string, ifname =
   };
 }
 
-function tether(command: string, containerId: string, netns: string, conf = netConf()): Promise<Invocation> {
-  return invoke('tether-cni', attachEnv(command, containerId, netns), JSON.stringify(conf));
+function tether(
+  command: string,
+  containerId: string,
+  netns: string,
+  conf = netConf(),
+  ifname = 'eth0',
+): Promise<Invocation> {
+  return invoke('tether-cni', attachEnv(command, containerId, netns, ifname), JSON.stringify(conf));
 }
 
 /** libcni's chain semantics for a conflist: ADD in order feeding prevResult; CHECK and DEL with the cached result. */
@@ -156,11 +163,9 @@ describe.skipIf(!isRoot)('tether-cni conformance (real kernel)', () => {
   afterAll(async () => {
     await server?.close();
     if (sleeper?.pid) process.kill(sleeper.pid, 'SIGKILL');
-    for (const c of new Set(usedContainers)) {
-      for (const ifname of ['eth0', 'net1']) {
-        const h = hostIfnameFor(c, ifname);
-        if (hostLinkExists(h)) ip(['link', 'del', h]);
-      }
+    for (const [c, ifname] of used) {
+      const h = hostIfnameFor(c, ifname);
+      if (hostLinkExists(h)) ip(['link', 'del', h]);
     }
     for (const ns of [NS1, NS2]) {
       try {
@@ -301,6 +306,57 @@ describe.skipIf(!isRoot)('tether-cni conformance (real kernel)', () => {
     // The chained plugin alone (no prevResult) refuses, as real chained plugins do.
     const alone = await invoke('tether-annotate', env, JSON.stringify({ cniVersion: '1.0.0', name: 'pods' }));
     expect(alone.json).toMatchObject({ code: 7 });
+  });
+
+  it('concurrent ADDs (a runtime starting many pods) get distinct addresses; GC and STATUS (1.1.0)', async () => {
+    const netns = `/var/run/netns/${NS2}`;
+    const ids = Array.from({ length: 6 }, (_, i) => cid(`par${i}`));
+    // One namespace stands in for six pods: each attachment gets its own interface name.
+    const ifn = (i: number): string => `net${i}`;
+    const adds = await Promise.all(
+      ids.map((c, i) => tether('ADD', c, netns, netConf({ cniVersion: '1.1.0' }), ifn(i))),
+    );
+    for (const a of adds) expect(a.code, a.stdout).toBe(0);
+    const addrs = adds.map((a) => a.json.ips[0].address as string);
+    expect(new Set(addrs).size).toBe(ids.length);
+    for (const a of addrs) expect(a).toMatch(/^10\.231\.7\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\/24$/);
+
+    const conf11 = netConf({ cniVersion: '1.1.0' });
+    const st = await invoke('tether-cni', { CNI_COMMAND: 'STATUS' }, JSON.stringify(conf11));
+    expect(st.code, st.stdout).toBe(0);
+    // GC: the runtime still knows only the first two; the rest are released and their host ends deleted.
+    const valid = ids.slice(0, 2).map((c, i) => ({ containerID: c, ifname: ifn(i) }));
+    const gc = await invoke(
+      'tether-cni',
+      { CNI_COMMAND: 'GC' },
+      JSON.stringify({ ...conf11, 'cni.dev/valid-attachments': valid }),
+    );
+    expect(gc.code, gc.stdout).toBe(0);
+    expect(ids.map((c, i) => hostLinkExists(hostIfnameFor(c, ifn(i))))).toEqual([
+      true,
+      true,
+      false,
+      false,
+      false,
+      false,
+    ]);
+    expect(
+      ipam
+        .list()
+        .filter((e) => ids.includes(e.containerId))
+        .map((e) => e.containerId)
+        .sort(),
+    ).toEqual(ids.slice(0, 2).sort());
+    for (const [i, c] of ids.slice(0, 2).entries())
+      expect((await tether('DEL', c, netns, netConf(), ifn(i))).code).toBe(0);
+    expect(ipJson(['-n', NS2, 'link', 'show']).map((l) => l.ifname)).toEqual(['lo']);
+
+    const down = await invoke(
+      'tether-cni',
+      { CNI_COMMAND: 'STATUS' },
+      JSON.stringify({ ...conf11, agentSocket: join(dir, 'run', 'nobody.sock') }),
+    );
+    expect(down.json).toMatchObject({ code: 50 });
   });
 
   describe('bad input gets the spec error codes', () => {
