@@ -15,6 +15,12 @@ import {
 } from './core.js';
 import type { Store, StoredObject, StoreEvent, TxnOp, TxnResult } from './store.js';
 
+export interface SqliteStoreOptions extends StoreOptions {
+  /** How long a write waits for another connection's lock before TETHER_E_UNAVAILABLE
+   *  (default 5000 ms). */
+  busyTimeoutMs?: number;
+}
+
 /** File name of the database inside the data directory. */
 export const STORE_FILE = 'store.sqlite';
 const SCHEMA_VERSION = 1;
@@ -81,7 +87,7 @@ export class SqliteStore implements Store {
     (ops: readonly TxnOp[]) => { plan: ReturnType<typeof planTxn> }
   >;
 
-  constructor(dataDir: string, opts: StoreOptions = {}) {
+  constructor(dataDir: string, opts: SqliteStoreOptions = {}) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     this.path = join(dataDir, STORE_FILE);
     this.now = opts.now ?? (() => new Date());
@@ -92,7 +98,7 @@ export class SqliteStore implements Store {
       throw stateError(this.path, e);
     }
     try {
-      this.db.pragma('busy_timeout = 5000');
+      this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
       const mode = this.db.pragma('journal_mode = WAL', { simple: true });
       if (String(mode).toLowerCase() !== 'wal') throw new Error(`journal_mode is ${String(mode)}, not wal`);
       this.db.pragma('synchronous = FULL');
@@ -197,7 +203,12 @@ export class SqliteStore implements Store {
 
   txn(ops: readonly TxnOp[]): TxnResult {
     this.checkOpen();
-    const { plan } = this.runTxn.immediate(ops);
+    let plan: ReturnType<typeof planTxn>;
+    try {
+      ({ plan } = this.runTxn.immediate(ops));
+    } catch (e) {
+      throw sqliteError(this.path, e);
+    }
     this.subs.emit(plan.events);
     return plan.result;
   }
@@ -276,12 +287,35 @@ function fromObjectRow(r: ObjectRow): Row {
   };
 }
 
+/** TetherErrors pass through; SQLite's are mapped: a lock held too long by another
+ *  connection is retryable (TETHER_E_UNAVAILABLE), anything else (disk full, I/O error,
+ *  corruption) is TETHER_E_STATE. Either way the transaction was rolled back. */
+function sqliteError(path: string, e: unknown): TetherError {
+  if (e instanceof TetherError) return e;
+  const code = (e as { code?: unknown }).code;
+  const msg = e instanceof Error ? e.message : String(e);
+  if (typeof code === 'string' && code.startsWith('SQLITE_BUSY')) {
+    return new TetherError(
+      'TETHER_E_UNAVAILABLE',
+      `store ${path} is locked: ${msg}`,
+      { file: path },
+      { cause: e },
+    );
+  }
+  return new TetherError(
+    'TETHER_E_STATE',
+    `store ${path} write failed: ${msg}`,
+    { file: path, sqlite: code },
+    { cause: e },
+  );
+}
+
 function stateError(path: string, e: unknown): TetherError {
   const msg = e instanceof Error ? e.message : String(e);
   return new TetherError('TETHER_E_STATE', `cannot open store ${path}: ${msg}`, { file: path }, { cause: e });
 }
 
 /** Opens (creating if needed) the SQLite store in `dataDir`. */
-export function openSqliteStore(dataDir: string, opts: StoreOptions = {}): SqliteStore {
+export function openSqliteStore(dataDir: string, opts: SqliteStoreOptions = {}): SqliteStore {
   return new SqliteStore(dataDir, opts);
 }

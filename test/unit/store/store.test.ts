@@ -97,6 +97,24 @@ describe('SqliteStore on disk', () => {
     }
   });
 
+  it('a write blocked by a lock held elsewhere fails retryably and writes nothing', () => {
+    const dir = freshDir();
+    const s = openSqliteStore(dir, { busyTimeoutMs: 50 });
+    const other = new Database(join(dir, STORE_FILE));
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const e = thrown(() => s.txn([{ op: 'put', object: obj('Site', 'a') }]));
+      expect(e.code).toBe('TETHER_E_UNAVAILABLE');
+      expect(e.retryable).toBe(true);
+      other.exec('ROLLBACK');
+      expect(s.revision()).toBe(0);
+      expect(s.txn([{ op: 'put', object: obj('Site', 'a') }]).revision).toBe(1);
+    } finally {
+      other.close();
+      s.close();
+    }
+  });
+
   it('refuses a database from a newer schema and a corrupt file with TETHER_E_STATE', () => {
     const dir = freshDir();
     openSqliteStore(dir).close();
