@@ -43,9 +43,18 @@ export interface ValidationIssue extends Issue {
 const addFormats = ((formatsModule as unknown as { default?: unknown }).default ??
   formatsModule) as unknown as (ajv: Ajv, formats: string[]) => Ajv;
 
-const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, useDefaults: true });
-addFormats(ajv, ['date-time', 'ipv4']);
-ajv.addFormat('ipv4-cidr', { type: 'string', validate: (s: string) => parseCidr(s) !== undefined });
+/** Ajv for the envelope (strict) and for kinds' spec/status schemas. The latter is lenient
+ *  about unknown keywords because modules may register schemas written for editors too
+ *  (`$schema`, `markdownDescription`, …); the built-in ones are checked under strict mode by
+ *  the unit tests. Each schema is compiled as its own root, so its internal `$ref`s work. */
+export function newAjv(strict: boolean): Ajv {
+  const a = new Ajv({ allErrors: true, strict, verbose: true, useDefaults: true });
+  addFormats(a, ['date-time', 'ipv4']);
+  a.addFormat('ipv4-cidr', { type: 'string', validate: (s: string) => parseCidr(s) !== undefined });
+  return a;
+}
+const strictAjv = newAjv(true);
+const kindAjv = newAjv(false);
 
 const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
@@ -84,20 +93,53 @@ function envelopeSchema(def: KindDefinition): JsonSchema {
           creationTimestamp: { type: 'string', format: 'date-time' },
         },
       },
-      spec: def.specSchema,
-      status: def.statusSchema,
+      // Checked against the kind's own schemas, compiled separately (see validatorFor).
+      spec: { type: 'object', description: 'a mapping' },
+      status: { type: 'object', description: 'a mapping' },
     },
   };
 }
 
-const compiled = new WeakMap<KindDefinition, ValidateFunction>();
-function validatorFor(def: KindDefinition): ValidateFunction {
+interface Validators {
+  envelope: ValidateFunction;
+  spec: ValidateFunction;
+  status: ValidateFunction;
+}
+
+const compiled = new WeakMap<KindDefinition, Validators>();
+function validatorsFor(def: KindDefinition): Validators {
   let v = compiled.get(def);
   if (!v) {
-    v = ajv.compile(envelopeSchema(def));
+    v = {
+      envelope: strictAjv.compile(envelopeSchema(def)),
+      spec: kindAjv.compile(withoutMetaSchema(def.specSchema)),
+      status: kindAjv.compile(withoutMetaSchema(def.statusSchema)),
+    };
     compiled.set(def, v);
   }
   return v;
+}
+
+/** Drops `$schema` (Ajv here speaks draft-07 and the dialect adds nothing to validation). */
+function withoutMetaSchema(schema: JsonSchema): JsonSchema {
+  if (!('$schema' in schema)) return schema;
+  const { $schema: _, ...rest } = schema;
+  return rest;
+}
+
+/** Runs the envelope and the kind's spec/status schemas; Ajv errors with paths from the root. */
+function schemaErrors(v: Validators, o: Record<string, unknown>): ErrorObject[] {
+  const errors: ErrorObject[] = [];
+  if (!v.envelope(o)) errors.push(...(v.envelope.errors ?? []));
+  const part = (name: 'spec' | 'status', fn: ValidateFunction) => {
+    const value = o[name];
+    if (value === undefined || value === null || typeof value !== 'object' || Array.isArray(value)) return;
+    if (!fn(value))
+      errors.push(...(fn.errors ?? []).map((e) => ({ ...e, instancePath: `/${name}${e.instancePath}` })));
+  };
+  part('spec', v.spec);
+  part('status', v.status);
+  return errors;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -153,10 +195,8 @@ export function validateObject(obj: unknown, source: Source = {}): TetherObject 
     ...(meta && typeof meta === 'object' && typeof meta.name === 'string' ? { name: meta.name } : {}),
   };
   if (!('spec' in o)) o.spec = {};
-  const validate = validatorFor(def);
-  if (!validate(o)) {
-    return fail(ajvIssues(validate.errors ?? [], o), extra);
-  }
+  const errors = schemaErrors(validatorsFor(def), o);
+  if (errors.length > 0) return fail(ajvIssues(errors, o), extra);
   const typed = o as unknown as TetherObject;
   const issues = def.check?.(typed) ?? [];
   if (issues.length > 0) fail(issues, extra);

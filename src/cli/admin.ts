@@ -23,17 +23,28 @@ export const DEFAULT_NODE_DIR = '/var/lib/tether/node';
 
 /** --config > $TETHER_CONFIG > ~/.config/tether/admin.yaml > the local controller's. */
 export function resolveClientConfigPath(flag?: string): string {
-  const candidates = [flag, process.env.TETHER_CONFIG, join(homedir(), '.config/tether/admin.yaml'), join(DEFAULT_CONTROLLER_DIR, 'admin.yaml')];
+  const candidates = [
+    flag,
+    process.env.TETHER_CONFIG,
+    join(homedir(), '.config/tether/admin.yaml'),
+    join(DEFAULT_CONTROLLER_DIR, 'admin.yaml'),
+  ];
   for (const c of candidates) if (c && existsSync(c)) return c;
   throw new TetherError('TETHER_E_STATE', 'no admin client config found', {
-    expected: '--config FILE, $TETHER_CONFIG, ~/.config/tether/admin.yaml or /var/lib/tether/controller/admin.yaml (written by `tether controller init`)',
+    expected:
+      '--config FILE, $TETHER_CONFIG, ~/.config/tether/admin.yaml or /var/lib/tether/controller/admin.yaml (written by `tether controller init`)',
   });
 }
 
 export function loadClientConfig(path: string): ClientConfig {
   const c = parse(readFileSync(path, 'utf8')) as ClientConfig;
   for (const f of ['server', 'ca', 'cert', 'key'] as const) {
-    if (typeof c?.[f] !== 'string') throw new TetherError('TETHER_E_INVALID', 'incomplete client config', { file: path, field: f, expected: 'a string' });
+    if (typeof c?.[f] !== 'string')
+      throw new TetherError('TETHER_E_INVALID', 'incomplete client config', {
+        file: path,
+        field: f,
+        expected: 'a string',
+      });
   }
   return c;
 }
@@ -66,7 +77,9 @@ export class Admin {
   private unary<Res>(invoke: (opts: grpc.CallOptions, cb: Callback<Res>) => void): Promise<Res> {
     return new Promise((resolve, reject) => {
       invoke({ deadline: Date.now() + this.timeoutMs }, (err, res) =>
-        err || res === undefined ? reject(fromGrpcError(err, `controller ${this.config.server}`)) : resolve(res),
+        err || res === undefined
+          ? reject(fromGrpcError(err, `controller ${this.config.server}`))
+          : resolve(res),
       );
     });
   }
@@ -75,7 +88,9 @@ export class Admin {
     return this.unary((o, cb) => this.client.Apply(req, o, cb));
   }
   get(kind: string, name: string): Promise<TetherObject> {
-    return this.unary<Resource__Output>((o, cb) => this.client.Get({ kind, name }, o, cb)).then(decodeResource);
+    return this.unary<Resource__Output>((o, cb) => this.client.Get({ kind, name }, o, cb)).then(
+      decodeResource,
+    );
   }
   list(kind: string): Promise<{ revision: number; items: TetherObject[] }> {
     return this.unary<ListResponse__Output>((o, cb) => this.client.List({ kind }, o, cb)).then((r) => ({
@@ -90,10 +105,14 @@ export class Admin {
     return this.unary((o, cb) => this.client.CreateToken(req, o, cb));
   }
   approve(name: string): Promise<TetherObject> {
-    return this.unary<Resource__Output>((o, cb) => this.client.ApproveNode({ name }, o, cb)).then(decodeResource);
+    return this.unary<Resource__Output>((o, cb) => this.client.ApproveNode({ name }, o, cb)).then(
+      decodeResource,
+    );
   }
   revoke(name: string): Promise<TetherObject> {
-    return this.unary<Resource__Output>((o, cb) => this.client.RevokeNode({ name }, o, cb)).then(decodeResource);
+    return this.unary<Resource__Output>((o, cb) => this.client.RevokeNode({ name }, o, cb)).then(
+      decodeResource,
+    );
   }
 
   close(): void {

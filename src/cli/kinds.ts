@@ -49,29 +49,54 @@ type Obj = Record<string, unknown>;
 const str = (v: unknown) => (v === undefined || v === null ? '' : Array.isArray(v) ? v.join(',') : String(v));
 
 /** Columns for `tether get KIND` per kind. */
-export function tableFor(kind: string, items: readonly TetherObject[]): { headers: string[]; rows: string[][] } {
+export function tableFor(
+  kind: string,
+  items: readonly TetherObject[],
+): { headers: string[]; rows: string[][] } {
   const rows = (f: (o: TetherObject, spec: Obj, status: Obj) => string[]) =>
-    items.map((o) => [o.metadata.name, ...f(o, o.spec as Obj, (o.status ?? {}) as Obj), str(o.metadata.revision), age(o.metadata.creationTimestamp)]);
+    items.map((o) => [
+      o.metadata.name,
+      ...f(o, o.spec as Obj, (o.status ?? {}) as Obj),
+      str(o.metadata.revision),
+      age(o.metadata.creationTimestamp),
+    ]);
   switch (kind) {
     case 'Node':
       return {
         headers: ['name', 'site', 'phase', 'session', 'acked', 'revision', 'age'],
         rows: rows((_o, spec, st) => {
           const sess = (st.session ?? {}) as Obj;
-          return [str(spec.site), str(st.phase), sess.connected ? 'connected' : 'offline', str(sess.ackedRevision)];
+          return [
+            str(spec.site),
+            str(st.phase),
+            sess.connected ? 'connected' : 'offline',
+            str(sess.ackedRevision),
+          ];
         }),
       };
     case 'Site':
-      return { headers: ['name', 'approval', 'revision', 'age'], rows: rows((_o, spec) => [str(spec.approval ?? 'auto')]) };
+      return {
+        headers: ['name', 'approval', 'revision', 'age'],
+        rows: rows((_o, spec) => [str(spec.approval ?? 'auto')]),
+      };
     case 'EnrollmentToken':
       return {
         headers: ['name', 'site', 'expires', 'used', 'revision', 'age'],
-        rows: rows((_o, spec, st) => [str(spec.site), str(spec.expiresAt), `${str(st.used ?? 0)}/${str(spec.uses)}`]),
+        rows: rows((_o, spec, st) => [
+          str(spec.site),
+          str(spec.expiresAt),
+          `${str(st.used ?? 0)}/${str(spec.uses)}`,
+        ]),
       };
     case 'VirtualNetwork':
       return {
         headers: ['name', 'subnets', 'vni', 'sites', 'breakout', 'revision', 'age'],
-        rows: rows((_o, spec, st) => [str(spec.subnets), str(st.vni ?? spec.vni), str(spec.sites ?? '*'), spec.localBreakout ? 'yes' : 'no']),
+        rows: rows((_o, spec, st) => [
+          str(spec.subnets),
+          str(st.vni ?? spec.vni),
+          str(spec.sites ?? '*'),
+          spec.localBreakout ? 'yes' : 'no',
+        ]),
       };
     case 'Endpoint':
       return {
@@ -81,7 +106,11 @@ export function tableFor(kind: string, items: readonly TetherObject[]): { header
     case 'NetworkPolicy':
       return {
         headers: ['name', 'network', 'default', 'rules', 'revision', 'age'],
-        rows: rows((_o, spec) => [str(spec.network), str(spec.defaultAction), str((spec.rules as unknown[] | undefined)?.length ?? 0)]),
+        rows: rows((_o, spec) => [
+          str(spec.network),
+          str(spec.defaultAction),
+          str((spec.rules as unknown[] | undefined)?.length ?? 0),
+        ]),
       };
     default:
       return { headers: ['name', 'revision', 'age'], rows: rows(() => []) };

@@ -142,6 +142,8 @@ export class SessionHub {
 
   onMessage(s: Session, msg: NodeMessage__Output): void {
     s.lastHeard = Date.now();
+    // Echo heartbeats so each node's dead-WAN detection runs at its own interval.
+    if (msg.heartbeat) this.send(s, { heartbeat: { seq: msg.heartbeat.seq, unix_ms: Date.now() } });
     if (msg.ack) {
       if (msg.ack.revision > s.acked) s.acked = msg.ack.revision;
       this.onAck?.(s);

@@ -4,7 +4,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { AdminHandlers } from '../api/gen/tether/v1/Admin.js';
 import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
 import type { NodeSessionHandlers } from '../api/gen/tether/v1/NodeSession.js';
-import type { Resource } from '../api/gen/tether/v1/Resource.js';
+import type { Resource, Resource__Output } from '../api/gen/tether/v1/Resource.js';
 import { tetherProto } from '../api/grpc.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { toGrpcError } from '../api/status.js';
@@ -14,6 +14,7 @@ import type { Logger } from '../lib/log.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
 import type { ControllerConfig } from './config.js';
 import { type Session, SessionHub, toResource } from './hub.js';
+import { NetworkReconciler } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
 import type { Store, TxnOp } from './store/store.js';
 
@@ -27,11 +28,13 @@ class StaticCertificateProvider implements grpc.experimental.CertificateProvider
     private readonly key: Buffer,
   ) {}
   addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
-    l({ caCertificate: this.ca });
+    // Asynchronously: grpc-js registers its watcher only after adding the listener, and an
+    // update delivered before that would be lost, leaving the server without a TLS context.
+    setImmediate(() => l({ caCertificate: this.ca }));
   }
   removeCaCertificateListener(): void {}
   addIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
-    l({ certificate: this.cert, privateKey: this.key });
+    setImmediate(() => l({ certificate: this.cert, privateKey: this.key }));
   }
   removeIdentityCertificateListener(): void {}
 }
@@ -72,6 +75,7 @@ export class ControllerServer {
   readonly server: grpc.Server;
   readonly hub: SessionHub;
   readonly registry: Registry;
+  readonly networks: NetworkReconciler;
   readonly health = new HealthImplementation({ '': 'NOT_SERVING', 'tether.v1.NodeSession': 'NOT_SERVING' });
   private readonly caX509: X509Certificate;
   private boundPort = 0;
@@ -79,6 +83,7 @@ export class ControllerServer {
   constructor(private readonly deps: ControllerServerDeps) {
     this.caX509 = new X509Certificate(deps.ca.certPem);
     this.registry = new Registry(deps.store, deps.ca, { nodeCertSeconds: deps.config.nodeCertSeconds });
+    this.networks = new NetworkReconciler(deps.store, deps.log.child({ component: 'networks' }));
     this.hub = new SessionHub(deps.store, deps.log.child({ component: 'hub' }), {
       heartbeatMs: deps.config.heartbeatSeconds * 1000,
     });
@@ -118,6 +123,7 @@ export class ControllerServer {
       this.server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))),
     );
     this.hub.start();
+    this.networks.start();
     this.health.setStatus('', 'SERVING');
     this.health.setStatus('tether.v1.NodeSession', 'SERVING');
     return this.boundPort;
@@ -129,6 +135,7 @@ export class ControllerServer {
 
   async close(): Promise<void> {
     this.health.setStatus('', 'NOT_SERVING');
+    this.networks.stop();
     this.hub.stop();
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {
@@ -239,6 +246,13 @@ export class ControllerServer {
               'node session open',
             );
             return;
+          }
+          if (msg.endpoints) {
+            try {
+              this.reportEndpoints(id.name, id.site, msg.endpoints.endpoints);
+            } catch (e) {
+              this.deps.log.warn({ node: id.name, err: asTetherError(e).message }, 'endpoint report refused');
+            }
           }
           this.hub.onMessage(session, msg);
         });
@@ -425,6 +439,42 @@ export class ControllerServer {
         }
       },
     };
+  }
+
+  /**
+   * Stores a node's complete endpoint set as Endpoint resources: node and site come from the
+   * certificate, never from the report; endpoints of the node missing from the report are
+   * deleted. One transaction, so other nodes see the change at one revision.
+   */
+  reportEndpoints(node: string, site: string, reported: readonly Resource__Output[]): number {
+    const store = this.deps.store;
+    const ops: TxnOp[] = [];
+    const keep = new Set<string>();
+    for (const r of reported) {
+      const raw = JSON.parse(r.json.toString('utf8')) as TetherObject;
+      const id = raw.metadata?.name?.startsWith(`${node}.`)
+        ? raw.metadata.name
+        : `${node}.${raw.metadata?.name ?? ''}`;
+      const obj = validateObject(
+        {
+          ...raw,
+          apiVersion: API_VERSION,
+          kind: 'Endpoint',
+          metadata: { ...raw.metadata, name: id },
+          spec: { ...raw.spec, node, site },
+        },
+        { file: `endpoint report from ${node}` },
+      );
+      keep.add(id);
+      ops.push({ op: 'put', object: obj });
+    }
+    for (const it of store.list('Endpoint').items) {
+      if ((it.object.spec as { node?: string }).node === node && !keep.has(it.name)) {
+        ops.push({ op: 'delete', kind: 'Endpoint', name: it.name, expectRevision: it.revision });
+      }
+    }
+    if (ops.length === 0) return store.revision();
+    return store.txn(ops).revision;
   }
 
   /** Adds live session facts to Node objects on read (never stored: they change every second). */

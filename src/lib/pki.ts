@@ -78,6 +78,11 @@ export function identityOf(cert: X509Certificate): Identity | undefined {
   return undefined;
 }
 
+/** PEM blocks end with a newline, so concatenated chains stay parseable. */
+function pemLine(pem: string): string {
+  return pem.endsWith('\n') ? pem : `${pem}\n`;
+}
+
 function toPem(der: ArrayBuffer, label: string): string {
   const b64 = Buffer.from(der).toString('base64');
   return `-----BEGIN ${label}-----\n${b64.replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n-----END ${label}-----\n`;
@@ -118,7 +123,7 @@ export async function createCA(commonName: string, validityDays = 3650): Promise
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return { certPem: cert.toString('pem'), keyPem: (await exportKeys(keys)).keyPem };
+  return { certPem: pemLine(cert.toString('pem')), keyPem: (await exportKeys(keys)).keyPem };
 }
 
 /** Generates a key pair and a CSR for it; the private key stays with the caller. */
@@ -129,7 +134,7 @@ export async function createKeyAndCsr(commonName: string): Promise<{ keyPem: str
     keys,
     signingAlgorithm: ALG,
   });
-  return { keyPem: (await exportKeys(keys)).keyPem, csrPem: csr.toString('pem') };
+  return { keyPem: (await exportKeys(keys)).keyPem, csrPem: pemLine(csr.toString('pem')) };
 }
 
 /** Makes a CSR for an existing private key (certificate renewal keeps the node's key). */
@@ -145,7 +150,7 @@ export async function createCsrForKey(commonName: string, keyPem: string): Promi
     keys,
     signingAlgorithm: ALG,
   });
-  return csr.toString('pem');
+  return pemLine(csr.toString('pem'));
 }
 
 export interface SignOptions {
@@ -215,7 +220,7 @@ export async function signCsr(ca: CaMaterial, csrPem: string, opts: SignOptions)
       await x509.AuthorityKeyIdentifierExtension.create(parts.cert),
     ],
   });
-  return { certPem: cert.toString('pem'), serial, notAfter };
+  return { certPem: pemLine(cert.toString('pem')), serial, notAfter };
 }
 
 /** SHA-256 over the certificate's DER, lower-case hex: what a join token pins. */

@@ -64,7 +64,10 @@ export class NodeDaemon {
     const identity = loadIdentity(stateDir);
     const cache = new StateCache(nodePaths(stateDir).cache);
     this.cache = cache;
-    log.info({ node: identity.name, site: identity.site, revision: cache.revision }, 'node starting from disk state');
+    log.info(
+      { node: identity.name, site: identity.site, revision: cache.revision },
+      'node starting from disk state',
+    );
     this.session = new ControllerSession({
       identity,
       stateDir,
@@ -130,7 +133,11 @@ export class NodeDaemon {
       startedAt: this.startedAt,
       updatedAt: new Date().toISOString(),
       session: s,
-      cache: { revision: cache.revision, snapshotRevision: cache.snapshotRevision, objects: cache.list().length },
+      cache: {
+        revision: cache.revision,
+        snapshotRevision: cache.snapshotRevision,
+        objects: cache.list().length,
+      },
       certNotAfter: new X509Certificate(identity.credentials.certPem).validTo,
       health: this.health(),
     };
@@ -139,6 +146,8 @@ export class NodeDaemon {
     } catch (e) {
       this.opts.log.warn({ err: (e as Error).message }, 'cannot write status file');
     }
-    this.opts.notifier?.status(`${s.phase}, revision ${cache.revision}${this.health().ok ? '' : ', unhealthy'}`);
+    this.opts.notifier?.status(
+      `${s.phase}, revision ${cache.revision}${this.health().ok ? '' : ', unhealthy'}`,
+    );
   }
 }

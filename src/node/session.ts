@@ -40,6 +40,10 @@ export interface SessionOptions {
   version?: string;
 }
 
+function encode(o: TetherObject): { kind: string; name: string; json: Buffer; revision: number } {
+  return { kind: o.kind, name: o.metadata.name, json: Buffer.from(JSON.stringify(o)), revision: 0 };
+}
+
 function decode(r: Resource__Output): TetherObject {
   return JSON.parse(r.json.toString('utf8')) as TetherObject;
 }
@@ -63,6 +67,8 @@ export class ControllerSession {
   private seq = 0;
   private staging: TetherObject[] | undefined;
   private renewing = false;
+  /** The node's local endpoints as last reported by the CNI side; re-sent on every connect. */
+  private endpoints: TetherObject[] | undefined;
   readonly status: SessionStatus;
 
   constructor(private readonly opts: SessionOptions) {
@@ -155,6 +161,7 @@ export class ControllerSession {
         boot_id: this.bootId,
       },
     });
+    if (this.endpoints) call.write({ endpoints: { endpoints: this.endpoints.map(encode) } });
     this.hbTimer = setInterval(() => {
       if (Date.now() - this.lastHeard > 3 * this.hbMs) {
         this.opts.log.warn('no heartbeat from controller for 3 intervals; reconnecting');
@@ -165,6 +172,14 @@ export class ControllerSession {
       call.write({ heartbeat: { seq: ++this.seq, unix_ms: Date.now() } });
     }, this.hbMs);
     this.hbTimer.unref();
+  }
+
+  /** Reports the complete set of local endpoints; queued while disconnected. */
+  reportEndpoints(endpoints: TetherObject[]): void {
+    this.endpoints = endpoints;
+    if (this.status.phase === 'connected' || this.status.phase === 'syncing') {
+      this.call?.write({ endpoints: { endpoints: endpoints.map(encode) } });
+    }
   }
 
   private scheduleReconnect(why: string): void {

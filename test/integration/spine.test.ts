@@ -27,13 +27,21 @@ function nodeStatus(name: string): NodeStatusFile | undefined {
   return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as NodeStatusFile) : undefined;
 }
 
-function nodeCache(name: string): { revision: number; objects: Array<{ kind: string; metadata: { name: string } }> } {
+function nodeCache(name: string): {
+  revision: number;
+  objects: Array<{ kind: string; metadata: { name: string } }>;
+} {
   return JSON.parse(readFileSync(join(nodeDir(name), 'cache.json'), 'utf8'));
 }
 
 async function startController(): Promise<void> {
   controller = startTether(['controller', 'start', '--data-dir', ctlDir]);
-  await waitFor('controller to serve', async () => (await runTether(['get', 'sites', '--config', cfg()])).code === 0, 30_000, 200);
+  await waitFor(
+    'controller to serve',
+    async () => (await runTether(['get', 'sites', '--config', cfg()])).code === 0,
+    30_000,
+    200,
+  );
 }
 
 function startNode(name: string): void {
@@ -47,14 +55,47 @@ async function token(site: string, extra: string[] = []): Promise<string> {
 }
 
 async function enroll(name: string, tok: string, extra: string[] = []) {
-  return runTether(['node', 'enroll', '--controller', addr, '--token', tok, '--name', name, '--state-dir', nodeDir(name), ...extra]);
+  return runTether([
+    'node',
+    'enroll',
+    '--controller',
+    addr,
+    '--token',
+    tok,
+    '--name',
+    name,
+    '--state-dir',
+    nodeDir(name),
+    ...extra,
+  ]);
 }
 
 beforeAll(async () => {
   port = await freePort();
   addr = `127.0.0.1:${port}`;
-  const init = await runTether(['controller', 'init', '--data-dir', ctlDir, '--listen', addr, '--advertise', addr]);
+  const init = await runTether([
+    'controller',
+    'init',
+    '--data-dir',
+    ctlDir,
+    '--listen',
+    addr,
+    '--advertise',
+    addr,
+  ]);
   expect(init.code, init.stderr).toBe(0);
+  // A second, unrelated controller identity: its CA and admin certificate are the forgeries.
+  const other = await runTether([
+    'controller',
+    'init',
+    '--data-dir',
+    otherCtlDir,
+    '--listen',
+    '127.0.0.1:1',
+    '--advertise',
+    '127.0.0.1:1',
+  ]);
+  expect(other.code, other.stderr).toBe(0);
   await startController();
 });
 
@@ -74,24 +115,37 @@ describe('spine over real TLS', () => {
       expect(creds.length).toBeGreaterThan(0);
       startNode(n);
     }
-    const vn = 'apiVersion: tether.dev/v1\nkind: VirtualNetwork\nmetadata:\n  name: red\nspec:\n  subnets: ["10.1.0.0/24"]\n';
+    const vn =
+      'apiVersion: tether.dev/v1\nkind: VirtualNetwork\nmetadata:\n  name: red\nspec:\n  subnets: ["10.1.0.0/24"]\n';
     const applied = await runTether(['apply', '-f', '-', '--config', cfg()], { input: vn });
     expect(applied.code, applied.stderr).toBe(0);
     expect(applied.stdout).toContain('virtualnetwork/red created');
     const rev = Number(/revision (\d+)/.exec(applied.stderr)?.[1]);
     for (const n of ['n1', 'n2']) {
       await waitFor(`${n} to hold revision ${rev}`, () => (nodeCache(n).revision >= rev ? true : undefined));
-      expect(nodeCache(n).objects.some((o) => o.kind === 'VirtualNetwork' && o.metadata.name === 'red')).toBe(true);
+      expect(nodeCache(n).objects.some((o) => o.kind === 'VirtualNetwork' && o.metadata.name === 'red')).toBe(
+        true,
+      );
     }
     expect(nodeCache('n1').revision).toBe(nodeCache('n2').revision);
     const nodesOut = await runTether(['get', 'nodes', '-o', 'json', '--config', cfg()]);
-    const list = JSON.parse(nodesOut.stdout) as { items: Array<{ metadata: { name: string }; status: { phase: string; session: { connected: boolean } } }> };
+    const list = JSON.parse(nodesOut.stdout) as {
+      items: Array<{
+        metadata: { name: string };
+        status: { phase: string; session: { connected: boolean } };
+      }>;
+    };
     expect(list.items.map((i) => [i.metadata.name, i.status.phase, i.status.session.connected])).toEqual([
       ['n1', 'Approved', true],
       ['n2', 'Approved', true],
     ]);
     const st = await runTether(['status', '--state-dir', nodeDir('n1'), '-o', 'json']);
-    expect(JSON.parse(st.stdout)).toMatchObject({ node: 'n1', site: 'site-a', daemon: 'running', session: 'connected' });
+    expect(JSON.parse(st.stdout)).toMatchObject({
+      node: 'n1',
+      site: 'site-a',
+      daemon: 'running',
+      session: 'connected',
+    });
   });
 
   it('keeps every accepted apply across kill -9 of the controller; nodes resume by delta', async () => {
@@ -103,7 +157,16 @@ describe('spine over real TLS', () => {
         const name = `burst-${i}`;
         try {
           const r = await admin.apply({
-            json: [Buffer.from(JSON.stringify({ apiVersion: 'tether.dev/v1', kind: 'VirtualNetwork', metadata: { name }, spec: { subnets: [`10.${(i % 200) + 2}.0.0/24`] } }))],
+            json: [
+              Buffer.from(
+                JSON.stringify({
+                  apiVersion: 'tether.dev/v1',
+                  kind: 'VirtualNetwork',
+                  metadata: { name },
+                  spec: { subnets: [`10.${(i % 200) + 2}.0.0/24`] },
+                }),
+              ),
+            ],
             sources: [name],
             expect_revision: 0,
           });
@@ -120,13 +183,19 @@ describe('spine over real TLS', () => {
     admin.close();
     await startController();
     const after = await runTether(['get', 'vn', '-o', 'json', '--config', cfg()]);
-    const names = new Set((JSON.parse(after.stdout) as { items: Array<{ metadata: { name: string } }> }).items.map((i) => i.metadata.name));
+    const names = new Set(
+      (JSON.parse(after.stdout) as { items: Array<{ metadata: { name: string } }> }).items.map(
+        (i) => i.metadata.name,
+      ),
+    );
     for (const a of accepted) expect(names.has(a.name), `${a.name} (revision ${a.revision}) lost`).toBe(true);
     const last = accepted[accepted.length - 1]!.revision;
     for (const n of ['n1', 'n2']) {
       const st = await waitFor(`${n} to reconnect`, () => {
         const s = nodeStatus(n);
-        return s && s.session.phase === 'connected' && s.cache.revision >= last && s.session.reconnects > 0 ? s : undefined;
+        return s && s.session.phase === 'connected' && s.cache.revision >= last && s.session.reconnects > 0
+          ? s
+          : undefined;
       });
       expect(st.session.lastSync?.kind, `${n} should resume from its revision, not a snapshot`).toBe('delta');
     }
@@ -183,8 +252,6 @@ describe('refusals change nothing', () => {
   });
 
   it('refuses a controller whose CA does not match the token', async () => {
-    const other = await runTether(['controller', 'init', '--data-dir', otherCtlDir, '--listen', '127.0.0.1:1', '--advertise', '127.0.0.1:1']);
-    expect(other.code).toBe(0);
     const fp = loadClientConfig(join(otherCtlDir, 'admin.yaml')).caFingerprint;
     const real = await token('site-a');
     const forged = real.replace(/^T10[0-9a-f]{64}/, `T10${fp}`);
@@ -194,8 +261,10 @@ describe('refusals change nothing', () => {
   });
 
   it('refuses a client certificate from another CA', async () => {
+    // Trusts the real controller, but presents an admin certificate issued by another CA.
     const other = loadClientConfig(join(otherCtlDir, 'admin.yaml'));
-    const admin = new Admin({ ...other, server: addr }, 5000);
+    const real = loadClientConfig(cfg());
+    const admin = new Admin({ ...other, ca: real.ca, server: addr }, 5000);
     await expect(admin.list('Site')).rejects.toMatchObject({ code: 'TETHER_E_UNAUTHENTICATED' });
     admin.close();
   });
@@ -204,20 +273,23 @@ describe('refusals change nothing', () => {
     const rev = await revision();
     const admin = new Admin(loadClientConfig(cfg()), 10_000);
     const huge = Buffer.alloc(5 * 1024 * 1024, 'x');
-    await expect(admin.apply({ json: [huge], sources: ['huge'], expect_revision: 0 })).rejects.toMatchObject({ code: 'TETHER_E_TOO_LARGE' });
+    await expect(admin.apply({ json: [huge], sources: ['huge'], expect_revision: 0 })).rejects.toMatchObject({
+      code: 'TETHER_E_TOO_LARGE',
+    });
     admin.close();
     expect(await revision()).toBe(rev);
   });
 
   it('refuses a resource that fails validation, naming the field and line', async () => {
-    const bad = 'apiVersion: tether.dev/v1\nkind: VirtualNetwork\nmetadata:\n  name: bad\nspec:\n  subnets: ["10.9.0.1/24"]\n';
+    const bad =
+      'apiVersion: tether.dev/v1\nkind: VirtualNetwork\nmetadata:\n  name: bad\nspec:\n  subnets: ["10.9.0.1/24"]\n';
     const r = await runTether(['apply', '-f', '-', '--config', cfg()], { input: bad });
     expect(r.code).toBe(4);
     expect(r.stderr).toContain('spec.subnets[0]');
     expect((await runTether(['get', 'vn', 'bad', '--config', cfg()])).code).toBe(3);
   });
 
-  it('closes a revoked node\'s session within a second and refuses it afterwards', async () => {
+  it("closes a revoked node's session within a second and refuses it afterwards", async () => {
     expect(nodeStatus('n2')?.session.phase).toBe('connected');
     const r = await runTether(['node', 'revoke', 'n2', '--config', cfg()]);
     expect(r.code, r.stderr).toBe(0);
@@ -226,7 +298,12 @@ describe('refusals change nothing', () => {
     startNode('n2');
     await waitFor('n2 to be refused', () => {
       const s = nodeStatus('n2');
-      return s && s.pid === nodes.get('n2')!.child.pid && s.session.lastError && /revoked/.test(s.session.lastError);
+      return (
+        s &&
+        s.pid === nodes.get('n2')!.child.pid &&
+        s.session.lastError &&
+        /revoked/.test(s.session.lastError)
+      );
     });
   });
 });

@@ -17,24 +17,36 @@ export function registerController(program: Command): void {
     .option('--advertise <host:port>', 'address nodes and the CLI dial', '127.0.0.1:7443')
     .option('--san <name...>', 'extra DNS names or IP addresses for the server certificate')
     .option('-o, --output <fmt>', 'json|yaml for machine-readable output')
-    .action(async (o: { dataDir: string; listen: string; advertise: string; san?: string[]; output?: string }) => {
-      const sans = o.san ?? [];
-      const res = await initController({
-        dataDir: o.dataDir,
-        listen: o.listen,
-        advertise: o.advertise,
-        dnsNames: sans.filter((s) => !/^[\d.:]+$/.test(s)),
-        ipAddresses: sans.filter((s) => /^[\d.:]+$/.test(s)),
-      });
-      if (o.output === 'json' || o.output === 'yaml') {
-        out(renderStructured({ dataDir: o.dataDir, caFingerprint: res.caFingerprint, adminConfig: res.adminConfig, config: res.config }, o.output));
-        return;
-      }
-      say(`controller initialised in ${o.dataDir}`);
-      say(`  CA fingerprint (sha256): ${res.caFingerprint}`);
-      say(`  admin client config:     ${res.adminConfig}  (use --config or TETHER_CONFIG)`);
-      say(`next: tether controller start --data-dir ${o.dataDir}`);
-    });
+    .action(
+      async (o: { dataDir: string; listen: string; advertise: string; san?: string[]; output?: string }) => {
+        const sans = o.san ?? [];
+        const res = await initController({
+          dataDir: o.dataDir,
+          listen: o.listen,
+          advertise: o.advertise,
+          dnsNames: sans.filter((s) => !/^[\d.:]+$/.test(s)),
+          ipAddresses: sans.filter((s) => /^[\d.:]+$/.test(s)),
+        });
+        if (o.output === 'json' || o.output === 'yaml') {
+          out(
+            renderStructured(
+              {
+                dataDir: o.dataDir,
+                caFingerprint: res.caFingerprint,
+                adminConfig: res.adminConfig,
+                config: res.config,
+              },
+              o.output,
+            ),
+          );
+          return;
+        }
+        say(`controller initialised in ${o.dataDir}`);
+        say(`  CA fingerprint (sha256): ${res.caFingerprint}`);
+        say(`  admin client config:     ${res.adminConfig}  (use --config or TETHER_CONFIG)`);
+        say(`next: tether controller start --data-dir ${o.dataDir}`);
+      },
+    );
 
   ctl
     .command('start')

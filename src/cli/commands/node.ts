@@ -1,11 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { TetherError } from '../../lib/errors.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
 import { NodeDaemon, type NodeStatusFile } from '../../node/daemon.js';
 import { enrollNode } from '../../node/enroll.js';
 import { isEnrolled, loadIdentity, nodePaths } from '../../node/identity.js';
-import { TetherError } from '../../lib/errors.js';
 import { Admin, DEFAULT_NODE_DIR } from '../admin.js';
 import { parseDuration } from '../flags.js';
 import { out, paint, renderStructured, renderTable, say } from '../output.js';
@@ -20,7 +20,9 @@ function pidAlive(pid: number): boolean {
 }
 
 export function registerNode(program: Command): void {
-  const node = program.command('node').description('enroll and run this node; approve or revoke nodes (admin)');
+  const node = program
+    .command('node')
+    .description('enroll and run this node; approve or revoke nodes (admin)');
 
   node
     .command('enroll')
@@ -31,33 +33,58 @@ export function registerNode(program: Command): void {
     .option('--name <name>', 'node name (default: hostname)')
     .option('--site <site>', 'refuse a token for any other site')
     .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
-    .option('--wait <duration>', 'give up waiting for manual approval after this long (default: wait forever)')
+    .option(
+      '--wait <duration>',
+      'give up waiting for manual approval after this long (default: wait forever)',
+    )
     .option('-o, --output <fmt>', 'json|yaml')
-    .action(async (o: { controller: string; token?: string; tokenFile?: string; name?: string; site?: string; stateDir: string; wait?: string; output?: string }) => {
-      const token = o.token ?? (o.tokenFile ? readFileSync(o.tokenFile, 'utf8').trim() : process.env.TETHER_TOKEN);
-      if (!token) throw new TetherError('TETHER_E_INVALID', 'no join token given', { field: '--token', expected: '--token, --token-file or $TETHER_TOKEN' });
-      if (isEnrolled(o.stateDir)) {
-        throw new TetherError('TETHER_E_PRECONDITION', `this node is already enrolled (${nodePaths(o.stateDir).identity})`, {
-          expected: 'a fresh state directory, or remove it to re-enroll',
+    .action(
+      async (o: {
+        controller: string;
+        token?: string;
+        tokenFile?: string;
+        name?: string;
+        site?: string;
+        stateDir: string;
+        wait?: string;
+        output?: string;
+      }) => {
+        const token =
+          o.token ?? (o.tokenFile ? readFileSync(o.tokenFile, 'utf8').trim() : process.env.TETHER_TOKEN);
+        if (!token)
+          throw new TetherError('TETHER_E_INVALID', 'no join token given', {
+            field: '--token',
+            expected: '--token, --token-file or $TETHER_TOKEN',
+          });
+        if (isEnrolled(o.stateDir)) {
+          throw new TetherError(
+            'TETHER_E_PRECONDITION',
+            `this node is already enrolled (${nodePaths(o.stateDir).identity})`,
+            {
+              expected: 'a fresh state directory, or remove it to re-enroll',
+            },
+          );
+        }
+        const id = await enrollNode({
+          controller: o.controller,
+          token,
+          stateDir: o.stateDir,
+          nodeName: o.name,
+          expectedSite: o.site,
+          waitSeconds: o.wait ? parseDuration(o.wait, '--wait') : 0,
+          log: silentLogger(),
+          progress: (m) => say(m),
         });
-      }
-      const id = await enrollNode({
-        controller: o.controller,
-        token,
-        stateDir: o.stateDir,
-        nodeName: o.name,
-        expectedSite: o.site,
-        waitSeconds: o.wait ? parseDuration(o.wait, '--wait') : 0,
-        log: silentLogger(),
-        progress: (m) => say(m),
-      });
-      if (o.output === 'json' || o.output === 'yaml') out(renderStructured(id, o.output));
-      else say(`${paint('enrolled', 'green')} as node ${id.name} in site ${id.site}`);
-    });
+        if (o.output === 'json' || o.output === 'yaml') out(renderStructured(id, o.output));
+        else say(`${paint('enrolled', 'green')} as node ${id.name} in site ${id.site}`);
+      },
+    );
 
   node
     .command('run')
-    .description('run the node daemon (session, disk cache, vRouter) in the foreground; Type=notify under systemd')
+    .description(
+      'run the node daemon (session, disk cache, vRouter) in the foreground; Type=notify under systemd',
+    )
     .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
     .option('--heartbeat <duration>', 'heartbeat interval; the WAN counts as dead after 3 missed', '5s')
     .action(async (o: { stateDir: string; heartbeat: string }) => {
@@ -82,7 +109,7 @@ export function registerNode(program: Command): void {
 
   for (const [verb, desc] of [
     ['approve', 'approve a node waiting for manual approval (admin)'],
-    ['revoke', "revoke a node: its session closes at once and it is refused from then on (admin)"],
+    ['revoke', 'revoke a node: its session closes at once and it is refused from then on (admin)'],
   ] as const) {
     node
       .command(verb)
@@ -112,7 +139,9 @@ export function registerStatus(program: Command): void {
     .action((o: { stateDir: string; output?: string }) => {
       const id = loadIdentity(o.stateDir);
       const p = nodePaths(o.stateDir);
-      const st = existsSync(p.status) ? (JSON.parse(readFileSync(p.status, 'utf8')) as NodeStatusFile) : undefined;
+      const st = existsSync(p.status)
+        ? (JSON.parse(readFileSync(p.status, 'utf8')) as NodeStatusFile)
+        : undefined;
       const running = st ? pidAlive(st.pid) : false;
       const view = {
         node: id.name,
@@ -143,7 +172,7 @@ export function registerStatus(program: Command): void {
         ['certificate expires', view.certNotAfter ?? 'unknown'],
         ['health', view.health ? (view.health.ok ? 'ok' : view.health.reasons.join('; ')) : 'unknown'],
       ];
-      if (view.lastError) rows.push(['last error', view.lastError]);
+      if (view.lastError) rows.push(['last disconnect', view.lastError]);
       out(renderTable(['field', 'value'], rows));
       if (!running) process.exitCode = 1;
     });

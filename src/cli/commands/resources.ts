@@ -43,13 +43,18 @@ export function loadResources(paths: readonly string[]): Array<{ object: TetherO
 export function registerResources(program: Command): void {
   program
     .command('apply')
-    .description('create or update resources from YAML/JSON files, a directory, or - for stdin (all or nothing)')
+    .description(
+      'create or update resources from YAML/JSON files, a directory, or - for stdin (all or nothing)',
+    )
     .requiredOption('-f, --filename <path...>', 'file, directory or -')
     .option('--config <file>', 'admin client config')
     .option('-o, --output <fmt>', 'json|yaml|name')
     .action(async (o: { filename: string[]; config?: string; output?: string }) => {
       const items = loadResources(o.filename);
-      if (items.length === 0) throw new TetherError('TETHER_E_INVALID', 'no resources found in input', { file: o.filename.join(', ') });
+      if (items.length === 0)
+        throw new TetherError('TETHER_E_INVALID', 'no resources found in input', {
+          file: o.filename.join(', '),
+        });
       const admin = Admin.fromFlag(o.config);
       try {
         const res = await admin.apply({
@@ -62,7 +67,8 @@ export function registerResources(program: Command): void {
           out(renderStructured({ revision: res.revision, results: res.results }, fmt));
           return;
         }
-        for (const r of res.results) out(`${r.kind.toLowerCase()}/${r.name} ${fmt === 'name' ? '' : r.action}\n`.replace(' \n', '\n'));
+        for (const r of res.results)
+          out(`${r.kind.toLowerCase()}/${r.name} ${fmt === 'name' ? '' : r.action}\n`.replace(' \n', '\n'));
         say(`revision ${res.revision}`);
       } finally {
         admin.close();
@@ -81,9 +87,7 @@ export function registerResources(program: Command): void {
       const fmt = parseOutputFormat(o.output);
       const admin = Admin.fromFlag(o.config);
       try {
-        const items = name
-          ? [await admin.get(kind, name)]
-          : (await admin.list(kind)).items;
+        const items = name ? [await admin.get(kind, name)] : (await admin.list(kind)).items;
         if (fmt === 'json' || fmt === 'yaml') {
           out(renderStructured(name ? items[0] : { apiVersion: 'tether.dev/v1', kind: 'List', items }, fmt));
         } else if (fmt === 'name') {
@@ -124,29 +128,40 @@ export function registerResources(program: Command): void {
     .argument('[name]')
     .option('-f, --filename <path...>', 'delete the resources in these files')
     .option('--config <file>', 'admin client config')
-    .action(async (kindWord: string | undefined, name: string | undefined, o: { filename?: string[]; config?: string }) => {
-      const targets: Array<{ kind: string; name: string }> = [];
-      if (o.filename) for (const i of loadResources(o.filename)) targets.push({ kind: i.object.kind, name: i.object.metadata.name });
-      else if (kindWord && name) targets.push({ kind: resolveKind(kindWord), name });
-      else throw new TetherError('TETHER_E_INVALID', 'say what to delete', { expected: 'KIND NAME or -f FILE' });
-      const admin = Admin.fromFlag(o.config);
-      try {
-        let missing = 0;
-        for (const t of targets) {
-          try {
-            const r = await admin.delete(t.kind, t.name);
-            out(`${t.kind.toLowerCase()}/${t.name} deleted\n`);
-            say(`revision ${r.revision}`);
-          } catch (e) {
-            if (e instanceof TetherError && e.code === 'TETHER_E_NOT_FOUND') {
-              say(`${t.kind.toLowerCase()}/${t.name} not found`);
-              missing++;
-            } else throw e;
+    .action(
+      async (
+        kindWord: string | undefined,
+        name: string | undefined,
+        o: { filename?: string[]; config?: string },
+      ) => {
+        const targets: Array<{ kind: string; name: string }> = [];
+        if (o.filename)
+          for (const i of loadResources(o.filename))
+            targets.push({ kind: i.object.kind, name: i.object.metadata.name });
+        else if (kindWord && name) targets.push({ kind: resolveKind(kindWord), name });
+        else
+          throw new TetherError('TETHER_E_INVALID', 'say what to delete', {
+            expected: 'KIND NAME or -f FILE',
+          });
+        const admin = Admin.fromFlag(o.config);
+        try {
+          let missing = 0;
+          for (const t of targets) {
+            try {
+              const r = await admin.delete(t.kind, t.name);
+              out(`${t.kind.toLowerCase()}/${t.name} deleted\n`);
+              say(`revision ${r.revision}`);
+            } catch (e) {
+              if (e instanceof TetherError && e.code === 'TETHER_E_NOT_FOUND') {
+                say(`${t.kind.toLowerCase()}/${t.name} not found`);
+                missing++;
+              } else throw e;
+            }
           }
+          if (missing) process.exitCode = EXIT.NOT_FOUND;
+        } finally {
+          admin.close();
         }
-        if (missing) process.exitCode = EXIT.NOT_FOUND;
-      } finally {
-        admin.close();
-      }
-    });
+      },
+    );
 }

@@ -3,17 +3,20 @@
 import type { Hello as _tether_v1_Hello, Hello__Output as _tether_v1_Hello__Output } from '../../tether/v1/Hello.js';
 import type { Ack as _tether_v1_Ack, Ack__Output as _tether_v1_Ack__Output } from '../../tether/v1/Ack.js';
 import type { Heartbeat as _tether_v1_Heartbeat, Heartbeat__Output as _tether_v1_Heartbeat__Output } from '../../tether/v1/Heartbeat.js';
+import type { EndpointReport as _tether_v1_EndpointReport, EndpointReport__Output as _tether_v1_EndpointReport__Output } from '../../tether/v1/EndpointReport.js';
 
 export interface NodeMessage {
   'hello'?: (_tether_v1_Hello | null);
   'ack'?: (_tether_v1_Ack | null);
   'heartbeat'?: (_tether_v1_Heartbeat | null);
-  'msg'?: "hello"|"ack"|"heartbeat";
+  'endpoints'?: (_tether_v1_EndpointReport | null);
+  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints";
 }
 
 export interface NodeMessage__Output {
   'hello'?: (_tether_v1_Hello__Output | null);
   'ack'?: (_tether_v1_Ack__Output | null);
   'heartbeat'?: (_tether_v1_Heartbeat__Output | null);
-  'msg'?: "hello"|"ack"|"heartbeat";
+  'endpoints'?: (_tether_v1_EndpointReport__Output | null);
+  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints";
 }

@@ -1,0 +1,172 @@
+import type { TetherObject } from '../api/resource.js';
+import { isTetherError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import type { Store, TxnOp } from './store/store.js';
+
+/** First VNI the controller hands out; lower ones are left for manual assignment. */
+export const VNI_BASE = 4096;
+const VNI_MAX = 16_777_215;
+
+interface Cidr {
+  base: number;
+  prefix: number;
+}
+
+function parseCidr(s: string): Cidr | undefined {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(s);
+  if (!m) return undefined;
+  const o = m.slice(1, 5).map(Number);
+  if (o.some((x) => x > 255)) return undefined;
+  const prefix = Number(m[5]);
+  if (prefix > 32) return undefined;
+  const ip = ((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) >>> 0;
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return { base: (ip & mask) >>> 0, prefix };
+}
+
+function formatCidr(c: Cidr): string {
+  const b = c.base;
+  return `${b >>> 24}.${(b >>> 16) & 255}.${(b >>> 8) & 255}.${b & 255}/${c.prefix}`;
+}
+
+/** Size of each site's block: a /24 per site in big networks, a quarter of a small one. */
+export function blockPrefix(networkPrefix: number): number {
+  return networkPrefix <= 20 ? 24 : Math.min(networkPrefix + 2, 30);
+}
+
+export interface NetworkStatus {
+  vni?: number;
+  siteBlocks?: Record<string, string>;
+  /** Why something could not be allocated (e.g. more sites than blocks). */
+  message?: string;
+}
+
+/**
+ * What a VirtualNetwork's controller-owned status should be: a VNI (kept once given; the
+ * spec's if set) and one address block per site it covers, carved from `subnets[0]`, so each
+ * site allocates workload addresses on its own — also while its WAN is down. Pure.
+ */
+export function networkStatus(
+  vn: TetherObject,
+  others: readonly TetherObject[],
+  sites: readonly string[],
+): NetworkStatus {
+  const spec = vn.spec as { subnets?: string[]; vni?: number; sites?: string[] };
+  const cur = (vn.status ?? {}) as NetworkStatus;
+  const out: NetworkStatus = {};
+  const messages: string[] = [];
+  const taken = new Set<number>();
+  for (const o of others) {
+    if (o.metadata.name === vn.metadata.name) continue;
+    const v = (o.status as NetworkStatus | undefined)?.vni ?? (o.spec as { vni?: number }).vni;
+    if (typeof v === 'number') taken.add(v);
+  }
+  if (typeof spec.vni === 'number') {
+    if (taken.has(spec.vni)) messages.push(`spec.vni ${spec.vni} is already used by another network`);
+    else out.vni = spec.vni;
+  } else if (typeof cur.vni === 'number' && !taken.has(cur.vni)) {
+    out.vni = cur.vni;
+  } else {
+    for (let v = VNI_BASE; v <= VNI_MAX; v++) {
+      if (!taken.has(v)) {
+        out.vni = v;
+        break;
+      }
+    }
+  }
+  const net = spec.subnets?.[0] ? parseCidr(spec.subnets[0]) : undefined;
+  if (net) {
+    const bp = blockPrefix(net.prefix);
+    const count = 2 ** (bp - net.prefix);
+    const size = 2 ** (32 - bp);
+    const covered = (spec.sites ?? sites).slice().sort();
+    const blocks: Record<string, string> = {};
+    const used = new Set<number>();
+    const inNet = (c: Cidr | undefined) => c && c.prefix === bp && (c.base - net.base) >>> 0 < count * size;
+    // Keep what sites already have, so addresses in use never move.
+    for (const site of covered) {
+      const prev = cur.siteBlocks?.[site] ? parseCidr(cur.siteBlocks[site]!) : undefined;
+      if (prev && inNet(prev)) {
+        const idx = ((prev.base - net.base) >>> 0) / size;
+        if (!used.has(idx)) {
+          used.add(idx);
+          blocks[site] = formatCidr(prev);
+        }
+      }
+    }
+    let next = 0;
+    for (const site of covered) {
+      if (blocks[site]) continue;
+      while (used.has(next)) next++;
+      if (next >= count) {
+        messages.push(
+          `no address block left for site ${site}: ${spec.subnets![0]} holds ${count} blocks of /${bp}`,
+        );
+        continue;
+      }
+      used.add(next);
+      blocks[site] = formatCidr({ base: (net.base + next * size) >>> 0, prefix: bp });
+    }
+    out.siteBlocks = blocks;
+  }
+  if (messages.length) out.message = messages.join('; ');
+  return out;
+}
+
+/**
+ * Keeps every VirtualNetwork's status (VNI, per-site blocks) current as networks and sites
+ * come and go. Runs after the store commits, never inside a write, and writes with
+ * compare-and-swap so an admin's concurrent apply wins and is simply reconciled again.
+ */
+export class NetworkReconciler {
+  private scheduled = false;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.unsubscribe = this.store.subscribe((events) => {
+      if (events.some((e) => e.kind === 'VirtualNetwork' || e.kind === 'Site')) this.schedule();
+    });
+    this.schedule();
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      try {
+        this.reconcile();
+      } catch (e) {
+        if (isTetherError(e, 'TETHER_E_CONFLICT')) this.schedule();
+        else this.log.error({ err: (e as Error).message }, 'network reconcile failed');
+      }
+    });
+  }
+
+  reconcile(): number {
+    const vns = this.store.list('VirtualNetwork').items;
+    const sites = this.store.list('Site').items.map((s) => s.name);
+    const ops: TxnOp[] = [];
+    const assigned: TetherObject[] = vns.map((v) => v.object);
+    for (let i = 0; i < vns.length; i++) {
+      const v = vns[i]!;
+      const want = networkStatus(v.object, assigned, sites);
+      const have = (v.object.status ?? {}) as NetworkStatus;
+      if (JSON.stringify(want) === JSON.stringify({ ...have })) continue;
+      const object = { ...v.object, status: { ...want } as Record<string, unknown> };
+      assigned[i] = object;
+      ops.push({ op: 'put', object, expectRevision: v.revision });
+    }
+    if (ops.length) this.store.txn(ops);
+    return ops.length;
+  }
+}
