@@ -299,14 +299,15 @@ export class FakeKernel implements Kernel {
       }
       case 'vxlan-add': {
         const ns = this.ns(op.netns);
-        this.newLinkCheck(ns, op.name);
+        const target = op.into ? this.ns(op.into) : ns;
+        this.newLinkCheck(target, op.name);
         const sockNs = op.netns ?? ROOT;
         for (const s of this.spaces.values())
           for (const l of s.links.values())
             if (l.vxlan && l.vxlan.sockNs === sockNs && l.vxlan.vni === op.vni && l.vxlan.port === op.dstport)
               throw new KernelErr('Error: A VXLAN device with the specified VNI already exists.');
         this.link(ns, op.dev);
-        ns.links.set(op.name, {
+        target.links.set(op.name, {
           name: op.name,
           kind: 'vxlan',
           mtu: op.mtu,

@@ -173,10 +173,22 @@ export class IprouteKernel implements Kernel {
   async readNs(netns: NetnsRef, opts: ReadOptions = {}): Promise<NsState | undefined> {
     const lines = ['addr show', `route show proto ${TETHER_ROUTE_PROTO}`];
     if (opts.entries) lines.push('neigh show nud permanent');
-    const ip = await this.runner.run('ip', [...nsArgs(netns), '-d', '-j', '-batch', '-'], {
-      input: `${lines.join('\n')}\n`,
-      allowFailure: true,
-    });
+    // The reads are independent: run them concurrently.
+    const [ip, br, nft, sys] = await Promise.all([
+      this.runner.run('ip', [...nsArgs(netns), '-d', '-j', '-batch', '-'], {
+        input: `${lines.join('\n')}\n`,
+        allowFailure: true,
+      }),
+      opts.entries
+        ? this.runner.run('bridge', [...nsArgs(netns), '-j', 'fdb', 'show'], { allowFailure: true })
+        : undefined,
+      opts.nftTables?.length
+        ? this.runner.run('nft', ['-j', 'list', 'ruleset'], { netns, allowFailure: true })
+        : undefined,
+      opts.sysctls?.length
+        ? this.runner.run('sysctl', ['-n', ...opts.sysctls], { netns, allowFailure: true })
+        : undefined,
+    ]);
     if (ip.code !== 0) {
       if (netns && isMissingNs(ip.stderr)) return undefined;
       throw new TetherError(
@@ -201,18 +213,21 @@ export class IprouteKernel implements Kernel {
       nft: [],
       sysctl: {},
     };
-    if (opts.entries) {
-      const br = await this.runner.run('bridge', [...nsArgs(netns), '-j', 'fdb', 'show']);
+    if (br) {
+      if (br.code !== 0)
+        throw new TetherError(
+          'TETHER_E_KERNEL',
+          `cannot read forwarding entries of ${netns ?? '(current)'}: ${br.stderr.trim()}`,
+          {
+            netns,
+          },
+        );
       state.fdb = parseFdb(br.stdout.trim() ? JSON.parse(br.stdout) : []);
     }
-    if (opts.nftTables?.length) {
-      const nft = await this.runner.run('nft', ['-j', 'list', 'ruleset'], { netns, allowFailure: true });
-      if (nft.code === 0 && nft.stdout.trim())
-        state.nft = parseNftRuleset(JSON.parse(nft.stdout) as { nftables?: NftJsonItem[] }, opts.nftTables);
-    }
-    if (opts.sysctls?.length) {
-      const s = await this.runner.run('sysctl', ['-n', ...opts.sysctls], { netns, allowFailure: true });
-      const vals = s.stdout.split('\n');
+    if (nft && opts.nftTables && nft.code === 0 && nft.stdout.trim())
+      state.nft = parseNftRuleset(JSON.parse(nft.stdout) as { nftables?: NftJsonItem[] }, opts.nftTables);
+    if (sys && opts.sysctls) {
+      const vals = sys.stdout.split('\n');
       opts.sysctls.forEach((k, i) => {
         const v = vals[i]?.trim();
         if (v !== undefined && v !== '') state.sysctl[k] = v;

@@ -15,7 +15,7 @@ export function renderIpLines(op: KernelOp): string[] {
       return [`netns del ${op.name}`];
     case 'vxlan-add':
       return [
-        `link add ${op.name} mtu ${op.mtu} type vxlan id ${op.vni} local ${op.local} dev ${op.dev} dstport ${op.dstport} nolearning proxy`,
+        `link add ${op.name}${op.into ? ` netns ${op.into}` : ''} mtu ${op.mtu} type vxlan id ${op.vni} local ${op.local} dev ${op.dev} dstport ${op.dstport} nolearning proxy`,
       ];
     case 'bridge-add':
       return [`link add ${op.name} address ${op.mac} mtu ${op.mtu} type bridge`];

@@ -18,10 +18,15 @@ export type KernelOp =
   /** `ip netns add NAME` (always run from the caller's namespace). */
   | { op: 'netns-add'; name: string }
   | { op: 'netns-del'; name: string }
-  /** VXLAN device; `nolearning`, `proxy` (answers ARP from its neighbour table), UDP `dstport`. */
+  /**
+   * VXLAN device; `nolearning`, `proxy` (answers ARP from its neighbour table), UDP `dstport`.
+   * Requested in `netns` (where `dev` is and where its UDP socket lives); with `into`, the
+   * device itself is created directly in that namespace (`link add NAME netns INTO type vxlan`).
+   */
   | {
       op: 'vxlan-add';
       netns: NetnsRef;
+      into?: string;
       name: string;
       vni: number;
       local: string;
@@ -217,7 +222,12 @@ export interface Batch {
   ops: KernelOp[];
 }
 
-/** Groups consecutive ops of the same tool and namespace, keeping order. */
+/** Neighbour and forwarding entries: the bulk of a plan, independent of each other. */
+export function isEntryOp(op: KernelOp): boolean {
+  return op.op === 'neigh-replace' || op.op === 'neigh-del' || op.op === 'fdb-replace' || op.op === 'fdb-del';
+}
+
+/** Groups consecutive ops of the same tool and namespace into one batch, keeping order. */
 export function toBatches(ops: readonly KernelOp[]): Batch[] {
   const out: Batch[] = [];
   for (const op of ops) {

@@ -28,13 +28,20 @@ export function vnNftTables(): { family: NftFamily; name: string }[] {
  */
 export async function observe(
   kernel: Kernel,
-  desired: Pick<DesiredNodeNetwork, 'netnsPrefix' | 'underlay'>,
+  desired: Pick<DesiredNodeNetwork, 'netnsPrefix' | 'underlay'> & {
+    networks?: DesiredNodeNetwork['networks'];
+  },
 ): Promise<Observed> {
-  const all = await kernel.listNetns();
-  const node = await kernel.readNs(desired.underlay.netns, {
-    nftTables: [{ family: 'ip', name: names.nodeNatTable(desired.netnsPrefix) }],
-    sysctls: [IP_FORWARD],
-  });
+  // Independent reads run concurrently.
+  const breakout = (desired.networks ?? []).some((n) => n.localBreakout);
+  const [all, node] = await Promise.all([
+    kernel.listNetns(),
+    // ip_forward of the node namespace matters only when Tether will turn it on (breakout).
+    kernel.readNs(desired.underlay.netns, {
+      nftTables: [{ family: 'ip', name: names.nodeNatTable(desired.netnsPrefix) }],
+      sysctls: breakout ? [IP_FORWARD] : [],
+    }),
+  ]);
   if (!node)
     throw new TetherError(
       'TETHER_E_PRECONDITION',

@@ -217,7 +217,7 @@ function gatewayCidr(net: DesiredNetwork): string {
 /**
  * The planner: desired state + observed kernel state → ordered kernel operations. Pure and
  * deterministic. Order: create namespaces; remove incompatible devices; node-namespace batch
- * (create VXLAN and move it, breakout veths, move workload interfaces in); per network
+ * (create VXLAN into the network namespace, breakout veths, move workload interfaces in); per network
  * namespace one ip batch, one bridge batch, sysctls, one nft transaction; node nft and
  * sysctls; delete stale namespaces. Only Tether's objects are considered: its namespaces
  * (`<prefix>-vn<VNI>`), `tvx<VNI>`/`tbo<VNI>` links in the node namespace, routes with
@@ -257,7 +257,7 @@ export function plan(desired: DesiredNodeNetwork, observed: Observed): Plan {
     const vnLinks = new Map(obs.links.map((l) => [l.name, l]));
     const gone = new Set<string>();
 
-    // VXLAN: created in the node namespace (so its socket lives there), then moved.
+    // VXLAN: its UDP socket must live in the node namespace, the device in the network's.
     const vx = names.vxlan(net.vni);
     desiredNodeLinks.add(vx);
     const vxOk = (l: ObservedLink | undefined) =>
@@ -275,10 +275,15 @@ export function plan(desired: DesiredNodeNetwork, observed: Observed): Plan {
     if (!vxInVn || gone.has(vx)) {
       const vxInNode = nodeLinks.get(vx);
       if (vxInNode && !vxOk(vxInNode)) phaseNode.push({ op: 'link-del', netns: nodeNs, name: vx });
-      if (!vxInNode || !vxOk(vxInNode))
+      // Created directly inside the network namespace, requested from the node namespace: the
+      // UDP socket and `dev` stay in the node namespace. A device left in the node namespace
+      // (created there by an older run) is moved instead.
+      if (vxInNode && vxOk(vxInNode)) phaseNode.push({ op: 'link-move', netns: nodeNs, name: vx, to: ns });
+      else
         phaseNode.push({
           op: 'vxlan-add',
           netns: nodeNs,
+          into: ns,
           name: vx,
           vni: net.vni,
           local: desired.underlay.vtepIp,
@@ -286,7 +291,6 @@ export function plan(desired: DesiredNodeNetwork, observed: Observed): Plan {
           dstport: port,
           mtu,
         });
-      phaseNode.push({ op: 'link-move', netns: nodeNs, name: vx, to: ns });
     }
 
     // Breakout veth pair.

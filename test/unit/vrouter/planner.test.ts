@@ -53,13 +53,14 @@ const denyWebDb: DesiredPolicy = {
 
 const cases: Case[] = [
   {
-    name: 'empty kernel → create namespace, VXLAN in node ns then moved, bridge, ports, entries',
+    name: 'empty kernel → create namespace, VXLAN (socket in node ns, device in the network ns), bridge, ports, entries',
     desired: node([red()]),
     expected: [
       { op: 'netns-add', name: VN },
       {
         op: 'vxlan-add',
         netns: NODE_NS,
+        into: VN,
         name: 'tvx100',
         vni: 100,
         local: '192.168.0.1',
@@ -67,7 +68,6 @@ const cases: Case[] = [
         dstport: 4789,
         mtu: 1450,
       },
-      { op: 'link-move', netns: NODE_NS, name: 'tvx100', to: VN },
       { op: 'link-move', netns: NODE_NS, name: 'h1', to: VN },
       { op: 'bridge-add', netns: VN, name: 'tbr0', mtu: 1450, mac: '02:74:67:00:00:64' },
       { op: 'link-set', netns: VN, name: 'tbr0', mtu: 1450, up: true },
@@ -137,7 +137,7 @@ const cases: Case[] = [
     expected: [{ op: 'netns-del', name: VN }],
   },
   {
-    name: 'killed between VXLAN create and move → move the one left in the node namespace',
+    name: 'VXLAN left in the node namespace (older run, or made by hand with our name) → moved, not recreated',
     setup: async (k) => {
       await k.apply('ip', undefined, [{ op: 'netns-add', name: VN }]);
       await k.apply('ip', NODE_NS, [
@@ -172,6 +172,7 @@ const cases: Case[] = [
       {
         op: 'vxlan-add',
         netns: NODE_NS,
+        into: VN,
         name: 'tvx100',
         vni: 100,
         local: '192.168.0.5',
@@ -179,7 +180,6 @@ const cases: Case[] = [
         dstport: 4789,
         mtu: 1450,
       },
-      { op: 'link-move', netns: NODE_NS, name: 'tvx100', to: VN },
       { op: 'link-set', netns: VN, name: 'tvx100', mtu: 1450, master: 'tbr0', up: true, learning: false },
       { op: 'neigh-replace', netns: VN, dev: 'tvx100', ip: '10.1.0.11', mac: '02:00:00:00:00:0b' },
       {
@@ -330,7 +330,7 @@ describe('planner: batching', () => {
     expect(r.failures).toEqual([]);
     expect(k.log.map((b) => `${b.tool}@${b.netns ?? '-'}:${b.ops.length}`)).toEqual([
       'ip@-:1',
-      `ip@${NODE_NS}:2`,
+      `ip@${NODE_NS}:1`,
       `ip@${VN}:10005`,
       `bridge@${VN}:20000`,
     ]);
