@@ -1,8 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { formatIPv4, parseCidr, parseIPv4 } from '../../../src/api/kinds.js';
+import {
+  ENDPOINT_SPEC_SCHEMA,
+  ENROLLMENT_TOKEN_SPEC_SCHEMA,
+  formatIPv4,
+  NETWORK_POLICY_SPEC_SCHEMA,
+  NODE_SPEC_SCHEMA,
+  parseCidr,
+  parseIPv4,
+  SITE_SPEC_SCHEMA,
+  VIRTUAL_NETWORK_SPEC_SCHEMA,
+} from '../../../src/api/kinds.js';
 import {
   formatPath,
   knownKinds,
+  newAjv,
   parsePath,
   parseResourceDocuments,
   registerKind,
@@ -725,5 +736,35 @@ describe('registerKind', () => {
     // Same definition again: fine. Different one: a bug.
     expect(thrown(() => registerKind('Profile', { type: 'object' })).code).toBe('TETHER_E_INTERNAL');
     expect(thrown(() => registerKind('profile', { type: 'object' })).code).toBe('TETHER_E_INTERNAL');
+  });
+});
+
+describe('schemas', () => {
+  it('built-in spec schemas compile under Ajv strict mode', () => {
+    const strict = newAjv(true);
+    for (const schema of [
+      SITE_SPEC_SCHEMA,
+      NODE_SPEC_SCHEMA,
+      ENROLLMENT_TOKEN_SPEC_SCHEMA,
+      VIRTUAL_NETWORK_SPEC_SCHEMA,
+      NETWORK_POLICY_SPEC_SCHEMA,
+      ENDPOINT_SPEC_SCHEMA,
+    ]) {
+      expect(() => strict.compile(schema)).not.toThrow();
+    }
+  });
+
+  it('a registered schema may carry $schema, definitions and internal $refs', () => {
+    registerKind('Widget', {
+      $schema: 'http://json-schema.org/draft-07/schema#',
+      type: 'object',
+      additionalProperties: false,
+      required: ['size'],
+      definitions: { size: { type: 'integer', minimum: 1, description: 'a size >= 1' } },
+      properties: { size: { $ref: '#/definitions/size' }, markdownDescription: { type: 'string' } },
+    });
+    expect(validateText(res('Widget', 'size: 3'))[0]!.spec).toEqual({ size: 3 });
+    const e = thrown(() => validateText(res('Widget', 'size: 0')));
+    expect(e.details).toMatchObject({ field: 'spec.size', line: 6, expected: 'a size >= 1' });
   });
 });
