@@ -163,7 +163,18 @@ export function validateObject(obj: unknown, source: Source = {}): TetherObject 
       },
     ]);
   }
-  const o = structuredClone(obj) as Record<string, unknown>;
+  let o: Record<string, unknown>;
+  try {
+    o = structuredClone(obj) as Record<string, unknown>;
+  } catch (e) {
+    return fail([
+      {
+        field: '',
+        message: `not plain data: ${e instanceof Error ? e.message : String(e)}`,
+        expected: 'a mapping of plain values (as parsed from YAML or JSON)',
+      },
+    ]);
+  }
   const kinds = knownKinds();
   const kind = o.kind;
   if (typeof kind !== 'string') {
