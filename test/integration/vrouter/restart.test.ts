@@ -83,13 +83,24 @@ describe.skipIf(!isRoot)('vRouter restart and kill -9 on the real kernel', () =>
         stdio: 'ignore',
       });
       const ns = names.vnNetns(desired.netnsPrefix, 900);
-      // Wait until the child has begun (namespace exists), then kill its whole process group.
-      for (let i = 0; i < 200; i++) {
+      // Wait until the child is applying (round 1: the first neighbour entries exist, so the
+      // ip batch is running; round 2: a fixed delay into the re-programming), then kill -9 its
+      // whole process group (the agent and the ip/bridge process it is feeding).
+      const vx = names.vxlan(900);
+      for (let i = 0; i < 400 && child.exitCode === null; i++) {
         const list = await topo.sh('ip', ['netns', 'list']);
-        if (list.includes(ns) || child.exitCode !== null) break;
-        await new Promise((r) => setTimeout(r, 25));
+        if (list.includes(ns)) {
+          if (round === 2) {
+            await new Promise((r) => setTimeout(r, delayMs));
+            break;
+          }
+          const r = await topo.runner.run('ip', ['-n', ns, 'neigh', 'show', 'dev', vx, 'nud', 'permanent'], {
+            allowFailure: true,
+          });
+          if (r.code === 0 && r.stdout.trim()) break;
+        }
+        await new Promise((r) => setTimeout(r, 5));
       }
-      await new Promise((r) => setTimeout(r, delayMs));
       const killedEarly = child.exitCode === null;
       if (child.pid && killedEarly) process.kill(-child.pid, 'SIGKILL');
       if (child.exitCode === null && child.signalCode === null)
@@ -100,7 +111,7 @@ describe.skipIf(!isRoot)('vRouter restart and kill -9 on the real kernel', () =>
         master: -1,
       }));
       console.log(
-        `round ${round}: killed=${killedEarly} after ~${delayMs} ms; entries then: ${JSON.stringify(partial)}`,
+        `round ${round}: killed=${killedEarly} ${round === 1 ? 'once neighbour entries appeared' : `~${delayMs} ms into re-programming`}; entries then: ${JSON.stringify(partial)}`,
       );
 
       const report = await new VRouter(topo.runner, silentLogger()).sync(desired);
