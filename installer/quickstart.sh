@@ -54,7 +54,7 @@ if [[ ! -f "$QS/node/identity.yaml" ]]; then
 fi
 
 step "starting the node daemon (log: $QS/node.log)"
-$T node run --state-dir "$QS/node" >"$QS/node.log" 2>&1 &
+$T node run --no-vrouter --state-dir "$QS/node" >"$QS/node.log" 2>&1 &
 echo $! >"$QS/node.pid"
 
 step "applying a VirtualNetwork"

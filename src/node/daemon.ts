@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import type { TetherObject } from '../api/resource.js';
 import { writeFileAtomic } from '../lib/atomic.js';
 import { asTetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
@@ -34,6 +35,8 @@ export interface NodeStatusFile {
 export interface StateConsumer {
   name: string;
   apply(cache: StateCache): Promise<void>;
+  start?(cache: StateCache): Promise<void>;
+  stop?(): Promise<void>;
 }
 
 export interface NodeDaemonOptions {
@@ -56,10 +59,11 @@ export class NodeDaemon {
   private readonly failures = new Map<string, string>();
   private applying: Promise<void> = Promise.resolve();
   private statusTimer: NodeJS.Timeout | undefined;
+  private pendingEndpoints: TetherObject[] | undefined;
 
   constructor(private readonly opts: NodeDaemonOptions) {}
 
-  start(): void {
+  async start(): Promise<void> {
     const { stateDir, log } = this.opts;
     const identity = loadIdentity(stateDir);
     const cache = new StateCache(nodePaths(stateDir).cache);
@@ -78,6 +82,8 @@ export class NodeDaemon {
       onChange: () => this.scheduleApply(),
       onStatus: () => this.writeStatus(),
     });
+    if (this.pendingEndpoints) this.session.reportEndpoints(this.pendingEndpoints);
+    for (const c of this.opts.consumers ?? []) await c.start?.(cache);
     // Converge local state from disk first: the site keeps working with no controller.
     this.scheduleApply();
     this.session.start();
@@ -93,6 +99,7 @@ export class NodeDaemon {
     clearInterval(this.statusTimer);
     this.session?.stop();
     await this.applying;
+    for (const c of this.opts.consumers ?? []) await c.stop?.();
     this.writeStatus();
     this.opts.notifier?.stop();
   }
@@ -100,6 +107,17 @@ export class NodeDaemon {
   health(): { ok: boolean; reasons: string[] } {
     const reasons = [...this.failures.entries()].map(([k, v]) => `${k}: ${v}`);
     return { ok: reasons.length === 0, reasons };
+  }
+
+  /** Re-runs the consumers (e.g. after a local endpoint appeared). */
+  refresh(): void {
+    this.scheduleApply();
+  }
+
+  /** Hands the node's local endpoints to the session, which reports them upstream. */
+  reportEndpoints(eps: TetherObject[]): void {
+    this.pendingEndpoints = eps;
+    this.session?.reportEndpoints(eps);
   }
 
   private scheduleApply(): void {

@@ -45,7 +45,10 @@ async function startController(): Promise<void> {
 }
 
 function startNode(name: string): void {
-  nodes.set(name, startTether(['node', 'run', '--state-dir', nodeDir(name), '--heartbeat', '1s']));
+  nodes.set(
+    name,
+    startTether(['node', 'run', '--state-dir', nodeDir(name), '--heartbeat', '1s', '--no-vrouter']),
+  );
 }
 
 async function token(site: string, extra: string[] = []): Promise<string> {

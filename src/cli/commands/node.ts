@@ -1,13 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { detectUplink } from '../../kernel/detect.js';
 import { TetherError } from '../../lib/errors.js';
+import { ProcessRunner } from '../../lib/exec.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
 import { NodeDaemon, type NodeStatusFile } from '../../node/daemon.js';
 import { enrollNode } from '../../node/enroll.js';
 import { isEnrolled, loadIdentity, nodePaths } from '../../node/identity.js';
+import { NodeNetworking } from '../../node/networking.js';
 import { Admin, DEFAULT_NODE_DIR } from '../admin.js';
-import { parseDuration } from '../flags.js';
+import { parseDuration, parsePositiveInt } from '../flags.js';
 import { out, paint, renderStructured, renderTable, say } from '../output.js';
 
 function pidAlive(pid: number): boolean {
@@ -83,29 +86,80 @@ export function registerNode(program: Command): void {
   node
     .command('run')
     .description(
-      'run the node daemon (session, disk cache, vRouter) in the foreground; Type=notify under systemd',
+      'run the node daemon (session, disk cache, CNI endpoint, vRouter) in the foreground; Type=notify under systemd',
     )
     .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
     .option('--heartbeat <duration>', 'heartbeat interval; the WAN counts as dead after 3 missed', '5s')
-    .action(async (o: { stateDir: string; heartbeat: string }) => {
-      const log = createLogger({ name: 'tether-node' });
-      const daemon = new NodeDaemon({
-        stateDir: o.stateDir,
-        log,
-        notifier: new SystemdNotifier(),
-        heartbeatMs: parseDuration(o.heartbeat, '--heartbeat') * 1000,
-        version: process.env.npm_package_version,
-      });
-      daemon.start();
-      await new Promise<void>((resolve) => {
-        const stop = (sig: string) => {
-          log.info({ sig }, 'shutting down');
-          daemon.stop().then(resolve, resolve);
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
-    });
+    .option('--no-vrouter', 'run only the controller session (no kernel programming, no CNI endpoint)')
+    .option('--underlay-if <ifname>', "interface carrying VXLAN (default: the default route's)")
+    .option('--vtep-ip <ip>', "this node's VTEP address (default: the underlay interface's)")
+    .option('--underlay-mtu <bytes>', "underlay MTU (default: the interface's); overlay MTU is 50 less")
+    .option('--breakout-if <ifname>', 'uplink for local breakout (SNAT); omit to disable breakout')
+    .option(
+      '--netns-prefix <prefix>',
+      'prefix of the per-network namespaces (unique per node on a machine)',
+      'tvn',
+    )
+    .option('--cni-socket <path>', 'unix socket the tether-cni plugin talks to', '/run/tether/cni.sock')
+    .action(
+      async (o: {
+        stateDir: string;
+        heartbeat: string;
+        vrouter: boolean;
+        underlayIf?: string;
+        vtepIp?: string;
+        underlayMtu?: string;
+        breakoutIf?: string;
+        netnsPrefix: string;
+        cniSocket: string;
+      }) => {
+        const log = createLogger({ name: 'tether-node' });
+        const identity = loadIdentity(o.stateDir);
+        const consumers = [];
+        let networking: NodeNetworking | undefined;
+        if (o.vrouter) {
+          const runner = new ProcessRunner();
+          const up = await detectUplink(runner, o.underlayIf);
+          networking = new NodeNetworking({
+            stateDir: o.stateDir,
+            node: identity.name,
+            site: identity.site,
+            underlay: {
+              ifname: up.ifname,
+              vtepIp: o.vtepIp ?? up.address,
+              mtu: o.underlayMtu ? parsePositiveInt(o.underlayMtu, '--underlay-mtu') : up.mtu,
+            },
+            netnsPrefix: o.netnsPrefix,
+            ...(o.breakoutIf ? { breakout: { uplinkIfname: o.breakoutIf } } : {}),
+            cniSocket: o.cniSocket,
+            runner,
+            log,
+          });
+          consumers.push(networking);
+        }
+        const daemon = new NodeDaemon({
+          stateDir: o.stateDir,
+          log,
+          notifier: new SystemdNotifier(),
+          heartbeatMs: parseDuration(o.heartbeat, '--heartbeat') * 1000,
+          version: process.env.npm_package_version,
+          consumers,
+        });
+        if (networking) {
+          networking.onEndpoints = (eps) => daemon.reportEndpoints(eps);
+          networking.onLocalChange = () => daemon.refresh();
+        }
+        await daemon.start();
+        await new Promise<void>((resolve) => {
+          const stop = (sig: string) => {
+            log.info({ sig }, 'shutting down');
+            daemon.stop().then(resolve, resolve);
+          };
+          process.once('SIGTERM', () => stop('SIGTERM'));
+          process.once('SIGINT', () => stop('SIGINT'));
+        });
+      },
+    );
 
   for (const [verb, desc] of [
     ['approve', 'approve a node waiting for manual approval (admin)'],
