@@ -177,7 +177,18 @@ export async function applyProfile(p: ResolvedProfile, opts: ApplyOptions): Prom
     say(`resuming an interrupted apply of ${j.profile}: ${j.done}/${j.ops.length} steps were done`);
   }
   const runnable = resumed ? ops : plan.runtimeAfterReboot ? ops.filter((o) => o.phase === 'boot') : ops;
+  const recordApplied = async () => {
+    const record: AppliedRecord = {
+      profile: p.name,
+      pfs: resolvePolicies(p.spec, obs.inv)
+        .map((x) => x.pf.pci)
+        .sort(),
+    };
+    const text = `${JSON.stringify(record, null, 1)}\n`;
+    if ((await fs.read(OWNED.applied)) !== text) await fs.writeConfig(OWNED.applied, text);
+  };
   if (runnable.length === start) {
+    if (plan.reboot.count === 0) await recordApplied();
     return { plan, executed: 0, resumed, rebootRequired: plan.reboot.count > 0, issues };
   }
   const journal: Journal = {
@@ -204,15 +215,6 @@ export async function applyProfile(p: ResolvedProfile, opts: ApplyOptions): Prom
     : plan.runtimeAfterReboot;
   journal.state = rebootRequired ? 'awaiting-reboot' : 'done';
   await fs.writeConfig(OWNED.journal, `${JSON.stringify(journal, null, 1)}\n`);
-  if (!rebootRequired) {
-    const record: AppliedRecord = {
-      profile: p.name,
-      pfs: resolvePolicies(p.spec, obs.inv)
-        .map((x) => x.pf.pci)
-        .sort(),
-    };
-    const text = `${JSON.stringify(record, null, 1)}\n`;
-    if (obs.files[OWNED.applied] !== text) await fs.writeConfig(OWNED.applied, text);
-  }
+  if (!rebootRequired) await recordApplied();
   return { plan, executed, resumed, rebootRequired, issues };
 }

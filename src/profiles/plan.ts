@@ -602,6 +602,8 @@ function planPf(
   const drivers = new Map<number, string | undefined>(pf.vfs.map((v) => [v.index, v.driver]));
   const overrides = new Map<number, string | undefined>(pf.vfs.map((v) => [v.index, v.driverOverride]));
   let recreated = false;
+  /** VFs whose netdev is recreated by an unbind/bind (its MTU falls back to the default). */
+  const rebound = new Set<number>();
   const tag = `${pf.name} (${pf.pci}, ${drv})`;
   const id = (s: string) => `sriov/${pf.pci}/${s}`;
 
@@ -636,6 +638,7 @@ function planPf(
         disruptive: 'VF netdev disappears until rebound',
       });
       drivers.set(i, undefined);
+      rebound.add(i);
     }
   };
   const setMode = (m: 'legacy' | 'switchdev', why: string) => {
@@ -751,6 +754,7 @@ function planPf(
       summary: `bind VF ${i} (${bdf(i)}) to ${want}`,
     });
     drivers.set(i, want);
+    rebound.add(i);
   }
 
   // VF admin settings through the PF (ip link set PF vf N ...); legacy mode only.
@@ -790,7 +794,7 @@ function planPf(
   for (let i = 0; i < N; i++) {
     const g = groupOf(policy, i);
     if (!g?.mtu || g.deviceType === 'vfio-pci') continue;
-    const cur = recreated ? 1500 : pf.vfs.find((v) => v.index === i)?.mtu;
+    const cur = recreated || rebound.has(i) ? 1500 : pf.vfs.find((v) => v.index === i)?.mtu;
     if (cur === g.mtu) continue;
     rt({
       id: id(`vf${i}/mtu=${g.mtu}`),

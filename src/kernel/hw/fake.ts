@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   lstatSync,
@@ -58,6 +59,12 @@ export class FakeKernel implements HostFs {
       fired = true;
       return err;
     });
+  }
+
+  /** Makes the n-th (0-based) state-changing operation from now fail once: a simulated crash point. */
+  failAtMutation(n: number, err: Error = errno('EIO', 'injected crash')): void {
+    let seen = 0;
+    this.failOnce(() => seen++ === n, err);
   }
 
   private checkFault(what: string): void {
@@ -532,7 +539,10 @@ export class FakeKernel implements HostFs {
     const tether = /^TETHER_CMDLINE="([^"]*)"/m.exec(cfg)?.[1] ?? '';
     const cmdline = [baseLine, tether].filter(Boolean).join(' ');
     writeFileSync(this.real('/proc/cmdline'), `${cmdline}\n`);
-    writeFileSync(this.real('/proc/sys/kernel/random/boot_id'), `${randomUuidLike()}\n`);
+    writeFileSync(
+      this.real('/proc/sys/kernel/random/boot_id'),
+      `${nextBootId(this.readAttr('/proc/sys/kernel/random/boot_id') ?? '')}\n`,
+    );
     for (const bdf of readdirSafe(this.real('/sys/bus/pci/devices'))) {
       if (existsSync(this.real(`/sys/bus/pci/devices/${bdf}/sriov_numvfs`))) {
         this.destroyVfs(bdf);
@@ -627,8 +637,10 @@ function realPath(p: string): string {
   return posix.normalize(realpathSync(p));
 }
 
-function randomUuidLike(): string {
-  return globalThis.crypto.randomUUID();
+/** Deterministic next boot id (tests compare trees across runs). */
+function nextBootId(prev: string): string {
+  const h = createHash('sha256').update(prev).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 /** Used by tests to read a fake attribute without going through the port. */

@@ -5,8 +5,9 @@ import { describe, expect, it } from 'vitest';
 import type { Plan } from '../../../src/profiles/plan.js';
 import { converge, machine, PROFILES, planFor, profile } from '../../fixtures/hw/scenario.js';
 
-const ids = (plan: Plan, phase?: 'boot' | 'runtime') => plan.ops.filter((o) => !phase || o.phase === phase).map((o) => o.id);
-const range = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i));
+const ids = (plan: Plan, phase?: 'boot' | 'runtime') =>
+  plan.ops.filter((o) => !phase || o.phase === phase).map((o) => o.id);
+const range = <T>(n: number, f: (i: number) => T): T[] => Array.from({ length: n }, (_, i) => f(i));
 const E810 = '0000:51:00.0';
 const CX6 = '0000:98:00.0';
 
@@ -38,7 +39,11 @@ describe('reboot count and reasons', () => {
       'sysctl/vm.stat_interval',
       `sriov/${E810}/mtu=9000`,
       `sriov/${E810}/numvfs=8`,
-      ...range(4, (i) => [`sriov/${E810}/vf${i}/driver_override`, `sriov/${E810}/vf${i}/unbind`, `sriov/${E810}/vf${i}/probe`]).flat(),
+      ...range(4, (i) => [
+        `sriov/${E810}/vf${i}/driver_override`,
+        `sriov/${E810}/vf${i}/unbind`,
+        `sriov/${E810}/vf${i}/probe`,
+      ]).flat(),
       ...range(8, (i) => `sriov/${E810}/vf${i}/admin`),
       ...range(4, (i) => `sriov/${E810}/vf${i + 4}/mtu=9000`),
       'ptp/ptp4l.conf',
@@ -53,7 +58,9 @@ describe('reboot count and reasons', () => {
     expect(plan.reboot).toEqual({ count: 0, reasons: [], pending: false });
     const sr = ids(plan).filter((x) => x.includes('numvfs'));
     expect(sr).toEqual([`sriov/${E810}/numvfs=0`, `sriov/${E810}/numvfs=16`]);
-    expect(plan.ops.find((o) => o.id === `sriov/${E810}/numvfs=0`)?.disruptive).toMatch(/destroys the 8 existing VFs/);
+    expect(plan.ops.find((o) => o.id === `sriov/${E810}/numvfs=0`)?.disruptive).toMatch(
+      /destroys the 8 existing VFs/,
+    );
     expect(plan.notes.join('\n')).toMatch(/8 → 16 needs no reboot.*EBUSY/);
     // Recreated VFs lose their settings: all 16 get their admin settings again.
     expect(ids(plan).filter((x) => x.endsWith('/admin'))).toHaveLength(16);
@@ -107,7 +114,11 @@ describe('vendor-specific SR-IOV / switchdev order', () => {
     await converge(k, profile('sriov-e810'));
     const plan = await planFor(k, profile('smartnic-e810', [extra]));
     const sr = ids(plan).filter((x) => /numvfs|eswitch/.test(x));
-    expect(sr).toEqual([`sriov/${E810}/numvfs=0`, `sriov/${E810}/eswitch=switchdev`, `sriov/${E810}/numvfs=8`]);
+    expect(sr).toEqual([
+      `sriov/${E810}/numvfs=0`,
+      `sriov/${E810}/eswitch=switchdev`,
+      `sriov/${E810}/numvfs=8`,
+    ]);
     expect(plan.warnings.join('\n')).toMatch(/representor/); // vlan/qos of switchdev VFs are not ip-link settings
   });
 
