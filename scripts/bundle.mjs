@@ -2,8 +2,8 @@
 // Bundles the `tether` CLI (and the CNI plugin, when present) into single ESM files under
 // dist/. Native addons stay external and load from node_modules; the proto files are copied
 // next to the bundle because src/api/grpc.ts resolves them relative to its module URL.
-import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -13,11 +13,32 @@ const dist = join(root, 'dist');
 /** Native addons (and what loads them): they cannot be inlined. */
 const EXTERNAL = ['better-sqlite3', 'node-pty', 'sd-notify'];
 
-/** CJS dependencies call require(); in an ESM bundle it has to be defined. */
+/** CJS dependencies call require(); in an ESM bundle it has to be defined. __tetherVendorDir
+ *  stands in for __dirname in bundled dependencies (see vendorDirname below). */
 const BANNER = [
   "import { createRequire as __tetherCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __tetherFileURLToPath } from 'node:url';",
   'const require = __tetherCreateRequire(import.meta.url);',
+  'const __tetherVendorDir = (rel) => __tetherFileURLToPath(new URL(`./vendor/${rel}`, import.meta.url));',
 ].join('\n');
+
+/** Data files that bundled dependencies load at run time through __dirname; copied to
+ *  dist/vendor/<package path> so that __dirname-relative paths still resolve. */
+const VENDOR_ASSETS = ['grpc-health-check/proto', '@grpc/grpc-js/proto'];
+
+/** Dependencies that use __dirname (grpc-health-check and grpc-js load .proto files next to
+ *  themselves) get it defined as the matching directory under dist/vendor. */
+const vendorDirname = {
+  name: 'vendor-dirname',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/].*\.c?js$/ }, (args) => {
+      const src = readFileSync(args.path, 'utf8');
+      if (!/\b__dirname\b/.test(src)) return undefined;
+      const rel = relative(join(root, 'node_modules'), dirname(args.path)).split(sep).join('/');
+      return { contents: `var __dirname = __tetherVendorDir(${JSON.stringify(rel)});\n${src}`, loader: 'js' };
+    });
+  },
+};
 
 const entries = [
   { src: 'src/cli/main.ts', out: 'tether.mjs' },
@@ -45,6 +66,7 @@ for (const e of entries) {
     legalComments: 'none',
     logLevel: 'warning',
     metafile: true,
+    plugins: [vendorDirname],
   });
   const bytes = Object.values(res.metafile.outputs).find((o) => o.entryPoint)?.bytes ?? 0;
   console.log(`${e.src} → dist/${e.out} (${(bytes / 1024).toFixed(0)} KiB, ${Date.now() - t0} ms)`);
@@ -54,3 +76,8 @@ const protoDst = join(dist, 'proto');
 rmSync(protoDst, { recursive: true, force: true });
 cpSync(join(root, 'src/api/proto'), protoDst, { recursive: true });
 console.log('src/api/proto → dist/proto');
+rmSync(join(dist, 'vendor'), { recursive: true, force: true });
+for (const a of VENDOR_ASSETS) {
+  cpSync(join(root, 'node_modules', a), join(dist, 'vendor', a), { recursive: true });
+  console.log(`node_modules/${a} → dist/vendor/${a}`);
+}
