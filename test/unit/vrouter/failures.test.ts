@@ -197,6 +197,43 @@ describe('VRouter against a fake kernel that fails on demand', () => {
     }
   });
 
+  it('serialises concurrent syncs: the second one finds nothing to do', async () => {
+    const k = fakeNode(['h1', 'h2']);
+    const vr = new VRouter(noRunner, silentLogger(), { kernel: k });
+    const [a, b] = await Promise.all([vr.sync(desired()), vr.sync(desired())]);
+    expect(a.ok && b.ok).toBe(true);
+    expect(a.ops).toBeGreaterThan(0);
+    expect(b.ops).toBe(0);
+  });
+
+  it('reads policy drop counters per rule and for the default deny', async () => {
+    const k = fakeNode(['h1', 'h2']);
+    const vr = new VRouter(noRunner, silentLogger(), { kernel: k });
+    await vr.sync(desired());
+    k.counterAdd('t1-vn100', 'bridge', 'tether_policy', 'p0r0', 2);
+    k.counterAdd('t1-vn100', 'bridge', 'tether_policy', 'default_deny', 5);
+    expect(await vr.counters(desired())).toEqual([
+      { network: 'red', policy: 'p', rule: 'r', packets: 2, bytes: 168 },
+      { network: 'red', policy: '(all)', rule: '(default)', packets: 5, bytes: 420 },
+    ]);
+  });
+
+  it('teardown removes every Tether object of the node and nothing else', async () => {
+    const k = fakeNode(['h1', 'h2']);
+    const before = await k.dump();
+    const vr = new VRouter(noRunner, silentLogger(), { kernel: k });
+    await vr.sync(desired());
+    const r = await vr.teardown(desired());
+    expect(r.ok).toBe(true);
+    const after = await k.dump();
+    // the workload host ends went with their namespaces (they had been moved in); all else is as before
+    expect(Object.keys(after).sort()).toEqual(Object.keys(before).sort());
+    expect(after.node1).toMatchObject({
+      nft: [],
+      links: expect.not.arrayContaining([expect.objectContaining({ name: 'tbo100' })]),
+    });
+  });
+
   it('rejects invalid desired state before touching the kernel', async () => {
     const k = fakeNode(['h1']);
     const d = desired();
