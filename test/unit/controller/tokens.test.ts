@@ -40,7 +40,10 @@ describe('full-jitter backoff', () => {
     expect(fullJitterDelay(50, p, () => 0.999)).toBeLessThan(10_000);
     expect(fullJitterDelay(50, p, () => 0)).toBe(0);
     let seed = 1;
-    const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+    const rnd = () => {
+      seed = (seed * 16807) % 2147483647;
+      return seed / 2147483647;
+    };
     const delays = Array.from({ length: 1000 }, () => fullJitterDelay(10, p, rnd));
     const buckets = new Set(delays.map((d) => Math.floor(d / 1000)));
     expect(buckets.size).toBe(10);
