@@ -28,6 +28,11 @@ interface HostOpts {
 /** The host ports: the real node at /, or a fixture tree (with --fake-kernel, kernel semantics emulated). */
 export function hostPorts(o: { root: string; fakeKernel?: boolean }): { fs: HostFs; runner: CommandRunner } {
   if (o.fakeKernel) {
+    if (o.root === '/' || o.root === '')
+      throw new TetherError('TETHER_E_PRECONDITION', '--fake-kernel needs --root <fixture dir>: it must never write to the real /sys', {
+        field: '--root',
+        expected: 'a fixture tree directory',
+      });
     const k = new FakeKernel(o.root);
     return { fs: k, runner: k.runner };
   }
