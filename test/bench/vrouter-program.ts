@@ -140,7 +140,7 @@ export async function run(): Promise<Record<string, number | string>> {
       if (a !== 2 * n || b !== 2 * n)
         throw new Error(`entry counts differ: vrouter ${a}, raw ${b}, expected ${2 * n}`);
       console.log(
-        `${r === 0 ? 'warm-up' : `round ${r}/${rounds}`}: VRouter.sync ${vrMs.toFixed(0)} ms (${rep.batches} batches), raw batches ${rawMs.toFixed(0)} ms`,
+        `${r === 0 ? 'warm-up' : `round ${r}/${rounds}`}: VRouter.sync ${vrMs.toFixed(0)} ms (${rep.batches} batches; ${JSON.stringify(rep.timings)}), raw batches ${rawMs.toFixed(0)} ms`,
       );
     }
   } finally {

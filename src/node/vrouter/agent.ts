@@ -29,6 +29,8 @@ export interface SyncReport {
   /** Failures of the last pass. */
   failures: { op: KernelOp; message: string }[];
   durationMs: number;
+  /** Where the time went, summed over passes (ms). */
+  timings: { validateMs: number; observeMs: number; planMs: number; applyMs: number };
 }
 
 export interface PolicyCounter {
@@ -118,17 +120,23 @@ export class VRouter {
   }
 
   private async syncNow(desired: DesiredNodeNetwork): Promise<SyncReport> {
-    validateDesired(desired);
     const started = performance.now();
+    validateDesired(desired);
     let ops = 0;
     let batches = 0;
     let firstStats: PlanStats | undefined;
     let failures: { op: KernelOp; message: string }[] = [];
     let passes = 0;
+    const timings = { validateMs: 0, observeMs: 0, planMs: 0, applyMs: 0 };
+    timings.validateMs = performance.now() - started;
     while (passes < this.maxPasses) {
       passes += 1;
+      let t = performance.now();
       const observed = await observe(this.kernel, desired);
+      timings.observeMs += performance.now() - t;
+      t = performance.now();
       const p = plan(desired, observed);
+      timings.planMs += performance.now() - t;
       firstStats ??= p.stats;
       if (p.ops.length === 0) {
         failures = [];
@@ -138,7 +146,9 @@ export class VRouter {
         { pass: passes, ops: p.ops.length, added: p.stats.entriesAdded, deleted: p.stats.entriesDeleted },
         'vrouter: applying plan',
       );
+      t = performance.now();
       const res = await applyPlan(this.kernel, p.ops, this.logger);
+      timings.applyMs += performance.now() - t;
       ops += res.ops;
       batches += res.batches;
       failures = res.failures.map((f) => ({ op: f.op, message: f.message }));
@@ -156,6 +166,9 @@ export class VRouter {
       stats: firstStats!,
       failures,
       durationMs: Math.round(performance.now() - started),
+      timings: Object.fromEntries(
+        Object.entries(timings).map(([k, v]) => [k, Math.round(v)]),
+      ) as SyncReport['timings'],
     };
     if (report.stats.missingInterfaces.length)
       this.logger.warn({ missing: report.stats.missingInterfaces }, 'vrouter: workload interfaces not found');

@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IprouteKernel } from '../../../src/kernel/iproute2.js';
 import { silentLogger } from '../../../src/lib/log.js';
@@ -6,6 +10,8 @@ import { names } from '../../../src/node/vrouter/model.js';
 import { observe } from '../../../src/node/vrouter/observe.js';
 import { plan } from '../../../src/node/vrouter/planner.js';
 import { isRoot, local, network, nodeDesired, OVERLAY_MTU, remote, Topo, type Workload } from './topo.js';
+
+const CHILD = fileURLToPath(new URL('./sync-child.ts', import.meta.url));
 
 if (!isRoot) console.warn('skipping vRouter overlay integration tests: they need root (network namespaces)');
 
@@ -102,18 +108,31 @@ describe.skipIf(!isRoot)('vRouter overlay on the real kernel', () => {
     expect(fdb.filter((e) => e.mac === blueB.mac && e.dst).length).toBe(1);
   });
 
-  it('re-running the agent (new process state) while a ping runs loses no pings', async () => {
-    const pinger = topo.runner.run('ping', ['-c', '40', '-i', '0.05', '-W', '1', redB.ip], {
+  it('re-running the agent (new processes and new appliers) while a ping runs loses no pings', async () => {
+    const pinger = topo.runner.run('ping', ['-c', '60', '-i', '0.05', '-W', '1', redB.ip], {
       netns: redA.ns,
       allowFailure: true,
     });
+    // Two runs in fresh OS processes (as after a restart of `tether node run`) …
+    const dir = mkdtempSync(join(tmpdir(), 'tether-vrouter-'));
+    try {
+      const file = join(dir, 'desired.json');
+      writeFileSync(file, JSON.stringify(desiredA()));
+      for (let i = 0; i < 2; i++) {
+        const out = await topo.runner.run(process.execPath, ['--import', 'tsx', CHILD, file]);
+        expect(JSON.parse(out.stdout)).toEqual({ ok: true, ops: 0 });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // … and new VRouter instances in this one.
     for (let i = 0; i < 3; i++) {
       const r = await new VRouter(topo.runner, silentLogger()).sync(desiredA());
       expect(r.ok).toBe(true);
       expect(r.ops).toBe(0);
     }
     const res = await pinger;
-    expect(res.stdout).toMatch(/40 packets transmitted, 40 received/);
+    expect(res.stdout).toMatch(/60 packets transmitted, 60 received/);
   });
 
   it('a remote endpoint removed from desired state disappears from forwarding entries', async () => {
