@@ -29,10 +29,14 @@ interface HostOpts {
 export function hostPorts(o: { root: string; fakeKernel?: boolean }): { fs: HostFs; runner: CommandRunner } {
   if (o.fakeKernel) {
     if (o.root === '/' || o.root === '')
-      throw new TetherError('TETHER_E_PRECONDITION', '--fake-kernel needs --root <fixture dir>: it must never write to the real /sys', {
-        field: '--root',
-        expected: 'a fixture tree directory',
-      });
+      throw new TetherError(
+        'TETHER_E_PRECONDITION',
+        '--fake-kernel needs --root <fixture dir>: it must never write to the real /sys',
+        {
+          field: '--root',
+          expected: 'a fixture tree directory',
+        },
+      );
     const k = new FakeKernel(o.root);
     return { fs: k, runner: k.runner };
   }

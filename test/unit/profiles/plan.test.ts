@@ -89,6 +89,8 @@ describe('reboot count and reasons', () => {
       ...range(8, (i) => `sriov/${CX6}/vf${i}/unbind`),
       `sriov/${CX6}/eswitch=switchdev`,
       ...range(8, (i) => `sriov/${CX6}/vf${i}/probe`),
+      // a rebound VF gets a fresh netdev with the default MTU
+      ...range(8, (i) => `sriov/${CX6}/vf${i}/mtu=9000`),
     ]);
     expect(plan.ops[0]?.content).toContain('ATTR{phys_port_name}=="pf0vf3", NAME="ens2f0np0_3"');
   });
