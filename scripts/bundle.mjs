@@ -19,7 +19,7 @@ const BANNER = [
   "import { createRequire as __tetherCreateRequire } from 'node:module';",
   "import { fileURLToPath as __tetherFileURLToPath } from 'node:url';",
   'const require = __tetherCreateRequire(import.meta.url);',
-  'const __tetherVendorDir = (rel) => __tetherFileURLToPath(new URL(`./vendor/${rel}`, import.meta.url));',
+  "const __tetherVendorDir = (rel) => __tetherFileURLToPath(new URL('./vendor/' + rel, import.meta.url));",
 ].join('\n');
 
 /** Data files that bundled dependencies load at run time through __dirname; copied to

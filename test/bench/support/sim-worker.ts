@@ -138,6 +138,11 @@ function open(sim: Sim, done: () => void): void {
 
 async function connectAll(): Promise<void> {
   firstStart = nowMs();
+  // Like the real node: a heartbeat every interval, so the controller keeps the sessions.
+  hbTimer = setInterval(() => {
+    const msg: NodeMessage = { heartbeat: { seq: ++seq, unix_ms: Date.now() } };
+    for (const s of sims) if (s.call && !s.dead) s.call?.write(msg);
+  }, setup.heartbeatMs);
   let next = 0;
   let inFlight = 0;
   const progress = setInterval(() => send({ type: 'progress', synced, failed }), 2000);
@@ -156,11 +161,6 @@ async function connectAll(): Promise<void> {
     pump();
   });
   clearInterval(progress);
-  // Like the real node: a heartbeat every interval, so the controller keeps the sessions.
-  hbTimer = setInterval(() => {
-    const msg: NodeMessage = { heartbeat: { seq: ++seq, unix_ms: Date.now() } };
-    for (const s of sims) if (s.synced && !s.dead) s.call?.write(msg);
-  }, setup.heartbeatMs);
   send({
     type: 'synced',
     synced,
