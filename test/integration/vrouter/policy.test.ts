@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/lib/log.js';
 import { VRouter } from '../../../src/node/vrouter/agent.js';
@@ -113,5 +114,55 @@ describe.skipIf(!isRoot)('vRouter NetworkPolicy on the real kernel', () => {
     expect(c2).toBeGreaterThan(c1);
     other.labels = { app: 'other' };
     await syncBoth([]);
+  });
+
+  it('a port-scoped deny blocks only that TCP port', async () => {
+    const noPg: DesiredPolicy = {
+      name: 'no-postgres',
+      defaultAction: 'allow',
+      rules: [
+        {
+          name: 'web-pg',
+          action: 'deny',
+          from: { matchLabels: { app: 'web' } },
+          to: { matchLabels: { app: 'db' } },
+          ports: [{ protocol: 'tcp', port: 5432 }],
+        },
+      ],
+    };
+    // A TCP server inside the db workload namespace (Node itself; killed by pid below).
+    const server = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        db.ns,
+        process.execPath,
+        '-e',
+        "const n=require('net');for(const p of [5432,8080])n.createServer(s=>{s.on('error',()=>{});s.end('ok')}).listen(p,'0.0.0.0')",
+      ],
+      { stdio: 'ignore' },
+    );
+    const tcp = (port: number) =>
+      topo.try('timeout', ['2', 'bash', '-c', `exec 3<>/dev/tcp/${db.ip}/${port}`], web.ns);
+    try {
+      let up = false;
+      for (let i = 0; i < 50 && !up; i++) {
+        up = await tcp(8080);
+        if (!up) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(up).toBe(true);
+      expect(await tcp(5432)).toBe(true);
+      await syncBoth([noPg]);
+      expect(await tcp(5432)).toBe(false);
+      expect(await tcp(8080)).toBe(true);
+      expect(await topo.ping(web, db.ip)).toBe(true);
+      const [c] = await vrA().counters(desired('a', [noPg]));
+      expect(c?.packets ?? 0).toBeGreaterThan(0);
+      await syncBoth([]);
+      expect(await tcp(5432)).toBe(true);
+    } finally {
+      server.kill('SIGKILL');
+    }
   });
 });

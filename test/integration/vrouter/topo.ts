@@ -71,6 +71,11 @@ export class Topo {
 
   /** Node namespaces, underlay veth, site router with a network behind it. */
   async build(opts: { router?: boolean } = {}): Promise<void> {
+    const ping = await this.runner.run('ping', ['-V'], { allowFailure: true }).catch(() => undefined);
+    if (!ping || ping.code !== 0)
+      throw new Error(
+        'vRouter integration tests need `ping` (Debian package iputils-ping) on the test machine',
+      );
     await this.addNs(this.nodeA);
     await this.addNs(this.nodeB);
     await this.sh('ip', [
