@@ -72,7 +72,7 @@ export class Topo {
   /** Node namespaces, underlay veth, site router with a network behind it. */
   async build(opts: { router?: boolean } = {}): Promise<void> {
     const ping = await this.runner.run('ping', ['-V'], { allowFailure: true }).catch(() => undefined);
-    if (!ping || ping.code !== 0)
+    if (ping?.code !== 0)
       throw new Error(
         'vRouter integration tests need `ping` (Debian package iputils-ping) on the test machine',
       );
