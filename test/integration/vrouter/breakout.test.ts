@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/lib/log.js';
 import { VRouter } from '../../../src/node/vrouter/agent.js';
@@ -47,6 +48,45 @@ describe.skipIf(!isRoot)('vRouter local breakout on the real kernel', () => {
     ]);
     expect(a.stdout).toMatch(/10 packets transmitted, 10 received/);
     expect(b.stdout).toMatch(/10 packets transmitted, 10 received/);
+  });
+
+  it('identical UDP 5-tuples from red and blue at the same time both get their own replies', async () => {
+    // UDP echo server behind the site router; it answers with the sender's payload.
+    const echo = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        topo.router,
+        process.execPath,
+        '-e',
+        "const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(9999,'" +
+          topo.siteNet +
+          "')",
+      ],
+      { stdio: 'ignore' },
+    );
+    // Each client binds the same source port 40000 and sends its network's name; it must get
+    // its own name back (conntrack entries of the two networks must not be confused).
+    const client = (w: Workload, word: string) =>
+      topo.runner.run(
+        process.execPath,
+        [
+          '-e',
+          `const s=require('dgram').createSocket('udp4');let n=0;` +
+            `s.on('message',m=>{process.stdout.write(String(m));process.exit(0)});` +
+            `s.bind(40000,'${w.ip}',()=>{const t=setInterval(()=>{if(++n>20)process.exit(1);s.send('${word}',9999,'${topo.siteNet}')},100)})`,
+        ],
+        { netns: w.ns, allowFailure: true },
+      );
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const [a, b] = await Promise.all([client(redW, 'red'), client(blueW, 'blue')]);
+      expect(a).toMatchObject({ code: 0, stdout: 'red' });
+      expect(b).toMatchObject({ code: 0, stdout: 'blue' });
+    } finally {
+      echo.kill('SIGKILL');
+    }
   });
 
   it('keeps connection tracking apart per network (one conntrack entry per network, distinct transit sources)', async () => {
