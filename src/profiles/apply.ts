@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { attr, type HostFs } from '../kernel/hw/hostfs.js';
 import { readInventory } from '../kernel/hw/inventory.js';
 import { TetherError } from '../lib/errors.js';
@@ -43,6 +44,8 @@ export interface Journal {
   version: 1;
   planId: string;
   profile: string;
+  /** Hash of the composed profile: a journal is resumed only for the same profile content. */
+  profileHash: string;
   bootId: string;
   state: 'running' | 'awaiting-reboot' | 'done';
   /** Number of ops of `ops` completed, in order. */
@@ -169,6 +172,7 @@ export async function applyProfile(p: ResolvedProfile, opts: ApplyOptions): Prom
     j.state === 'running' &&
     j.bootId === obs.inv.bootId &&
     j.profile === p.name &&
+    j.profileHash === profileHash(p) &&
     j.done < j.ops.length
   ) {
     ops = j.ops;
@@ -195,6 +199,7 @@ export async function applyProfile(p: ResolvedProfile, opts: ApplyOptions): Prom
     version: 1,
     planId: planId(runnable),
     profile: p.name,
+    profileHash: profileHash(p),
     bootId: obs.inv.bootId,
     state: 'running',
     done: start,
@@ -217,4 +222,8 @@ export async function applyProfile(p: ResolvedProfile, opts: ApplyOptions): Prom
   await fs.writeConfig(OWNED.journal, `${JSON.stringify(journal, null, 1)}\n`);
   if (!rebootRequired) await recordApplied();
   return { plan, executed, resumed, rebootRequired, issues };
+}
+
+export function profileHash(p: ResolvedProfile): string {
+  return createHash('sha256').update(JSON.stringify(p.spec)).digest('hex').slice(0, 16);
 }

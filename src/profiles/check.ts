@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import type { HostFs } from '../kernel/hw/hostfs.js';
 import { type Inventory, readInventory } from '../kernel/hw/inventory.js';
@@ -49,7 +50,6 @@ export async function readKernelConfig(
   // /proc/config.gz is binary: read it through the root-mapped path.
   if (await fs.exists('/proc/config.gz')) {
     try {
-      const { readFileSync } = await import('node:fs');
       const real = fs.root === '/' ? '/proc/config.gz' : `${fs.root}/proc/config.gz`;
       return { source: '/proc/config.gz', options: parse(gunzipSync(readFileSync(real)).toString('utf8')) };
     } catch {
