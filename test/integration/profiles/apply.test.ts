@@ -151,6 +151,20 @@ describe('an interrupted apply resumes and completes', () => {
     expect(points).toBeGreaterThan(10);
   });
 
+  it('a journal left by a different profile is not resumed: the new profile is planned afresh', async () => {
+    const k = machine('cx6dx', { iommu: true });
+    await converge(k, profile('sriov-cx6dx'));
+    k.failAtMutation(6);
+    await expect(applyProfile(profile('smartnic-cx6dx'), { fs: k, runner: k.runner })).rejects.toThrow(
+      /injected crash/,
+    );
+    // The operator changes their mind: back to legacy with the same VFs.
+    const back = await applyProfile(profile('sriov-cx6dx'), { fs: k, runner: k.runner });
+    expect(back.resumed).toBe(false);
+    expect(k.eswitchMode(CX6)).toBe('legacy');
+    expect((await planFor(k, profile('sriov-cx6dx'))).ops).toEqual([]);
+  });
+
   it('after the switch the CX-6 Dx has representors named by the udev rule template', async () => {
     const k = machine('cx6dx', { iommu: true });
     await converge(k, profile('smartnic-cx6dx'));

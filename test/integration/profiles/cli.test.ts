@@ -96,6 +96,24 @@ describe('tether profile', () => {
     expect(r.stderr).toContain(`${f}:4: cpu.isolatd: unknown field`);
   });
 
+  it('validate --hardware checks against the inventory under --root', async () => {
+    const ok = await run('profile', 'validate', 'du', '--hardware', '--root', tempMachine('du-e810'));
+    expect(ok.code).toBe(0);
+    expect(ok.stderr).toMatch(/valid\s+du/);
+    const bad = await run(
+      'profile',
+      'validate',
+      'smartnic-cx6dx',
+      '--hardware',
+      '--root',
+      tempMachine('du-e810'),
+    );
+    expect(bad.code).toBe(EXIT.INVALID);
+    expect(bad.stderr).toMatch(
+      /sriov-cx6dx\.yaml:\d+: sriov\[uplink\]\.pf: no NIC matches vendor=15b3 device=101d port=0/,
+    );
+  });
+
   it('plan and apply against a fixture tree with the fake kernel', async () => {
     const root = tempMachine('cx6dx', { iommu: true });
     const plan = await run(
