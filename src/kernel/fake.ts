@@ -270,8 +270,17 @@ export class FakeKernel implements Kernel {
     if (!ns || !l) return;
     ns.links.delete(name);
     this.flushDev(ns, name);
-    for (const other of ns.links.values()) if (other.master === name) delete other.master;
+    for (const other of ns.links.values())
+      if (other.master === name) {
+        delete other.master;
+        delete other.learning;
+        this.flushMasterFdb(ns, other.name);
+      }
     if (l.peer && !viaPeer) this.removeLink(l.peer.ns, l.peer.name, true);
+  }
+
+  private flushMasterFdb(ns: FakeNs, dev: string): void {
+    for (const [k, f] of ns.fdb) if (f.dev === dev && f.target === 'master') ns.fdb.delete(k);
   }
 
   private flushDev(ns: FakeNs, dev: string): void {
@@ -387,7 +396,10 @@ export class FakeKernel implements Kernel {
         if (op.master === null) {
           delete l.master;
           delete l.learning;
-        } else if (op.master !== undefined) {
+          this.flushMasterFdb(ns, l.name);
+        } else if (op.master !== undefined && op.master !== l.master) {
+          // Leaving a bridge (or changing bridge) drops the port's bridge entries.
+          if (l.master) this.flushMasterFdb(ns, l.name);
           l.master = op.master;
           l.learning = true;
         }

@@ -341,7 +341,14 @@ export function plan(desired: DesiredNodeNetwork, observed: Observed): Plan {
 
     // ---- inside the network namespace: ip batch
     const vnOps: KernelOp[] = [];
-    const cur = (name: string) => (gone.has(name) ? undefined : vnLinks.get(name));
+    const cur = (name: string): ObservedLink | undefined => {
+      if (gone.has(name)) return undefined;
+      const l = vnLinks.get(name);
+      // Ports of a bridge that is being recreated are detached by its deletion.
+      if (l?.master === names.bridge && gone.has(names.bridge))
+        return { ...l, master: undefined } as ObservedLink;
+      return l;
+    };
     // Stale links: anything in our namespace that is not ours to keep.
     for (const l of obs.links) {
       if (l.name === 'lo' || l.name === names.bridge || l.name === vx || wanted.has(l.name)) continue;

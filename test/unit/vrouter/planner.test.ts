@@ -336,3 +336,33 @@ describe('planner: batching', () => {
     ]);
   });
 });
+
+describe('planner: bridge with a foreign MAC', () => {
+  it('recreates the bridge and re-attaches its ports and bridge entries', async () => {
+    const k = fakeNode(['h1']);
+    await converge(k, node([red()]));
+    // Someone replaced the bridge with one of another MAC (ports attached to it).
+    await k.apply('ip', VN, [{ op: 'link-del', netns: VN, name: 'tbr0' }]);
+    await k.apply('ip', VN, [
+      { op: 'bridge-add', netns: VN, name: 'tbr0', mtu: 1450, mac: '02:99:99:99:99:99' },
+      { op: 'link-set', netns: VN, name: 'tvx100', master: 'tbr0' },
+      { op: 'link-set', netns: VN, name: 'h1', master: 'tbr0' },
+    ]);
+    const d = node([red()]);
+    const p = plan(d, await observe(k, d));
+    expect(
+      p.ops
+        .filter((o) => o.op === 'link-set' && o.master === 'tbr0')
+        .map((o) => (o.op === 'link-set' ? o.name : '')),
+    ).toEqual(['tvx100', 'h1']);
+    expect(p.ops).toContainEqual({
+      op: 'fdb-replace',
+      netns: VN,
+      dev: 'tvx100',
+      mac: '02:00:00:00:00:0b',
+      target: 'master',
+    });
+    expect((await applyPlan(k, p.ops)).failures).toEqual([]);
+    expect(plan(d, await observe(k, d)).ops).toEqual([]);
+  });
+});
