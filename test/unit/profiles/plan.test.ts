@@ -96,6 +96,49 @@ describe('reboot count and reasons', () => {
   });
 });
 
+describe('CPUs and hugepages at runtime', () => {
+  it('offlines CPUs and reserves 2M pages per NUMA node without a reboot', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tether-cpu-'));
+    writeFileSync(
+      join(dir, 'lite.yaml'),
+      'cpu:\n  offlined: "62-63"\nmemory:\n  hugepages:\n    pages:\n      - {size: 2M, count: 512, node: 1}\n      - {size: 2M, count: 100}\n',
+    );
+    const k = machine('du-e810');
+    const p = profile('lite', [dir]);
+    const plan = await planFor(k, p);
+    expect(plan.reboot.count).toBe(0);
+    expect(plan.ops.map((o) => `${o.path}=${o.value}`)).toEqual([
+      '/sys/devices/system/cpu/cpu62/online=0',
+      '/sys/devices/system/cpu/cpu63/online=0',
+      '/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages=50',
+      '/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages=562',
+    ]);
+    await converge(k, p);
+    expect((await k.read('/sys/devices/system/cpu/online'))?.trim()).toBe('0-61');
+    expect((await k.read('/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages'))?.trim()).toBe('612');
+    expect((await planFor(k, p)).ops).toEqual([]);
+  });
+
+  it('a hugepage shortfall at runtime is an error, not a silent success', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tether-hp-'));
+    // 58.6 GiB of 2M pages fits a 96 GiB node (validation passes) ...
+    writeFileSync(
+      join(dir, 'big.yaml'),
+      'memory:\n  hugepages:\n    pages:\n      - {size: 2M, count: 30000, node: 0}\n',
+    );
+    const k = machine('du-e810');
+    // ... but 40 GiB already sit in 1G pages reserved at boot: the kernel grants fewer.
+    await k.fs.writeConfig(
+      '/sys/devices/system/node/node0/hugepages/hugepages-1048576kB/nr_hugepages',
+      '40\n',
+    );
+    const { applyProfile } = await import('../../../src/profiles/apply.js');
+    await expect(applyProfile(profile('big', [dir]), { fs: k, runner: k.runner })).rejects.toThrow(
+      /reserved only \d+ pages/,
+    );
+  });
+});
+
 describe('vendor-specific SR-IOV / switchdev order', () => {
   it('mlx5 from scratch to switchdev: legacy numvfs first, then unbind, switchdev, rebind', async () => {
     const plan = await planFor(machine('cx6dx', { iommu: true }), profile('smartnic-cx6dx'));
