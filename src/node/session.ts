@@ -84,16 +84,28 @@ export class ControllerSession {
 
   start(): void {
     this.connect();
-    this.renewTimer = setInterval(() => void this.maybeRenew(), 30_000);
+    this.scheduleRenew(0);
+  }
+
+  /** Arms a timer for the 75% point of the current certificate (re-armed after each try). */
+  private scheduleRenew(retryMs: number): void {
+    clearTimeout(this.renewTimer);
+    if (this.stopped) return;
+    const cert = new X509Certificate(this.opts.identity.credentials.certPem);
+    const from = new Date(cert.validFrom).getTime();
+    const to = new Date(cert.validTo).getTime();
+    const due = from + 0.75 * (to - from);
+    // Timers cannot wait longer than ~24.8 days; re-check hourly instead.
+    const delay = Math.min(Math.max(retryMs, due - Date.now(), 0), 3_600_000);
+    this.renewTimer = setTimeout(() => void this.maybeRenew(), delay);
     this.renewTimer.unref();
-    void this.maybeRenew();
   }
 
   stop(): void {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
     clearInterval(this.hbTimer);
-    clearInterval(this.renewTimer);
+    clearTimeout(this.renewTimer);
     this.call?.cancel();
     this.client?.close();
     this.setPhase('stopped');
@@ -252,8 +264,12 @@ export class ControllerSession {
     const cert = new X509Certificate(this.opts.identity.credentials.certPem);
     const from = new Date(cert.validFrom).getTime();
     const to = new Date(cert.validTo).getTime();
-    if (Date.now() < from + 0.75 * (to - from)) return;
+    if (Date.now() < from + 0.75 * (to - from)) {
+      this.scheduleRenew(0);
+      return;
+    }
     this.renewing = true;
+    let retryMs = 0;
     try {
       const id = this.opts.identity;
       const { keyPem, csrPem } = await createKeyAndCsr(id.name);
@@ -272,8 +288,10 @@ export class ControllerSession {
       this.opts.onStatus?.(this.status);
     } catch (e) {
       this.opts.log.warn({ err: asTetherError(e).message }, 'certificate renewal failed; will retry');
+      retryMs = 10_000;
     } finally {
       this.renewing = false;
+      this.scheduleRenew(retryMs);
     }
   }
 }

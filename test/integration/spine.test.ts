@@ -1,13 +1,14 @@
 // The spine end to end over real TLS on loopback: a controller process, two node processes,
 // enrollment with tokens, a VirtualNetwork reaching both nodes' disks, kill -9 of either side,
 // and every refusal the issue lists.
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Admin, loadClientConfig } from '../../src/cli/admin.js';
 import type { NodeStatusFile } from '../../src/node/daemon.js';
-import { type Daemon, freePort, runTether, startTether, waitFor } from './support/proc.js';
+import { type Daemon, freePort, REPO, runTether, startTether, waitFor } from './support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-spine-'));
 const ctlDir = join(dir, 'controller');
@@ -149,6 +150,44 @@ describe('spine over real TLS', () => {
       daemon: 'running',
       session: 'connected',
     });
+  });
+
+  it('tells systemd it is ready, reports status and feeds the watchdog from its own PID', async () => {
+    const sock = join(dir, 'notify.sock');
+    const receiver = spawn('python3', [join(REPO, 'test/integration/fixtures/sdnotify-receiver.py'), sock], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines: Array<{ pid?: number; data?: string; listening?: string }> = [];
+    receiver.stdout.on('data', (b: Buffer) => {
+      for (const l of b.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+    });
+    try {
+      await waitFor('notify receiver', () => lines.some((l) => l.listening));
+      expect((await enroll('sd1', await token('site-a'))).code).toBe(0);
+      const d = startTether(
+        ['node', 'run', '--state-dir', nodeDir('sd1'), '--heartbeat', '1s', '--no-vrouter'],
+        {
+          NOTIFY_SOCKET: sock,
+          WATCHDOG_USEC: '400000',
+        },
+      );
+      nodes.set('sd1', d);
+      await waitFor(
+        'READY=1 and watchdog pings',
+        () =>
+          lines.filter((l) => l.data === 'WATCHDOG=1').length >= 3 && lines.some((l) => l.data === 'READY=1'),
+      );
+      const mine = lines.filter((l) => l.data);
+      expect(mine.every((l) => l.pid === d.child.pid)).toBe(true);
+      await waitFor('STATUS with the session state', () =>
+        lines.some((l) => /^STATUS=connected, revision \d+/.test(l.data ?? '')),
+      );
+      await d.stop();
+      expect(lines.some((l) => l.data === 'STOPPING=1')).toBe(true);
+      nodes.delete('sd1');
+    } finally {
+      receiver.kill();
+    }
   });
 
   it('keeps every accepted apply across kill -9 of the controller; nodes resume by delta', async () => {
