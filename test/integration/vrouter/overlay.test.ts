@@ -148,4 +148,20 @@ describe.skipIf(!isRoot)('vRouter overlay on the real kernel', () => {
     expect((await new VRouter(topo.runner, silentLogger()).sync(desiredA())).ok).toBe(true);
     expect(await topo.ping(redA, redB.ip, 2)).toBe(true);
   });
+
+  it('a VTEP address change recreates the VXLAN device (same VNI) and traffic resumes', async () => {
+    await topo.sh('ip', ['-n', topo.nodeA, 'addr', 'add', '192.168.77.11/24', 'dev', 'ul0']);
+    topo.vtepA = '192.168.77.11';
+    const a = await new VRouter(topo.runner, silentLogger()).sync(desiredA());
+    expect(a.ok, JSON.stringify(a.failures)).toBe(true);
+    const b = await new VRouter(topo.runner, silentLogger()).sync(desiredB());
+    expect(b.ok, JSON.stringify(b.failures)).toBe(true);
+    const ns = names.vnNetns(`${topo.id}a`, 100);
+    const vx = JSON.parse(await topo.sh('ip', ['-n', ns, '-d', '-j', 'link', 'show', names.vxlan(100)])) as {
+      linkinfo: { info_data: { local: string } };
+    }[];
+    expect(vx[0]?.linkinfo.info_data.local).toBe('192.168.77.11');
+    expect(await topo.ping(redA, redB.ip, 2)).toBe(true);
+    expect(await topo.ping(blueB, blueA.ip, 2)).toBe(true);
+  });
 });

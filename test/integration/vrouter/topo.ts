@@ -36,7 +36,7 @@ export class Topo {
   readonly nodeA: string;
   readonly nodeB: string;
   readonly router: string;
-  readonly vtepA = '192.168.77.1';
+  vtepA = '192.168.77.1';
   readonly vtepB = '192.168.77.2';
   readonly uplinkA = '10.99.0.2';
   readonly routerIp = '10.99.0.1';
