@@ -15,7 +15,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** Units name the installed binary; point them at this checkout's so `verify` can see it. */
 function staged(unit: string): string {
   const p = join(dir, unit);
-  writeFileSync(p, readFileSync(join(unitsDir, unit), 'utf8').replaceAll('/usr/bin/tether', join(REPO, 'bin/tether')));
+  writeFileSync(
+    p,
+    readFileSync(join(unitsDir, unit), 'utf8').replaceAll('/usr/bin/tether', join(REPO, 'bin/tether')),
+  );
   return p;
 }
 
@@ -28,7 +31,9 @@ describe('systemd units', () => {
   const units = readdirSync(unitsDir).filter((f) => f.endsWith('.service'));
 
   it('ships the controller and node units', () => {
-    expect(units.sort()).toEqual(expect.arrayContaining(['tether-controller.service', 'tether-node.service']));
+    expect(units.sort()).toEqual(
+      expect.arrayContaining(['tether-controller.service', 'tether-node.service']),
+    );
   });
 
   it.each(units)('%s passes systemd-analyze verify', (unit) => {
@@ -43,7 +48,11 @@ describe('systemd units', () => {
     expect(text).toMatch(/^WatchdogSec=/m);
     expect(text).not.toMatch(/^MemoryDenyWriteExecute=yes/m);
     const ceiling = CEILING[unit] ?? 50;
-    const out = execFileSync('systemd-analyze', ['security', '--offline=yes', `--threshold=${ceiling}`, staged(unit)], { encoding: 'utf8' });
+    const out = execFileSync(
+      'systemd-analyze',
+      ['security', '--offline=yes', `--threshold=${ceiling}`, staged(unit)],
+      { encoding: 'utf8' },
+    );
     expect(out).toContain('Overall exposure level');
   });
 });
