@@ -204,7 +204,9 @@ export function validateProfile(p: ResolvedProfile, inv: Inventory): ProfileIssu
       err(
         'time.ptp.interface',
         `interface ${ptp.interface} does not exist on this node`,
-        `one of ${inv.nics.map((n) => n.name).join(', ')}`,
+        inv.nics.length
+          ? `one of ${inv.nics.map((n) => n.name).join(', ')}`
+          : 'a PCI NIC with a PTP clock (this node has none)',
       );
   }
 
