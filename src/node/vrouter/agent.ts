@@ -14,6 +14,18 @@ export interface VRouterOptions {
   kernel?: Kernel;
   /** Observe → plan → apply passes per sync before giving up (default 3). */
   maxPasses?: number;
+  /** Called before each batch runs: progress for long programming runs (CLI, logs). */
+  onProgress?: (p: SyncProgress) => void;
+}
+
+export interface SyncProgress {
+  pass: number;
+  /** 0-based index of the batch about to run, and the number of batches in this pass. */
+  batch: number;
+  batches: number;
+  tool: string;
+  netns: string | undefined;
+  ops: number;
 }
 
 export interface SyncReport {
@@ -51,6 +63,7 @@ export interface PolicyCounter {
 export class VRouter {
   private readonly kernel: Kernel;
   private readonly maxPasses: number;
+  private readonly onProgress: ((p: SyncProgress) => void) | undefined;
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -60,6 +73,7 @@ export class VRouter {
   ) {
     this.kernel = opts.kernel ?? new IprouteKernel(runner);
     this.maxPasses = opts.maxPasses ?? 3;
+    this.onProgress = opts.onProgress;
   }
 
   sync(desired: DesiredNodeNetwork): Promise<SyncReport> {
@@ -147,7 +161,10 @@ export class VRouter {
         'vrouter: applying plan',
       );
       t = performance.now();
-      const res = await applyPlan(this.kernel, p.ops, this.logger);
+      const pass = passes;
+      const res = await applyPlan(this.kernel, p.ops, this.logger, (b, batch, total) =>
+        this.onProgress?.({ pass, batch, batches: total, tool: b.tool, netns: b.netns, ops: b.ops.length }),
+      );
       timings.applyMs += performance.now() - t;
       ops += res.ops;
       batches += res.batches;

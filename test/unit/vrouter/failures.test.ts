@@ -206,6 +206,18 @@ describe('VRouter against a fake kernel that fails on demand', () => {
     expect(b.ops).toBe(0);
   });
 
+  it('reports progress before every batch', async () => {
+    const k = fakeNode(['h1', 'h2']);
+    const seen: string[] = [];
+    const vr = new VRouter(noRunner, silentLogger(), {
+      kernel: k,
+      onProgress: (p) => seen.push(`${p.pass}:${p.batch + 1}/${p.batches}:${p.tool}`),
+    });
+    const r = await vr.sync(desired());
+    expect(seen.length).toBe(r.batches);
+    expect(seen[0]).toBe(`1:1/${r.batches}:ip`);
+  });
+
   it('reads policy drop counters per rule and for the default deny', async () => {
     const k = fakeNode(['h1', 'h2']);
     const vr = new VRouter(noRunner, silentLogger(), { kernel: k });
