@@ -222,11 +222,6 @@ export interface Batch {
   ops: KernelOp[];
 }
 
-/** Neighbour and forwarding entries: the bulk of a plan, independent of each other. */
-export function isEntryOp(op: KernelOp): boolean {
-  return op.op === 'neigh-replace' || op.op === 'neigh-del' || op.op === 'fdb-replace' || op.op === 'fdb-del';
-}
-
 /** Groups consecutive ops of the same tool and namespace into one batch, keeping order. */
 export function toBatches(ops: readonly KernelOp[]): Batch[] {
   const out: Batch[] = [];
