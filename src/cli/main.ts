@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { describeError, isTetherError } from '../lib/errors.js';
 import { registerCheck } from './commands/check.js';
 import { registerController } from './commands/controller.js';
+import { registerLab } from './commands/lab.js';
 import { registerNode, registerStatus } from './commands/node.js';
 import { registerProfile } from './commands/profile.js';
 import { registerResources } from './commands/resources.js';
@@ -20,6 +21,7 @@ const registrations: Array<(program: Command) => void> = [
   registerResources,
   registerProfile,
   registerCheck,
+  registerLab,
 ];
 
 export function buildProgram(): Command {

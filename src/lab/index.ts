@@ -1,0 +1,21 @@
+export {
+  defaultBinaries,
+  defaultLabStateDir,
+  Lab,
+  type LabStatusView,
+  listNetns,
+  processAlive,
+} from './lab.js';
+export {
+  allNodes,
+  allWorkloads,
+  LAB_NETWORKS,
+  LAB_SUBNET,
+  type LabNetwork,
+  type LabOptions,
+  type LabPlan,
+  planLab,
+  plannedNamespaces,
+  vnNamespaceRe,
+} from './plan.js';
+export type { LabState, LabWorkload } from './state.js';
