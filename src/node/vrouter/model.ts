@@ -18,7 +18,7 @@ export interface DesiredNodeNetwork {
   /**
    * Prefix of every namespace this node's vRouter creates (`<prefix>-vn<VNI>`). Namespace names
    * are global on a machine, and a lab runs several nodes on one machine, so it must be unique
-   * per node on the machine (e.g. `t1`). Letters, digits, `_`, at most 16 characters.
+   * per node on the machine (e.g. `t1`). Letters, digits, `_`, `-`, at most 16 characters.
    */
   netnsPrefix: string;
   underlay: Underlay;
@@ -133,7 +133,7 @@ export const names = {
   /** Breakout veth, network-namespace end. */
   breakoutVn: 'tbo0',
   /** nft table in the node namespace (family ip). */
-  nodeNatTable: (prefix: string): string => `tether_${prefix}`,
+  nodeNatTable: (prefix: string): string => `tether_${prefix.replace(/-/g, '_')}`,
   /** nft tables in each network namespace. */
   vnNatTable: 'tether_nat',
   vnPolicyTable: 'tether_policy',

@@ -19,8 +19,8 @@ export function validateDesired(d: DesiredNodeNetwork): void {
       },
     );
   };
-  if (!/^[A-Za-z0-9_]{1,16}$/.test(d.netnsPrefix))
-    fail('netnsPrefix', 'letters, digits, _ (1–16)', d.netnsPrefix);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,15}$/.test(d.netnsPrefix))
+    fail('netnsPrefix', 'letters, digits, _ or - (1–16, starting with a letter or digit)', d.netnsPrefix);
   if (!IFNAME.test(d.underlay.ifname)) fail('underlay.ifname', 'an interface name', d.underlay.ifname);
   if (parseIp(d.underlay.vtepIp) === undefined) fail('underlay.vtepIp', 'an IPv4 address', d.underlay.vtepIp);
   if (!Number.isInteger(d.underlay.mtu) || d.underlay.mtu < 576 + VXLAN_OVERHEAD || d.underlay.mtu > 65535)
