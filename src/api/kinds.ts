@@ -24,6 +24,8 @@ export interface SiteSpec {
   underlayMtu?: number;
   /** How long the site runs headless before it reports itself degraded. */
   autonomySeconds?: number;
+  /** Name of the Profile resource the site's nodes use (see docs/profiles.md). */
+  profile?: string;
 }
 export type SiteStatus = Record<string, unknown>;
 
@@ -156,6 +158,11 @@ export const SITE_SPEC_SCHEMA: JsonSchema = {
       description: 'an integer MTU from 1280 to 9216',
     },
     autonomySeconds: { type: 'integer', minimum: 0, description: 'a whole number of seconds >= 0' },
+    profile: {
+      type: 'string',
+      pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+      description: "the name of the Profile resource the site's nodes use",
+    },
   },
 };
 

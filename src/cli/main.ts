@@ -3,6 +3,7 @@
 // else; each command module parses its flags, calls library code and prints.
 import { Command, CommanderError } from 'commander';
 import { describeError, isTetherError } from '../lib/errors.js';
+import { registerProfileKind } from '../profiles/resource.js';
 import { registerCheck } from './commands/check.js';
 import { registerController } from './commands/controller.js';
 import { registerLab } from './commands/lab.js';
@@ -25,6 +26,7 @@ const registrations: Array<(program: Command) => void> = [
 ];
 
 export function buildProgram(): Command {
+  registerProfileKind();
   const program = new Command('tether')
     .description('Tether: edge/5G remote-compute appliance (controller, node, field CLI)')
     .version(process.env.npm_package_version ?? '0.1.0')

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../lib/log.js';
+import { registerProfileKind } from '../profiles/resource.js';
 import { loadControllerConfig } from './config.js';
 import { loadCa } from './init.js';
 import { controllerPaths } from './paths.js';
@@ -18,6 +19,7 @@ export async function startController(opts: {
   log: Logger;
   listen?: string;
 }): Promise<RunningController> {
+  registerProfileKind();
   const p = controllerPaths(opts.dataDir);
   const ca = loadCa(opts.dataDir);
   const config = loadControllerConfig(p.config);
