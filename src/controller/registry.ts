@@ -1,9 +1,7 @@
-import { createHash, X509Certificate } from 'node:crypto';
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import { X509Certificate } from 'node:crypto';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { TetherError } from '../lib/errors.js';
-import { type CaMaterial, certFingerprint, normalizeSerial, signCsr } from '../lib/pki.js';
+import { type CaMaterial, certFingerprint, csrKeyFingerprint, normalizeSerial, signCsr } from '../lib/pki.js';
 import type { Store, StoredObject, TxnOp } from './store/store.js';
 import { hashSecret, newToken, secretMatches, splitCredential, tokenObjectName } from './tokens.js';
 
@@ -37,21 +35,6 @@ export type EnrollOutcome =
   | { status: 'pending'; site: string; node: string; retryAfterSeconds: number; message: string };
 
 const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
-function csrKeyFingerprint(csrPem: string): string {
-  let csr: x509.Pkcs10CertificateRequest;
-  try {
-    csr = new x509.Pkcs10CertificateRequest(csrPem);
-  } catch (e) {
-    throw new TetherError(
-      'TETHER_E_INVALID',
-      'certificate request is not a PEM PKCS#10 CSR',
-      { field: 'csr_pem' },
-      { cause: e },
-    );
-  }
-  return createHash('sha256').update(Buffer.from(csr.publicKey.rawData)).digest('hex');
-}
 
 function statusOf(n: StoredObject): NodeStatus {
   return (n.object.status ?? { phase: 'Pending' }) as unknown as NodeStatus;

@@ -174,12 +174,9 @@ function caParts(ca: CaMaterial): { key: Promise<CryptoKey>; cert: x509.X509Cert
   return parts;
 }
 
-/** Signs a CSR after checking its self-signature. Subject and SANs come from `opts`, never
- *  from the CSR, so a node cannot ask for someone else's identity. */
-export async function signCsr(ca: CaMaterial, csrPem: string, opts: SignOptions): Promise<IssuedCert> {
-  let csr: x509.Pkcs10CertificateRequest;
+function parseCsr(csrPem: string): x509.Pkcs10CertificateRequest {
   try {
-    csr = new x509.Pkcs10CertificateRequest(csrPem);
+    return new x509.Pkcs10CertificateRequest(csrPem);
   } catch (e) {
     throw new TetherError(
       'TETHER_E_INVALID',
@@ -188,6 +185,19 @@ export async function signCsr(ca: CaMaterial, csrPem: string, opts: SignOptions)
       { cause: e },
     );
   }
+}
+
+/** SHA-256 of a CSR's public key: recognises a retried request from the same key. */
+export function csrKeyFingerprint(csrPem: string): string {
+  return createHash('sha256')
+    .update(Buffer.from(parseCsr(csrPem).publicKey.rawData))
+    .digest('hex');
+}
+
+/** Signs a CSR after checking its self-signature. Subject and SANs come from `opts`, never
+ *  from the CSR, so a node cannot ask for someone else's identity. */
+export async function signCsr(ca: CaMaterial, csrPem: string, opts: SignOptions): Promise<IssuedCert> {
+  const csr = parseCsr(csrPem);
   if (!(await csr.verify())) {
     throw new TetherError('TETHER_E_INVALID', 'certificate request signature does not verify', {
       field: 'csr_pem',
