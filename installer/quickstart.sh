@@ -1,79 +1,48 @@
 #!/usr/bin/env bash
-# Quick start on a fresh Debian 12 machine (as root): installs what Tether needs, starts a
-# controller on the embedded store plus one node enrolled into it, and shows where they
-# stand. Everything lives under $TETHER_QS_DIR (default /var/lib/tether-quickstart);
-# `installer/quickstart.sh --down` stops what it started.
+# Quick start on a fresh Debian 12 machine (as root): installs what Tether needs, then builds
+# a whole deployment on this machine in network namespaces with `tether lab up` (a controller,
+# a WAN router, two sites with one enrolled node each, workloads in two virtual networks with
+# overlapping addresses) and shows it with `tether lab status`. See docs/lab.md.
+#   installer/quickstart.sh           install + lab up + lab status
+#   installer/quickstart.sh --down    tether lab down (removes exactly what up created)
+# Env: TETHER_LAB (lab name, default tl), SKIP_INSTALL=1, and TETHER_LAB_ARGS for extra
+# `lab up` flags (e.g. "--sites 3 --nodes-per-site 2").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-QS=${TETHER_QS_DIR:-/var/lib/tether-quickstart}
-PORT=${TETHER_QS_PORT:-7443}
+LAB=${TETHER_LAB:-tl}
 T=./bin/tether
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-stop_all() {
-  for f in "$QS"/*.pid; do
-    [[ -f "$f" ]] || continue
-    pid=$(cat "$f")
-    if kill -0 "$pid" 2>/dev/null; then kill "$pid"; fi
-    rm -f "$f"
-  done
-}
-
 if [[ "${1:-}" == "--down" ]]; then
-  stop_all
-  echo "stopped; state kept in $QS (rm -rf it to start over)" >&2
-  exit 0
+  step "tearing down lab $LAB"
+  exec $T lab down --name "$LAB"
 fi
 
 if [[ "${SKIP_INSTALL:-}" != 1 ]]; then
   step "installing system packages and npm dependencies"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends build-essential python3 libsystemd-dev iproute2 nftables >/dev/null
+  apt-get install -y -qq --no-install-recommends \
+    build-essential python3 libsystemd-dev iproute2 nftables util-linux iputils-ping iperf3 >/dev/null
   npm ci --no-audit --no-fund
 fi
 
-mkdir -p "$QS"
-stop_all
-if [[ ! -f "$QS/controller/pki/ca.key" ]]; then
-  step "initialising the controller in $QS/controller"
-  $T controller init --data-dir "$QS/controller" --listen "127.0.0.1:$PORT" --advertise "127.0.0.1:$PORT"
-fi
-export TETHER_CONFIG="$QS/controller/admin.yaml"
-
-step "starting the controller (log: $QS/controller.log)"
-$T controller start --data-dir "$QS/controller" >"$QS/controller.log" 2>&1 &
-echo $! >"$QS/controller.pid"
-for _ in $(seq 1 100); do $T get sites >/dev/null 2>&1 && break; sleep 0.2; done
-
-if [[ ! -f "$QS/node/identity.yaml" ]]; then
-  step "creating a join token for site quickstart and enrolling node qs-node-1"
-  token=$($T token create --site quickstart --ttl 15m)
-  $T node enroll --controller "127.0.0.1:$PORT" --token "$token" --name qs-node-1 --state-dir "$QS/node"
+if $T lab status --name "$LAB" >/dev/null 2>&1; then
+  step "lab $LAB already exists (tear it down with: $0 --down)"
+else
+  step "bringing up lab $LAB: controller, WAN, 2 sites, nodes, workloads in red and blue"
+  # shellcheck disable=SC2086 # TETHER_LAB_ARGS is a list of flags
+  $T lab up --name "$LAB" ${TETHER_LAB_ARGS:-}
 fi
 
-step "starting the node daemon (log: $QS/node.log)"
-$T node run --no-vrouter --state-dir "$QS/node" >"$QS/node.log" 2>&1 &
-echo $! >"$QS/node.pid"
+step "where it stands"
+$T lab status --name "$LAB"
+cat >&2 <<EOF
 
-step "applying a VirtualNetwork"
-$T apply -f - <<'YAML'
-apiVersion: tether.dev/v1
-kind: VirtualNetwork
-metadata:
-  name: red
-spec:
-  subnets: ["10.1.0.0/24"]
-  localBreakout: true
-YAML
-for _ in $(seq 1 50); do
-  $T status --state-dir "$QS/node" -o json 2>/dev/null | grep -q '"session": "connected"' && break
-  sleep 0.2
-done
-
-step "where they stand"
-$T get nodes
-$T get vn
-$T status --state-dir "$QS/node"
-printf '\nstop with: %s --down\n' "$0" >&2
+try:
+  ip netns exec $LAB-s1n1w1 ping -c 3 10.1.0.64      # red at site 1 -> red at site 2 over VXLAN
+  ip netns exec $LAB-s1n1w1 ping -c 3 10.201.0.1     # local breakout to site 1's router
+  ip netns exec $LAB-c $T get vn --config /run/tether-lab/$LAB/controller/admin.yaml
+stop with: $0 --down
+EOF

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { defaultLabStateDir, Lab, type LabStatusView } from '../../lab/index.js';
-import { TetherError } from '../../lib/errors.js';
+import { isTetherError, TetherError } from '../../lib/errors.js';
 import { out, paint, renderStructured, renderTable, say } from '../output.js';
 
 function int(v: string, field: string): number {
@@ -94,9 +94,10 @@ export function registerLab(program: Command): void {
           },
           { progress: (m) => say(`${paint('lab:', 'dim')} ${m}`) },
         ).catch((e: unknown) => {
-          say(
-            `${paint('lab up failed', 'red')}: what was created is recorded; \`tether lab down --name ${o.name}\` removes it`,
-          );
+          if (!isTetherError(e, 'TETHER_E_PRECONDITION') && !isTetherError(e, 'TETHER_E_INVALID'))
+            say(
+              `${paint('lab up failed', 'red')}: what was created is recorded; \`tether lab down --name ${o.name}\` removes it`,
+            );
           throw e;
         });
         say(
