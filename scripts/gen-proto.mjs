@@ -43,7 +43,7 @@ function generate(target) {
   // `.js`, and a machine's paths must not be committed.
   for (const f of files(target)) {
     const text = readFileSync(f, 'utf8')
-      .replace(/^\/\/ Original file: .*\/src\/api\/proto\//m, '// Original file: src/api/proto/')
+      .replace(/^\/\/ Original file: .*\/src\/api\/proto\//gm, '// Original file: src/api/proto/')
       .replace(/(from '\.{1,2}\/[^']+?)(?<!\.js)'/g, "$1.js'");
     writeFileSync(f, text);
   }

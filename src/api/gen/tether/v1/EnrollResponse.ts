@@ -1,7 +1,7 @@
 // Original file: src/api/proto/tether/v1/tether.proto
 
 
-// Original file: /work/main/src/api/proto/tether/v1/tether.proto
+// Original file: src/api/proto/tether/v1/tether.proto
 
 export const _tether_v1_EnrollResponse_Status = {
   STATUS_UNSPECIFIED: 'STATUS_UNSPECIFIED',
