@@ -313,7 +313,11 @@ export async function run(opts: ControllerScaleOptions): Promise<Result> {
 
     const cpu0 = cpuSeconds(ctlPid);
     const t0 = nowMs();
-    const syncedP = waitAll(workers, 'synced', opts.syncTimeoutMs ?? 15 * 60_000);
+    const syncedP = waitAll(
+      workers,
+      'synced',
+      opts.syncTimeoutMs ?? (Number(process.env.BENCH_SYNC_TIMEOUT_S) || 900) * 1000,
+    );
     for (const w of workers) w.send({ type: 'connect' });
     let syncedMsgs: Array<Extract<FromWorker, { type: 'synced' }>>;
     try {
@@ -323,7 +327,9 @@ export async function run(opts: ControllerScaleOptions): Promise<Result> {
       const total = [...progress.values()].reduce((x, y) => x + y, 0);
       r.sessions_synced = total;
       log(`connect+snapshot did not finish: ${r.sync_error}`);
-      r.controller_rss_partial_MB = +(rssKiB(ctlPid).rss / 1024).toFixed(1);
+      const partial = rssKiB(ctlPid).rss;
+      r.controller_rss_partial_MB = +(partial / 1024).toFixed(1);
+      if (total > 0) r.controller_KB_per_node_partial = +((partial - idle.rss) / total).toFixed(1);
       return r;
     }
     const syncedCount = syncedMsgs.reduce((x, m) => x + m.synced, 0);
