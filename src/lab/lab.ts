@@ -379,6 +379,11 @@ export class Lab {
     const p = this.plan;
     const say = this.progress;
     say(`lab ${p.name}: state in ${p.stateDir}`);
+    if (p.sites.some((s) => s.nodes.length > 1)) {
+      say(
+        'warning: nodes of one site allocate workload addresses from the same site block independently (FileIpam per node), so workloads on two nodes of a site can get the same address; see docs/lab.md "Limits"',
+      );
+    }
     say(`creating namespaces (${plannedNamespaces(p).length})`);
     for (const ns of plannedNamespaces(p)) await this.addNs(ns);
 
@@ -427,12 +432,13 @@ export class Lab {
     ]);
     await this.startController();
 
+    // One single-use join token per node, as an operator would hand them out.
     const tokens = new Map<string, string>();
-    for (const s of p.sites) {
-      const r = await this.admin(['token', 'create', '--site', s.name]);
-      tokens.set(s.name, r.stdout.trim());
-      say(`site ${s.name}: join token created`);
+    for (const n of allNodes(p)) {
+      const r = await this.admin(['token', 'create', '--site', n.site]);
+      tokens.set(n.name, r.stdout.trim());
     }
+    say(`join tokens created: ${allNodes(p).length} (one per node, bound to its site)`);
     await Promise.all(
       allNodes(p).map(async (n) => {
         say(`node ${n.name}: enrolling from ${n.ns} (${n.ip}) with a ${n.site} token`);
@@ -442,7 +448,7 @@ export class Lab {
           '--controller',
           p.central.address,
           '--token',
-          tokens.get(n.site) ?? '',
+          tokens.get(n.name) ?? '',
           '--name',
           n.name,
           '--state-dir',
