@@ -208,7 +208,7 @@ const cases: Case[] = [
     name: 'Site typo in spec',
     text: res('Site', 'descripton: a'),
     field: 'spec.descripton',
-    expected: 'only the fields description, approval, labels, underlayMtu, autonomySeconds',
+    expected: 'only the fields description, approval, labels, underlayMtu, autonomySeconds, profile',
     line: 6,
     message: 'unknown field "descripton" (did you mean "description"?)',
   },
