@@ -9,7 +9,7 @@ APT_PACKAGES=(
   build-essential python3 libsystemd-dev
   # real parts the integration tests drive
   iproute2 nftables iperf3 bird2 frr etcd-server dnsmasq socat tcpdump systemd
-  procps psmisc kmod
+  procps psmisc kmod iputils-ping
 )
 
 export DEBIAN_FRONTEND=noninteractive
