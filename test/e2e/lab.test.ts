@@ -28,7 +28,9 @@ async function echoRequestsIn(ns: string): Promise<number> {
 }
 
 /** Kernel objects of a vRouter namespace, normalised for comparison. */
-async function kernelObjects(ns: string): Promise<{ links: string[]; fdb: string[]; neigh: string[] }> {
+async function kernelObjects(
+  ns: string,
+): Promise<{ links: string[]; fdb: string[]; neigh: string[]; nft: string[] }> {
   const links = JSON.parse((await lab.sh('ip', ['-n', ns, '-j', 'link', 'show'])).stdout) as Array<{
     ifname: string;
     master?: string;
@@ -47,7 +49,23 @@ async function kernelObjects(ns: string): Promise<{ links: string[]; fdb: string
     lladdr?: string;
     dev: string;
   }>;
+  const nft = JSON.parse(
+    (await lab.sh('ip', ['netns', 'exec', ns, 'nft', '-j', 'list', 'ruleset'])).stdout,
+  ) as {
+    nftables: Array<Record<string, { family?: string; table?: string; name?: string; chain?: string }>>;
+  };
   return {
+    // Every table, chain, rule and set, by identity (handles and counters left out).
+    nft: nft.nftables
+      .flatMap((o) =>
+        Object.entries(o)
+          .filter(([k]) => k !== 'metainfo')
+          .map(
+            ([k, v]) =>
+              `${k} ${v.family ?? ''} ${v.table ?? ''} ${v.chain ?? ''} ${k === 'rule' ? '' : (v.name ?? '')}`,
+          ),
+      )
+      .sort(),
     links: links.map((l) => `${l.ifname}@${l.master ?? ''}`).sort(),
     // Learned (dynamic) entries come and go with traffic; compare what the vRouter programs.
     fdb: fdb
@@ -259,8 +277,13 @@ describe.skipIf(!isRoot)('tether lab: two sites end to end', () => {
         200,
       );
       expect((await lab.ping(a.ns, b.ip, { count: 5, intervalS: 0.1 })).received).toBe(5);
+      const held = lab.nodeStatusFile('s1n1')?.cache.revision ?? 0;
+      expect(held).toBeGreaterThan(0);
       await lab.restartNode('s1n1');
-      expect(lab.nodeStatusFile('s1n1')?.session.phase).not.toBe('connected');
+      // Up from its disk cache: the revision it held before, no session.
+      const st = lab.nodeStatusFile('s1n1');
+      expect(st?.session.phase).not.toBe('connected');
+      expect(st?.cache.revision).toBe(held);
       await lab.waitConverged();
       expect((await lab.ping(a.ns, b.ip, { count: 5, intervalS: 0.1 })).received).toBe(5);
       expect((await lab.ping(b.ns, a.ip, { count: 5, intervalS: 0.1 })).received).toBe(5);
