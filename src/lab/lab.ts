@@ -198,6 +198,27 @@ export class Lab {
   ): Promise<Lab> {
     const plan = planLab(options);
     const runner = opts.runner ?? new ProcessRunner();
+    if (process.getuid?.() !== 0) {
+      throw new TetherError(
+        'TETHER_E_PRECONDITION',
+        'tether lab needs root (it creates network namespaces)',
+        {
+          expected: 'run as root',
+        },
+      );
+    }
+    const missing: string[] = [];
+    for (const tool of ['ip', 'bridge', 'nft', 'nsenter', 'sysctl']) {
+      const r = await runner
+        .run('sh', ['-c', `command -v ${tool}`], { allowFailure: true })
+        .catch(() => undefined);
+      if (r?.code !== 0) missing.push(tool);
+    }
+    if (missing.length) {
+      throw new TetherError('TETHER_E_PRECONDITION', `missing tools: ${missing.join(', ')}`, {
+        expected: 'iproute2, nftables, util-linux and procps installed',
+      });
+    }
     if (existsSync(stateFile(options.stateDir))) {
       throw new TetherError(
         'TETHER_E_PRECONDITION',
