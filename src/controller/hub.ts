@@ -63,6 +63,11 @@ export class SessionHub {
   private readonly vnSites = new Map<string, readonly string[] | 'all'>();
   private readonly unsubscribe: () => void;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private snapCache: { revision: number; sites: Map<string, ControllerMessage[]> } = {
+    revision: -1,
+    sites: new Map(),
+  };
+  private readonly encode: (m: ControllerMessage) => ControllerMessage;
   private seq = 0;
   readonly networkSites: NetworkSites = (n) => this.vnSites.get(n);
   /** Called after each ack; the benchmark and tests observe delivery through it. */
@@ -71,8 +76,9 @@ export class SessionHub {
   constructor(
     private readonly store: Store,
     private readonly log: Logger,
-    private readonly opts: { heartbeatMs: number },
+    private readonly opts: { heartbeatMs: number; encode?: (m: ControllerMessage) => ControllerMessage },
   ) {
+    this.encode = opts.encode ?? ((m) => m);
     for (const vn of store.list('VirtualNetwork').items) this.vnSites.set(vn.name, sitesOf(vn.object));
     this.unsubscribe = store.subscribe((events) => this.onStoreEvents(events));
   }
@@ -227,22 +233,39 @@ export class SessionHub {
     }
   }
 
-  private snapshot(s: Session, reason: string): void {
-    const { revision, items } = this.store.list();
-    this.send(s, { snapshot_begin: { revision, reason } });
-    let chunk: Resource[] = [];
-    let count = 0;
-    for (const it of items) {
-      if (!inSlice(s.site, it.object, this.networkSites)) continue;
-      chunk.push(toResource(it.object));
-      count++;
-      if (chunk.length >= SNAPSHOT_CHUNK) {
-        this.send(s, { snapshot_chunk: { revision, put: chunk, deleted: [] } });
-        chunk = [];
-      }
+  /** Kinds a slice can hold (see slice.ts); listing only these keeps Node and token rows,
+   *  which are most of a big store, out of every snapshot. */
+  private static readonly SLICE_KINDS = ['VirtualNetwork', 'Endpoint', 'NetworkPolicy', 'Profile'];
+
+  /** A site's snapshot body (chunks + end marker), encoded once per revision and shared by
+   *  every node of the site: a reconnect storm after a controller restart costs one slice
+   *  computation per site, not per node. */
+  private siteSnapshot(site: string): { revision: number; messages: ControllerMessage[] } {
+    const revision = this.store.revision();
+    if (this.snapCache.revision !== revision) this.snapCache = { revision, sites: new Map() };
+    const cached = this.snapCache.sites.get(site);
+    if (cached) return { revision, messages: cached };
+    const objects: TetherObject[] = [];
+    const own = this.store.get('Site', site);
+    if (own) objects.push(own.object);
+    for (const kind of SessionHub.SLICE_KINDS) {
+      for (const it of this.store.list(kind).items)
+        if (inSlice(site, it.object, this.networkSites)) objects.push(it.object);
     }
-    if (chunk.length) this.send(s, { snapshot_chunk: { revision, put: chunk, deleted: [] } });
-    this.send(s, { snapshot_end: { revision, count } });
+    const messages: ControllerMessage[] = [];
+    for (let i = 0; i < objects.length; i += SNAPSHOT_CHUNK) {
+      const put = objects.slice(i, i + SNAPSHOT_CHUNK).map(toResource);
+      messages.push(this.encode({ snapshot_chunk: { revision, put, deleted: [] } }));
+    }
+    messages.push(this.encode({ snapshot_end: { revision, count: objects.length } }));
+    this.snapCache.sites.set(site, messages);
+    return { revision, messages };
+  }
+
+  private snapshot(s: Session, reason: string): void {
+    const { revision, messages } = this.siteSnapshot(s.site);
+    this.send(s, { snapshot_begin: { revision, reason } });
+    for (const m of messages) this.send(s, m);
     s.sent = revision;
   }
 
@@ -264,9 +287,10 @@ export class SessionHub {
       for (const ev of events) this.addEvent(d, site, ev);
       for (const m of moved) this.addMovedNetwork(d, site, m.name, m.before);
       if (d.put.size === 0 && d.deleted.size === 0) continue;
-      const msg: ControllerMessage = {
+      // Encoded once per site, written as the same bytes to every node of the site.
+      const msg = this.encode({
         delta: { revision, put: [...d.put.values()].map(toResource), deleted: [...d.deleted.values()] },
-      };
+      });
       for (const s of sessions) {
         this.send(s, msg);
         s.sent = revision;
@@ -306,7 +330,7 @@ export class SessionHub {
   private tick(): void {
     const now = Date.now();
     const deadline = now - 3 * this.opts.heartbeatMs;
-    const hb: ControllerMessage = { heartbeat: { seq: ++this.seq, unix_ms: now } };
+    const hb = this.encode({ heartbeat: { seq: ++this.seq, unix_ms: now } });
     for (const s of [...this.byNode.values()]) {
       if (s.lastHeard < deadline) {
         this.log.info({ node: s.node }, 'node silent for 3 heartbeats; closing its session');

@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { AdminHandlers } from '../api/gen/tether/v1/Admin.js';
+import type { ControllerMessage } from '../api/gen/tether/v1/ControllerMessage.js';
 import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
 import type { NodeSessionHandlers } from '../api/gen/tether/v1/NodeSession.js';
 import type { Resource, Resource__Output } from '../api/gen/tether/v1/Resource.js';
@@ -14,7 +15,7 @@ import type { Logger } from '../lib/log.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
 import type { ControllerConfig } from './config.js';
 import { type Session, SessionHub, toResource } from './hub.js';
-import { NetworkReconciler } from './networks.js';
+import { NetworkReconciler, networkStatus } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
 import type { Store, TxnOp } from './store/store.js';
 
@@ -37,6 +38,32 @@ class StaticCertificateProvider implements grpc.experimental.CertificateProvider
     setImmediate(() => l({ certificate: this.cert, privateKey: this.key }));
   }
   removeIdentityCertificateListener(): void {}
+}
+
+/** A ControllerMessage already serialized: fan-out encodes a change once per site and
+ *  writes the same bytes to every session, instead of once per node. */
+class PreEncoded {
+  constructor(readonly bytes: Buffer) {}
+}
+
+/** The NodeSession service with a response serializer that passes PreEncoded through. */
+function sessionServiceDefinition(): {
+  service: grpc.ServiceDefinition;
+  encode: (m: ControllerMessage) => ControllerMessage;
+} {
+  const base = tetherProto().tether.v1.NodeSession.service;
+  const serialize = base.Sync.responseSerialize as (v: ControllerMessage) => Buffer;
+  const service = {
+    ...base,
+    Sync: {
+      ...base.Sync,
+      responseSerialize: (v: unknown) =>
+        v instanceof PreEncoded ? v.bytes : serialize(v as ControllerMessage),
+    },
+  };
+  // The hub's writes are typed as ControllerMessage; a PreEncoded stands in for one and only
+  // ever reaches the serializer above.
+  return { service, encode: (m) => new PreEncoded(serialize(m)) as unknown as ControllerMessage };
 }
 
 type AnyCall = { getAuthContext(): { sslPeerCertificate?: { raw?: Buffer } } };
@@ -84,8 +111,10 @@ export class ControllerServer {
     this.caX509 = new X509Certificate(deps.ca.certPem);
     this.registry = new Registry(deps.store, deps.ca, { nodeCertSeconds: deps.config.nodeCertSeconds });
     this.networks = new NetworkReconciler(deps.store, deps.log.child({ component: 'networks' }));
+    const session = sessionServiceDefinition();
     this.hub = new SessionHub(deps.store, deps.log.child({ component: 'hub' }), {
       heartbeatMs: deps.config.heartbeatSeconds * 1000,
+      encode: session.encode,
     });
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': deps.config.maxMessageBytes,
@@ -94,10 +123,12 @@ export class ControllerServer {
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+      // Channelz keeps per-connection trace objects: memory we would pay 10,000 times.
+      'grpc.enable_channelz': 0,
     });
     const proto = tetherProto();
     this.server.addService(proto.tether.v1.Enrollment.service, this.enrollmentHandlers());
-    this.server.addService(proto.tether.v1.NodeSession.service, this.sessionHandlers());
+    this.server.addService(session.service, this.sessionHandlers());
     this.server.addService(proto.tether.v1.Admin.service, this.adminHandlers());
     this.health.addToServer(this.server);
     // Revocation takes effect on the live session at once, not at the next reconnect.
@@ -327,6 +358,7 @@ export class ControllerServer {
               ? { op: 'put', object: withStatus, expectRevision: r.expect_revision }
               : { op: 'put', object: withStatus };
           });
+          this.withNetworkStatus(ops);
           const res = store.txn(ops);
           cb(null, {
             revision: res.revision,
@@ -475,6 +507,25 @@ export class ControllerServer {
     }
     if (ops.length === 0) return store.revision();
     return store.txn(ops).revision;
+  }
+
+  /**
+   * Gives applied VirtualNetworks their VNI and site blocks in the same transaction, so
+   * nodes see one revision per apply instead of the apply and then the status.
+   */
+  private withNetworkStatus(ops: TxnOp[]): void {
+    const vns = new Map(this.deps.store.list('VirtualNetwork').items.map((v) => [v.name, v.object] as const));
+    for (const op of ops)
+      if (op.op === 'put' && op.object.kind === 'VirtualNetwork') vns.set(op.object.metadata.name, op.object);
+    const sites = this.deps.store.list('Site').items.map((x) => x.name);
+    const all = [...vns.values()];
+    for (const op of ops) {
+      if (op.op !== 'put' || op.object.kind !== 'VirtualNetwork') continue;
+      const status = networkStatus(op.object, all, sites);
+      op.object = { ...op.object, status: status as Record<string, unknown> };
+      vns.set(op.object.metadata.name, op.object);
+      all.splice(0, all.length, ...vns.values());
+    }
   }
 
   /** Adds live session facts to Node objects on read (never stored: they change every second). */
