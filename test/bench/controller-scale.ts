@@ -211,6 +211,18 @@ function waitAll<T extends FromWorker['type']>(
   });
 }
 
+/** Asks the controller (started with --expose-gc) to collect garbage, then lets it settle,
+ *  so RSS reflects live memory rather than uncollected handshake garbage. */
+async function collect(pid: number): Promise<void> {
+  await sleep(SETTLE_MS);
+  try {
+    process.kill(pid, 'SIGUSR2');
+  } catch {
+    /* already gone: the caller will notice */
+  }
+  await sleep(1000);
+}
+
 export async function run(opts: ControllerScaleOptions): Promise<Result> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`[controller-scale N=${opts.nodes}] ${m}\n`));
   const n = opts.nodes;
@@ -257,7 +269,7 @@ export async function run(opts: ControllerScaleOptions): Promise<Result> {
     const ctlArgv =
       flavor === 'lib'
         ? ['--import', TSX_LOADER, `${REPO}test/bench/support/controller-main.ts`, dataDir]
-        : [...tetherArgv(flavor), 'controller', 'start', '--data-dir', dataDir];
+        : ['--expose-gc', ...tetherArgv(flavor), 'controller', 'start', '--data-dir', dataDir];
     controller = spawnNode(ctlArgv, {
       logFile: join(dir, 'controller.log'),
     });
@@ -270,7 +282,7 @@ export async function run(opts: ControllerScaleOptions): Promise<Result> {
       60_000,
       200,
     );
-    await sleep(SETTLE_MS);
+    await collect(ctlPid);
     const idle = rssKiB(ctlPid);
     r.controller_rss_idle_MB = +(idle.rss / 1024).toFixed(1);
     log(`controller pid ${ctlPid} idle RSS ${r.controller_rss_idle_MB} MB`);
@@ -345,6 +357,7 @@ export async function run(opts: ControllerScaleOptions): Promise<Result> {
     log(`${syncedCount} synced (${failedCount} failed) in ${r.snapshot_all_s} s`);
 
     await sleep(SETTLE_MS);
+    await collect(ctlPid);
     const loaded = rssKiB(ctlPid);
     r.controller_rss_connected_MB = +(loaded.rss / 1024).toFixed(1);
     r.controller_rss_peak_MB = +(loaded.hwm / 1024).toFixed(1);
