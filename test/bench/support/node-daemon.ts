@@ -41,7 +41,7 @@ export async function measureNodeDaemon(opts: {
   ]);
   if (en.code !== 0) throw new Error(`node enroll failed: ${en.stderr}`);
   const t0 = Date.now();
-  const child = spawnNode([...argv, 'node', 'run', '--state-dir', stateDir], {
+  const child = spawnNode([...argv, 'node', 'run', '--no-vrouter', '--state-dir', stateDir], {
     logFile: join(opts.workDir, `node-${opts.name}.log`),
   });
   try {
