@@ -802,6 +802,22 @@ export class Lab {
           const vtep = this.node(w.node).ip;
           if (fdb.get(w.mac) !== vtep) return `${ns}: no forwarding entry ${w.mac} → ${vtep} (${w.name}) yet`;
         }
+        if (remote.length) {
+          const r = await this.runner.run('ip', ['-n', ns, '-j', 'neigh', 'show', 'dev', `tvx${vni}`], {
+            allowFailure: true,
+          });
+          const neigh = new Map(
+            (JSON.parse(r.stdout || '[]') as Array<{ dst: string; lladdr?: string }>).map((e) => [
+              e.dst,
+              e.lladdr?.toLowerCase(),
+            ]),
+          );
+          // An address held twice in one network (nodes of one site, see docs/lab.md) has no single owner.
+          const all = this.state.workloads.filter((w) => w.network === net);
+          const unique = (w: LabWorkload) => all.filter((x) => x.ip === w.ip).length === 1;
+          const wrong = remote.find((w) => unique(w) && neigh.get(w.ip) !== w.mac);
+          if (wrong) return `${ns}: no neighbour entry ${wrong.ip} → ${wrong.mac} (${wrong.name}) yet`;
+        }
         const remoteMacs = new Set(remote.map((w) => w.mac));
         const stale = [...fdb.keys()].find((m) => !remoteMacs.has(m));
         if (stale) return `${ns}: stale forwarding entry ${stale}`;
