@@ -7,7 +7,7 @@
  *
  * Needs root and iperf3. Usage: `npx tsx test/bench/overlay-iperf.ts` or through test/bench/run.ts.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { defaultLabStateDir, Lab } from '../../src/lab/index.js';
@@ -46,6 +46,8 @@ async function iperf(lab: Lab, serverNs: string, serverIp: string, clientNs: str
 }
 
 export async function run(): Promise<Record<string, number | string>> {
+  if (process.getuid?.() !== 0) return { skipped: 'needs root (network namespaces)' };
+  if (spawnSync('sh', ['-c', 'command -v iperf3']).status !== 0) return { skipped: 'iperf3 not installed' };
   const rounds = Number(process.env.OVERLAY_IPERF_ROUNDS ?? 2);
   const name = `b${randomBytes(2).toString('hex')}`;
   const lab = await Lab.up({
