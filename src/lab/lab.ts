@@ -712,9 +712,7 @@ export class Lab {
       },
       timeoutMs,
       300,
-    ).catch((e: unknown) => {
-      throw e;
-    });
+    );
     const host = res.interfaces?.find((i) => !i.sandbox);
     const cont = res.interfaces?.find((i) => i.sandbox);
     const ip = res.ips?.[0];
@@ -986,8 +984,9 @@ export class Lab {
       30_000,
       100,
     );
-    // Namespace teardown is asynchronous in the kernel: wait until the VXLAN devices and
-    // sockets of the deleted namespaces are released (no netns id left for them).
+    // `ip netns del` only drops the name; the kernel frees the namespace (and its VXLAN
+    // sockets) asynchronously. A short grace keeps an immediate `up` of the same lab from
+    // racing the cleanup (DESIGN.md: recreating the same VNI at once can fail).
     await sleep(200);
     say(`removing ${this.plan.stateDir}`);
     if (this.state.createdStateDir) {
