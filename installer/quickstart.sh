@@ -38,10 +38,15 @@ fi
 
 step "where it stands"
 $T lab status --name "$LAB"
+# Addresses come from the lab itself (the controller hands each site its own block).
+ip_of() {
+  $T lab status --name "$LAB" -o json |
+    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const w=JSON.parse(s).workloads.find(x=>x.name===process.argv[1]);process.stdout.write(w?w.ip:"?")})' "$1"
+}
 cat >&2 <<EOF
 
 try:
-  ip netns exec $LAB-s1n1w1 ping -c 3 10.1.0.64      # red at site 1 -> red at site 2 over VXLAN
+  ip netns exec $LAB-s1n1w1 ping -c 3 $(ip_of s2n1w1)      # red at site 1 -> red at site 2 over VXLAN
   ip netns exec $LAB-s1n1w1 ping -c 3 10.201.0.1     # local breakout to site 1's router
   ip netns exec $LAB-c $T get vn --config /run/tether-lab/$LAB/controller/admin.yaml
 stop with: $0 --down
