@@ -68,6 +68,8 @@ export interface VirtualNetworkSpec {
 export interface VirtualNetworkStatus {
   vni?: number;
   siteBlocks?: Record<string, string>;
+  /** Each node's share of its site's block (the node allocates only from its share). */
+  nodeBlocks?: Record<string, string>;
   [key: string]: unknown;
 }
 

@@ -37,6 +37,9 @@ export function blockPrefix(networkPrefix: number): number {
 export interface NetworkStatus {
   vni?: number;
   siteBlocks?: Record<string, string>;
+  /** Each node's share of its site's block: nodes of one site allocate independently
+   *  (also while the WAN is down), so they must never draw from the same addresses. */
+  nodeBlocks?: Record<string, string>;
   /** Why something could not be allocated (e.g. more sites than blocks). */
   message?: string;
 }
@@ -46,10 +49,47 @@ export interface NetworkStatus {
  * spec's if set) and one address block per site it covers, carved from `subnets[0]`, so each
  * site allocates workload addresses on its own — also while its WAN is down. Pure.
  */
+/** How a site block is split among its nodes: sub-blocks of at least 16 addresses, at most
+ *  16 of them (a /24 per site → 16 × /28; a /26 → 4 × /28). Fixed, so shares never move. */
+export function nodeBlockPrefix(sitePrefix: number): number {
+  return sitePrefix + Math.max(0, Math.min(4, 28 - sitePrefix));
+}
+
+/** Gives each key a slot below `slots`, keeping the slots already held. Pure. */
+function assign(
+  keys: readonly string[],
+  held: Record<string, number | undefined>,
+  slots: number,
+): { got: Map<string, number>; left: string[] } {
+  const got = new Map<string, number>();
+  const used = new Set<number>();
+  for (const k of keys) {
+    const h = held[k];
+    if (h !== undefined && h < slots && !used.has(h)) {
+      got.set(k, h);
+      used.add(h);
+    }
+  }
+  const left: string[] = [];
+  let next = 0;
+  for (const k of keys) {
+    if (got.has(k)) continue;
+    while (used.has(next)) next++;
+    if (next >= slots) {
+      left.push(k);
+      continue;
+    }
+    got.set(k, next);
+    used.add(next);
+  }
+  return { got, left };
+}
+
 export function networkStatus(
   vn: TetherObject,
   others: readonly TetherObject[],
   sites: readonly string[],
+  nodesBySite: ReadonlyMap<string, readonly string[]> = new Map(),
 ): NetworkStatus {
   const spec = vn.spec as { subnets?: string[]; vni?: number; sites?: string[] };
   const cur = (vn.status ?? {}) as NetworkStatus;
@@ -108,8 +148,41 @@ export function networkStatus(
       blocks[site] = formatCidr({ base: (net.base + next * size) >>> 0, prefix: bp });
     }
     out.siteBlocks = blocks;
+    const nodeBlocks: Record<string, string> = {};
+    const np = nodeBlockPrefix(bp);
+    const per = 2 ** (np - bp);
+    const nsize = 2 ** (32 - np);
+    for (const site of Object.keys(blocks).sort()) {
+      const sb = parseCidr(blocks[site]!)!;
+      const nodes = [...(nodesBySite.get(site) ?? [])].sort();
+      const held: Record<string, number | undefined> = {};
+      for (const n of nodes) {
+        const prev = cur.nodeBlocks?.[n] ? parseCidr(cur.nodeBlocks[n]!) : undefined;
+        if (prev && prev.prefix === np && (prev.base - sb.base) >>> 0 < per * nsize)
+          held[n] = ((prev.base - sb.base) >>> 0) / nsize;
+      }
+      const { got, left } = assign(nodes, held, per);
+      for (const [n, i] of got) nodeBlocks[n] = formatCidr({ base: (sb.base + i * nsize) >>> 0, prefix: np });
+      if (left.length)
+        messages.push(
+          `site ${site} has more nodes than its block has shares (${per} × /${np}): ${left.join(', ')} get no addresses`,
+        );
+    }
+    if (Object.keys(nodeBlocks).length) out.nodeBlocks = nodeBlocks;
   }
   if (messages.length) out.message = messages.join('; ');
+  return out;
+}
+
+/** Enrolled (or pending) nodes by site; revoked nodes give their share back. */
+export function nodesPerSite(store: Store): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const n of store.list('Node').items) {
+    if ((n.object.status as { phase?: string } | undefined)?.phase === 'Revoked') continue;
+    const site = (n.object.spec as { site?: string }).site;
+    if (!site) continue;
+    out.set(site, [...(out.get(site) ?? []), n.name]);
+  }
   return out;
 }
 
@@ -129,7 +202,8 @@ export class NetworkReconciler {
 
   start(): void {
     this.unsubscribe = this.store.subscribe((events) => {
-      if (events.some((e) => e.kind === 'VirtualNetwork' || e.kind === 'Site')) this.schedule();
+      if (events.some((e) => e.kind === 'VirtualNetwork' || e.kind === 'Site' || e.kind === 'Node'))
+        this.schedule();
     });
     this.schedule();
   }
@@ -155,11 +229,12 @@ export class NetworkReconciler {
   reconcile(): number {
     const vns = this.store.list('VirtualNetwork').items;
     const sites = this.store.list('Site').items.map((s) => s.name);
+    const nodesBySite = nodesPerSite(this.store);
     const ops: TxnOp[] = [];
     const assigned: TetherObject[] = vns.map((v) => v.object);
     for (let i = 0; i < vns.length; i++) {
       const v = vns[i]!;
-      const want = networkStatus(v.object, assigned, sites);
+      const want = networkStatus(v.object, assigned, sites, nodesBySite);
       const have = (v.object.status ?? {}) as NetworkStatus;
       if (JSON.stringify(want) === JSON.stringify({ ...have })) continue;
       const object = { ...v.object, status: { ...want } as Record<string, unknown> };

@@ -15,7 +15,7 @@ import type { Logger } from '../lib/log.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
 import type { ControllerConfig } from './config.js';
 import { type Session, SessionHub, toResource } from './hub.js';
-import { NetworkReconciler, networkStatus } from './networks.js';
+import { NetworkReconciler, networkStatus, nodesPerSite } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
 import type { Store, TxnOp } from './store/store.js';
 
@@ -518,10 +518,11 @@ export class ControllerServer {
     for (const op of ops)
       if (op.op === 'put' && op.object.kind === 'VirtualNetwork') vns.set(op.object.metadata.name, op.object);
     const sites = this.deps.store.list('Site').items.map((x) => x.name);
+    const nodesBySite = nodesPerSite(this.deps.store);
     const all = [...vns.values()];
     for (const op of ops) {
       if (op.op !== 'put' || op.object.kind !== 'VirtualNetwork') continue;
-      const status = networkStatus(op.object, all, sites);
+      const status = networkStatus(op.object, all, sites, nodesBySite);
       op.object = { ...op.object, status: status as Record<string, unknown> };
       vns.set(op.object.metadata.name, op.object);
       all.splice(0, all.length, ...vns.values());

@@ -86,12 +86,7 @@ export class NodeNetworking implements StateConsumer {
     this.vrouter = new VRouter(opts.runner, opts.log.child({ component: 'vrouter' }));
     this.ipam = new FileIpam({
       file: join(opts.stateDir, 'ipam.json'),
-      blockFor: (network) =>
-        siteBlockOf(
-          this.cache?.get('VirtualNetwork', network) as VirtualNetwork | undefined,
-          opts.site,
-          opts.underlay.mtu - 50,
-        ),
+      blockFor: (network) => siteBlockOf(this.ownShare(network), opts.site, opts.underlay.mtu - 50),
       onChange: () => {
         this.onEndpoints?.(this.localEndpointObjects());
         this.onLocalChange?.();
@@ -102,6 +97,18 @@ export class NodeNetworking implements StateConsumer {
       registry: this.ipam,
       logger: opts.log.child({ component: 'cni' }),
     });
+  }
+
+  /** The network as seen through this node's share: when the controller has split the site
+   *  block among the site's nodes, allocate only from this node's part of it. */
+  private ownShare(network: string): VirtualNetwork | undefined {
+    const vn = this.cache?.get('VirtualNetwork', network) as VirtualNetwork | undefined;
+    const share = vn?.status?.nodeBlocks?.[this.opts.node];
+    if (!vn || !share) return vn;
+    return {
+      ...vn,
+      status: { ...vn.status, siteBlocks: { ...vn.status?.siteBlocks, [this.opts.site]: share } },
+    };
   }
 
   async start(cache: StateCache): Promise<void> {
