@@ -400,11 +400,6 @@ export class Lab {
     const p = this.plan;
     const say = this.progress;
     say(`lab ${p.name}: state in ${p.stateDir}`);
-    if (p.sites.some((s) => s.nodes.length > 1)) {
-      say(
-        'warning: nodes of one site allocate workload addresses from the same site block independently (FileIpam per node), so workloads on two nodes of a site can get the same address; see docs/lab.md "Limits"',
-      );
-    }
     say(`creating namespaces (${plannedNamespaces(p).length})`);
     for (const ns of plannedNamespaces(p)) await this.addNs(ns);
 
