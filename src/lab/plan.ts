@@ -16,6 +16,7 @@ export const LAB_SUBNET = '10.1.0.0/24';
 export const CONTROLLER_PORT = 7443;
 export const UNDERLAY_MTU = 1500;
 export const MAX_SITES = 4; // a /24 network gives 4 site blocks of /26
+export const MAX_NODES_PER_SITE = 4; // the controller splits a /26 site block into 4 node shares of /28
 
 export interface LabOptions {
   /** Lab name: prefix of every namespace (`tl` → `tl-c`, `tl-wan`, `tl-s1`, …). */
@@ -113,8 +114,8 @@ export function validateLabOptions(o: LabOptions): void {
     }
   };
   int(o.sites, '--sites', 1, MAX_SITES);
-  int(o.nodesPerSite, '--nodes-per-site', 1, 20);
-  int(o.workloadsPerNode, '--workloads-per-node', 0, 20);
+  int(o.nodesPerSite, '--nodes-per-site', 1, MAX_NODES_PER_SITE);
+  int(o.workloadsPerNode, '--workloads-per-node', 0, 20); // ≤ 10 per network: a /28 share holds 13–14
 }
 
 export function planLab(o: LabOptions): LabPlan {

@@ -62,6 +62,7 @@ describe('lab plan', () => {
       [{ sites: 5 }, '--sites'],
       [{ sites: 0 }, '--sites'],
       [{ nodesPerSite: 0 }, '--nodes-per-site'],
+      [{ nodesPerSite: 5 }, '--nodes-per-site'],
       [{ workloadsPerNode: 21 }, '--workloads-per-node'],
     ] as const) {
       try {

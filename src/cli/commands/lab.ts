@@ -73,7 +73,7 @@ export function registerLab(program: Command): void {
       ),
   )
     .option('--sites <n>', 'number of sites (1-4)', '2')
-    .option('--nodes-per-site <n>', 'nodes per site', '1')
+    .option('--nodes-per-site <n>', 'nodes per site (1-4)', '1')
     .option('--workloads-per-node <n>', 'workloads per node (odd: red, even: blue)', '2')
     .action(
       async (o: {
