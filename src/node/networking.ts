@@ -13,6 +13,7 @@ import type { StateConsumer } from './daemon.js';
 import { VRouter } from './vrouter/agent.js';
 import type { BreakoutConfig, DesiredNodeNetwork, Underlay } from './vrouter/model.js';
 import { desiredFromResources } from './vrouter/resources.js';
+import { validateDesired } from './vrouter/validate.js';
 
 export interface NetworkingOptions {
   stateDir: string;
@@ -83,6 +84,14 @@ export class NodeNetworking implements StateConsumer {
   onLocalChange: (() => void) | undefined;
 
   constructor(private readonly opts: NetworkingOptions) {
+    // Bad flags (prefix, VTEP, MTU) fail at start-up, not at every apply afterwards.
+    validateDesired({
+      node: opts.node,
+      netnsPrefix: opts.netnsPrefix,
+      underlay: opts.underlay,
+      ...(opts.breakout ? { breakout: opts.breakout } : {}),
+      networks: [],
+    });
     this.vrouter = new VRouter(opts.runner, opts.log.child({ component: 'vrouter' }));
     this.ipam = new FileIpam({
       file: join(opts.stateDir, 'ipam.json'),
