@@ -1,33 +1,12 @@
 import type { TetherObject } from '../api/resource.js';
 import { isTetherError } from '../lib/errors.js';
+import { type Cidr, formatCidr, parseCidr } from '../lib/ipv4.js';
 import type { Logger } from '../lib/log.js';
 import type { Store, TxnOp } from './store/store.js';
 
 /** First VNI the controller hands out; lower ones are left for manual assignment. */
 export const VNI_BASE = 4096;
 const VNI_MAX = 16_777_215;
-
-interface Cidr {
-  base: number;
-  prefix: number;
-}
-
-function parseCidr(s: string): Cidr | undefined {
-  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(s);
-  if (!m) return undefined;
-  const o = m.slice(1, 5).map(Number);
-  if (o.some((x) => x > 255)) return undefined;
-  const prefix = Number(m[5]);
-  if (prefix > 32) return undefined;
-  const ip = ((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) >>> 0;
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return { base: (ip & mask) >>> 0, prefix };
-}
-
-function formatCidr(c: Cidr): string {
-  const b = c.base;
-  return `${b >>> 24}.${(b >>> 16) & 255}.${(b >>> 8) & 255}.${b & 255}/${c.prefix}`;
-}
 
 /** Size of each site's block: a /24 per site in big networks, a quarter of a small one. */
 export function blockPrefix(networkPrefix: number): number {

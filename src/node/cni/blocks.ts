@@ -3,7 +3,7 @@
  * proxy caches it) → this site's IPAM block. Pure.
  */
 import type { VirtualNetwork } from '../../api/kinds.js';
-import { contains, formatIp, parseCidr } from './ipv4.js';
+import { cidrContains as contains, formatIp, parseCidr } from '../../lib/ipv4.js';
 import type { SiteBlock } from './registry.js';
 
 /**

@@ -11,7 +11,15 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../../lib/atomic.js';
 import { TetherError } from '../../lib/errors.js';
-import { type Cidr, contains, formatIp, lastOf, maskOf, parseCidr, parseIp } from './ipv4.js';
+import {
+  type Cidr,
+  cidrContains as contains,
+  formatIp,
+  lastOf,
+  maskOf,
+  parseCidr,
+  parseIp,
+} from '../../lib/ipv4.js';
 import type {
   AllocateRequest,
   AttachmentKey,

@@ -8,7 +8,7 @@ import type {
   NsState,
   ObservedLink,
 } from '../../kernel/types.js';
-import { cidrContains, formatCidr, parseCidr, parseIp } from './ipv4.js';
+import { cidrContains, formatCidr, parseCidr, parseIp } from '../../lib/ipv4.js';
 import {
   DEFAULT_VXLAN_PORT,
   type DesiredNetwork,

@@ -1,5 +1,5 @@
 import type { TetherObject } from '../../api/resource.js';
-import { cidrContains, formatIp, parseCidr, parseIp } from './ipv4.js';
+import { cidrContains, formatIp, parseCidr, parseIp } from '../../lib/ipv4.js';
 import {
   type BreakoutConfig,
   DEFAULT_TRANSIT_POOL,

@@ -1,5 +1,5 @@
 import { TetherError } from '../../lib/errors.js';
-import { cidrContains, isMac, parseCidr, parseIp } from './ipv4.js';
+import { cidrContains, isMac, parseCidr, parseIp } from '../../lib/ipv4.js';
 import { type DesiredNodeNetwork, VXLAN_OVERHEAD } from './model.js';
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;

@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  cidrContains,
-  formatCidr,
-  formatIp,
-  isMac,
-  parseCidr,
-  parseIp,
-} from '../../../src/node/vrouter/ipv4.js';
+import { cidrContains, formatCidr, formatIp, isMac, parseCidr, parseIp } from '../../../src/lib/ipv4.js';
 
 describe('ipv4 helpers', () => {
   it.each([

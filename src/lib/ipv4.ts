@@ -1,6 +1,7 @@
-/** Small IPv4 helpers (no dependencies). */
+/** IPv4 arithmetic shared by the controller's allocator, the node's IPAM and the vRouter. */
 
-/** Dotted-quad IPv4 → 32-bit unsigned number; undefined when malformed. Hand-rolled: it runs per endpoint. */
+/** Dotted quad → unsigned 32-bit number; undefined when malformed. Hand-rolled: the vRouter
+ *  runs it per endpoint. */
 export function parseIp(s: string): number | undefined {
   let n = 0;
   let part = 0;
@@ -29,28 +30,39 @@ export function formatIp(n: number): string {
 }
 
 export interface Cidr {
+  /** First address (network address) as an unsigned 32-bit number. */
   base: number;
   prefix: number;
 }
 
-export function parseCidr(s: string): Cidr | undefined {
+export function maskOf(prefix: number): number {
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+}
+
+/** Parses `a.b.c.d/n`; with `strict`, host bits must be zero. */
+export function parseCidr(s: string, strict = false): Cidr | undefined {
   const [ip, len, extra] = s.split('/');
   if (extra !== undefined || ip === undefined || len === undefined || !/^\d{1,2}$/.test(len))
     return undefined;
   const n = parseIp(ip);
   const prefix = Number(len);
   if (n === undefined || prefix > 32) return undefined;
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return { base: (n & mask) >>> 0, prefix };
-}
-
-export function cidrContains(c: Cidr, ip: number): boolean {
-  const mask = c.prefix === 0 ? 0 : (0xffffffff << (32 - c.prefix)) >>> 0;
-  return (ip & mask) >>> 0 === c.base;
+  const base = (n & maskOf(prefix)) >>> 0;
+  if (strict && base !== n) return undefined;
+  return { base, prefix };
 }
 
 export function formatCidr(c: Cidr): string {
   return `${formatIp(c.base)}/${c.prefix}`;
+}
+
+export function cidrContains(c: Cidr, ip: number): boolean {
+  return (ip & maskOf(c.prefix)) >>> 0 === c.base;
+}
+
+/** Last address of the range (broadcast address for prefixes < 31). */
+export function lastOf(c: Cidr): number {
+  return (c.base + 2 ** (32 - c.prefix) - 1) >>> 0;
 }
 
 export function isMac(s: string): boolean {
