@@ -110,8 +110,9 @@ export class NodeDaemon {
   }
 
   /** Re-runs the consumers (e.g. after a local endpoint appeared). */
-  refresh(): void {
+  refresh(): Promise<void> {
     this.scheduleApply();
+    return this.applying;
   }
 
   /** Hands the node's local endpoints to the session, which reports them upstream. */

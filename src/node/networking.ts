@@ -7,7 +7,7 @@ import type { Logger } from '../lib/log.js';
 import type { StateCache } from './cache.js';
 import { siteBlockOf } from './cni/blocks.js';
 import { FileIpam } from './cni/file-ipam.js';
-import type { LocalEndpoint } from './cni/registry.js';
+import type { EndpointRegistry, LocalEndpoint } from './cni/registry.js';
 import { CniServer } from './cni/server.js';
 import type { StateConsumer } from './daemon.js';
 import { VRouter } from './vrouter/agent.js';
@@ -81,7 +81,7 @@ export class NodeNetworking implements StateConsumer {
   private lastDesired: DesiredNodeNetwork | undefined;
   /** Set by the composition root: report endpoints upstream, and re-run apply. */
   onEndpoints: ((eps: TetherObject[]) => void) | undefined;
-  onLocalChange: (() => void) | undefined;
+  onLocalChange: (() => Promise<void>) | undefined;
 
   constructor(private readonly opts: NetworkingOptions) {
     // Bad flags (prefix, VTEP, MTU) fail at start-up, not at every apply afterwards.
@@ -98,14 +98,33 @@ export class NodeNetworking implements StateConsumer {
       blockFor: (network) => siteBlockOf(this.ownShare(network), opts.site, opts.underlay.mtu - 50),
       onChange: () => {
         this.onEndpoints?.(this.localEndpointObjects());
-        this.onLocalChange?.();
+        void this.onLocalChange?.();
       },
     });
     this.cni = new CniServer({
       socketPath: opts.cniSocket,
-      registry: this.ipam,
+      registry: this.attachWaitsForKernel(this.ipam),
       logger: opts.log.child({ component: 'cni' }),
     });
+  }
+
+  /**
+   * CNI ADD answers only once the vRouter has wired the new interface into its network, so a
+   * workload can send from its first packet (the runtime starts it right after ADD).
+   */
+  private attachWaitsForKernel(ipam: FileIpam): EndpointRegistry {
+    return {
+      allocate: (req) => ipam.allocate(req),
+      markAttached: async (key) => {
+        const ep = await ipam.markAttached(key);
+        await this.onLocalChange?.();
+        return ep;
+      },
+      release: (key) => ipam.release(key),
+      get: (key) => ipam.get(key),
+      list: () => ipam.list(),
+      gc: (network, valid) => ipam.gc(network, valid),
+    };
   }
 
   /** The network as seen through this node's share: when the controller has split the site

@@ -166,6 +166,9 @@ describe.skipIf(!isRoot)('tether lab: two sites end to end', () => {
     // Attach it again (as a runtime would recreate the pod) for the tests that follow.
     const back = await lab.cniAdd('s1n1w1');
     expect(back.mac).toBe(gone.mac);
+    // ADD returns only once the vRouter has wired the interface: the very first packet to the
+    // anycast gateway is answered, with no wait in between.
+    expect((await lab.ping(back.ns, '10.1.0.1', { count: 1 })).received).toBe(1);
     await lab.waitConverged();
     expect((await lab.ping(back.ns, lab.workload('s2n1w1').ip, { count: 2 })).received).toBe(2);
   });
