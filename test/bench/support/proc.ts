@@ -114,29 +114,8 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 /** Cross-process comparable wall clock in ms with sub-ms resolution. */
 export const nowMs = () => performance.timeOrigin + performance.now();
 
-export async function waitFor<T>(
-  what: string,
-  fn: () => T | Promise<T>,
-  timeoutMs = 30_000,
-  everyMs = 100,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as NonNullable<T>;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
-      );
-    }
-    await sleep(everyMs);
-  }
-}
+// One polling helper for tests and benchmarks.
+export { waitFor } from '../../integration/support/proc.js';
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
