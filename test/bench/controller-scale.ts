@@ -269,7 +269,16 @@ export async function run(opts: ControllerScaleOptions): Promise<Result> {
     const ctlArgv =
       flavor === 'lib'
         ? ['--import', TSX_LOADER, `${REPO}test/bench/support/controller-main.ts`, dataDir]
-        : ['--expose-gc', ...tetherArgv(flavor), 'controller', 'start', '--data-dir', dataDir];
+        : [
+            '--expose-gc',
+            // e.g. BENCH_CONTROLLER_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it
+            ...(process.env.BENCH_CONTROLLER_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+            ...tetherArgv(flavor),
+            'controller',
+            'start',
+            '--data-dir',
+            dataDir,
+          ];
     controller = spawnNode(ctlArgv, {
       logFile: join(dir, 'controller.log'),
     });
