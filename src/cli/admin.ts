@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { parse } from 'yaml';
 import type { AdminClient } from '../api/gen/tether/v1/Admin.js';
 import type { ApplyRequest } from '../api/gen/tether/v1/ApplyRequest.js';
@@ -11,6 +11,7 @@ import type { CreateTokenResponse__Output } from '../api/gen/tether/v1/CreateTok
 import type { DeleteResponse__Output } from '../api/gen/tether/v1/DeleteResponse.js';
 import type { ListResponse__Output } from '../api/gen/tether/v1/ListResponse.js';
 import type { Resource__Output } from '../api/gen/tether/v1/Resource.js';
+import type { WatchEvent__Output } from '../api/gen/tether/v1/WatchEvent.js';
 import { tetherProto } from '../api/grpc.js';
 import type { TetherObject } from '../api/resource.js';
 import { fromGrpcError } from '../api/status.js';
@@ -113,6 +114,29 @@ export class Admin {
     return this.unary<Resource__Output>((o, cb) => this.client.RevokeNode({ name }, o, cb)).then(
       decodeResource,
     );
+  }
+
+  /** Streams changes of a kind (all kinds when empty) after `fromRevision` (0 = only new
+   *  ones) until `signal` aborts or the controller ends the stream. */
+  async watch(
+    kind: string,
+    fromRevision: number,
+    onEvent: (e: { type: string; revision: number; object: TetherObject }) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const call = this.client.Watch({ kind, from_revision: fromRevision });
+    signal?.addEventListener('abort', () => call.cancel());
+    await new Promise<void>((resolve, reject) => {
+      call.on('data', (e: WatchEvent__Output) => {
+        if (e.resource) onEvent({ type: e.type, revision: e.revision, object: decodeResource(e.resource) });
+      });
+      call.on('end', () => resolve());
+      call.on('error', (err: grpc.ServiceError) =>
+        err.code === grpc.status.CANCELLED && signal?.aborted
+          ? resolve()
+          : reject(fromGrpcError(err, `controller ${this.config.server}`)),
+      );
+    });
   }
 
   close(): void {

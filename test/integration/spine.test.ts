@@ -152,6 +152,38 @@ describe('spine over real TLS', () => {
     });
   });
 
+  it('streams changes to a watching admin (tether get -w), from the listed revision on', async () => {
+    const w = startTether(['get', 'vn', '-w', '-o', 'json', '--config', cfg()]);
+    try {
+      await waitFor('the watch to start', () => w.log().includes('watching VirtualNetwork from revision'));
+      const vn =
+        'apiVersion: tether.dev/v1\nkind: VirtualNetwork\nmetadata:\n  name: watched\nspec:\n  subnets: ["10.77.0.0/24"]\n';
+      expect((await runTether(['apply', '-f', '-', '--config', cfg()], { input: vn })).code).toBe(0);
+      expect((await runTether(['delete', 'vn', 'watched', '--config', cfg()])).code).toBe(0);
+      const events = await waitFor('put and delete events', () => {
+        const evs = w
+          .log()
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map(
+            (l) =>
+              JSON.parse(l) as {
+                type: string;
+                revision: number;
+                object: { metadata: { name: string }; status?: { vni?: number } };
+              },
+          )
+          .filter((e) => e.object.metadata.name === 'watched');
+        return evs.length >= 2 ? evs : undefined;
+      });
+      expect(events.map((e) => e.type)).toEqual(['put', 'delete']);
+      expect(events[0]!.object.status?.vni).toBeGreaterThan(0);
+      expect(events[1]!.revision).toBeGreaterThan(events[0]!.revision);
+    } finally {
+      await w.stop();
+    }
+  });
+
   it('tells systemd it is ready, reports status and feeds the watchdog from its own PID', async () => {
     const sock = join(dir, 'notify.sock');
     const receiver = spawn('python3', [join(REPO, 'test/integration/fixtures/sdnotify-receiver.py'), sock], {

@@ -82,26 +82,56 @@ export function registerResources(program: Command): void {
     .argument('[name]', 'one object')
     .option('--config <file>', 'admin client config')
     .option('-o, --output <fmt>', 'table|json|yaml|name', 'table')
-    .action(async (kindWord: string, name: string | undefined, o: { config?: string; output: string }) => {
-      const kind = resolveKind(kindWord);
-      const fmt = parseOutputFormat(o.output);
-      const admin = Admin.fromFlag(o.config);
-      try {
-        const items = name ? [await admin.get(kind, name)] : (await admin.list(kind)).items;
-        if (fmt === 'json' || fmt === 'yaml') {
-          out(renderStructured(name ? items[0] : { apiVersion: 'tether.dev/v1', kind: 'List', items }, fmt));
-        } else if (fmt === 'name') {
-          for (const i of items) out(`${kind.toLowerCase()}/${i.metadata.name}\n`);
-        } else if (items.length === 0) {
-          say(`no ${kind} resources`);
-        } else {
-          const t = tableFor(kind, items);
-          out(renderTable(t.headers, t.rows));
+    .option(
+      '-w, --watch',
+      'after listing, stream changes (one line, or one JSON object per line with -o json)',
+    )
+    .action(
+      async (
+        kindWord: string,
+        name: string | undefined,
+        o: { config?: string; output: string; watch?: boolean },
+      ) => {
+        const kind = resolveKind(kindWord);
+        const fmt = parseOutputFormat(o.output);
+        const admin = Admin.fromFlag(o.config);
+        try {
+          if (o.watch) {
+            const { revision, items } = await admin.list(kind);
+            const show = (type: string, rev: number, obj: TetherObject) => {
+              if (name && obj.metadata.name !== name) return;
+              if (fmt === 'json') out(`${JSON.stringify({ type, revision: rev, object: obj })}\n`);
+              else
+                out(
+                  `${type.toUpperCase().padEnd(7)} ${kind.toLowerCase()}/${obj.metadata.name}   revision ${rev}\n`,
+                );
+            };
+            for (const it of items) show('exists', it.metadata.revision ?? revision, it);
+            say(`watching ${kind} from revision ${revision} (Ctrl-C to stop)`);
+            const stop = new AbortController();
+            process.once('SIGINT', () => stop.abort());
+            process.once('SIGTERM', () => stop.abort());
+            await admin.watch(kind, revision, (e) => show(e.type, e.revision, e.object), stop.signal);
+            return;
+          }
+          const items = name ? [await admin.get(kind, name)] : (await admin.list(kind)).items;
+          if (fmt === 'json' || fmt === 'yaml') {
+            out(
+              renderStructured(name ? items[0] : { apiVersion: 'tether.dev/v1', kind: 'List', items }, fmt),
+            );
+          } else if (fmt === 'name') {
+            for (const i of items) out(`${kind.toLowerCase()}/${i.metadata.name}\n`);
+          } else if (items.length === 0) {
+            say(`no ${kind} resources`);
+          } else {
+            const t = tableFor(kind, items);
+            out(renderTable(t.headers, t.rows));
+          }
+        } finally {
+          admin.close();
         }
-      } finally {
-        admin.close();
-      }
-    });
+      },
+    );
 
   program
     .command('describe')
