@@ -1,3 +1,9 @@
+import type {
+  EndpointSpec,
+  NetworkPolicySpec,
+  VirtualNetworkSpec,
+  VirtualNetworkStatus,
+} from '../../api/kinds.js';
 import type { TetherObject } from '../../api/resource.js';
 import { cidrContains, formatIp, parseCidr, parseIp } from '../../lib/ipv4.js';
 import {
@@ -13,37 +19,9 @@ import {
   type Underlay,
 } from './model.js';
 
-/** `VirtualNetwork` spec/status as the controller sends them. */
-export interface VirtualNetworkSpec {
-  subnets: string[];
-  /** Default: the first host address of `subnets[0]`. */
-  gateway?: string;
-  localBreakout?: boolean;
-  /** Sites the network is present at; absent = every site. */
-  sites?: string[];
-}
-export interface VirtualNetworkStatus {
-  vni?: number;
-  siteBlocks?: Record<string, string>;
-}
-
-/** `Endpoint`: one per workload interface; metadata.name `<node>.<id>`. */
-export interface EndpointSpec {
-  network: string;
-  node: string;
-  site: string;
-  mac: string;
-  ip: string;
-  vtep: string;
-  hostIfname?: string;
-  labels?: Record<string, string>;
-}
-
-export interface NetworkPolicySpec {
-  network: string;
-  defaultAction: 'allow' | 'deny';
-  rules: DesiredRule[];
-}
+// The kinds' spec/status shapes are the API's (src/api/kinds.ts); re-exported for callers of
+// this module.
+export type { EndpointSpec, NetworkPolicySpec, VirtualNetworkSpec, VirtualNetworkStatus };
 
 export interface ResourcesInput {
   nodeName: string;
