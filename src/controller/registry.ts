@@ -1,9 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
+import { splitCredential } from '../api/token.js';
 import { TetherError } from '../lib/errors.js';
 import { type CaMaterial, certFingerprint, csrKeyFingerprint, normalizeSerial, signCsr } from '../lib/pki.js';
 import type { Store, StoredObject, TxnOp } from './store/store.js';
-import { hashSecret, newToken, secretMatches, splitCredential, tokenObjectName } from './tokens.js';
+import { hashSecret, newToken, secretMatches, tokenObjectName } from './tokens.js';
 
 export interface NodeStatus {
   phase: 'Pending' | 'Approved' | 'Revoked';

@@ -1,18 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { TetherError } from '../lib/errors.js';
+import { formatToken, type ParsedToken } from '../api/token.js';
 
-/**
- * Join token: `T10<sha256 of controller CA DER, hex>::<id>.<secret>`, the k3s `K10` idea:
- * the node checks the controller's CA against the pinned hash before it sends the secret.
- * Only the SHA-256 of the secret is stored.
- */
-export interface ParsedToken {
-  caFingerprint: string;
-  id: string;
-  secret: string;
-}
-
-const TOKEN_RE = /^T10([0-9a-f]{64})::([a-z0-9]{6})\.([a-z0-9]{32})$/;
+/** Minting and checking join tokens; the token's format is src/api/token.ts. Only the
+ *  SHA-256 of the secret is ever stored. */
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
 function randomString(n: number): string {
@@ -30,32 +20,6 @@ export function newToken(caFingerprint: string): ParsedToken & { text: string } 
   const id = randomString(6);
   const secret = randomString(32);
   return { caFingerprint, id, secret, text: formatToken({ caFingerprint, id, secret }) };
-}
-
-export function formatToken(t: ParsedToken): string {
-  return `T10${t.caFingerprint}::${t.id}.${t.secret}`;
-}
-
-export function parseToken(text: string): ParsedToken {
-  const m = TOKEN_RE.exec(text.trim());
-  if (!m) {
-    throw new TetherError('TETHER_E_INVALID', 'malformed join token', {
-      field: 'token',
-      expected: 'T10<64 hex>::<6 char id>.<32 char secret>',
-    });
-  }
-  return { caFingerprint: m[1]!, id: m[2]!, secret: m[3]! };
-}
-
-/** The part a node sends over the wire once the CA is pinned. */
-export function credentialPart(t: ParsedToken): string {
-  return `${t.id}.${t.secret}`;
-}
-
-export function splitCredential(cred: string): { id: string; secret: string } {
-  const m = /^([a-z0-9]{6})\.([a-z0-9]{32})$/.exec(cred);
-  if (!m) throw new TetherError('TETHER_E_TOKEN', 'malformed token credential', { field: 'token' });
-  return { id: m[1]!, secret: m[2]! };
 }
 
 export function hashSecret(secret: string): string {

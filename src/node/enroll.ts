@@ -4,6 +4,7 @@ import type { EnrollResponse__Output } from '../api/gen/tether/v1/EnrollResponse
 import type { HardwareFacts } from '../api/gen/tether/v1/HardwareFacts.js';
 import { tetherProto } from '../api/grpc.js';
 import { fromGrpcError } from '../api/status.js';
+import { credentialOf, parseToken } from '../api/token.js';
 import { type BackoffPolicy, fullJitterDelay } from '../lib/backoff.js';
 import { TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
@@ -59,16 +60,6 @@ export function defaultNodeName(): string {
   );
 }
 
-function parseTokenText(text: string): { caFingerprint: string; credential: string } {
-  const m = /^T10([0-9a-f]{64})::([a-z0-9]{6}\.[a-z0-9]{32})$/.exec(text.trim());
-  if (!m)
-    throw new TetherError('TETHER_E_INVALID', 'malformed join token', {
-      field: 'token',
-      expected: 'T10<64 hex>::<id>.<secret>',
-    });
-  return { caFingerprint: m[1]!, credential: m[2]! };
-}
-
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     const t = setTimeout(resolve, ms);
@@ -86,7 +77,7 @@ const sleep = (ms: number, signal?: AbortSignal) =>
  */
 export async function enrollNode(opts: EnrollOptions): Promise<NodeIdentity> {
   const say = opts.progress ?? (() => {});
-  const tok = parseTokenText(opts.token);
+  const tok = parseToken(opts.token);
   say(`checking controller ${opts.controller} against the CA pinned in the token…`);
   const caPem = await fetchPinnedCa(opts.controller, tok.caFingerprint);
   say('controller CA verified');
@@ -105,7 +96,7 @@ export async function enrollNode(opts: EnrollOptions): Promise<NodeIdentity> {
       const res = await new Promise<EnrollResponse__Output>((resolve, reject) =>
         client.Enroll(
           {
-            token: tok.credential,
+            token: credentialOf(tok),
             node_name: nodeName,
             csr_pem: csrPem,
             facts: hardwareFacts(),

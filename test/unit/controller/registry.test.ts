@@ -1,8 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseToken } from '../../../src/api/token.js';
 import { Registry } from '../../../src/controller/registry.js';
 import { MemoryStore } from '../../../src/controller/store/memory.js';
-import { parseToken } from '../../../src/controller/tokens.js';
 import {
   type CaMaterial,
   certFingerprint,

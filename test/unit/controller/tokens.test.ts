@@ -1,11 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  formatToken,
-  hashSecret,
-  newToken,
-  parseToken,
-  secretMatches,
-} from '../../../src/controller/tokens.js';
+import { formatToken, parseToken } from '../../../src/api/token.js';
+import { hashSecret, newToken, secretMatches } from '../../../src/controller/tokens.js';
 import { fullJitterDelay } from '../../../src/lib/backoff.js';
 
 describe('join tokens', () => {
