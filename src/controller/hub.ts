@@ -70,8 +70,6 @@ export class SessionHub {
   private readonly encode: (m: ControllerMessage) => ControllerMessage;
   private seq = 0;
   readonly networkSites: NetworkSites = (n) => this.vnSites.get(n);
-  /** Called after each ack; the benchmark and tests observe delivery through it. */
-  onAck: ((s: Session) => void) | undefined;
 
   constructor(
     private readonly store: Store,
@@ -152,7 +150,6 @@ export class SessionHub {
     if (msg.heartbeat) this.send(s, { heartbeat: { seq: msg.heartbeat.seq, unix_ms: Date.now() } });
     if (msg.ack) {
       if (msg.ack.revision > s.acked) s.acked = msg.ack.revision;
-      this.onAck?.(s);
     }
   }
 

@@ -5,7 +5,6 @@ export function controllerPaths(dataDir: string) {
   const pki = join(dataDir, 'pki');
   return {
     dataDir,
-    store: join(dataDir, 'store.sqlite'),
     config: join(dataDir, 'controller.yaml'),
     pki,
     caCert: join(pki, 'ca.crt'),

@@ -1,4 +1,3 @@
-import { X509Certificate } from 'node:crypto';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { splitCredential } from '../api/token.js';
 import { TetherError } from '../lib/errors.js';
@@ -311,9 +310,4 @@ export class Registry {
     this.store.txn([{ op: 'put', object, expectRevision: n.revision }]);
     return { certPem: cert.certPem };
   }
-}
-
-/** Serial of a DER certificate as the registry stores it. */
-export function serialOfDer(raw: Buffer): string {
-  return normalizeSerial(new X509Certificate(raw).serialNumber);
 }
