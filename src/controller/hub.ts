@@ -45,6 +45,13 @@ export function toResource(obj: TetherObject): Resource {
   };
 }
 
+/** A network whose site coverage changed in one commit, with its endpoints and policies. */
+interface MovedNetwork {
+  name: string;
+  before: readonly string[] | 'all' | undefined;
+  members: TetherObject[];
+}
+
 interface SiteDelta {
   put: Map<string, TetherObject>;
   deleted: Map<string, Deleted>;
@@ -270,19 +277,20 @@ export class SessionHub {
     if (events.length === 0) return;
     const revision = events[events.length - 1]!.revision;
     // Networks whose site coverage changed: their endpoints and policies enter or leave.
-    const moved: Array<{ name: string; before: readonly string[] | 'all' | undefined }> = [];
+    const moved: MovedNetwork[] = [];
     for (const ev of events) {
       if (ev.kind !== 'VirtualNetwork') continue;
       const before = this.vnSites.get(ev.name);
       if (ev.type === 'put') this.vnSites.set(ev.name, sitesOf(ev.object));
       else this.vnSites.delete(ev.name);
-      if (JSON.stringify(before) !== JSON.stringify(this.vnSites.get(ev.name)))
-        moved.push({ name: ev.name, before });
+      if (JSON.stringify(before) !== JSON.stringify(this.vnSites.get(ev.name))) {
+        moved.push({ name: ev.name, before, members: this.membersOf(ev.name) });
+      }
     }
     for (const [site, sessions] of this.bySite) {
       const d: SiteDelta = { put: new Map(), deleted: new Map() };
       for (const ev of events) this.addEvent(d, site, ev);
-      for (const m of moved) this.addMovedNetwork(d, site, m.name, m.before);
+      for (const m of moved) this.addMovedNetwork(d, site, m);
       if (d.put.size === 0 && d.deleted.size === 0) continue;
       // Encoded once per site, written as the same bytes to every node of the site.
       const msg = this.encode({
@@ -295,23 +303,24 @@ export class SessionHub {
     }
   }
 
-  private addMovedNetwork(
-    d: SiteDelta,
-    site: string,
-    network: string,
-    before: readonly string[] | 'all' | undefined,
-  ): void {
+  /** Endpoints and policies of a network: read once per moved network, not once per site. */
+  private membersOf(network: string): TetherObject[] {
+    return ['Endpoint', 'NetworkPolicy'].flatMap((kind) =>
+      this.store
+        .list(kind)
+        .items.filter((it) => (it.object.spec as { network?: unknown }).network === network)
+        .map((it) => it.object),
+    );
+  }
+
+  private addMovedNetwork(d: SiteDelta, site: string, m: MovedNetwork): void {
     const covered = (v: readonly string[] | 'all' | undefined) => v === 'all' || Boolean(v?.includes(site));
-    const was = covered(before);
-    const is = covered(this.vnSites.get(network));
-    if (was === is) return;
-    for (const kind of ['Endpoint', 'NetworkPolicy']) {
-      for (const it of this.store.list(kind).items) {
-        if ((it.object.spec as { network?: unknown }).network !== network) continue;
-        const key = `${kind}/${it.name}`;
-        if (is) d.put.set(key, it.object);
-        else d.deleted.set(key, { kind, name: it.name });
-      }
+    const is = covered(this.vnSites.get(m.name));
+    if (covered(m.before) === is) return;
+    for (const o of m.members) {
+      const key = `${o.kind}/${o.metadata.name}`;
+      if (is) d.put.set(key, o);
+      else d.deleted.set(key, { kind: o.kind, name: o.metadata.name });
     }
   }
 
