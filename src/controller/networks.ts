@@ -207,20 +207,35 @@ export class NetworkReconciler {
 
   reconcile(): number {
     const vns = this.store.list('VirtualNetwork').items;
-    const sites = this.store.list('Site').items.map((s) => s.name);
-    const nodesBySite = nodesPerSite(this.store);
+    const updated = this.withStatus(vns.map((v) => v.object));
     const ops: TxnOp[] = [];
-    const assigned: TetherObject[] = vns.map((v) => v.object);
-    for (let i = 0; i < vns.length; i++) {
-      const v = vns[i]!;
-      const want = networkStatus(v.object, assigned, sites, nodesBySite);
-      const have = (v.object.status ?? {}) as NetworkStatus;
-      if (JSON.stringify(want) === JSON.stringify({ ...have })) continue;
-      const object = { ...v.object, status: { ...want } as Record<string, unknown> };
-      assigned[i] = object;
-      ops.push({ op: 'put', object, expectRevision: v.revision });
-    }
+    vns.forEach((v, i) => {
+      const object = updated[i]!;
+      if (JSON.stringify(object.status ?? {}) !== JSON.stringify(v.object.status ?? {})) {
+        ops.push({ op: 'put', object, expectRevision: v.revision });
+      }
+    });
     if (ops.length) this.store.txn(ops);
     return ops.length;
+  }
+
+  /**
+   * `networks` with their status computed against the store (its other networks, sites and
+   * nodes): used by reconcile and by Apply, which writes a network and its status in one
+   * revision. Each network sees the VNIs just given to the ones before it.
+   */
+  withStatus(networks: readonly TetherObject[]): TetherObject[] {
+    const sites = this.store.list('Site').items.map((s) => s.name);
+    const nodesBySite = nodesPerSite(this.store);
+    const all = new Map(this.store.list('VirtualNetwork').items.map((v) => [v.name, v.object] as const));
+    for (const n of networks) all.set(n.metadata.name, n);
+    return networks.map((n) => {
+      const object = {
+        ...n,
+        status: networkStatus(n, [...all.values()], sites, nodesBySite) as Record<string, unknown>,
+      };
+      all.set(n.metadata.name, object);
+      return object;
+    });
   }
 }

@@ -15,9 +15,9 @@ import type { Logger } from '../lib/log.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
 import type { ControllerConfig } from './config.js';
 import { type Session, SessionHub, toResource } from './hub.js';
-import { NetworkReconciler, networkStatus, nodesPerSite } from './networks.js';
+import { NetworkReconciler } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
-import type { Store, TxnOp } from './store/store.js';
+import type { PutOp, Store, TxnOp } from './store/store.js';
 
 /** Hands fixed key material to grpc-js' certificate-provider credentials, which (unlike
  *  createSsl) let us ask for a client certificate without requiring one: enrollment runs
@@ -514,19 +514,11 @@ export class ControllerServer {
    * nodes see one revision per apply instead of the apply and then the status.
    */
   private withNetworkStatus(ops: TxnOp[]): void {
-    const vns = new Map(this.deps.store.list('VirtualNetwork').items.map((v) => [v.name, v.object] as const));
-    for (const op of ops)
-      if (op.op === 'put' && op.object.kind === 'VirtualNetwork') vns.set(op.object.metadata.name, op.object);
-    const sites = this.deps.store.list('Site').items.map((x) => x.name);
-    const nodesBySite = nodesPerSite(this.deps.store);
-    const all = [...vns.values()];
-    for (const op of ops) {
-      if (op.op !== 'put' || op.object.kind !== 'VirtualNetwork') continue;
-      const status = networkStatus(op.object, all, sites, nodesBySite);
-      op.object = { ...op.object, status: status as Record<string, unknown> };
-      vns.set(op.object.metadata.name, op.object);
-      all.splice(0, all.length, ...vns.values());
-    }
+    const puts = ops.filter((op): op is PutOp => op.op === 'put' && op.object.kind === 'VirtualNetwork');
+    const statused = this.networks.withStatus(puts.map((op) => op.object));
+    puts.forEach((op, i) => {
+      op.object = statused[i]!;
+    });
   }
 
   /** Adds live session facts to Node objects on read (never stored: they change every second). */
