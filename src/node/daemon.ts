@@ -1,10 +1,9 @@
-import { X509Certificate } from 'node:crypto';
 import type { TetherObject } from '../api/resource.js';
 import { writeFileAtomic } from '../lib/atomic.js';
 import { asTetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { StateCache } from './cache.js';
-import { loadIdentity, nodePaths } from './identity.js';
+import { type LoadedIdentity, loadIdentity, nodePaths } from './identity.js';
 import { ControllerSession, type SessionStatus } from './session.js';
 
 /** What the daemon tells systemd; src/lib/sdnotify.ts implements it, tests pass a fake. */
@@ -60,12 +59,14 @@ export class NodeDaemon {
   private applying: Promise<void> = Promise.resolve();
   private statusTimer: NodeJS.Timeout | undefined;
   private pendingEndpoints: TetherObject[] | undefined;
+  private identity: LoadedIdentity | undefined;
 
   constructor(private readonly opts: NodeDaemonOptions) {}
 
   async start(): Promise<void> {
     const { stateDir, log } = this.opts;
     const identity = loadIdentity(stateDir);
+    this.identity = identity;
     const cache = new StateCache(nodePaths(stateDir).cache);
     this.cache = cache;
     log.info(
@@ -143,7 +144,8 @@ export class NodeDaemon {
     const s = this.session?.status;
     const cache = this.cache;
     if (!s || !cache) return;
-    const identity = loadIdentity(this.opts.stateDir);
+    const identity = this.identity;
+    if (!identity) return;
     const file: NodeStatusFile = {
       pid: process.pid,
       node: identity.name,
@@ -157,7 +159,8 @@ export class NodeDaemon {
         snapshotRevision: cache.snapshotRevision,
         objects: cache.list().length,
       },
-      certNotAfter: new X509Certificate(identity.credentials.certPem).validTo,
+      // The session keeps this current across renewals.
+      certNotAfter: s.certNotAfter,
       health: this.health(),
     };
     try {
