@@ -2,10 +2,9 @@
 // their resident memory read from /proc.
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
 import { existsSync, openSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
+import { type Ran, REPO, runProcess } from '../../integration/support/proc.js';
 
-export const REPO = fileURLToPath(new URL('../../..', import.meta.url));
+export { REPO };
 export const TSX_LOADER = `${REPO}node_modules/tsx/dist/esm/index.mjs`;
 export const BUNDLE = `${REPO}dist/tether.mjs`;
 /** The hard limit on these machines is 20000; 10,000 sessions plus the rest fit under it. */
@@ -63,31 +62,8 @@ export function spawnNode(
 }
 
 /** Runs `node ARGS` to completion and returns its output. */
-export function runNode(
-  nodeArgs: readonly string[],
-  timeoutMs = 60_000,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, nodeArgs, {
-      cwd: REPO,
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-    });
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
+export function runNode(nodeArgs: readonly string[], timeoutMs = 60_000): Promise<Ran> {
+  return runProcess(process.execPath, nodeArgs, { cwd: REPO, timeoutMs });
 }
 
 /** Resident set size of a process in KiB (VmRSS), and its peak (VmHWM). */
@@ -97,25 +73,13 @@ export function rssKiB(pid: number): { rss: number; hwm: number } {
   return { rss: field('VmRSS'), hwm: field('VmHWM') };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Cross-process comparable wall clock in ms with sub-ms resolution. */
 export const nowMs = () => performance.timeOrigin + performance.now();
 
 // One polling helper for tests and benchmarks.
-export { waitFor } from '../../integration/support/proc.js';
+export { freePort, waitFor } from '../../integration/support/proc.js';
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;

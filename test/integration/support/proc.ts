@@ -11,15 +11,17 @@ export interface Ran {
   stderr: string;
 }
 
-/** Runs the real `tether` binary to completion. */
-export function runTether(
+/** Runs a program to completion and collects its output (killed after `timeoutMs`). */
+export function runProcess(
+  file: string,
   args: readonly string[],
-  opts: { env?: NodeJS.ProcessEnv; input?: string } = {},
+  opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string; timeoutMs?: number } = {},
 ): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn(TETHER, args, {
+    const child = spawn(file, args, {
       env: { ...process.env, NO_COLOR: '1', ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
     });
     let stdout = '';
     let stderr = '';
@@ -29,10 +31,22 @@ export function runTether(
     child.stderr.on('data', (b: Buffer) => {
       stderr += b.toString();
     });
+    const t = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : undefined;
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
     child.stdin.end(opts.input ?? '');
   });
+}
+
+/** Runs the real `tether` binary to completion. */
+export function runTether(
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string } = {},
+): Promise<Ran> {
+  return runProcess(TETHER, args, opts);
 }
 
 export interface Daemon {
