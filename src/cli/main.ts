@@ -36,10 +36,43 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * Index in `argv` of the first word that names no subcommand of the command group it is given
+ * to (`tether foo`, `tether node foo`, `tether help foo`), or -1. Commander shows help for
+ * `tether foo --help` and exits 0 before it looks at `foo`; an unknown command must be a usage
+ * error whatever flags come with it, so this runs first.
+ */
+export function unknownCommandAt(program: Command, argv: readonly string[]): number {
+  let cmd = program;
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i] as string;
+    if (word === '--') return -1;
+    if (cmd.commands.length === 0) return -1;
+    if (word.startsWith('-')) {
+      // A group's own option that takes a value (`--flag VALUE`) consumes the next word.
+      const opt = cmd.options.find((o) => o.long === word || o.short === word);
+      if (opt && (opt.required || opt.optional)) i++;
+      continue;
+    }
+    if (word === 'help') continue; // `help X` is checked as X
+    const next = cmd.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (!next) return i;
+    cmd = next;
+  }
+  return -1;
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
+  const unknown = unknownCommandAt(program, argv);
+  // Let commander word the error (with its "Did you mean" hint), without the help flags that
+  // would make it print help instead.
+  const args =
+    unknown >= 0
+      ? argv.filter((a, i) => !(a === '--help' || a === '-h' || (a === 'help' && i < unknown)))
+      : argv;
   try {
-    await program.parseAsync([...argv], { from: 'user' });
+    await program.parseAsync([...args], { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
   } catch (e) {
     if (e instanceof CommanderError) {
