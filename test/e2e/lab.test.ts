@@ -248,8 +248,15 @@ describe.skipIf(!isRoot)('tether lab: two sites end to end', () => {
     await lab.waitConverged();
     const before = await kernelObjects(ns2);
     const nodeNsBefore = await kernelObjects(lab.node('s2n1').ns);
+    const echoesBefore = await echoRequestsIn(b.ns);
     const ping = lab.ping(a.ns, b.ip, { count: 200, intervalS: 0.05, waitS: 2 });
-    await new Promise((r) => setTimeout(r, 1500));
+    // Restart only once the flow is really under way (echoes arriving at b), not after a guess.
+    await waitFor(
+      'the ping to be under way',
+      async () => (await echoRequestsIn(b.ns)) >= echoesBefore + 20,
+      10_000,
+      50,
+    );
     const oldPid = lab.nodeProcess('s2n1')?.pid;
     const proc = await lab.restartNode('s2n1');
     expect(proc.pid).not.toBe(oldPid);
