@@ -228,10 +228,10 @@ describe('concurrent enrollments', () => {
 });
 
 async function csrWith(
-  alg: RsaHashedKeyGenParams | EcKeyGenParams,
-  sign: Algorithm | EcdsaParams,
+  alg: webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams,
+  sign: webcrypto.Algorithm | webcrypto.EcdsaParams,
 ): Promise<string> {
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: 'CN=evil',
     keys: keys as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
@@ -265,7 +265,7 @@ describe('key types', () => {
     'refuses a %s CSR at enrollment and renewal, writing nothing',
     async (_name, [alg, sign], msg) => {
       const { store, reg } = setup();
-      const csrPem = await csrWith(alg as RsaHashedKeyGenParams, sign as Algorithm);
+      const csrPem = await csrWith(alg as webcrypto.RsaHashedKeyGenParams, sign as webcrypto.Algorithm);
       const t = reg.createToken('site-a', 3600, 2);
       const rev = store.revision();
       await expect(enroll(reg, t.token, 'n1', csrPem)).rejects.toMatchObject({
