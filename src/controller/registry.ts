@@ -231,7 +231,9 @@ export class Registry {
         annotations?: Record<string, string>;
       } {
     const tok = this.store.get('EnrollmentToken', tokenObjectName(id));
-    const tstatus = tok?.object.status as { secretHash?: string; used?: number } | undefined;
+    const tstatus = tok?.object.status as
+      | { secretHash?: string; used?: number; siteDeletedAt?: string }
+      | undefined;
     if (!tok || !tstatus?.secretHash || !secretMatches(secret, tstatus.secretHash)) {
       throw new TetherError('TETHER_E_TOKEN', 'unknown enrollment token');
     }
@@ -244,13 +246,13 @@ export class Registry {
         { field: 'site' },
       );
     }
-    // Tokens are deleted with their site; this also covers one that outlived it.
     const siteObj = this.store.get('Site', site);
-    if (!siteObj) {
-      throw new TetherError('TETHER_E_SITE_GONE', `site "${site}" of this token no longer exists`, {
-        field: 'site',
-        expected: 'a token of an existing site (`tether token create --site SITE`)',
-      });
+    if (!siteObj || tstatus.siteDeletedAt) {
+      throw new TetherError(
+        'TETHER_E_SITE_GONE',
+        `site "${site}" of this token ${tstatus.siteDeletedAt ? `was deleted at ${tstatus.siteDeletedAt}` : 'does not exist'}; the token died with it`,
+        { field: 'site', expected: 'a new token of an existing site (`tether token create --site SITE`)' },
+      );
     }
     const existing = this.store.get('Node', input.nodeName);
     const est = existing ? statusOf(existing) : undefined;
@@ -404,16 +406,22 @@ export class Registry {
 
   /**
    * The transaction that deletes `kind/name`, with what must die with it: a Node's
-   * endpoints, a Site's enrollment tokens (a token of a deleted site must not enroll into
-   * a site of the same name created later).
+   * endpoints; a Site's enrollment tokens, which are marked dead rather than deleted, so a
+   * node that presents one is told why (TETHER_E_SITE_GONE), also after a site of the same
+   * name has been created again.
    */
   deleteOps(kind: string, name: string, expectRevision?: number): TxnOp[] {
     const ops: TxnOp[] = [{ op: 'delete', kind, name, ...(expectRevision ? { expectRevision } : {}) }];
     if (kind === 'Node') ops.push(...this.endpointDeletes(name));
     if (kind === 'Site') {
       for (const t of this.store.list('EnrollmentToken').items) {
-        if ((t.object.spec as { site?: string }).site === name)
-          ops.push({ op: 'delete', kind: 'EnrollmentToken', name: t.name });
+        const st = (t.object.status ?? {}) as Record<string, unknown>;
+        if ((t.object.spec as { site?: string }).site === name && !st.siteDeletedAt)
+          ops.push({
+            op: 'put',
+            expectRevision: t.revision,
+            object: { ...t.object, status: { ...st, siteDeletedAt: this.now().toISOString() } },
+          });
       }
     }
     return ops;

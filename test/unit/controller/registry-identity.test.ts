@@ -53,15 +53,26 @@ function endpointOf(node: string, id: string, ip: string) {
 }
 
 describe('tokens die with their site', () => {
-  it('deleting a site deletes its tokens in the same revision; enrolling is refused', async () => {
+  it('deleting a site kills its tokens in the same revision; enrolling is refused, also into a new site of that name', async () => {
     const { store, reg } = setup();
     const t = reg.createToken('site-a', 3600, 5);
     const other = reg.createToken('site-b', 3600, 1);
     const res = store.txn(reg.deleteOps('Site', 'site-a'));
-    expect(store.get('EnrollmentToken', `token-${t.id}`)).toBeUndefined();
-    expect(store.get('EnrollmentToken', `token-${other.id}`)).toBeDefined();
-    expect(res.results.every((r) => r.revision === res.revision)).toBe(true);
-    await expect(enroll(reg, t.token, 'n1')).rejects.toMatchObject({ code: 'TETHER_E_TOKEN' });
+    expect(res.results.map((r) => r.revision)).toEqual([res.revision, res.revision]);
+    expect(store.get('EnrollmentToken', `token-${other.id}`)!.object.status).not.toHaveProperty(
+      'siteDeletedAt',
+    );
+    await expect(enroll(reg, t.token, 'n1')).rejects.toMatchObject({
+      code: 'TETHER_E_SITE_GONE',
+      message: expect.stringContaining('was deleted'),
+    });
+    store.txn([
+      {
+        op: 'put',
+        object: { apiVersion: 'tether.dev/v1', kind: 'Site', metadata: { name: 'site-a' }, spec: {} },
+      },
+    ]);
+    await expect(enroll(reg, t.token, 'n1')).rejects.toMatchObject({ code: 'TETHER_E_SITE_GONE' });
     expect(store.get('Node', 'n1')).toBeUndefined();
   });
 
