@@ -10,7 +10,6 @@ import { tetherProto } from '../api/grpc.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { toGrpcError } from '../api/status.js';
 import { validateObject } from '../api/validate.js';
-import type { ErrorCode } from '../lib/errors.js';
 import { asTetherError, TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
@@ -67,8 +66,6 @@ function sessionServiceDefinition(): {
   // ever reaches the serializer above.
   return { service, encode: (m) => new PreEncoded(serialize(m)) as unknown as ControllerMessage };
 }
-
-type ReportOutcomeMessage = Pick<ReportOutcome, 'revision' | 'accepted' | 'refused'>;
 
 type AnyCall = { getAuthContext(): { sslPeerCertificate?: { raw?: Buffer } } };
 
@@ -211,8 +208,11 @@ export class ControllerServer {
     if (id.role === 'node') {
       const n = this.deps.store.get('Node', id.name);
       const st = n?.object.status as NodeStatus | undefined;
-      if (!n || st?.phase === 'Revoked')
-        throw new TetherError('TETHER_E_REVOKED', `node "${id.name}" has been revoked`);
+      if (!n || st?.phase === 'Revoked' || st?.phase === 'Reset')
+        throw new TetherError(
+          'TETHER_E_REVOKED',
+          `node "${id.name}" has been ${st?.phase === 'Reset' ? 'reset: enroll it again' : 'revoked'}`,
+        );
       if (st?.phase !== 'Approved' || !st.certSerials?.includes(serial)) {
         throw new TetherError(
           'TETHER_E_UNAUTHENTICATED',
@@ -283,15 +283,17 @@ export class ControllerServer {
             }
             const vtepRefusal = this.recordVtep(id.name, msg.hello.underlay_ip);
             session = this.hub.open(call, id.name, id.site, msg.hello.held_revision, msg.hello.boot_id);
-            if (vtepRefusal) call.write({ endpoint_result: vtepRefusal });
+            if (vtepRefusal) this.hub.notify(session, { endpoint_result: vtepRefusal });
             this.deps.log.info(
               { node: id.name, site: id.site, held: msg.hello.held_revision },
               'node session open',
             );
             return;
           }
-          if (msg.endpoints)
-            call.write({ endpoint_result: this.endpointReport(id.name, id.site, msg.endpoints.endpoints) });
+          if (msg.endpoints) {
+            const result = this.endpointReport(id.name, id.site, msg.endpoints.endpoints);
+            this.hub.notify(session, { endpoint_result: result });
+          }
           this.hub.onMessage(session, msg);
         });
         const end = () => {
@@ -499,10 +501,9 @@ export class ControllerServer {
    * Stores what the node may claim of its endpoint report (src/controller/endpoints.ts) and
    * says what it refused; never throws, the answer goes back to the node.
    */
-  endpointReport(node: string, site: string, reported: readonly Resource__Output[]): ReportOutcomeMessage {
-    let out: ReportOutcome;
+  endpointReport(node: string, site: string, reported: readonly Resource__Output[]): ReportOutcome {
     try {
-      out = this.endpoints.report(
+      return this.endpoints.report(
         node,
         site,
         reported.map((r) => r.json),
@@ -511,13 +512,12 @@ export class ControllerServer {
       const err = asTetherError(e);
       const refusal = { name: '*', code: err.code, message: err.message, field: err.details.field ?? '' };
       this.endpoints.count(node, refusal);
-      out = { revision: this.deps.store.revision(), accepted: 0, refused: [refusal] };
+      return { revision: this.deps.store.revision(), accepted: 0, refused: [refusal] };
     }
-    return { revision: out.revision, accepted: out.accepted, refused: out.refused };
   }
 
   /** Records the VTEP a hello declares; a refusal is counted and returned for the node. */
-  private recordVtep(node: string, vtep: string): ReportOutcomeMessage | undefined {
+  private recordVtep(node: string, vtep: string): ReportOutcome | undefined {
     if (!vtep) return undefined;
     try {
       this.registry.recordVtep(node, vtep);
@@ -526,7 +526,7 @@ export class ControllerServer {
       const err = asTetherError(e);
       const refusal = {
         name: 'hello',
-        code: err.code as ErrorCode,
+        code: err.code,
         message: err.message,
         field: 'underlay_ip',
       };
