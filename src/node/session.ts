@@ -208,6 +208,17 @@ export class ControllerSession {
     }
   }
 
+  /**
+   * Sends the endpoint report again after the slice changed while some endpoints stand
+   * refused: what was refused may be claimable now (the node's share of a network arrived,
+   * a network was extended to this site). An unchanged report changes nothing at the
+   * controller, so this cannot loop.
+   */
+  private retryRefused(): void {
+    if (this.endpoints && this.status.endpoints?.refused.length)
+      this.call?.write({ endpoints: { endpoints: this.endpoints.map(encode) } });
+  }
+
   private scheduleReconnect(why: string): void {
     if (this.stopped || this.status.phase === 'revoked') return;
     const delay = fullJitterDelay(this.attempt++, this.opts.backoff ?? DEFAULT_BACKOFF);
@@ -244,6 +255,7 @@ export class ControllerSession {
         this.setPhase('connected');
         this.opts.log.info({ revision: rev, swept }, 'snapshot applied');
         this.opts.onChange?.(cache);
+        this.retryRefused();
         return;
       }
       case 'delta': {
@@ -255,7 +267,10 @@ export class ControllerSession {
           this.status.lastSync = { kind: 'delta', revision: d.revision, at: new Date().toISOString() };
         }
         this.setPhase('connected');
-        if (d.put.length || d.deleted.length) this.opts.onChange?.(cache);
+        if (d.put.length || d.deleted.length) {
+          this.opts.onChange?.(cache);
+          this.retryRefused();
+        }
         return;
       }
       case 'endpoint_result': {

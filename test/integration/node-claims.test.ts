@@ -226,6 +226,28 @@ describe('endpoint reports', () => {
   });
 });
 
+describe('a refused endpoint', () => {
+  it('is reported again by the node once it may be claimable, and then stored', {
+    timeout: 120_000,
+  }, async () => {
+    for (const n of ['holder', 'late']) await enrolled(n);
+    const holder = await nodeDaemon('holder', '127.0.0.41');
+    const late = await nodeDaemon('late', '127.0.0.42');
+    const h = await share('holder');
+    const l = await share('late');
+    holder.reportEndpoints([ep('holder', 'w1', { ip: h(2), mac: '02:00:00:00:4a:02', vtep: '127.0.0.41' })]);
+    await waitFor('holder stored', () => statusOf('holder')?.session.endpoints?.accepted === 1);
+    late.reportEndpoints([ep('late', 'w1', { ip: l(2), mac: '02:00:00:00:4a:02', vtep: '127.0.0.42' })]);
+    const first = await waitFor('late refused', () => statusOf('late')?.session.endpoints);
+    expect(first.refused).toEqual([expect.objectContaining({ name: 'late.w1', field: 'spec.mac' })]);
+    // The MAC is free again once the holder's workload is gone; the late node need not change.
+    holder.reportEndpoints([]);
+    await waitFor('late stored', () => statusOf('late')?.session.endpoints?.accepted === 1, 30_000);
+    expect(statusOf('late')!.session.endpoints!.refused).toEqual([]);
+    expect((await admin.get('Endpoint', 'late.w1')).spec).toMatchObject({ mac: '02:00:00:00:4a:02' });
+  });
+});
+
 describe('a node’s endpoints go with it', () => {
   it.each([
     ['revoke', ['node', 'revoke', 'gone1'], 'gone1'],
