@@ -35,9 +35,12 @@ export interface NodeSpec {
   facts?: Record<string, unknown>;
 }
 export interface NodeStatus {
-  phase: 'Pending' | 'Approved' | 'Revoked';
-  certSerial?: string;
+  phase: 'Pending' | 'Approved' | 'Revoked' | 'Reset';
+  /** The current certificate's serial first, then the previous one during rotation. */
+  certSerials?: string[];
   certNotAfter?: string;
+  /** Underlay (VTEP) address recorded from the node's first hello that declared one. */
+  vtep?: string;
   [key: string]: unknown;
 }
 

@@ -18,6 +18,10 @@ const TO_GRPC: Partial<Record<ErrorCode, grpc.status>> = {
   TETHER_E_UNAVAILABLE: grpc.status.UNAVAILABLE,
   TETHER_E_TIMEOUT: grpc.status.DEADLINE_EXCEEDED,
   TETHER_E_PRECONDITION: grpc.status.FAILED_PRECONDITION,
+  TETHER_E_CLAIM: grpc.status.PERMISSION_DENIED,
+  TETHER_E_KEY_TYPE: grpc.status.INVALID_ARGUMENT,
+  TETHER_E_NODE_EXISTS: grpc.status.ALREADY_EXISTS,
+  TETHER_E_SITE_GONE: grpc.status.FAILED_PRECONDITION,
 };
 
 export function toGrpcError(e: TetherError): Partial<grpc.StatusObject> & { code: grpc.status } {

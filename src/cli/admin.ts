@@ -110,6 +110,11 @@ export class Admin {
       decodeResource,
     );
   }
+  reset(name: string): Promise<TetherObject> {
+    return this.unary<Resource__Output>((o, cb) => this.client.ResetNode({ name }, o, cb)).then(
+      decodeResource,
+    );
+  }
   revoke(name: string): Promise<TetherObject> {
     return this.unary<Resource__Output>((o, cb) => this.client.RevokeNode({ name }, o, cb)).then(
       decodeResource,

@@ -20,6 +20,7 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'TETHER_E_INVALID':
     case 'TETHER_E_PARSE':
     case 'TETHER_E_TOO_LARGE':
+    case 'TETHER_E_KEY_TYPE':
       return EXIT.INVALID;
     case 'TETHER_E_UNAVAILABLE':
     case 'TETHER_E_TIMEOUT':
@@ -30,6 +31,9 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'TETHER_E_CA_MISMATCH':
     case 'TETHER_E_REVOKED':
     case 'TETHER_E_PENDING_APPROVAL':
+    case 'TETHER_E_CLAIM':
+    case 'TETHER_E_NODE_EXISTS':
+    case 'TETHER_E_SITE_GONE':
       return EXIT.DENIED;
     case 'TETHER_E_CONFLICT':
     case 'TETHER_E_COMPACTED':

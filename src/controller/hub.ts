@@ -324,6 +324,11 @@ export class SessionHub {
     }
   }
 
+  /** Sends one message to a session outside the sync stream (e.g. an endpoint report's answer). */
+  notify(s: Session, msg: ControllerMessage): void {
+    this.send(s, msg);
+  }
+
   private send(s: Session, msg: ControllerMessage): void {
     try {
       s.call.write(msg);

@@ -1,24 +1,40 @@
 import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { splitCredential } from '../api/token.js';
-import { TetherError } from '../lib/errors.js';
-import { type CaMaterial, certFingerprint, csrKeyFingerprint, normalizeSerial, signCsr } from '../lib/pki.js';
+import { isTetherError, TetherError } from '../lib/errors.js';
+import { parseIp } from '../lib/ipv4.js';
+import {
+  assertNodeKeyType,
+  type CaMaterial,
+  certFingerprint,
+  csrKeyFingerprint,
+  type IssuedCert,
+  normalizeSerial,
+  signCsr,
+} from '../lib/pki.js';
 import type { Store, StoredObject, TxnOp } from './store/store.js';
 import { hashSecret, newToken, secretMatches, tokenObjectName } from './tokens.js';
 
 export interface NodeStatus {
-  phase: 'Pending' | 'Approved' | 'Revoked';
-  /** Serials of certificates the node may present: the current one and, during rotation,
-   *  the previous one. Anything else is refused even if the CA signed it. */
+  /** `Reset`: an admin ran `tether node reset`; the name may enroll again. */
+  phase: 'Pending' | 'Approved' | 'Revoked' | 'Reset';
+  /** Serials of certificates the node may present: the current one first and, during
+   *  rotation, the previous one. Anything else is refused even if the CA signed it. */
   certSerials?: string[];
   certNotAfter?: string;
-  /** For a pending node: what it asked with, so a retry of the same request is recognised. */
+  /** The enrollment this record came from, so a retry of the same request is recognised. */
   pendingTokenId?: string;
+  /** SHA-256 of the current (or pending) key: recognises retried requests. */
   keyFingerprint?: string;
   csrPem?: string;
-  /** Certificate issued on manual approval, handed out on the node's next retry. */
+  /** The current certificate, handed out again to a retry that lost the answer. */
   issuedCertPem?: string;
   enrolledAt?: string;
   revokedAt?: string;
+  /** The node's underlay (VTEP) address, recorded from its first hello that declared one. */
+  vtep?: string;
+  vtepRecordedAt?: string;
+  /** The last `tether node reset`: who and when (kept across the re-enrollment). */
+  lastReset?: { by: string; at: string };
   message?: string;
 }
 
@@ -35,6 +51,9 @@ export type EnrollOutcome =
   | { status: 'pending'; site: string; node: string; retryAfterSeconds: number; message: string };
 
 const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** A lost compare-and-swap is decided again; each loss means another writer won, so this
+ *  bounds only pathological contention. */
+const MAX_ENROLL_ATTEMPTS = 1000;
 
 function statusOf(n: StoredObject): NodeStatus {
   return (n.object.status ?? { phase: 'Pending' }) as unknown as NodeStatus;
@@ -45,11 +64,12 @@ function nodeObject(
   site: string,
   facts: Record<string, unknown>,
   status: NodeStatus,
+  annotations?: Record<string, string>,
 ): TetherObject {
   return {
     apiVersion: API_VERSION,
     kind: 'Node',
-    metadata: { name },
+    metadata: { name, ...(annotations ? { annotations } : {}) },
     spec: { site, facts },
     status: { ...status } as Record<string, unknown>,
   };
@@ -64,7 +84,12 @@ export class Registry {
   constructor(
     private readonly store: Store,
     private readonly ca: CaMaterial,
-    private readonly opts: { nodeCertSeconds: number; now?: () => Date },
+    private readonly opts: {
+      nodeCertSeconds: number;
+      now?: () => Date;
+      /** Names of a node's stored endpoints (the endpoint index), deleted with the node. */
+      endpointsOf?: (node: string) => readonly string[];
+    },
   ) {}
 
   private now(): Date {
@@ -132,8 +157,83 @@ export class Registry {
         expected: 'a DNS label (a-z, 0-9, -), at most 63 characters',
       });
     }
+    assertNodeKeyType(input.csrPem);
+    const keyFp = csrKeyFingerprint(input.csrPem);
+    let cert: IssuedCert | undefined;
+    // Decide and commit with no await in between; signing (async) happens before a decision
+    // that needs it, and the decision is then taken again on fresh state. A lost
+    // compare-and-swap (another enrollment took a use meanwhile) is decided again, so exactly
+    // `uses` enrollments of a token win, however many race.
+    for (let attempt = 0; ; attempt++) {
+      const d = this.decide(input, id, secret, keyFp);
+      if (d.outcome) return d.outcome;
+      if (!d.manual && !cert) {
+        cert = await signCsr(this.ca, input.csrPem, {
+          identity: { role: 'node', name: input.nodeName, site: d.site },
+          validitySeconds: this.opts.nodeCertSeconds,
+        });
+        continue;
+      }
+      const carry = d.lastReset ? { lastReset: d.lastReset } : {};
+      const status: NodeStatus =
+        d.manual || !cert
+          ? {
+              phase: 'Pending',
+              pendingTokenId: id,
+              keyFingerprint: keyFp,
+              csrPem: input.csrPem,
+              message: 'waiting for `tether node approve`',
+              ...carry,
+            }
+          : {
+              phase: 'Approved',
+              certSerials: [normalizeSerial(cert.serial)],
+              certNotAfter: cert.notAfter.toISOString(),
+              pendingTokenId: id,
+              keyFingerprint: keyFp,
+              issuedCertPem: cert.certPem,
+              enrolledAt: this.now().toISOString(),
+              ...carry,
+            };
+      try {
+        this.store.txn([
+          d.tokenUpdate,
+          {
+            op: 'put',
+            expectRevision: d.nodeExpect,
+            object: nodeObject(input.nodeName, d.site, input.facts, status, d.annotations),
+          },
+        ]);
+      } catch (e) {
+        if (isTetherError(e, 'TETHER_E_CONFLICT') && attempt < MAX_ENROLL_ATTEMPTS) continue;
+        throw e;
+      }
+      if (status.phase === 'Pending') return this.pendingOutcome(input.nodeName, d.site);
+      return { status: 'approved', certPem: cert!.certPem, site: d.site, node: input.nodeName };
+    }
+  }
+
+  /** Every check of an enrollment against the store as it is now; synchronous. */
+  private decide(
+    input: EnrollInput,
+    id: string,
+    secret: string,
+    keyFp: string,
+  ):
+    | { outcome: EnrollOutcome }
+    | {
+        outcome?: undefined;
+        site: string;
+        manual: boolean;
+        tokenUpdate: TxnOp;
+        nodeExpect: number;
+        lastReset?: { by: string; at: string };
+        annotations?: Record<string, string>;
+      } {
     const tok = this.store.get('EnrollmentToken', tokenObjectName(id));
-    const tstatus = tok?.object.status as { secretHash?: string; used?: number } | undefined;
+    const tstatus = tok?.object.status as
+      | { secretHash?: string; used?: number; siteDeletedAt?: string }
+      | undefined;
     if (!tok || !tstatus?.secretHash || !secretMatches(secret, tstatus.secretHash)) {
       throw new TetherError('TETHER_E_TOKEN', 'unknown enrollment token');
     }
@@ -146,13 +246,18 @@ export class Registry {
         { field: 'site' },
       );
     }
-    const keyFp = csrKeyFingerprint(input.csrPem);
+    const siteObj = this.store.get('Site', site);
+    if (!siteObj || tstatus.siteDeletedAt) {
+      throw new TetherError(
+        'TETHER_E_SITE_GONE',
+        `site "${site}" of this token ${tstatus.siteDeletedAt ? `was deleted at ${tstatus.siteDeletedAt}` : 'does not exist'}; the token died with it`,
+        { field: 'site', expected: 'a new token of an existing site (`tether token create --site SITE`)' },
+      );
+    }
     const existing = this.store.get('Node', input.nodeName);
-    const est = existing?.object.status as NodeStatus | undefined;
-    if (existing) {
+    const est = existing ? statusOf(existing) : undefined;
+    if (existing && est) {
       const esite = (existing.object.spec as { site: string }).site;
-      if (est?.phase === 'Revoked')
-        throw new TetherError('TETHER_E_REVOKED', `node "${input.nodeName}" has been revoked`);
       if (esite !== site) {
         throw new TetherError(
           'TETHER_E_TOKEN',
@@ -160,12 +265,31 @@ export class Registry {
           { field: 'site' },
         );
       }
-      // A retry of a request that is waiting for (or has just received) manual approval.
-      if (est?.pendingTokenId === id && est.keyFingerprint === keyFp) {
-        if (est.phase === 'Pending') return this.pendingOutcome(input.nodeName, site);
+      // A retry of the request that created this record (its answer was lost, or it waits
+      // for manual approval): same token, same key.
+      if (est.pendingTokenId === id && est.keyFingerprint === keyFp) {
+        if (est.phase === 'Pending') return { outcome: this.pendingOutcome(input.nodeName, site) };
         if (est.phase === 'Approved' && est.issuedCertPem) {
-          return { status: 'approved', certPem: est.issuedCertPem, site, node: input.nodeName };
+          return {
+            outcome: { status: 'approved', certPem: est.issuedCertPem, site, node: input.nodeName },
+          };
         }
+      }
+      if (est.phase === 'Revoked')
+        throw new TetherError('TETHER_E_REVOKED', `node "${input.nodeName}" has been revoked`, {
+          expected: `an administrator to run \`tether node reset ${input.nodeName}\` first`,
+        });
+      if (est.phase !== 'Reset') {
+        throw new TetherError(
+          'TETHER_E_NODE_EXISTS',
+          est.phase === 'Pending'
+            ? `node "${input.nodeName}" is already waiting for approval with another key`
+            : `node "${input.nodeName}" is already enrolled`,
+          {
+            field: 'node_name',
+            expected: `another name, or an administrator to run \`tether node reset ${input.nodeName}\` first`,
+          },
+        );
       }
     }
     if (new Date(tspec.expiresAt).getTime() <= this.now().getTime()) {
@@ -174,49 +298,19 @@ export class Registry {
     if ((tstatus.used ?? 0) >= tspec.uses) {
       throw new TetherError('TETHER_E_TOKEN', 'enrollment token already used');
     }
-    const siteObj = this.store.get('Site', site);
-    const manual = (siteObj?.object.spec as { approval?: string } | undefined)?.approval === 'manual';
-    const tokenUpdate: TxnOp = {
-      op: 'put',
-      expectRevision: tok.revision,
-      object: { ...tok.object, status: { ...tstatus, used: (tstatus.used ?? 0) + 1 } },
-    };
-    const nodeExpect = existing ? existing.revision : 0;
-    if (manual) {
-      this.commit([
-        tokenUpdate,
-        {
-          op: 'put',
-          expectRevision: nodeExpect,
-          object: nodeObject(input.nodeName, site, input.facts, {
-            phase: 'Pending',
-            pendingTokenId: id,
-            keyFingerprint: keyFp,
-            csrPem: input.csrPem,
-            message: 'waiting for `tether node approve`',
-          }),
-        },
-      ]);
-      return this.pendingOutcome(input.nodeName, site);
-    }
-    const cert = await signCsr(this.ca, input.csrPem, {
-      identity: { role: 'node', name: input.nodeName, site },
-      validitySeconds: this.opts.nodeCertSeconds,
-    });
-    this.commit([
-      tokenUpdate,
-      {
+    const manual = (siteObj.object.spec as { approval?: string } | undefined)?.approval === 'manual';
+    return {
+      site,
+      manual,
+      tokenUpdate: {
         op: 'put',
-        expectRevision: nodeExpect,
-        object: nodeObject(input.nodeName, site, input.facts, {
-          phase: 'Approved',
-          certSerials: [normalizeSerial(cert.serial)],
-          certNotAfter: cert.notAfter.toISOString(),
-          enrolledAt: this.now().toISOString(),
-        }),
+        expectRevision: tok.revision,
+        object: { ...tok.object, status: { ...tstatus, used: (tstatus.used ?? 0) + 1 } },
       },
-    ]);
-    return { status: 'approved', certPem: cert.certPem, site, node: input.nodeName };
+      nodeExpect: existing ? existing.revision : 0,
+      ...(est?.lastReset ? { lastReset: est.lastReset } : {}),
+      ...(existing?.object.metadata.annotations ? { annotations: existing.object.metadata.annotations } : {}),
+    };
   }
 
   private pendingOutcome(node: string, site: string): EnrollOutcome {
@@ -229,24 +323,15 @@ export class Registry {
     };
   }
 
-  private commit(ops: TxnOp[]): void {
-    try {
-      this.store.txn(ops);
-    } catch (e) {
-      if (e instanceof TetherError && e.code === 'TETHER_E_CONFLICT') {
-        throw new TetherError(
-          'TETHER_E_TOKEN',
-          'enrollment token was used concurrently; try again with a new token',
-        );
-      }
-      throw e;
-    }
-  }
-
   private requireNode(name: string): StoredObject {
     const n = this.store.get('Node', name);
     if (!n) throw new TetherError('TETHER_E_NOT_FOUND', `node "${name}" not found`, { field: 'name' });
     return n;
+  }
+
+  /** Deletes of the node's endpoints, to go in the same transaction as its revoke/reset/delete. */
+  private endpointDeletes(node: string): TxnOp[] {
+    return (this.opts.endpointsOf?.(node) ?? []).map((name) => ({ op: 'delete', kind: 'Endpoint', name }));
   }
 
   async approve(name: string): Promise<TetherObject> {
@@ -276,6 +361,8 @@ export class Registry {
     return this.requireNode(name).object;
   }
 
+  /** Revokes a node; its endpoints go in the same transaction, so no other node keeps
+   *  forwarding to it past that revision. */
   revoke(name: string): TetherObject {
     const n = this.requireNode(name);
     const st = statusOf(n);
@@ -283,28 +370,148 @@ export class Registry {
       ...n.object,
       status: { ...st, phase: 'Revoked', certSerials: [], revokedAt: this.now().toISOString() },
     };
-    this.store.txn([{ op: 'put', object, expectRevision: n.revision }]);
+    this.store.txn([{ op: 'put', object, expectRevision: n.revision }, ...this.endpointDeletes(name)]);
     return this.requireNode(name).object;
   }
 
-  /** Issues a fresh certificate for an authenticated node; the presented one stays valid
-   *  until it expires so the live session is not cut. */
+  /**
+   * `tether node reset NAME`: forgets the node's certificates, key, recorded VTEP and
+   * endpoints, so that the name can enroll again with a token of its site. Who did it and
+   * when stays on the record (status.lastReset and annotations), also after re-enrollment.
+   */
+  reset(name: string, by: string): TetherObject {
+    const n = this.requireNode(name);
+    const site = (n.object.spec as { site: string }).site;
+    const at = this.now().toISOString();
+    const object: TetherObject = {
+      ...n.object,
+      metadata: {
+        ...n.object.metadata,
+        annotations: {
+          ...n.object.metadata.annotations,
+          'tether.dev/reset-by': by,
+          'tether.dev/reset-at': at,
+        },
+      },
+      status: {
+        phase: 'Reset',
+        certSerials: [],
+        lastReset: { by, at },
+        message: `reset by ${by}; may enroll again with a token of site ${site}`,
+      },
+    };
+    this.store.txn([{ op: 'put', object, expectRevision: n.revision }, ...this.endpointDeletes(name)]);
+    return this.requireNode(name).object;
+  }
+
+  /**
+   * The transaction that deletes `kind/name`, with what must die with it: a Node's
+   * endpoints; a Site's enrollment tokens, which are marked dead rather than deleted, so a
+   * node that presents one is told why (TETHER_E_SITE_GONE), also after a site of the same
+   * name has been created again.
+   */
+  deleteOps(kind: string, name: string, expectRevision?: number): TxnOp[] {
+    const ops: TxnOp[] = [{ op: 'delete', kind, name, ...(expectRevision ? { expectRevision } : {}) }];
+    if (kind === 'Node') ops.push(...this.endpointDeletes(name));
+    if (kind === 'Site') {
+      for (const t of this.store.list('EnrollmentToken').items) {
+        const st = (t.object.status ?? {}) as Record<string, unknown>;
+        if ((t.object.spec as { site?: string }).site === name && !st.siteDeletedAt)
+          ops.push({
+            op: 'put',
+            expectRevision: t.revision,
+            object: { ...t.object, status: { ...st, siteDeletedAt: this.now().toISOString() } },
+          });
+      }
+    }
+    return ops;
+  }
+
+  /**
+   * Records the underlay (VTEP) address a node declares in its hello, the first time it
+   * declares one. That address, not what endpoint reports say, is the node's VTEP from then
+   * on; a different one later, or one another node holds, is refused (TETHER_E_CLAIM).
+   */
+  recordVtep(name: string, vtep: string): void {
+    if (parseIp(vtep) === undefined)
+      throw new TetherError('TETHER_E_INVALID', `underlay address "${vtep}" is not an IPv4 address`, {
+        field: 'hello.underlay_ip',
+        expected: 'an IPv4 address',
+      });
+    for (let attempt = 0; ; attempt++) {
+      const n = this.requireNode(name);
+      const st = statusOf(n);
+      if (st.vtep === vtep) return;
+      if (st.vtep) {
+        throw new TetherError(
+          'TETHER_E_CLAIM',
+          `node "${name}" declares underlay ${vtep}, but its recorded VTEP is ${st.vtep}`,
+          {
+            field: 'hello.underlay_ip',
+            expected: `${st.vtep}, or an administrator to run \`tether node reset ${name}\` and re-enroll`,
+          },
+        );
+      }
+      // Once per node lifetime, so a scan of the nodes is affordable here.
+      for (const other of this.store.list('Node').items) {
+        if (other.name !== name && statusOf(other).vtep === vtep)
+          throw new TetherError('TETHER_E_CLAIM', `underlay ${vtep} is the VTEP of node "${other.name}"`, {
+            field: 'hello.underlay_ip',
+            expected: "this node's own underlay address",
+          });
+      }
+      try {
+        this.store.txn([
+          {
+            op: 'put',
+            expectRevision: n.revision,
+            object: { ...n.object, status: { ...st, vtep, vtepRecordedAt: this.now().toISOString() } },
+          },
+        ]);
+        return;
+      } catch (e) {
+        if (isTetherError(e, 'TETHER_E_CONFLICT') && attempt < MAX_ENROLL_ATTEMPTS) continue;
+        throw e;
+      }
+    }
+  }
+
+  /**
+   * Issues a fresh certificate to a node presenting its current one; the presented one
+   * stays valid until it expires so the live session is not cut. The previous certificate
+   * cannot renew (it would push the current one out); it only gets the current certificate
+   * again when it asks with the current key — a renewal whose answer was lost.
+   */
   async renew(name: string, presentedSerial: string, csrPem: string): Promise<{ certPem: string }> {
     const n = this.requireNode(name);
     const st = statusOf(n);
     if (st.phase !== 'Approved') throw new TetherError('TETHER_E_REVOKED', `node "${name}" is ${st.phase}`);
+    assertNodeKeyType(csrPem);
+    const presented = normalizeSerial(presentedSerial);
+    const [current, previous] = st.certSerials ?? [];
+    if (presented !== current) {
+      if (presented === previous && st.issuedCertPem && st.keyFingerprint === csrKeyFingerprint(csrPem)) {
+        return { certPem: st.issuedCertPem };
+      }
+      throw new TetherError(
+        'TETHER_E_PERMISSION',
+        `certificate ${presented} is not the current certificate of node "${name}"; only the current one renews`,
+        { field: 'certificate', expected: `the certificate with serial ${current ?? '(none)'}` },
+      );
+    }
     const site = (n.object.spec as { site: string }).site;
     const cert = await signCsr(this.ca, csrPem, {
       identity: { role: 'node', name, site },
       validitySeconds: this.opts.nodeCertSeconds,
     });
-    const { issuedCertPem: _old, ...rest } = st;
     const object: TetherObject = {
       ...n.object,
       status: {
-        ...rest,
-        certSerials: [normalizeSerial(cert.serial), normalizeSerial(presentedSerial)],
+        ...st,
+        certSerials: [normalizeSerial(cert.serial), presented],
         certNotAfter: cert.notAfter.toISOString(),
+        keyFingerprint: csrKeyFingerprint(csrPem),
+        issuedCertPem: cert.certPem,
       },
     };
     this.store.txn([{ op: 'put', object, expectRevision: n.revision }]);

@@ -14,6 +14,7 @@ import { asTetherError, TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
 import type { ControllerConfig } from './config.js';
+import { EndpointClaims, type ReportOutcome } from './endpoints.js';
 import { type Session, SessionHub, toResource } from './hub.js';
 import { NetworkReconciler } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
@@ -103,13 +104,18 @@ export class ControllerServer {
   readonly hub: SessionHub;
   readonly registry: Registry;
   readonly networks: NetworkReconciler;
+  readonly endpoints: EndpointClaims;
   readonly health = new HealthImplementation({ '': 'NOT_SERVING', 'tether.v1.NodeSession': 'NOT_SERVING' });
   private readonly caX509: X509Certificate;
   private boundPort = 0;
 
   constructor(private readonly deps: ControllerServerDeps) {
     this.caX509 = new X509Certificate(deps.ca.certPem);
-    this.registry = new Registry(deps.store, deps.ca, { nodeCertSeconds: deps.config.nodeCertSeconds });
+    this.endpoints = new EndpointClaims(deps.store, deps.log.child({ component: 'endpoints' }));
+    this.registry = new Registry(deps.store, deps.ca, {
+      nodeCertSeconds: deps.config.nodeCertSeconds,
+      endpointsOf: (node) => this.endpoints.index.ofNode(node),
+    });
     this.networks = new NetworkReconciler(deps.store, deps.log.child({ component: 'networks' }));
     const session = sessionServiceDefinition();
     this.hub = new SessionHub(deps.store, deps.log.child({ component: 'hub' }), {
@@ -137,8 +143,8 @@ export class ControllerServer {
         if (ev.kind !== 'Node') continue;
         const phase =
           ev.type === 'put' ? (ev.object.status as { phase?: string } | undefined)?.phase : 'Deleted';
-        if (phase === 'Revoked' || phase === 'Deleted')
-          this.hub.closeNode(ev.name, 'TETHER_E_REVOKED', 'node revoked');
+        if (phase === 'Revoked' || phase === 'Deleted' || phase === 'Reset')
+          this.hub.closeNode(ev.name, 'TETHER_E_REVOKED', `node ${phase === 'Reset' ? 'reset' : 'revoked'}`);
       }
     });
   }
@@ -168,6 +174,7 @@ export class ControllerServer {
     this.health.setStatus('', 'NOT_SERVING');
     this.networks.stop();
     this.hub.stop();
+    this.endpoints.close();
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {
         this.server.forceShutdown();
@@ -201,8 +208,11 @@ export class ControllerServer {
     if (id.role === 'node') {
       const n = this.deps.store.get('Node', id.name);
       const st = n?.object.status as NodeStatus | undefined;
-      if (!n || st?.phase === 'Revoked')
-        throw new TetherError('TETHER_E_REVOKED', `node "${id.name}" has been revoked`);
+      if (!n || st?.phase === 'Revoked' || st?.phase === 'Reset')
+        throw new TetherError(
+          'TETHER_E_REVOKED',
+          `node "${id.name}" has been ${st?.phase === 'Reset' ? 'reset: enroll it again' : 'revoked'}`,
+        );
       if (st?.phase !== 'Approved' || !st.certSerials?.includes(serial)) {
         throw new TetherError(
           'TETHER_E_UNAUTHENTICATED',
@@ -271,7 +281,9 @@ export class ControllerServer {
               );
               return;
             }
+            const vtepRefusal = this.recordVtep(id.name, msg.hello.underlay_ip);
             session = this.hub.open(call, id.name, id.site, msg.hello.held_revision, msg.hello.boot_id);
+            if (vtepRefusal) this.hub.notify(session, { endpoint_result: vtepRefusal });
             this.deps.log.info(
               { node: id.name, site: id.site, held: msg.hello.held_revision },
               'node session open',
@@ -279,11 +291,8 @@ export class ControllerServer {
             return;
           }
           if (msg.endpoints) {
-            try {
-              this.reportEndpoints(id.name, id.site, msg.endpoints.endpoints);
-            } catch (e) {
-              this.deps.log.warn({ node: id.name, err: asTetherError(e).message }, 'endpoint report refused');
-            }
+            const result = this.endpointReport(id.name, id.site, msg.endpoints.endpoints);
+            this.hub.notify(session, { endpoint_result: result });
           }
           this.hub.onMessage(session, msg);
         });
@@ -402,9 +411,9 @@ export class ControllerServer {
           const { kind, name, expect_revision } = call.request;
           if (!store.get(kind, name))
             throw new TetherError('TETHER_E_NOT_FOUND', `${kind} "${name}" not found`);
-          const res = store.txn([
-            { op: 'delete', kind, name, ...(expect_revision > 0 ? { expectRevision: expect_revision } : {}) },
-          ]);
+          const res = store.txn(
+            this.registry.deleteOps(kind, name, expect_revision > 0 ? expect_revision : undefined),
+          );
           cb(null, { revision: res.revision });
         } catch (e) {
           fail(cb, e);
@@ -460,6 +469,21 @@ export class ControllerServer {
           fail(cb, e);
         }
       },
+      ResetNode: (call, cb) => {
+        try {
+          const who = admin(call);
+          const o = this.registry.reset(call.request.name, who.id.name);
+          this.hub.closeNode(call.request.name, 'TETHER_E_REVOKED', 'node reset by an administrator');
+          this.endpoints.forget(call.request.name);
+          this.deps.log.warn(
+            { event: 'node_reset', node: call.request.name, by: who.id.name, revision: o.metadata.revision },
+            'node reset: its name may enroll again',
+          );
+          cb(null, toResource(redact(o)));
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
       RevokeNode: (call, cb) => {
         try {
           admin(call);
@@ -474,39 +498,41 @@ export class ControllerServer {
   }
 
   /**
-   * Stores a node's complete endpoint set as Endpoint resources: node and site come from the
-   * certificate, never from the report; endpoints of the node missing from the report are
-   * deleted. One transaction, so other nodes see the change at one revision.
+   * Stores what the node may claim of its endpoint report (src/controller/endpoints.ts) and
+   * says what it refused; never throws, the answer goes back to the node.
    */
-  reportEndpoints(node: string, site: string, reported: readonly Resource__Output[]): number {
-    const store = this.deps.store;
-    const ops: TxnOp[] = [];
-    const keep = new Set<string>();
-    for (const r of reported) {
-      const raw = JSON.parse(r.json.toString('utf8')) as TetherObject;
-      const id = raw.metadata?.name?.startsWith(`${node}.`)
-        ? raw.metadata.name
-        : `${node}.${raw.metadata?.name ?? ''}`;
-      const obj = validateObject(
-        {
-          ...raw,
-          apiVersion: API_VERSION,
-          kind: 'Endpoint',
-          metadata: { ...raw.metadata, name: id },
-          spec: { ...raw.spec, node, site },
-        },
-        { file: `endpoint report from ${node}` },
+  endpointReport(node: string, site: string, reported: readonly Resource__Output[]): ReportOutcome {
+    try {
+      return this.endpoints.report(
+        node,
+        site,
+        reported.map((r) => r.json),
       );
-      keep.add(id);
-      ops.push({ op: 'put', object: obj });
+    } catch (e) {
+      const err = asTetherError(e);
+      const refusal = { name: '*', code: err.code, message: err.message, field: err.details.field ?? '' };
+      this.endpoints.count(node, refusal);
+      return { revision: this.deps.store.revision(), accepted: 0, refused: [refusal] };
     }
-    for (const it of store.list('Endpoint').items) {
-      if ((it.object.spec as { node?: string }).node === node && !keep.has(it.name)) {
-        ops.push({ op: 'delete', kind: 'Endpoint', name: it.name, expectRevision: it.revision });
-      }
+  }
+
+  /** Records the VTEP a hello declares; a refusal is counted and returned for the node. */
+  private recordVtep(node: string, vtep: string): ReportOutcome | undefined {
+    if (!vtep) return undefined;
+    try {
+      this.registry.recordVtep(node, vtep);
+      return undefined;
+    } catch (e) {
+      const err = asTetherError(e);
+      const refusal = {
+        name: 'hello',
+        code: err.code,
+        message: err.message,
+        field: 'underlay_ip',
+      };
+      this.endpoints.count(node, refusal);
+      return { revision: this.deps.store.revision(), accepted: 0, refused: [refusal] };
     }
-    if (ops.length === 0) return store.revision();
-    return store.txn(ops).revision;
   }
 
   /**
@@ -529,6 +555,9 @@ export class ControllerServer {
       ...obj,
       status: {
         ...(obj.status ?? {}),
+        ...(this.endpoints.stats(obj.metadata.name)
+          ? { endpointReports: this.endpoints.stats(obj.metadata.name) }
+          : {}),
         session: s
           ? {
               connected: true,

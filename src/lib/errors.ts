@@ -25,6 +25,10 @@ export const ERROR_CODES = {
   TETHER_E_PRECONDITION: 'a precondition for the operation does not hold',
   TETHER_E_INTERNAL: 'a bug: an invariant did not hold',
   TETHER_E_EXHAUSTED: 'an address pool (a site IPAM block) has no free address left',
+  TETHER_E_CLAIM: 'a node claimed what is not its own (address, network, VTEP, MAC, status)',
+  TETHER_E_KEY_TYPE: 'a certificate request carries a key type other than ECDSA P-256',
+  TETHER_E_NODE_EXISTS: 'a node of that name is already enrolled; an admin must reset it first',
+  TETHER_E_SITE_GONE: "the token's site no longer exists",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

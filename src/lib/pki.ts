@@ -187,6 +187,38 @@ function parseCsr(csrPem: string): x509.Pkcs10CertificateRequest {
   }
 }
 
+/**
+ * Refuses any CSR whose key is not ECDSA P-256, the only kind `createKeyAndCsr` makes: a
+ * weak key (RSA-1024) or an exotic curve in a node certificate would be signed otherwise.
+ */
+export function assertNodeKeyType(csrPem: string): void {
+  const csr = parseCsr(csrPem);
+  let type: string | undefined;
+  let curve: string | undefined;
+  let bits: number | undefined;
+  try {
+    const key = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
+    type = key.asymmetricKeyType;
+    curve = key.asymmetricKeyDetails?.namedCurve;
+    bits = key.asymmetricKeyDetails?.modulusLength;
+  } catch (e) {
+    throw new TetherError(
+      'TETHER_E_KEY_TYPE',
+      'certificate request carries a public key that cannot be read',
+      { field: 'csr_pem', expected: 'an ECDSA P-256 key' },
+      { cause: e },
+    );
+  }
+  if (type !== 'ec' || curve !== 'prime256v1') {
+    const what = type === 'ec' ? `an EC key on ${curve ?? 'an unknown curve'}` : `a ${type ?? 'unknown'} key`;
+    throw new TetherError(
+      'TETHER_E_KEY_TYPE',
+      `certificate request carries ${what}${bits ? ` of ${bits} bits` : ''}`,
+      { field: 'csr_pem', expected: 'an ECDSA P-256 key (what `tether node enroll` generates)' },
+    );
+  }
+}
+
 /** SHA-256 of a CSR's public key: recognises a retried request from the same key. */
 export function csrKeyFingerprint(csrPem: string): string {
   return createHash('sha256')
@@ -197,6 +229,7 @@ export function csrKeyFingerprint(csrPem: string): string {
 /** Signs a CSR after checking its self-signature. Subject and SANs come from `opts`, never
  *  from the CSR, so a node cannot ask for someone else's identity. */
 export async function signCsr(ca: CaMaterial, csrPem: string, opts: SignOptions): Promise<IssuedCert> {
+  assertNodeKeyType(csrPem);
   const csr = parseCsr(csrPem);
   if (!(await csr.verify())) {
     throw new TetherError('TETHER_E_INVALID', 'certificate request signature does not verify', {

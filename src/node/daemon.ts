@@ -45,6 +45,8 @@ export interface NodeDaemonOptions {
   heartbeatMs?: number;
   consumers?: StateConsumer[];
   version?: string;
+  /** The node's underlay (VTEP) address, declared to the controller in every hello. */
+  underlayIp?: string;
 }
 
 /**
@@ -80,6 +82,7 @@ export class NodeDaemon {
       log: log.child({ component: 'session' }),
       heartbeatMs: this.opts.heartbeatMs,
       version: this.opts.version,
+      ...(this.opts.underlayIp ? { underlayIp: this.opts.underlayIp } : {}),
       onChange: () => this.scheduleApply(),
       onStatus: () => this.writeStatus(),
     });

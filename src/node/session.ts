@@ -25,6 +25,13 @@ export interface SessionStatus {
   reconnects: number;
   certNotAfter: string;
   lastSync?: { kind: 'snapshot' | 'delta'; revision: number; at: string; swept?: number };
+  /** The controller's answer to the last endpoint report: what it refused, and why. */
+  endpoints?: {
+    revision: number;
+    accepted: number;
+    refused: Array<{ name: string; code: string; message: string; field: string }>;
+    at: string;
+  };
 }
 
 export interface SessionOptions {
@@ -38,6 +45,9 @@ export interface SessionOptions {
   onChange?: (cache: StateCache) => void;
   onStatus?: (s: SessionStatus) => void;
   version?: string;
+  /** This node's underlay (VTEP) address, declared in every hello; the controller records
+   *  the first and holds the node to it. Absent when the node runs no vRouter. */
+  underlayIp?: string;
 }
 
 function encode(o: TetherObject): { kind: string; name: string; json: Buffer; revision: number } {
@@ -67,6 +77,9 @@ export class ControllerSession {
   private seq = 0;
   private staging: TetherObject[] | undefined;
   private renewing = false;
+  /** The key of a renewal not yet answered: a retry asks with the same key, so an answer
+   *  lost on the way is handed out again instead of refused. */
+  private renewKey: { keyPem: string; csrPem: string } | undefined;
   /** The node's local endpoints as last reported by the CNI side; re-sent on every connect. */
   private endpoints: TetherObject[] | undefined;
   readonly status: SessionStatus;
@@ -171,6 +184,7 @@ export class ControllerSession {
         held_revision: this.opts.cache.revision,
         version: this.opts.version ?? '',
         boot_id: this.bootId,
+        underlay_ip: this.opts.underlayIp ?? '',
       },
     });
     if (this.endpoints) call.write({ endpoints: { endpoints: this.endpoints.map(encode) } });
@@ -192,6 +206,17 @@ export class ControllerSession {
     if (this.status.phase === 'connected' || this.status.phase === 'syncing') {
       this.call?.write({ endpoints: { endpoints: endpoints.map(encode) } });
     }
+  }
+
+  /**
+   * Sends the endpoint report again after the slice changed while some endpoints stand
+   * refused: what was refused may be claimable now (the node's share of a network arrived,
+   * a network was extended to this site). An unchanged report changes nothing at the
+   * controller, so this cannot loop.
+   */
+  private retryRefused(): void {
+    if (this.endpoints && this.status.endpoints?.refused.length)
+      this.call?.write({ endpoints: { endpoints: this.endpoints.map(encode) } });
   }
 
   private scheduleReconnect(why: string): void {
@@ -230,6 +255,7 @@ export class ControllerSession {
         this.setPhase('connected');
         this.opts.log.info({ revision: rev, swept }, 'snapshot applied');
         this.opts.onChange?.(cache);
+        this.retryRefused();
         return;
       }
       case 'delta': {
@@ -241,7 +267,33 @@ export class ControllerSession {
           this.status.lastSync = { kind: 'delta', revision: d.revision, at: new Date().toISOString() };
         }
         this.setPhase('connected');
-        if (d.put.length || d.deleted.length) this.opts.onChange?.(cache);
+        if (d.put.length || d.deleted.length) {
+          this.opts.onChange?.(cache);
+          this.retryRefused();
+        }
+        return;
+      }
+      case 'endpoint_result': {
+        const r = m.endpoint_result!;
+        const refused = r.refused.map((x) => ({
+          name: x.name,
+          code: x.code,
+          message: x.message,
+          field: x.field,
+        }));
+        for (const x of refused) {
+          this.opts.log.error(
+            { endpoint: x.name, code: x.code, field: x.field, err: x.message },
+            'controller refused endpoint',
+          );
+        }
+        this.status.endpoints = {
+          revision: r.revision,
+          accepted: r.accepted,
+          refused,
+          at: new Date().toISOString(),
+        };
+        this.opts.onStatus?.(this.status);
         return;
       }
       case 'goodbye': {
@@ -272,7 +324,8 @@ export class ControllerSession {
     let retryMs = 0;
     try {
       const id = this.opts.identity;
-      const { keyPem, csrPem } = await createKeyAndCsr(id.name);
+      this.renewKey ??= await createKeyAndCsr(id.name);
+      const { keyPem, csrPem } = this.renewKey;
       const client = this.client;
       if (!client) return;
       const res = await new Promise<{ certificate_pem: string }>((resolve, reject) =>
@@ -283,6 +336,7 @@ export class ControllerSession {
       const creds = { keyPem, certPem: res.certificate_pem };
       saveCredentials(this.opts.stateDir, creds);
       id.credentials = creds;
+      this.renewKey = undefined;
       this.status.certNotAfter = new X509Certificate(creds.certPem).validTo;
       this.opts.log.info({ notAfter: this.status.certNotAfter }, 'certificate renewed');
       this.opts.onStatus?.(this.status);

@@ -13,7 +13,9 @@ import type { DeleteRequest as _tether_v1_DeleteRequest, DeleteRequest__Output a
 import type { DeleteResponse as _tether_v1_DeleteResponse, DeleteResponse__Output as _tether_v1_DeleteResponse__Output } from './tether/v1/DeleteResponse.js';
 import type { Deleted as _tether_v1_Deleted, Deleted__Output as _tether_v1_Deleted__Output } from './tether/v1/Deleted.js';
 import type { Delta as _tether_v1_Delta, Delta__Output as _tether_v1_Delta__Output } from './tether/v1/Delta.js';
+import type { EndpointRefusal as _tether_v1_EndpointRefusal, EndpointRefusal__Output as _tether_v1_EndpointRefusal__Output } from './tether/v1/EndpointRefusal.js';
 import type { EndpointReport as _tether_v1_EndpointReport, EndpointReport__Output as _tether_v1_EndpointReport__Output } from './tether/v1/EndpointReport.js';
+import type { EndpointReportResult as _tether_v1_EndpointReportResult, EndpointReportResult__Output as _tether_v1_EndpointReportResult__Output } from './tether/v1/EndpointReportResult.js';
 import type { EnrollRequest as _tether_v1_EnrollRequest, EnrollRequest__Output as _tether_v1_EnrollRequest__Output } from './tether/v1/EnrollRequest.js';
 import type { EnrollResponse as _tether_v1_EnrollResponse, EnrollResponse__Output as _tether_v1_EnrollResponse__Output } from './tether/v1/EnrollResponse.js';
 import type { EnrollmentClient as _tether_v1_EnrollmentClient, EnrollmentDefinition as _tether_v1_EnrollmentDefinition } from './tether/v1/Enrollment.js';
@@ -54,7 +56,9 @@ export interface ProtoGrpcType {
       DeleteResponse: MessageTypeDefinition<_tether_v1_DeleteResponse, _tether_v1_DeleteResponse__Output>
       Deleted: MessageTypeDefinition<_tether_v1_Deleted, _tether_v1_Deleted__Output>
       Delta: MessageTypeDefinition<_tether_v1_Delta, _tether_v1_Delta__Output>
+      EndpointRefusal: MessageTypeDefinition<_tether_v1_EndpointRefusal, _tether_v1_EndpointRefusal__Output>
       EndpointReport: MessageTypeDefinition<_tether_v1_EndpointReport, _tether_v1_EndpointReport__Output>
+      EndpointReportResult: MessageTypeDefinition<_tether_v1_EndpointReportResult, _tether_v1_EndpointReportResult__Output>
       EnrollRequest: MessageTypeDefinition<_tether_v1_EnrollRequest, _tether_v1_EnrollRequest__Output>
       EnrollResponse: MessageTypeDefinition<_tether_v1_EnrollResponse, _tether_v1_EnrollResponse__Output>
       Enrollment: SubtypeConstructor<typeof grpc.Client, _tether_v1_EnrollmentClient> & { service: _tether_v1_EnrollmentDefinition }

@@ -117,16 +117,18 @@ export function registerNode(program: Command): void {
         const identity = loadIdentity(o.stateDir);
         const consumers = [];
         let networking: NodeNetworking | undefined;
+        let underlayIp: string | undefined;
         if (o.vrouter) {
           const runner = new ProcessRunner();
           const up = await detectUplink(runner, o.underlayIf);
+          underlayIp = o.vtepIp ?? up.address;
           networking = new NodeNetworking({
             stateDir: o.stateDir,
             node: identity.name,
             site: identity.site,
             underlay: {
               ifname: up.ifname,
-              vtepIp: o.vtepIp ?? up.address,
+              vtepIp: underlayIp,
               mtu: o.underlayMtu ? parsePositiveInt(o.underlayMtu, '--underlay-mtu') : up.mtu,
             },
             netnsPrefix: o.netnsPrefix,
@@ -144,6 +146,7 @@ export function registerNode(program: Command): void {
           heartbeatMs: parseDuration(o.heartbeat, '--heartbeat') * 1000,
           version: process.env.npm_package_version,
           consumers,
+          ...(underlayIp ? { underlayIp } : {}),
         });
         if (networking) {
           networking.onEndpoints = (eps) => daemon.reportEndpoints(eps);
@@ -164,6 +167,10 @@ export function registerNode(program: Command): void {
   for (const [verb, desc] of [
     ['approve', 'approve a node waiting for manual approval (admin)'],
     ['revoke', 'revoke a node: its session closes at once and it is refused from then on (admin)'],
+    [
+      'reset',
+      "forget a node's enrollment (certificates, VTEP, endpoints) so its name may enroll again with a token of its site; audited (admin)",
+    ],
   ] as const) {
     node
       .command(verb)
@@ -174,9 +181,14 @@ export function registerNode(program: Command): void {
       .action(async (name: string, o: { config?: string; output?: string }) => {
         const admin = Admin.fromFlag(o.config);
         try {
-          const obj = verb === 'approve' ? await admin.approve(name) : await admin.revoke(name);
+          const obj =
+            verb === 'approve'
+              ? await admin.approve(name)
+              : verb === 'revoke'
+                ? await admin.revoke(name)
+                : await admin.reset(name);
           if (o.output === 'json' || o.output === 'yaml') out(renderStructured(obj, o.output));
-          else say(`node/${name} ${verb === 'approve' ? 'approved' : 'revoked'}`);
+          else say(`node/${name} ${{ approve: 'approved', revoke: 'revoked', reset: 'reset' }[verb]}`);
         } finally {
           admin.close();
         }
@@ -210,6 +222,7 @@ export function registerStatus(program: Command): void {
         certNotAfter: st?.certNotAfter,
         health: st?.health,
         updatedAt: st?.updatedAt,
+        refusedEndpoints: st?.session.endpoints?.refused ?? [],
       };
       if (o.output === 'json' || o.output === 'yaml') {
         out(renderStructured(view, o.output));
@@ -227,6 +240,11 @@ export function registerStatus(program: Command): void {
         ['health', view.health ? (view.health.ok ? 'ok' : view.health.reasons.join('; ')) : 'unknown'],
       ];
       if (view.lastError) rows.push(['last disconnect', view.lastError]);
+      for (const r of view.refusedEndpoints)
+        rows.push([
+          'refused endpoint',
+          `${r.name}: ${r.message}${r.field ? ` (${r.field})` : ''} [${r.code}]`,
+        ]);
       out(renderTable(['field', 'value'], rows));
       if (!running) process.exitCode = 1;
     });

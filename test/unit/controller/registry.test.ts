@@ -176,10 +176,10 @@ describe('Registry', () => {
     await reg.approve('n9');
     const out = await reg.enroll(req);
     expect(out.status).toBe('approved');
-    // A different key with the same token is not the same request.
+    // A different key with the same token is not the same request, and cannot take the name.
     const other = await createKeyAndCsr('n9');
     await expect(reg.enroll({ ...req, csrPem: other.csrPem })).rejects.toMatchObject({
-      code: 'TETHER_E_TOKEN',
+      code: 'TETHER_E_NODE_EXISTS',
     });
   });
 

@@ -71,6 +71,23 @@ export interface AdminClient extends grpc.Client {
   list(argument: _tether_v1_ListRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_ListResponse__Output>): grpc.ClientUnaryCall;
   list(argument: _tether_v1_ListRequest, callback: grpc.requestCallback<_tether_v1_ListResponse__Output>): grpc.ClientUnaryCall;
   
+  /**
+   * Forgets a node's enrollment (certificates, recorded VTEP, endpoints) so that its name can
+   * be enrolled again with a token of its site; audited on the Node record.
+   */
+  ResetNode(argument: _tether_v1_NodeRef, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_Resource__Output>): grpc.ClientUnaryCall;
+  ResetNode(argument: _tether_v1_NodeRef, metadata: grpc.Metadata, callback: grpc.requestCallback<_tether_v1_Resource__Output>): grpc.ClientUnaryCall;
+  ResetNode(argument: _tether_v1_NodeRef, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_Resource__Output>): grpc.ClientUnaryCall;
+  ResetNode(argument: _tether_v1_NodeRef, callback: grpc.requestCallback<_tether_v1_Resource__Output>): grpc.ClientUnaryCall;
+  /**
+   * Forgets a node's enrollment (certificates, recorded VTEP, endpoints) so that its name can
+   * be enrolled again with a token of its site; audited on the Node record.
+   */
+  resetNode(argument: _tether_v1_NodeRef, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_Resource__Output>): grpc.ClientUnaryCall;
+  resetNode(argument: _tether_v1_NodeRef, metadata: grpc.Metadata, callback: grpc.requestCallback<_tether_v1_Resource__Output>): grpc.ClientUnaryCall;
+  resetNode(argument: _tether_v1_NodeRef, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_Resource__Output>): grpc.ClientUnaryCall;
+  resetNode(argument: _tether_v1_NodeRef, callback: grpc.requestCallback<_tether_v1_Resource__Output>): grpc.ClientUnaryCall;
+  
   RevokeNode(argument: _tether_v1_NodeRef, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_Resource__Output>): grpc.ClientUnaryCall;
   RevokeNode(argument: _tether_v1_NodeRef, metadata: grpc.Metadata, callback: grpc.requestCallback<_tether_v1_Resource__Output>): grpc.ClientUnaryCall;
   RevokeNode(argument: _tether_v1_NodeRef, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_Resource__Output>): grpc.ClientUnaryCall;
@@ -100,6 +117,12 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
   
   List: grpc.handleUnaryCall<_tether_v1_ListRequest__Output, _tether_v1_ListResponse>;
   
+  /**
+   * Forgets a node's enrollment (certificates, recorded VTEP, endpoints) so that its name can
+   * be enrolled again with a token of its site; audited on the Node record.
+   */
+  ResetNode: grpc.handleUnaryCall<_tether_v1_NodeRef__Output, _tether_v1_Resource>;
+  
   RevokeNode: grpc.handleUnaryCall<_tether_v1_NodeRef__Output, _tether_v1_Resource>;
   
   Watch: grpc.handleServerStreamingCall<_tether_v1_WatchRequest__Output, _tether_v1_WatchEvent>;
@@ -113,6 +136,7 @@ export interface AdminDefinition extends grpc.ServiceDefinition {
   Delete: MethodDefinition<_tether_v1_DeleteRequest, _tether_v1_DeleteResponse, _tether_v1_DeleteRequest__Output, _tether_v1_DeleteResponse__Output>
   Get: MethodDefinition<_tether_v1_GetRequest, _tether_v1_Resource, _tether_v1_GetRequest__Output, _tether_v1_Resource__Output>
   List: MethodDefinition<_tether_v1_ListRequest, _tether_v1_ListResponse, _tether_v1_ListRequest__Output, _tether_v1_ListResponse__Output>
+  ResetNode: MethodDefinition<_tether_v1_NodeRef, _tether_v1_Resource, _tether_v1_NodeRef__Output, _tether_v1_Resource__Output>
   RevokeNode: MethodDefinition<_tether_v1_NodeRef, _tether_v1_Resource, _tether_v1_NodeRef__Output, _tether_v1_Resource__Output>
   Watch: MethodDefinition<_tether_v1_WatchRequest, _tether_v1_WatchEvent, _tether_v1_WatchRequest__Output, _tether_v1_WatchEvent__Output>
 }

@@ -5,6 +5,7 @@ import type { Delta as _tether_v1_Delta, Delta__Output as _tether_v1_Delta__Outp
 import type { SnapshotEnd as _tether_v1_SnapshotEnd, SnapshotEnd__Output as _tether_v1_SnapshotEnd__Output } from '../../tether/v1/SnapshotEnd.js';
 import type { Heartbeat as _tether_v1_Heartbeat, Heartbeat__Output as _tether_v1_Heartbeat__Output } from '../../tether/v1/Heartbeat.js';
 import type { Goodbye as _tether_v1_Goodbye, Goodbye__Output as _tether_v1_Goodbye__Output } from '../../tether/v1/Goodbye.js';
+import type { EndpointReportResult as _tether_v1_EndpointReportResult, EndpointReportResult__Output as _tether_v1_EndpointReportResult__Output } from '../../tether/v1/EndpointReportResult.js';
 
 export interface ControllerMessage {
   'snapshot_begin'?: (_tether_v1_SnapshotBegin | null);
@@ -16,7 +17,8 @@ export interface ControllerMessage {
   'delta'?: (_tether_v1_Delta | null);
   'heartbeat'?: (_tether_v1_Heartbeat | null);
   'goodbye'?: (_tether_v1_Goodbye | null);
-  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye";
+  'endpoint_result'?: (_tether_v1_EndpointReportResult | null);
+  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result";
 }
 
 export interface ControllerMessage__Output {
@@ -29,5 +31,6 @@ export interface ControllerMessage__Output {
   'delta'?: (_tether_v1_Delta__Output | null);
   'heartbeat'?: (_tether_v1_Heartbeat__Output | null);
   'goodbye'?: (_tether_v1_Goodbye__Output | null);
-  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye";
+  'endpoint_result'?: (_tether_v1_EndpointReportResult__Output | null);
+  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result";
 }

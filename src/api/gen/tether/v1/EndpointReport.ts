@@ -4,8 +4,10 @@ import type { Resource as _tether_v1_Resource, Resource__Output as _tether_v1_Re
 
 /**
  * The complete set of workload endpoints on the node (CNI attachments), sent after hello
- * and on every change. The controller stores them as Endpoint resources, forcing node and
- * site from the node's certificate, and reflects them to every other node of the network.
+ * and on every change. The controller stores only what the node may claim (docs/resources.md
+ * "Endpoint"): node and site from the certificate, a network covering the site, an address in
+ * the node's share, the node's recorded VTEP, no address or MAC held by another node; it
+ * answers every report with an EndpointReportResult.
  */
 export interface EndpointReport {
   'endpoints'?: (_tether_v1_Resource)[];
@@ -13,8 +15,10 @@ export interface EndpointReport {
 
 /**
  * The complete set of workload endpoints on the node (CNI attachments), sent after hello
- * and on every change. The controller stores them as Endpoint resources, forcing node and
- * site from the node's certificate, and reflects them to every other node of the network.
+ * and on every change. The controller stores only what the node may claim (docs/resources.md
+ * "Endpoint"): node and site from the certificate, a network covering the site, an address in
+ * the node's share, the node's recorded VTEP, no address or MAC held by another node; it
+ * answers every report with an EndpointReportResult.
  */
 export interface EndpointReport__Output {
   'endpoints': (_tether_v1_Resource__Output)[];

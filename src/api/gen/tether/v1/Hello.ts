@@ -13,6 +13,12 @@ export interface Hello {
    * Random per process start, so the controller can tell a restart from a reconnect.
    */
   'boot_id'?: (string);
+  /**
+   * The node's underlay (VTEP) address; empty when it runs no vRouter. The controller
+   * records the first one it hears for the node and uses only that as the node's VTEP; a
+   * different one later is refused until an admin resets the node (`tether node reset`).
+   */
+  'underlay_ip'?: (string);
 }
 
 export interface Hello__Output {
@@ -26,4 +32,10 @@ export interface Hello__Output {
    * Random per process start, so the controller can tell a restart from a reconnect.
    */
   'boot_id': (string);
+  /**
+   * The node's underlay (VTEP) address; empty when it runs no vRouter. The controller
+   * records the first one it hears for the node and uses only that as the node's VTEP; a
+   * different one later is refused until an admin resets the node (`tether node reset`).
+   */
+  'underlay_ip': (string);
 }
