@@ -237,9 +237,12 @@ describe.skipIf(!isRoot)('vRouter NetworkPolicy on the real kernel', () => {
     await syncBoth([]);
   });
 
-  it('an established connection survives changes that still allow it and is cut when none does', async () => {
-    await syncBoth([webToDb]);
+  it('an established connection survives changes that still allow it (the first policy included) and is cut when none does', async () => {
+    // Opened before the network has any policy: conntrack picks it up mid-stream.
+    await syncBoth([]);
     const stream = await openStream(web, db, 80);
+    expect(await stream.roundTrip('zero')).toBe(true);
+    await syncBoth([webToDb]);
     expect(await stream.roundTrip('one')).toBe(true);
     // The connection is tracked in db's network namespace; that entry is what keeps it alive.
     const tracked = async () =>
