@@ -237,6 +237,29 @@ describe.skipIf(!isRoot)('vRouter NetworkPolicy on the real kernel', () => {
     await syncBoth([]);
   });
 
+  it('rules act on who opens the connection: an allow without ports and a deny are both one-way', async () => {
+    const anyWebToDb: DesiredPolicy = {
+      name: 'zt',
+      defaultAction: 'deny',
+      rules: [{ ...webToDb.rules[0]!, name: 'web-db-any' }],
+    };
+    delete anyWebToDb.rules[0]!.ports;
+    await syncBoth([anyWebToDb]);
+    expect(await exchange(web, 'tcp', db, 22)).toBe(true);
+    expect(await topo.ping(web, db.ip)).toBe(true);
+    expect(await exchange(db, 'tcp', web, 22)).toBe(false);
+    expect(await exchange(db, 'udp', web, 9999)).toBe(false);
+    expect(await topo.ping(db, web.ip)).toBe(false);
+    // A deny web → db under a default allow: web cannot open to db, but db's own connections
+    // to web get their replies (from web to db).
+    await syncBoth([denyWebDb]);
+    expect(await exchange(web, 'tcp', db, 22)).toBe(false);
+    expect(await exchange(db, 'tcp', web, 22)).toBe(true);
+    expect(await exchange(db, 'udp', web, 9999)).toBe(true);
+    expect(await topo.ping(db, web.ip)).toBe(true);
+    await syncBoth([]);
+  });
+
   it('an established connection survives changes that still allow it (the first policy included) and is cut when none does', async () => {
     // Opened before the network has any policy: conntrack picks it up mid-stream.
     await syncBoth([]);
