@@ -9,9 +9,11 @@ import type {
   NsState,
   ObservedLink,
   OpFailure,
+  PolicyKernelFacts,
   ReadOptions,
   Tool,
 } from './types.js';
+import { BRIDGE_NF_CALL_IPTABLES } from './types.js';
 
 interface FakeLink {
   name: string;
@@ -41,7 +43,17 @@ const ROOT = '';
 
 class KernelErr extends Error {}
 
-function newNs(): FakeNs {
+/** What this project's test VMs offer (br_netfilter built in, no nf_conntrack_bridge). */
+export const TEST_VM_POLICY_FACTS: PolicyKernelFacts = {
+  brNetfilter: true,
+  inetConntrack: true,
+  bridgeConntrack: false,
+};
+
+function newNs(facts: PolicyKernelFacts): FakeNs {
+  const sysctl = new Map([['net.ipv4.ip_forward', '0']]);
+  // The kernel starts every namespace with bridge-nf-call-iptables on.
+  if (facts.brNetfilter) sysctl.set(BRIDGE_NF_CALL_IPTABLES, '1');
   return {
     // A new namespace holds a loopback device, down.
     links: new Map([['lo', { name: 'lo', mtu: 65536, mac: '00:00:00:00:00:00', up: false, addrs: [] }]]),
@@ -49,7 +61,7 @@ function newNs(): FakeNs {
     neighs: new Map(),
     fdb: new Map(),
     nft: new Map(),
-    sysctl: new Map([['net.ipv4.ip_forward', '0']]),
+    sysctl,
   };
 }
 
@@ -69,12 +81,25 @@ function fakeMac(): string {
  * tests can interrupt a plan anywhere. `log` records every batch as it would be run.
  */
 export class FakeKernel implements Kernel {
-  private readonly spaces = new Map<string, FakeNs>([[ROOT, newNs()]]);
+  private readonly spaces: Map<string, FakeNs>;
   private readonly failures: { op: KernelOpName; message: string; after: number }[] = [];
   /** Every apply() call, in order. */
   readonly log: { tool: Tool; netns: NetnsRef; ops: KernelOp[] }[] = [];
   /** Number of apply() calls (≈ processes the real kernel would have started). */
   processes = 0;
+
+  /** `facts`: what the fake kernel offers for stateful bridged filtering (default: the test VM's). */
+  constructor(readonly policyFacts: PolicyKernelFacts = TEST_VM_POLICY_FACTS) {
+    this.spaces = new Map([[ROOT, newNs(policyFacts)]]);
+  }
+
+  /** Number of probePolicy() calls. */
+  probes = 0;
+
+  async probePolicy(_netns: NetnsRef): Promise<PolicyKernelFacts> {
+    this.probes += 1;
+    return { ...this.policyFacts };
+  }
 
   /** The next op of this kind (after skipping `after` successful ones) fails with `message`. */
   failNext(op: KernelOpName, message = 'injected failure', after = 0): void {
@@ -113,7 +138,7 @@ export class FakeKernel implements Kernel {
 
   /** Test setup: a namespace created by someone else (a node, a workload). */
   addNsForTest(name: string): void {
-    if (!this.spaces.has(name)) this.spaces.set(name, newNs());
+    if (!this.spaces.has(name)) this.spaces.set(name, newNs(this.policyFacts));
   }
 
   /** Everything the fake holds, with generated MACs of non-bridge links removed, for comparisons. */
@@ -126,7 +151,7 @@ export class FakeKernel implements Kernel {
           const [family, name] = k.split(' ');
           return { family: family as NftFamily, name: name! };
         }),
-        sysctls: ['net.ipv4.ip_forward'],
+        sysctls: ['net.ipv4.ip_forward', BRIDGE_NF_CALL_IPTABLES],
       });
       if (!s) continue;
       for (const l of s.links) if (l.kind !== 'bridge') delete l.mac;
@@ -294,7 +319,7 @@ export class FakeKernel implements Kernel {
       case 'netns-add':
         if (this.spaces.has(op.name))
           throw new KernelErr(`Cannot create namespace file "/run/netns/${op.name}": File exists`);
-        this.spaces.set(op.name, newNs());
+        this.spaces.set(op.name, newNs(this.policyFacts));
         return;
       case 'netns-del': {
         const ns = this.spaces.get(op.name);
@@ -474,11 +499,22 @@ export class FakeKernel implements Kernel {
           throw new KernelErr('RTNETLINK answers: No such file or directory');
         return;
       }
-      case 'sysctl':
-        this.ns(op.netns).sysctl.set(op.key, op.value);
+      case 'sysctl': {
+        const ns = this.ns(op.netns);
+        if (!ns.sysctl.has(op.key))
+          throw new KernelErr(
+            `sysctl: cannot stat /proc/sys/${op.key.replace(/\./g, '/')}: No such file or directory`,
+          );
+        ns.sysctl.set(op.key, op.value);
         return;
+      }
       case 'nft-table': {
         const ns = this.ns(op.netns);
+        const usesCt = op.table.chains.some((c) => c.rules.some((r) => /(^|\s)ct\s/.test(r)));
+        if (usesCt && op.table.family === 'bridge' && !this.policyFacts.bridgeConntrack)
+          throw new KernelErr('Error: Could not process rule: Protocol error');
+        if (usesCt && op.table.family !== 'bridge' && !this.policyFacts.inetConntrack)
+          throw new KernelErr('Error: Could not process rule: No such file or directory');
         ns.nft = new Map(ns.nft);
         ns.nft.set(`${op.table.family} ${op.table.name}`, {
           table: op.table,

@@ -14,10 +14,11 @@ import type {
   ObservedNftTable,
   ObservedRoute,
   OpFailure,
+  PolicyKernelFacts,
   ReadOptions,
   Tool,
 } from './types.js';
-import { TETHER_ROUTE_PROTO } from './types.js';
+import { BRIDGE_NF_CALL_IPTABLES, TETHER_ROUTE_PROTO } from './types.js';
 
 /** `-n NS` for ip/bridge (cheaper than `ip netns exec`). */
 function nsArgs(netns: NetnsRef): string[] {
@@ -160,6 +161,17 @@ export function parseNftRuleset(
   return [...found.values()];
 }
 
+/** `sysctl KEY…` output (`key = value` lines) → the values of the keys asked for. */
+export function parseSysctl(stdout: string, keys: readonly string[]): Record<string, string> {
+  const wanted = new Set(keys);
+  const out: Record<string, string> = {};
+  for (const line of stdout.split('\n')) {
+    const m = /^(\S+)\s*=\s*(.*)$/.exec(line.trim());
+    if (m && wanted.has(m[1]!)) out[m[1]!] = m[2]!.trim();
+  }
+  return out;
+}
+
 /** The real kernel, through iproute2 and nftables, one process per batch. */
 export class IprouteKernel implements Kernel {
   constructor(private readonly runner: CommandRunner) {}
@@ -186,7 +198,9 @@ export class IprouteKernel implements Kernel {
         ? this.runner.run('nft', ['-j', 'list', 'ruleset'], { netns, allowFailure: true })
         : undefined,
       opts.sysctls?.length
-        ? this.runner.run('sysctl', ['-n', ...opts.sysctls], { netns, allowFailure: true })
+        ? // Without -n, each value comes with its key: a key the kernel lacks (br_netfilter
+          // absent) is an error line on stderr and must not shift the others.
+          this.runner.run('sysctl', [...opts.sysctls], { netns, allowFailure: true })
         : undefined,
     ]);
     if (ip.code !== 0) {
@@ -226,14 +240,29 @@ export class IprouteKernel implements Kernel {
     }
     if (nft && opts.nftTables && nft.code === 0 && nft.stdout.trim())
       state.nft = parseNftRuleset(JSON.parse(nft.stdout) as { nftables?: NftJsonItem[] }, opts.nftTables);
-    if (sys && opts.sysctls) {
-      const vals = sys.stdout.split('\n');
-      opts.sysctls.forEach((k, i) => {
-        const v = vals[i]?.trim();
-        if (v !== undefined && v !== '') state.sysctl[k] = v;
-      });
-    }
+    if (sys && opts.sysctls) state.sysctl = parseSysctl(sys.stdout, opts.sysctls);
     return state;
+  }
+
+  async probePolicy(netns: NetnsRef): Promise<PolicyKernelFacts> {
+    // `nft -c` runs the transaction in the kernel and aborts it: the kernel's answer to a ct
+    // expression in that family, without changing anything.
+    const ct = (family: NftFamily) =>
+      this.runner
+        .run('nft', ['-c', '-f', '-'], {
+          input: `table ${family} tether_probe {\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n    ct state established accept\n  }\n}\n`,
+          netns,
+          allowFailure: true,
+        })
+        .then((r) => r.code === 0);
+    const [sys, inetConntrack, bridgeConntrack] = await Promise.all([
+      this.runner.run('sysctl', [BRIDGE_NF_CALL_IPTABLES], { netns, allowFailure: true }),
+      ct('inet'),
+      ct('bridge'),
+    ]);
+    const brNetfilter =
+      parseSysctl(sys.stdout, [BRIDGE_NF_CALL_IPTABLES])[BRIDGE_NF_CALL_IPTABLES] !== undefined;
+    return { brNetfilter, inetConntrack, bridgeConntrack };
   }
 
   async apply(tool: Tool, netns: NetnsRef, ops: readonly KernelOp[]): Promise<BatchResult> {

@@ -163,6 +163,22 @@ export interface NsState {
   sysctl: Record<string, string>;
 }
 
+/** Per-namespace br_netfilter switch: bridged IPv4 frames traverse the inet hooks when 1. */
+export const BRIDGE_NF_CALL_IPTABLES = 'net.bridge.bridge-nf-call-iptables';
+
+/**
+ * What the kernel offers for stateful filtering of bridged traffic, probed once per node
+ * (`Kernel.probePolicy`). The vRouter chooses its policy layout from these facts alone.
+ */
+export interface PolicyKernelFacts {
+  /** `net.bridge.bridge-nf-call-iptables` exists: br_netfilter can hand bridged IPv4 to the inet hooks. */
+  brNetfilter: boolean;
+  /** A table of family `inet` may use `ct` expressions (conntrack for IPv4/IPv6). */
+  inetConntrack: boolean;
+  /** A table of family `bridge` may use `ct` expressions (`nf_conntrack_bridge`). */
+  bridgeConntrack: boolean;
+}
+
 export interface ReadOptions {
   /** Read fdb/neigh entries (large); skip for namespaces where Tether puts none. */
   entries?: boolean;
@@ -193,6 +209,8 @@ export interface Kernel {
   /** Undefined when the namespace does not exist. */
   readNs(netns: NetnsRef, opts?: ReadOptions): Promise<NsState | undefined>;
   apply(tool: Tool, netns: NetnsRef, ops: readonly KernelOp[]): Promise<BatchResult>;
+  /** Probes, without changing anything, what `netns` offers for stateful bridged filtering. */
+  probePolicy(netns: NetnsRef): Promise<PolicyKernelFacts>;
 }
 
 /** Which tool executes an op, and in which namespace. */

@@ -6,7 +6,8 @@ import type { Logger } from '../../lib/log.js';
 import { applyPlan } from './applier.js';
 import { type DesiredNodeNetwork, names } from './model.js';
 import { observe } from './observe.js';
-import { DEFAULT_DENY_COUNTER, type PlanStats, plan, ruleCounter } from './planner.js';
+import { DEFAULT_DENY_COUNTER, type PlanStats, plan, policyFamily, ruleCounter } from './planner.js';
+import { choosePolicyMode, type PolicyChoice } from './policy-mode.js';
 import { validateDesired } from './validate.js';
 
 export interface VRouterOptions {
@@ -43,6 +44,8 @@ export interface SyncReport {
   durationMs: number;
   /** Where the time went, summed over passes (ms). */
   timings: { validateMs: number; observeMs: number; planMs: number; applyMs: number };
+  /** How policy is enforced on this kernel, and the probed facts behind the choice. */
+  policy: PolicyChoice;
 }
 
 export interface PolicyCounter {
@@ -65,6 +68,8 @@ export class VRouter {
   private readonly maxPasses: number;
   private readonly onProgress: ((p: SyncProgress) => void) | undefined;
   private chain: Promise<unknown> = Promise.resolve();
+  /** Probed once: the kernel's modules do not change under a running agent. */
+  private policyChoice: Promise<PolicyChoice> | undefined;
 
   constructor(
     runner: CommandRunner,
@@ -90,15 +95,31 @@ export class VRouter {
     });
   }
 
+  /** How policy is enforced on this kernel (probed on first use, then cached). */
+  policy(desired: Pick<DesiredNodeNetwork, 'underlay'>): Promise<PolicyChoice> {
+    this.policyChoice ??= this.kernel.probePolicy(desired.underlay.netns).then((facts) => {
+      const choice = choosePolicyMode(facts);
+      this.logger.info({ mode: choice.mode, facts }, `vrouter: policy mode: ${choice.reason}`);
+      return choice;
+    });
+    const p = this.policyChoice;
+    // A failed probe is not cached: the next call probes again.
+    p.catch(() => {
+      if (this.policyChoice === p) this.policyChoice = undefined;
+    });
+    return p;
+  }
+
   /** Packet/byte counters of every policy rule (and default deny) of every network. */
   counters(desired: DesiredNodeNetwork): Promise<PolicyCounter[]> {
     return this.serial(async () => {
       const out: PolicyCounter[] = [];
+      const family = policyFamily((await this.policy(desired)).mode);
       for (const net of desired.networks) {
-        if (!net.policies.length) continue;
+        if (!net.policies.length || !family) continue;
         const ns = names.vnNetns(desired.netnsPrefix, net.vni);
         const s = await this.kernel.readNs(ns, {
-          nftTables: [{ family: 'bridge', name: names.vnPolicyTable }],
+          nftTables: [{ family, name: names.vnPolicyTable }],
         });
         const counters = s?.nft[0]?.counters ?? {};
         net.policies.forEach((p, pi) => {
@@ -143,10 +164,26 @@ export class VRouter {
     let passes = 0;
     const timings = { validateMs: 0, observeMs: 0, planMs: 0, applyMs: 0 };
     timings.validateMs = performance.now() - started;
+    const policy = await this.policy(desired);
+    if (policy.mode === 'none') {
+      const withPolicy = desired.networks.filter((n) => n.policies.length).map((n) => n.name);
+      // Refused before anything is applied: a network whose policy cannot be enforced must
+      // not come up looking protected.
+      if (withPolicy.length)
+        throw new TetherError(
+          'TETHER_E_PRECONDITION',
+          `network ${withPolicy.join(', ')} has policies, but this kernel cannot enforce them: ${policy.reason}`,
+          {
+            field: 'policies',
+            expected: 'br_netfilter with inet conntrack, or nf_conntrack_bridge',
+            facts: policy.facts,
+          },
+        );
+    }
     while (passes < this.maxPasses) {
       passes += 1;
       let t = performance.now();
-      const observed = await observe(this.kernel, desired);
+      const observed = await observe(this.kernel, desired, policy);
       timings.observeMs += performance.now() - t;
       t = performance.now();
       const p = plan(desired, observed);
@@ -182,6 +219,7 @@ export class VRouter {
       batches,
       stats: firstStats!,
       failures,
+      policy,
       durationMs: Math.round(performance.now() - started),
       timings: Object.fromEntries(
         Object.entries(timings).map(([k, v]) => [k, Math.round(v)]),

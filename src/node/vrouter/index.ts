@@ -10,7 +10,8 @@ export {
 export { type ApplyResult, applyPlan } from './applier.js';
 export * from './model.js';
 export { type Observed, observe } from './observe.js';
-export { type Plan, type PlanStats, plan, policyTable } from './planner.js';
+export { type Plan, type PlanStats, plan, policyFamily, policyTable } from './planner.js';
+export { choosePolicyMode, type PolicyChoice, type PolicyMode } from './policy-mode.js';
 export {
   allocateTransit,
   desiredFromResources,

@@ -1,6 +1,7 @@
-import type { Kernel, NftFamily, NsState } from '../../kernel/types.js';
+import { BRIDGE_NF_CALL_IPTABLES, type Kernel, type NftFamily, type NsState } from '../../kernel/types.js';
 import { TetherError } from '../../lib/errors.js';
 import { type DesiredNodeNetwork, names } from './model.js';
+import { choosePolicyMode, type PolicyChoice } from './policy-mode.js';
 
 /** What the kernel holds that the planner compares with desired state. */
 export interface Observed {
@@ -10,6 +11,8 @@ export interface Observed {
   node: NsState;
   /** Tether's network namespaces of this node (`<prefix>-vn<VNI>`) that exist, by name. */
   vn: Record<string, NsState>;
+  /** Where policy can live on this kernel (probed once per agent, see policy-mode.ts). */
+  policy: PolicyChoice;
 }
 
 export const IP_FORWARD = 'net.ipv4.ip_forward';
@@ -17,7 +20,9 @@ export const IP_FORWARD = 'net.ipv4.ip_forward';
 export function vnNftTables(): { family: NftFamily; name: string }[] {
   return [
     { family: 'ip', name: names.vnNatTable },
+    // Both families: a table of the other layout (an older version, another kernel) is removed.
     { family: 'bridge', name: names.vnPolicyTable },
+    { family: 'inet', name: names.vnPolicyTable },
   ];
 }
 
@@ -31,16 +36,19 @@ export async function observe(
   desired: Pick<DesiredNodeNetwork, 'netnsPrefix' | 'underlay'> & {
     networks?: DesiredNodeNetwork['networks'];
   },
+  /** A choice made earlier from the same kernel; probed now when absent. */
+  policy?: PolicyChoice,
 ): Promise<Observed> {
   // Independent reads run concurrently.
   const breakout = (desired.networks ?? []).some((n) => n.localBreakout);
-  const [all, node] = await Promise.all([
+  const [all, node, choice] = await Promise.all([
     kernel.listNetns(),
     // ip_forward of the node namespace matters only when Tether will turn it on (breakout).
     kernel.readNs(desired.underlay.netns, {
       nftTables: [{ family: 'ip', name: names.nodeNatTable(desired.netnsPrefix) }],
       sysctls: breakout ? [IP_FORWARD] : [],
     }),
+    policy ?? kernel.probePolicy(desired.underlay.netns).then(choosePolicyMode),
   ]);
   if (!node)
     throw new TetherError(
@@ -53,13 +61,14 @@ export async function observe(
   const pattern = names.vnNetnsPattern(desired.netnsPrefix);
   const ours = all.filter((n) => pattern.test(n));
   const vn: Record<string, NsState> = {};
+  const sysctls = choice.facts.brNetfilter ? [IP_FORWARD, BRIDGE_NF_CALL_IPTABLES] : [IP_FORWARD];
   const queue = [...ours];
   const worker = async () => {
     for (let name = queue.shift(); name !== undefined; name = queue.shift()) {
-      const s = await kernel.readNs(name, { entries: true, nftTables: vnNftTables(), sysctls: [IP_FORWARD] });
+      const s = await kernel.readNs(name, { entries: true, nftTables: vnNftTables(), sysctls });
       if (s) vn[name] = s;
     }
   };
   await Promise.all([worker(), worker(), worker()]);
-  return { netns: all, node, vn };
+  return { netns: all, node, vn, policy: choice };
 }

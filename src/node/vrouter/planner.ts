@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
-import type {
-  KernelOp,
-  NetnsRef,
-  NftChain,
-  NftSet,
-  NftTable,
-  NsState,
-  ObservedLink,
+import {
+  BRIDGE_NF_CALL_IPTABLES,
+  type KernelOp,
+  type NetnsRef,
+  type NftChain,
+  type NftSet,
+  type NftTable,
+  type NsState,
+  type ObservedLink,
 } from '../../kernel/types.js';
 import { cidrContains, formatCidr, parseCidr, parseIp } from '../../lib/ipv4.js';
 import {
@@ -18,6 +19,7 @@ import {
   VXLAN_OVERHEAD,
 } from './model.js';
 import { IP_FORWARD, type Observed } from './observe.js';
+import type { PolicyMode } from './policy-mode.js';
 
 const EMPTY: NsState = { links: [], routes: [], neighs: [], fdb: [], nft: [], sysctl: {} };
 
@@ -53,7 +55,12 @@ function matches(labels: Record<string, string>, sel: Record<string, string>): b
   return Object.entries(sel).every(([k, v]) => labels[k] === v);
 }
 
-function portMatches(rule: DesiredRule, dir: 'dport' | 'sport'): string[] {
+/**
+ * Protocol and destination-port matches of a rule, one per protocol. The port is the flow's
+ * (`ct original proto-dst`): a reply, or a packet sent *from* an allowed port, is judged by
+ * the connection it belongs to, never by its own source port.
+ */
+function portMatches(rule: DesiredRule): string[] {
   if (!rule.ports?.length) return [''];
   const out: string[] = [];
   for (const proto of ['tcp', 'udp', 'icmp'] as const) {
@@ -64,7 +71,7 @@ function portMatches(rule: DesiredRule, dir: 'dport' | 'sport'): string[] {
       const ports = sortedUnique(ps.map((p) => String(p.port)))
         .map(Number)
         .sort((a, b) => a - b);
-      out.push(` meta l4proto ${proto} th ${dir} { ${ports.join(', ')} }`);
+      out.push(` meta l4proto ${proto} ct original proto-dst { ${ports.join(', ')} }`);
     }
   }
   return out;
@@ -76,18 +83,51 @@ export function ruleCounter(pi: number, ri: number): string {
 }
 export const DEFAULT_DENY_COUNTER = 'default_deny';
 
+/** The nft family of the policy table in each mode that can enforce policy. */
+export function policyFamily(mode: PolicyMode): 'inet' | 'bridge' | undefined {
+  if (mode === 'inet-br-netfilter') return 'inet';
+  if (mode === 'bridge-conntrack') return 'bridge';
+  return undefined;
+}
+
 /**
- * The network's policy table (bridge family, hook forward: sees every frame between bridge
- * ports, local or VXLAN). One set per selector, one rule per policy rule (per protocol), a
- * named counter per rule. Stateless (this kernel has no bridge conntrack): an allow rule under
- * a default deny also allows the reverse direction, so replies pass.
+ * The network's policy table: stateful. Every packet, in either direction, is judged by the
+ * connection it belongs to, i.e. by conntrack's original tuple (`ct original ip saddr/daddr`,
+ * `ct original proto-dst`), against the rules as they are now: a reply passes because its
+ * connection was allowed, a new connection from the "to" side is a new tuple and meets the
+ * default deny, an established connection survives a change that still allows it and stops
+ * (both directions) at once when its rule goes: no conntrack flush needed. One set per
+ * selector, one rule per policy rule (per protocol), a named counter per rule that counts
+ * the packets of the connections it admits or drops.
+ *
+ * `inet-br-netfilter`: family inet, hook forward; bridged IPv4 frames arrive there through
+ * br_netfilter with the bridge (`tbr0`) as both interfaces, and so does traffic routed between
+ * the network's subnets through the anycast gateway. Breakout traffic (through `tbo0`) is not
+ * between endpoints and passes untouched, as before. `bridge-conntrack`: family bridge, hook
+ * forward, which sees only bridged frames.
  */
-export function policyTable(net: DesiredNetwork): NftTable | undefined {
-  if (!net.policies.length) return undefined;
+export function policyTable(
+  net: DesiredNetwork,
+  mode: PolicyMode = 'inet-br-netfilter',
+): NftTable | undefined {
+  const family = policyFamily(mode);
+  if (!net.policies.length || !family) return undefined;
   const eps = [...net.localEndpoints, ...net.remoteEndpoints];
   const sets: NftSet[] = [];
   const counters: string[] = [];
-  const rules: string[] = [];
+  const rules: string[] =
+    family === 'inet'
+      ? [
+          `iifname != "${names.bridge}" accept comment "not between endpoints (breakout)"`,
+          `oifname != "${names.bridge}" accept comment "not between endpoints (breakout)"`,
+          'meta nfproto != ipv4 accept comment "policy is IPv4"',
+        ]
+      : ['ether type != ip accept comment "policy is IPv4"'];
+  rules.push(
+    'ct state invalid drop comment "not part of a connection"',
+    // ICMP errors about a tracked connection: the connection was admitted by some rule.
+    'ct state related accept comment "ICMP errors of tracked connections"',
+  );
   const defaultDeny = net.policies.some((p) => p.defaultAction === 'deny');
   net.policies.forEach((p, pi) => {
     p.rules.forEach((r, ri) => {
@@ -107,25 +147,20 @@ export function policyTable(net: DesiredNetwork): NftTable | undefined {
       });
       const verdict = r.action === 'deny' ? 'drop' : 'accept';
       const comment = nftComment(`${p.name}/${r.name}`);
-      for (const pm of portMatches(r, 'dport'))
+      for (const pm of portMatches(r))
         rules.push(
-          `ether type ip ip saddr @${from} ip daddr @${to}${pm} counter name "${c}" ${verdict} comment "${comment}"`,
+          `ct original ip saddr @${from} ct original ip daddr @${to}${pm} counter name "${c}" ${verdict} comment "${comment}"`,
         );
-      if (r.action === 'allow' && defaultDeny)
-        for (const pm of portMatches(r, 'sport'))
-          rules.push(
-            `ether type ip ip saddr @${to} ip daddr @${from}${pm} counter name "${c}" accept comment "${comment} reply"`,
-          );
     });
   });
   if (defaultDeny) {
     counters.push(DEFAULT_DENY_COUNTER);
-    rules.push(`ether type ip counter name "${DEFAULT_DENY_COUNTER}" drop comment "default deny"`);
+    rules.push(`counter name "${DEFAULT_DENY_COUNTER}" drop comment "default deny"`);
   }
   const chains: NftChain[] = [
     { name: 'forward', base: { type: 'filter', hook: 'forward', priority: 0 }, rules },
   ];
-  const t = { family: 'bridge' as const, name: names.vnPolicyTable, counters, sets, chains };
+  const t = { family, name: names.vnPolicyTable, counters, sets, chains };
   return { ...t, fingerprint: fingerprint(t) };
 }
 
@@ -235,6 +270,7 @@ export function plan(desired: DesiredNodeNetwork, observed: Observed): Plan {
   const mtu = desired.underlay.mtu - VXLAN_OVERHEAD;
   const port = desired.underlay.vxlanPort ?? DEFAULT_VXLAN_PORT;
   const existing = new Set(observed.netns);
+  const policyMode = observed.policy.mode;
   const nodeLinks = new Map(observed.node.links.map((l) => [l.name, l]));
 
   const phaseNetns: KernelOp[] = [];
@@ -469,9 +505,20 @@ export function plan(desired: DesiredNodeNetwork, observed: Observed): Plan {
     const sysOps: KernelOp[] = [];
     if (transit && obs.sysctl[IP_FORWARD] !== '1')
       sysOps.push({ op: 'sysctl', netns: ns, key: IP_FORWARD, value: '1' });
+    // br_netfilter hands bridged frames to the inet hooks only where policy needs it: the
+    // kernel's default (1) would make every network's bridged traffic pay for the IP hooks,
+    // and for conntrack where a NAT table is loaded.
+    if (observed.policy.facts.brNetfilter) {
+      const want = policyMode === 'inet-br-netfilter' && net.policies.length ? '1' : '0';
+      if (obs.sysctl[BRIDGE_NF_CALL_IPTABLES] !== want)
+        sysOps.push({ op: 'sysctl', netns: ns, key: BRIDGE_NF_CALL_IPTABLES, value: want });
+    }
+    const policy = policyTable(net, policyMode);
     const nftOps = [
       ...planNft(ns, vnNatTable(net), 'ip', names.vnNatTable, obs),
-      ...planNft(ns, policyTable(net), 'bridge', names.vnPolicyTable, obs),
+      // The table of the other family (another mode, an older version) goes in the same transaction.
+      ...planNft(ns, policy?.family === 'bridge' ? policy : undefined, 'bridge', names.vnPolicyTable, obs),
+      ...planNft(ns, policy?.family === 'inet' ? policy : undefined, 'inet', names.vnPolicyTable, obs),
     ];
     phaseVn.push(...vnOps, ...brOps, ...sysOps, ...nftOps);
   }

@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/lib/log.js';
 import { VRouter } from '../../../src/node/vrouter/agent.js';
-import { names } from '../../../src/node/vrouter/model.js';
+import { type DesiredPolicy, names } from '../../../src/node/vrouter/model.js';
+import { waitFor } from '../support/proc.js';
 import { isRoot, local, network, nodeDesired, Topo, type Workload } from './topo.js';
 
 if (!isRoot)
@@ -12,9 +13,10 @@ describe.skipIf(!isRoot)('vRouter local breakout on the real kernel', () => {
   const topo = new Topo('vb');
   let redW: Workload;
   let blueW: Workload;
-  const desired = (breakout = true) => {
+  const desired = (breakout = true, redPolicies: DesiredPolicy[] = []) => {
     const red = network('red', 410, { breakout });
     red.localEndpoints = [local(redW)];
+    red.policies = redPolicies;
     const blue = network('blue', 420, { breakout });
     blue.localEndpoints = [local(blueW)];
     return nodeDesired(topo, 'a', [red, blue], true);
@@ -62,11 +64,14 @@ describe.skipIf(!isRoot)('vRouter local breakout on the real kernel', () => {
         '-e',
         "const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(9999,'" +
           topo.siteNet +
-          "')",
+          "',()=>process.stdout.write('ready'))",
       ],
-      { stdio: 'ignore' },
+      { stdio: ['ignore', 'pipe', 'ignore'] },
     );
-    // Each client binds the same source port 40000 and sends its network's name; it must get
+    let ready = '';
+    echo.stdout.on('data', (b: Buffer) => {
+      ready += b.toString();
+    });
     // its own name back (conntrack entries of the two networks must not be confused).
     const client = (w: Workload, word: string) =>
       topo.runner.run(
@@ -80,7 +85,7 @@ describe.skipIf(!isRoot)('vRouter local breakout on the real kernel', () => {
         { netns: w.ns, allowFailure: true },
       );
     try {
-      await new Promise((r) => setTimeout(r, 300));
+      await waitFor('the UDP echo server behind the site router', () => ready.includes('ready'), 10_000, 20);
       const [a, b] = await Promise.all([client(redW, 'red'), client(blueW, 'blue')]);
       expect(a).toMatchObject({ code: 0, stdout: 'red' });
       expect(b).toMatchObject({ code: 0, stdout: 'blue' });
@@ -116,5 +121,33 @@ describe.skipIf(!isRoot)('vRouter local breakout on the real kernel', () => {
     expect(on.ok).toBe(true);
     expect(await topo.ping(redW, topo.siteNet, 2)).toBe(true);
     expect(await topo.ping(blueW, topo.siteNet, 2)).toBe(true);
+  });
+
+  it('with a default-deny policy on red (br_netfilter on): breakout NAT and the anycast gateway still work', async () => {
+    const zeroTrust: DesiredPolicy = {
+      name: 'zt',
+      defaultAction: 'deny',
+      rules: [
+        {
+          name: 'none-of-these',
+          action: 'allow',
+          from: { matchLabels: { app: 'x' } },
+          to: { matchLabels: { app: 'y' } },
+        },
+      ],
+    };
+    const r = await new VRouter(topo.runner, silentLogger()).sync(desired(true, [zeroTrust]));
+    expect(r.ok, JSON.stringify(r.failures)).toBe(true);
+    const ns = names.vnNetns(`${topo.id}a`, 410);
+    expect((await topo.sh('sysctl', ['-n', 'net.bridge.bridge-nf-call-iptables'], ns)).trim()).toBe('1');
+    expect(await topo.sh('nft', ['list', 'table', 'inet', names.vnPolicyTable], ns)).toContain('ct original');
+    expect(await topo.ping(redW, topo.siteNet, 3)).toBe(true);
+    expect(await topo.ping(redW, '10.1.0.1', 2)).toBe(true);
+    // blue (no policy) is untouched by it.
+    const blueNs = names.vnNetns(`${topo.id}a`, 420);
+    expect((await topo.sh('sysctl', ['-n', 'net.bridge.bridge-nf-call-iptables'], blueNs)).trim()).toBe('0');
+    expect(await topo.ping(blueW, topo.siteNet, 2)).toBe(true);
+    const off = await new VRouter(topo.runner, silentLogger()).sync(desired());
+    expect(off.ok).toBe(true);
   });
 });

@@ -222,8 +222,8 @@ describe('VRouter against a fake kernel that fails on demand', () => {
     const k = fakeNode(['h1', 'h2']);
     const vr = new VRouter(noRunner, silentLogger(), { kernel: k });
     await vr.sync(desired());
-    k.counterAdd('t1-vn100', 'bridge', 'tether_policy', 'p0r0', 2);
-    k.counterAdd('t1-vn100', 'bridge', 'tether_policy', 'default_deny', 5);
+    k.counterAdd('t1-vn100', 'inet', 'tether_policy', 'p0r0', 2);
+    k.counterAdd('t1-vn100', 'inet', 'tether_policy', 'default_deny', 5);
     expect(await vr.counters(desired())).toEqual([
       { network: 'red', policy: 'p', rule: 'r', packets: 2, bytes: 168 },
       { network: 'red', policy: '(all)', rule: '(default)', packets: 5, bytes: 420 },

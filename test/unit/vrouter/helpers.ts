@@ -1,4 +1,5 @@
 import { FakeKernel } from '../../../src/kernel/fake.js';
+import type { PolicyKernelFacts } from '../../../src/kernel/types.js';
 import type { DesiredNetwork, DesiredNodeNetwork } from '../../../src/node/vrouter/model.js';
 import { gatewayMacFor } from '../../../src/node/vrouter/model.js';
 
@@ -33,8 +34,8 @@ export function node(
 }
 
 /** A fake kernel with the node namespace, its underlay and uplink, and CNI-created host veth ends. */
-export function fakeNode(hostIfnames: string[] = []): FakeKernel {
-  const k = new FakeKernel();
+export function fakeNode(hostIfnames: string[] = [], facts?: PolicyKernelFacts): FakeKernel {
+  const k = new FakeKernel(facts);
   k.addNsForTest(NODE_NS);
   k.addLink(NODE_NS, { name: 'ul0', mtu: 1500, addrs: ['192.168.0.1/24'] });
   k.addLink(NODE_NS, { name: 'up0', mtu: 1500, addrs: ['10.99.0.2/24'] });

@@ -85,6 +85,7 @@ const cases: Case[] = [
         dst: '192.168.0.2',
       },
       { op: 'fdb-replace', netns: VN, dev: 'tvx100', mac: '02:00:00:00:00:0b', target: 'master' },
+      { op: 'sysctl', netns: VN, key: 'net.bridge.bridge-nf-call-iptables', value: '0' },
     ],
   },
   {
@@ -161,6 +162,7 @@ const cases: Case[] = [
       { op: 'link-set', netns: VN, name: 'lo', up: true },
       { op: 'addr-replace', netns: VN, dev: 'tbr0', cidr: '10.1.0.1/24' },
       { op: 'link-set', netns: VN, name: 'tvx100', mtu: 1450, master: 'tbr0', up: true, learning: false },
+      { op: 'sysctl', netns: VN, key: 'net.bridge.bridge-nf-call-iptables', value: '0' },
     ],
   },
   {
@@ -233,7 +235,7 @@ const cases: Case[] = [
       {
         op: 'nft-set',
         netns: VN,
-        family: 'bridge',
+        family: 'inet',
         table: 'tether_policy',
         set: 'p0r0_to',
         elements: ['10.1.0.11', '10.1.0.12'],
@@ -241,10 +243,13 @@ const cases: Case[] = [
     ],
   },
   {
-    name: 'policy removed → its table deleted',
+    name: 'policy removed → its table deleted, bridged frames no longer handed to the inet hooks',
     before: node([red({ policies: [denyWebDb] })]),
     desired: node([red()]),
-    expected: [{ op: 'nft-table-del', netns: VN, family: 'bridge', table: 'tether_policy' }],
+    expected: [
+      { op: 'sysctl', netns: VN, key: 'net.bridge.bridge-nf-call-iptables', value: '0' },
+      { op: 'nft-table-del', netns: VN, family: 'inet', table: 'tether_policy' },
+    ],
   },
   {
     name: 'stale Tether leftovers in the node namespace are deleted, foreign links are not',
@@ -291,6 +296,7 @@ describe('planner: local breakout', () => {
     ]);
     expect(pick('sysctl')).toEqual([
       { op: 'sysctl', netns: VN, key: 'net.ipv4.ip_forward', value: '1' },
+      { op: 'sysctl', netns: VN, key: 'net.bridge.bridge-nf-call-iptables', value: '0' },
       { op: 'sysctl', netns: NODE_NS, key: 'net.ipv4.ip_forward', value: '1' },
     ]);
     const tables = pick('nft-table').map((o) => (o.op === 'nft-table' ? o.table : undefined));
@@ -333,6 +339,7 @@ describe('planner: batching', () => {
       `ip@${NODE_NS}:1`,
       `ip@${VN}:10005`,
       `bridge@${VN}:20000`,
+      `sysctl@${VN}:1`,
     ]);
   });
 });
