@@ -8,7 +8,7 @@ import { tetherProto } from '../api/grpc.js';
 import type { TetherObject } from '../api/resource.js';
 import { fromGrpcError } from '../api/status.js';
 import { type BackoffPolicy, DEFAULT_BACKOFF, fullJitterDelay } from '../lib/backoff.js';
-import { asTetherError } from '../lib/errors.js';
+import { asTetherError, TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { createKeyAndCsr } from '../lib/pki.js';
 import type { StateCache } from './cache.js';
@@ -37,6 +37,8 @@ export interface SessionOptions {
   /** Called after each change is on disk (and acknowledged). */
   onChange?: (cache: StateCache) => void;
   onStatus?: (s: SessionStatus) => void;
+  /** Called once when the controller says this node is revoked; the session does not reconnect. */
+  onRevoked?: (err: TetherError) => void;
   version?: string;
 }
 
@@ -111,6 +113,14 @@ export class ControllerSession {
     this.setPhase('stopped');
   }
 
+  private revoked(err: TetherError): void {
+    if (this.status.phase === 'revoked') return;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.renewTimer);
+    this.setPhase('revoked', err.message);
+    this.opts.onRevoked?.(err);
+  }
+
   private setPhase(phase: SessionPhase, err?: string): void {
     if (this.status.phase !== phase) {
       this.status.phase = phase;
@@ -159,7 +169,7 @@ export class ControllerSession {
         ended = true;
         clearInterval(this.hbTimer);
         this.opts.log.error({ err: err.message }, 'this node has been revoked; not reconnecting');
-        this.setPhase('revoked', err.message);
+        this.revoked(err);
         return;
       }
       onEnd(err.message);
@@ -248,7 +258,7 @@ export class ControllerSession {
         const g = m.goodbye!;
         this.opts.log.warn({ code: g.code, reason: g.reason }, 'controller said goodbye');
         if (g.code === 'TETHER_E_REVOKED') {
-          this.setPhase('revoked', g.reason);
+          this.revoked(new TetherError('TETHER_E_REVOKED', g.reason || 'this node has been revoked'));
           this.call?.cancel();
         }
         return;
