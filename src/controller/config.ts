@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { TetherError } from '../lib/errors.js';
+import { parseYaml, readInputFile } from '../lib/input.js';
 import { DEFAULT_CONNECTION_LIMITS } from './listener.js';
 
 export interface ControllerConfig {
@@ -51,7 +51,7 @@ export const DEFAULT_CONFIG: ControllerConfig = {
 export function loadControllerConfig(path: string): ControllerConfig {
   let raw: unknown;
   try {
-    raw = parse(readFileSync(path, 'utf8'));
+    raw = parseYaml(readInputFile(path), { source: path });
   } catch (e) {
     throw new TetherError('TETHER_E_STATE', `cannot read controller config: ${(e as Error).message}`, {
       file: path,

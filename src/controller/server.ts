@@ -12,6 +12,7 @@ import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { toGrpcError } from '../api/status.js';
 import { validateObject } from '../api/validate.js';
 import { asTetherError, TetherError } from '../lib/errors.js';
+import { parseJson } from '../lib/input.js';
 import type { Logger } from '../lib/log.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
 import type { ControllerConfig } from './config.js';
@@ -388,13 +389,7 @@ export class ControllerServer {
                 expected: `at most ${MAX_RESOURCE_BYTES} bytes`,
               });
             }
-            let parsed: unknown;
-            try {
-              parsed = JSON.parse(buf.toString('utf8'));
-            } catch (e) {
-              throw new TetherError('TETHER_E_PARSE', `not JSON: ${(e as Error).message}`, { file: source });
-            }
-            const obj = validateObject(parsed, { file: source });
+            const obj = validateObject(parseJson(buf, { source }), { file: source });
             if (READ_ONLY_KINDS.has(obj.kind)) {
               throw new TetherError(
                 'TETHER_E_PERMISSION',
@@ -556,7 +551,7 @@ export class ControllerServer {
     const ops: TxnOp[] = [];
     const keep = new Set<string>();
     for (const r of reported) {
-      const raw = JSON.parse(r.json.toString('utf8')) as TetherObject;
+      const raw = parseJson(r.json, { source: `endpoint report from ${node}` }) as TetherObject;
       const id = raw.metadata?.name?.startsWith(`${node}.`)
         ? raw.metadata.name
         : `${node}.${raw.metadata?.name ?? ''}`;

@@ -9,6 +9,7 @@ import type { TetherObject } from '../api/resource.js';
 import { fromGrpcError } from '../api/status.js';
 import { type BackoffPolicy, DEFAULT_BACKOFF, fullJitterDelay } from '../lib/backoff.js';
 import { asTetherError, TetherError } from '../lib/errors.js';
+import { parseJson } from '../lib/input.js';
 import type { Logger } from '../lib/log.js';
 import { createKeyAndCsr } from '../lib/pki.js';
 import type { StateCache } from './cache.js';
@@ -47,7 +48,7 @@ function encode(o: TetherObject): { kind: string; name: string; json: Buffer; re
 }
 
 function decode(r: Resource__Output): TetherObject {
-  return JSON.parse(r.json.toString('utf8')) as TetherObject;
+  return parseJson(r.json, { source: `controller message (${r.kind}/${r.name})` }) as TetherObject;
 }
 
 /**
