@@ -72,12 +72,11 @@ function certless(port: number, localAddress = '127.0.0.1'): Tracked {
 }
 
 /** A TLS connection with the admin certificate (authenticated), then idle. */
-function withAdminCert(port: number, cfgPath: string): Tracked {
+function withAdminCert(port: number, cfgPath: string, localAddress = '127.0.0.1'): Tracked {
   const cfg = loadClientConfig(cfgPath);
   return track(
     tlsConnect({
-      host: '127.0.0.1',
-      port,
+      socket: netConnect({ host: '127.0.0.1', port, localAddress }),
       ca: cfg.ca,
       cert: cfg.cert,
       key: cfg.key,
@@ -172,6 +171,23 @@ describe('connections without a client certificate', () => {
     const again = certless(c.port, '127.0.0.2');
     await waitFor('a connection after slots were freed', () => again.secure || again.closed);
     expect(again.secure).toBe(true);
+  });
+});
+
+describe('connections with a client certificate', () => {
+  it('count against the per-address total cap too', { timeout: 120_000 }, async () => {
+    const cap = 12;
+    const c = await controller('total-cap', { maxConnectionsPerPeer: cap, maxUnauthenticatedPerPeer: 100 });
+    const held: Tracked[] = [];
+    for (let i = 0; i < cap; i++) held.push(withAdminCert(c.port, c.cfg, '127.0.0.3'));
+    await waitFor('authenticated connections to be up', () => held.every((t) => t.secure || t.closed));
+    expect(held.filter((t) => t.closed)).toHaveLength(0);
+    const over = withAdminCert(c.port, c.cfg, '127.0.0.3');
+    await waitFor('the connection over the total cap to be refused', () => over.closed);
+    expect(over.secure).toBe(false);
+    // The held ones are authenticated: the idle close does not touch them, and 127.0.0.1 is free.
+    expect(await timedList(c.cfg)).toBeGreaterThan(0);
+    expect(held.filter((t) => t.closed)).toHaveLength(0);
   });
 });
 
