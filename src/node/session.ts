@@ -111,7 +111,8 @@ export class ControllerSession {
     clearTimeout(this.renewTimer);
     this.call?.cancel();
     this.client?.close();
-    this.setPhase('stopped');
+    // A revoked node stays "revoked" in its status file after it exits: `tether status` says why.
+    if (this.status.phase !== 'revoked') this.setPhase('stopped');
   }
 
   private revoked(err: TetherError): void {
