@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { ERROR_CODES, type ErrorCode, type ErrorDetails, TetherError } from '../lib/errors.js';
+import { parseJson } from '../lib/input.js';
 
 /** Maps Tether error codes onto gRPC status codes; the exact Tether code and details ride
  *  along in trailing metadata so the client can rebuild the same TetherError. */
@@ -43,7 +44,9 @@ export function fromGrpcError(e: unknown, what = 'controller'): TetherError {
   if (typeof code === 'string' && code in ERROR_CODES) {
     let details: ErrorDetails = {};
     try {
-      details = JSON.parse(String(e.metadata.get('tether-details')[0] ?? '{}')) as ErrorDetails;
+      details = parseJson(String(e.metadata.get('tether-details')[0] ?? '{}'), {
+        source: 'error details',
+      }) as ErrorDetails;
     } catch {
       /* details are optional decoration */
     }

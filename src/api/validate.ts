@@ -2,6 +2,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import formatsModule from 'ajv-formats';
 import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
 import { TetherError } from '../lib/errors.js';
+import { checkValueDepth, checkYamlDepth } from '../lib/input.js';
 import {
   type Issue,
   type JsonSchema,
@@ -163,6 +164,8 @@ export function validateObject(obj: unknown, source: Source = {}): TetherObject 
       },
     ]);
   }
+  // Everything below (structuredClone, Ajv, our walks) recurses over the value.
+  checkValueDepth(obj, { source: source.file ?? 'input' });
   let o: Record<string, unknown>;
   try {
     o = structuredClone(obj) as Record<string, unknown>;
@@ -482,6 +485,8 @@ export interface ParsedDocument {
  * TETHER_E_PARSE naming the file and line on a syntax error or duplicate key.
  */
 export function parseResourceDocuments(text: string, file: string): ParsedDocument[] {
+  // Before the composer, which recurses: a 10,000-level document overflowed the stack.
+  checkYamlDepth(text, { source: file });
   const lc = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: true });
   const out: ParsedDocument[] = [];
@@ -508,6 +513,7 @@ export function parseResourceDocuments(text: string, file: string): ParsedDocume
     // A document with only comments (or an explicit null) is no resource: skip it.
     if (object === null || object === undefined) continue;
     const line = lineAt(lc, contents) ?? 1;
+    checkValueDepth(object, { source: file, line });
     out.push({ object, line, lineOf: (path: string) => lineOfPath(lc, contents, parsePath(path)) ?? line });
   }
   return out;

@@ -1,8 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { parse } from 'yaml';
 import type { AdminClient } from '../api/gen/tether/v1/Admin.js';
 import type { ApplyRequest } from '../api/gen/tether/v1/ApplyRequest.js';
 import type { ApplyResponse__Output } from '../api/gen/tether/v1/ApplyResponse.js';
@@ -17,6 +16,7 @@ import type { TetherObject } from '../api/resource.js';
 import { fromGrpcError } from '../api/status.js';
 import type { ClientConfig } from '../controller/init.js';
 import { TetherError } from '../lib/errors.js';
+import { parseJson, parseYaml, readInputFile } from '../lib/input.js';
 import { CHANNEL_OPTIONS, controllerCredentials } from '../node/connect.js';
 
 export const DEFAULT_CONTROLLER_DIR = '/var/lib/tether/controller';
@@ -38,7 +38,7 @@ export function resolveClientConfigPath(flag?: string): string {
 }
 
 export function loadClientConfig(path: string): ClientConfig {
-  const c = parse(readFileSync(path, 'utf8')) as ClientConfig;
+  const c = parseYaml(readInputFile(path), { source: path }) as ClientConfig;
   for (const f of ['server', 'ca', 'cert', 'key'] as const) {
     if (typeof c?.[f] !== 'string')
       throw new TetherError('TETHER_E_INVALID', 'incomplete client config', {
@@ -51,7 +51,7 @@ export function loadClientConfig(path: string): ClientConfig {
 }
 
 export function decodeResource(r: Resource__Output): TetherObject {
-  return JSON.parse(r.json.toString('utf8')) as TetherObject;
+  return parseJson(r.json, { source: `controller answer (${r.kind}/${r.name})` }) as TetherObject;
 }
 
 type Callback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;

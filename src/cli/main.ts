@@ -88,7 +88,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       say(`${paint('error:', 'red')} ${describeError(e)}`);
       return exitCodeFor(e.code);
     }
-    say(`${paint('error:', 'red')} ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    // A bug, not bad input; still no stack trace for the user unless asked for.
+    const detail =
+      e instanceof Error ? (process.env.TETHER_DEBUG ? (e.stack ?? e.message) : e.message) : String(e);
+    say(
+      `${paint('error:', 'red')} internal error: ${detail} [TETHER_E_INTERNAL] (TETHER_DEBUG=1 shows the stack)`,
+    );
     return EXIT.ERROR;
   }
 }

@@ -4,6 +4,7 @@
  * do not import each other: the conformance test proves they agree).
  */
 import { request } from 'node:http';
+import { parseJson } from '../lib/input.js';
 import { CNI_CODES, CniError } from './spec.js';
 
 /** What the agent hands out for one attachment. */
@@ -160,7 +161,7 @@ export class HttpAgentClient implements AgentClient {
             const status = res.statusCode ?? 0;
             let parsed: unknown;
             try {
-              parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+              parsed = parseJson(Buffer.concat(chunks), { source: 'node agent answer' });
             } catch {
               reject(
                 new CniError(CNI_CODES.AGENT_ERROR, `node agent sent a non-JSON answer (HTTP ${status})`),

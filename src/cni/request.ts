@@ -2,6 +2,8 @@
  * Turns what a runtime hands a CNI plugin (network config on stdin, `CNI_*` environment) into
  * a typed request, or a CniError carrying the spec's code. Pure: no I/O.
  */
+
+import { parseJson } from '../lib/input.js';
 import {
   CNI_CODES,
   type CniCommand,
@@ -75,7 +77,7 @@ export function parseCniArgs(raw: string | undefined): Record<string, string> {
 
 function decodeJson(stdin: string): unknown {
   try {
-    return JSON.parse(stdin);
+    return parseJson(stdin, { source: 'network config on stdin' });
   } catch (e) {
     throw new CniError(
       CNI_CODES.DECODE_FAILED,
@@ -171,7 +173,7 @@ function parsePrevResult(raw: unknown): CniResult {
 /** Reads the cniVersion from stdin without validating anything else (for error objects). */
 export function sniffVersion(stdin: string): string | undefined {
   try {
-    const o: unknown = JSON.parse(stdin);
+    const o: unknown = parseJson(stdin, { source: 'stdin' });
     if (isObject(o) && isSupportedVersion(o.cniVersion)) return o.cniVersion;
   } catch {
     /* not JSON: no version */

@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { TetherError } from '../lib/errors.js';
+import { parseYaml, readInputFile } from '../lib/input.js';
+import { DEFAULT_CONNECTION_LIMITS } from './listener.js';
 
 export interface ControllerConfig {
   /** host:port the gRPC server binds. */
@@ -15,6 +16,20 @@ export interface ControllerConfig {
   historyRevisions: number;
   /** Largest accepted gRPC message. */
   maxMessageBytes: number;
+  /** A connection must finish its TLS handshake within this long. */
+  handshakeTimeoutMs: number;
+  /** A connection without a client certificate from our CA is closed after this long with no call in progress. */
+  unauthenticatedIdleMs: number;
+  /** …and after this long in total. */
+  unauthenticatedMaxAgeMs: number;
+  /** Connections from one peer address, in any state. */
+  maxConnectionsPerPeer: number;
+  /** Connections from one peer address still handshaking or without a valid client certificate. */
+  maxUnauthenticatedPerPeer: number;
+  /** On shutdown, calls get this long to finish before every connection is destroyed. */
+  shutdownGraceMs: number;
+  /** The systemd watchdog is fed only while event-loop lag stays under this. */
+  watchdogMaxLagMs: number;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -24,12 +39,19 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   heartbeatSeconds: 5,
   historyRevisions: 100_000,
   maxMessageBytes: 4 * 1024 * 1024,
+  handshakeTimeoutMs: DEFAULT_CONNECTION_LIMITS.handshakeTimeoutMs,
+  unauthenticatedIdleMs: DEFAULT_CONNECTION_LIMITS.unauthenticatedIdleMs,
+  unauthenticatedMaxAgeMs: DEFAULT_CONNECTION_LIMITS.unauthenticatedMaxAgeMs,
+  maxConnectionsPerPeer: DEFAULT_CONNECTION_LIMITS.maxConnectionsPerPeer,
+  maxUnauthenticatedPerPeer: DEFAULT_CONNECTION_LIMITS.maxUnauthenticatedPerPeer,
+  shutdownGraceMs: 2000,
+  watchdogMaxLagMs: 5000,
 };
 
 export function loadControllerConfig(path: string): ControllerConfig {
   let raw: unknown;
   try {
-    raw = parse(readFileSync(path, 'utf8'));
+    raw = parseYaml(readInputFile(path), { source: path });
   } catch (e) {
     throw new TetherError('TETHER_E_STATE', `cannot read controller config: ${(e as Error).message}`, {
       file: path,
@@ -37,11 +59,19 @@ export function loadControllerConfig(path: string): ControllerConfig {
   }
   const cfg = { ...DEFAULT_CONFIG, ...(raw as Partial<ControllerConfig>) };
   for (const [k, v] of Object.entries(DEFAULT_CONFIG)) {
-    if (typeof (cfg as Record<string, unknown>)[k] !== typeof v) {
+    const got = (cfg as Record<string, unknown>)[k];
+    if (typeof got !== typeof v) {
       throw new TetherError('TETHER_E_INVALID', `wrong type for ${k}`, {
         file: path,
         field: k,
         expected: typeof v,
+      });
+    }
+    if (typeof got === 'number' && !(Number.isFinite(got) && got >= 0)) {
+      throw new TetherError('TETHER_E_INVALID', `${k} is ${got}`, {
+        file: path,
+        field: k,
+        expected: 'a finite number, 0 or more',
       });
     }
   }

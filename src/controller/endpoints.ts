@@ -2,6 +2,7 @@ import type { EndpointSpec, VirtualNetwork } from '../api/kinds.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { validateObject } from '../api/validate.js';
 import { asTetherError, type ErrorCode, TetherError } from '../lib/errors.js';
+import { parseJson } from '../lib/input.js';
 import { type Cidr, cidrContains, formatIp, lastOf, parseCidr, parseIp } from '../lib/ipv4.js';
 import type { Logger } from '../lib/log.js';
 import type { Store, StoreEvent, TxnOp } from './store/store.js';
@@ -66,12 +67,8 @@ function parseReported(buf: Buffer, limits: ClaimLimits): Record<string, unknown
       expected: `at most ${limits.maxEndpointBytes} bytes`,
     });
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(buf.toString('utf8'));
-  } catch (e) {
-    throw new TetherError('TETHER_E_PARSE', `endpoint is not JSON: ${(e as Error).message}`, { field: '' });
-  }
+  // Depth-bounded: validation recurses over what the node sent.
+  const raw = parseJson(buf, { source: 'endpoint report' });
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new TetherError('TETHER_E_INVALID', 'endpoint is not a mapping', { field: '' });
   }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from '../lib/log.js';
 import { registerProfileKind } from '../profiles/resource.js';
 import { loadControllerConfig } from './config.js';
+import { ControllerHealth } from './health.js';
 import { loadCa } from './init.js';
 import { controllerPaths } from './paths.js';
 import { ControllerServer } from './server.js';
@@ -9,6 +10,8 @@ import { SqliteStore } from './store/sqlite.js';
 
 export interface RunningController {
   server: ControllerServer;
+  /** What the systemd watchdog is fed on (store probe, event-loop lag). */
+  health: ControllerHealth;
   port: number;
   close(): Promise<void>;
 }
@@ -39,10 +42,14 @@ export async function startController(opts: {
   );
   const compactTimer = setInterval(() => store.compact(config.historyRevisions), 60_000);
   compactTimer.unref();
+  const health = new ControllerHealth({ store, maxLagMs: config.watchdogMaxLagMs });
+  health.start();
   return {
     server,
+    health,
     port,
     async close() {
+      health.stop();
       clearInterval(compactTimer);
       await server.close();
       store.close();

@@ -7,39 +7,21 @@ import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
 import type { NodeSessionHandlers } from '../api/gen/tether/v1/NodeSession.js';
 import type { Resource, Resource__Output } from '../api/gen/tether/v1/Resource.js';
 import { tetherProto } from '../api/grpc.js';
+import { kindDefinition, knownKinds } from '../api/kinds.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { toGrpcError } from '../api/status.js';
 import { validateObject } from '../api/validate.js';
 import { asTetherError, TetherError } from '../lib/errors.js';
+import { parseJson } from '../lib/input.js';
 import type { Logger } from '../lib/log.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
 import type { ControllerConfig } from './config.js';
 import { EndpointClaims, type ReportOutcome } from './endpoints.js';
 import { type Session, SessionHub, toResource } from './hub.js';
+import { GuardedListener, type ListenerStats } from './listener.js';
 import { NetworkReconciler } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
 import type { PutOp, Store, TxnOp } from './store/store.js';
-
-/** Hands fixed key material to grpc-js' certificate-provider credentials, which (unlike
- *  createSsl) let us ask for a client certificate without requiring one: enrollment runs
- *  before a node has any. */
-class StaticCertificateProvider implements grpc.experimental.CertificateProvider {
-  constructor(
-    private readonly ca: Buffer,
-    private readonly cert: Buffer,
-    private readonly key: Buffer,
-  ) {}
-  addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
-    // Asynchronously: grpc-js registers its watcher only after adding the listener, and an
-    // update delivered before that would be lost, leaving the server without a TLS context.
-    setImmediate(() => l({ caCertificate: this.ca }));
-  }
-  removeCaCertificateListener(): void {}
-  addIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
-    setImmediate(() => l({ certificate: this.cert, privateKey: this.key }));
-  }
-  removeIdentityCertificateListener(): void {}
-}
 
 /** A ControllerMessage already serialized: fan-out encodes a change once per site and
  *  writes the same bytes to every session, instead of once per node. */
@@ -69,6 +51,14 @@ function sessionServiceDefinition(): {
 
 type AnyCall = { getAuthContext(): { sslPeerCertificate?: { raw?: Buffer } } };
 
+/** `tether.v1.Admin` from a service definition's method paths (`/tether.v1.Admin/Apply`). */
+function serviceName(def: grpc.ServiceDefinition): string {
+  const first = Object.values(def)[0];
+  const m = first ? /^\/([^/]+)\//.exec(first.path) : null;
+  if (!m) throw new TetherError('TETHER_E_INTERNAL', 'service definition without methods');
+  return m[1]!;
+}
+
 export interface ControllerServerDeps {
   store: Store;
   ca: CaMaterial;
@@ -82,6 +72,23 @@ export interface ControllerServerDeps {
 const READ_ONLY_KINDS = new Set(['EnrollmentToken', 'Node']);
 /** Fields of status the controller owns; apply keeps the stored status, not the input's. */
 const MAX_RESOURCE_BYTES = 512 * 1024;
+
+/** A kind the admin API knows, or undefined for "every kind" (the empty string). An unknown
+ *  kind is a caller's mistake, not an empty list. */
+function knownKindOrAll(kind: string): string | undefined {
+  if (kind === '') return undefined;
+  requireKnownKind(kind);
+  return kind;
+}
+
+function requireKnownKind(kind: string): void {
+  if (!kindDefinition(kind)) {
+    throw new TetherError('TETHER_E_INVALID', `unknown kind "${kind}"`, {
+      field: 'kind',
+      expected: `one of ${knownKinds().join(', ')}`,
+    });
+  }
+}
 
 function fail(cb: (err: Partial<grpc.StatusObject> | null) => void, e: unknown): void {
   cb(toGrpcError(asTetherError(e)));
@@ -105,9 +112,14 @@ export class ControllerServer {
   readonly registry: Registry;
   readonly networks: NetworkReconciler;
   readonly endpoints: EndpointClaims;
-  readonly health = new HealthImplementation({ '': 'NOT_SERVING', 'tether.v1.NodeSession': 'NOT_SERVING' });
+  /** Every service we serve, plus '' for the server as a whole (grpc.health.v1). */
+  readonly serviceNames: readonly string[];
+  readonly health: HealthImplementation;
   private readonly caX509: X509Certificate;
+  private readonly listener: GuardedListener;
+  private readonly adminWatches = new Set<grpc.ServerWritableStream<unknown, unknown>>();
   private boundPort = 0;
+  private closing: Promise<void> | undefined;
 
   constructor(private readonly deps: ControllerServerDeps) {
     this.caX509 = new X509Certificate(deps.ca.certPem);
@@ -131,12 +143,51 @@ export class ControllerServer {
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
       // Channelz keeps per-connection trace objects: memory we would pay 10,000 times.
       'grpc.enable_channelz': 0,
+      // Tells the listener which connections have a call in progress: certificate-less
+      // connections are closed only when idle.
+      interceptors: [
+        (_method, call) => {
+          const info = call.getConnectionInfo();
+          const done = this.listener.callStarted(info.remoteAddress, info.remotePort);
+          return new grpc.ServerInterceptingCall(call, {
+            start: (next) => next({ onCancel: done }),
+            sendStatus: (status, next) => {
+              done();
+              next(status);
+            },
+          });
+        },
+      ],
     });
     const proto = tetherProto();
-    this.server.addService(proto.tether.v1.Enrollment.service, this.enrollmentHandlers());
-    this.server.addService(session.service, this.sessionHandlers());
-    this.server.addService(proto.tether.v1.Admin.service, this.adminHandlers());
+    const services: Array<[grpc.ServiceDefinition, grpc.UntypedServiceImplementation]> = [
+      [proto.tether.v1.Enrollment.service, this.enrollmentHandlers() as grpc.UntypedServiceImplementation],
+      [session.service, this.sessionHandlers() as grpc.UntypedServiceImplementation],
+      [proto.tether.v1.Admin.service, this.adminHandlers() as grpc.UntypedServiceImplementation],
+    ];
+    for (const [def, impl] of services) this.server.addService(def, impl);
+    this.serviceNames = ['', ...services.map(([def]) => serviceName(def))];
+    this.health = new HealthImplementation(
+      Object.fromEntries(this.serviceNames.map((n) => [n, 'NOT_SERVING' as const])),
+    );
     this.health.addToServer(this.server);
+    const injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    this.listener = new GuardedListener({
+      keyPem: deps.serverKeyPem,
+      certPem: deps.serverCertPem,
+      caPem: deps.ca.certPem,
+      limits: {
+        handshakeTimeoutMs: deps.config.handshakeTimeoutMs,
+        unauthenticatedIdleMs: deps.config.unauthenticatedIdleMs,
+        unauthenticatedMaxAgeMs: deps.config.unauthenticatedMaxAgeMs,
+        maxConnectionsPerPeer: deps.config.maxConnectionsPerPeer,
+        maxUnauthenticatedPerPeer: deps.config.maxUnauthenticatedPerPeer,
+      },
+      // grpc-js sees an already-decrypted TLSSocket; getAuthContext() reads its peer
+      // certificate exactly as it would for a port grpc-js bound itself.
+      inject: (socket) => injector.injectConnection(socket),
+      log: deps.log.child({ component: 'listener' }),
+    });
     // Revocation takes effect on the live session at once, not at the next reconnect.
     deps.store.subscribe((events) => {
       for (const ev of events) {
@@ -150,19 +201,10 @@ export class ControllerServer {
   }
 
   async listen(address = this.deps.config.listen): Promise<number> {
-    const provider = new StaticCertificateProvider(
-      Buffer.from(this.deps.ca.certPem),
-      Buffer.from(this.deps.serverCertPem),
-      Buffer.from(this.deps.serverKeyPem),
-    );
-    const creds = grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
-    this.boundPort = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))),
-    );
+    this.boundPort = await this.listener.listen(address);
     this.hub.start();
     this.networks.start();
-    this.health.setStatus('', 'SERVING');
-    this.health.setStatus('tether.v1.NodeSession', 'SERVING');
+    for (const n of this.serviceNames) this.health.setStatus(n, 'SERVING');
     return this.boundPort;
   }
 
@@ -170,21 +212,37 @@ export class ControllerServer {
     return this.boundPort;
   }
 
-  async close(): Promise<void> {
-    this.health.setStatus('', 'NOT_SERVING');
+  connectionStats(): ListenerStats {
+    return this.listener.stats();
+  }
+
+  /**
+   * Every service goes NOT_SERVING, node sessions get a goodbye, admin watches end; calls
+   * then have `shutdownGraceMs` to finish before every connection is destroyed, so open
+   * streams (a health Watch, a node that does not hang up) cannot hold the process.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    for (const n of this.serviceNames) this.health.setStatus(n, 'NOT_SERVING');
+    this.listener.stopAccepting();
     this.networks.stop();
     this.hub.stop();
     this.endpoints.close();
+    for (const w of this.adminWatches) w.end();
+    this.adminWatches.clear();
     await new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, 2000);
+      const t = setTimeout(resolve, this.deps.config.shutdownGraceMs);
       this.server.tryShutdown(() => {
         clearTimeout(t);
         resolve();
       });
     });
+    this.server.forceShutdown();
+    await this.listener.destroyAll();
   }
 
   /** Who is calling: a certificate from our CA carrying a Tether identity; for nodes, also
@@ -340,13 +398,7 @@ export class ControllerServer {
                 expected: `at most ${MAX_RESOURCE_BYTES} bytes`,
               });
             }
-            let parsed: unknown;
-            try {
-              parsed = JSON.parse(buf.toString('utf8'));
-            } catch (e) {
-              throw new TetherError('TETHER_E_PARSE', `not JSON: ${(e as Error).message}`, { file: source });
-            }
-            const obj = validateObject(parsed, { file: source });
+            const obj = validateObject(parseJson(buf, { source }), { file: source });
             if (READ_ONLY_KINDS.has(obj.kind)) {
               throw new TetherError(
                 'TETHER_E_PERMISSION',
@@ -385,6 +437,7 @@ export class ControllerServer {
       Get: (call, cb) => {
         try {
           admin(call);
+          requireKnownKind(call.request.kind);
           const o = store.get(call.request.kind, call.request.name);
           if (!o)
             throw new TetherError(
@@ -399,7 +452,8 @@ export class ControllerServer {
       List: (call, cb) => {
         try {
           admin(call);
-          const { revision, items } = store.list(call.request.kind || undefined);
+          const kind = knownKindOrAll(call.request.kind);
+          const { revision, items } = store.list(kind);
           cb(null, { revision, items: items.map((i) => toResource(this.decorate(redact(i.object)))) });
         } catch (e) {
           fail(cb, e);
@@ -409,6 +463,7 @@ export class ControllerServer {
         try {
           admin(call);
           const { kind, name, expect_revision } = call.request;
+          requireKnownKind(kind);
           if (!store.get(kind, name))
             throw new TetherError('TETHER_E_NOT_FOUND', `${kind} "${name}" not found`);
           const res = store.txn(
@@ -426,7 +481,13 @@ export class ControllerServer {
           call.emit('error', toGrpcError(asTetherError(e)));
           return;
         }
-        const kind = call.request.kind || undefined;
+        let kind: string | undefined;
+        try {
+          kind = knownKindOrAll(call.request.kind);
+        } catch (e) {
+          call.emit('error', toGrpcError(asTetherError(e)));
+          return;
+        }
         const emit = (type: string, obj: TetherObject, revision: number) => {
           if (kind && obj.kind !== kind) return;
           const r: Resource = toResource(redact(obj));
@@ -445,8 +506,15 @@ export class ControllerServer {
           call.emit('error', toGrpcError(asTetherError(e)));
           return;
         }
-        call.on('cancelled', unsubscribe);
-        call.on('close', unsubscribe);
+        const watch = call as grpc.ServerWritableStream<unknown, unknown>;
+        this.adminWatches.add(watch);
+        const done = () => {
+          unsubscribe();
+          this.adminWatches.delete(watch);
+        };
+        call.on('cancelled', done);
+        call.on('close', done);
+        call.on('finish', done);
       },
       CreateToken: (call, cb) => {
         try {

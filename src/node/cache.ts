@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { TetherObject } from '../api/resource.js';
 import { writeFileAtomic } from '../lib/atomic.js';
 import { TetherError } from '../lib/errors.js';
+import { INPUT_LIMITS, parseJson } from '../lib/input.js';
 
 interface CacheFile {
   version: 1;
@@ -25,7 +26,10 @@ export class StateCache {
     if (!existsSync(path)) return;
     let f: CacheFile;
     try {
-      f = JSON.parse(readFileSync(path, 'utf8')) as CacheFile;
+      f = parseJson(readFileSync(path, 'utf8'), {
+        source: path,
+        maxDepth: 2 * INPUT_LIMITS.maxDepth,
+      }) as CacheFile;
     } catch (e) {
       throw new TetherError('TETHER_E_STATE', `state cache is unreadable: ${(e as Error).message}`, {
         file: path,

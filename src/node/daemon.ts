@@ -1,6 +1,6 @@
 import type { TetherObject } from '../api/resource.js';
 import { writeFileAtomic } from '../lib/atomic.js';
-import { asTetherError } from '../lib/errors.js';
+import { asTetherError, type TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { StateCache } from './cache.js';
 import { type LoadedIdentity, loadIdentity, nodePaths } from './identity.js';
@@ -47,6 +47,8 @@ export interface NodeDaemonOptions {
   version?: string;
   /** The node's underlay (VTEP) address, declared to the controller in every hello. */
   underlayIp?: string;
+  /** The controller revoked this node: the daemon must not keep running (nor be restarted). */
+  onRevoked?: (err: TetherError) => void;
 }
 
 /**
@@ -85,6 +87,7 @@ export class NodeDaemon {
       ...(this.opts.underlayIp ? { underlayIp: this.opts.underlayIp } : {}),
       onChange: () => this.scheduleApply(),
       onStatus: () => this.writeStatus(),
+      onRevoked: (err) => this.opts.onRevoked?.(err),
     });
     if (this.pendingEndpoints) this.session.reportEndpoints(this.pendingEndpoints);
     for (const c of this.opts.consumers ?? []) await c.start?.(cache);

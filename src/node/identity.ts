@@ -1,8 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { writeFileAtomic } from '../lib/atomic.js';
 import { TetherError } from '../lib/errors.js';
+import { parseJson, parseYaml, readInputFile } from '../lib/input.js';
 
 /** Layout of a node's state directory (default /var/lib/tether/node). */
 export function nodePaths(stateDir: string) {
@@ -62,7 +63,7 @@ export function loadIdentity(stateDir: string): LoadedIdentity {
       expected: 'run `tether node enroll --controller HOST:PORT --token TOKEN` first',
     });
   }
-  const id = parse(readFileSync(p.identity, 'utf8')) as NodeIdentity;
+  const id = parseYaml(readInputFile(p.identity), { source: p.identity }) as NodeIdentity;
   for (const f of ['name', 'site', 'controller', 'caFingerprint'] as const) {
     if (typeof id?.[f] !== 'string')
       throw new TetherError('TETHER_E_STATE', 'identity file is incomplete', {
@@ -73,7 +74,7 @@ export function loadIdentity(stateDir: string): LoadedIdentity {
   }
   let credentials: NodeCredentials;
   try {
-    credentials = JSON.parse(readFileSync(p.credentials, 'utf8')) as NodeCredentials;
+    credentials = parseJson(readInputFile(p.credentials), { source: p.credentials }) as NodeCredentials;
   } catch (e) {
     throw new TetherError('TETHER_E_STATE', `cannot read node credentials: ${(e as Error).message}`, {
       file: p.credentials,

@@ -8,7 +8,8 @@ import { tetherProto } from '../api/grpc.js';
 import type { TetherObject } from '../api/resource.js';
 import { fromGrpcError } from '../api/status.js';
 import { type BackoffPolicy, DEFAULT_BACKOFF, fullJitterDelay } from '../lib/backoff.js';
-import { asTetherError } from '../lib/errors.js';
+import { asTetherError, TetherError } from '../lib/errors.js';
+import { parseJson } from '../lib/input.js';
 import type { Logger } from '../lib/log.js';
 import { createKeyAndCsr } from '../lib/pki.js';
 import type { StateCache } from './cache.js';
@@ -44,6 +45,8 @@ export interface SessionOptions {
   /** Called after each change is on disk (and acknowledged). */
   onChange?: (cache: StateCache) => void;
   onStatus?: (s: SessionStatus) => void;
+  /** Called once when the controller says this node is revoked; the session does not reconnect. */
+  onRevoked?: (err: TetherError) => void;
   version?: string;
   /** This node's underlay (VTEP) address, declared in every hello; the controller records
    *  the first and holds the node to it. Absent when the node runs no vRouter. */
@@ -55,7 +58,7 @@ function encode(o: TetherObject): { kind: string; name: string; json: Buffer; re
 }
 
 function decode(r: Resource__Output): TetherObject {
-  return JSON.parse(r.json.toString('utf8')) as TetherObject;
+  return parseJson(r.json, { source: `controller message (${r.kind}/${r.name})` }) as TetherObject;
 }
 
 /**
@@ -121,7 +124,16 @@ export class ControllerSession {
     clearTimeout(this.renewTimer);
     this.call?.cancel();
     this.client?.close();
-    this.setPhase('stopped');
+    // A revoked node stays "revoked" in its status file after it exits: `tether status` says why.
+    if (this.status.phase !== 'revoked') this.setPhase('stopped');
+  }
+
+  private revoked(err: TetherError): void {
+    if (this.status.phase === 'revoked') return;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.renewTimer);
+    this.setPhase('revoked', err.message);
+    this.opts.onRevoked?.(err);
   }
 
   private setPhase(phase: SessionPhase, err?: string): void {
@@ -172,7 +184,7 @@ export class ControllerSession {
         ended = true;
         clearInterval(this.hbTimer);
         this.opts.log.error({ err: err.message }, 'this node has been revoked; not reconnecting');
-        this.setPhase('revoked', err.message);
+        this.revoked(err);
         return;
       }
       onEnd(err.message);
@@ -300,7 +312,7 @@ export class ControllerSession {
         const g = m.goodbye!;
         this.opts.log.warn({ code: g.code, reason: g.reason }, 'controller said goodbye');
         if (g.code === 'TETHER_E_REVOKED') {
-          this.setPhase('revoked', g.reason);
+          this.revoked(new TetherError('TETHER_E_REVOKED', g.reason || 'this node has been revoked'));
           this.call?.cancel();
         }
         return;

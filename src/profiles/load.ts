@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { TetherError } from '../lib/errors.js';
+import { checkValueDepth, checkYamlDepth } from '../lib/input.js';
 import { PROFILE_SPEC_SCHEMA, type ProfileSpec } from './schema.js';
 
 /** Where a field of a resolved profile came from. */
@@ -97,6 +98,8 @@ const validateSchema = ajv.compile(PROFILE_SPEC_SCHEMA);
 
 /** Parses and schema-checks one profile file; errors cite file:line and the field. */
 export function parseProfileText(text: string, file: string): ParsedFile {
+  // Before the composer, which recurses: a 10,000-level document overflowed the stack.
+  checkYamlDepth(text, { source: file });
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const lineOf = (offset: number | undefined): number => (offset === undefined ? 1 : lc.linePos(offset).line);
@@ -112,7 +115,8 @@ export function parseProfileText(text: string, file: string): ParsedFile {
       `cannot parse ${file}`,
     );
   }
-  const value = (doc.toJS() ?? {}) as unknown;
+  const value = (doc.toJS({ maxAliasCount: 100 }) ?? {}) as unknown;
+  checkValueDepth(value, { source: file });
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throwIssues(
       [

@@ -243,7 +243,14 @@ export async function run(opts: ControllerScaleOptions): Promise<Result> {
   try {
     const port = await freePort();
     const address = `127.0.0.1:${port}`;
-    await initController({ dataDir, listen: address, advertise: address });
+    // Every simulated node dials from 127.0.0.1: lift the per-address caps that protect a
+    // real controller from one misbehaving peer (src/controller/listener.ts).
+    await initController({
+      dataDir,
+      listen: address,
+      advertise: address,
+      config: { maxConnectionsPerPeer: 1_000_000, maxUnauthenticatedPerPeer: 1_000_000 },
+    });
     const p = controllerPaths(dataDir);
     // Workaround for a bug in initController (src/controller/init.ts): it writes the server
     // chain as certPem + caPem, and @peculiar/x509 PEM has no trailing newline, so the file

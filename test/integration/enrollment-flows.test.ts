@@ -1,5 +1,6 @@
 // Manual approval with backoff, certificate rotation over the live session, and dead-WAN
-// detection by heartbeat, each against real processes over TLS on loopback.
+// detection by heartbeat, each against real processes over TLS on loopback. Each test
+// enrolls and starts the nodes it uses, so they pass in any order.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +26,32 @@ async function token(site: string): Promise<string> {
   const r = await runTether(['token', 'create', '--site', site, '--config', cfg]);
   expect(r.code, r.stderr).toBe(0);
   return r.stdout.trim();
+}
+
+/** Enrolls `name` (if it has no identity) and starts its daemon; resolves once connected. */
+async function runningNode(name: string): Promise<Daemon> {
+  if (!existsSync(join(nodeDir(name), 'identity.yaml'))) {
+    const r = await runTether([
+      'node',
+      'enroll',
+      '--controller',
+      addr,
+      '--token',
+      await token('open'),
+      '--name',
+      name,
+      '--state-dir',
+      nodeDir(name),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+  }
+  const d = startTether(['node', 'run', '--state-dir', nodeDir(name), '--heartbeat', '1s', '--no-vrouter']);
+  started.push(d);
+  await waitFor(`${name} connected`, () => {
+    const s = status(name);
+    return s !== undefined && s.pid === d.child.pid && s.session.phase === 'connected';
+  });
+  return d;
 }
 
 beforeAll(async () => {
@@ -167,14 +194,14 @@ describe('live session', () => {
   it('notices a dead controller by missing heartbeats, not TCP, and resumes when it returns', {
     timeout: 120_000,
   }, async () => {
-    await waitFor('r1 connected', () => status('r1')?.session.phase === 'connected');
+    await runningNode('hb1');
     const pid = controller!.child.pid!;
     process.kill(pid, 'SIGSTOP'); // the TCP connection stays up; only heartbeats stop
     try {
       await waitFor(
-        'r1 to notice',
+        'hb1 to notice',
         () => {
-          const s = status('r1');
+          const s = status('hb1');
           return s && s.session.phase !== 'connected' && /heartbeat/.test(s.session.lastError ?? '');
         },
         20_000,
@@ -182,6 +209,6 @@ describe('live session', () => {
     } finally {
       process.kill(pid, 'SIGCONT');
     }
-    await waitFor('r1 back', () => status('r1')?.session.phase === 'connected', 60_000);
+    await waitFor('hb1 back', () => status('hb1')?.session.phase === 'connected', 60_000);
   });
 });

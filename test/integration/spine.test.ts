@@ -1,11 +1,13 @@
 // The spine end to end over real TLS on loopback: a controller process, two node processes,
 // enrollment with tokens, a VirtualNetwork reaching both nodes' disks, kill -9 of either side,
-// and every refusal the issue lists.
+// and every refusal the issue lists. Each test sets up what it needs (beforeEach brings the
+// controller up; runningNode() enrolls and starts a node if it is not), so the tests pass in
+// any order (`vitest --sequence.shuffle`).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Admin, loadClientConfig } from '../../src/cli/admin.js';
 import type { NodeStatusFile } from '../../src/node/daemon.js';
 import { type Daemon, freePort, REPO, runTether, startTether, waitFor } from './support/proc.js';
@@ -35,6 +37,10 @@ function nodeCache(name: string): {
   return JSON.parse(readFileSync(join(nodeDir(name), 'cache.json'), 'utf8'));
 }
 
+function running(d: Daemon | undefined): d is Daemon {
+  return d !== undefined && d.child.exitCode === null && d.child.signalCode === null;
+}
+
 async function startController(): Promise<void> {
   controller = startTether(['controller', 'start', '--data-dir', ctlDir]);
   await waitFor(
@@ -50,6 +56,20 @@ function startNode(name: string): void {
     name,
     startTether(['node', 'run', '--state-dir', nodeDir(name), '--heartbeat', '1s', '--no-vrouter']),
   );
+}
+
+/** Makes `name` an enrolled node in `site` whose daemon runs and is connected, whatever
+ *  ran before: enrolls it if it has no identity, starts it if it is not running. */
+async function runningNode(name: string, site = 'site-a'): Promise<void> {
+  if (!existsSync(join(nodeDir(name), 'identity.yaml'))) {
+    const r = await enroll(name, await token(site));
+    expect(r.code, r.stderr).toBe(0);
+  }
+  if (!running(nodes.get(name))) startNode(name);
+  await waitFor(`${name} connected`, () => {
+    const s = nodeStatus(name);
+    return s?.pid === nodes.get(name)!.child.pid && s?.session.phase === 'connected';
+  });
 }
 
 async function token(site: string, extra: string[] = []): Promise<string> {
@@ -103,6 +123,12 @@ beforeAll(async () => {
   await startController();
 });
 
+beforeEach(async () => {
+  // A test that stopped or killed the controller and failed before restarting it must not
+  // take the next one down with it.
+  if (!running(controller)) await startController();
+});
+
 afterAll(async () => {
   for (const n of nodes.values()) await n.stop();
   await controller?.stop();
@@ -112,12 +138,14 @@ afterAll(async () => {
 describe('spine over real TLS', () => {
   it('enrolls two nodes with tokens and delivers a VirtualNetwork to both disks at one revision', async () => {
     for (const n of ['n1', 'n2']) {
-      const r = await enroll(n, await token('site-a'));
-      expect(r.code, r.stderr).toBe(0);
-      expect(r.stderr).toContain('controller CA verified');
+      if (!existsSync(join(nodeDir(n), 'identity.yaml'))) {
+        const r = await enroll(n, await token('site-a'));
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr).toContain('controller CA verified');
+      }
       const creds = readFileSync(join(nodeDir(n), 'credentials.json'));
       expect(creds.length).toBeGreaterThan(0);
-      startNode(n);
+      await runningNode(n);
     }
     const vn =
       'apiVersion: tether.dev/v1\nkind: VirtualNetwork\nmetadata:\n  name: red\nspec:\n  subnets: ["10.1.0.0/24"]\n';
@@ -139,7 +167,11 @@ describe('spine over real TLS', () => {
         status: { phase: string; session: { connected: boolean } };
       }>;
     };
-    expect(list.items.map((i) => [i.metadata.name, i.status.phase, i.status.session.connected])).toEqual([
+    expect(
+      list.items
+        .filter((i) => ['n1', 'n2'].includes(i.metadata.name))
+        .map((i) => [i.metadata.name, i.status.phase, i.status.session.connected]),
+    ).toEqual([
       ['n1', 'Approved', true],
       ['n2', 'Approved', true],
     ]);
@@ -223,6 +255,8 @@ describe('spine over real TLS', () => {
   });
 
   it('keeps every accepted apply across kill -9 of the controller; nodes resume by delta', async () => {
+    for (const n of ['n1', 'n2']) await runningNode(n);
+    const before = new Map(['n1', 'n2'].map((n) => [n, nodeStatus(n)!.session.reconnects]));
     const admin = new Admin(loadClientConfig(cfg()), 3000);
     const accepted: Array<{ name: string; revision: number }> = [];
     let killed = false;
@@ -267,7 +301,10 @@ describe('spine over real TLS', () => {
     for (const n of ['n1', 'n2']) {
       const st = await waitFor(`${n} to reconnect`, () => {
         const s = nodeStatus(n);
-        return s && s.session.phase === 'connected' && s.cache.revision >= last && s.session.reconnects > 0
+        return s &&
+          s.session.phase === 'connected' &&
+          s.cache.revision >= last &&
+          s.session.reconnects > before.get(n)!
           ? s
           : undefined;
       });
@@ -276,6 +313,7 @@ describe('spine over real TLS', () => {
   });
 
   it('starts a kill -9ed node from its disk state with the controller stopped', async () => {
+    await runningNode('n1');
     const before = nodeCache('n1');
     await nodes.get('n1')!.kill9();
     await controller!.stop();
@@ -293,10 +331,14 @@ describe('spine over real TLS', () => {
 });
 
 describe('refusals change nothing', () => {
+  /** The store's head revision: unchanged means nothing was written. */
   async function revision(): Promise<number> {
-    const r = await runTether(['get', 'sites', '-o', 'json', '--config', cfg()]);
-    const items = (JSON.parse(r.stdout) as { items: Array<{ metadata: { revision: number } }> }).items;
-    return Math.max(...items.map((i) => i.metadata.revision));
+    const admin = new Admin(loadClientConfig(cfg()), 15_000);
+    try {
+      return (await admin.list('')).revision;
+    } finally {
+      admin.close();
+    }
   }
 
   it('refuses a reused single-use token', async () => {
@@ -309,8 +351,22 @@ describe('refusals change nothing', () => {
   });
 
   it('refuses an expired token', async () => {
-    const t = await token('site-a', ['--ttl', '1s']);
-    await new Promise((r) => setTimeout(r, 1500));
+    const created = await runTether([
+      'token',
+      'create',
+      '--site',
+      'site-a',
+      '--ttl',
+      '1s',
+      '-o',
+      'json',
+      '--config',
+      cfg(),
+    ]);
+    expect(created.code, created.stderr).toBe(0);
+    const { token: t, expiresAt } = JSON.parse(created.stdout) as { token: string; expiresAt: string };
+    // The controller judges expiry by its clock, which is this machine's.
+    await waitFor('the token to expire', () => Date.now() > Date.parse(expiresAt), 10_000, 50);
     const r = await enroll('r3', t);
     expect(r.code).toBe(6);
     expect(r.stderr).toContain('expired');
@@ -363,21 +419,28 @@ describe('refusals change nothing', () => {
     expect((await runTether(['get', 'vn', 'bad', '--config', cfg()])).code).toBe(3);
   });
 
-  it("closes a revoked node's session within a second and refuses it afterwards", async () => {
-    expect(nodeStatus('n2')?.session.phase).toBe('connected');
-    const r = await runTether(['node', 'revoke', 'n2', '--config', cfg()]);
+  it("closes a revoked node's session within a second, exits 6, and is refused afterwards", async () => {
+    // A node of its own: revoking n1/n2 would take them from the other tests.
+    await runningNode('rv1');
+    const exitOf = (d: Daemon) =>
+      new Promise<number | string>((resolve) => {
+        if (d.child.exitCode !== null || d.child.signalCode !== null)
+          resolve(d.child.exitCode ?? d.child.signalCode!);
+        else d.child.once('exit', (code, sig) => resolve(code ?? sig ?? -1));
+      });
+    const first = exitOf(nodes.get('rv1')!);
+    const r = await runTether(['node', 'revoke', 'rv1', '--config', cfg()]);
     expect(r.code, r.stderr).toBe(0);
-    await waitFor('n2 to be cut off', () => nodeStatus('n2')?.session.phase === 'revoked', 3000, 50);
-    await nodes.get('n2')!.stop();
-    startNode('n2');
-    await waitFor('n2 to be refused', () => {
-      const s = nodeStatus('n2');
-      return (
-        s &&
-        s.pid === nodes.get('n2')!.child.pid &&
-        s.session.lastError &&
-        /revoked/.test(s.session.lastError)
-      );
+    await waitFor('rv1 to be cut off', () => nodeStatus('rv1')?.session.phase === 'revoked', 3000, 50);
+    // Revoked: the daemon stops with exit 6, which the unit's RestartPreventExitStatus=6 honours.
+    expect(await first).toBe(6);
+    startNode('rv1');
+    const again = nodes.get('rv1')!;
+    await waitFor('rv1 to be refused', () => {
+      const s = nodeStatus('rv1');
+      return s && s.pid === again.child.pid && s.session.lastError && /revoked/.test(s.session.lastError);
     });
+    expect(await exitOf(again)).toBe(6);
+    expect(again.log()).toContain('TETHER_E_REVOKED');
   });
 });

@@ -55,6 +55,8 @@ describe('systemd units', () => {
       expect(text).toMatch(/^WatchdogSec=/m);
     }
     expect(text).not.toMatch(/^MemoryDenyWriteExecute=yes/m);
+    // `tether node run` exits 6 when revoked; restarting it would only be refused again.
+    if (unit === 'tether-node.service') expect(text).toMatch(/^RestartPreventExitStatus=6$/m);
     const ceiling = CEILING[unit] ?? 50;
     const out = execFileSync(
       'systemd-analyze',

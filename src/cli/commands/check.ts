@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { parse } from 'yaml';
 import { RootedHostFs } from '../../kernel/hw/hostfs.js';
+import { parseYaml, readInputFile } from '../../lib/input.js';
 import { checkNode } from '../../profiles/check.js';
 import { loadProfile, shippedProfilesDir } from '../../profiles/load.js';
 import { EXIT } from '../exit.js';
@@ -9,7 +8,7 @@ import { out, paint, renderStructured, renderTable, say } from '../output.js';
 
 export function parseYamlOrJson(file: string): unknown {
   try {
-    return parse(readFileSync(file, 'utf8')) ?? {};
+    return parseYaml(readInputFile(file), { source: file }) ?? {};
   } catch {
     return {};
   }

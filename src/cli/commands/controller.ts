@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { initController } from '../../controller/init.js';
 import { startController } from '../../controller/run.js';
+import { asTetherError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
 import { DEFAULT_CONTROLLER_DIR } from '../admin.js';
@@ -61,9 +62,31 @@ export function registerController(program: Command): void {
       // memory instead of whatever the heap has not collected yet.
       const gc = (globalThis as { gc?: () => void }).gc;
       if (gc) process.on('SIGUSR2', () => gc());
+      const serving = `serving on port ${running.port}`;
       notifier.ready();
-      notifier.status(`serving on port ${running.port}`);
-      notifier.startWatchdog(() => true);
+      notifier.status(serving);
+      // Fed only while the store takes writes and the event loop keeps time: a wedged
+      // controller is restarted by systemd. Transitions are logged and shown in STATUS=.
+      let unhealthy: string | undefined;
+      notifier.startWatchdog(() => {
+        try {
+          running.health.check();
+        } catch (e) {
+          const why = asTetherError(e).message;
+          if (unhealthy !== why) {
+            log.error({ err: why }, 'unhealthy: not feeding the watchdog');
+            notifier.status(`unhealthy: ${why}`);
+          }
+          unhealthy = why;
+          throw e;
+        }
+        if (unhealthy !== undefined) {
+          unhealthy = undefined;
+          log.info('healthy again');
+          notifier.status(serving);
+        }
+        return true;
+      });
       await new Promise<void>((resolve) => {
         const stop = (sig: string) => {
           log.info({ sig }, 'shutting down');

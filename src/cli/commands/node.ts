@@ -139,6 +139,12 @@ export function registerNode(program: Command): void {
           });
           consumers.push(networking);
         }
+        // Resolves when the daemon should end: a signal (exit 0) or revocation (exit 6:
+        // the unit's RestartPreventExitStatus=6 keeps systemd from restarting it).
+        let finish: (outcome: { revoked?: TetherError }) => void = () => {};
+        const finished = new Promise<{ revoked?: TetherError }>((resolve) => {
+          finish = resolve;
+        });
         const daemon = new NodeDaemon({
           stateDir: o.stateDir,
           log,
@@ -147,20 +153,32 @@ export function registerNode(program: Command): void {
           version: process.env.npm_package_version,
           consumers,
           ...(underlayIp ? { underlayIp } : {}),
+          onRevoked: (err) => {
+            log.error({ err: err.message }, 'node revoked by the controller; stopping');
+            daemon.stop().then(
+              () => finish({ revoked: err }),
+              () => finish({ revoked: err }),
+            );
+          },
         });
         if (networking) {
           networking.onEndpoints = (eps) => daemon.reportEndpoints(eps);
           networking.onLocalChange = () => daemon.refresh();
         }
         await daemon.start();
-        await new Promise<void>((resolve) => {
-          const stop = (sig: string) => {
-            log.info({ sig }, 'shutting down');
-            daemon.stop().then(resolve, resolve);
-          };
-          process.once('SIGTERM', () => stop('SIGTERM'));
-          process.once('SIGINT', () => stop('SIGINT'));
-        });
+        const stop = (sig: string) => {
+          log.info({ sig }, 'shutting down');
+          daemon.stop().then(
+            () => finish({}),
+            () => finish({}),
+          );
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+        // A pending promise does not keep Node running: this handle does, until we finish.
+        const keepAlive = setInterval(() => {}, 1 << 30);
+        const outcome = await finished.finally(() => clearInterval(keepAlive));
+        if (outcome.revoked) throw outcome.revoked;
       },
     );
 

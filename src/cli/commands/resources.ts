@@ -1,27 +1,28 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { TetherObject } from '../../api/resource.js';
 import { parseResourceDocuments, validateObject } from '../../api/validate.js';
 import { TetherError } from '../../lib/errors.js';
+import { readInputFile } from '../../lib/input.js';
 import { Admin } from '../admin.js';
 import { EXIT } from '../exit.js';
 import { resolveKind, tableFor } from '../kinds.js';
 import { out, parseOutputFormat, renderStructured, renderTable, say } from '../output.js';
 
 function readInputs(path: string): Array<{ file: string; text: string }> {
-  if (path === '-') return [{ file: '<stdin>', text: readFileSync(0, 'utf8') }];
+  if (path === '-') return [{ file: '<stdin>', text: readInputFile(0, { name: '<stdin>' }) }];
   let st: ReturnType<typeof statSync>;
   try {
     st = statSync(path);
   } catch {
     throw new TetherError('TETHER_E_NOT_FOUND', `no such file or directory: ${path}`, { file: path });
   }
-  if (!st.isDirectory()) return [{ file: path, text: readFileSync(path, 'utf8') }];
+  if (!st.isDirectory()) return [{ file: path, text: readInputFile(path) }];
   return readdirSync(path)
     .filter((n) => /\.(ya?ml|json)$/.test(n))
     .sort()
-    .map((n) => ({ file: join(path, n), text: readFileSync(join(path, n), 'utf8') }));
+    .map((n) => ({ file: join(path, n), text: readInputFile(join(path, n)) }));
 }
 
 /** Parses and validates everything locally first, so a bad file is reported with its line

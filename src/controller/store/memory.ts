@@ -100,6 +100,10 @@ export class MemoryStore implements Store {
     return this.subs.add(fn);
   }
 
+  probe(): void {
+    this.open();
+  }
+
   compact(keepRevisions: number): void {
     this.open();
     const to = compactTarget(this.head, keepRevisions);

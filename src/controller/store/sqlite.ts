@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS history (
   PRIMARY KEY (revision, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS history_kind ON history (kind, revision);
+CREATE TABLE IF NOT EXISTS probe (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  n  INTEGER NOT NULL
+);
 `;
 
 interface HistoryRow {
@@ -82,6 +86,7 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly subs: Subscribers;
   private readonly now: () => Date;
+  private probes = 0;
   private readonly stmt: ReturnType<SqliteStore['prepare']>;
   private readonly runTxn: Database.Transaction<
     (ops: readonly TxnOp[]) => { plan: ReturnType<typeof planTxn> }
@@ -176,6 +181,10 @@ export class SqliteStore implements Store {
          WHERE revision > ? AND kind = ? ORDER BY revision, seq`,
       ),
       dropHistory: db.prepare<[number]>('DELETE FROM history WHERE revision <= ?'),
+      probeWrite: db.prepare<[number]>(
+        'INSERT INTO probe (id, n) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET n = excluded.n',
+      ),
+      probeRead: db.prepare<[], { n: number }>('SELECT n FROM probe WHERE id = 1'),
     };
   }
 
@@ -229,6 +238,19 @@ export class SqliteStore implements Store {
   subscribe(fn: (events: readonly StoreEvent[]) => void): () => void {
     this.checkOpen();
     return this.subs.add(fn);
+  }
+
+  probe(): void {
+    this.checkOpen();
+    const n = ++this.probes;
+    try {
+      // A committed write under synchronous=FULL: it reaches the disk, as every txn must.
+      this.db.transaction(() => this.stmt.probeWrite.run(n)).immediate();
+      const back = this.stmt.probeRead.get()?.n;
+      if (back !== n) throw new Error(`probe read back ${String(back)}, wrote ${n}`);
+    } catch (e) {
+      throw sqliteError(this.path, e);
+    }
   }
 
   compact(keepRevisions: number): void {

@@ -63,6 +63,10 @@ export interface Store {
   history(fromRevision: number, kind?: string): StoreEvent[];
   /** Calls `fn` for every event after the moment of subscription; returns an unsubscribe. */
   subscribe(fn: (events: readonly StoreEvent[]) => void): () => void;
+  /** Writes a value outside the resources (no revision, no event), makes it durable and
+   *  reads it back: proof that the store can still take writes. Throws TETHER_E_STATE when
+   *  it cannot (disk full, I/O error, closed). */
+  probe(): void;
   /** Drops history older than `keepRevisions` behind the head. */
   compact(keepRevisions: number): void;
   close(): void;

@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { asTetherError, type ErrorCode, TetherError } from '../../lib/errors.js';
+import { parseJson } from '../../lib/input.js';
 import type { Logger } from '../../lib/log.js';
 import type { AllocateRequest, AttachmentKey, EndpointRegistry } from './registry.js';
 
@@ -232,7 +233,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
     req.on('error', reject);
     req.on('end', () => {
       try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        resolve(parseJson(Buffer.concat(chunks), { source: 'CNI request' }));
       } catch (e) {
         reject(new TetherError('TETHER_E_PARSE', 'request body is not valid JSON', {}, { cause: e }));
       }
