@@ -31,6 +31,15 @@ export interface AttachmentRequest {
   ifname: string;
   /** CNI_ARGS as key/value pairs (`K8S_POD_NAME`, …). */
   args: Record<string, string>;
+  /** A static address the runtime asked for (ADD). */
+  staticIp?: StaticIp;
+}
+
+export interface StaticIp {
+  ip: string;
+  prefixLength?: number;
+  /** Where it came from, for error messages. */
+  source: string;
 }
 
 export interface NetworkRequest {
@@ -168,6 +177,76 @@ function parsePrevResult(raw: unknown): CniResult {
   return raw as CniResult;
 }
 
+const IPV4_RE = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+
+/**
+ * The static address of an ADD, from the `ips` capability (`runtimeConfig.ips`, podman
+ * `--ip`), the `args.cni.ips` convention or CNI_ARGS `IP=`. At most one IPv4 address (an
+ * attachment has one); the agent honours it inside the node's block or refuses it.
+ */
+export function requestedAddress(
+  raw: Record<string, unknown>,
+  args: Record<string, string>,
+): StaticIp | undefined {
+  const found: { value: string; source: string }[] = [];
+  const take = (v: unknown, source: string): void => {
+    if (v === undefined) return;
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string'))
+      throw invalidConfig(source, 'an array of IP addresses ("10.1.0.5" or "10.1.0.5/24")');
+    for (const x of v as string[]) found.push({ value: x, source });
+  };
+  const rc = raw.runtimeConfig;
+  if (isObject(rc)) take(rc.ips, 'runtimeConfig.ips');
+  const a = raw.args;
+  if (isObject(a) && isObject(a.cni)) take(a.cni.ips, 'args.cni.ips');
+  if (args.IP)
+    for (const x of args.IP.split(',')) if (x) found.push({ value: x.trim(), source: 'CNI_ARGS IP' });
+  if (found.length === 0) return undefined;
+  const parsed = found.map((f) => {
+    const [ip = '', prefix] = f.value.split('/');
+    if (!IPV4_RE.test(ip))
+      throw invalidConfig(
+        f.source,
+        `IPv4 addresses (tether-cni gives one IPv4 address per attachment), not "${f.value}"`,
+      );
+    let prefixLength: number | undefined;
+    if (prefix !== undefined) {
+      prefixLength = Number(prefix);
+      if (!/^\d{1,2}$/.test(prefix) || prefixLength < 1 || prefixLength > 32)
+        throw invalidConfig(f.source, `a prefix length 1-32 in "${f.value}"`);
+    }
+    return { ip, prefixLength, source: f.source };
+  });
+  const distinct = new Set(parsed.map((p) => p.ip));
+  if (distinct.size > 1)
+    throw invalidConfig(
+      parsed[1]?.source ?? 'ips',
+      `one static address per attachment; got ${[...distinct].join(', ')}`,
+    );
+  const first = parsed[0];
+  if (!first) return undefined;
+  const withPrefix = parsed.find((p) => p.prefixLength !== undefined);
+  const out: StaticIp = { ip: first.ip, source: first.source };
+  if (withPrefix?.prefixLength !== undefined) out.prefixLength = withPrefix.prefixLength;
+  return out;
+}
+
+/**
+ * hostPort mappings handed to tether-cni (`"capabilities": {"portMappings": true}`) are
+ * refused, not ignored: a workload lives in its network's namespace, which the node's
+ * namespace has no route into, so a mapping could not forward anything (docs/cni.md).
+ */
+function refusePortMappings(raw: Record<string, unknown>): void {
+  const rc = raw.runtimeConfig;
+  if (!isObject(rc) || rc.portMappings === undefined) return;
+  if (Array.isArray(rc.portMappings) && rc.portMappings.length === 0) return;
+  throw new CniError(
+    CNI_CODES.UNSUPPORTED_FIELD,
+    'port mappings (runtimeConfig.portMappings) are not supported by tether-cni',
+    "workloads live in their virtual network's namespace, which the node namespace has no route into; reach them through the network (or its local breakout) instead of a hostPort",
+  );
+}
+
 /** Reads the cniVersion from stdin without validating anything else (for error objects). */
 export function sniffVersion(stdin: string): string | undefined {
   try {
@@ -213,6 +292,12 @@ export function parseRequest(stdin: string, env: CniEnv): CniRequest {
     );
   const args = parseCniArgs(env.CNI_ARGS);
   const req: AttachmentRequest = { command, config, containerId, ifname, args };
+  if (command === 'ADD') {
+    const raw = decodeJson(stdin) as Record<string, unknown>;
+    const staticIp = requestedAddress(raw, args);
+    if (staticIp) req.staticIp = staticIp;
+    refusePortMappings(raw);
+  }
   if (netns) req.netns = netns;
   return req;
 }

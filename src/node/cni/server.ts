@@ -22,6 +22,7 @@ export interface CniServerOptions {
 const CONTAINER_ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const IFNAME_RE = /^[^\s/:]{1,15}$/;
 const HOST_IFNAME_RE = /^[a-zA-Z0-9_.-]{1,15}$/;
+const IP_RE = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const NETWORK_RE = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 
 const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
@@ -32,6 +33,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   TETHER_E_EXHAUSTED: 409,
   TETHER_E_TOO_LARGE: 413,
   TETHER_E_UNAVAILABLE: 503,
+  TETHER_E_KERNEL: 502,
 };
 
 function invalid(field: string, expected: string): TetherError {
@@ -70,6 +72,17 @@ export function parseAddBody(body: unknown): AllocateRequest {
     hostIfname: str(o, 'hostIfname', HOST_IFNAME_RE, 'an interface name (1-15 of [a-zA-Z0-9_.-])'),
   };
   if (o.netns !== undefined) req.netns = str(o, 'netns', /^\/\S*$/, 'an absolute path');
+  if (o.ip !== undefined) req.ip = str(o, 'ip', IP_RE, 'an IPv4 address (a static address)');
+  if (o.prefixLength !== undefined) {
+    if (
+      typeof o.prefixLength !== 'number' ||
+      !Number.isInteger(o.prefixLength) ||
+      o.prefixLength < 1 ||
+      o.prefixLength > 32
+    )
+      throw invalid('prefixLength', 'an integer 1-32');
+    req.prefixLength = o.prefixLength;
+  }
   if (o.mtu !== undefined) {
     if (typeof o.mtu !== 'number' || !Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 9216)
       throw invalid('mtu', 'an integer 576-9216');
@@ -139,6 +152,11 @@ export class CniServer {
     }
   }
 
+  /** Runs `fn` between requests, never interleaved with one (the node's endpoint sweep). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.serial(fn);
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
@@ -184,7 +202,7 @@ export class CniServer {
           const o = obj(body);
           const k = key(o);
           const net = network(o);
-          const ep = this.registry.get(k);
+          const ep = await this.serial(() => this.registry.check(k));
           if (!ep || ep.network !== net)
             throw new TetherError('TETHER_E_NOT_FOUND', `no endpoint ${k.containerId}/${k.ifname} on ${net}`);
           send(res, 200, { endpoint: ep });
