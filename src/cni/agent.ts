@@ -36,6 +36,7 @@ export interface AddRequest {
   /** A static address (CNI `ips` capability, `args.cni.ips`, CNI_ARGS `IP=`). */
   ip?: string;
   prefixLength?: number;
+  portMappings?: { hostPort: number; containerPort: number; protocol: 'tcp' | 'udp'; hostIP?: string }[];
 }
 
 export interface AttachmentKey {

@@ -111,6 +111,7 @@ async function add(req: AttachmentRequest, deps: PluginDeps): Promise<unknown> {
   const hostIfname = hostIfnameFor(req.containerId, req.ifname);
   const addReq: AddRequest = { network: req.config.network, ...key, netns, hostIfname, args: req.args };
   if (req.config.mtu) addReq.mtu = req.config.mtu;
+  if (req.portMappings) addReq.portMappings = req.portMappings;
   if (req.staticIp) {
     addReq.ip = req.staticIp.ip;
     if (req.staticIp.prefixLength !== undefined) addReq.prefixLength = req.staticIp.prefixLength;

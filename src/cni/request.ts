@@ -33,6 +33,8 @@ export interface AttachmentRequest {
   args: Record<string, string>;
   /** A static address the runtime asked for (ADD). */
   staticIp?: StaticIp;
+  /** hostPort mappings (ADD, `portMappings` capability). */
+  portMappings?: HostPortMapping[];
 }
 
 export interface StaticIp {
@@ -231,20 +233,45 @@ export function requestedAddress(
   return out;
 }
 
+export interface HostPortMapping {
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp';
+  hostIP?: string;
+}
+
 /**
- * hostPort mappings handed to tether-cni (`"capabilities": {"portMappings": true}`) are
- * refused, not ignored: a workload lives in its network's namespace, which the node's
- * namespace has no route into, so a mapping could not forward anything (docs/cni.md).
+ * hostPort mappings handed to tether-cni (`"capabilities": {"portMappings": true}`): the node
+ * programs them (the standard `portmap` plugin cannot reach a workload in its network's
+ * namespace). Refused clearly when they cannot be honoured: IPv6, SCTP, bad ports.
  */
-function refusePortMappings(raw: Record<string, unknown>): void {
+export function portMappingsOf(raw: Record<string, unknown>): HostPortMapping[] {
   const rc = raw.runtimeConfig;
-  if (!isObject(rc) || rc.portMappings === undefined) return;
-  if (Array.isArray(rc.portMappings) && rc.portMappings.length === 0) return;
-  throw new CniError(
-    CNI_CODES.UNSUPPORTED_FIELD,
-    'port mappings (runtimeConfig.portMappings) are not supported by tether-cni',
-    "workloads live in their virtual network's namespace, which the node namespace has no route into; reach them through the network (or its local breakout) instead of a hostPort",
-  );
+  if (!isObject(rc) || rc.portMappings === undefined) return [];
+  const field = 'runtimeConfig.portMappings';
+  if (!Array.isArray(rc.portMappings))
+    throw invalidConfig(field, 'an array of {hostPort, containerPort, protocol}');
+  const port = (x: unknown): x is number =>
+    typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= 65535;
+  return rc.portMappings.map((m: unknown, i: number) => {
+    const f = `${field}[${i}]`;
+    if (!isObject(m)) throw invalidConfig(f, 'an object {hostPort, containerPort, protocol}');
+    if (!port(m.hostPort)) throw invalidConfig(`${f}.hostPort`, 'an integer 1-65535');
+    if (!port(m.containerPort)) throw invalidConfig(`${f}.containerPort`, 'an integer 1-65535');
+    const protocol =
+      typeof m.protocol === 'string' ? m.protocol.toLowerCase() : m.protocol === undefined ? 'tcp' : '';
+    if (protocol !== 'tcp' && protocol !== 'udp') throw invalidConfig(`${f}.protocol`, '"tcp" or "udp"');
+    const out: HostPortMapping = { hostPort: m.hostPort, containerPort: m.containerPort, protocol };
+    if (m.hostIP !== undefined && m.hostIP !== '' && m.hostIP !== '0.0.0.0') {
+      if (typeof m.hostIP !== 'string' || !IPV4_RE.test(m.hostIP))
+        throw invalidConfig(
+          `${f}.hostIP`,
+          'empty, 0.0.0.0 or an IPv4 address of the node (tether-cni is IPv4 only)',
+        );
+      out.hostIP = m.hostIP;
+    }
+    return out;
+  });
 }
 
 /** Reads the cniVersion from stdin without validating anything else (for error objects). */
@@ -296,7 +323,8 @@ export function parseRequest(stdin: string, env: CniEnv): CniRequest {
     const raw = decodeJson(stdin) as Record<string, unknown>;
     const staticIp = requestedAddress(raw, args);
     if (staticIp) req.staticIp = staticIp;
-    refusePortMappings(raw);
+    const pm = portMappingsOf(raw);
+    if (pm.length) req.portMappings = pm;
   }
   if (netns) req.netns = netns;
   return req;

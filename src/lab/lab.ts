@@ -661,7 +661,7 @@ export class Lab {
 
   private cniEnv(w: WorkloadPlan, command: 'ADD' | 'DEL'): NodeJS.ProcessEnv {
     const labels = Object.entries(w.labels)
-      .map(([k, v]) => `${k}=${v}`)
+      .map(([k, v]) => `${k}:${v}`)
       .join(',');
     return {
       ...process.env,
@@ -671,7 +671,7 @@ export class Lab {
       CNI_NETNS: `/var/run/netns/${w.ns}`,
       CNI_IFNAME: w.ifname,
       CNI_PATH: dirname(this.bins.cni),
-      CNI_ARGS: `TETHER_LABELS=${labels}`,
+      CNI_ARGS: `IgnoreUnknown=1;TETHER_LABELS=${labels}`,
     };
   }
 

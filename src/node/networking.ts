@@ -8,9 +8,10 @@ import type { Logger } from '../lib/log.js';
 import type { StateCache } from './cache.js';
 import { siteBlockOf } from './cni/blocks.js';
 import { FileIpam } from './cni/file-ipam.js';
-import type { AttachmentKey, EndpointRegistry, LocalEndpoint } from './cni/registry.js';
+import type { AllocateRequest, AttachmentKey, EndpointRegistry, LocalEndpoint } from './cni/registry.js';
 import { CniServer } from './cni/server.js';
 import type { StateConsumer } from './daemon.js';
+import { PortmapApplier, renderPortmaps } from './portmap.js';
 import { VRouter } from './vrouter/agent.js';
 import { type BreakoutConfig, type DesiredNodeNetwork, names, type Underlay } from './vrouter/model.js';
 import { desiredFromResources } from './vrouter/resources.js';
@@ -45,11 +46,15 @@ export function netnsIdOf(path: string): string | undefined {
 
 const NETNS_DIR = '/var/run/netns';
 
-/** CNI_ARGS `TETHER_LABELS=app=web,tier=fe` → labels that policies select on. */
+/**
+ * CNI_ARGS `TETHER_LABELS=app:web,tier:fe` → labels that policies select on. `app=web` is
+ * read too, but breaks chains: the standard (Go) plugins refuse a CNI_ARGS pair with a second
+ * `=` ("ARGS: invalid pair"), so every plugin after tether-cni would fail.
+ */
 export function labelsFromArgs(args: Record<string, string> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const pair of (args?.TETHER_LABELS ?? '').split(',')) {
-    const i = pair.indexOf('=');
+    const i = pair.search(/[:=]/);
     if (i > 0) out[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
   }
   return out;
@@ -98,6 +103,7 @@ export class NodeNetworking implements StateConsumer {
   private cache: StateCache | undefined;
   private lastDesired: DesiredNodeNetwork | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly portmaps: PortmapApplier;
   private sweeping: Promise<void> | undefined;
   /** Set by the composition root: report endpoints upstream, and re-run apply. */
   onEndpoints: ((eps: TetherObject[]) => void) | undefined;
@@ -113,6 +119,7 @@ export class NodeNetworking implements StateConsumer {
       networks: [],
     });
     this.vrouter = new VRouter(opts.runner, opts.log.child({ component: 'vrouter' }));
+    this.portmaps = new PortmapApplier(opts.runner);
     this.ipam = new FileIpam({
       file: join(opts.stateDir, 'ipam.json'),
       blockFor: (network) => siteBlockOf(this.knownNetwork(network), opts.site, opts.underlay.mtu - 50),
@@ -150,6 +157,7 @@ export class NodeNetworking implements StateConsumer {
           );
           await this.releaseNow(old);
         }
+        if (req.portMappings?.length && !ipam.get(req)) this.checkPortMappings(req);
         return ipam.allocate(netnsId ? { ...req, netnsId } : req);
       },
       markAttached: async (key) => {
@@ -361,6 +369,37 @@ export class NodeNetworking implements StateConsumer {
     });
   }
 
+  /**
+   * hostPort mappings go through the local-breakout transit link (src/node/portmap.ts), so the
+   * network needs local breakout on this node; a host port is given to one workload at a time.
+   */
+  private checkPortMappings(req: AllocateRequest): void {
+    const vn = this.cache?.get('VirtualNetwork', req.network) as VirtualNetwork | undefined;
+    if (vn && (!vn.spec.localBreakout || !this.opts.breakout))
+      throw new TetherError(
+        'TETHER_E_INVALID',
+        `hostPort mappings need local breakout: network ${req.network} has none on this node`,
+        {
+          field: 'runtimeConfig.portMappings',
+          expected: 'a network with spec.localBreakout on a node run with --breakout-if, or no port mappings',
+        },
+      );
+    for (const m of req.portMappings ?? []) {
+      const holder = this.ipam
+        .list()
+        .find((e) => e.portMappings?.some((o) => o.protocol === m.protocol && o.hostPort === m.hostPort));
+      if (holder)
+        throw new TetherError(
+          'TETHER_E_INVALID',
+          `host port ${m.hostPort}/${m.protocol} is already mapped to ${holder.containerId}/${holder.ifname}`,
+          {
+            field: 'runtimeConfig.portMappings',
+            expected: 'a host port no other workload on this node maps',
+          },
+        );
+    }
+  }
+
   /** The network as seen through this node's share: when the controller has split the site
    *  block among the site's nodes, allocate only from this node's part of it. */
   private ownShare(network: string): VirtualNetwork | undefined {
@@ -442,6 +481,7 @@ export class NodeNetworking implements StateConsumer {
         `vrouter did not converge: ${report.failures.map((f) => f.message).join('; ')}`,
       );
     }
+    await this.portmaps.apply(renderPortmaps(desired, this.ipam.list()));
   }
 
   /** Per-rule policy counters of the last applied state (for `tether diag`). */

@@ -227,6 +227,7 @@ export class FileIpam implements EndpointRegistry {
     if (req.netns) ep.netns = req.netns;
     if (req.netnsId) ep.netnsId = req.netnsId;
     if (req.args && Object.keys(req.args).length > 0) ep.args = { ...req.args };
+    if (req.portMappings?.length) ep.portMappings = req.portMappings.map((m) => ({ ...m }));
     const next = new Map(this.endpoints);
     next.set(keyOf(ep), ep);
     // A static address does not move the round-robin cursor of dynamic ones.

@@ -27,6 +27,15 @@ export interface AttachmentKey {
   ifname: string;
 }
 
+/** A hostPort mapping (CNI `portMappings` capability), done by the node (src/node/portmap.ts). */
+export interface PortMapping {
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp';
+  /** Only traffic to this node address; absent: any of the node's addresses. */
+  hostIP?: string;
+}
+
 /** One workload interface on this node: what the agent reports up and the vRouter wires. */
 export interface LocalEndpoint {
   network: string;
@@ -60,6 +69,7 @@ export interface LocalEndpoint {
   state: 'allocated' | 'attached';
   /** CNI_ARGS of the ADD (K8S_POD_NAME, K8S_POD_NAMESPACE, …). */
   args?: Record<string, string>;
+  portMappings?: PortMapping[];
   createdAt: string;
   attachedAt?: string;
 }
@@ -78,6 +88,7 @@ export interface AllocateRequest extends AttachmentKey {
   /** Overrides the block's MTU. */
   mtu?: number;
   args?: Record<string, string>;
+  portMappings?: PortMapping[];
 }
 
 /**

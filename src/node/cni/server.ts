@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { asTetherError, type ErrorCode, TetherError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
-import type { AllocateRequest, AttachmentKey, EndpointRegistry } from './registry.js';
+import type { AllocateRequest, AttachmentKey, EndpointRegistry, PortMapping } from './registry.js';
 
 export interface CniServerOptions {
   socketPath: string;
@@ -63,6 +63,27 @@ function network(o: Record<string, unknown>): string {
   return str(o, 'network', NETWORK_RE, 'a VirtualNetwork name');
 }
 
+/** Validates hostPort mappings (the plugin checked them too: the node trusts no client). */
+export function parsePortMappings(v: unknown, field: string): PortMapping[] {
+  if (!Array.isArray(v)) throw invalid(field, 'an array of {hostPort, containerPort, protocol, hostIP?}');
+  const port = (x: unknown): x is number =>
+    typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= 65535;
+  const seen = new Set<string>();
+  return v.map((m, i) => {
+    const o = obj(m);
+    const f = `${field}[${i}]`;
+    if (!port(o.hostPort)) throw invalid(`${f}.hostPort`, 'an integer 1-65535');
+    if (!port(o.containerPort)) throw invalid(`${f}.containerPort`, 'an integer 1-65535');
+    if (o.protocol !== 'tcp' && o.protocol !== 'udp') throw invalid(`${f}.protocol`, '"tcp" or "udp"');
+    const out: PortMapping = { hostPort: o.hostPort, containerPort: o.containerPort, protocol: o.protocol };
+    if (o.hostIP !== undefined) out.hostIP = str(o, 'hostIP', IP_RE, 'an IPv4 address of the node');
+    const k = `${out.protocol}/${out.hostPort}`;
+    if (seen.has(k)) throw invalid(`${f}.hostPort`, `host port ${k} once`);
+    seen.add(k);
+    return out;
+  });
+}
+
 /** Validates the body of POST /v1/add. */
 export function parseAddBody(body: unknown): AllocateRequest {
   const o = obj(body);
@@ -88,6 +109,7 @@ export function parseAddBody(body: unknown): AllocateRequest {
       throw invalid('mtu', 'an integer 576-9216');
     req.mtu = o.mtu;
   }
+  if (o.portMappings !== undefined) req.portMappings = parsePortMappings(o.portMappings, 'portMappings');
   if (o.args !== undefined) {
     const a = obj(o.args);
     const args: Record<string, string> = {};

@@ -343,19 +343,44 @@ describe('runPlugin ADD as a runtime chains and retries it', () => {
     },
   );
 
-  it('refuses port mappings handed to it with code 2 and a reason, nothing allocated', async () => {
+  it('hands port mappings (portMappings capability) to the node, normalised', async () => {
     const agent = new FakeAgent();
     const c = JSON.stringify({
       ...JSON.parse(conf),
-      runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }] },
+      runtimeConfig: {
+        portMappings: [
+          { hostPort: 8080, containerPort: 80, protocol: 'TCP', hostIP: '' },
+          { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '10.0.1.11' },
+        ],
+      },
     });
     const out = await runPlugin(c, env('ADD'), deps(new FakeRunner(), agent));
-    expect(JSON.parse(out.stdout)).toMatchObject({
-      code: CNI_CODES.UNSUPPORTED_FIELD,
-      details: expect.stringContaining('namespace'),
-    });
-    expect(agent.log).toEqual([]);
+    expect(out.exitCode).toBe(0);
+    expect(agent.adds[0]?.portMappings).toEqual([
+      { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
+      { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '10.0.1.11' },
+    ]);
   });
+
+  it.each([
+    [{ hostPort: 0, containerPort: 80, protocol: 'tcp' }, 'hostPort'],
+    [{ hostPort: 80, containerPort: 70000, protocol: 'tcp' }, 'containerPort'],
+    [{ hostPort: 80, containerPort: 80, protocol: 'sctp' }, 'protocol'],
+    [{ hostPort: 80, containerPort: 80, protocol: 'tcp', hostIP: '::' }, 'hostIP'],
+    ['8080:80', '[0]'],
+  ])(
+    'refuses a port mapping it cannot honour (%j) with code 7 naming %s, nothing allocated',
+    async (m, field) => {
+      const agent = new FakeAgent();
+      const c = JSON.stringify({ ...JSON.parse(conf), runtimeConfig: { portMappings: [m] } });
+      const out = await runPlugin(c, env('ADD'), deps(new FakeRunner(), agent));
+      expect(JSON.parse(out.stdout)).toMatchObject({
+        code: CNI_CODES.INVALID_CONFIG,
+        msg: expect.stringContaining(field),
+      });
+      expect(agent.log).toEqual([]);
+    },
+  );
 });
 
 describe('runPlugin VERSION/STATUS', () => {
