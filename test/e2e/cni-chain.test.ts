@@ -5,7 +5,16 @@
 // run` processes at two sites. Traffic is checked at every step with ping from the workload.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +25,14 @@ import { REPO, waitFor } from '../integration/support/proc.js';
 const isRoot = process.getuid?.() === 0;
 const PLUGINS_DIR = '/usr/lib/cni';
 const hasPlugins = ['tuning', 'bandwidth', 'portmap'].every((p) => existsSync(join(PLUGINS_DIR, p)));
+/**
+ * Optional: real podman 4 with its CNI backend (Debian 12: podman, runc, busybox-static; not in
+ * CI's dependencies). runc, not crun: crun refuses this machine's hybrid cgroup layout.
+ */
+const PODMAN = '/usr/bin/podman';
+const RUNC = '/usr/sbin/runc';
+const BUSYBOX = '/bin/busybox';
+const hasPodman = [PODMAN, RUNC, BUSYBOX].every((f) => existsSync(f));
 if (!isRoot) console.warn('test/e2e/cni-chain.test.ts: skipped (needs root)');
 else if (!hasPlugins)
   console.warn('test/e2e/cni-chain.test.ts: skipped (apt-get install containernetworking-plugins)');
@@ -272,6 +289,113 @@ describe.skipIf(!isRoot || !hasPlugins)('CNI: standard plugins chained after tet
     expect((await endpoints('s1n1')).find((e) => e.containerId === `${d}-c`)).toBeUndefined();
     expect(await linkIndex(d, 'eth0')).toBeUndefined();
   }, 60_000);
+
+  it.skipIf(!hasPodman)(
+    'podman 4 (CNI backend) runs, stops, starts and removes containers through tether-cni',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'tether-podman-'));
+      const n1 = lab.node('s1n1');
+      const net = `${name}-pod`;
+      const rootfs = join(dir, 'rootfs');
+      for (const d of ['bin', 'proc', 'sys', 'dev', 'etc']) mkdirSync(join(rootfs, d), { recursive: true });
+      copyFileSync(BUSYBOX, join(rootfs, 'bin', 'busybox'));
+      chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
+      for (const a of ['sh', 'sleep', 'ping']) symlinkSync('busybox', join(rootfs, 'bin', a));
+      mkdirSync(join(dir, 'net.d'));
+      // The documented podman conflist (docs/cni.md), pointed at this lab's node.
+      writeFileSync(
+        join(dir, 'net.d', `${net}.conflist`),
+        JSON.stringify({
+          cniVersion: '1.0.0',
+          name: net,
+          plugins: [tetherEntry('s1n1', 'blue', { capabilities: { ips: true, portMappings: true } })],
+        }),
+      );
+      writeFileSync(
+        join(dir, 'containers.conf'),
+        `[network]\nnetwork_backend = "cni"\nnetwork_config_dir = "${join(dir, 'net.d')}"\n` +
+          `cni_plugin_dirs = ["${cniPath}"]\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n` +
+          `events_logfile_path = "${join(dir, 'events.log')}"\n`,
+      );
+      // podman runs in the node's namespace, as it would on the node: it runs its plugins there.
+      const podman = (args: string[]) =>
+        lab.sh(
+          'nsenter',
+          [
+            `--net=/run/netns/${n1.ns}`,
+            PODMAN,
+            '--root',
+            join(dir, 'root'),
+            '--runroot',
+            join(dir, 'run'),
+            '--cgroup-manager=cgroupfs',
+            '--runtime',
+            RUNC,
+            ...args,
+          ],
+          {
+            env: { ...process.env, CONTAINERS_CONF: join(dir, 'containers.conf') },
+            allowFailure: true,
+            timeoutMs: 90_000,
+          },
+        );
+      const runArgs = (c: string, extra: string[]) => [
+        'run',
+        '-d',
+        '--ulimit',
+        'nofile=1024:1024',
+      '--ulimit',
+      'nproc=1024:1024',
+        '--name',
+        c,
+        '--network',
+        net,
+        ...extra,
+        '--rootfs',
+        rootfs,
+        '/bin/sleep',
+        '600',
+      ];
+      const c1 = `${name}-p1`;
+      const c2 = `${name}-p2`;
+      try {
+        const r = await podman(runArgs(c1, []));
+        expect(r.code, r.stderr).toBe(0);
+        const id = r.stdout.trim();
+        const ep = (await endpoints('s1n1')).find((e) => e.containerId === id);
+        expect(ep?.state).toBe('attached');
+        const ping = await podman(['exec', c1, '/bin/ping', '-c', '1', '-W', '2', ep.gateway]);
+        expect(ping.stdout).toMatch(/1 packets received/);
+        // stop: podman's DEL; the interface is gone when it returns.
+        expect((await podman(['stop', '-t', '1', c1])).code).toBe(0);
+        expect((await endpoints('s1n1')).some((e) => e.containerId === id)).toBe(false);
+        expect(await linkIndex(lab.vnNs('s1n1', 'blue'), ep.hostIfname)).toBeUndefined();
+        expect((await podman(['start', c1])).code).toBe(0);
+        const again = (await endpoints('s1n1')).find((e) => e.containerId === id);
+        expect((await podman(['exec', c1, '/bin/ping', '-c', '1', '-W', '2', again.gateway])).stdout).toMatch(
+          /1 packets received/,
+        );
+        // --ip: honoured inside the node's share, refused with the reason outside it.
+        const share: string = JSON.parse((await lab.admin(['get', 'vn', 'blue', '-o', 'json'])).stdout).status
+          .nodeBlocks.s1n1;
+        const o = share.split('/')[0]?.split('.').map(Number) ?? [];
+        const want = `${o.slice(0, 3).join('.')}.${(o[3] ?? 0) + 11}`;
+        const r2 = await podman(runArgs(c2, ['--ip', want]));
+        expect(r2.code, r2.stderr).toBe(0);
+        expect((await endpoints('s1n1')).find((e) => e.containerId === r2.stdout.trim())?.ip).toBe(want);
+        const bad = await podman(runArgs(`${name}-p3`, ['--ip', '10.1.0.250']));
+        expect(bad.code).not.toBe(0);
+        expect(bad.stderr).toContain('static address 10.1.0.250');
+      } finally {
+        await podman(['rm', '-f', '-t', '1', c1, c2, `${name}-p3`]);
+        rmSync(dir, { recursive: true, force: true });
+      }
+      expect(
+        (await endpoints('s1n1')).filter((e) => String(e.args?.K8S_POD_NAME ?? '').startsWith(`${name}-p`)),
+      ).toEqual([]);
+    },
+    240_000,
+  );
 
   it('a static address (ips capability) inside the node block is honoured, outside it is a clear code 7', async () => {
     const s = wl('s');
