@@ -10,6 +10,8 @@ APT_PACKAGES=(
   # real parts the integration tests drive
   iproute2 nftables iperf3 bird2 frr etcd-server dnsmasq socat tcpdump systemd
   procps psmisc kmod iputils-ping
+  # standard CNI plugins chained after tether-cni (test/e2e/cni-chain.test.ts)
+  containernetworking-plugins
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -21,6 +21,8 @@ export interface AgentEndpoint {
   mac: string;
   mtu: number;
   netns?: string;
+  /** Where the host end lives once wired (a VN namespace path); absent: the node's namespace. */
+  hostNetns?: string;
   state: 'allocated' | 'attached';
 }
 
@@ -32,6 +34,10 @@ export interface AddRequest {
   hostIfname: string;
   mtu?: number;
   args?: Record<string, string>;
+  /** A static address (CNI `ips` capability, `args.cni.ips`, CNI_ARGS `IP=`). */
+  ip?: string;
+  prefixLength?: number;
+  portMappings?: { hostPort: number; containerPort: number; protocol: 'tcp' | 'udp'; hostIP?: string }[];
 }
 
 export interface AttachmentKey {
@@ -67,6 +73,8 @@ export function cniCodeForAgentError(code: string | undefined): number {
     case 'TETHER_E_INVALID':
     case 'TETHER_E_NOT_FOUND':
       return CNI_CODES.INVALID_CONFIG;
+    case 'TETHER_E_KERNEL':
+      return CNI_CODES.KERNEL_FAILED;
     default:
       return CNI_CODES.AGENT_ERROR;
   }
@@ -98,6 +106,9 @@ export function validateEndpoint(v: unknown): AgentEndpoint {
   if (typeof e.mac !== 'string' || !MAC_RE.test(e.mac)) throw bad('mac');
   if (typeof e.mtu !== 'number' || !Number.isInteger(e.mtu) || e.mtu < 68 || e.mtu > 65535) throw bad('mtu');
   if (typeof e.hostIfname !== 'string' || !HOST_IFNAME_RE.test(e.hostIfname)) throw bad('hostIfname');
+  if (e.hostNetns !== undefined && (typeof e.hostNetns !== 'string' || !/^\/[^\s"'\\]*$/.test(e.hostNetns)))
+    throw bad('hostNetns');
+  if (e.state !== 'allocated' && e.state !== 'attached') throw bad('state');
   return v as AgentEndpoint;
 }
 

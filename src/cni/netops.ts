@@ -59,11 +59,20 @@ export async function createVeth(runner: CommandRunner, s: VethSpec): Promise<vo
   }
 }
 
-/** Deletes the host end (which takes the container end with it). False when it was already gone. */
-export async function deleteHostVeth(runner: CommandRunner, hostIfname: string): Promise<boolean> {
-  const res = await runner.run('ip', ['link', 'del', hostIfname], { allowFailure: true });
+/**
+ * Deletes the host end (which takes the container end with it), in the node's namespace or
+ * in `netns` (a path) when the vRouter moved it there. False when it was already gone.
+ */
+export async function deleteHostVeth(
+  runner: CommandRunner,
+  hostIfname: string,
+  netns?: string,
+): Promise<boolean> {
+  const res = netns
+    ? await runner.run('nsenter', [`--net=${netns}`, 'ip', 'link', 'del', hostIfname], { allowFailure: true })
+    : await runner.run('ip', ['link', 'del', hostIfname], { allowFailure: true });
   if (res.code === 0) return true;
-  if (isMissingDevice(res.stderr)) return false;
+  if (isMissingDevice(res.stderr) || (netns && /No such file|cannot open/i.test(res.stderr))) return false;
   throw kernelError(`cannot delete ${hostIfname}`, res.stderr);
 }
 
@@ -122,10 +131,33 @@ export async function inspectContainerIf(
   return state;
 }
 
-/** Whether a link of this name exists in the node's namespace. */
-export async function hostLinkExists(runner: CommandRunner, name: string): Promise<boolean> {
-  const res = await runner.run('ip', ['link', 'show', 'dev', name], { allowFailure: true });
-  if (res.code === 0) return true;
-  if (isMissingDevice(res.stderr)) return false;
-  throw kernelError(`cannot read ${name}`, res.stderr);
+export interface HostEndState {
+  up: boolean;
+  /** The bridge it is a port of, if any. */
+  master?: string;
+}
+
+/**
+ * Reads the host end of the veth in the namespace it lives in (`netns`, a path; absent: the
+ * node's namespace, where the plugin runs). `undefined` when it is not there.
+ */
+export async function inspectHostEnd(
+  runner: CommandRunner,
+  name: string,
+  netns?: string,
+): Promise<HostEndState | undefined> {
+  const ipArgs = ['-j', 'link', 'show', 'dev', name];
+  const res = netns
+    ? await runner.run('nsenter', [`--net=${netns}`, 'ip', ...ipArgs], { allowFailure: true })
+    : await runner.run('ip', ipArgs, { allowFailure: true });
+  if (res.code !== 0) {
+    if (isMissingDevice(res.stderr) || (netns && /No such file|cannot open/i.test(res.stderr)))
+      return undefined;
+    throw kernelError(`cannot read ${name}`, res.stderr);
+  }
+  const link = (JSON.parse(res.stdout || '[]') as { flags?: string[]; master?: string }[])[0];
+  if (!link) return undefined;
+  const st: HostEndState = { up: (link.flags ?? []).includes('UP') };
+  if (link.master) st.master = link.master;
+  return st;
 }

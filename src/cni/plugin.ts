@@ -6,8 +6,8 @@
 
 import { isTetherError } from '../lib/errors.js';
 import type { CommandRunner } from '../lib/exec.js';
-import type { AgentClient, AgentEndpoint } from './agent.js';
-import { createVeth, deleteHostVeth, hostLinkExists, inspectContainerIf } from './netops.js';
+import type { AddRequest, AgentClient, AgentEndpoint } from './agent.js';
+import { createVeth, deleteHostVeth, inspectContainerIf, inspectHostEnd } from './netops.js';
 import {
   type AttachmentRequest,
   type CniEnv,
@@ -109,8 +109,40 @@ async function add(req: AttachmentRequest, deps: PluginDeps): Promise<unknown> {
   const agent = deps.agentFor(req.config.agentSocket);
   const key = { containerId: req.containerId, ifname: req.ifname };
   const hostIfname = hostIfnameFor(req.containerId, req.ifname);
-  const addReq = { network: req.config.network, ...key, netns, hostIfname, args: req.args };
-  const ep = await agent.add(req.config.mtu ? { ...addReq, mtu: req.config.mtu } : addReq);
+  const addReq: AddRequest = { network: req.config.network, ...key, netns, hostIfname, args: req.args };
+  if (req.config.mtu) addReq.mtu = req.config.mtu;
+  if (req.portMappings) addReq.portMappings = req.portMappings;
+  if (req.staticIp) {
+    addReq.ip = req.staticIp.ip;
+    if (req.staticIp.prefixLength !== undefined) addReq.prefixLength = req.staticIp.prefixLength;
+  }
+  const ep = await agent.add(addReq);
+  const result = (e: AgentEndpoint) =>
+    buildResult({
+      cniVersion: req.config.cniVersion,
+      containerId: req.containerId,
+      ifname: req.ifname,
+      netns,
+      endpoint: e,
+      ...(req.config.prevResult ? { prevResult: req.config.prevResult } : {}),
+    });
+  if (ep.state === 'attached') {
+    // A runtime retrying ADD: when the attachment works, answer the same result and touch
+    // nothing (the workload may be running on it).
+    // The MAC is not compared: a chained plugin may have changed it, and it is the kernel's.
+    const problem = await attachmentProblem(deps, ep, req.ifname, netns, {
+      addresses: [ep.address],
+      gateway: ep.gateway,
+    });
+    if (!problem) return result(ep);
+    // Broken anyway: rebuild it from scratch below.
+    await deleteHostVeth(deps.runner, ep.hostIfname, ep.hostNetns).catch(() => false);
+  }
+  const rollback = async (): Promise<void> => {
+    // Leave nothing half-done: the interface goes, the address goes back (best effort; DEL retries).
+    await deleteHostVeth(deps.runner, ep.hostIfname).catch(() => false);
+    await agent.del({ ...key, network: req.config.network }).catch(() => undefined);
+  };
   try {
     await createVeth(deps.runner, {
       hostIfname: ep.hostIfname,
@@ -123,26 +155,26 @@ async function add(req: AttachmentRequest, deps: PluginDeps): Promise<unknown> {
       gateway: ep.gateway,
     });
   } catch (e) {
-    // Leave nothing half-done: the address goes back to the pool (best effort; DEL retries).
-    await agent.del({ ...key, network: req.config.network }).catch(() => undefined);
+    await rollback();
     throw e;
   }
-  const attached = await agent.attached(key);
-  return buildResult({
-    cniVersion: req.config.cniVersion,
-    containerId: req.containerId,
-    ifname: req.ifname,
-    netns,
-    endpoint: attached,
-    ...(req.config.prevResult ? { prevResult: req.config.prevResult } : {}),
-  });
+  let attached: AgentEndpoint;
+  try {
+    // The agent answers once the vRouter has wired the interface and a packet flows.
+    attached = await agent.attached(key);
+  } catch (e) {
+    await rollback();
+    throw e;
+  }
+  return result(attached);
 }
 
 /**
- * DEL: the host veth goes first (so the address is never reused while the old interface is
- * alive), then the agent releases the address. Missing interface or unknown attachment are
- * success. An unreachable agent is code 11: the runtime retries DEL, and the address is not
- * leaked silently.
+ * DEL: the host veth in the node's namespace goes first when it is still there (never wired),
+ * then the agent deletes it wherever the vRouter put it, releases the address and answers
+ * once the interface no longer exists. Missing interface or unknown attachment are success.
+ * An unreachable agent is code 11: the runtime retries DEL, and the address is not leaked
+ * silently (and the node's endpoint sweep releases it once the namespace is gone).
  */
 async function del(req: AttachmentRequest, deps: PluginDeps): Promise<void> {
   await deleteHostVeth(deps.runner, hostIfnameFor(req.containerId, req.ifname));
@@ -155,8 +187,40 @@ function checkFailed(msg: string): CniError {
   return new CniError(CNI_CODES.CHECK_FAILED, msg);
 }
 
+/**
+ * What is wrong with an attachment in the kernel, or `undefined` when it matches: the
+ * container interface (up, MAC, addresses, MTU, default route) and the host end, looked up
+ * in the namespace the agent says it lives in.
+ */
+async function attachmentProblem(
+  deps: PluginDeps,
+  ep: AgentEndpoint,
+  ifname: string,
+  netns: string,
+  exp: CheckExpectation,
+): Promise<string | undefined> {
+  if (!exp.addresses.includes(ep.address))
+    return `result lists ${exp.addresses.join(', ') || 'no address'}, node agent holds ${ep.address}`;
+  const st = await inspectContainerIf(deps.runner, netns, ifname);
+  if (!st) return `interface ${ifname} does not exist in ${netns}`;
+  if (!st.up) return `interface ${ifname} in ${netns} is down`;
+  if (exp.mac && st.mac !== exp.mac) return `interface ${ifname} has MAC ${st.mac}, expected ${exp.mac}`;
+  for (const a of exp.addresses)
+    if (!st.addresses.includes(a)) return `interface ${ifname} lacks address ${a}`;
+  if (st.mtu !== ep.mtu) return `interface ${ifname} has MTU ${st.mtu}, expected ${ep.mtu}`;
+  if (exp.gateway && st.defaultGateway !== exp.gateway)
+    return `default route via ${st.defaultGateway ?? '(none)'}, expected via ${exp.gateway}`;
+  const where = ep.hostNetns ?? 'the node namespace';
+  const host = await inspectHostEnd(deps.runner, ep.hostIfname, ep.hostNetns);
+  if (!host) return `host end ${ep.hostIfname} of the veth pair does not exist in ${where}`;
+  if (!host.up) return `host end ${ep.hostIfname} in ${where} is down`;
+  if (ep.hostNetns && !host.master) return `host end ${ep.hostIfname} in ${where} is not a bridge port`;
+  return undefined;
+}
+
 async function check(req: AttachmentRequest, deps: PluginDeps): Promise<void> {
   const netns = requireNetns(req, deps);
+  // The agent re-reads the kernel first: a MAC a chained plugin set is learned here.
   const ep: AgentEndpoint | undefined = await deps
     .agentFor(req.config.agentSocket)
     .check({ containerId: req.containerId, ifname: req.ifname, network: req.config.network });
@@ -167,22 +231,8 @@ async function check(req: AttachmentRequest, deps: PluginDeps): Promise<void> {
   const exp: CheckExpectation = req.config.prevResult
     ? expectationFromResult(req.config.prevResult, req.ifname, netns)
     : { mac: ep.mac, addresses: [ep.address], gateway: ep.gateway };
-  if (!exp.addresses.includes(ep.address))
-    throw checkFailed(
-      `result lists ${exp.addresses.join(', ') || 'no address'}, node agent holds ${ep.address}`,
-    );
-  const st = await inspectContainerIf(deps.runner, netns, req.ifname);
-  if (!st) throw checkFailed(`interface ${req.ifname} does not exist in ${netns}`);
-  if (!st.up) throw checkFailed(`interface ${req.ifname} in ${netns} is down`);
-  if (exp.mac && st.mac !== exp.mac)
-    throw checkFailed(`interface ${req.ifname} has MAC ${st.mac}, expected ${exp.mac}`);
-  for (const a of exp.addresses)
-    if (!st.addresses.includes(a)) throw checkFailed(`interface ${req.ifname} lacks address ${a}`);
-  if (st.mtu !== ep.mtu) throw checkFailed(`interface ${req.ifname} has MTU ${st.mtu}, expected ${ep.mtu}`);
-  if (exp.gateway && st.defaultGateway !== exp.gateway)
-    throw checkFailed(`default route via ${st.defaultGateway ?? '(none)'}, expected via ${exp.gateway}`);
-  if (!(await hostLinkExists(deps.runner, ep.hostIfname)))
-    throw checkFailed(`host end ${ep.hostIfname} of the veth pair does not exist`);
+  const problem = await attachmentProblem(deps, ep, req.ifname, netns, exp);
+  if (problem) throw checkFailed(problem);
 }
 
 async function status(req: NetworkRequest, deps: PluginDeps): Promise<void> {
@@ -200,5 +250,6 @@ async function gc(req: NetworkRequest, deps: PluginDeps): Promise<void> {
     ifname: a.ifname,
   }));
   const released = await deps.agentFor(req.config.agentSocket).gc(req.config.network, valid);
+  // The agent removed what the vRouter wired; an end never wired is still in this namespace.
   for (const ep of released) await deleteHostVeth(deps.runner, ep.hostIfname).catch(() => false);
 }

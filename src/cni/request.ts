@@ -33,6 +33,17 @@ export interface AttachmentRequest {
   ifname: string;
   /** CNI_ARGS as key/value pairs (`K8S_POD_NAME`, …). */
   args: Record<string, string>;
+  /** A static address the runtime asked for (ADD). */
+  staticIp?: StaticIp;
+  /** hostPort mappings (ADD, `portMappings` capability). */
+  portMappings?: HostPortMapping[];
+}
+
+export interface StaticIp {
+  ip: string;
+  prefixLength?: number;
+  /** Where it came from, for error messages. */
+  source: string;
 }
 
 export interface NetworkRequest {
@@ -170,6 +181,101 @@ function parsePrevResult(raw: unknown): CniResult {
   return raw as CniResult;
 }
 
+const IPV4_RE = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+
+/**
+ * The static address of an ADD, from the `ips` capability (`runtimeConfig.ips`, podman
+ * `--ip`), the `args.cni.ips` convention or CNI_ARGS `IP=`. At most one IPv4 address (an
+ * attachment has one); the agent honours it inside the node's block or refuses it.
+ */
+export function requestedAddress(
+  raw: Record<string, unknown>,
+  args: Record<string, string>,
+): StaticIp | undefined {
+  const found: { value: string; source: string }[] = [];
+  const take = (v: unknown, source: string): void => {
+    if (v === undefined) return;
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string'))
+      throw invalidConfig(source, 'an array of IP addresses ("10.1.0.5" or "10.1.0.5/24")');
+    for (const x of v as string[]) found.push({ value: x, source });
+  };
+  const rc = raw.runtimeConfig;
+  if (isObject(rc)) take(rc.ips, 'runtimeConfig.ips');
+  const a = raw.args;
+  if (isObject(a) && isObject(a.cni)) take(a.cni.ips, 'args.cni.ips');
+  if (args.IP)
+    for (const x of args.IP.split(',')) if (x) found.push({ value: x.trim(), source: 'CNI_ARGS IP' });
+  if (found.length === 0) return undefined;
+  const parsed = found.map((f) => {
+    const [ip = '', prefix] = f.value.split('/');
+    if (!IPV4_RE.test(ip))
+      throw invalidConfig(
+        f.source,
+        `IPv4 addresses (tether-cni gives one IPv4 address per attachment), not "${f.value}"`,
+      );
+    let prefixLength: number | undefined;
+    if (prefix !== undefined) {
+      prefixLength = Number(prefix);
+      if (!/^\d{1,2}$/.test(prefix) || prefixLength < 1 || prefixLength > 32)
+        throw invalidConfig(f.source, `a prefix length 1-32 in "${f.value}"`);
+    }
+    return { ip, prefixLength, source: f.source };
+  });
+  const distinct = new Set(parsed.map((p) => p.ip));
+  if (distinct.size > 1)
+    throw invalidConfig(
+      parsed[1]?.source ?? 'ips',
+      `one static address per attachment; got ${[...distinct].join(', ')}`,
+    );
+  const first = parsed[0];
+  if (!first) return undefined;
+  const withPrefix = parsed.find((p) => p.prefixLength !== undefined);
+  const out: StaticIp = { ip: first.ip, source: first.source };
+  if (withPrefix?.prefixLength !== undefined) out.prefixLength = withPrefix.prefixLength;
+  return out;
+}
+
+export interface HostPortMapping {
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp';
+  hostIP?: string;
+}
+
+/**
+ * hostPort mappings handed to tether-cni (`"capabilities": {"portMappings": true}`): the node
+ * programs them (the standard `portmap` plugin cannot reach a workload in its network's
+ * namespace). Refused clearly when they cannot be honoured: IPv6, SCTP, bad ports.
+ */
+export function portMappingsOf(raw: Record<string, unknown>): HostPortMapping[] {
+  const rc = raw.runtimeConfig;
+  if (!isObject(rc) || rc.portMappings === undefined) return [];
+  const field = 'runtimeConfig.portMappings';
+  if (!Array.isArray(rc.portMappings))
+    throw invalidConfig(field, 'an array of {hostPort, containerPort, protocol}');
+  const port = (x: unknown): x is number =>
+    typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= 65535;
+  return rc.portMappings.map((m: unknown, i: number) => {
+    const f = `${field}[${i}]`;
+    if (!isObject(m)) throw invalidConfig(f, 'an object {hostPort, containerPort, protocol}');
+    if (!port(m.hostPort)) throw invalidConfig(`${f}.hostPort`, 'an integer 1-65535');
+    if (!port(m.containerPort)) throw invalidConfig(`${f}.containerPort`, 'an integer 1-65535');
+    const protocol =
+      typeof m.protocol === 'string' ? m.protocol.toLowerCase() : m.protocol === undefined ? 'tcp' : '';
+    if (protocol !== 'tcp' && protocol !== 'udp') throw invalidConfig(`${f}.protocol`, '"tcp" or "udp"');
+    const out: HostPortMapping = { hostPort: m.hostPort, containerPort: m.containerPort, protocol };
+    if (m.hostIP !== undefined && m.hostIP !== '' && m.hostIP !== '0.0.0.0') {
+      if (typeof m.hostIP !== 'string' || !IPV4_RE.test(m.hostIP))
+        throw invalidConfig(
+          `${f}.hostIP`,
+          'empty, 0.0.0.0 or an IPv4 address of the node (tether-cni is IPv4 only)',
+        );
+      out.hostIP = m.hostIP;
+    }
+    return out;
+  });
+}
+
 /** Reads the cniVersion from stdin without validating anything else (for error objects). */
 export function sniffVersion(stdin: string): string | undefined {
   try {
@@ -215,6 +321,13 @@ export function parseRequest(stdin: string, env: CniEnv): CniRequest {
     );
   const args = parseCniArgs(env.CNI_ARGS);
   const req: AttachmentRequest = { command, config, containerId, ifname, args };
+  if (command === 'ADD') {
+    const raw = decodeJson(stdin) as Record<string, unknown>;
+    const staticIp = requestedAddress(raw, args);
+    if (staticIp) req.staticIp = staticIp;
+    const pm = portMappingsOf(raw);
+    if (pm.length) req.portMappings = pm;
+  }
   if (netns) req.netns = netns;
   return req;
 }

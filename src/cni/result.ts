@@ -35,7 +35,8 @@ export interface AttachmentFacts {
 }
 
 /**
- * The ADD result: the host veth end, the container interface (with `sandbox`), its address
+ * The ADD result: the host veth end (with `sandbox` once the vRouter has moved it into its
+ * network's namespace), the container interface (with `sandbox`), its address
  * and the default route via the network's gateway. With a prevResult (tether-cni chained
  * after another plugin), its interfaces, ips, routes and dns are kept and ours appended.
  */
@@ -45,7 +46,12 @@ export function buildResult(f: AttachmentFacts): CniResult {
   const interfaces = [...(prev?.interfaces ?? [])];
   const base = interfaces.length;
   interfaces.push(
-    { name: f.endpoint.hostIfname, mac: hostMacFor(f.containerId, f.ifname) },
+    {
+      name: f.endpoint.hostIfname,
+      mac: hostMacFor(f.containerId, f.ifname),
+      // Where the host end lives: the vRouter moves it into its network's namespace.
+      ...(f.endpoint.hostNetns ? { sandbox: f.endpoint.hostNetns } : {}),
+    },
     { name: f.ifname, mac: f.endpoint.mac, sandbox: f.netns },
   );
   if (!legacy) {

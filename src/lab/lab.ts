@@ -122,7 +122,7 @@ export async function listNetns(runner: CommandRunner = new ProcessRunner()): Pr
 
 interface CniResult {
   interfaces?: Array<{ name: string; mac?: string; sandbox?: string }>;
-  ips?: Array<{ address: string; gateway?: string }>;
+  ips?: Array<{ address: string; gateway?: string; interface?: number }>;
   code?: number;
   msg?: string;
 }
@@ -661,7 +661,7 @@ export class Lab {
 
   private cniEnv(w: WorkloadPlan, command: 'ADD' | 'DEL'): NodeJS.ProcessEnv {
     const labels = Object.entries(w.labels)
-      .map(([k, v]) => `${k}=${v}`)
+      .map(([k, v]) => `${k}:${v}`)
       .join(',');
     return {
       ...process.env,
@@ -671,7 +671,7 @@ export class Lab {
       CNI_NETNS: `/var/run/netns/${w.ns}`,
       CNI_IFNAME: w.ifname,
       CNI_PATH: dirname(this.bins.cni),
-      CNI_ARGS: `TETHER_LABELS=${labels}`,
+      CNI_ARGS: `IgnoreUnknown=1;TETHER_LABELS=${labels}`,
     };
   }
 
@@ -708,9 +708,11 @@ export class Lab {
       timeoutMs,
       300,
     );
-    const host = res.interfaces?.find((i) => !i.sandbox);
-    const cont = res.interfaces?.find((i) => i.sandbox);
     const ip = res.ips?.[0];
+    // The container end carries the address; the host end is the other one (its `sandbox` is
+    // the network namespace the vRouter moved it into).
+    const cont = ip?.interface !== undefined ? res.interfaces?.[ip.interface] : undefined;
+    const host = res.interfaces?.find((i) => i !== cont && i.name !== w.ifname);
     if (!host || !cont?.mac || !ip) {
       throw new TetherError(
         'TETHER_E_COMMAND',

@@ -101,6 +101,11 @@ export function registerNode(program: Command): void {
       'tvn',
     )
     .option('--cni-socket <path>', 'unix socket the tether-cni plugin talks to', '/run/tether/cni.sock')
+    .option(
+      '--endpoint-sweep <seconds>',
+      'how often local endpoints are re-read from the kernel (gone namespaces released, MACs learned)',
+      '10',
+    )
     .action(
       async (o: {
         stateDir: string;
@@ -112,6 +117,7 @@ export function registerNode(program: Command): void {
         breakoutIf?: string;
         netnsPrefix: string;
         cniSocket: string;
+        endpointSweep: string;
       }) => {
         const log = createLogger({ name: 'tether-node' });
         const identity = loadIdentity(o.stateDir);
@@ -134,6 +140,7 @@ export function registerNode(program: Command): void {
             netnsPrefix: o.netnsPrefix,
             ...(o.breakoutIf ? { breakout: { uplinkIfname: o.breakoutIf } } : {}),
             cniSocket: o.cniSocket,
+            sweepMs: parsePositiveInt(o.endpointSweep, '--endpoint-sweep') * 1000,
             runner,
             log,
           });

@@ -24,6 +24,7 @@ import type {
   AllocateRequest,
   AttachmentKey,
   BlockFor,
+  EndpointPatch,
   EndpointRegistry,
   LocalEndpoint,
   SiteBlock,
@@ -147,6 +148,10 @@ export class FileIpam implements EndpointRegistry {
     return ep ? { ...ep } : undefined;
   }
 
+  async check(key: AttachmentKey): Promise<LocalEndpoint | undefined> {
+    return this.get(key);
+  }
+
   list(): LocalEndpoint[] {
     return [...this.endpoints.values()].map((e) => ({ ...e }));
   }
@@ -159,6 +164,12 @@ export class FileIpam implements EndpointRegistry {
           'TETHER_E_CONFLICT',
           `attachment ${keyOf(req)} already has an address on network ${existing.network}`,
           { network: existing.network },
+        );
+      if (req.ip !== undefined && req.ip !== existing.ip)
+        throw new TetherError(
+          'TETHER_E_INVALID',
+          `attachment ${keyOf(req)} already holds ${existing.ip}; static address ${req.ip} refused`,
+          { field: 'ip', expected: `${existing.ip} (the address it holds), or DEL first` },
         );
       return { ...existing };
     }
@@ -182,13 +193,15 @@ export class FileIpam implements EndpointRegistry {
     const cursor = parseIp(this.cursors[req.network] ?? '');
     const start = cursor !== undefined && cursor >= first && cursor <= last ? cursor : first;
     let picked: number | undefined;
-    for (let i = 0; i < size; i++) {
-      const cand = first + ((start - first + i) % size);
-      if (!r.reserved.has(cand) && !used.has(cand)) {
-        picked = cand;
-        break;
+    if (req.ip !== undefined) picked = this.staticAddress(req, b, r, used);
+    else
+      for (let i = 0; i < size; i++) {
+        const cand = first + ((start - first + i) % size);
+        if (!r.reserved.has(cand) && !used.has(cand)) {
+          picked = cand;
+          break;
+        }
       }
-    }
     if (picked === undefined)
       throw new TetherError(
         'TETHER_E_EXHAUSTED',
@@ -212,12 +225,67 @@ export class FileIpam implements EndpointRegistry {
       createdAt: this.now().toISOString(),
     };
     if (req.netns) ep.netns = req.netns;
+    if (req.netnsId) ep.netnsId = req.netnsId;
     if (req.args && Object.keys(req.args).length > 0) ep.args = { ...req.args };
+    if (req.portMappings?.length) ep.portMappings = req.portMappings.map((m) => ({ ...m }));
     const next = new Map(this.endpoints);
     next.set(keyOf(ep), ep);
-    const nextCursor = picked === last ? first : picked + 1;
-    this.commit(next, { ...this.cursors, [req.network]: formatIp(nextCursor) });
+    // A static address does not move the round-robin cursor of dynamic ones.
+    const cursors =
+      req.ip !== undefined
+        ? this.cursors
+        : { ...this.cursors, [req.network]: formatIp(picked === last ? first : picked + 1) };
+    this.commit(next, cursors);
     return { ...ep };
+  }
+
+  /**
+   * The address a runtime asked for (`ips` capability, `IP=`): inside this node's block, not
+   * the subnet's network, broadcast or gateway address, not held by another attachment.
+   */
+  private staticAddress(req: AllocateRequest, b: SiteBlock, r: ResolvedBlock, used: Set<number>): number {
+    const n = parseIp(req.ip ?? '');
+    const expected = `an address inside this node's block ${b.cidr} of network ${req.network}, other than the subnet's network, broadcast and gateway (${r.gateway}) addresses`;
+    if (n === undefined)
+      throw new TetherError('TETHER_E_INVALID', `static address ${req.ip} is not an IPv4 address`, {
+        field: 'ip',
+        expected,
+      });
+    if (req.prefixLength !== undefined && req.prefixLength !== r.prefixLength)
+      throw new TetherError(
+        'TETHER_E_INVALID',
+        `static address ${req.ip}/${req.prefixLength}: the subnet of network ${req.network} is /${r.prefixLength}`,
+        { field: 'ip', expected: `${req.ip}/${r.prefixLength}` },
+      );
+    if (!contains(r.block, n) || r.reserved.has(n))
+      throw new TetherError(
+        'TETHER_E_INVALID',
+        `static address ${req.ip} cannot be given on this node: it is not a free host address of block ${b.cidr}`,
+        { field: 'ip', expected },
+      );
+    if (used.has(n)) {
+      const holder = [...this.endpoints.values()].find((e) => e.network === req.network && e.ip === req.ip);
+      throw new TetherError(
+        'TETHER_E_UNAVAILABLE',
+        `static address ${req.ip} of network ${req.network} is held by ${holder ? keyOf(holder) : 'another attachment'}`,
+        {
+          field: 'ip',
+          expected: 'an address no other attachment holds (a DEL or the endpoint sweep frees it)',
+        },
+      );
+    }
+    return n;
+  }
+
+  async update(key: AttachmentKey, patch: EndpointPatch): Promise<LocalEndpoint> {
+    const ep = this.endpoints.get(keyOf(key));
+    if (!ep) throw new TetherError('TETHER_E_NOT_FOUND', `no address allocated for ${keyOf(key)}`);
+    const updated: LocalEndpoint = { ...ep, ...patch };
+    if (JSON.stringify(updated) === JSON.stringify(ep)) return { ...ep };
+    const next = new Map(this.endpoints);
+    next.set(keyOf(key), updated);
+    this.commit(next, this.cursors);
+    return { ...updated };
   }
 
   async markAttached(key: AttachmentKey): Promise<LocalEndpoint> {

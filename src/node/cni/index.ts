@@ -7,6 +7,7 @@ export type {
   BlockFor,
   EndpointRegistry,
   LocalEndpoint,
+  PortMapping,
   SiteBlock,
 } from './registry.js';
 export { CniServer, type CniServerOptions, parseAddBody } from './server.js';

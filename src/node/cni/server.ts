@@ -10,7 +10,7 @@ import { dirname } from 'node:path';
 import { asTetherError, type ErrorCode, TetherError } from '../../lib/errors.js';
 import { parseJson } from '../../lib/input.js';
 import type { Logger } from '../../lib/log.js';
-import type { AllocateRequest, AttachmentKey, EndpointRegistry } from './registry.js';
+import type { AllocateRequest, AttachmentKey, EndpointRegistry, PortMapping } from './registry.js';
 
 export interface CniServerOptions {
   socketPath: string;
@@ -23,6 +23,7 @@ export interface CniServerOptions {
 const CONTAINER_ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const IFNAME_RE = /^[^\s/:]{1,15}$/;
 const HOST_IFNAME_RE = /^[a-zA-Z0-9_.-]{1,15}$/;
+const IP_RE = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const NETWORK_RE = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 
 const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
@@ -33,6 +34,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   TETHER_E_EXHAUSTED: 409,
   TETHER_E_TOO_LARGE: 413,
   TETHER_E_UNAVAILABLE: 503,
+  TETHER_E_KERNEL: 502,
 };
 
 function invalid(field: string, expected: string): TetherError {
@@ -62,6 +64,27 @@ function network(o: Record<string, unknown>): string {
   return str(o, 'network', NETWORK_RE, 'a VirtualNetwork name');
 }
 
+/** Validates hostPort mappings (the plugin checked them too: the node trusts no client). */
+export function parsePortMappings(v: unknown, field: string): PortMapping[] {
+  if (!Array.isArray(v)) throw invalid(field, 'an array of {hostPort, containerPort, protocol, hostIP?}');
+  const port = (x: unknown): x is number =>
+    typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= 65535;
+  const seen = new Set<string>();
+  return v.map((m, i) => {
+    const o = obj(m);
+    const f = `${field}[${i}]`;
+    if (!port(o.hostPort)) throw invalid(`${f}.hostPort`, 'an integer 1-65535');
+    if (!port(o.containerPort)) throw invalid(`${f}.containerPort`, 'an integer 1-65535');
+    if (o.protocol !== 'tcp' && o.protocol !== 'udp') throw invalid(`${f}.protocol`, '"tcp" or "udp"');
+    const out: PortMapping = { hostPort: o.hostPort, containerPort: o.containerPort, protocol: o.protocol };
+    if (o.hostIP !== undefined) out.hostIP = str(o, 'hostIP', IP_RE, 'an IPv4 address of the node');
+    const k = `${out.protocol}/${out.hostPort}`;
+    if (seen.has(k)) throw invalid(`${f}.hostPort`, `host port ${k} once`);
+    seen.add(k);
+    return out;
+  });
+}
+
 /** Validates the body of POST /v1/add. */
 export function parseAddBody(body: unknown): AllocateRequest {
   const o = obj(body);
@@ -71,11 +94,23 @@ export function parseAddBody(body: unknown): AllocateRequest {
     hostIfname: str(o, 'hostIfname', HOST_IFNAME_RE, 'an interface name (1-15 of [a-zA-Z0-9_.-])'),
   };
   if (o.netns !== undefined) req.netns = str(o, 'netns', /^\/\S*$/, 'an absolute path');
+  if (o.ip !== undefined) req.ip = str(o, 'ip', IP_RE, 'an IPv4 address (a static address)');
+  if (o.prefixLength !== undefined) {
+    if (
+      typeof o.prefixLength !== 'number' ||
+      !Number.isInteger(o.prefixLength) ||
+      o.prefixLength < 1 ||
+      o.prefixLength > 32
+    )
+      throw invalid('prefixLength', 'an integer 1-32');
+    req.prefixLength = o.prefixLength;
+  }
   if (o.mtu !== undefined) {
     if (typeof o.mtu !== 'number' || !Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 9216)
       throw invalid('mtu', 'an integer 576-9216');
     req.mtu = o.mtu;
   }
+  if (o.portMappings !== undefined) req.portMappings = parsePortMappings(o.portMappings, 'portMappings');
   if (o.args !== undefined) {
     const a = obj(o.args);
     const args: Record<string, string> = {};
@@ -140,6 +175,11 @@ export class CniServer {
     }
   }
 
+  /** Runs `fn` between requests, never interleaved with one (the node's endpoint sweep). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.serial(fn);
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
@@ -185,7 +225,7 @@ export class CniServer {
           const o = obj(body);
           const k = key(o);
           const net = network(o);
-          const ep = this.registry.get(k);
+          const ep = await this.serial(() => this.registry.check(k));
           if (!ep || ep.network !== net)
             throw new TetherError('TETHER_E_NOT_FOUND', `no endpoint ${k.containerId}/${k.ifname} on ${net}`);
           send(res, 200, { endpoint: ep });

@@ -219,3 +219,70 @@ describe('siteBlockOf', () => {
     expect(siteBlockOf(undefined, 'east', 1450)).toBeUndefined();
   });
 });
+
+describe('FileIpam static addresses (CNI ips / IP=)', () => {
+  const code = async (p: Promise<unknown>): Promise<string | undefined> => {
+    try {
+      await p;
+      return undefined;
+    } catch (e) {
+      return isTetherError(e) ? e.code : String(e);
+    }
+  };
+
+  it('honours a free address of the block, persisted, without moving the round-robin cursor', async () => {
+    const ipam = make();
+    const ep = await ipam.allocate({ ...req('s1'), ip: '10.1.0.5', prefixLength: 24 });
+    expect(ep).toMatchObject({ ip: '10.1.0.5', address: '10.1.0.5/24' });
+    expect(make().get(req('s1'))?.ip).toBe('10.1.0.5');
+    expect((await ipam.allocate(req('d1'))).ip).toBe('10.1.0.2');
+    // A repeated ADD with the same static address is the same endpoint.
+    expect((await ipam.allocate({ ...req('s1'), ip: '10.1.0.5' })).ip).toBe('10.1.0.5');
+  });
+
+  it.each([
+    ['outside the node block', '10.1.0.9', undefined],
+    ['the gateway', '10.1.0.1', undefined],
+    ['the subnet network address', '10.1.0.0', undefined],
+    ['in another subnet', '192.0.2.5', undefined],
+    ['with another prefix length', '10.1.0.5', 16],
+    ['not an address', '10.1.0', undefined],
+  ])('refuses an address %s with TETHER_E_INVALID naming the block', async (_w, ip, prefixLength) => {
+    const ipam = make();
+    const r = { ...req('s1'), ip, ...(prefixLength ? { prefixLength } : {}) };
+    expect(await code(ipam.allocate(r))).toBe('TETHER_E_INVALID');
+    await ipam.allocate(r).catch((e: Error) => expect(e.message).toContain(ip));
+    expect(ipam.list()).toEqual([]);
+  });
+
+  it('an address another attachment holds is TETHER_E_UNAVAILABLE naming the holder', async () => {
+    const ipam = make();
+    await ipam.allocate({ ...req('s1'), ip: '10.1.0.5' });
+    const e = await ipam.allocate({ ...req('s2'), ip: '10.1.0.5' }).catch((x: Error) => x);
+    expect(isTetherError(e) && e.code).toBe('TETHER_E_UNAVAILABLE');
+    expect((e as Error).message).toContain('s1/eth0');
+  });
+
+  it('a held attachment asked for another address is refused, and keeps its own', async () => {
+    const ipam = make();
+    await ipam.allocate(req('s1'));
+    expect(await code(ipam.allocate({ ...req('s1'), ip: '10.1.0.6' }))).toBe('TETHER_E_INVALID');
+    expect(ipam.get(req('s1'))?.ip).toBe('10.1.0.2');
+  });
+
+  it('update() persists what the kernel decides (MAC, host namespace) and reports it', async () => {
+    const seen: LocalEndpoint[][] = [];
+    const ipam = make((e) => seen.push(e));
+    await ipam.allocate(req('c1'));
+    await ipam.update(req('c1'), { mac: '02:aa:bb:cc:dd:ee', hostNetns: '/var/run/netns/t1-vn4096' });
+    expect(make().get(req('c1'))).toMatchObject({
+      mac: '02:aa:bb:cc:dd:ee',
+      hostNetns: '/var/run/netns/t1-vn4096',
+    });
+    expect(seen.at(-1)?.[0]?.mac).toBe('02:aa:bb:cc:dd:ee');
+    const n = seen.length;
+    await ipam.update(req('c1'), { mac: '02:aa:bb:cc:dd:ee' });
+    expect(seen.length).toBe(n); // no change, no report
+    expect(await code(ipam.update(req('nope'), { mac: '02:00:00:00:00:09' }))).toBe('TETHER_E_NOT_FOUND');
+  });
+});

@@ -26,12 +26,17 @@ class FakeAgent implements AgentClient {
   eps = new Map<string, AgentEndpoint>();
   log: string[] = [];
   down = false;
+  failAttach: string | undefined;
+  adds: AddRequest[] = [];
   private gate(): void {
     if (this.down) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, 'node agent unreachable');
   }
   async add(r: AddRequest): Promise<AgentEndpoint> {
     this.gate();
     this.log.push(`add ${r.containerId}`);
+    this.adds.push(r);
+    const held = this.eps.get(`${r.containerId}/${r.ifname}`);
+    if (held) return { ...held };
     const ep: AgentEndpoint = {
       network: r.network,
       containerId: r.containerId,
@@ -52,8 +57,10 @@ class FakeAgent implements AgentClient {
   async attached(k: AttachmentKey): Promise<AgentEndpoint> {
     this.gate();
     this.log.push(`attached ${k.containerId}`);
+    if (this.failAttach) throw new CniError(CNI_CODES.KERNEL_FAILED, this.failAttach);
     const ep = this.eps.get(`${k.containerId}/${k.ifname}`)!;
     ep.state = 'attached';
+    ep.hostNetns = VN_NS;
     return ep;
   }
   async del(k: AttachmentKey): Promise<AgentEndpoint | undefined> {
@@ -84,6 +91,29 @@ const env = (cmd: string) => ({
   CNI_IFNAME: 'eth0',
 });
 const host = hostIfnameFor('c1', 'eth0');
+const VN_NS = '/var/run/netns/t1-vn4096';
+
+/** Answers the reads of a healthy attachment: container end, default route, host end in its VN namespace. */
+const healthy =
+  (
+    addr = '10.1.0.2',
+    mac = '02:00:00:00:00:02',
+    hostLink = `[{"ifname":"${host}","flags":["UP","LOWER_UP"],"master":"tbr0"}]`,
+  ) =>
+  (c: Call): Partial<RunResult> => {
+    const line = [c.cmd, ...c.args].join(' ');
+    if (line === `nsenter --net=${VN_NS} ip -j link show dev ${host}`) return { stdout: hostLink };
+    if (c.cmd === 'nsenter' && c.args.includes('-j'))
+      return {
+        stdout:
+          `[{"ifname":"eth0","mtu":1450,"flags":["UP"],"address":"${mac}","addr_info":[{"family":"inet","local":"${addr}","prefixlen":24}]}]\n` +
+          '[{"dst":"default","gateway":"10.1.0.1","dev":"eth0"}]\n',
+      };
+    return {};
+  };
+const writes = (r: FakeRunner) =>
+  r.calls.filter((c) => c.args.includes('-batch') && !c.args.includes('-j')).length +
+  r.calls.filter((c) => c.args.includes('del')).length;
 
 function deps(runner: CommandRunner, agent: AgentClient, exists = true) {
   return { runner, agentFor: () => agent, pathExists: () => exists };
@@ -188,11 +218,36 @@ describe('runPlugin CHECK', () => {
         }
       : {};
 
-  it('passes when the container matches the agent record', async () => {
+  it('passes when the container matches the agent record and the host end is a port in its VN namespace', async () => {
     const agent = new FakeAgent();
     await agent.add({ network: 'blue', containerId: 'c1', ifname: 'eth0', netns: '/x', hostIfname: host });
-    const out = await runPlugin(conf, env('CHECK'), deps(new FakeRunner(inspect('10.1.0.2')), agent));
+    await agent.attached({ containerId: 'c1', ifname: 'eth0' });
+    const runner = new FakeRunner(healthy());
+    const out = await runPlugin(conf, env('CHECK'), deps(runner, agent));
     expect(out).toEqual({ exitCode: 0, stdout: '' });
+    // The host end is looked for where the vRouter keeps it, never in the node namespace.
+    expect(runner.calls.map((c) => [c.cmd, ...c.args].join(' '))).toContain(
+      `nsenter --net=${VN_NS} ip -j link show dev ${host}`,
+    );
+  });
+
+  it.each([
+    ['missing from its namespace', ''],
+    ['down', `[{"ifname":"x","flags":[],"master":"tbr0"}]`],
+    ['not a bridge port', `[{"ifname":"x","flags":["UP"]}]`],
+  ])('fails with 103 when the host end is %s', async (_why, hostLink) => {
+    const agent = new FakeAgent();
+    await agent.add({ network: 'blue', containerId: 'c1', ifname: 'eth0', netns: '/x', hostIfname: host });
+    await agent.attached({ containerId: 'c1', ifname: 'eth0' });
+    const out = await runPlugin(
+      conf,
+      env('CHECK'),
+      deps(new FakeRunner(healthy('10.1.0.2', '02:00:00:00:00:02', hostLink)), agent),
+    );
+    expect(JSON.parse(out.stdout)).toMatchObject({
+      code: CNI_CODES.CHECK_FAILED,
+      msg: expect.stringContaining(host),
+    });
   });
 
   it('fails with code 103 when the address differs', async () => {
@@ -206,6 +261,126 @@ describe('runPlugin CHECK', () => {
     const out = await runPlugin(conf, env('CHECK'), deps(new FakeRunner(), new FakeAgent()));
     expect(JSON.parse(out.stdout)).toMatchObject({ code: CNI_CODES.CHECK_FAILED });
   });
+});
+
+describe('runPlugin ADD as a runtime chains and retries it', () => {
+  it("puts the host end's namespace in its sandbox", async () => {
+    const out = await runPlugin(conf, env('ADD'), deps(new FakeRunner(), new FakeAgent()));
+    const r = JSON.parse(out.stdout);
+    expect(r.interfaces[0]).toMatchObject({ name: host, sandbox: VN_NS });
+    expect(r.interfaces[1]).toMatchObject({ name: 'eth0', sandbox: '/var/run/netns/p1' });
+  });
+
+  it.each([
+    ['as it was', '02:00:00:00:00:02'],
+    ['with a MAC a chained plugin changed', '02:aa:bb:cc:dd:ee'],
+  ])(
+    'a repeated ADD of a working attachment (%s) answers the same result and writes nothing',
+    async (_w, mac) => {
+      const agent = new FakeAgent();
+      const first = await runPlugin(conf, env('ADD'), deps(new FakeRunner(), agent));
+      const runner = new FakeRunner(healthy('10.1.0.2', mac));
+      const again = await runPlugin(conf, env('ADD'), deps(runner, agent));
+      expect(again.exitCode).toBe(0);
+      expect(JSON.parse(again.stdout).ips).toEqual(JSON.parse(first.stdout).ips);
+      expect(writes(runner)).toBe(0);
+      expect(agent.log).toEqual(['add c1', 'attached c1', 'add c1']);
+    },
+  );
+
+  it('a repeated ADD of a broken attachment rebuilds it', async () => {
+    const agent = new FakeAgent();
+    await runPlugin(conf, env('ADD'), deps(new FakeRunner(), agent));
+    // The container end is gone (a new namespace at the same path).
+    const runner = new FakeRunner((c) =>
+      c.args.includes('-j') ? { code: 1, stderr: 'Device "eth0" does not exist.' } : {},
+    );
+    const again = await runPlugin(conf, env('ADD'), deps(runner, agent));
+    expect(again.exitCode).toBe(0);
+    expect(runner.calls.map((c) => [c.cmd, ...c.args].join(' '))).toContain('ip -batch -');
+  });
+
+  it('rolls back (interface and address) when the agent says the interface is not wired', async () => {
+    const agent = new FakeAgent();
+    agent.failAttach = 'blue: workload c1/eth0 is not wired: host end not found';
+    const runner = new FakeRunner();
+    const out = await runPlugin(conf, env('ADD'), deps(runner, agent));
+    expect(JSON.parse(out.stdout)).toMatchObject({
+      code: CNI_CODES.KERNEL_FAILED,
+      msg: expect.stringContaining('not wired'),
+    });
+    expect(runner.calls.map((c) => [c.cmd, ...c.args].join(' '))).toContain(`ip link del ${host}`);
+    expect(agent.log.at(-1)).toBe('del c1');
+    expect(agent.eps.size).toBe(0);
+  });
+
+  it.each([
+    [{ runtimeConfig: { ips: ['10.1.0.40/24'] } }, {}, { ip: '10.1.0.40', prefixLength: 24 }],
+    [{ args: { cni: { ips: ['10.1.0.41'] } } }, {}, { ip: '10.1.0.41' }],
+    [{}, { CNI_ARGS: 'IP=10.1.0.42;K8S_POD_NAME=x' }, { ip: '10.1.0.42' }],
+  ])('passes a static address to the agent (%j %j)', async (extra, envExtra, want) => {
+    const agent = new FakeAgent();
+    const c = JSON.stringify({ ...JSON.parse(conf), ...extra });
+    const out = await runPlugin(c, { ...env('ADD'), ...envExtra }, deps(new FakeRunner(), agent));
+    expect(out.exitCode).toBe(0);
+    expect(agent.adds[0]).toMatchObject(want);
+  });
+
+  it.each([
+    [{ runtimeConfig: { ips: ['fd00::5/64'] } }, {}],
+    [{ runtimeConfig: { ips: ['10.1.0.40', '10.1.0.41'] } }, {}],
+    [{ runtimeConfig: { ips: '10.1.0.40' } }, {}],
+    [{}, { CNI_ARGS: 'IP=10.1.0.300' }],
+    [{ runtimeConfig: { ips: ['10.1.0.40/33'] } }, {}],
+  ])(
+    'refuses a static address it cannot give (%j %j) with code 7, nothing allocated',
+    async (extra, envExtra) => {
+      const agent = new FakeAgent();
+      const c = JSON.stringify({ ...JSON.parse(conf), ...extra });
+      const out = await runPlugin(c, { ...env('ADD'), ...envExtra }, deps(new FakeRunner(), agent));
+      expect(JSON.parse(out.stdout)).toMatchObject({ code: CNI_CODES.INVALID_CONFIG });
+      expect(agent.log).toEqual([]);
+    },
+  );
+
+  it('hands port mappings (portMappings capability) to the node, normalised', async () => {
+    const agent = new FakeAgent();
+    const c = JSON.stringify({
+      ...JSON.parse(conf),
+      runtimeConfig: {
+        portMappings: [
+          { hostPort: 8080, containerPort: 80, protocol: 'TCP', hostIP: '' },
+          { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '10.0.1.11' },
+        ],
+      },
+    });
+    const out = await runPlugin(c, env('ADD'), deps(new FakeRunner(), agent));
+    expect(out.exitCode).toBe(0);
+    expect(agent.adds[0]?.portMappings).toEqual([
+      { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
+      { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '10.0.1.11' },
+    ]);
+  });
+
+  it.each([
+    [{ hostPort: 0, containerPort: 80, protocol: 'tcp' }, 'hostPort'],
+    [{ hostPort: 80, containerPort: 70000, protocol: 'tcp' }, 'containerPort'],
+    [{ hostPort: 80, containerPort: 80, protocol: 'sctp' }, 'protocol'],
+    [{ hostPort: 80, containerPort: 80, protocol: 'tcp', hostIP: '::' }, 'hostIP'],
+    ['8080:80', '[0]'],
+  ])(
+    'refuses a port mapping it cannot honour (%j) with code 7 naming %s, nothing allocated',
+    async (m, field) => {
+      const agent = new FakeAgent();
+      const c = JSON.stringify({ ...JSON.parse(conf), runtimeConfig: { portMappings: [m] } });
+      const out = await runPlugin(c, env('ADD'), deps(new FakeRunner(), agent));
+      expect(JSON.parse(out.stdout)).toMatchObject({
+        code: CNI_CODES.INVALID_CONFIG,
+        msg: expect.stringContaining(field),
+      });
+      expect(agent.log).toEqual([]);
+    },
+  );
 });
 
 describe('runPlugin VERSION/STATUS', () => {
