@@ -12,6 +12,8 @@ APT_PACKAGES=(
   procps psmisc kmod iputils-ping
   # standard CNI plugins chained after tether-cni (test/e2e/cni-chain.test.ts)
   containernetworking-plugins
+  # a real container runtime (podman 4, CNI backend) driving tether-cni: CI fails on skipped tests
+  podman runc busybox-static
 )
 
 export DEBIAN_FRONTEND=noninteractive
