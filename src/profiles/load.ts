@@ -211,7 +211,14 @@ export function parseProfileText(text: string, file: string): ParsedFile {
           }
           continue;
         }
-        if (!isScalar(pair.key)) continue;
+        if (!isScalar(pair.key) || pair.key.value === null || typeof pair.key.value === 'object')
+          refuse(
+            file,
+            lineOf((pair.key as Node | null)?.range?.[0] ?? n.range?.[0]),
+            path || '(root)',
+            'a key here is a list, a mapping or empty',
+            'plain keys (field names)',
+          );
         const k = String(pair.key.value);
         const keyLine = lineOf(pair.key.range?.[0]);
         if (seen.has(k))
