@@ -124,6 +124,20 @@ export interface ParsedFile {
 const ajv = new Ajv({ allErrors: true, strict: false });
 const validateSchema = ajv.compile(PROFILE_SPEC_SCHEMA);
 
+/** Line where flow brackets first nest deeper than the limit (quotes ignored: a hint only). */
+function deepLine(text: string): number {
+  let depth = 0;
+  let line = 1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 10) line++;
+    else if (c === 91 || c === 123) {
+      if (++depth > MAX_NESTING) return line;
+    } else if ((c === 93 || c === 125) && depth > 0) depth--;
+  }
+  return 1;
+}
+
 function refuse(file: string, line: number, field: string, message: string, expected?: string): never {
   throwIssues(
     [{ severity: 'error', file, line, field, message, ...(expected ? { expected } : {}) }],
@@ -155,8 +169,17 @@ export function parseProfileText(text: string, file: string): ParsedFile {
   try {
     doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false, merge: true });
   } catch (e) {
-    // The library recurses per nesting level; a stack overflow is a too-deep file, not a bug.
-    return refuse(file, 1, '(syntax)', `cannot be parsed: ${(e as Error).message}`, 'a YAML mapping');
+    // The library recurses per nesting level: a stack overflow means a file nested far
+    // deeper than the limit (flow brackets), so say that, at the line where it gets deep.
+    if (e instanceof RangeError)
+      refuse(
+        file,
+        deepLine(text),
+        '(syntax)',
+        `nested more than ${MAX_NESTING} levels deep (too deep to parse)`,
+        `at most ${MAX_NESTING} levels of mappings and lists`,
+      );
+    return refuse(file, 1, '(syntax)', `cannot be parsed: ${(e as Error).message}`, 'valid YAML');
   }
   const multi = doc.errors.find((e) => e.code === 'MULTIPLE_DOCS');
   if (multi)
@@ -166,6 +189,14 @@ export function parseProfileText(text: string, file: string): ParsedFile {
       '(document)',
       'a second YAML document starts here ("---"): a profile file holds exactly one',
       'one document per file (split it, or use extends)',
+    );
+  if (doc.errors.some((e) => /call stack/i.test(e.message)))
+    refuse(
+      file,
+      deepLine(text),
+      '(syntax)',
+      `nested more than ${MAX_NESTING} levels deep (too deep to parse)`,
+      `at most ${MAX_NESTING} levels of mappings and lists`,
     );
   if (doc.errors.length > 0) {
     throwIssues(
