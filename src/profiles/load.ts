@@ -214,7 +214,9 @@ export function parseProfileText(text: string, file: string): ParsedFile {
 
   // One walk: nesting depth, duplicate keys, line of every key (by raw path, for schema
   // errors) and origins (by canonical path, for composition).
+  // The raw-path line index only serves schema errors: built by a second walk when there are.
   const lineIndex = new Map<string, number>();
+  let indexing = false;
   const origins = new Map<string, Origin>();
   const rawKey = (segs: ReadonlyArray<string | number>): string => segs.map((x) => `\u0000${x}`).join('');
   const walk = (n: unknown, path: string, raw: string, depth: number): void => {
@@ -263,7 +265,7 @@ export function parseProfileText(text: string, file: string): ParsedFile {
         seen.add(k);
         const p = childPath(path, k);
         const r = `${raw}\u0000${k}`;
-        lineIndex.set(r, keyLine);
+        if (indexing) lineIndex.set(r, keyLine);
         origins.set(p, { file, line: keyLine });
         walk(pair.value, p, r, depth + 1);
       }
@@ -278,7 +280,7 @@ export function parseProfileText(text: string, file: string): ParsedFile {
           seen.add(k);
           const p = childPath(path, k);
           const keyLine = lineOf(pair.key.range?.[0]);
-          lineIndex.set(`${raw}\u0000${k}`, keyLine);
+          if (indexing) lineIndex.set(`${raw}\u0000${k}`, keyLine);
           origins.set(p, { file, line: keyLine });
           // Not walked further: aliases are expanded by toJS under its alias budget, and a
           // walk through them would give an alias bomb the exponential time toJS refuses.
@@ -290,7 +292,7 @@ export function parseProfileText(text: string, file: string): ParsedFile {
         const p = typeof name === 'string' ? `${path}[${name}]` : `${path}[${i}]`;
         const itemLine = lineOf((item as Node | null)?.range?.[0]) || line;
         const r = `${raw}\u0000${i}`;
-        lineIndex.set(r, itemLine);
+        if (indexing) lineIndex.set(r, itemLine);
         origins.set(p, { file, line: itemLine });
         walk(item, p, r, depth + 1);
       });
@@ -324,6 +326,8 @@ export function parseProfileText(text: string, file: string): ParsedFile {
     return undefined;
   };
   if (!validateSchema(value)) {
+    indexing = true;
+    walk(doc.contents, '', '', 1);
     const issues: ProfileIssue[] = [];
     for (const e of dedupe(validateSchema.errors ?? [])) {
       const segs = e.instancePath
@@ -382,6 +386,10 @@ export function parseProfileText(text: string, file: string): ParsedFile {
   // Duplicate policy names would merge silently: refuse them.
   const names = new Set<string>();
   (spec.sriov ?? []).forEach((p, i) => {
+    if (names.has(p.name) && !indexing) {
+      indexing = true;
+      walk(doc.contents, '', '', 1);
+    }
     if (names.has(p.name))
       refuse(
         file,
@@ -553,9 +561,15 @@ function mergeInto(
       const o = overOrigins.get(p);
       if (o && !origins.has(p)) origins.set(p, o);
     } else {
-      dropUnder(origins, p, bv);
-      copyUnder(overOrigins, origins, p, ov);
-      setOwn(out, k, structuredClone(ov));
+      if (bv !== undefined) dropUnder(origins, p, bv);
+      if (typeof ov === 'object' && ov !== null) {
+        copyUnder(overOrigins, origins, p, ov);
+        setOwn(out, k, structuredClone(ov));
+      } else {
+        const o = overOrigins.get(p);
+        if (o) origins.set(p, o);
+        setOwn(out, k, ov);
+      }
     }
   }
   return out;

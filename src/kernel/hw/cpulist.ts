@@ -22,9 +22,7 @@ export function tryParseCpuList(
   const s = text.trim();
   if (s === '') return { ok: true, ids: [] };
   const expected = max < 0 ? `no ${what} indexes` : `a list of ${what} ids within 0-${max}, like "0-3,8"`;
-  // A bitmap rather than a Set: bounded memory, and the output comes out sorted.
-  const seen = new Uint8Array(Math.max(0, max) + 1);
-  let count = 0;
+  const ranges: Array<[number, number]> = [];
   for (const part of s.split(',')) {
     const p = part.trim();
     const m = /^(\d{1,16})(?:-(\d{1,16}))?$/.exec(p);
@@ -51,15 +49,17 @@ export function tryParseCpuList(
             : `${what} ${b} is beyond the largest possible ${what} id ${max}`,
         expected,
       };
-    for (let i = a; i <= b; i++)
-      if (!seen[i]) {
-        seen[i] = 1;
-        count++;
-      }
+    ranges.push([a, b]);
   }
-  const ids = new Array<number>(count);
-  let j = 0;
-  for (let i = 0; i < seen.length; i++) if (seen[i]) ids[j++] = i;
+  // Sorted and merged before expanding: the output is at most max + 1 ids, and the work is
+  // proportional to the text plus the output, whatever `max` is.
+  ranges.sort((x, y) => x[0] - y[0]);
+  const ids: number[] = [];
+  let next = 0; // first id not yet emitted: overlapping ranges add nothing twice
+  for (const [a, b] of ranges) {
+    for (let i = Math.max(a, next); i <= b; i++) ids.push(i);
+    next = Math.max(next, b + 1);
+  }
   return { ok: true, ids };
 }
 
