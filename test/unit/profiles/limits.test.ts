@@ -85,6 +85,23 @@ describe('CPU and VF lists', () => {
     expect(parseCpuList('8,1-3,2')).toEqual([1, 2, 3, 8]);
   });
 
+  it('a corrupt CPU list in sysfs names the file (TETHER_E_STATE), not a stack trace', async () => {
+    const k = machine('all-nics');
+    for (const [f, text] of [
+      ['/sys/devices/system/cpu/online', '0-99999\n'],
+      ['/sys/devices/system/cpu/present', '63-0\n'],
+      ['/sys/devices/system/node/node0/cpulist', 'garbage\n'],
+    ] as const) {
+      const m = machine('all-nics');
+      writeFileSync(join(m.root, f), text);
+      const e = await readInventory(m).catch((x: unknown) => x);
+      expect(isTetherError(e, 'TETHER_E_STATE'), String(e)).toBe(true);
+      expect((e as TetherError).details.file).toBe(f);
+      expect((e as TetherError).message).toContain(f);
+    }
+    expect((await readInventory(k)).present).toHaveLength(64);
+  });
+
   it('an empty VF range (max -1) never prints "0--1"', () => {
     const r = tryParseCpuList('0', -1, 'VF');
     expect(r.ok).toBe(false);
