@@ -264,10 +264,10 @@ export function parseProfileText(text: string, file: string): ParsedFile {
           );
         seen.add(k);
         const p = childPath(path, k);
-        const r = `${raw}\u0000${k}`;
+        const r = indexing ? `${raw}\u0000${k}` : '';
         if (indexing) lineIndex.set(r, keyLine);
         origins.set(p, { file, line: keyLine });
-        walk(pair.value, p, r, depth + 1);
+        if (isMap(pair.value) || isSeq(pair.value)) walk(pair.value, p, r, depth + 1);
       }
       // Keys from merge sources count where the mapping does not set them itself; the first
       // source wins, as in YAML's merge rule. Their lines are those of the anchor's keys.
@@ -291,10 +291,10 @@ export function parseProfileText(text: string, file: string): ParsedFile {
         const name = KEYED[path] && isMap(item) ? item.get('name') : undefined;
         const p = typeof name === 'string' ? `${path}[${name}]` : `${path}[${i}]`;
         const itemLine = lineOf((item as Node | null)?.range?.[0]) || line;
-        const r = `${raw}\u0000${i}`;
+        const r = indexing ? `${raw}\u0000${i}` : '';
         if (indexing) lineIndex.set(r, itemLine);
         origins.set(p, { file, line: itemLine });
-        walk(item, p, r, depth + 1);
+        if (isMap(item) || isSeq(item)) walk(item, p, r, depth + 1);
       });
     }
   };
