@@ -647,7 +647,7 @@ export function loadProfile(nameOrFile: string, opts: LoadOptions = {}): Resolve
           line ?? 1,
           `extends[${i}]`,
           `the composition reaches more than ${MAX_COMPOSED_FILES} files`,
-          `at most ${MAX_COMPOSED_FILES} profiles in one chain of extends`,
+          `at most ${MAX_COMPOSED_FILES} files in one composition (extends, transitively)`,
         );
       const b = resolveFile(f, [...stack, f]);
       const o2 = new Map(origins);

@@ -91,8 +91,3 @@ export function formatCpuList(cpus: Iterable<number>): string {
   }
   return parts.join(',');
 }
-
-/** "0-7", or words when the range is empty (never "0--1"). */
-export function describeIndexRange(count: number, what: string): string {
-  return count > 0 ? `${what} indexes within 0-${count - 1}` : `no ${what} indexes (there are none)`;
-}
