@@ -11,8 +11,12 @@ export const MAX_PROFILE_BYTES = 1024 * 1024;
 /** Deepest nesting of mappings and lists in a file (a profile needs 6). */
 export const MAX_NESTING = 32;
 
-/** YAML aliases expanded per file (the yaml library's own default; stops alias bombs). */
-export const MAX_ALIASES = 100;
+/**
+ * Nodes YAML aliases (and merge keys) may copy in one file, in all: 100,000, about what a
+ * 1 MiB file holds itself. Hundreds of `<<: *group` merges fit; an alias bomb (each level
+ * aliasing the one below several times) is refused before anything is expanded.
+ */
+export const MAX_ALIAS_NODES = 100_000;
 
 /** Files in one composition (`extends`, transitively). */
 export const MAX_COMPOSED_FILES = 64;

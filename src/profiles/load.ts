@@ -6,15 +6,17 @@ import {
   type Document,
   isAlias,
   isMap,
+  isPair,
   isScalar,
   isSeq,
   LineCounter,
   type Node,
   parseDocument,
+  visit,
   type YAMLMap,
 } from 'yaml';
 import { TetherError } from '../lib/errors.js';
-import { MAX_ALIASES, MAX_COMPOSED_FILES, MAX_NESTING, MAX_PROFILE_BYTES } from './limits.js';
+import { MAX_ALIAS_NODES, MAX_COMPOSED_FILES, MAX_NESTING, MAX_PROFILE_BYTES } from './limits.js';
 import { PROFILE_SPEC_SCHEMA, type ProfileSpec } from './schema.js';
 
 /** Where a field of a resolved profile came from. */
@@ -136,6 +138,59 @@ function deepLine(text: string): number {
     } else if ((c === 93 || c === 125) && depth > 0) depth--;
   }
   return 1;
+}
+
+/**
+ * How many nodes the document's aliases copy in all (each alias: the size of what it
+ * points at, its own aliases included). Memoized per node, so linear in the document even
+ * when the expansion is exponential. Returns where it gives up, or undefined within budget.
+ */
+function aliasExpansion(
+  doc: Document.Parsed,
+  limit: number,
+): { at: number | undefined; cycle: boolean } | undefined {
+  const memo = new Map<unknown, number>();
+  const active = new Set<unknown>();
+  let cycle = false;
+  const size = (n: unknown): number => {
+    if (isAlias(n)) return size(n.resolve(doc));
+    if (!isMap(n) && !isSeq(n)) return 1;
+    const known = memo.get(n);
+    if (known !== undefined) return known;
+    if (active.has(n)) {
+      cycle = true;
+      return Number.POSITIVE_INFINITY;
+    }
+    active.add(n);
+    let total = 1;
+    for (const item of n.items as unknown[]) {
+      if (isPair(item)) total += size(item.key) + size(item.value);
+      else total += size(item);
+      if (total > limit) break;
+    }
+    active.delete(n);
+    memo.set(n, total);
+    return total;
+  };
+  let total = 0;
+  let stop: { at: number | undefined; cycle: boolean } | undefined;
+  try {
+    visit(doc, {
+      Alias(_, a) {
+        total += size(a.resolve(doc));
+        if (total > limit || cycle) {
+          stop = { at: a.range?.[0], cycle };
+          return visit.BREAK;
+        }
+        return undefined;
+      },
+    });
+  } catch (e) {
+    // A chain of aliases to aliases deeper than the stack: refuse it like a bomb.
+    if (!(e instanceof RangeError)) throw e;
+    return { at: undefined, cycle: false };
+  }
+  return stop;
 }
 
 function refuse(file: string, line: number, field: string, message: string, expected?: string): never {
@@ -300,20 +355,33 @@ export function parseProfileText(text: string, file: string): ParsedFile {
   };
   walk(doc.contents, '', '', 1);
 
+  // Aliases are budgeted by what they expand to, not by how often they are used: a file
+  // may merge one anchor into hundreds of groups, but no alias may copy a large subtree
+  // many times over (an alias bomb multiplies at every level).
+  const bomb = aliasExpansion(doc, MAX_ALIAS_NODES);
+  if (bomb)
+    refuse(
+      file,
+      lineOf(bomb.at),
+      '(aliases)',
+      bomb.cycle
+        ? 'an alias refers to the node that contains it'
+        : `YAML aliases expand to more than ${MAX_ALIAS_NODES} nodes: an alias bomb?`,
+      bomb.cycle
+        ? 'aliases to finished anchors only'
+        : `aliases that copy at most ${MAX_ALIAS_NODES} nodes in all`,
+    );
   let value: unknown;
   try {
-    value = doc.toJS({ maxAliasCount: MAX_ALIASES }) ?? {};
+    value = doc.toJS({ maxAliasCount: -1 }) ?? {};
   } catch (e) {
-    const m = (e as Error).message;
-    if (/alias count/i.test(m))
-      refuse(
-        file,
-        1,
-        '(aliases)',
-        `YAML aliases expand to too much data (more than ${MAX_ALIASES} alias uses): an alias bomb?`,
-        `at most ${MAX_ALIASES} alias expansions`,
-      );
-    return refuse(file, 1, '(syntax)', m, 'valid YAML (anchors defined before their aliases)');
+    return refuse(
+      file,
+      1,
+      '(syntax)',
+      (e as Error).message,
+      'valid YAML (anchors defined before their aliases)',
+    );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     refuse(file, 1, '(root)', 'a profile is a mapping', 'key: value pairs');

@@ -141,7 +141,7 @@ describe('file limits', () => {
     for (const [width, depth] of [
       [9, 6],
       [2, 30],
-      [100, 2],
+      [400, 2],
     ] as const) {
       const lines = ['a0: &a0 ["x"]'];
       for (let d = 1; d <= depth; d++)
@@ -226,6 +226,22 @@ describe('YAML merge keys', () => {
     expect(p.spec.memory?.hugepages?.pages?.[2]).toEqual({ size: '1G', count: 2 });
     const i = refusal(write('cpu: &c\n  reservd: "0"\nkernel:\n  sysctls:\n    <<: *c\n'));
     expect(i).toMatchObject({ line: 2, field: 'cpu.reservd' });
+  });
+
+  it('hundreds of merges of one anchor are fine (aliases are budgeted by what they copy)', () => {
+    const groups = ['      - &g {range: "0", mtu: 1500, trust: true}'];
+    for (let i = 1; i < 500; i++) groups.push(`      - <<: *g\n        range: "${i}"`);
+    const p = load(
+      write(
+        `sriov:\n  - name: fh\n    pf: {name: ens1f0}\n    numVfs: 500\n    vfGroups:\n${groups.join('\n')}\n`,
+      ),
+    );
+    expect(p.spec.sriov?.[0]?.vfGroups?.[499]).toEqual({ range: '499', mtu: 1500, trust: true });
+  });
+
+  it('an alias inside the node it points at is refused', () => {
+    const i = refusal(write('site:\n  labels: &a\n    x: *a\n'));
+    expect(i).toMatchObject({ field: '(aliases)', line: 3 });
   });
 
   it('a merge of something that is not a mapping is refused with the reason', () => {
