@@ -337,8 +337,8 @@ export function parseProfileText(text: string, file: string): ParsedFile {
           const keyLine = lineOf(pair.key.range?.[0]);
           if (indexing) lineIndex.set(`${raw}\u0000${k}`, keyLine);
           origins.set(p, { file, line: keyLine });
-          // Not walked further: aliases are expanded by toJS under its alias budget, and a
-          // walk through them would give an alias bomb the exponential time toJS refuses.
+          // Not walked further: what aliases copy is counted once by aliasExpansion, and a
+          // walk through them would give an alias bomb exponential time.
         }
       }
     } else if (isSeq(n)) {
