@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { formatCpuList, parseCpuList } from '../kernel/hw/cpulist.js';
+import { formatCpuList } from '../kernel/hw/cpulist.js';
 import {
   type Inventory,
   type NicInfo,
@@ -10,7 +10,7 @@ import {
 } from '../kernel/hw/inventory.js';
 import type { ResolvedProfile } from './load.js';
 import { HUGEPAGE_KB, type ProfileSpec, type SriovPolicy, type VfGroup } from './schema.js';
-import { cpuLayout, resolvePolicies } from './validate.js';
+import { cpuLayout, resolvePolicies, vfIndexes } from './validate.js';
 
 /** Files Tether owns on the node; nothing else is written outside sysfs/procfs. */
 export const OWNED = {
@@ -200,8 +200,17 @@ const sameAdmin = (a: VfAdmin, b: VfAdmin): boolean =>
   a.minTxRate === b.minTxRate &&
   a.maxTxRate === b.maxTxRate;
 
+const groupIndex = new WeakMap<SriovPolicy, Map<number, VfGroup>>();
+
+/** The group a VF belongs to; each policy's ranges are expanded once, not once per VF. */
 function groupOf(policy: SriovPolicy, vf: number): VfGroup | undefined {
-  return (policy.vfGroups ?? []).find((g) => parseCpuList(g.range).includes(vf));
+  let m = groupIndex.get(policy);
+  if (!m) {
+    m = new Map();
+    for (const g of policy.vfGroups ?? []) for (const i of vfIndexes(g.range)) if (!m.has(i)) m.set(i, g);
+    groupIndex.set(policy, m);
+  }
+  return m.get(vf);
 }
 
 const pfFunction = (pci: string): number => Number(pci.split('.').pop() ?? 0);

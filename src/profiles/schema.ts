@@ -5,6 +5,8 @@
  * editors validate profiles through the `# yaml-language-server: $schema=` modeline.
  */
 
+import { MAX_HUGEPAGES, MAX_NUMA_NODE, MAX_TX_RATE, MAX_VFS } from './limits.js';
+
 export type HugepageSize = '2M' | '1G';
 export type DeviceType = 'netdevice' | 'vfio-pci';
 export type LinkState = 'auto' | 'enable' | 'disable';
@@ -168,10 +170,11 @@ export const PROFILE_SPEC_SCHEMA = {
                 required: ['size', 'count'],
                 properties: {
                   size: { enum: ['2M', '1G'] },
-                  count: { type: 'integer', minimum: 0 },
+                  count: { type: 'integer', minimum: 0, maximum: MAX_HUGEPAGES },
                   node: {
                     type: 'integer',
                     minimum: 0,
+                    maximum: MAX_NUMA_NODE,
                     description: 'NUMA node; omitted = spread by the kernel',
                   },
                 },
@@ -245,10 +248,10 @@ export const PROFILE_SPEC_SCHEMA = {
               pciAddress: { type: 'string', pattern: '^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\\.[0-7]$' },
               vendor: { type: 'string', pattern: '^[0-9a-f]{4}$' },
               device: { type: 'string', pattern: '^[0-9a-f]{4}$' },
-              port: { type: 'integer', minimum: 0 },
+              port: { type: 'integer', minimum: 0, maximum: 255 },
             },
           },
-          numVfs: { type: 'integer', minimum: 0 },
+          numVfs: { type: 'integer', minimum: 0, maximum: MAX_VFS },
           mtu: { type: 'integer', minimum: 68, maximum: 9702 },
           vfGroups: {
             type: 'array',
@@ -265,8 +268,8 @@ export const PROFILE_SPEC_SCHEMA = {
                 spoofchk: bool,
                 trust: bool,
                 linkState: { enum: ['auto', 'enable', 'disable'] },
-                minTxRate: { type: 'integer', minimum: 0 },
-                maxTxRate: { type: 'integer', minimum: 0 },
+                minTxRate: { type: 'integer', minimum: 0, maximum: MAX_TX_RATE },
+                maxTxRate: { type: 'integer', minimum: 0, maximum: MAX_TX_RATE },
                 resourceName: { type: 'string' },
               },
             },

@@ -1,6 +1,7 @@
 // `npm run bench`: builds the bundle, runs the controller scale benchmark (a 1-node baseline,
 // then N=1,000 and N=10,000) and every other test/bench/<name>-<name>.ts that exports run(),
-// prints each result as a table and writes them all to bench-results.json.
+// prints each result as a table and writes them all to bench-results.json. Among them:
+// profile-load.ts (1 MiB / 40k-key profiles against JSON.parse and the yaml library's floor).
 //   BENCH_NODES=1000,10000   override the sizes (the 1-node baseline always runs)
 //   BENCH_ONLY=controller-scale   run only the named modules (comma separated)
 import { execFileSync } from 'node:child_process';

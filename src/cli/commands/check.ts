@@ -1,18 +1,9 @@
 import type { Command } from 'commander';
 import { RootedHostFs } from '../../kernel/hw/hostfs.js';
-import { parseYaml, readInputFile } from '../../lib/input.js';
 import { checkNode } from '../../profiles/check.js';
-import { loadProfile, shippedProfilesDir } from '../../profiles/load.js';
 import { EXIT } from '../exit.js';
 import { out, paint, renderStructured, renderTable, say } from '../output.js';
-
-export function parseYamlOrJson(file: string): unknown {
-  try {
-    return parseYaml(readInputFile(file), { source: file }) ?? {};
-  } catch {
-    return {};
-  }
-}
+import { loadChecked, sayingOnce } from './profile.js';
 
 export function registerCheck(program: Command): void {
   program
@@ -35,7 +26,8 @@ export function registerCheck(program: Command): void {
           name = undefined;
         }
       }
-      const p = loadProfile(name ?? 'base', { searchPath: [...(o.profilesDir ?? []), shippedProfilesDir()] });
+      // A bad profile is invalid input (exit 4), not a failed check of the node (exit 7).
+      const { p } = await sayingOnce(() => loadChecked(name ?? 'base', o.profilesDir));
       const report = await checkNode(fs, p);
       if (o.output === 'json' || o.output === 'yaml') out(renderStructured(report, o.output));
       else {

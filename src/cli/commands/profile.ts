@@ -2,21 +2,23 @@ import { readdirSync } from 'node:fs';
 import type { Command } from 'commander';
 import { FakeKernel } from '../../kernel/hw/fake.js';
 import { type HostFs, RootedHostFs } from '../../kernel/hw/hostfs.js';
-import { TetherError } from '../../lib/errors.js';
+import { isTetherError, TetherError } from '../../lib/errors.js';
 import { type CommandRunner, ProcessRunner } from '../../lib/exec.js';
 import { applyProfile, observe, readApplied } from '../../profiles/apply.js';
 import {
   formatIssue,
   loadProfile,
   originOf,
+  type ProfileIssue,
+  parseProfileFile,
   type ResolvedProfile,
   shippedProfilesDir,
+  throwIssues,
 } from '../../profiles/load.js';
 import { type Plan, planProfile } from '../../profiles/plan.js';
 import { PROFILE_SPEC_SCHEMA } from '../../profiles/schema.js';
-import { validateProfile } from '../../profiles/validate.js';
+import { checkProfile, validateProfile } from '../../profiles/validate.js';
 import { out, paint, renderStructured, renderTable, say } from '../output.js';
-import { parseYamlOrJson } from './check.js';
 
 interface HostOpts {
   root: string;
@@ -45,6 +47,56 @@ export function hostPorts(o: { root: string; fakeKernel?: boolean }): { fs: Host
 
 export function load(name: string, dirs?: string[]): ResolvedProfile {
   return loadProfile(name, { searchPath: [...(dirs ?? []), shippedProfilesDir()] });
+}
+
+/**
+ * Loads a profile and runs the checks that need no hardware: a bad profile is refused
+ * (TETHER_E_INVALID, exit 4) before anything looks at the node. Returns its warnings.
+ */
+export function loadChecked(name: string, dirs?: string[]): { p: ResolvedProfile; warnings: ProfileIssue[] } {
+  const p = load(name, dirs);
+  const issues = checkProfile(p);
+  if (issues.some((i) => i.severity === 'error')) throwIssues(issues, `invalid profile ${p.name}`);
+  return { p, warnings: issues };
+}
+
+/** The issues a load error carries (one per problem), or undefined when it is no profile error. */
+function loadIssues(e: unknown): ProfileIssue[] | undefined {
+  if (!isTetherError(e) || !['TETHER_E_INVALID', 'TETHER_E_TOO_LARGE', 'TETHER_E_PARSE'].includes(e.code))
+    return undefined;
+  const listed = e.details.issues as ProfileIssue[] | undefined;
+  if (listed?.length) return listed;
+  const d = e.details;
+  return [
+    {
+      severity: 'error',
+      ...(d.file ? { file: d.file } : {}),
+      ...(d.line ? { line: d.line } : {}),
+      field: d.field ?? '(file)',
+      message: e.message,
+      ...(d.expected ? { expected: d.expected } : {}),
+    },
+  ];
+}
+
+const issueLine = (i: ProfileIssue): string =>
+  `${i.severity === 'error' ? paint('error:', 'red') : paint('warning:', 'yellow')} ${formatIssue(i)}`;
+
+/**
+ * Runs a command so that every problem of a refused profile is printed once: an error
+ * carrying several issues is listed one per line, then a summary without a location
+ * (describeError would otherwise repeat the first issue in front of the list).
+ */
+export async function sayingOnce<T>(fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    const issues = isTetherError(e) ? (e.details.issues as ProfileIssue[] | undefined) : undefined;
+    const errors = (issues ?? []).filter((i) => i.severity === 'error');
+    if (!isTetherError(e) || !issues || errors.length < 2) throw e;
+    for (const i of issues) say(issueLine(i));
+    throw new TetherError(e.code, `${errors.length} errors in the profile (listed above)`, { issues });
+  }
 }
 
 const hostOptions = (c: Command): Command =>
@@ -121,8 +173,13 @@ export function registerProfile(program: Command): void {
         for (const f of names.sort()) {
           const name = f.replace(/\.ya?ml$/, '');
           if (rows.some((r) => r.name === name)) continue;
-          const text = parseYamlOrJson(`${d}/${f}`) as { description?: string; extends?: string[] };
-          rows.push({ name, extends: text.extends ?? [], description: text.description ?? '', dir: d });
+          let spec: { description?: string; extends?: string[] } = {};
+          try {
+            spec = parseProfileFile(`${d}/${f}`).spec;
+          } catch {
+            // An invalid file is still listed; `tether profile validate NAME` says what is wrong.
+          }
+          rows.push({ name, extends: spec.extends ?? [], description: spec.description ?? '', dir: d });
         }
       }
       if (o.output === 'json' || o.output === 'yaml') return out(renderStructured(rows, o.output));
@@ -140,8 +197,8 @@ export function registerProfile(program: Command): void {
     .option('--profiles-dir <dir...>', 'extra directories searched for profiles')
     .option('--origins', 'list the file:line of every field')
     .option('-o, --output <fmt>', 'json|yaml (default yaml)')
-    .action((name: string, o: { profilesDir?: string[]; origins?: boolean; output?: string }) => {
-      const p = load(name, o.profilesDir);
+    .action(async (name: string, o: { profilesDir?: string[]; origins?: boolean; output?: string }) => {
+      const p = await sayingOnce(() => load(name, o.profilesDir));
       const fmt = o.output === 'json' ? 'json' : 'yaml';
       if (o.origins) {
         out(
@@ -167,12 +224,19 @@ export function registerProfile(program: Command): void {
       .option('--hardware', 'also validate against the hardware under --root')
       .option('-o, --output <fmt>', 'json|yaml'),
   ).action(async (names: string[], o: HostOpts & { hardware?: boolean }) => {
-    const report: Array<{ profile: string; files: string[]; issues: ReturnType<typeof validateProfile> }> =
-      [];
+    const report: Array<{ profile: string; files: string[]; issues: ProfileIssue[] }> = [];
     for (const name of names) {
-      const p = load(name, o.profilesDir); // throws TETHER_E_INVALID with file:line on schema errors
-      let issues: ReturnType<typeof validateProfile> = [];
-      if (o.hardware) {
+      let p: ResolvedProfile;
+      try {
+        p = load(name, o.profilesDir);
+      } catch (e) {
+        const issues = loadIssues(e);
+        if (!issues) throw e;
+        report.push({ profile: name, files: [], issues });
+        continue;
+      }
+      let issues = checkProfile(p);
+      if (o.hardware && !issues.some((i) => i.severity === 'error')) {
         const { fs } = hostPorts(o);
         issues = validateProfile(p, (await observe(fs, undefined, p)).inv);
       }
@@ -183,20 +247,18 @@ export function registerProfile(program: Command): void {
     else
       for (const r of report) {
         say(
-          `${r.issues.some((i) => i.severity === 'error') ? paint('invalid', 'red') : paint('valid', 'green')}  ${r.profile} (${r.files.join(' + ')})`,
+          `${r.issues.some((i) => i.severity === 'error') ? paint('invalid', 'red') : paint('valid', 'green')}  ${r.profile}${r.files.length ? ` (${r.files.join(' + ')})` : ''}`,
         );
-        for (const i of r.issues)
-          say(
-            `  ${i.severity === 'error' ? paint('error:', 'red') : paint('warning:', 'yellow')} ${formatIssue(i)}`,
-          );
+        for (const i of r.issues) say(`  ${issueLine(i)}`);
       }
     if (errors.length) {
-      const first = errors[0];
-      throw new TetherError('TETHER_E_INVALID', `${errors.length} profile error(s)`, {
-        file: first?.file,
-        line: first?.line,
-        field: first?.field,
-      });
+      // Each problem was printed above with its file:line, field and expectation.
+      const bad = report.filter((r) => r.issues.some((i) => i.severity === 'error')).length;
+      throw new TetherError(
+        'TETHER_E_INVALID',
+        `${errors.length} error(s) in ${bad} of ${report.length} profile(s)${o.output ? ' (in the report)' : ' (listed above)'}`,
+        { issues: errors },
+      );
     }
   });
 
@@ -206,25 +268,18 @@ export function registerProfile(program: Command): void {
       .description('show what apply would change, in order, and how many reboots it needs and why')
       .option('-o, --output <fmt>', 'json|yaml'),
   ).action(async (name: string, o: HostOpts) => {
-    const p = load(name, o.profilesDir);
+    const { p } = await sayingOnce(() => loadChecked(name, o.profilesDir));
     const { fs, runner } = hostPorts(o);
     const obs = await observe(fs, runner, p);
     const issues = validateProfile(p, obs.inv);
     const errors = issues.filter((i) => i.severity === 'error');
     if (errors.length) {
-      for (const i of issues)
-        say(
-          `${i.severity === 'error' ? paint('error:', 'red') : paint('warning:', 'yellow')} ${formatIssue(i)}`,
-        );
-      const first = errors[0];
+      for (const i of issues) say(issueLine(i));
+      // The problems were printed above, each once with its file:line and field.
       throw new TetherError(
         'TETHER_E_INVALID',
-        `profile ${p.name} does not fit this node (${errors.length} error(s)); nothing planned`,
-        {
-          file: first?.file,
-          line: first?.line,
-          field: first?.field,
-        },
+        `profile ${p.name} does not fit this node (${errors.length} error(s) listed above); nothing planned`,
+        { issues: errors },
       );
     }
     const plan = planProfile(p, obs, readApplied(obs));
@@ -240,9 +295,9 @@ export function registerProfile(program: Command): void {
       .description('apply a profile: validate, plan, execute; journaled so an interrupted apply resumes')
       .option('-o, --output <fmt>', 'json|yaml summary on stdout'),
   ).action(async (name: string, o: HostOpts) => {
-    const p = load(name, o.profilesDir);
+    const { p } = await sayingOnce(() => loadChecked(name, o.profilesDir));
     const { fs, runner } = hostPorts(o);
-    const res = await applyProfile(p, { fs, runner, progress: (l) => say(l) });
+    const res = await sayingOnce(() => applyProfile(p, { fs, runner, progress: (l) => say(l) }));
     const summary = {
       profile: p.name,
       executed: res.executed,
@@ -274,8 +329,8 @@ export function registerProfile(program: Command): void {
     .command('origin <profile> <field>')
     .description('print the file:line that set a field of a composed profile (e.g. sriov[fronthaul].numVfs)')
     .option('--profiles-dir <dir...>', 'extra directories searched for profiles')
-    .action((name: string, field: string, o: { profilesDir?: string[] }) => {
-      const p = load(name, o.profilesDir);
+    .action(async (name: string, field: string, o: { profilesDir?: string[] }) => {
+      const p = await sayingOnce(() => load(name, o.profilesDir));
       const org = originOf(p, field);
       out(`${org ? `${org.file}:${org.line}` : '(unknown)'}\n`);
     });

@@ -1,6 +1,6 @@
 import { TetherError } from '../../lib/errors.js';
 import type { CommandRunner } from '../../lib/exec.js';
-import { parseCpuList } from './cpulist.js';
+import { tryParseCpuList } from './cpulist.js';
 import { attr, type HostFs } from './hostfs.js';
 
 /**
@@ -118,18 +118,28 @@ const num = (v: string | undefined, dflt = 0): number => {
 
 const base = (p: string | undefined): string | undefined => (p ? p.split('/').pop() : undefined);
 
+/** A CPU list read from sysfs; a corrupt one names the file instead of a stack trace. */
+function sysCpuList(path: string, text: string | undefined): number[] {
+  const r = tryParseCpuList(text ?? '');
+  if (r.ok) return r.ids;
+  throw new TetherError('TETHER_E_STATE', `${path}: ${r.message}`, { file: path, expected: r.expected });
+}
+
 export async function readCpus(
   fs: HostFs,
 ): Promise<{ cpus: CpuInfo[]; online: number[]; present: number[] }> {
-  const online = parseCpuList(attr(await fs.read('/sys/devices/system/cpu/online')) ?? '');
+  const online = sysCpuList(
+    '/sys/devices/system/cpu/online',
+    attr(await fs.read('/sys/devices/system/cpu/online')),
+  );
   const presentText = attr(await fs.read('/sys/devices/system/cpu/present'));
-  const present = presentText ? parseCpuList(presentText) : online;
+  const present = presentText ? sysCpuList('/sys/devices/system/cpu/present', presentText) : online;
   const nodeOf = new Map<number, number>();
   for (const n of await fs.list('/sys/devices/system/node')) {
     const m = /^node(\d+)$/.exec(n);
     if (!m) continue;
-    const list = attr(await fs.read(`/sys/devices/system/node/${n}/cpulist`)) ?? '';
-    for (const c of parseCpuList(list)) nodeOf.set(c, Number(m[1]));
+    const f = `/sys/devices/system/node/${n}/cpulist`;
+    for (const c of sysCpuList(f, attr(await fs.read(f)))) nodeOf.set(c, Number(m[1]));
   }
   const onlineSet = new Set(online);
   const cpus: CpuInfo[] = [];
@@ -142,7 +152,7 @@ export async function readCpus(
       socket: num(await fs.read(`${t}/physical_package_id`)),
       core: num(await fs.read(`${t}/core_id`), id),
       node: nodeOf.get(id) ?? 0,
-      siblings: sib ? parseCpuList(sib) : [id],
+      siblings: sib ? sysCpuList(`${t}/thread_siblings_list`, sib) : [id],
     });
   }
   return { cpus, online, present };
@@ -171,7 +181,9 @@ export async function readNodes(fs: HostFs, cpus: CpuInfo[]): Promise<NumaNode[]
     const cpulist = attr(await fs.read(`${dir}/cpulist`));
     nodes.push({
       id,
-      cpus: cpulist ? parseCpuList(cpulist) : cpus.filter((c) => c.node === id).map((c) => c.id),
+      cpus: cpulist
+        ? sysCpuList(`${dir}/cpulist`, cpulist)
+        : cpus.filter((c) => c.node === id).map((c) => c.id),
       memTotalKb: mt ? Number(mt[1]) : 0,
       hugepages,
     });
