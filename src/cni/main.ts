@@ -7,11 +7,18 @@ import { existsSync } from 'node:fs';
 import { ProcessRunner } from '../lib/exec.js';
 import { HttpAgentClient } from './agent.js';
 import { runPlugin } from './plugin.js';
+import { MAX_STDIN_BYTES } from './request.js';
 
+/** Reads stdin, but stops one byte past the bound: parseRequest then refuses it (code 6). */
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return '';
   const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
+  let size = 0;
+  for await (const c of process.stdin) {
+    chunks.push(c as Buffer);
+    size += (c as Buffer).length;
+    if (size > MAX_STDIN_BYTES) break;
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 

@@ -86,7 +86,20 @@ export function parseCniArgs(raw: string | undefined): Record<string, string> {
   return out;
 }
 
+/**
+ * Largest network config accepted on stdin. A real one (conflist entry, runtimeConfig,
+ * prevResult of a few chained plugins) is a few KiB; the bound keeps a runaway or hostile
+ * caller from making the plugin buffer and parse without limit.
+ */
+export const MAX_STDIN_BYTES = 1024 * 1024;
+
 function decodeJson(stdin: string): unknown {
+  if (stdin.length > MAX_STDIN_BYTES)
+    throw new CniError(
+      CNI_CODES.DECODE_FAILED,
+      'network config on stdin is too large',
+      `more than ${MAX_STDIN_BYTES} bytes (a network config is a few KiB)`,
+    );
   try {
     return parseJson(stdin, { source: 'network config on stdin' });
   } catch (e) {
@@ -278,6 +291,7 @@ export function portMappingsOf(raw: Record<string, unknown>): HostPortMapping[] 
 
 /** Reads the cniVersion from stdin without validating anything else (for error objects). */
 export function sniffVersion(stdin: string): string | undefined {
+  if (stdin.length > MAX_STDIN_BYTES) return undefined;
   try {
     const o: unknown = parseJson(stdin, { source: 'stdin' });
     if (isObject(o) && isSupportedVersion(o.cniVersion)) return o.cniVersion;

@@ -37,6 +37,9 @@ export function runProcess(
       clearTimeout(t);
       resolve({ code: code ?? -1, stdout, stderr });
     });
+    // A program may stop reading its input early (tether-cni past its bound): as Go's os/exec
+    // does for runtimes, a writer then ignores EPIPE and judges the program by its output.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }
