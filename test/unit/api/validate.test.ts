@@ -493,9 +493,27 @@ rules:
     text: 'apiVersion: tether.dev/v1\nkind: Site\nmetadata:\n  name: x\nkind: Node\n',
     code: 'TETHER_E_PARSE',
     field: '',
-    expected: '',
+    expected: 'each key once per mapping',
     line: 5,
-    message: 'Map keys must be unique',
+    message: /^Map keys must be unique: "kind" appears twice$/,
+  },
+  {
+    name: 'duplicate key inside a list of mappings',
+    text: 'apiVersion: tether.dev/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\nspec:\n  network: red\n  rules:\n    - name: a\n      action: allow\n    - name: b\n      action: allow\n      name: c\n',
+    code: 'TETHER_E_PARSE',
+    field: '',
+    expected: 'each key once per mapping',
+    line: 12,
+    message: /"name" appears twice/,
+  },
+  {
+    name: 'duplicate key in the second document',
+    text: 'apiVersion: tether.dev/v1\nkind: Site\nmetadata:\n  name: x\n---\napiVersion: tether.dev/v1\nkind: Site\nmetadata:\n  name: y\n  labels: {a: 1, a: 2}\n',
+    code: 'TETHER_E_PARSE',
+    field: '',
+    expected: 'each key once per mapping',
+    line: 10,
+    message: /"a" appears twice/,
   },
 ];
 
@@ -646,6 +664,18 @@ rules:
 });
 
 describe('parseResourceDocuments', () => {
+  it('checks duplicate keys in linear time: a 100,000-key mapping parses (the library check took 40 s at 80,000)', () => {
+    let t = 'apiVersion: tether.dev/v1\nkind: Site\nmetadata:\n  name: s\n  labels:\n';
+    for (let i = 0; i < 100_000; i++) t += `    k${i}: v\n`;
+    const docs = parseResourceDocuments(t, 'big.yaml');
+    expect(Object.keys((docs[0]?.object as { metadata: { labels: object } }).metadata.labels)).toHaveLength(
+      100_000,
+    );
+    const e = thrown(() => parseResourceDocuments(`${t}    k99999: again\n`, 'big.yaml'));
+    expect(e.code).toBe('TETHER_E_PARSE');
+    expect(e.details.line).toBe(100_006);
+  });
+
   it('skips empty documents and gives document and field lines', () => {
     const text = `# leading comment\n---\n${res('VirtualNetwork', 'subnets:\n  - 10.0.0.0/24\n  - 10.1.0.0/24')}---\n---\n`;
     const docs = parseResourceDocuments(text, 'f.yaml');
