@@ -56,6 +56,9 @@ export interface CheckedReport {
   refused: EndpointRefusal[];
 }
 
+/** First three octets of every anycast gateway MAC (src/node/vrouter/model.ts gatewayMacFor). */
+export const GATEWAY_MAC_PREFIX = '02:74:67';
+
 function claim(field: string, message: string): TetherError {
   return new TetherError('TETHER_E_CLAIM', message, { field });
 }
@@ -149,6 +152,13 @@ function checkOne(
     );
   if (ep.vtep !== ctx.vtep)
     throw claim('spec.vtep', `VTEP ${ep.vtep} is not node "${node}"'s recorded underlay address ${ctx.vtep}`);
+  // 02:74:67 is the prefix of every network's anycast gateway MAC (gatewayMacFor): a remote
+  // entry for it would take over the gateway's bridge entry on every other node.
+  if (ep.mac.startsWith(`${GATEWAY_MAC_PREFIX}:`))
+    throw claim(
+      'spec.mac',
+      `${ep.mac} is in ${GATEWAY_MAC_PREFIX}:…, the range of Tether's anycast gateway MACs`,
+    );
   const ipKey = `${ep.network} ${ep.ip}`;
   const macKey = `${ep.network} ${ep.mac}`;
   const ipHeld = ctx.ipHolder(ep.network, ep.ip);

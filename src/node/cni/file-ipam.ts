@@ -52,7 +52,9 @@ const keyOf = (k: AttachmentKey): string => `${k.containerId}/${k.ifname}`;
 /** Locally administered unicast MAC for an endpoint, stable across restarts. */
 export function endpointMac(network: string, containerId: string, ifname: string): string {
   const h = createHash('sha256').update(`${network}/${containerId}/${ifname}`).digest();
-  return [0x02, h[0] ?? 0, h[1] ?? 0, h[2] ?? 0, h[3] ?? 0, h[4] ?? 0]
+  // 02:74:67:… belongs to the anycast gateways (the controller refuses endpoints there).
+  const second = h[0] === 0x74 && h[1] === 0x67 ? 0x67 ^ 0x80 : (h[1] ?? 0);
+  return [0x02, h[0] ?? 0, second, h[2] ?? 0, h[3] ?? 0, h[4] ?? 0]
     .map((b) => b.toString(16).padStart(2, '0'))
     .join(':');
 }

@@ -221,6 +221,30 @@ export function desiredFromResources(
     }
   }
 
+  // A remote entry may never shadow what this node answers for itself: the anycast gateway
+  // (a `bridge fdb replace` of its MAC would take over the bridge's own entry and send the
+  // network's routed traffic into the tunnel) or a local workload. The controller refuses
+  // such claims; this holds even against a controller that let one through.
+  for (const net of networks) {
+    const ownMacs = new Set([net.gatewayMac, ...net.localEndpoints.map((e) => e.mac)]);
+    const ownIps = new Set([net.gateway, ...net.localEndpoints.map((e) => e.ip)]);
+    net.remoteEndpoints = net.remoteEndpoints.filter((ep) => {
+      const clash = ownMacs.has(ep.mac)
+        ? `MAC ${ep.mac}`
+        : ownIps.has(ep.ip)
+          ? `address ${ep.ip}`
+          : undefined;
+      if (!clash) return true;
+      onProblem({
+        kind: 'Endpoint',
+        name: ep.id ?? '',
+        field: clash.startsWith('MAC') ? 'spec.mac' : 'spec.ip',
+        message: `remote endpoint claims ${clash}, which this node holds itself (gateway or local workload); ignored`,
+      });
+      return false;
+    });
+  }
+
   for (const { name, spec } of policies.sort((a, b) => (a.name < b.name ? -1 : 1))) {
     const net = netByName.get(spec.network);
     if (!net) continue;

@@ -132,6 +132,8 @@ const bad: Array<[string, Record<string, unknown> | Buffer, string, string]> = [
   ['another site', x({ site: 's2' }), 'TETHER_E_CLAIM', 'spec.site'],
   ['another kind', { ...x(), kind: 'VirtualNetwork' }, 'TETHER_E_INVALID', 'kind'],
   ['a multicast MAC', x({ mac: '01:00:5e:00:00:01' }), 'TETHER_E_INVALID', 'spec.mac'],
+  ["the network's anycast gateway MAC", x({ mac: '02:74:67:00:10:00' }), 'TETHER_E_CLAIM', 'spec.mac'],
+  ["another network's gateway MAC", x({ mac: '02:74:67:00:10:01' }), 'TETHER_E_CLAIM', 'spec.mac'],
   ['no JSON', Buffer.from('{"kind":'), 'TETHER_E_PARSE', ''],
   [
     'a too large endpoint',

@@ -154,6 +154,35 @@ describe('desiredFromResources', () => {
     );
   });
 
+  it('never programs a remote entry that shadows the gateway or a local workload', () => {
+    const remote = (name: string, mac: string, ip: string) =>
+      obj('Endpoint', name, { network: 'red', node: 'n9', site: 'cell-1', mac, ip, vtep: '192.168.0.9' });
+    const probs: ResourceProblem[] = [];
+    const got = desiredFromResources(
+      {
+        ...base,
+        objects: [
+          ...objects,
+          remote('n9.gwmac', gatewayMacFor(100), '10.1.0.40'),
+          remote('n9.gwip', '02:00:00:00:09:01', '10.1.0.1'),
+          remote('n9.localmac', '02:00:00:00:00:0a', '10.1.0.41'),
+          remote('n9.localip', '02:00:00:00:09:02', '10.1.0.10'),
+          remote('n9.fine', '02:00:00:00:09:03', '10.1.0.42'),
+        ],
+        breakout: { uplinkIfname: 'up0' },
+      },
+      (p) => probs.push(p),
+    );
+    expect(got.networks[0]!.remoteEndpoints.map((e) => e.id)).toEqual(['n2.b', 'n9.fine']);
+    for (const [name, field] of [
+      ['n9.gwmac', 'spec.mac'],
+      ['n9.gwip', 'spec.ip'],
+      ['n9.localmac', 'spec.mac'],
+      ['n9.localip', 'spec.ip'],
+    ])
+      expect(probs).toContainEqual(expect.objectContaining({ kind: 'Endpoint', name, field }));
+  });
+
   it('orders policies by name and drops a policy with a bad rule whole', () => {
     expect(d.networks[0]!.policies.map((p) => p.name)).toEqual(['aa-first', 'zz-last']);
     expect(d.networks[0]!.policies[0]!.rules[0]!.ports).toEqual([{ protocol: 'tcp', port: 5432 }]);
