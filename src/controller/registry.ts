@@ -1,7 +1,7 @@
 import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { splitCredential } from '../api/token.js';
 import { isTetherError, TetherError } from '../lib/errors.js';
-import { parseIp } from '../lib/ipv4.js';
+import { formatIp, parseIp } from '../lib/ipv4.js';
 import {
   assertNodeKeyType,
   type CaMaterial,
@@ -433,11 +433,19 @@ export class Registry {
    * on; a different one later, or one another node holds, is refused (TETHER_E_CLAIM).
    */
   recordVtep(name: string, vtep: string): void {
-    if (parseIp(vtep) === undefined)
-      throw new TetherError('TETHER_E_INVALID', `underlay address "${vtep}" is not an IPv4 address`, {
-        field: 'hello.underlay_ip',
-        expected: 'an IPv4 address',
-      });
+    const ip = parseIp(vtep);
+    // Canonical form only (no leading zeros: "10.0.0.01" must not pass a string compare as a
+    // second address), and a unicast address another host could send VXLAN to.
+    if (ip === undefined || formatIp(ip) !== vtep || !isUnicastUnderlay(ip))
+      throw new TetherError(
+        'TETHER_E_INVALID',
+        `underlay address "${vtep}" is not a unicast IPv4 address in canonical form`,
+        {
+          field: 'hello.underlay_ip',
+          expected:
+            'a unicast IPv4 address like 192.0.2.10 (not 0.0.0.0/8, multicast, 240.0.0.0/4 or broadcast; no leading zeros)',
+        },
+      );
     for (let attempt = 0; ; attempt++) {
       const n = this.requireNode(name);
       const st = statusOf(n);
@@ -517,4 +525,14 @@ export class Registry {
     this.store.txn([{ op: 'put', object, expectRevision: n.revision }]);
     return { certPem: cert.certPem };
   }
+}
+
+/**
+ * Whether an address can be a VTEP: not "this network", multicast, reserved or broadcast,
+ * which would make other nodes flood the underlay. Loopback stays allowed: it can only
+ * black-hole the declaring node's own endpoints, and single-machine tests use 127.0.0.x.
+ */
+export function isUnicastUnderlay(ip: number): boolean {
+  const a = ip >>> 24;
+  return !(a === 0 || a >= 224);
 }

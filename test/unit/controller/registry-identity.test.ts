@@ -311,9 +311,19 @@ describe('underlay address (VTEP)', () => {
     expect(() => reg.recordVtep('n2', '192.0.2.1')).toThrow(
       expect.objectContaining({ code: 'TETHER_E_CLAIM', message: expect.stringContaining('"n1"') }),
     );
-    expect(() => reg.recordVtep('n2', 'not-an-ip')).toThrow(
-      expect.objectContaining({ code: 'TETHER_E_INVALID' }),
-    );
+    for (const bad of [
+      'not-an-ip',
+      '192.0.2.01',
+      '0.0.0.0',
+      '224.0.0.1',
+      '239.1.2.3',
+      '255.255.255.255',
+      '240.0.0.1',
+      ' 192.0.2.2',
+    ])
+      expect(() => reg.recordVtep('n2', bad), bad).toThrow(
+        expect.objectContaining({ code: 'TETHER_E_INVALID' }),
+      );
     expect(store.revision()).toBe(rev);
     expect(store.get('Node', 'n1')!.object.status).toMatchObject({ vtep: '192.0.2.1' });
   });
