@@ -13,9 +13,23 @@ import { CniServer } from './cni/server.js';
 import type { StateConsumer } from './daemon.js';
 import { PortmapApplier, renderPortmaps } from './portmap.js';
 import { VRouter } from './vrouter/agent.js';
-import { type BreakoutConfig, type DesiredNodeNetwork, names, type Underlay } from './vrouter/model.js';
+import {
+  type BreakoutConfig,
+  DEFAULT_VXLAN_PORT,
+  type DesiredNodeNetwork,
+  names,
+  type Underlay,
+} from './vrouter/model.js';
 import { desiredFromResources } from './vrouter/resources.js';
 import { validateDesired } from './vrouter/validate.js';
+
+/** Host ports the node itself listens on or will (issue 10: BGP and BFD to the site router). */
+const RESERVED_HOST_PORTS: ReadonlyArray<{ protocol: string; port: number; what: string }> = [
+  { protocol: 'tcp', port: 22, what: 'ssh' },
+  { protocol: 'tcp', port: 179, what: 'BGP' },
+  { protocol: 'udp', port: 3784, what: 'BFD' },
+  { protocol: 'udp', port: 3785, what: 'BFD echo' },
+];
 
 export interface NetworkingOptions {
   stateDir: string;
@@ -384,7 +398,20 @@ export class NodeNetworking implements StateConsumer {
           expected: 'a network with spec.localBreakout on a node run with --breakout-if, or no port mappings',
         },
       );
+    const vxlan = this.opts.underlay.vxlanPort ?? DEFAULT_VXLAN_PORT;
     for (const m of req.portMappings ?? []) {
+      // The node's own ports: a DNAT of the VXLAN port would hand the site's overlay (every
+      // other node's encapsulated traffic) to a container; ssh and BGP/BFD are the node's.
+      const reserved = RESERVED_HOST_PORTS.find((r) => r.protocol === m.protocol && r.port === m.hostPort);
+      if ((m.protocol === 'udp' && m.hostPort === vxlan) || reserved)
+        throw new TetherError(
+          'TETHER_E_INVALID',
+          `host port ${m.hostPort}/${m.protocol} is the node's own (${reserved?.what ?? 'VXLAN overlay'})`,
+          {
+            field: 'runtimeConfig.portMappings',
+            expected: `a host port other than ${vxlan}/udp (VXLAN) and ${RESERVED_HOST_PORTS.map((r) => `${r.port}/${r.protocol}`).join(', ')}`,
+          },
+        );
       const holder = this.ipam
         .list()
         .find((e) => e.portMappings?.some((o) => o.protocol === m.protocol && o.hostPort === m.hostPort));

@@ -35,6 +35,12 @@ function table(name: string, rules: string[]): string {
   );
 }
 
+/**
+ * A rule comment from runtime-chosen names: a Linux interface name may hold `"` or `;`, which
+ * would end the quoted comment and break the whole `nft -f` (and every later apply).
+ */
+export const comment = (text: string): string => text.replace(/[^A-Za-z0-9_.:/-]/g, '_').slice(0, 120);
+
 const match = (m: PortMapping): string =>
   `${m.hostIP ? `ip daddr ${m.hostIP}` : 'fib daddr type local'} ${m.protocol} dport ${m.hostPort}`;
 
@@ -58,11 +64,10 @@ export function renderPortmaps(
       .sort((a, b) => a.ip.localeCompare(b.ip));
     for (const ep of eps)
       for (const m of ep.portMappings ?? []) {
-        nodeRules.push(
-          `${match(m)} dnat to ${transit.vnIp}:${m.hostPort} comment "${ep.containerId}/${ep.ifname}"`,
-        );
+        const note = comment(`${ep.containerId}/${ep.ifname}`);
+        nodeRules.push(`${match(m)} dnat to ${transit.vnIp}:${m.hostPort} comment "${note}"`);
         vnRules.push(
-          `iifname "${names.breakoutVn}" ${m.protocol} dport ${m.hostPort} dnat to ${ep.ip}:${m.containerPort} comment "${ep.containerId}/${ep.ifname}"`,
+          `iifname "${names.breakoutVn}" ${m.protocol} dport ${m.hostPort} dnat to ${ep.ip}:${m.containerPort} comment "${note}"`,
         );
       }
     out.set(names.vnNetns(desired.netnsPrefix, net.vni), table(PORTMAP_VN_TABLE, vnRules));

@@ -531,6 +531,20 @@ describe.skipIf(!isRoot || !hasPlugins)('CNI: standard plugins chained after tet
         code: 7,
         msg: expect.stringContaining('local breakout'),
       });
+      // The node's own ports (the VXLAN overlay above all) are never given to a workload.
+      for (const [port, protocol] of [
+        [4789, 'udp'],
+        [22, 'tcp'],
+        [179, 'tcp'],
+      ] as const) {
+        const own = await chain(n1.ns, list, 'ADD', attachEnv(`${q}-c`, q), {
+          runtimeConfig: { portMappings: [{ hostPort: port, containerPort: 80, protocol }] },
+        });
+        expect(own.failed?.json, `${port}/${protocol}`).toMatchObject({
+          code: 7,
+          msg: expect.stringContaining("the node's own"),
+        });
+      }
 
       expect((await chain(n1.ns, list, 'DEL', env, { cached: added.result })).failed).toBeUndefined();
       // DEL returned: the mapping is gone with the interface.

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { CommandRunner, RunOptions, RunResult } from '../../../src/lib/exec.js';
 import type { LocalEndpoint } from '../../../src/node/cni/registry.js';
 import { labelsFromArgs } from '../../../src/node/networking.js';
-import { PortmapApplier, renderPortmaps } from '../../../src/node/portmap.js';
+import { comment, PortmapApplier, renderPortmaps } from '../../../src/node/portmap.js';
 import type { DesiredNetwork, DesiredNodeNetwork } from '../../../src/node/vrouter/model.js';
 
 const net = (name: string, vni: number, breakout: boolean): DesiredNetwork => ({
@@ -68,6 +68,18 @@ describe('renderPortmaps', () => {
       'iifname "tbo0" tcp dport 8080 dnat to 10.1.0.5:80 comment "web/eth0"',
     );
     expect(s.get('t1-vn4096')).toContain('iifname "tbo0" udp dport 5353 dnat to 10.1.0.5:53');
+  });
+
+  it('keeps runtime-chosen names from breaking out of the rule comment', () => {
+    const hostile = {
+      ...ep('web', 'red', '10.1.0.5', [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }]),
+    };
+    hostile.ifname = 'e"; flush ruleset; "';
+    const script = renderPortmaps(desired, [hostile]).get(undefined) ?? '';
+    const comments = [...script.matchAll(/comment "([^"]*)"/g)].map((m) => m[1]);
+    expect(comments).toEqual(['web/e___flush_ruleset___']);
+    expect(script).not.toContain('flush ruleset;');
+    expect(comment('x'.repeat(500))).toHaveLength(120);
   });
 
   it('no mappings: each table is only removed; endpoints not yet attached or without breakout get no rule', () => {
