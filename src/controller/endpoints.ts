@@ -340,7 +340,20 @@ export class EndpointClaims {
    */
   report(node: string, site: string, reported: readonly Buffer[]): ReportOutcome {
     const store = this.store;
-    const vtep = (store.get('Node', node)?.object.status as { vtep?: string } | undefined)?.vtep;
+    const st = store.get('Node', node)?.object.status as { vtep?: string; phase?: string } | undefined;
+    // The session of a revoked, reset or deleted node is closed in the same turn, but a report
+    // already on its way must not bring its endpoints back.
+    if (st?.phase !== 'Approved') {
+      const refusal: EndpointRefusal = {
+        name: '*',
+        code: 'TETHER_E_PERMISSION',
+        field: '',
+        message: `node "${node}" is ${st?.phase ? st.phase.toLowerCase() : 'not registered'}: its endpoints are not accepted`,
+      };
+      this.count(node, refusal);
+      return { revision: store.revision(), accepted: 0, refused: [refusal] };
+    }
+    const vtep = st.vtep;
     const checked = checkReport(
       {
         node,

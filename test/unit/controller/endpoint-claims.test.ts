@@ -235,6 +235,25 @@ describe('endpoint claims', () => {
     expect(store.get('Endpoint', 'n1.a')).toBeUndefined();
   });
 
+  it('stores nothing for a node that is not (or no longer) approved, whatever it reports', () => {
+    for (const phase of ['Revoked', 'Reset', 'Pending']) {
+      const store = world();
+      const claims = new EndpointClaims(store, silentLogger());
+      const n1 = store.get('Node', 'n1')!;
+      store.txn([{ op: 'put', object: { ...n1.object, status: { ...n1.object.status, phase } } }]);
+      const rev = store.revision();
+      const out = claims.report('n1', 's1', [enc(good())]);
+      expect(out.accepted, phase).toBe(0);
+      expect(out.refused[0]).toMatchObject({ code: 'TETHER_E_PERMISSION' });
+      expect(store.revision()).toBe(rev);
+    }
+    const store = world();
+    store.txn([{ op: 'delete', kind: 'Node', name: 'n1' }]);
+    const rev = store.revision();
+    expect(new EndpointClaims(store, silentLogger()).report('n1', 's1', [enc(good())]).accepted).toBe(0);
+    expect(store.revision()).toBe(rev);
+  });
+
   it('handles a report by lookups: no list of all Endpoints per report', () => {
     const store = world();
     let lists = 0;
