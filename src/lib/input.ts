@@ -131,13 +131,16 @@ export function parseYaml(text: string, opts: InputSource): unknown {
 export function checkValueDepth(value: unknown, opts: InputSource): void {
   const max = opts.maxDepth ?? INPUT_LIMITS.maxDepth;
   const stack: Array<[unknown, number]> = [[value, 0]];
-  const seen = new Set<object>();
+  // A value shared by YAML aliases can be reached at several depths: walk it again only
+  // when reached deeper than before, so the bound is exact and each value is walked at most
+  // `max` times.
+  const deepest = new Map<object, number>();
   while (stack.length > 0) {
     const [v, d] = stack.pop()!;
     if (v === null || typeof v !== 'object') continue;
     if (d + 1 > max) throw tooDeep(opts.source, max, opts.line);
-    if (seen.has(v)) continue;
-    seen.add(v);
+    if ((deepest.get(v) ?? -1) >= d) continue;
+    deepest.set(v, d);
     for (const child of Array.isArray(v) ? v : Object.values(v)) {
       if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
     }

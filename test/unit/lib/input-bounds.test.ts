@@ -149,6 +149,25 @@ describe('values handed over already parsed', () => {
     }
   });
 
+  it('checkValueDepth counts a shared value (YAML alias) at the deepest place it is used', () => {
+    // Each level holds the one below twice: directly (`a`, walked first) and two lists down
+    // (`b`). A walk that skips what it has seen would only ever measure the `a` path.
+    const chain = (levels: number): unknown => {
+      let v: unknown = 'leaf';
+      for (let i = 0; i < levels; i++) v = { b: [[v]], a: v };
+      return v;
+    };
+    expect(outcome(() => checkValueDepth(chain(10), { source: 'v' }), 'v')).toBe('ok');
+    // 30 levels: the a-path alone is 31 deep, through b it is 91 (> 64).
+    expect(outcome(() => checkValueDepth(chain(30), { source: 'v' }), 'v')).toBe('TETHER_E_PARSE');
+    // The same in YAML: anchors chained two lists deep each, then all referenced shallowly
+    // (and walked first); 35 anchors nest 70 deep with 71 aliases (under the alias cap).
+    let yaml = 'z:\n  - &c0 [x]\n';
+    for (let i = 1; i < 35; i++) yaml += `  - &c${i} [[*c${i - 1}]]\n`;
+    yaml += `a: [${Array.from({ length: 35 }, (_, i) => `*c${34 - i}`).join(', ')}]\n`;
+    expect(outcome(() => parseYaml(yaml, { source: 'v.yaml' }), 'v.yaml')).toBe('TETHER_E_PARSE');
+  });
+
   it('validateObject refuses a too-deep resource with TETHER_E_PARSE, not a stack overflow', () => {
     for (const d of [MAX + 1, 10_000, 100_000]) {
       const obj = {
