@@ -30,6 +30,8 @@ export interface ControllerConfig {
   shutdownGraceMs: number;
   /** The systemd watchdog is fed only while event-loop lag stays under this. */
   watchdogMaxLagMs: number;
+  /** A node's endpoint reports are handled at most once per this long; a newer one replaces a waiting one. */
+  endpointReportIntervalMs: number;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -46,6 +48,7 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   maxUnauthenticatedPerPeer: DEFAULT_CONNECTION_LIMITS.maxUnauthenticatedPerPeer,
   shutdownGraceMs: 2000,
   watchdogMaxLagMs: 5000,
+  endpointReportIntervalMs: 500,
 };
 
 export function loadControllerConfig(path: string): ControllerConfig {

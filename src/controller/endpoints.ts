@@ -366,7 +366,20 @@ export class EndpointClaims {
       reported,
       this.limits,
     );
-    for (const r of checked.refused) this.count(node, r);
+    for (const r of checked.refused) this.count(node, r, false);
+    // One line per report, not per endpoint: a node refused 1024 times must not flood the journal.
+    if (checked.refused.length > 0)
+      this.log.warn(
+        {
+          event: 'endpoint_refused',
+          node,
+          refused: checked.refused.length,
+          first: checked.refused
+            .slice(0, 5)
+            .map((r) => ({ endpoint: r.name, code: r.code, field: r.field, err: r.message })),
+        },
+        'endpoints refused',
+      );
     if (checked.whole) return { revision: store.revision(), accepted: 0, refused: checked.refused };
     const ops: TxnOp[] = checked.accepted.map((object) => ({ op: 'put', object }));
     const keep = new Set(checked.accepted.map((o) => o.metadata.name));
@@ -377,7 +390,7 @@ export class EndpointClaims {
   }
 
   /** Counts a refusal and logs it as an event with its code. */
-  count(node: string, r: EndpointRefusal): void {
+  count(node: string, r: EndpointRefusal, log = true): void {
     let s = this.perNode.get(node);
     if (!s) {
       s = { refused: 0, byCode: {} };
@@ -389,13 +402,62 @@ export class EndpointClaims {
       t.byCode[r.code] = (t.byCode[r.code] ?? 0) + 1;
       t.last = last;
     }
-    this.log.warn(
-      { event: 'endpoint_refused', node, endpoint: r.name, code: r.code, field: r.field, err: r.message },
-      'endpoint refused',
-    );
+    if (log)
+      this.log.warn(
+        { event: 'endpoint_refused', node, endpoint: r.name, code: r.code, field: r.field, err: r.message },
+        'endpoint refused',
+      );
   }
 
   forget(node: string): void {
     this.perNode.delete(node);
+  }
+}
+
+/**
+ * Paces one session's endpoint reports: at most one is handled per `intervalMs`; one that
+ * comes sooner waits, and a newer one replaces it (each report is the node's complete set, so
+ * only the latest matters). A node that reports in a loop then costs the controller one
+ * checked, durable transaction per interval instead of one per message.
+ */
+export class ReportPacer<T> {
+  private last = Number.NEGATIVE_INFINITY;
+  private pending: T | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly handle: (report: T) => void,
+    private readonly now: () => number = () => Date.now(),
+  ) {}
+
+  offer(report: T): void {
+    const wait = this.last + this.intervalMs - this.now();
+    if (wait <= 0 && !this.timer) {
+      this.run(report);
+      return;
+    }
+    this.pending = report;
+    this.timer ??= setTimeout(
+      () => {
+        this.timer = undefined;
+        const r = this.pending;
+        this.pending = undefined;
+        if (r !== undefined) this.run(r);
+      },
+      Math.max(0, wait),
+    );
+  }
+
+  /** Drops what waits (the session ended). */
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pending = undefined;
+  }
+
+  private run(report: T): void {
+    this.last = this.now();
+    this.handle(report);
   }
 }

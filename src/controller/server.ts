@@ -16,7 +16,7 @@ import { parseJson } from '../lib/input.js';
 import type { Logger } from '../lib/log.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
 import type { ControllerConfig } from './config.js';
-import { EndpointClaims, type ReportOutcome } from './endpoints.js';
+import { EndpointClaims, type ReportOutcome, ReportPacer } from './endpoints.js';
 import { type Session, SessionHub, toResource } from './hub.js';
 import { GuardedListener, type ListenerStats } from './listener.js';
 import { NetworkReconciler } from './networks.js';
@@ -325,6 +325,7 @@ export class ControllerServer {
         }
         const id = who.id as Extract<Identity, { role: 'node' }>;
         let session: Session | undefined;
+        let pacer: ReportPacer<Resource__Output[]> | undefined;
         call.on('data', (msg) => {
           if (!session) {
             if (!msg.hello || msg.hello.node_name !== id.name) {
@@ -349,12 +350,17 @@ export class ControllerServer {
             return;
           }
           if (msg.endpoints) {
-            const result = this.endpointReport(id.name, id.site, msg.endpoints.endpoints);
-            this.hub.notify(session, { endpoint_result: result });
+            const open = session;
+            pacer ??= new ReportPacer(this.deps.config.endpointReportIntervalMs, (eps) => {
+              const result = this.endpointReport(id.name, id.site, eps);
+              this.hub.notify(open, { endpoint_result: result });
+            });
+            pacer.offer(msg.endpoints.endpoints);
           }
           this.hub.onMessage(session, msg);
         });
         const end = () => {
+          pacer?.stop();
           if (session) {
             this.hub.detach(session);
             session = undefined;
