@@ -64,6 +64,12 @@ export interface GuardedListenerOptions {
   limits: ConnectionLimits;
   /** Receives every connection whose handshake finished (grpc-js' connection injector). */
   inject: (socket: TLSSocket) => void;
+  /**
+   * Whether a client certificate that chains to our CA is one the controller currently
+   * accepts (a revoked, reset or superseded node certificate is not): a connection counts as
+   * authenticated, and escapes the idle and age bounds, only while this says yes.
+   */
+  accepts?: (certDer: Buffer) => boolean;
   log: Logger;
 }
 
@@ -251,21 +257,45 @@ export class GuardedListener {
     c.tls = tls;
     tls.on('error', () => {});
     // `authorized` is true only for a certificate that verified against our CA.
-    if (tls.authorized) {
+    if (tls.authorized && this.currentlyAccepted(tls)) {
       c.authenticated = true;
       this.peerCount(c.peer).unauthenticated--;
     } else {
-      const limits = this.opts.limits;
-      c.timers.push(
-        setTimeout(() => {
-          if (c.closed) return;
-          this.counters.ageClosed++;
-          tls.destroy();
-        }, limits.unauthenticatedMaxAgeMs),
-      );
-      this.armIdle(c);
+      this.bound(c, tls);
     }
     this.opts.inject(tls);
+  }
+
+  private currentlyAccepted(tls: TLSSocket): boolean {
+    if (!this.opts.accepts) return true;
+    const raw = tls.getPeerCertificate()?.raw;
+    return raw !== undefined && this.opts.accepts(raw);
+  }
+
+  /** An unauthenticated connection lives under the idle and age bounds. */
+  private bound(c: Conn, tls: TLSSocket): void {
+    c.timers.push(
+      setTimeout(() => {
+        if (c.closed) return;
+        this.counters.ageClosed++;
+        tls.destroy();
+      }, this.opts.limits.unauthenticatedMaxAgeMs),
+    );
+    this.armIdle(c);
+  }
+
+  /**
+   * Looks at every authenticated connection again (a node was revoked, reset or deleted):
+   * one whose certificate is no longer accepted is counted as unauthenticated from now on
+   * and falls under the idle and age bounds, so it cannot be held open for ever.
+   */
+  recheck(): void {
+    for (const c of this.conns.values()) {
+      if (!c.authenticated || c.closed || !c.tls || this.currentlyAccepted(c.tls)) continue;
+      c.authenticated = false;
+      this.peerCount(c.peer).unauthenticated++;
+      this.bound(c, c.tls);
+    }
   }
 
   private armIdle(c: Conn): void {

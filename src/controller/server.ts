@@ -186,6 +186,7 @@ export class ControllerServer {
       // grpc-js sees an already-decrypted TLSSocket; getAuthContext() reads its peer
       // certificate exactly as it would for a port grpc-js bound itself.
       inject: (socket) => injector.injectConnection(socket),
+      accepts: (der) => this.acceptsCert(der),
       log: deps.log.child({ component: 'listener' }),
     });
     // Revocation takes effect on the live session at once, not at the next reconnect.
@@ -194,8 +195,10 @@ export class ControllerServer {
         if (ev.kind !== 'Node') continue;
         const phase =
           ev.type === 'put' ? (ev.object.status as { phase?: string } | undefined)?.phase : 'Deleted';
-        if (phase === 'Revoked' || phase === 'Deleted' || phase === 'Reset')
+        if (phase === 'Revoked' || phase === 'Deleted' || phase === 'Reset') {
           this.hub.closeNode(ev.name, 'TETHER_E_REVOKED', `node ${phase === 'Reset' ? 'reset' : 'revoked'}`);
+          this.listener.recheck();
+        }
       }
     });
   }
@@ -250,6 +253,20 @@ export class ControllerServer {
   authenticate(call: AnyCall, role?: Identity['role']): { id: Identity; serial: string } {
     const raw = call.getAuthContext().sslPeerCertificate?.raw;
     if (!raw) throw new TetherError('TETHER_E_UNAUTHENTICATED', 'a client certificate is required');
+    return this.checkCert(raw, role);
+  }
+
+  /** For the listener: is this client certificate one we accept right now (any role)? */
+  private acceptsCert(der: Buffer): boolean {
+    try {
+      this.checkCert(der);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private checkCert(raw: Buffer, role?: Identity['role']): { id: Identity; serial: string } {
     const cert = new X509Certificate(raw);
     if (!verifyIssuedBy(cert, this.caX509)) {
       throw new TetherError(

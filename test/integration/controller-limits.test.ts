@@ -2,7 +2,7 @@
 // processes on loopback, hundreds of half-open TCP connections and certificate-less TLS
 // connections, the handshake bound, the idle bound, the per-address cap, while an admin
 // call keeps working.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Admin, loadClientConfig } from '../../src/cli/admin.js';
 import type { ControllerConfig } from '../../src/controller/config.js';
 import { initTestController, startTestController, type TestController } from './support/controller.js';
-import { waitFor } from './support/proc.js';
+import { runTether, waitFor } from './support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-limits-'));
 let running: TestController[] = [];
@@ -188,6 +188,82 @@ describe('connections with a client certificate', () => {
     // The held ones are authenticated: the idle close does not touch them, and 127.0.0.1 is free.
     expect(await timedList(c.cfg)).toBeGreaterThan(0);
     expect(held.filter((t) => t.closed)).toHaveLength(0);
+  });
+});
+
+/** A TLS connection with a node's own certificate (from its state directory), then idle. */
+function withNodeCert(port: number, stateDir: string, caPem: string): Tracked {
+  const creds = JSON.parse(readFileSync(join(stateDir, 'credentials.json'), 'utf8')) as {
+    keyPem: string;
+    certPem: string;
+  };
+  return track(
+    tlsConnect({
+      socket: netConnect({ host: '127.0.0.1', port }),
+      ca: caPem,
+      cert: creds.certPem,
+      key: creds.keyPem,
+      rejectUnauthorized: false,
+      ALPNProtocols: ['h2'],
+      servername: 'tether-controller',
+    }),
+    'secureConnect',
+  );
+}
+
+describe('connections with a certificate the controller no longer accepts', () => {
+  it('fall under the idle bound once the node is revoked, new ones at once', {
+    timeout: 120_000,
+  }, async () => {
+    const unauthenticatedIdleMs = 1500;
+    const c = await controller('revoked', { unauthenticatedIdleMs });
+    const site = 'apiVersion: tether.dev/v1\nkind: Site\nmetadata:\n  name: s1\n';
+    expect((await runTether(['apply', '-f', '-', '--config', c.cfg], { input: site })).code).toBe(0);
+    const tok = await runTether(['token', 'create', '--site', 's1', '--config', c.cfg]);
+    expect(tok.code, tok.stderr).toBe(0);
+    const stateDir = join(dir, 'revoked-node');
+    const addr = `127.0.0.1:${c.port}`;
+    const en = await runTether([
+      'node',
+      'enroll',
+      '--controller',
+      addr,
+      '--token',
+      tok.stdout.trim(),
+      '--name',
+      'n1',
+      '--state-dir',
+      stateDir,
+    ]);
+    expect(en.code, en.stderr).toBe(0);
+    const caPem = loadClientConfig(c.cfg).ca;
+    const held = withNodeCert(c.port, stateDir, caPem);
+    await waitFor('the node connection to be up', () => held.secure || held.closed);
+    expect(held.closed).toBe(false);
+    // Approved: it outlives a certificate-less connection opened after it (closed at the idle bound).
+    const before = withAdminCert(c.port, c.cfg);
+    await waitFor('the admin connection to be up', () => before.secure);
+    const probe = certless(c.port);
+    await waitFor(
+      'the certificate-less probe to be closed',
+      () => probe.closed,
+      unauthenticatedIdleMs + 15_000,
+    );
+    expect(held.closed).toBe(false);
+    expect((await runTether(['node', 'revoke', 'n1', '--config', c.cfg])).code).toBe(0);
+    await waitFor(
+      'the revoked node connection to be closed',
+      () => held.closed,
+      unauthenticatedIdleMs + 15_000,
+    );
+    const again = withNodeCert(c.port, stateDir, caPem);
+    await waitFor(
+      'a new connection with the revoked certificate to be closed',
+      () => again.closed,
+      unauthenticatedIdleMs + 15_000,
+    );
+    // Other authenticated connections are untouched.
+    expect(before.closed).toBe(false);
   });
 });
 
