@@ -200,6 +200,17 @@ function refuse(file: string, line: number, field: string, message: string, expe
   );
 }
 
+/** The yaml library ran out of stack: a file nested far deeper than the limit. */
+function tooDeepToParse(file: string, text: string): never {
+  refuse(
+    file,
+    deepLine(text),
+    '(syntax)',
+    `nested more than ${MAX_NESTING} levels deep (too deep to parse)`,
+    `at most ${MAX_NESTING} levels of mappings and lists`,
+  );
+}
+
 const isMergeKey = (k: unknown): boolean =>
   isScalar(k) && (typeof k.value === 'symbol' || (k.value === '<<' && k.source === '<<'));
 
@@ -226,14 +237,7 @@ export function parseProfileText(text: string, file: string): ParsedFile {
   } catch (e) {
     // The library recurses per nesting level: a stack overflow means a file nested far
     // deeper than the limit (flow brackets), so say that, at the line where it gets deep.
-    if (e instanceof RangeError)
-      refuse(
-        file,
-        deepLine(text),
-        '(syntax)',
-        `nested more than ${MAX_NESTING} levels deep (too deep to parse)`,
-        `at most ${MAX_NESTING} levels of mappings and lists`,
-      );
+    if (e instanceof RangeError) tooDeepToParse(file, text);
     return refuse(file, 1, '(syntax)', `cannot be parsed: ${(e as Error).message}`, 'valid YAML');
   }
   const multi = doc.errors.find((e) => e.code === 'MULTIPLE_DOCS');
@@ -245,14 +249,7 @@ export function parseProfileText(text: string, file: string): ParsedFile {
       'a second YAML document starts here ("---"): a profile file holds exactly one',
       'one document per file (split it, or use extends)',
     );
-  if (doc.errors.some((e) => /call stack/i.test(e.message)))
-    refuse(
-      file,
-      deepLine(text),
-      '(syntax)',
-      `nested more than ${MAX_NESTING} levels deep (too deep to parse)`,
-      `at most ${MAX_NESTING} levels of mappings and lists`,
-    );
+  if (doc.errors.some((e) => /call stack/i.test(e.message))) tooDeepToParse(file, text);
   if (doc.errors.length > 0) {
     throwIssues(
       doc.errors.map((e) => ({

@@ -4,13 +4,12 @@
 // shows what the controller reflected.
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import type { EnrollResponse__Output } from '../../src/api/gen/tether/v1/EnrollResponse.js';
 import { tetherProto } from '../../src/api/grpc.js';
 import type { TetherObject } from '../../src/api/resource.js';
@@ -23,7 +22,8 @@ import { silentLogger } from '../../src/lib/log.js';
 import { createKeyAndCsr } from '../../src/lib/pki.js';
 import { CHANNEL_OPTIONS, controllerCredentials } from '../../src/node/connect.js';
 import { NodeDaemon, type NodeStatusFile } from '../../src/node/daemon.js';
-import { type Daemon, freePort, runTether, startTether, waitFor } from './support/proc.js';
+import { initTestController } from './support/controller.js';
+import { type Daemon, runTether, startTether, waitFor } from './support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-claims-'));
 const ctlDir = join(dir, 'controller');
@@ -110,20 +110,7 @@ function ep(node: string, id: string, spec: Record<string, unknown>, extra: Reco
 }
 
 beforeAll(async () => {
-  addr = `127.0.0.1:${await freePort()}`;
-  const init = await runTether([
-    'controller',
-    'init',
-    '--data-dir',
-    ctlDir,
-    '--listen',
-    addr,
-    '--advertise',
-    addr,
-  ]);
-  expect(init.code, init.stderr).toBe(0);
-  const conf = parse(readFileSync(join(ctlDir, 'controller.yaml'), 'utf8')) as Record<string, unknown>;
-  writeFileSync(join(ctlDir, 'controller.yaml'), stringify({ ...conf, heartbeatSeconds: 1 }));
+  addr = (await initTestController(ctlDir, { heartbeatSeconds: 1 })).addr;
   controller = startTether(['controller', 'start', '--data-dir', ctlDir]);
   await waitFor(
     'controller',
