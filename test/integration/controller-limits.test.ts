@@ -11,7 +11,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Admin, loadClientConfig } from '../../src/cli/admin.js';
 import type { ControllerConfig } from '../../src/controller/config.js';
 import { initTestController, startTestController, type TestController } from './support/controller.js';
-import { runTether, waitFor } from './support/proc.js';
+import { enrollArgs, runTether, waitFor } from './support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-limits-'));
 let running: TestController[] = [];
@@ -228,18 +228,7 @@ describe('connections with a certificate the controller no longer accepts', () =
     expect(tok.code, tok.stderr).toBe(0);
     const stateDir = join(dir, 'revoked-node');
     const addr = `127.0.0.1:${c.port}`;
-    const en = await runTether([
-      'node',
-      'enroll',
-      '--controller',
-      addr,
-      '--token',
-      tok.stdout.trim(),
-      '--name',
-      'n1',
-      '--state-dir',
-      stateDir,
-    ]);
+    const en = await runTether(enrollArgs(addr, tok.stdout.trim(), 'n1', stateDir));
     expect(en.code, en.stderr).toBe(0);
     const caPem = loadClientConfig(c.cfg).ca;
     const held = withNodeCert(c.port, stateDir, caPem);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import type { NodeStatusFile } from '../../src/node/daemon.js';
-import { type Daemon, freePort, runTether, startTether, waitFor } from './support/proc.js';
+import { type Daemon, enrollArgs, freePort, runTether, startTether, waitFor } from './support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-flows-'));
 const ctlDir = join(dir, 'controller');
@@ -31,18 +31,7 @@ async function token(site: string): Promise<string> {
 /** Enrolls `name` (if it has no identity) and starts its daemon; resolves once connected. */
 async function runningNode(name: string): Promise<Daemon> {
   if (!existsSync(join(nodeDir(name), 'identity.yaml'))) {
-    const r = await runTether([
-      'node',
-      'enroll',
-      '--controller',
-      addr,
-      '--token',
-      await token('open'),
-      '--name',
-      name,
-      '--state-dir',
-      nodeDir(name),
-    ]);
+    const r = await runTether(enrollArgs(addr, await token('open'), name, nodeDir(name)));
     expect(r.code, r.stderr).toBe(0);
   }
   const d = startTether(['node', 'run', '--state-dir', nodeDir(name), '--heartbeat', '1s', '--no-vrouter']);
@@ -113,18 +102,7 @@ describe('manual approval', () => {
     expect(nodes.items.find((n) => n.metadata.name === 'g1')?.status.phase).toBe('Pending');
     // The same node retries with the same token (its key is new: a restart); only the
     // original request is recognised, so a patient node keeps its key by not restarting.
-    const patient = startTether([
-      'node',
-      'enroll',
-      '--controller',
-      addr,
-      '--token',
-      await token('guarded'),
-      '--name',
-      'g2',
-      '--state-dir',
-      nodeDir('g2'),
-    ]);
+    const patient = startTether(enrollArgs(addr, await token('guarded'), 'g2', nodeDir('g2')));
     started.push(patient);
     await waitFor('g2 pending', async () =>
       (await runTether(['get', 'node', 'g2', '-o', 'json', '--config', cfg])).stdout.includes('Pending'),
@@ -139,22 +117,7 @@ describe('live session', () => {
   it('rotates the certificate before 75% of its lifetime without dropping the session', {
     timeout: 120_000,
   }, async () => {
-    expect(
-      (
-        await runTether([
-          'node',
-          'enroll',
-          '--controller',
-          addr,
-          '--token',
-          await token('open'),
-          '--name',
-          'r1',
-          '--state-dir',
-          nodeDir('r1'),
-        ])
-      ).code,
-    ).toBe(0);
+    expect((await runTether(enrollArgs(addr, await token('open'), 'r1', nodeDir('r1')))).code).toBe(0);
     const firstCert = JSON.parse(readFileSync(join(nodeDir('r1'), 'credentials.json'), 'utf8'))
       .certPem as string;
     const d = startTether(['node', 'run', '--state-dir', nodeDir('r1'), '--heartbeat', '1s', '--no-vrouter']);

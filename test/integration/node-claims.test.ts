@@ -23,7 +23,7 @@ import { createKeyAndCsr } from '../../src/lib/pki.js';
 import { CHANNEL_OPTIONS, controllerCredentials } from '../../src/node/connect.js';
 import { NodeDaemon, type NodeStatusFile } from '../../src/node/daemon.js';
 import { initTestController } from './support/controller.js';
-import { type Daemon, runTether, startTether, waitFor } from './support/proc.js';
+import { type Daemon, enrollArgs, runTether, startTether, waitFor } from './support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-claims-'));
 const ctlDir = join(dir, 'controller');
@@ -55,18 +55,7 @@ async function token(site: string, extra: string[] = []): Promise<string> {
 }
 
 function enrollCli(name: string, tok: string, stateDir = nodeDir(name)) {
-  return runTether([
-    'node',
-    'enroll',
-    '--controller',
-    addr,
-    '--token',
-    tok,
-    '--name',
-    name,
-    '--state-dir',
-    stateDir,
-  ]);
+  return runTether(enrollArgs(addr, tok, name, stateDir));
 }
 
 async function enrolled(name: string, site = 'site-a'): Promise<void> {

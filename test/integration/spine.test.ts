@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Admin, loadClientConfig } from '../../src/cli/admin.js';
 import type { NodeStatusFile } from '../../src/node/daemon.js';
-import { type Daemon, freePort, REPO, runTether, startTether, waitFor } from './support/proc.js';
+import { type Daemon, enrollArgs, freePort, REPO, runTether, startTether, waitFor } from './support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-spine-'));
 const ctlDir = join(dir, 'controller');
@@ -79,19 +79,7 @@ async function token(site: string, extra: string[] = []): Promise<string> {
 }
 
 async function enroll(name: string, tok: string, extra: string[] = []) {
-  return runTether([
-    'node',
-    'enroll',
-    '--controller',
-    addr,
-    '--token',
-    tok,
-    '--name',
-    name,
-    '--state-dir',
-    nodeDir(name),
-    ...extra,
-  ]);
+  return runTether(enrollArgs(addr, tok, name, nodeDir(name), extra));
 }
 
 beforeAll(async () => {

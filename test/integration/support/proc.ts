@@ -44,6 +44,29 @@ export function runProcess(
   });
 }
 
+/** The arguments of `tether node enroll`, as every test that enrolls a node passes them. */
+export function enrollArgs(
+  controller: string,
+  token: string,
+  name: string,
+  stateDir: string,
+  extra: readonly string[] = [],
+): string[] {
+  return [
+    'node',
+    'enroll',
+    '--controller',
+    controller,
+    '--token',
+    token,
+    '--name',
+    name,
+    '--state-dir',
+    stateDir,
+    ...extra,
+  ];
+}
+
 /** Runs the real `tether` binary to completion. */
 export function runTether(
   args: readonly string[],
