@@ -263,6 +263,13 @@ function selectorSchema(): JsonSchema {
   };
 }
 
+/**
+ * First three octets of every virtual network's anycast gateway MAC (`02:74:67` + VNI): the
+ * controller refuses endpoints in this range, nodes never generate one, and the vRouter
+ * derives each gateway from it. Part of the contract, so controller and node share it.
+ */
+export const GATEWAY_MAC_PREFIX = '02:74:67';
+
 export const ENDPOINT_SPEC_SCHEMA: JsonSchema = {
   type: 'object',
   additionalProperties: false,

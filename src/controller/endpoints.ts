@@ -1,4 +1,4 @@
-import type { EndpointSpec, VirtualNetwork } from '../api/kinds.js';
+import { type EndpointSpec, GATEWAY_MAC_PREFIX, type VirtualNetwork } from '../api/kinds.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { validateObject } from '../api/validate.js';
 import { asTetherError, type ErrorCode, TetherError } from '../lib/errors.js';
@@ -55,9 +55,6 @@ export interface CheckedReport {
   accepted: TetherObject[];
   refused: EndpointRefusal[];
 }
-
-/** First three octets of every anycast gateway MAC (src/node/vrouter/model.ts gatewayMacFor). */
-export const GATEWAY_MAC_PREFIX = '02:74:67';
 
 function claim(field: string, message: string): TetherError {
   return new TetherError('TETHER_E_CLAIM', message, { field });

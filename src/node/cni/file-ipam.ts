@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { GATEWAY_MAC_PREFIX } from '../../api/kinds.js';
 import { writeFileAtomic } from '../../lib/atomic.js';
 import { TetherError } from '../../lib/errors.js';
 import {
@@ -52,11 +53,12 @@ const keyOf = (k: AttachmentKey): string => `${k.containerId}/${k.ifname}`;
 /** Locally administered unicast MAC for an endpoint, stable across restarts. */
 export function endpointMac(network: string, containerId: string, ifname: string): string {
   const h = createHash('sha256').update(`${network}/${containerId}/${ifname}`).digest();
-  // 02:74:67:… belongs to the anycast gateways (the controller refuses endpoints there).
-  const second = h[0] === 0x74 && h[1] === 0x67 ? 0x67 ^ 0x80 : (h[1] ?? 0);
-  return [0x02, h[0] ?? 0, second, h[2] ?? 0, h[3] ?? 0, h[4] ?? 0]
-    .map((b) => b.toString(16).padStart(2, '0'))
-    .join(':');
+  const mac = [0x02, h[0] ?? 0, h[1] ?? 0, h[2] ?? 0, h[3] ?? 0, h[4] ?? 0].map((b) =>
+    b.toString(16).padStart(2, '0'),
+  );
+  // The gateway range belongs to the anycast gateways (the controller refuses endpoints there).
+  if (mac.slice(0, 3).join(':') === GATEWAY_MAC_PREFIX) mac[2] = (((h[1] ?? 0) ^ 0x80) & 0xff).toString(16);
+  return mac.join(':');
 }
 
 interface ResolvedBlock {

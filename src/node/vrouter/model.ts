@@ -10,6 +10,7 @@
  *   tbo<VNI>  ── veth (breakout) ──      tbo0      transit /31, default route, SNAT to the transit address
  *   workload host ends (by CNI, moved →) <hostIfname> bridge ports
  */
+import { GATEWAY_MAC_PREFIX } from '../../api/kinds.js';
 
 /** One node's share of the virtual networks. */
 export interface DesiredNodeNetwork {
@@ -142,7 +143,7 @@ export const names = {
 /** Deterministic anycast gateway MAC: locally administered `02:74:67` + the 24-bit VNI. */
 export function gatewayMacFor(vni: number): string {
   const h = (vni & 0xffffff).toString(16).padStart(6, '0');
-  return `02:74:67:${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}`;
+  return `${GATEWAY_MAC_PREFIX}:${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}`;
 }
 
 export const DEFAULT_VXLAN_PORT = 4789;
