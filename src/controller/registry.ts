@@ -171,6 +171,8 @@ export class Registry {
         cert = await signCsr(this.ca, input.csrPem, {
           identity: { role: 'node', name: input.nodeName, site: d.site },
           validitySeconds: this.opts.nodeCertSeconds,
+          // serverAuth too: the node that runs its site's proxy serves the site's agents.
+          server: true,
         });
         continue;
       }
@@ -344,6 +346,8 @@ export class Registry {
     const cert = await signCsr(this.ca, st.csrPem, {
       identity: { role: 'node', name, site },
       validitySeconds: this.opts.nodeCertSeconds,
+      // serverAuth too: the node that runs its site's proxy serves the site's agents.
+      server: true,
     });
     const { csrPem: _drop, message: _m, ...rest } = st;
     const object: TetherObject = {
@@ -511,6 +515,8 @@ export class Registry {
     const cert = await signCsr(this.ca, csrPem, {
       identity: { role: 'node', name, site },
       validitySeconds: this.opts.nodeCertSeconds,
+      // serverAuth too: the node that runs its site's proxy serves the site's agents.
+      server: true,
     });
     const object: TetherObject = {
       ...n.object,

@@ -3,6 +3,7 @@ import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { Ack as _tether_v1_Ack, Ack__Output as _tether_v1_Ack__Output } from './tether/v1/Ack.js';
 import type { AdminClient as _tether_v1_AdminClient, AdminDefinition as _tether_v1_AdminDefinition } from './tether/v1/Admin.js';
+import type { AgentState as _tether_v1_AgentState, AgentState__Output as _tether_v1_AgentState__Output } from './tether/v1/AgentState.js';
 import type { ApplyRequest as _tether_v1_ApplyRequest, ApplyRequest__Output as _tether_v1_ApplyRequest__Output } from './tether/v1/ApplyRequest.js';
 import type { ApplyResponse as _tether_v1_ApplyResponse, ApplyResponse__Output as _tether_v1_ApplyResponse__Output } from './tether/v1/ApplyResponse.js';
 import type { ApplyResult as _tether_v1_ApplyResult, ApplyResult__Output as _tether_v1_ApplyResult__Output } from './tether/v1/ApplyResult.js';
@@ -29,9 +30,16 @@ import type { ListResponse as _tether_v1_ListResponse, ListResponse__Output as _
 import type { NodeMessage as _tether_v1_NodeMessage, NodeMessage__Output as _tether_v1_NodeMessage__Output } from './tether/v1/NodeMessage.js';
 import type { NodeRef as _tether_v1_NodeRef, NodeRef__Output as _tether_v1_NodeRef__Output } from './tether/v1/NodeRef.js';
 import type { NodeSessionClient as _tether_v1_NodeSessionClient, NodeSessionDefinition as _tether_v1_NodeSessionDefinition } from './tether/v1/NodeSession.js';
+import type { ProbeRequest as _tether_v1_ProbeRequest, ProbeRequest__Output as _tether_v1_ProbeRequest__Output } from './tether/v1/ProbeRequest.js';
+import type { ProbeResponse as _tether_v1_ProbeResponse, ProbeResponse__Output as _tether_v1_ProbeResponse__Output } from './tether/v1/ProbeResponse.js';
+import type { RelayedReport as _tether_v1_RelayedReport, RelayedReport__Output as _tether_v1_RelayedReport__Output } from './tether/v1/RelayedReport.js';
 import type { RenewRequest as _tether_v1_RenewRequest, RenewRequest__Output as _tether_v1_RenewRequest__Output } from './tether/v1/RenewRequest.js';
 import type { RenewResponse as _tether_v1_RenewResponse, RenewResponse__Output as _tether_v1_RenewResponse__Output } from './tether/v1/RenewResponse.js';
 import type { Resource as _tether_v1_Resource, Resource__Output as _tether_v1_Resource__Output } from './tether/v1/Resource.js';
+import type { SignedReport as _tether_v1_SignedReport, SignedReport__Output as _tether_v1_SignedReport__Output } from './tether/v1/SignedReport.js';
+import type { SiteAgents as _tether_v1_SiteAgents, SiteAgents__Output as _tether_v1_SiteAgents__Output } from './tether/v1/SiteAgents.js';
+import type { SiteLocal as _tether_v1_SiteLocal, SiteLocal__Output as _tether_v1_SiteLocal__Output } from './tether/v1/SiteLocal.js';
+import type { SiteProxyClient as _tether_v1_SiteProxyClient, SiteProxyDefinition as _tether_v1_SiteProxyDefinition } from './tether/v1/SiteProxy.js';
 import type { SnapshotBegin as _tether_v1_SnapshotBegin, SnapshotBegin__Output as _tether_v1_SnapshotBegin__Output } from './tether/v1/SnapshotBegin.js';
 import type { SnapshotEnd as _tether_v1_SnapshotEnd, SnapshotEnd__Output as _tether_v1_SnapshotEnd__Output } from './tether/v1/SnapshotEnd.js';
 import type { WatchEvent as _tether_v1_WatchEvent, WatchEvent__Output as _tether_v1_WatchEvent__Output } from './tether/v1/WatchEvent.js';
@@ -46,6 +54,7 @@ export interface ProtoGrpcType {
     v1: {
       Ack: MessageTypeDefinition<_tether_v1_Ack, _tether_v1_Ack__Output>
       Admin: SubtypeConstructor<typeof grpc.Client, _tether_v1_AdminClient> & { service: _tether_v1_AdminDefinition }
+      AgentState: MessageTypeDefinition<_tether_v1_AgentState, _tether_v1_AgentState__Output>
       ApplyRequest: MessageTypeDefinition<_tether_v1_ApplyRequest, _tether_v1_ApplyRequest__Output>
       ApplyResponse: MessageTypeDefinition<_tether_v1_ApplyResponse, _tether_v1_ApplyResponse__Output>
       ApplyResult: MessageTypeDefinition<_tether_v1_ApplyResult, _tether_v1_ApplyResult__Output>
@@ -72,9 +81,21 @@ export interface ProtoGrpcType {
       NodeMessage: MessageTypeDefinition<_tether_v1_NodeMessage, _tether_v1_NodeMessage__Output>
       NodeRef: MessageTypeDefinition<_tether_v1_NodeRef, _tether_v1_NodeRef__Output>
       NodeSession: SubtypeConstructor<typeof grpc.Client, _tether_v1_NodeSessionClient> & { service: _tether_v1_NodeSessionDefinition }
+      ProbeRequest: MessageTypeDefinition<_tether_v1_ProbeRequest, _tether_v1_ProbeRequest__Output>
+      ProbeResponse: MessageTypeDefinition<_tether_v1_ProbeResponse, _tether_v1_ProbeResponse__Output>
+      RelayedReport: MessageTypeDefinition<_tether_v1_RelayedReport, _tether_v1_RelayedReport__Output>
       RenewRequest: MessageTypeDefinition<_tether_v1_RenewRequest, _tether_v1_RenewRequest__Output>
       RenewResponse: MessageTypeDefinition<_tether_v1_RenewResponse, _tether_v1_RenewResponse__Output>
       Resource: MessageTypeDefinition<_tether_v1_Resource, _tether_v1_Resource__Output>
+      SignedReport: MessageTypeDefinition<_tether_v1_SignedReport, _tether_v1_SignedReport__Output>
+      SiteAgents: MessageTypeDefinition<_tether_v1_SiteAgents, _tether_v1_SiteAgents__Output>
+      SiteLocal: MessageTypeDefinition<_tether_v1_SiteLocal, _tether_v1_SiteLocal__Output>
+      /**
+       * Served on every node's proxy port (mTLS, node certificates of the same site only), so that
+       * the site's nodes can decide among themselves which of them runs the site's proxy (no
+       * central lease; docs/proxy.md "Election").
+       */
+      SiteProxy: SubtypeConstructor<typeof grpc.Client, _tether_v1_SiteProxyClient> & { service: _tether_v1_SiteProxyDefinition }
       SnapshotBegin: MessageTypeDefinition<_tether_v1_SnapshotBegin, _tether_v1_SnapshotBegin__Output>
       SnapshotEnd: MessageTypeDefinition<_tether_v1_SnapshotEnd, _tether_v1_SnapshotEnd__Output>
       WatchEvent: MessageTypeDefinition<_tether_v1_WatchEvent, _tether_v1_WatchEvent__Output>

@@ -6,6 +6,7 @@ import type { SnapshotEnd as _tether_v1_SnapshotEnd, SnapshotEnd__Output as _tet
 import type { Heartbeat as _tether_v1_Heartbeat, Heartbeat__Output as _tether_v1_Heartbeat__Output } from '../../tether/v1/Heartbeat.js';
 import type { Goodbye as _tether_v1_Goodbye, Goodbye__Output as _tether_v1_Goodbye__Output } from '../../tether/v1/Goodbye.js';
 import type { EndpointReportResult as _tether_v1_EndpointReportResult, EndpointReportResult__Output as _tether_v1_EndpointReportResult__Output } from '../../tether/v1/EndpointReportResult.js';
+import type { SiteLocal as _tether_v1_SiteLocal, SiteLocal__Output as _tether_v1_SiteLocal__Output } from '../../tether/v1/SiteLocal.js';
 
 export interface ControllerMessage {
   'snapshot_begin'?: (_tether_v1_SnapshotBegin | null);
@@ -18,7 +19,11 @@ export interface ControllerMessage {
   'heartbeat'?: (_tether_v1_Heartbeat | null);
   'goodbye'?: (_tether_v1_Goodbye | null);
   'endpoint_result'?: (_tether_v1_EndpointReportResult | null);
-  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result";
+  /**
+   * Only from a site proxy to its agents.
+   */
+  'site_local'?: (_tether_v1_SiteLocal | null);
+  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result"|"site_local";
 }
 
 export interface ControllerMessage__Output {
@@ -32,5 +37,9 @@ export interface ControllerMessage__Output {
   'heartbeat'?: (_tether_v1_Heartbeat__Output | null);
   'goodbye'?: (_tether_v1_Goodbye__Output | null);
   'endpoint_result'?: (_tether_v1_EndpointReportResult__Output | null);
-  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result";
+  /**
+   * Only from a site proxy to its agents.
+   */
+  'site_local'?: (_tether_v1_SiteLocal__Output | null);
+  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result"|"site_local";
 }

@@ -13,6 +13,10 @@ export interface EndpointReportResult {
   'revision'?: (number | string | Long);
   'accepted'?: (number);
   'refused'?: (_tether_v1_EndpointRefusal)[];
+  /**
+   * The node the result is for; set on a proxy's WAN session (one session, many nodes).
+   */
+  'node'?: (string);
 }
 
 /**
@@ -25,4 +29,8 @@ export interface EndpointReportResult__Output {
   'revision': (number);
   'accepted': (number);
   'refused': (_tether_v1_EndpointRefusal__Output)[];
+  /**
+   * The node the result is for; set on a proxy's WAN session (one session, many nodes).
+   */
+  'node': (string);
 }

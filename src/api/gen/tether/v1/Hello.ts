@@ -19,6 +19,18 @@ export interface Hello {
    * different one later is refused until an admin resets the node (`tether node reset`).
    */
   'underlay_ip'?: (string);
+  /**
+   * "" (a node's own session) or "proxy": the WAN session of a site proxy (docs/proxy.md),
+   * which carries its site's agents. It is opened with the certificate of the node hosting
+   * the proxy, and the controller serves it the certificate's site only.
+   */
+  'role'?: (string);
+  /**
+   * The heartbeat interval this peer sends at (ms; 0 = the server's default). The server
+   * declares the session dead after 3 intervals of silence and, for a proxy, only echoes
+   * heartbeats instead of sending its own: an idle WAN costs one exchange per interval.
+   */
+  'heartbeat_ms'?: (number);
 }
 
 export interface Hello__Output {
@@ -38,4 +50,16 @@ export interface Hello__Output {
    * different one later is refused until an admin resets the node (`tether node reset`).
    */
   'underlay_ip': (string);
+  /**
+   * "" (a node's own session) or "proxy": the WAN session of a site proxy (docs/proxy.md),
+   * which carries its site's agents. It is opened with the certificate of the node hosting
+   * the proxy, and the controller serves it the certificate's site only.
+   */
+  'role': (string);
+  /**
+   * The heartbeat interval this peer sends at (ms; 0 = the server's default). The server
+   * declares the session dead after 3 intervals of silence and, for a proxy, only echoes
+   * heartbeats instead of sending its own: an idle WAN costs one exchange per interval.
+   */
+  'heartbeat_ms': (number);
 }

@@ -4,13 +4,20 @@ import type { Hello as _tether_v1_Hello, Hello__Output as _tether_v1_Hello__Outp
 import type { Ack as _tether_v1_Ack, Ack__Output as _tether_v1_Ack__Output } from '../../tether/v1/Ack.js';
 import type { Heartbeat as _tether_v1_Heartbeat, Heartbeat__Output as _tether_v1_Heartbeat__Output } from '../../tether/v1/Heartbeat.js';
 import type { EndpointReport as _tether_v1_EndpointReport, EndpointReport__Output as _tether_v1_EndpointReport__Output } from '../../tether/v1/EndpointReport.js';
+import type { SiteAgents as _tether_v1_SiteAgents, SiteAgents__Output as _tether_v1_SiteAgents__Output } from '../../tether/v1/SiteAgents.js';
+import type { RelayedReport as _tether_v1_RelayedReport, RelayedReport__Output as _tether_v1_RelayedReport__Output } from '../../tether/v1/RelayedReport.js';
 
 export interface NodeMessage {
   'hello'?: (_tether_v1_Hello | null);
   'ack'?: (_tether_v1_Ack | null);
   'heartbeat'?: (_tether_v1_Heartbeat | null);
   'endpoints'?: (_tether_v1_EndpointReport | null);
-  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints";
+  /**
+   * Only on a proxy's WAN session (Hello.role = "proxy").
+   */
+  'site_agents'?: (_tether_v1_SiteAgents | null);
+  'relayed_report'?: (_tether_v1_RelayedReport | null);
+  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report";
 }
 
 export interface NodeMessage__Output {
@@ -18,5 +25,10 @@ export interface NodeMessage__Output {
   'ack'?: (_tether_v1_Ack__Output | null);
   'heartbeat'?: (_tether_v1_Heartbeat__Output | null);
   'endpoints'?: (_tether_v1_EndpointReport__Output | null);
-  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints";
+  /**
+   * Only on a proxy's WAN session (Hello.role = "proxy").
+   */
+  'site_agents'?: (_tether_v1_SiteAgents__Output | null);
+  'relayed_report'?: (_tether_v1_RelayedReport__Output | null);
+  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report";
 }
