@@ -20,6 +20,7 @@ import type { TetherError } from '../../src/lib/errors.js';
 import { formatIp, parseCidr } from '../../src/lib/ipv4.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { createKeyAndCsr } from '../../src/lib/pki.js';
+import { readStateCache } from '../../src/node/cache.js';
 import { CHANNEL_OPTIONS, controllerCredentials } from '../../src/node/connect.js';
 import { NodeDaemon, type NodeStatusFile } from '../../src/node/daemon.js';
 import { initTestController } from './support/controller.js';
@@ -41,11 +42,7 @@ const statusOf = (n: string): NodeStatusFile | undefined => {
   return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as NodeStatusFile) : undefined;
 };
 const cachedEndpoints = (n: string): TetherObject[] => {
-  const p = join(nodeDir(n), 'cache.json');
-  if (!existsSync(p)) return [];
-  return (JSON.parse(readFileSync(p, 'utf8')) as { objects: TetherObject[] }).objects.filter(
-    (o) => o.kind === 'Endpoint',
-  );
+  return readStateCache(join(nodeDir(n), 'cache.json')).objects.filter((o) => o.kind === 'Endpoint');
 };
 
 async function token(site: string, extra: string[] = []): Promise<string> {

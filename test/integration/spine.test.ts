@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Admin, loadClientConfig } from '../../src/cli/admin.js';
+import { readStateCache } from '../../src/node/cache.js';
 import type { NodeStatusFile } from '../../src/node/daemon.js';
 import { type Daemon, enrollArgs, freePort, REPO, runTether, startTether, waitFor } from './support/proc.js';
 
@@ -34,7 +35,7 @@ function nodeCache(name: string): {
   revision: number;
   objects: Array<{ kind: string; metadata: { name: string } }>;
 } {
-  return JSON.parse(readFileSync(join(nodeDir(name), 'cache.json'), 'utf8'));
+  return readStateCache(join(nodeDir(name), 'cache.json'));
 }
 
 function running(d: Daemon | undefined): d is Daemon {
