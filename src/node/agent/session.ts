@@ -108,6 +108,12 @@ export class AgentSession {
   private hbTimer: TimerHandle | undefined;
   private renewTimer: TimerHandle | undefined;
   private lastHeard = 0;
+  /**
+   * The revision known to be on disk: what the hello declares. A write that failed may have
+   * left the store's memory ahead of its file; declaring that would make the upstream skip
+   * what never reached the disk.
+   */
+  private held: number;
   private hbSeq = 0;
   private reportSeq = 0;
   private staging: TetherObject[] | undefined;
@@ -122,6 +128,7 @@ export class AgentSession {
   constructor(private readonly opts: SessionOptions) {
     this.hbMs = opts.heartbeatMs ?? 5000;
     this.clock = opts.clock ?? systemClock;
+    this.held = opts.cache.revision;
     this.status = {
       phase: 'connecting',
       since: new Date(this.clock.now()).toISOString(),
@@ -261,7 +268,7 @@ export class AgentSession {
     call.write({
       hello: {
         node_name: id.name,
-        held_revision: this.opts.cache.revision,
+        held_revision: this.held,
         version: this.opts.version ?? '',
         boot_id: this.bootId,
         underlay_ip: this.opts.underlayIp ?? '',
@@ -330,6 +337,7 @@ export class AgentSession {
           });
         const rev = m.snapshot_end!.revision;
         const { swept } = cache.replace(rev, this.staging);
+        this.held = cache.revision;
         this.staging = undefined;
         this.ack(rev);
         this.attempt = 0;
@@ -343,6 +351,7 @@ export class AgentSession {
       case 'delta': {
         const d = m.delta!;
         cache.applyDelta(d.revision, d.put.map(decode), d.deleted);
+        this.held = cache.revision;
         this.ack(cache.revision);
         this.attempt = 0;
         if (this.status.phase !== 'connected') {
