@@ -225,16 +225,25 @@ export class AgentSession {
 
   private connect(): void {
     if (this.stopped || this.status.phase === 'revoked') return;
-    const next = this.opts.chooseUpstream({
-      attempt: this.attempt,
-      ...(this.status.lastError ? { lastError: this.status.lastError } : {}),
-    });
-    if (this.upstream && this.upstream !== next) this.upstream.close();
-    this.upstream = next;
-    this.status.upstream = `${next.kind} ${next.address}`;
-    this.setPhase('connecting');
+    let next: Upstream;
+    let call: UpstreamCall;
+    try {
+      next = this.opts.chooseUpstream({
+        attempt: this.attempt,
+        ...(this.status.lastError ? { lastError: this.status.lastError } : {}),
+      });
+      if (this.upstream && this.upstream !== next) this.upstream.close();
+      this.upstream = next;
+      this.status.upstream = `${next.kind} ${next.address}`;
+      this.setPhase('connecting');
+      call = next.open();
+    } catch (e) {
+      // A chooser or channel that cannot even start (bad address) is retried like a failed
+      // connection, not thrown out of a timer.
+      this.scheduleReconnect(`cannot open upstream: ${asTetherError(e).message}`);
+      return;
+    }
     const id = this.opts.identity;
-    const call = next.open();
     this.call = call;
     this.lastHeard = this.clock.now();
     call.on('data', (m: ControllerMessage__Output) => {

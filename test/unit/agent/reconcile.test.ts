@@ -150,6 +150,47 @@ describe('ReconcileLoop', () => {
   });
 });
 
+describe('ReconcileLoop drift-check budget', () => {
+  it('spaces drift checks so they take at most 5% of the time when a pass is slow', async () => {
+    const clock = new FakeClock();
+    let passMs = 10;
+    let applies = 0;
+    const slow: StateConsumer = {
+      name: 'slow',
+      apply: async () => {
+        applies++;
+        await new Promise<void>((r) => clock.setTimeout(r, passMs));
+        return { changes: [] };
+      },
+    };
+    const loop = new ReconcileLoop({
+      clock,
+      log: silentLogger(),
+      consumers: [slow],
+      state: emptyState(),
+      intervalMs: INTERVAL,
+    });
+    loop.start();
+    await clock.advance(0);
+    // A fast pass: a re-plan every interval.
+    await clock.advance(20 * INTERVAL);
+    expect(applies).toBeGreaterThanOrEqual(19);
+    // A 2 s pass: at most one every 40 s.
+    passMs = 2000;
+    await clock.advance(3 * INTERVAL);
+    const from = applies;
+    await clock.advance(120_000);
+    expect(applies - from).toBeGreaterThanOrEqual(2);
+    expect(applies - from).toBeLessThanOrEqual(3);
+    // A change is still applied at once, whatever the budget.
+    const before = applies;
+    void loop.kick();
+    await clock.advance(2100);
+    expect(applies).toBe(before + 1);
+    await Promise.race([loop.stop(), clock.advance(5000)]);
+  });
+});
+
 describe('NodeAgent health: degraded is not wedged', () => {
   let id: LoadedIdentity;
   const cleanups: Array<() => void | Promise<void>> = [];

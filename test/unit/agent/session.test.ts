@@ -192,3 +192,43 @@ describe('AgentSession', () => {
     expect(reports[2]!.endpoints!.endpoints.map((r) => r.name)).toEqual(['n1.a', 'n1.b']);
   });
 });
+
+describe('AgentSession upstream choice', () => {
+  it('asks the chooser before every attempt and retries with backoff when opening fails', async () => {
+    const clock = new FakeClock();
+    const t = tempDir('tether-choose-');
+    cleanups.push(t.cleanup);
+    const seen: number[] = [];
+    const good = new MemoryUpstream((call) => {
+      call.on('data', (m: NodeMessage__Output) => {
+        if (m.hello) {
+          call.write({ snapshot_begin: { revision: 1, reason: '' } });
+          call.write({ snapshot_end: { revision: 1, count: 0 } });
+        }
+      });
+    });
+    const s = new AgentSession({
+      identity: id,
+      cache: new StateCache(join(t.dir, 'cache.json')),
+      log: silentLogger(),
+      clock,
+      random: () => 0.5,
+      backoff: { baseMs: 1000, capMs: 8000 },
+      chooseUpstream: ({ attempt }) => {
+        seen.push(attempt);
+        if (attempt < 2) throw new Error('no route to proxy');
+        return good;
+      },
+    });
+    cleanups.push(() => s.stop());
+    s.start();
+    expect(s.status.phase).toBe('disconnected');
+    expect(s.status.lastError).toContain('no route to proxy');
+    await clock.advance(500);
+    expect(seen).toEqual([0, 1]);
+    await clock.advance(1000);
+    expect(seen).toEqual([0, 1, 2]);
+    expect(s.status.phase).toBe('connected');
+    expect(s.status.upstream).toBe('memory memory');
+  });
+});
