@@ -135,6 +135,9 @@ export class AgentSession {
       revision: opts.cache.revision,
       reconnects: 0,
       certNotAfter: new X509Certificate(opts.identity.credentials.certPem).validTo,
+      ...(opts.siteLocal
+        ? { siteLocal: { seq: opts.siteLocal.seq, endpoints: opts.siteLocal.list().length } }
+        : {}),
     };
   }
 

@@ -116,6 +116,25 @@ describe('AgentSession', () => {
     expect(t.s.status.lastSync).toMatchObject({ kind: 'snapshot', revision: 9, swept: 1 });
   });
 
+  it('a SnapshotEnd without its SnapshotBegin sweeps nothing and drops the session', async () => {
+    const t = setup();
+    await t.clock.advance(0);
+    await t.send(
+      { snapshot_begin: { revision: 5, reason: 'first' } },
+      { snapshot_chunk: { revision: 5, put: [res(vn('red'))], deleted: [] } },
+      { snapshot_end: { revision: 5, count: 1 } },
+    );
+    const calls = t.calls.length;
+    await t.send({ snapshot_end: { revision: 6, count: 0 } });
+    expect(t.cache.list('VirtualNetwork').map((o) => o.metadata.name)).toEqual(['red']);
+    expect(t.cache.revision).toBe(5);
+    expect(t.s.status.lastError).toMatch(/snapshot end without a snapshot begin/);
+    expect(t.s.status.reconnects).toBe(1);
+    expect(t.received.filter((m) => m.ack).map((m) => m.ack!.revision)).toEqual([5]);
+    await t.clock.advance(1000);
+    expect(t.calls.length).toBe(calls + 1);
+  });
+
   it('persists the SiteLocal set before using it, drops non-endpoints, and restores it after a restart', async () => {
     const t = setup();
     await t.clock.advance(0);
