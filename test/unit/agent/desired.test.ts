@@ -1,8 +1,14 @@
 // Desired state from the slice, the SiteLocal set and the node's own endpoints.
+
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { TetherObject } from '../../../src/api/resource.js';
-import { desiredObjects } from '../../../src/node/networking.js';
+import { silentLogger } from '../../../src/lib/log.js';
+import { SiteLocalSet } from '../../../src/node/agent/site-local.js';
+import { StateCache } from '../../../src/node/cache.js';
+import { desiredObjects, NodeNetworking } from '../../../src/node/networking.js';
 import { desiredFromResources } from '../../../src/node/vrouter/resources.js';
+import { tempDir } from './support.js';
 
 const vn: TetherObject = {
   apiVersion: 'tether.dev/v1',
@@ -89,5 +95,40 @@ describe('desiredObjects', () => {
     });
     expect(d.networks[0]!.localEndpoints.map((e) => `${e.id}@${e.ip}`)).toEqual(['me@10.1.0.10']);
     expect(d.networks[0]!.remoteEndpoints).toEqual([]);
+  });
+});
+
+describe('NodeNetworking desired state with a SiteLocal set restored from disk', () => {
+  it('a restarted node forwards to the SiteLocal endpoints it persisted, with no upstream', () => {
+    const t = tempDir('tether-desired-');
+    try {
+      const cache = new StateCache(join(t.dir, 'cache.json'));
+      cache.replace(3, [vn]);
+      // Before the "reboot": the proxy's set is written.
+      new SiteLocalSet(join(t.dir, 'site-local.json')).replace(1, [
+        ep('n2.w', 'n2', '10.1.0.20', '02:00:00:00:00:20'),
+      ]);
+      // After it: everything is read back from disk.
+      const restored = new SiteLocalSet(join(t.dir, 'site-local.json'));
+      const net = new NodeNetworking({
+        stateDir: t.dir,
+        node: 'n1',
+        site: 'a',
+        underlay: { ifname: 'ul0', vtepIp: '192.0.2.1', mtu: 1500 },
+        netnsPrefix: 't1',
+        cniSocket: join(t.dir, 'cni.sock'),
+        runner: {
+          run: async () => {
+            throw new Error('no kernel in this test');
+          },
+        },
+        log: silentLogger(),
+        siteLocal: () => restored.list(),
+      });
+      const d = net.desired(new StateCache(join(t.dir, 'cache.json')));
+      expect(d.networks[0]!.remoteEndpoints.map((e) => `${e.id}@${e.vtep}`)).toEqual(['n2.w@192.0.2.20']);
+    } finally {
+      t.cleanup();
+    }
   });
 });
