@@ -4,6 +4,7 @@
  * proxy (its engineer runs the same suite). The agent is the real AgentSession with the real
  * StateCache on a temporary disk; time is a FakeClock; the upstream is in memory.
  */
+import { X509Certificate } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -39,6 +40,10 @@ export interface ContractEnv {
   /** Nodes of `site` the agent may use (the upstream may check them against its roster). */
   nodes: string[];
   identity(name: string): LoadedIdentity;
+  /** DER of that node's certificate: pass it to `new MemoryUpstream(handler, addr, der)` so
+   *  a handler that authenticates its peer (the proxy) sees the agent's certificate. The
+   *  suite's agent is `nodes[0]`. */
+  clientCertDer(name: string): Buffer;
 }
 
 const vn = (name: string, site: string, vni: number): TetherObject => ({
@@ -68,7 +73,13 @@ export function sessionContract(name: string, make: (env: ContractEnv) => Promis
 
     async function setup(opts: Partial<SessionOptions> = {}) {
       const clock = new FakeClock();
-      const up = await make({ clock, site, nodes, identity: (n) => ids.get(n)! });
+      const up = await make({
+        clock,
+        site,
+        nodes,
+        identity: (n) => ids.get(n)!,
+        clientCertDer: (n) => new X509Certificate(ids.get(n)!.credentials.certPem).raw,
+      });
       const t = tempDir('tether-contract-');
       const stateDir = join(t.dir, 'state');
       mkdirSync(stateDir);

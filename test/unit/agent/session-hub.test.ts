@@ -1,5 +1,6 @@
 // The session contract against the real controller SessionHub over the in-memory store,
 // with a Sync handler shaped like src/controller/server.ts's (hello first, then the hub).
+import { X509Certificate } from 'node:crypto';
 import type { Hello__Output } from '../../../src/api/gen/tether/v1/Hello.js';
 import type { NodeMessage__Output } from '../../../src/api/gen/tether/v1/NodeMessage.js';
 import type { TetherObject } from '../../../src/api/resource.js';
@@ -8,6 +9,7 @@ import { type Session, type SessionCall, SessionHub } from '../../../src/control
 import { MemoryStore } from '../../../src/controller/store/memory.js';
 import { TetherError } from '../../../src/lib/errors.js';
 import { silentLogger } from '../../../src/lib/log.js';
+import { identityOf } from '../../../src/lib/pki.js';
 import { type MemoryServerCall, MemoryUpstream } from '../../../src/node/agent/upstream.js';
 import { type ContractUpstream, sessionContract } from './session-contract.js';
 
@@ -26,9 +28,16 @@ sessionContract('the controller SessionHub', async (env) => {
   const acked = new Map<string, number>();
   const handler = (call: MemoryServerCall) => {
     let session: Session | undefined;
+    // Node and site come from the peer certificate, as in server.ts.
+    const raw = call.getAuthContext().sslPeerCertificate?.raw;
+    const who = raw ? identityOf(new X509Certificate(raw)) : undefined;
+    if (who?.role !== 'node') {
+      call.emit('error', toGrpcError(new TetherError('TETHER_E_UNAUTHENTICATED', 'no node certificate')));
+      return;
+    }
     call.on('data', (msg: NodeMessage__Output) => {
       if (!session) {
-        if (!msg.hello) {
+        if (!msg.hello || msg.hello.node_name !== who.name) {
           call.emit(
             'error',
             toGrpcError(new TetherError('TETHER_E_PERMISSION', 'first message must be hello')),
@@ -38,8 +47,8 @@ sessionContract('the controller SessionHub', async (env) => {
         hellos.push(msg.hello);
         session = hub.open(
           call as unknown as SessionCall,
-          msg.hello.node_name,
-          env.site,
+          who.name,
+          who.site,
           msg.hello.held_revision,
           msg.hello.boot_id,
         );
@@ -56,7 +65,7 @@ sessionContract('the controller SessionHub', async (env) => {
     call.on('cancelled', end);
     call.on('close', end);
   };
-  const upstream = new MemoryUpstream(handler, 'hub');
+  const upstream = new MemoryUpstream(handler, 'hub', env.clientCertDer(env.nodes[0]!));
   const c: ContractUpstream = {
     upstream,
     applyResources: (objs: TetherObject[]) => {
