@@ -163,9 +163,9 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
 
   // ── Roles ──────────────────────────────────────────────────────────────────────────────
   // Things with start/stop that run beside the agent, started in order after it and stopped
-  // in reverse before it. The site proxy (src/node/proxy/, docs/proxy.md) goes here when
-  // `opts.proxy.enabled`, listening on `opts.proxy.port`; it installs its chooser with
-  // `ctx.setUpstreamChooser`.
+  // in reverse before it. The site proxy (src/node/proxy/, docs/proxy.md) is pushed onto
+  // `roles` here when `opts.proxy.enabled`, listening on `opts.proxy.port`; it installs its
+  // chooser with `ctx.setUpstreamChooser`.
   const ctx: RoleContext = {
     agent,
     options: opts,
