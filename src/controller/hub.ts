@@ -194,6 +194,34 @@ export class SessionHub {
     return this.proxyBySite.size;
   }
 
+  /** Live facts of the site proxy session a node hosts (shown on its Node object). */
+  proxyInfo(
+    node: string,
+    site: string,
+  ):
+    | {
+        site: string;
+        ackedRevision: number;
+        sentRevision: number;
+        heartbeatMs: number;
+        queuedBytes: number;
+        overflowed: boolean;
+        connectedAt: string;
+      }
+    | undefined {
+    const s = this.proxyBySite.get(site);
+    if (!s || s.node !== node) return undefined;
+    return {
+      site,
+      ackedRevision: s.acked,
+      sentRevision: s.sent,
+      heartbeatMs: s.heartbeatMs,
+      queuedBytes: s.queued,
+      overflowed: s.overflowed,
+      connectedAt: new Date(s.connectedAt).toISOString(),
+    };
+  }
+
   /** The site proxy session of a site. */
   proxyOf(site: string): Session | undefined {
     return this.proxyBySite.get(site);

@@ -811,10 +811,13 @@ export class ControllerServer {
   private decorate(obj: TetherObject): TetherObject {
     if (obj.kind !== 'Node') return obj;
     const s = this.hub.info(obj.metadata.name);
+    const site = (obj.spec as { site?: unknown } | undefined)?.site;
+    const proxy = typeof site === 'string' ? this.hub.proxyInfo(obj.metadata.name, site) : undefined;
     return {
       ...obj,
       status: {
         ...(obj.status ?? {}),
+        ...(proxy ? { proxySession: proxy } : {}),
         ...(this.endpoints.stats(obj.metadata.name)
           ? { endpointReports: this.endpoints.stats(obj.metadata.name) }
           : {}),
