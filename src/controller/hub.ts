@@ -137,6 +137,9 @@ export class SessionHub {
   private readonly proxyBySite = new Map<string, Session>();
   /** Nodes behind a site proxy, as its SiteAgents describe them. */
   private readonly proxied = new Map<string, ProxiedNode>();
+  /** Approved node → its site, kept from store events: a proxy's SiteAgents (20 agents per
+   *  message, per revision, per site) are checked with lookups, not store reads. */
+  private readonly approvedSite = new Map<string, string>();
   /** VirtualNetwork name → the sites it covers, kept current from store events. */
   private readonly vnSites = new Map<string, readonly string[] | 'all'>();
   private readonly unsubscribe: () => void;
@@ -166,6 +169,7 @@ export class SessionHub {
     this.sizeOf = opts.sizeOf ?? estimateSize;
     this.queueLimit = opts.sendQueueBytes || DEFAULT_SEND_QUEUE_BYTES;
     for (const vn of store.list('VirtualNetwork').items) this.vnSites.set(vn.name, sitesOf(vn.object));
+    for (const n of store.list('Node').items) this.noteNode(n.name, n.object);
     this.unsubscribe = store.subscribe((events) => this.onStoreEvents(events));
   }
 
@@ -345,9 +349,7 @@ export class SessionHub {
     if (s.role !== 'proxy' || this.proxyBySite.get(s.site) !== s) return;
     const listed = new Set<string>();
     for (const a of msg.agents) {
-      const st = this.store.get('Node', a.node)?.object;
-      if (!st || (st.spec as { site?: unknown }).site !== s.site) continue;
-      if ((st.status as { phase?: unknown } | undefined)?.phase !== 'Approved') continue;
+      if (this.approvedSite.get(a.node) !== s.site) continue;
       listed.add(a.node);
       const acked = Number(a.acked) || 0;
       const bootId = a.boot_id.slice(0, 64);
@@ -514,8 +516,17 @@ export class SessionHub {
     s.sent = revision;
   }
 
+  private noteNode(name: string, obj: TetherObject | undefined): void {
+    const site = (obj?.spec as { site?: unknown } | undefined)?.site;
+    const phase = (obj?.status as { phase?: unknown } | undefined)?.phase;
+    if (typeof site === 'string' && phase === 'Approved') this.approvedSite.set(name, site);
+    else this.approvedSite.delete(name);
+  }
+
   private onStoreEvents(events: readonly StoreEvent[]): void {
     if (events.length === 0) return;
+    for (const ev of events)
+      if (ev.kind === 'Node') this.noteNode(ev.name, ev.type === 'put' ? ev.object : undefined);
     const revision = events[events.length - 1]!.revision;
     // Networks whose site coverage changed: their endpoints and policies enter or leave.
     const moved: MovedNetwork[] = [];

@@ -275,7 +275,7 @@ export async function run(opts: ControllerScaleOptions): Promise<Result> {
 
     const ctlArgv =
       flavor === 'lib'
-        ? ['--import', TSX_LOADER, `${REPO}test/bench/support/controller-main.ts`, dataDir]
+        ? ['--expose-gc', '--import', TSX_LOADER, `${REPO}test/bench/support/controller-main.ts`, dataDir]
         : [
             '--expose-gc',
             // e.g. BENCH_CONTROLLER_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it
