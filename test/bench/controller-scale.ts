@@ -140,7 +140,7 @@ function seedStore(
 }
 
 /** utime + stime of a process in seconds (fields 14 and 15 of /proc/PID/stat, 100 Hz). */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = s.slice(s.lastIndexOf(')') + 2).split(' ');

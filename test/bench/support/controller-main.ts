@@ -28,6 +28,24 @@ if (statsFile) {
   write();
   setInterval(write, 250).unref();
 }
+// BENCH_CPU_PROFILE=PATH: the first SIGHUP starts the CPU profiler, the second writes PATH.
+const profilePath = process.env.BENCH_CPU_PROFILE || undefined;
+if (profilePath) {
+  const { Session } = await import('node:inspector');
+  const session = new Session();
+  session.connect();
+  let running = false;
+  process.on('SIGHUP', () => {
+    if (!running) {
+      running = true;
+      session.post('Profiler.enable', () => session.post('Profiler.start'));
+      return;
+    }
+    session.post('Profiler.stop', (err, res) => {
+      if (!err) writeFileSync(profilePath, JSON.stringify(res.profile));
+    });
+  });
+}
 const stop = () => {
   running.close().then(
     () => process.exit(0),
