@@ -137,6 +137,8 @@ export class SessionHub {
   private readonly proxyBySite = new Map<string, Session>();
   /** Nodes behind a site proxy, as its SiteAgents describe them. */
   private readonly proxied = new Map<string, ProxiedNode>();
+  /** Site → names in `proxied`: a proxy's complete list or its end touches its own site only. */
+  private readonly proxiedBySite = new Map<string, Set<string>>();
   /** Approved node → its site, kept from store events: a proxy's SiteAgents (20 agents per
    *  message, per revision, per site) are checked with lookups, not store reads. */
   private readonly approvedSite = new Map<string, string>();
@@ -316,7 +318,8 @@ export class SessionHub {
       if (this.proxyBySite.get(s.site) === s) {
         this.proxyBySite.delete(s.site);
         // Its agents are no longer reachable through it; the next proxy reports its own.
-        for (const [name, p] of this.proxied) if (p.site === s.site) this.proxied.delete(name);
+        for (const name of this.proxiedBySite.get(s.site) ?? []) this.proxied.delete(name);
+        this.proxiedBySite.delete(s.site);
       }
     } else if (this.byNode.get(s.node) === s) this.byNode.delete(s.node);
     const set = this.bySite.get(s.site);
@@ -347,12 +350,13 @@ export class SessionHub {
     },
   ): void {
     if (s.role !== 'proxy' || this.proxyBySite.get(s.site) !== s) return;
-    const listed = new Set<string>();
+    const listed = msg.complete ? new Set<string>() : undefined;
+    let names = this.proxiedBySite.get(s.site);
     for (const a of msg.agents) {
       if (this.approvedSite.get(a.node) !== s.site) continue;
-      listed.add(a.node);
+      listed?.add(a.node);
       const acked = Number(a.acked) || 0;
-      const bootId = a.boot_id.slice(0, 64);
+      const bootId = a.boot_id.length > 64 ? a.boot_id.slice(0, 64) : a.boot_id;
       const p = this.proxied.get(a.node);
       if (p) {
         p.acked = p.bootId === bootId ? Math.max(p.acked, acked) : acked;
@@ -361,10 +365,18 @@ export class SessionHub {
         p.via = s.node;
       } else {
         this.proxied.set(a.node, { acked, connected: a.connected, bootId, via: s.node, site: s.site });
+        if (!names) {
+          names = new Set();
+          this.proxiedBySite.set(s.site, names);
+        }
+        names.add(a.node);
       }
     }
-    if (msg.complete)
-      for (const [name, p] of this.proxied) if (p.site === s.site && !listed.has(name)) p.connected = false;
+    if (listed)
+      for (const name of names ?? []) {
+        const p = this.proxied.get(name);
+        if (p && !listed.has(name)) p.connected = false;
+      }
   }
 
   /** Ends a session at once (revocation, replacement, shutdown). */
@@ -392,7 +404,11 @@ export class SessionHub {
       this.close(p, code, reason);
       closed = true;
     }
-    this.proxied.delete(node);
+    const p = this.proxied.get(node);
+    if (p) {
+      this.proxied.delete(node);
+      this.proxiedBySite.get(p.site)?.delete(node);
+    }
     return closed;
   }
 
