@@ -5,14 +5,14 @@
  * StateCache on a temporary disk; time is a FakeClock; the upstream is in memory.
  */
 import { X509Certificate } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Hello__Output } from '../../../src/api/gen/tether/v1/Hello.js';
 import type { TetherObject } from '../../../src/api/resource.js';
 import { FakeClock } from '../../../src/lib/clock.js';
 import { silentLogger } from '../../../src/lib/log.js';
-import { AgentSession, type SessionOptions } from '../../../src/node/agent/session.js';
+import { AgentSession, type DurableState, type SessionOptions } from '../../../src/node/agent/session.js';
 import type { MemoryUpstream } from '../../../src/node/agent/upstream.js';
 import { StateCache } from '../../../src/node/cache.js';
 import type { LoadedIdentity } from '../../../src/node/identity.js';
@@ -86,11 +86,36 @@ export function sessionContract(name: string, make: (env: ContractEnv) => Promis
       const cachePath = join(stateDir, 'cache.json');
       let cache = new StateCache(cachePath);
       let changes = 0;
+      // The disk as the session sees it: the real StateCache, except that while `failing`
+      // every write throws before anything reaches the file (a full or broken disk; the
+      // journal's own behaviour on real write errors is test/integration/journal-faults).
+      let failing = false;
+      const guard = () => {
+        if (failing) throw new Error('cannot persist: disk write failed (injected)');
+      };
+      const disk: DurableState = {
+        get revision() {
+          return cache.revision;
+        },
+        get snapshotRevision() {
+          return cache.snapshotRevision;
+        },
+        list: (kind) => cache.list(kind),
+        get: (kind, name) => cache.get(kind, name),
+        applyDelta: (revision, put, deleted) => {
+          guard();
+          cache.applyDelta(revision, put, deleted);
+        },
+        replace: (revision, objects) => {
+          guard();
+          return cache.replace(revision, objects);
+        },
+      };
       const sessions: AgentSession[] = [];
       const startSession = (node = 'n1') => {
         const s = new AgentSession({
           identity: ids.get(node)!,
-          cache,
+          cache: disk,
           log: silentLogger(),
           clock,
           heartbeatMs: HB,
@@ -113,6 +138,9 @@ export function sessionContract(name: string, make: (env: ContractEnv) => Promis
         clock,
         up,
         stateDir,
+        failWrites: (on: boolean) => {
+          failing = on;
+        },
         cache: () => cache,
         /** A fresh StateCache from the same file: what a restarted agent would start from. */
         reopenCache: () => {
@@ -211,16 +239,13 @@ export function sessionContract(name: string, make: (env: ContractEnv) => Promis
       await t.settle();
       const acked = t.up.ackedBy('n1');
       expect(acked).toBe(t.up.revision());
-      // The state directory becomes a file: the next write (write, fsync, rename) fails.
-      rmSync(t.stateDir, { recursive: true, force: true });
-      writeFileSync(t.stateDir, 'not a directory');
+      t.failWrites(true);
       await t.up.applyResources([vn('blue', site, 4097)]);
       await t.settle();
       expect(t.up.ackedBy('n1')).toBe(acked);
       expect(s.status.phase).toBe('disconnected');
       expect(s.status.lastError).toMatch(/cannot persist/);
-      rmSync(t.stateDir);
-      mkdirSync(t.stateDir);
+      t.failWrites(false);
       await t.clock.advance(8000);
       expect(s.status.phase).toBe('connected');
       // It resumed from what is on its disk, not from what it had only in memory.
