@@ -3,7 +3,7 @@ import { type DetailedPeerCertificate, connect as tlsConnect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { MAX_MESSAGE_BYTES } from '../api/grpc.js';
 import { TetherError } from '../lib/errors.js';
-import { certFingerprint, identityOf, verifyIssuedBy } from '../lib/pki.js';
+import { certFingerprint, type Identity, identityOf, verifyIssuedBy } from '../lib/pki.js';
 
 export function splitHostPort(addr: string): { host: string; port: number } {
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(addr);
@@ -85,12 +85,13 @@ export async function fetchPinnedCa(
   return caX.toString();
 }
 
-/** Channel credentials that trust only our CA and accept only a peer whose certificate
- *  carries the controller identity; host names are not checked, since remote sites often
- *  reach the controller through NAT or by an address that changes. */
-export function controllerCredentials(
+/** Channel credentials that trust only our CA and accept only a server whose certificate
+ *  identity `accept` admits; host names are not checked (see below). */
+function pinnedCredentials(
   caPem: string,
-  client?: { keyPem: string; certPem: string },
+  client: { keyPem: string; certPem: string } | undefined,
+  accept: (id: Identity | undefined) => boolean,
+  what: string,
 ): grpc.ChannelCredentials {
   return grpc.credentials.createSsl(
     Buffer.from(caPem),
@@ -99,9 +100,34 @@ export function controllerCredentials(
     {
       checkServerIdentity: (_host, cert) => {
         const id = cert.raw ? identityOf(new X509Certificate(cert.raw)) : undefined;
-        return id?.role === 'controller' ? undefined : new Error('peer is not a Tether controller');
+        return accept(id) ? undefined : new Error(`peer is not ${what}`);
       },
     },
+  );
+}
+
+/** Channel credentials that trust only our CA and accept only a peer whose certificate
+ *  carries the controller identity; host names are not checked, since remote sites often
+ *  reach the controller through NAT or by an address that changes. */
+export function controllerCredentials(
+  caPem: string,
+  client?: { keyPem: string; certPem: string },
+): grpc.ChannelCredentials {
+  return pinnedCredentials(caPem, client, (id) => id?.role === 'controller', 'a Tether controller');
+}
+
+/** Channel credentials for a node of the agent's own site serving as its site proxy
+ *  (docs/proxy.md): the peer must carry spiffe://tether/site/<site>/node/<any>. */
+export function siteNodeCredentials(
+  caPem: string,
+  client: { keyPem: string; certPem: string },
+  site: string,
+): grpc.ChannelCredentials {
+  return pinnedCredentials(
+    caPem,
+    client,
+    (id) => id?.role === 'node' && id.site === site,
+    `a node of site ${site}`,
   );
 }
 

@@ -15,6 +15,8 @@ export function nodePaths(stateDir: string) {
     ca: join(stateDir, 'ca.crt'),
     cache: join(stateDir, 'cache.json'),
     status: join(stateDir, 'status.json'),
+    /** Endpoints the site proxy sent that the controller has not confirmed (docs/proxy.md). */
+    siteLocal: join(stateDir, 'site-local.json'),
   };
 }
 

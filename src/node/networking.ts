@@ -5,12 +5,12 @@ import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { TetherError } from '../lib/errors.js';
 import type { CommandRunner } from '../lib/exec.js';
 import type { Logger } from '../lib/log.js';
-import type { StateCache } from './cache.js';
+import type { ApplyOutcome, StateConsumer } from './agent/reconcile.js';
+import type { DurableState } from './agent/session.js';
 import { siteBlockOf } from './cni/blocks.js';
 import { FileIpam } from './cni/file-ipam.js';
 import type { AllocateRequest, AttachmentKey, EndpointRegistry, LocalEndpoint } from './cni/registry.js';
 import { CniServer } from './cni/server.js';
-import type { StateConsumer } from './daemon.js';
 import { PortmapApplier, renderPortmaps } from './portmap.js';
 import { VRouter } from './vrouter/agent.js';
 import {
@@ -46,6 +46,47 @@ export interface NetworkingOptions {
    * releases those whose network namespace is gone and learns MACs chained plugins changed.
    */
   sweepMs?: number;
+  /** The SiteLocal set (docs/proxy.md): endpoints of the site's other nodes the site proxy
+   *  accepted that the controller has not confirmed yet. */
+  siteLocal?: () => readonly TetherObject[];
+}
+
+/**
+ * The objects desired state is built from: the cached slice, the SiteLocal set and the
+ * node's own endpoints. Precedence: the node's own endpoints always win (the controller's
+ * echo of them is ignored, so a headless site keeps forwarding to its workloads); a slice
+ * Endpoint wins over a SiteLocal one of the same name or holding the same IP or MAC in the
+ * same network (the controller wins, docs/proxy.md "Conflicts"); a SiteLocal entry that
+ * names this node is ignored (only the node itself speaks for its endpoints).
+ */
+export function desiredObjects(input: {
+  node: string;
+  slice: readonly TetherObject[];
+  siteLocal: readonly TetherObject[];
+  local: readonly TetherObject[];
+}): TetherObject[] {
+  const spec = (o: TetherObject) =>
+    (o.spec ?? {}) as { node?: unknown; network?: unknown; ip?: unknown; mac?: unknown };
+  const own = (o: TetherObject) => o.kind === 'Endpoint' && spec(o).node === input.node;
+  const slice = input.slice.filter((o) => !own(o));
+  const names = new Set<string>();
+  const held = new Set<string>();
+  for (const o of [...slice, ...input.local]) {
+    if (o.kind !== 'Endpoint') continue;
+    names.add(o.metadata.name);
+    const s = spec(o);
+    held.add(`${String(s.network)}/ip/${String(s.ip)}`);
+    held.add(`${String(s.network)}/mac/${String(s.mac).toLowerCase()}`);
+  }
+  const siteLocal = input.siteLocal.filter((o) => {
+    if (o.kind !== 'Endpoint' || own(o) || names.has(o.metadata.name)) return false;
+    const s = spec(o);
+    return (
+      !held.has(`${String(s.network)}/ip/${String(s.ip)}`) &&
+      !held.has(`${String(s.network)}/mac/${String(s.mac).toLowerCase()}`)
+    );
+  });
+  return [...slice, ...siteLocal, ...input.local];
 }
 
 /** `dev:inode` of a network namespace path, or `undefined` when the path is gone. */
@@ -114,7 +155,7 @@ export class NodeNetworking implements StateConsumer {
   readonly vrouter: VRouter;
   private readonly ipam: FileIpam;
   private readonly cni: CniServer;
-  private cache: StateCache | undefined;
+  private cache: DurableState | undefined;
   private lastDesired: DesiredNodeNetwork | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly portmaps: PortmapApplier;
@@ -451,7 +492,7 @@ export class NodeNetworking implements StateConsumer {
     return vn;
   }
 
-  async start(cache: StateCache): Promise<void> {
+  async start(cache: DurableState): Promise<void> {
     this.cache = cache;
     await this.cni.start();
     this.onEndpoints?.(this.localEndpointObjects());
@@ -476,14 +517,13 @@ export class NodeNetworking implements StateConsumer {
       .map((e) => endpointObject(this.opts.node, this.opts.site, this.opts.underlay.vtepIp, e));
   }
 
-  desired(cache: StateCache): DesiredNodeNetwork {
-    const local = this.localEndpointObjects();
-    const objects = [
-      ...cache
-        .list()
-        .filter((o) => !(o.kind === 'Endpoint' && (o.spec as { node?: string }).node === this.opts.node)),
-      ...local,
-    ];
+  desired(cache: DurableState): DesiredNodeNetwork {
+    const objects = desiredObjects({
+      node: this.opts.node,
+      slice: cache.list(),
+      siteLocal: this.opts.siteLocal?.() ?? [],
+      local: this.localEndpointObjects(),
+    });
     return desiredFromResources(
       {
         nodeName: this.opts.node,
@@ -497,7 +537,7 @@ export class NodeNetworking implements StateConsumer {
     );
   }
 
-  async apply(cache: StateCache): Promise<void> {
+  async apply(cache: DurableState): Promise<ApplyOutcome> {
     this.cache = cache;
     const desired = this.desired(cache);
     this.lastDesired = desired;
@@ -509,6 +549,7 @@ export class NodeNetworking implements StateConsumer {
       );
     }
     await this.portmaps.apply(renderPortmaps(desired, this.ipam.list()));
+    return { changes: report.changes };
   }
 
   /** Per-rule policy counters of the last applied state (for `tether diag`). */

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import type { NodeStatusFile } from '../../src/node/daemon.js';
+import type { NodeStatusFile } from '../../src/node/agent/daemon.js';
 import { type Daemon, enrollArgs, freePort, runTether, startTether, waitFor } from './support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-flows-'));

@@ -1,5 +1,5 @@
 // A node may only speak for itself, over real TLS on loopback: a real controller process,
-// nodes enrolled with the real CLI, node daemons (the real NodeDaemon in this process, so the
+// nodes enrolled with the real CLI, node daemons (the real NodeAgent in this process, so the
 // test can make one report what an attacker would) and an observer node process whose disk
 // shows what the controller reflected.
 import 'reflect-metadata';
@@ -20,8 +20,8 @@ import type { TetherError } from '../../src/lib/errors.js';
 import { formatIp, parseCidr } from '../../src/lib/ipv4.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { createKeyAndCsr } from '../../src/lib/pki.js';
+import { NodeAgent, type NodeStatusFile } from '../../src/node/agent/daemon.js';
 import { CHANNEL_OPTIONS, controllerCredentials } from '../../src/node/connect.js';
-import { NodeDaemon, type NodeStatusFile } from '../../src/node/daemon.js';
 import { initTestController } from './support/controller.js';
 import { type Daemon, enrollArgs, runTether, startTether, waitFor } from './support/proc.js';
 
@@ -33,7 +33,7 @@ let controller: Daemon | undefined;
 let admin: Admin;
 let caPem = '';
 const processes: Daemon[] = [];
-const daemons: NodeDaemon[] = [];
+const daemons: NodeAgent[] = [];
 
 const nodeDir = (n: string) => join(dir, `node-${n}`);
 const statusOf = (n: string): NodeStatusFile | undefined => {
@@ -64,8 +64,8 @@ async function enrolled(name: string, site = 'site-a'): Promise<void> {
 }
 
 /** A node daemon in this process (no vRouter), declaring `underlayIp` in its hello. */
-async function nodeDaemon(name: string, underlayIp: string): Promise<NodeDaemon> {
-  const d = new NodeDaemon({ stateDir: nodeDir(name), log: silentLogger(), heartbeatMs: 1000, underlayIp });
+async function nodeDaemon(name: string, underlayIp: string): Promise<NodeAgent> {
+  const d = new NodeAgent({ stateDir: nodeDir(name), log: silentLogger(), heartbeatMs: 1000, underlayIp });
   daemons.push(d);
   await d.start();
   await waitFor(`${name} connected`, () => statusOf(name)?.session.phase === 'connected');

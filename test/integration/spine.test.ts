@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Admin, loadClientConfig } from '../../src/cli/admin.js';
-import type { NodeStatusFile } from '../../src/node/daemon.js';
+import type { NodeStatusFile } from '../../src/node/agent/daemon.js';
 import { type Daemon, enrollArgs, freePort, REPO, runTether, startTether, waitFor } from './support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-spine-'));

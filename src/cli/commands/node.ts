@@ -1,14 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { detectUplink } from '../../kernel/detect.js';
 import { TetherError } from '../../lib/errors.js';
-import { ProcessRunner } from '../../lib/exec.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
-import { NodeDaemon, type NodeStatusFile } from '../../node/daemon.js';
+import type { NodeStatusFile } from '../../node/agent/daemon.js';
 import { enrollNode } from '../../node/enroll.js';
 import { isEnrolled, loadIdentity, nodePaths } from '../../node/identity.js';
-import { NodeNetworking } from '../../node/networking.js';
+import { startNode } from '../../node/run.js';
 import { Admin, DEFAULT_NODE_DIR } from '../admin.js';
 import { parseDuration, parsePositiveInt } from '../flags.js';
 import { out, paint, renderStructured, renderTable, say } from '../output.js';
@@ -106,6 +104,13 @@ export function registerNode(program: Command): void {
       'how often local endpoints are re-read from the kernel (gone namespaces released, MACs learned)',
       '10',
     )
+    .option(
+      '--reconcile-interval <duration>',
+      'how often the kernel is re-planned against desired state (what was changed by hand is put back)',
+      '5s',
+    )
+    .option('--proxy <on|off>', "sync through the site's proxy when one is known (docs/proxy.md)", 'on')
+    .option('--proxy-port <port>', "port of the site proxy on each node's underlay address", '7444')
     .action(
       async (o: {
         stateDir: string;
@@ -118,74 +123,70 @@ export function registerNode(program: Command): void {
         netnsPrefix: string;
         cniSocket: string;
         endpointSweep: string;
+        reconcileInterval: string;
+        proxy: string;
+        proxyPort: string;
       }) => {
-        const log = createLogger({ name: 'tether-node' });
-        const identity = loadIdentity(o.stateDir);
-        const consumers = [];
-        let networking: NodeNetworking | undefined;
-        let underlayIp: string | undefined;
-        if (o.vrouter) {
-          const runner = new ProcessRunner();
-          const up = await detectUplink(runner, o.underlayIf);
-          underlayIp = o.vtepIp ?? up.address;
-          networking = new NodeNetworking({
-            stateDir: o.stateDir,
-            node: identity.name,
-            site: identity.site,
-            underlay: {
-              ifname: up.ifname,
-              vtepIp: underlayIp,
-              mtu: o.underlayMtu ? parsePositiveInt(o.underlayMtu, '--underlay-mtu') : up.mtu,
-            },
-            netnsPrefix: o.netnsPrefix,
-            ...(o.breakoutIf ? { breakout: { uplinkIfname: o.breakoutIf } } : {}),
-            cniSocket: o.cniSocket,
-            sweepMs: parsePositiveInt(o.endpointSweep, '--endpoint-sweep') * 1000,
-            runner,
-            log,
+        if (o.proxy !== 'on' && o.proxy !== 'off')
+          throw new TetherError('TETHER_E_INVALID', `bad --proxy "${o.proxy}"`, {
+            field: '--proxy',
+            expected: 'on or off',
           });
-          consumers.push(networking);
-        }
-        // Resolves when the daemon should end: a signal (exit 0) or revocation (exit 6:
-        // the unit's RestartPreventExitStatus=6 keeps systemd from restarting it).
-        let finish: (outcome: { revoked?: TetherError }) => void = () => {};
-        const finished = new Promise<{ revoked?: TetherError }>((resolve) => {
-          finish = resolve;
-        });
-        const daemon = new NodeDaemon({
+        const proxyPort = parsePositiveInt(o.proxyPort, '--proxy-port');
+        if (proxyPort > 65535)
+          throw new TetherError('TETHER_E_INVALID', `bad --proxy-port "${o.proxyPort}"`, {
+            field: '--proxy-port',
+            expected: 'a TCP port 1‥65535',
+          });
+        const reconcileIntervalMs = parseDuration(o.reconcileInterval, '--reconcile-interval') * 1000;
+        if (reconcileIntervalMs < 100)
+          throw new TetherError('TETHER_E_INVALID', `bad --reconcile-interval "${o.reconcileInterval}"`, {
+            field: '--reconcile-interval',
+            expected: 'at least 100ms',
+          });
+        const log = createLogger({ name: 'tether-node' });
+        const node = await startNode({
           stateDir: o.stateDir,
           log,
           notifier: new SystemdNotifier(),
           heartbeatMs: parseDuration(o.heartbeat, '--heartbeat') * 1000,
           version: process.env.npm_package_version,
-          consumers,
-          ...(underlayIp ? { underlayIp } : {}),
-          onRevoked: (err) => {
-            log.error({ err: err.message }, 'node revoked by the controller; stopping');
-            daemon.stop().then(
-              () => finish({ revoked: err }),
-              () => finish({ revoked: err }),
-            );
-          },
+          proxy: { enabled: o.proxy === 'on', port: proxyPort },
+          reconcileIntervalMs,
+          ...(o.vrouter
+            ? {
+                vrouter: {
+                  ...(o.underlayIf ? { underlayIf: o.underlayIf } : {}),
+                  ...(o.vtepIp ? { vtepIp: o.vtepIp } : {}),
+                  ...(o.underlayMtu
+                    ? { underlayMtu: parsePositiveInt(o.underlayMtu, '--underlay-mtu') }
+                    : {}),
+                  ...(o.breakoutIf ? { breakoutIf: o.breakoutIf } : {}),
+                  netnsPrefix: o.netnsPrefix,
+                  cniSocket: o.cniSocket,
+                  sweepMs: parsePositiveInt(o.endpointSweep, '--endpoint-sweep') * 1000,
+                },
+              }
+            : {}),
         });
-        if (networking) {
-          networking.onEndpoints = (eps) => daemon.reportEndpoints(eps);
-          networking.onLocalChange = () => daemon.refresh();
-        }
-        await daemon.start();
-        const stop = (sig: string) => {
-          log.info({ sig }, 'shutting down');
-          daemon.stop().then(
-            () => finish({}),
-            () => finish({}),
-          );
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
+        // Ends on a signal (exit 0) or on revocation (exit 6: the unit's
+        // RestartPreventExitStatus=6 keeps systemd from restarting it).
+        const finished = new Promise<TetherError | undefined>((resolve) => {
+          const stop = (sig: string) => {
+            log.info({ sig }, 'shutting down');
+            node.stop().then(
+              () => resolve(undefined),
+              () => resolve(undefined),
+            );
+          };
+          process.once('SIGTERM', () => stop('SIGTERM'));
+          process.once('SIGINT', () => stop('SIGINT'));
+          void node.revoked.then(resolve);
+        });
         // A pending promise does not keep Node running: this handle does, until we finish.
         const keepAlive = setInterval(() => {}, 1 << 30);
-        const outcome = await finished.finally(() => clearInterval(keepAlive));
-        if (outcome.revoked) throw outcome.revoked;
+        const revoked = await finished.finally(() => clearInterval(keepAlive));
+        if (revoked) throw revoked;
       },
     );
 

@@ -39,6 +39,12 @@ export interface SyncReport {
   batches: number;
   /** Plan statistics of the first pass. */
   stats: PlanStats;
+  /**
+   * What the sync changed, one line per op of the first pass that had any (at most
+   * MAX_CHANGES lines, then a count): a re-plan of unchanged desired state that changes
+   * something has repaired drift, and this says what.
+   */
+  changes: string[];
   /** Failures of the last pass. */
   failures: { op: KernelOp; message: string }[];
   durationMs: number;
@@ -162,6 +168,7 @@ export class VRouter {
     let firstStats: PlanStats | undefined;
     let failures: { op: KernelOp; message: string }[] = [];
     let passes = 0;
+    let changes: string[] = [];
     const timings = { validateMs: 0, observeMs: 0, planMs: 0, applyMs: 0 };
     timings.validateMs = performance.now() - started;
     const policy = await this.policy(desired);
@@ -189,6 +196,7 @@ export class VRouter {
       const p = plan(desired, observed);
       timings.planMs += performance.now() - t;
       firstStats ??= p.stats;
+      if (changes.length === 0) changes = describeOps(p.ops);
       if (p.ops.length === 0) {
         failures = [];
         break;
@@ -218,6 +226,7 @@ export class VRouter {
       ops,
       batches,
       stats: firstStats!,
+      changes,
       failures,
       policy,
       durationMs: Math.round(performance.now() - started),
@@ -229,6 +238,46 @@ export class VRouter {
       this.logger.warn({ missing: report.stats.missingInterfaces }, 'vrouter: workload interfaces not found');
     return report;
   }
+}
+
+const MAX_CHANGES = 20;
+
+/** One line per op (`fdb-replace 02:…:01 dev tvx4096 dst 192.0.2.2 in t1-vn4096`), bounded. */
+export function describeOps(ops: readonly KernelOp[]): string[] {
+  const line = (op: KernelOp): string => {
+    const where = 'netns' in op && op.netns ? ` in ${op.netns}` : '';
+    switch (op.op) {
+      case 'route-replace':
+      case 'route-del':
+        return `${op.op} ${op.dst}${op.via ? ` via ${op.via}` : ''} dev ${op.dev}${where}`;
+      case 'fdb-replace':
+      case 'fdb-del':
+        return `${op.op} ${op.mac} dev ${op.dev} ${op.target}${op.dst ? ` dst ${op.dst}` : ''}${where}`;
+      case 'neigh-replace':
+        return `${op.op} ${op.ip} lladdr ${op.mac} dev ${op.dev}${where}`;
+      case 'neigh-del':
+        return `${op.op} ${op.ip} dev ${op.dev}${where}`;
+      case 'netns-add':
+      case 'netns-del':
+        return `${op.op} ${op.name}`;
+      case 'addr-replace':
+      case 'addr-del':
+        return `${op.op} ${op.cidr} dev ${op.dev}${where}`;
+      case 'nft-table':
+        return `${op.op} ${op.table.family} ${op.table.name}${where}`;
+      case 'nft-set':
+        return `${op.op} ${op.family} ${op.table} ${op.set}${where}`;
+      case 'nft-table-del':
+        return `${op.op} ${op.family} ${op.table}${where}`;
+      case 'sysctl':
+        return `${op.op} ${op.key}=${op.value}${where}`;
+      default:
+        return `${op.op} ${op.name}${where}`;
+    }
+  };
+  const out = ops.slice(0, MAX_CHANGES).map(line);
+  if (ops.length > MAX_CHANGES) out.push(`… and ${ops.length - MAX_CHANGES} more`);
+  return out;
 }
 
 /** Throws TETHER_E_KERNEL when a sync did not converge. */

@@ -2,7 +2,7 @@
 // with a real join token through the CLI, measured once its status file says 'connected'.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { NodeStatusFile } from '../../../src/node/daemon.js';
+import type { NodeStatusFile } from '../../../src/node/agent/daemon.js';
 import { type Flavor, rssKiB, runNode, sleep, spawnNode, tetherArgv, waitFor } from './proc.js';
 
 export interface NodeDaemonMemory {

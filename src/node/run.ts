@@ -1,0 +1,182 @@
+import { detectUplink } from '../kernel/detect.js';
+import { type Clock, systemClock } from '../lib/clock.js';
+import type { TetherError } from '../lib/errors.js';
+import { type CommandRunner, ProcessRunner } from '../lib/exec.js';
+import type { Logger } from '../lib/log.js';
+import { NodeAgent, type Notifier } from './agent/daemon.js';
+import type { StateConsumer } from './agent/reconcile.js';
+import { controllerUpstream, type Upstream, type UpstreamChooser } from './agent/upstream.js';
+import { loadIdentity } from './identity.js';
+import { NodeNetworking } from './networking.js';
+
+/** The vRouter side of `tether node run` (absent with --no-vrouter). */
+export interface VRouterRunOptions {
+  underlayIf?: string;
+  vtepIp?: string;
+  underlayMtu?: number;
+  breakoutIf?: string;
+  netnsPrefix: string;
+  cniSocket: string;
+  sweepMs: number;
+}
+
+export interface NodeRunOptions {
+  stateDir: string;
+  log: Logger;
+  notifier?: Notifier;
+  clock?: Clock;
+  runner?: CommandRunner;
+  heartbeatMs: number;
+  version?: string;
+  vrouter?: VRouterRunOptions;
+  /** `--proxy on|off` and `--proxy-port` (docs/proxy.md). */
+  proxy: { enabled: boolean; port: number };
+  /** Drift-check interval of the reconcile loop (ms). */
+  reconcileIntervalMs?: number;
+}
+
+/** Context a role gets: the running agent and what the daemon was started with. */
+export interface RoleContext {
+  agent: NodeAgent;
+  options: NodeRunOptions;
+  log: Logger;
+  /** The node's underlay (VTEP) address, when it runs a vRouter. */
+  underlayIp?: string;
+  /** Replaces how the agent picks its upstream (takes effect at the next connect; call
+   *  `agent.session.reconnect()` to apply it now). */
+  setUpstreamChooser(c: UpstreamChooser): void;
+  /** The controller as an upstream (what a chooser falls back to). */
+  controller: Upstream;
+}
+
+/**
+ * Something that runs beside the agent in this daemon: started after the agent, stopped
+ * before it (the site proxy of src/node/proxy/ is one, docs/proxy.md).
+ */
+export interface NodeRole {
+  name: string;
+  start(ctx: RoleContext): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface RunningNode {
+  agent: NodeAgent;
+  networking: NodeNetworking | undefined;
+  roles: readonly NodeRole[];
+  /** Resolves when the daemon has stopped on its own: the upstream revoked the node. */
+  revoked: Promise<TetherError>;
+  /** Stops roles, then the agent (session, loop, consumers). */
+  stop(): Promise<void>;
+}
+
+/**
+ * The node daemon's composition root (`tether node run`), like src/controller/run.ts for the
+ * controller: wires the agent (session, durable cache, reconcile loop) to its ports (clock,
+ * upstream, kernel) and starts the roles.
+ */
+export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
+  const { log } = opts;
+  const clock = opts.clock ?? systemClock;
+  const identity = loadIdentity(opts.stateDir);
+  const consumers: StateConsumer[] = [];
+  let networking: NodeNetworking | undefined;
+  let underlayIp: string | undefined;
+  // The agent is made after networking (it is one of its consumers), and networking asks
+  // the agent for the SiteLocal set: a late-bound reference joins them.
+  let agent: NodeAgent | undefined;
+  if (opts.vrouter) {
+    const v = opts.vrouter;
+    const runner = opts.runner ?? new ProcessRunner();
+    const up = await detectUplink(runner, v.underlayIf);
+    underlayIp = v.vtepIp ?? up.address;
+    networking = new NodeNetworking({
+      stateDir: opts.stateDir,
+      node: identity.name,
+      site: identity.site,
+      underlay: { ifname: up.ifname, vtepIp: underlayIp, mtu: v.underlayMtu ?? up.mtu },
+      netnsPrefix: v.netnsPrefix,
+      ...(v.breakoutIf ? { breakout: { uplinkIfname: v.breakoutIf } } : {}),
+      cniSocket: v.cniSocket,
+      sweepMs: v.sweepMs,
+      runner,
+      log,
+      siteLocal: () => agent?.siteLocal.list() ?? [],
+    });
+    consumers.push(networking);
+  }
+
+  // ── Upstream selection ─────────────────────────────────────────────────────────────────
+  // With no proxy known (or --proxy off) the agent syncs from the controller directly. The
+  // site proxy role replaces `chooseUpstream` with its election-based chooser ("the active
+  // proxy of my site at <vtep>:<proxy port>, else the controller"), reading the site roster
+  // from the cache (siteRoster, src/node/agent/roster.ts).
+  const controller = controllerUpstream(identity);
+  let chooseUpstream: UpstreamChooser = () => controller;
+  const chooser: UpstreamChooser = (ctx) => chooseUpstream(ctx);
+
+  let revoke: (err: TetherError) => void = () => {};
+  const revoked = new Promise<TetherError>((resolve) => {
+    revoke = resolve;
+  });
+  const roles: NodeRole[] = [];
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      for (const r of [...roles].reverse()) {
+        try {
+          await r.stop();
+        } catch (e) {
+          log.warn({ role: r.name, err: (e as Error).message }, 'role did not stop cleanly');
+        }
+      }
+      await agent?.stop();
+    })();
+    return stopping;
+  };
+
+  agent = new NodeAgent({
+    stateDir: opts.stateDir,
+    log,
+    clock,
+    identity,
+    heartbeatMs: opts.heartbeatMs,
+    consumers,
+    chooseUpstream: chooser,
+    ...(opts.notifier ? { notifier: opts.notifier } : {}),
+    ...(opts.version !== undefined ? { version: opts.version } : {}),
+    ...(underlayIp ? { underlayIp } : {}),
+    ...(opts.reconcileIntervalMs ? { reconcile: { intervalMs: opts.reconcileIntervalMs } } : {}),
+    onRevoked: (err) => {
+      log.error({ err: err.message }, 'node revoked; stopping');
+      stop().then(
+        () => revoke(err),
+        () => revoke(err),
+      );
+    },
+  });
+  const running = agent;
+  if (networking) {
+    networking.onEndpoints = (eps) => running.reportEndpoints(eps);
+    networking.onLocalChange = () => running.refresh();
+  }
+  await agent.start();
+
+  // ── Roles ──────────────────────────────────────────────────────────────────────────────
+  // Things with start/stop that run beside the agent, started in order after it and stopped
+  // in reverse before it. The site proxy (src/node/proxy/, docs/proxy.md) goes here when
+  // `opts.proxy.enabled`, listening on `opts.proxy.port`; it installs its chooser with
+  // `ctx.setUpstreamChooser`.
+  const ctx: RoleContext = {
+    agent,
+    options: opts,
+    log,
+    ...(underlayIp ? { underlayIp } : {}),
+    setUpstreamChooser: (c) => {
+      chooseUpstream = c;
+    },
+    controller,
+  };
+  for (const r of roles) await r.start(ctx);
+
+  return { agent, networking, roles, revoked, stop };
+}
