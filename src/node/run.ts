@@ -8,6 +8,7 @@ import type { StateConsumer } from './agent/reconcile.js';
 import { controllerUpstream, type Upstream, type UpstreamChooser } from './agent/upstream.js';
 import { loadIdentity } from './identity.js';
 import { NodeNetworking } from './networking.js';
+import { siteProxyRole } from './proxy/role.js';
 
 /** The vRouter side of `tether node run` (absent with --no-vrouter). */
 export interface VRouterRunOptions {
@@ -118,7 +119,8 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
   const revoked = new Promise<TetherError>((resolve) => {
     revoke = resolve;
   });
-  const roles: NodeRole[] = [];
+  // --proxy off: no proxy role, the agent syncs from the controller directly.
+  const roles: NodeRole[] = opts.proxy.enabled ? [siteProxyRole()] : [];
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {

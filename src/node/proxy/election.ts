@@ -2,8 +2,9 @@ import type { ProbeResponse__Output } from '../../api/gen/tether/v1/ProbeRespons
 import type { SiteProxyClient } from '../../api/gen/tether/v1/SiteProxy.js';
 import { tetherProto } from '../../api/grpc.js';
 import type { Logger } from '../../lib/log.js';
+import { siteNodeCredentials } from '../connect.js';
 import { candidates, type RosterEntry } from './roster.js';
-import { SITE_CHANNEL_OPTIONS, siteNodeCredentials } from './tls.js';
+import { SITE_CHANNEL_OPTIONS } from './tls.js';
 
 export interface ElectionOptions {
   node: string;
@@ -19,6 +20,8 @@ export interface ElectionOptions {
   probeTimeoutMs?: number;
   /** Called when this node becomes active (true) or steps down (false). */
   onActive: (active: boolean) => void;
+  /** Called when the site's active proxy (as this node sees it) changes. */
+  onLeader?: (leader: Leader | undefined) => void;
   /** The address of a candidate's proxy port (tests put several on 127.0.0.x). */
   addressOf?: (c: RosterEntry) => string;
 }
@@ -42,6 +45,7 @@ export class Election {
   private leaderNow: Leader | undefined;
   private stopped = false;
   private running = false;
+  private lastLeader: Leader | undefined;
   rounds = 0;
 
   constructor(private readonly opts: ElectionOptions) {}
@@ -80,6 +84,11 @@ export class Election {
     } finally {
       this.running = false;
       this.rounds++;
+      const l = this.leaderNow;
+      if (l?.node !== this.lastLeader?.node || l?.address !== this.lastLeader?.address) {
+        this.lastLeader = l ? { ...l } : undefined;
+        this.opts.onLeader?.(l);
+      }
       if (!this.stopped) {
         this.timer = setTimeout(() => void this.round(), this.opts.probeMs ?? 1000);
         this.timer.unref();

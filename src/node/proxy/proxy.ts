@@ -25,7 +25,9 @@ export interface SiteProxyOptions {
   /** `--proxy-port` (default 7444). */
   port?: number;
   log: Logger;
-  /** The slice this node's own agent holds: the roster when standby, the seed at takeover. */
+  /** The Node summaries this node's own agent holds: the roster while standby. */
+  agentNodes?: () => readonly TetherObject[];
+  /** The slice this node's own agent holds: the seed at takeover. */
   agentSlice?: () => { revision: number; objects: readonly TetherObject[] } | undefined;
   probeMs?: number;
   probeTimeoutMs?: number;
@@ -33,6 +35,8 @@ export interface SiteProxyOptions {
   agentHeartbeatMs?: number;
   backoff?: BackoffPolicy;
   version?: string;
+  /** The site's active proxy changed: the agent should reconnect to the new choice. */
+  onLeader?: (leader: Leader | undefined) => void;
   /** Tests: the proxy port of a candidate (several nodes on one host). */
   addressOf?: (c: RosterEntry) => string;
 }
@@ -86,6 +90,7 @@ export class SiteProxy {
       probeMs: opts.probeMs,
       probeTimeoutMs: opts.probeTimeoutMs,
       addressOf: opts.addressOf,
+      onLeader: opts.onLeader,
       onActive: (a) => (a ? this.activate() : this.deactivate()),
     });
   }
@@ -116,6 +121,11 @@ export class SiteProxy {
     return { kind: 'controller', address: this.opts.controller };
   }
 
+  /** Serves one Sync call from an in-process transport (tests; see ProxyServer.handleSync). */
+  handleSync(call: Parameters<ProxyServer['handleSync']>[0]): void {
+    this.server.handleSync(call);
+  }
+
   /** The active core, for in-process agents and tests. */
   activeCore(): ProxyCore | undefined {
     return this.core;
@@ -138,7 +148,7 @@ export class SiteProxy {
       node: this.opts.node,
       active: this.core !== undefined,
       active_since: this.activeSince,
-      revision: this.core?.revision ?? this.opts.agentSlice?.()?.revision ?? 0,
+      revision: this.core?.revision ?? 0,
       wan_up: this.wan?.up ?? false,
     };
   }
@@ -146,9 +156,9 @@ export class SiteProxy {
   /** The roster: the active core's slice, else the local agent's, else the proxy's last. */
   private roster(): ReadonlyMap<string, RosterEntry> {
     if (this.core) return this.core.siteRoster();
-    const a = this.opts.agentSlice?.();
-    if (a && a.objects.length > 0) {
-      this.lastRoster = rosterOf(a.objects, this.opts.site);
+    const nodes = this.opts.agentNodes?.() ?? this.opts.agentSlice?.()?.objects;
+    if (nodes && nodes.length > 0) {
+      this.lastRoster = rosterOf(nodes, this.opts.site);
       return this.lastRoster;
     }
     if (!this.lastRoster) {

@@ -66,7 +66,7 @@ export class ProxyServer {
       },
     });
     this.server.addService(proto.tether.v1.NodeSession.service, {
-      Sync: (call: grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>) => this.sync(call),
+      Sync: (call: grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>) => this.handleSync(call),
       RenewCertificate: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
         cb(
           toGrpcError(
@@ -120,7 +120,11 @@ export class ProxyServer {
     this.server.forceShutdown();
   }
 
-  private sync(call: grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>): void {
+  /**
+   * One agent's Sync call. Public so that an in-process transport shaped like grpc-js'
+   * ServerDuplexStream (MemoryServerCall in src/node/agent/upstream.ts) can be served too.
+   */
+  handleSync(call: grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>): void {
     let peer: AgentPeer;
     try {
       peer = peerOf(call as unknown as AuthCall, this.opts.site);

@@ -14,7 +14,8 @@ import { tetherProto } from '../../../src/api/grpc.js';
 import type { TetherObject } from '../../../src/api/resource.js';
 import { type EndpointReportBody, signReport, verifyReport } from '../../../src/api/signed-report.js';
 import { type CaMaterial, createCA, createKeyAndCsr, serialOf, signCsr } from '../../../src/lib/pki.js';
-import { SITE_CHANNEL_OPTIONS, siteNodeCredentials } from '../../../src/node/proxy/tls.js';
+import { siteNodeCredentials } from '../../../src/node/connect.js';
+import { SITE_CHANNEL_OPTIONS } from '../../../src/node/proxy/tls.js';
 
 const V = 'tether.dev/v1';
 
