@@ -31,7 +31,12 @@ export interface NodeRunOptions {
   version?: string;
   vrouter?: VRouterRunOptions;
   /** `--proxy on|off` and `--proxy-port` (docs/proxy.md). */
-  proxy: { enabled: boolean; port: number };
+  proxy: {
+    enabled: boolean;
+    port: number;
+    /** Where the proxy listens when there is no VTEP (`--no-vrouter`: tests, benchmarks). */
+    address?: string;
+  };
   /** Drift-check interval of the reconcile loop (ms). */
   reconcileIntervalMs?: number;
 }

@@ -6,7 +6,7 @@ import { SiteProxy } from './proxy.js';
 /** What the role needs of src/node/run.ts' RoleContext (declared here: run.ts imports us). */
 export interface ProxyRoleContext {
   agent: NodeAgent;
-  options: { stateDir: string; version?: string; proxy: { port: number } };
+  options: { stateDir: string; version?: string; proxy: { port: number; address?: string } };
   log: Logger;
   underlayIp?: string;
   setUpstreamChooser(c: UpstreamChooser): void;
@@ -30,7 +30,8 @@ export function siteProxyRole(): {
     async start(ctx: ProxyRoleContext): Promise<void> {
       const { agent, log } = ctx;
       const id = agent.identity;
-      if (!ctx.underlayIp) {
+      const address = ctx.underlayIp ?? ctx.options.proxy.address;
+      if (!address) {
         // A node without an underlay address cannot be a candidate nor be reached by its site.
         log.info('no underlay address (no vRouter): no site proxy role; syncing from the controller');
         return;
@@ -43,7 +44,7 @@ export function siteProxyRole(): {
         controller: id.controller,
         caPem: id.caPem,
         credentials: id.credentials,
-        vtep: ctx.underlayIp,
+        vtep: address,
         port: ctx.options.proxy.port,
         log: log.child({ component: 'site-proxy' }),
         agentNodes: () => agent.cache.list('Node'),

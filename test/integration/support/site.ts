@@ -125,6 +125,8 @@ export class FakeController {
   /** Names refused in the answer to the next relayed reports. */
   refuse = new Set<string>();
   port = 0;
+  /** Bytes of the Resource JSON sent in deltas and snapshots (the resync benchmark). */
+  sentBytes = 0;
 
   constructor(
     private readonly pki: SitePki,
@@ -198,6 +200,12 @@ export class FakeController {
 
   private sync(call: Call): void {
     this.calls.add(call);
+    const write = call.write.bind(call);
+    call.write = ((m: ControllerMessage) => {
+      const r = m.delta ?? m.snapshot_chunk;
+      if (r) for (const x of r.put ?? []) this.sentBytes += (x?.json as Buffer | undefined)?.length ?? 0;
+      return write(m);
+    }) as typeof call.write;
     call.on('data', (m: NodeMessage__Output) => {
       if (m.hello) {
         this.hellos.push(m.hello);
