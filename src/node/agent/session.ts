@@ -108,6 +108,12 @@ export class AgentSession {
   private hbTimer: TimerHandle | undefined;
   private renewTimer: TimerHandle | undefined;
   private lastHeard = 0;
+  /**
+   * The revision known to be on disk: what the hello declares. A write that failed may have
+   * left the store's memory ahead of its file; declaring that would make the upstream skip
+   * what never reached the disk.
+   */
+  private held: number;
   private hbSeq = 0;
   private reportSeq = 0;
   private staging: TetherObject[] | undefined;
@@ -122,12 +128,16 @@ export class AgentSession {
   constructor(private readonly opts: SessionOptions) {
     this.hbMs = opts.heartbeatMs ?? 5000;
     this.clock = opts.clock ?? systemClock;
+    this.held = opts.cache.revision;
     this.status = {
       phase: 'connecting',
       since: new Date(this.clock.now()).toISOString(),
       revision: opts.cache.revision,
       reconnects: 0,
       certNotAfter: new X509Certificate(opts.identity.credentials.certPem).validTo,
+      ...(opts.siteLocal
+        ? { siteLocal: { seq: opts.siteLocal.seq, endpoints: opts.siteLocal.list().length } }
+        : {}),
     };
   }
 
@@ -218,16 +228,25 @@ export class AgentSession {
 
   private connect(): void {
     if (this.stopped || this.status.phase === 'revoked') return;
-    const next = this.opts.chooseUpstream({
-      attempt: this.attempt,
-      ...(this.status.lastError ? { lastError: this.status.lastError } : {}),
-    });
-    if (this.upstream && this.upstream !== next) this.upstream.close();
-    this.upstream = next;
-    this.status.upstream = `${next.kind} ${next.address}`;
-    this.setPhase('connecting');
+    let next: Upstream;
+    let call: UpstreamCall;
+    try {
+      next = this.opts.chooseUpstream({
+        attempt: this.attempt,
+        ...(this.status.lastError ? { lastError: this.status.lastError } : {}),
+      });
+      if (this.upstream && this.upstream !== next) this.upstream.close();
+      this.upstream = next;
+      this.status.upstream = `${next.kind} ${next.address}`;
+      this.setPhase('connecting');
+      call = next.open();
+    } catch (e) {
+      // A chooser or channel that cannot even start (bad address) is retried like a failed
+      // connection, not thrown out of a timer.
+      this.scheduleReconnect(`cannot open upstream: ${asTetherError(e).message}`);
+      return;
+    }
     const id = this.opts.identity;
-    const call = next.open();
     this.call = call;
     this.lastHeard = this.clock.now();
     call.on('data', (m: ControllerMessage__Output) => {
@@ -261,7 +280,7 @@ export class AgentSession {
     call.write({
       hello: {
         node_name: id.name,
-        held_revision: this.opts.cache.revision,
+        held_revision: this.held,
         version: this.opts.version ?? '',
         boot_id: this.bootId,
         underlay_ip: this.opts.underlayIp ?? '',
@@ -330,6 +349,7 @@ export class AgentSession {
           });
         const rev = m.snapshot_end!.revision;
         const { swept } = cache.replace(rev, this.staging);
+        this.held = cache.revision;
         this.staging = undefined;
         this.ack(rev);
         this.attempt = 0;
@@ -343,6 +363,7 @@ export class AgentSession {
       case 'delta': {
         const d = m.delta!;
         cache.applyDelta(d.revision, d.put.map(decode), d.deleted);
+        this.held = cache.revision;
         this.ack(cache.revision);
         this.attempt = 0;
         if (this.status.phase !== 'connected') {
