@@ -32,6 +32,9 @@ export interface ControllerConfig {
   watchdogMaxLagMs: number;
   /** A node's endpoint reports are handled at most once per this long; a newer one replaces a waiting one. */
   endpointReportIntervalMs: number;
+  /** Bytes a session may have written but not yet taken by the transport; past it, deltas are
+   *  dropped for that session and it gets a fresh snapshot once it drains. */
+  sendQueueBytes: number;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -49,6 +52,7 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   shutdownGraceMs: 2000,
   watchdogMaxLagMs: 5000,
   endpointReportIntervalMs: 500,
+  sendQueueBytes: 8 * 1024 * 1024,
 };
 
 export function loadControllerConfig(path: string): ControllerConfig {

@@ -37,6 +37,11 @@ export interface ListenerStats {
   tlsErrors: number;
   idleClosed: number;
   ageClosed: number;
+  /** TCP connections accepted (before any cap), since start. */
+  accepted: number;
+  /** The most connections accepted within one wall-clock second since start: the height of
+   *  a reconnect storm (e.g. every site coming back after a controller restart). */
+  peakAcceptsPerSecond: number;
 }
 
 interface Conn {
@@ -109,7 +114,11 @@ export class GuardedListener {
     tlsErrors: 0,
     idleClosed: 0,
     ageClosed: 0,
+    accepted: 0,
+    peakAcceptsPerSecond: 0,
   };
+  private acceptSecond = 0;
+  private acceptsThisSecond = 0;
 
   constructor(private readonly opts: GuardedListenerOptions) {
     const limits = opts.limits;
@@ -212,7 +221,20 @@ export class GuardedListener {
     return p;
   }
 
+  private countAccept(): void {
+    this.counters.accepted++;
+    const sec = Math.floor(Date.now() / 1000);
+    if (sec !== this.acceptSecond) {
+      this.acceptSecond = sec;
+      this.acceptsThisSecond = 0;
+    }
+    this.acceptsThisSecond++;
+    if (this.acceptsThisSecond > this.counters.peakAcceptsPerSecond)
+      this.counters.peakAcceptsPerSecond = this.acceptsThisSecond;
+  }
+
   private onConnection(raw: Socket): void {
+    this.countAccept();
     const limits = this.opts.limits;
     const peer = raw.remoteAddress ?? '?';
     const p = this.peerCount(peer);

@@ -160,7 +160,10 @@ export function nodesPerSite(store: Store): Map<string, string[]> {
     if ((n.object.status as { phase?: string } | undefined)?.phase === 'Revoked') continue;
     const site = (n.object.spec as { site?: string }).site;
     if (!site) continue;
-    out.set(site, [...(out.get(site) ?? []), n.name]);
+    // Appended in place: copying the list per node made this quadratic in a site's nodes.
+    const l = out.get(site);
+    if (l) l.push(n.name);
+    else out.set(site, [n.name]);
   }
   return out;
 }
@@ -225,6 +228,8 @@ export class NetworkReconciler {
    * revision. Each network sees the VNIs just given to the ones before it.
    */
   withStatus(networks: readonly TetherObject[]): TetherObject[] {
+    // Every apply passes through here; one without networks must not read every Node.
+    if (networks.length === 0) return [];
     const sites = this.store.list('Site').items.map((s) => s.name);
     const nodesBySite = nodesPerSite(this.store);
     const all = new Map(this.store.list('VirtualNetwork').items.map((v) => [v.name, v.object] as const));

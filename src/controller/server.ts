@@ -9,6 +9,7 @@ import type { Resource, Resource__Output } from '../api/gen/tether/v1/Resource.j
 import { tetherProto } from '../api/grpc.js';
 import { kindDefinition, knownKinds } from '../api/kinds.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
+import { type EndpointReportBody, isNewerReport, verifyReport } from '../api/signed-report.js';
 import { toGrpcError } from '../api/status.js';
 import { validateObject } from '../api/validate.js';
 import { asTetherError, TetherError } from '../lib/errors.js';
@@ -33,6 +34,7 @@ class PreEncoded {
 function sessionServiceDefinition(): {
   service: grpc.ServiceDefinition;
   encode: (m: ControllerMessage) => ControllerMessage;
+  sizeOf: (m: ControllerMessage) => number;
 } {
   const base = tetherProto().tether.v1.NodeSession.service;
   const serialize = base.Sync.responseSerialize as (v: ControllerMessage) => Buffer;
@@ -46,7 +48,15 @@ function sessionServiceDefinition(): {
   };
   // The hub's writes are typed as ControllerMessage; a PreEncoded stands in for one and only
   // ever reaches the serializer above.
-  return { service, encode: (m) => new PreEncoded(serialize(m)) as unknown as ControllerMessage };
+  return {
+    service,
+    encode: (m) =>
+      (m instanceof PreEncoded ? m : new PreEncoded(serialize(m))) as unknown as ControllerMessage,
+    sizeOf: (m) => {
+      const v: unknown = m;
+      return v instanceof PreEncoded ? v.bytes.length + 5 : serialize(m).length + 5;
+    },
+  };
 }
 
 type AnyCall = { getAuthContext(): { sslPeerCertificate?: { raw?: Buffer } } };
@@ -118,6 +128,8 @@ export class ControllerServer {
   private readonly caX509: X509Certificate;
   private readonly listener: GuardedListener;
   private readonly adminWatches = new Set<grpc.ServerWritableStream<unknown, unknown>>();
+  /** Per node, the last endpoint report accepted in signed form: relayed replays are refused. */
+  private readonly lastReports = new Map<string, Pick<EndpointReportBody, 'bootId' | 'seq' | 'at'>>();
   private boundPort = 0;
   private closing: Promise<void> | undefined;
 
@@ -133,12 +145,17 @@ export class ControllerServer {
     this.hub = new SessionHub(deps.store, deps.log.child({ component: 'hub' }), {
       heartbeatMs: deps.config.heartbeatSeconds * 1000,
       encode: session.encode,
+      sizeOf: session.sizeOf,
+      sendQueueBytes: deps.config.sendQueueBytes,
     });
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': deps.config.maxMessageBytes,
       'grpc.max_send_message_length': deps.config.maxMessageBytes,
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
+      // Sessions carry their own heartbeats (every peer's interval, echoed; three missed end
+      // the session), so the server sends no keepalive pings of its own more often than
+      // every 2 h: an idle WAN session costs only its heartbeats (docs/controller.md).
+      'grpc.keepalive_time_ms': 2 * 3600_000,
+      'grpc.keepalive_timeout_ms': 20_000,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
       // Channelz keeps per-connection trace objects: memory we would pay 10,000 times.
@@ -196,6 +213,7 @@ export class ControllerServer {
         const phase =
           ev.type === 'put' ? (ev.object.status as { phase?: string } | undefined)?.phase : 'Deleted';
         if (phase === 'Revoked' || phase === 'Deleted' || phase === 'Reset') {
+          this.lastReports.delete(ev.name);
           this.hub.closeNode(ev.name, 'TETHER_E_REVOKED', `node ${phase === 'Reset' ? 'reset' : 'revoked'}`);
           this.listener.recheck();
         }
@@ -343,41 +361,98 @@ export class ControllerServer {
         const id = who.id as Extract<Identity, { role: 'node' }>;
         let session: Session | undefined;
         let pacer: ReportPacer<Resource__Output[]> | undefined;
+        /** A proxy session's pacers, one per relayed node (only nodes of its site get one). */
+        const relayPacers = new Map<string, ReportPacer<EndpointReportBody>>();
+        const refuse = (e: TetherError) => call.emit('error', toGrpcError(e));
         call.on('data', (msg) => {
           if (!session) {
             if (!msg.hello || msg.hello.node_name !== id.name) {
-              call.emit(
-                'error',
-                toGrpcError(
-                  new TetherError(
-                    'TETHER_E_PERMISSION',
-                    "first message must be hello with the certificate's node name",
-                  ),
+              refuse(
+                new TetherError(
+                  'TETHER_E_PERMISSION',
+                  "first message must be hello with the certificate's node name",
                 ),
               );
               return;
             }
-            const vtepRefusal = this.recordVtep(id.name, msg.hello.underlay_ip);
-            session = this.hub.open(call, id.name, id.site, msg.hello.held_revision, msg.hello.boot_id);
+            const role = msg.hello.role;
+            if (role !== '' && role !== 'proxy') {
+              refuse(
+                new TetherError('TETHER_E_PERMISSION', `unknown session role "${role.slice(0, 64)}"`, {
+                  field: 'hello.role',
+                  expected: '"" (a node\'s own session) or "proxy"',
+                }),
+              );
+              return;
+            }
+            if (role === 'proxy') {
+              try {
+                this.requireSiteNode(id.name, id.site);
+              } catch (e) {
+                refuse(asTetherError(e));
+                return;
+              }
+            }
+            const vtepRefusal = role === '' ? this.recordVtep(id.name, msg.hello.underlay_ip) : undefined;
+            session = this.hub.open(
+              call,
+              id.name,
+              id.site,
+              Number(msg.hello.held_revision),
+              msg.hello.boot_id,
+              {
+                role: role === 'proxy' ? 'proxy' : 'node',
+                heartbeatMs: msg.hello.heartbeat_ms,
+              },
+            );
             if (vtepRefusal) this.hub.notify(session, { endpoint_result: vtepRefusal });
             this.deps.log.info(
-              { node: id.name, site: id.site, held: msg.hello.held_revision },
-              'node session open',
+              { node: id.name, site: id.site, held: msg.hello.held_revision, role: role || 'node' },
+              role === 'proxy' ? 'site proxy session open' : 'node session open',
             );
             return;
           }
-          if (msg.endpoints) {
-            const open = session;
+          const open = session;
+          if (open.role === 'node' && msg.endpoints) {
             pacer ??= new ReportPacer(this.deps.config.endpointReportIntervalMs, (eps) => {
               const result = this.endpointReport(id.name, id.site, eps);
               this.hub.notify(open, { endpoint_result: result });
             });
+            if (msg.endpoints.signed) this.noteDirectSigned(id.name, id.site, msg.endpoints.signed);
             pacer.offer(msg.endpoints.endpoints);
           }
-          this.hub.onMessage(session, msg);
+          if (open.role === 'proxy') {
+            if (msg.site_agents) this.hub.siteAgents(open, msg.site_agents);
+            if (msg.relayed_report) {
+              const node = msg.relayed_report.node;
+              const checked = this.checkRelayed(open, msg.relayed_report);
+              if ('refusal' in checked) {
+                this.hub.notify(open, { endpoint_result: { ...checked.refusal, node } }, node);
+              } else {
+                let p = relayPacers.get(node);
+                if (!p) {
+                  p = new ReportPacer(this.deps.config.endpointReportIntervalMs, (body) => {
+                    const result = this.endpointReport(
+                      node,
+                      open.site,
+                      body.endpoints.map(
+                        (o) => ({ json: Buffer.from(JSON.stringify(o)) }) as Resource__Output,
+                      ),
+                    );
+                    this.hub.notify(open, { endpoint_result: { ...result, node } }, node);
+                  });
+                  relayPacers.set(node, p);
+                }
+                p.offer(checked.body);
+              }
+            }
+          }
+          this.hub.onMessage(open, msg);
         });
         const end = () => {
           pacer?.stop();
+          for (const p of relayPacers.values()) p.stop();
+          relayPacers.clear();
           if (session) {
             this.hub.detach(session);
             session = undefined;
@@ -607,6 +682,100 @@ export class ControllerServer {
     }
   }
 
+  /** The Node record of an Approved node of `site`, or a PERMISSION/REVOKED refusal. */
+  private requireSiteNode(node: string, site: string): NodeStatus {
+    const n = this.deps.store.get('Node', node)?.object;
+    const st = n?.status as NodeStatus | undefined;
+    if (!n || (n.spec as { site?: unknown }).site !== site)
+      throw new TetherError('TETHER_E_PERMISSION', `node "${node}" is not a node of site "${site}"`, {
+        field: 'node',
+        expected: `an approved node of site "${site}"`,
+      });
+    if (st?.phase !== 'Approved')
+      throw new TetherError(
+        st?.phase === 'Revoked' || st?.phase === 'Reset' ? 'TETHER_E_REVOKED' : 'TETHER_E_PERMISSION',
+        `node "${node}" is ${st?.phase ? st.phase.toLowerCase() : 'not registered'}`,
+        { field: 'node', expected: `an approved node of site "${site}"` },
+      );
+    return st;
+  }
+
+  /**
+   * Checks a report a site proxy relays for one of its site's nodes: an Approved node of the
+   * proxy's site, signed with the certificate the controller issued to that node (whose
+   * serial it still accepts), and newer than the last report accepted from that node. A
+   * refusal is counted like any endpoint refusal: under the named node when it exists,
+   * else under the node hosting the proxy (never a name the proxy made up).
+   */
+  checkRelayed(
+    s: Session,
+    r: { node: string; signed?: { payload: Buffer; signature: Buffer; cert_serial: string } | null },
+  ): { body: EndpointReportBody } | { refusal: ReportOutcome } {
+    try {
+      const st = this.requireSiteNode(r.node, s.site);
+      if (!r.signed)
+        throw new TetherError('TETHER_E_INVALID', 'relayed report carries no signed report', {
+          field: 'relayed_report.signed',
+          expected: "the node's SignedReport",
+        });
+      const serial = normalizeSerial(r.signed.cert_serial);
+      if (!st.certSerials?.includes(serial))
+        throw new TetherError(
+          'TETHER_E_PERMISSION',
+          `certificate ${serial.slice(0, 64)} is not current for node "${r.node}"`,
+          {
+            field: 'relayed_report.signed.cert_serial',
+            expected: 'a serial the controller accepts for the node',
+          },
+        );
+      const certPem = st.issuedCertPem;
+      const cert = certPem ? new X509Certificate(certPem) : undefined;
+      if (!cert || normalizeSerial(cert.serialNumber) !== serial || !verifyIssuedBy(cert, this.caX509))
+        throw new TetherError(
+          'TETHER_E_PERMISSION',
+          `report of node "${r.node}" is signed by certificate ${serial.slice(0, 64)}, not by its current one`,
+          { field: 'relayed_report.signed.cert_serial', expected: "the node's current certificate" },
+        );
+      const body = verifyReport(r.signed, certPem!, { node: r.node, site: s.site });
+      if (!isNewerReport(this.lastReports.get(r.node), body))
+        throw new TetherError(
+          'TETHER_E_CONFLICT',
+          `report of node "${r.node}" (boot ${body.bootId.slice(0, 64)}, seq ${body.seq}) is not newer than the last one accepted`,
+          {
+            field: 'relayed_report.signed.payload.seq',
+            expected: 'a report newer than the last accepted one',
+          },
+        );
+      this.lastReports.set(r.node, { bootId: body.bootId, seq: body.seq, at: body.at });
+      return { body };
+    } catch (e) {
+      const err = asTetherError(e);
+      const refusal = { name: '*', code: err.code, message: err.message, field: err.details.field ?? '' };
+      const known = this.deps.store.get('Node', r.node) !== undefined;
+      this.endpoints.count(known ? r.node : s.node, refusal);
+      return { refusal: { revision: this.deps.store.revision(), accepted: 0, refused: [refusal] } };
+    }
+  }
+
+  /** A direct report that carries its signed form moves the node's replay mark too, so a
+   *  proxy cannot later relay an older report of the same node. */
+  private noteDirectSigned(
+    node: string,
+    site: string,
+    signed: { payload: Buffer; signature: Buffer; cert_serial: string },
+  ): void {
+    try {
+      const certPem = (this.deps.store.get('Node', node)?.object.status as NodeStatus | undefined)
+        ?.issuedCertPem;
+      if (!certPem) return;
+      const body = verifyReport(signed, certPem, { node, site });
+      if (isNewerReport(this.lastReports.get(node), body))
+        this.lastReports.set(node, { bootId: body.bootId, seq: body.seq, at: body.at });
+    } catch {
+      /* the direct report itself is judged by mTLS; a bad signature on it only moves nothing */
+    }
+  }
+
   /** Records the VTEP a hello declares; a refusal is counted and returned for the node. */
   private recordVtep(node: string, vtep: string): ReportOutcome | undefined {
     if (!vtep) return undefined;
@@ -642,21 +811,26 @@ export class ControllerServer {
   private decorate(obj: TetherObject): TetherObject {
     if (obj.kind !== 'Node') return obj;
     const s = this.hub.info(obj.metadata.name);
+    const site = (obj.spec as { site?: unknown } | undefined)?.site;
+    const proxy = typeof site === 'string' ? this.hub.proxyInfo(obj.metadata.name, site) : undefined;
     return {
       ...obj,
       status: {
         ...(obj.status ?? {}),
+        ...(proxy ? { proxySession: proxy } : {}),
         ...(this.endpoints.stats(obj.metadata.name)
           ? { endpointReports: this.endpoints.stats(obj.metadata.name) }
           : {}),
         session: s
-          ? {
-              connected: true,
-              ackedRevision: s.acked,
-              sentRevision: s.sent,
-              connectedAt: s.connectedAt,
-              lastHeard: s.lastHeard,
-            }
+          ? s.via
+            ? { connected: s.connected, via: s.via, ackedRevision: s.acked, bootId: s.bootId }
+            : {
+                connected: true,
+                ackedRevision: s.acked,
+                sentRevision: s.sent,
+                connectedAt: s.connectedAt,
+                lastHeard: s.lastHeard,
+              }
           : { connected: false },
       },
     };

@@ -8,7 +8,11 @@ import type { TetherObject } from '../api/resource.js';
  * - VirtualNetwork: when `spec.sites` is absent or names the site.
  * - Endpoint, NetworkPolicy: when their network is in the slice.
  * - Profile: all (a node picks its own by its Site's spec.profile).
- * - Never: Node, EnrollmentToken (identities and secrets stay central).
+ * - Node: the site roster — a summary of each node of the site (`nodeSummary`: name,
+ *   revision, site, phase, VTEP, certificate serials), never the whole object: no CSR, no
+ *   certificate, no facts, nothing of another site's nodes. A site proxy authorises its
+ *   agents and elects itself from it (docs/proxy.md).
+ * - Never: EnrollmentToken (secrets stay central).
  */
 export type NetworkSites = (network: string) => readonly string[] | 'all' | undefined;
 
@@ -33,6 +37,8 @@ export function inSlice(site: string, obj: TetherObject, networkSites: NetworkSi
     }
     case 'Profile':
       return true;
+    case 'Node':
+      return (obj.spec as { site?: unknown } | undefined)?.site === site;
     default:
       return false;
   }
@@ -41,4 +47,30 @@ export function inSlice(site: string, obj: TetherObject, networkSites: NetworkSi
 export function sitesOf(vn: TetherObject): readonly string[] | 'all' {
   const sites = (vn.spec as { sites?: unknown }).sites;
   return Array.isArray(sites) ? (sites as string[]) : 'all';
+}
+
+/** What a site slice carries of a Node: exactly these fields, whatever the record holds. */
+export function nodeSummary(node: TetherObject): TetherObject {
+  const st = (node.status ?? {}) as { phase?: unknown; vtep?: unknown; certSerials?: unknown };
+  const status: Record<string, unknown> = {};
+  if (typeof st.phase === 'string') status.phase = st.phase;
+  if (typeof st.vtep === 'string') status.vtep = st.vtep;
+  status.certSerials = Array.isArray(st.certSerials)
+    ? st.certSerials.filter((x): x is string => typeof x === 'string')
+    : [];
+  return {
+    apiVersion: node.apiVersion,
+    kind: 'Node',
+    metadata: {
+      name: node.metadata.name,
+      ...(node.metadata.revision !== undefined ? { revision: node.metadata.revision } : {}),
+    },
+    spec: { site: (node.spec as { site?: unknown } | undefined)?.site },
+    status,
+  };
+}
+
+/** The object as a site slice carries it (a Node as its summary, the rest whole). */
+export function sliceView(obj: TetherObject): TetherObject {
+  return obj.kind === 'Node' ? nodeSummary(obj) : obj;
 }

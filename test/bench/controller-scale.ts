@@ -140,7 +140,7 @@ function seedStore(
 }
 
 /** utime + stime of a process in seconds (fields 14 and 15 of /proc/PID/stat, 100 Hz). */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = s.slice(s.lastIndexOf(')') + 2).split(' ');
@@ -275,7 +275,7 @@ export async function run(opts: ControllerScaleOptions): Promise<Result> {
 
     const ctlArgv =
       flavor === 'lib'
-        ? ['--import', TSX_LOADER, `${REPO}test/bench/support/controller-main.ts`, dataDir]
+        ? ['--expose-gc', '--import', TSX_LOADER, `${REPO}test/bench/support/controller-main.ts`, dataDir]
         : [
             '--expose-gc',
             // e.g. BENCH_CONTROLLER_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it

@@ -93,3 +93,21 @@ describe('NetworkReconciler', () => {
     expect(r.reconcile()).toBe(0);
   });
 });
+
+describe('NetworkReconciler.withStatus', () => {
+  it('reads no Node for an apply without networks (every apply passes through it)', () => {
+    const store = new MemoryStore();
+    const reads: Array<string | undefined> = [];
+    const list = store.list.bind(store);
+    store.list = (kind?: string) => {
+      reads.push(kind);
+      return list(kind);
+    };
+    const r = new NetworkReconciler(store, silentLogger());
+    expect(r.withStatus([])).toEqual([]);
+    expect(reads).not.toContain('Node');
+    // With a network it does read them (its node blocks depend on them).
+    r.withStatus([vn('a', { subnets: ['10.1.0.0/24'] })]);
+    expect(reads).toContain('Node');
+  });
+});

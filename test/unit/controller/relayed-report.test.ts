@@ -1,0 +1,204 @@
+// Reports a site proxy relays for its site's nodes: only a report the node itself signed,
+// with the certificate the controller issued to it and still accepts, for an Approved node
+// of the proxy's own site, newer than the last one accepted from that node.
+import 'reflect-metadata';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { TetherObject } from '../../../src/api/resource.js';
+import { type EndpointReportBody, signReport } from '../../../src/api/signed-report.js';
+import { DEFAULT_CONFIG } from '../../../src/controller/config.js';
+import type { Session } from '../../../src/controller/hub.js';
+import { ControllerServer } from '../../../src/controller/server.js';
+import { MemoryStore } from '../../../src/controller/store/memory.js';
+import { silentLogger } from '../../../src/lib/log.js';
+import {
+  type CaMaterial,
+  createCA,
+  createKeyAndCsr,
+  normalizeSerial,
+  signCsr,
+} from '../../../src/lib/pki.js';
+
+interface NodeKeys {
+  keyPem: string;
+  certPem: string;
+  serial: string;
+}
+
+let ca: CaMaterial;
+let otherCa: CaMaterial;
+let server: { keyPem: string; certPem: string };
+const keys = new Map<string, NodeKeys>();
+
+async function issue(c: CaMaterial, name: string, site: string): Promise<NodeKeys> {
+  const { keyPem, csrPem } = await createKeyAndCsr(name);
+  const cert = await signCsr(c, csrPem, { identity: { role: 'node', name, site }, validitySeconds: 3600 });
+  return { keyPem, certPem: cert.certPem, serial: normalizeSerial(cert.serial) };
+}
+
+beforeAll(async () => {
+  ca = await createCA('relay-ca');
+  otherCa = await createCA('other-ca');
+  const s = await createKeyAndCsr('controller');
+  const sc = await signCsr(ca, s.csrPem, {
+    identity: { role: 'controller', name: 'controller' },
+    validitySeconds: 3600,
+    server: true,
+  });
+  server = { keyPem: s.keyPem, certPem: sc.certPem };
+  for (const [n, site] of [
+    ['a1', 'site-a'],
+    ['a2', 'site-a'],
+    ['b1', 'site-b'],
+  ] as const)
+    keys.set(n, await issue(ca, n, site));
+});
+
+function nodeObj(name: string, site: string, phase = 'Approved'): TetherObject {
+  const k = keys.get(name)!;
+  return {
+    apiVersion: 'tether.dev/v1',
+    kind: 'Node',
+    metadata: { name },
+    spec: { site },
+    status: { phase, certSerials: [k.serial], issuedCertPem: k.certPem, vtep: '192.0.2.1' },
+  };
+}
+
+function setup() {
+  const store = new MemoryStore();
+  store.txn([
+    {
+      op: 'put',
+      object: { apiVersion: 'tether.dev/v1', kind: 'Site', metadata: { name: 'site-a' }, spec: {} },
+    },
+    { op: 'put', object: nodeObj('a1', 'site-a') },
+    { op: 'put', object: nodeObj('a2', 'site-a') },
+    { op: 'put', object: nodeObj('b1', 'site-b') },
+  ]);
+  const srv = new ControllerServer({
+    store,
+    ca,
+    serverCertPem: server.certPem,
+    serverKeyPem: server.keyPem,
+    config: DEFAULT_CONFIG,
+    log: silentLogger(),
+  });
+  // The proxy of site-a runs on a1.
+  const session = { node: 'a1', site: 'site-a', role: 'proxy' } as Session;
+  return { store, srv, session };
+}
+
+const body = (
+  node: string,
+  site: string,
+  seq: number,
+  extra: Partial<EndpointReportBody> = {},
+): EndpointReportBody => ({
+  node,
+  site,
+  bootId: 'boot-1',
+  seq,
+  at: 1_000 + seq,
+  endpoints: [],
+  ...extra,
+});
+
+function signed(b: EndpointReportBody, by: NodeKeys = keys.get(b.node)!) {
+  return signReport(b, by.keyPem, by.certPem);
+}
+
+function refusal(r: ReturnType<ControllerServer['checkRelayed']>) {
+  return 'refusal' in r ? r.refusal.refused[0] : undefined;
+}
+
+describe('relayed endpoint reports', () => {
+  it("accepts a report signed by the node's current certificate for a node of the proxy's site", () => {
+    const { srv, session } = setup();
+    const r = srv.checkRelayed(session, { node: 'a2', signed: signed(body('a2', 'site-a', 1)) });
+    expect('body' in r && r.body.seq).toBe(1);
+  });
+
+  it('refuses a forged report: signed by another key, tampered after signing, or by a foreign CA', async () => {
+    const { srv, session } = setup();
+    // The proxy's own node signs for its neighbour (with the neighbour's serial).
+    const byProxy = signReport(body('a2', 'site-a', 1), keys.get('a1')!.keyPem, keys.get('a2')!.certPem);
+    expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: byProxy }))?.field).toBe(
+      'signed.signature',
+    );
+    // A genuine signature over a changed payload.
+    const good = signed(body('a2', 'site-a', 2));
+    const tampered = { ...good, payload: Buffer.from(good.payload.toString().replace('"seq":2', '"seq":3')) };
+    expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: tampered }))?.code).toBe(
+      'TETHER_E_PERMISSION',
+    );
+    // A certificate for the same name from another CA: its serial is not the node's.
+    const foreign = await issue(otherCa, 'a2', 'site-a');
+    const r = srv.checkRelayed(session, { node: 'a2', signed: signed(body('a2', 'site-a', 4), foreign) });
+    expect(refusal(r)?.field).toBe('relayed_report.signed.cert_serial');
+    // No signature at all.
+    expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: null }))?.code).toBe('TETHER_E_INVALID');
+    // Each refusal is counted under the named node.
+    expect(srv.endpoints.stats('a2')?.refused).toBe(4);
+  });
+
+  it("refuses another site's node, even with that node's genuine signature, and an unknown name", () => {
+    const { srv, session } = setup();
+    const r = srv.checkRelayed(session, { node: 'b1', signed: signed(body('b1', 'site-b', 1)) });
+    expect(refusal(r)?.code).toBe('TETHER_E_PERMISSION');
+    // A report naming the proxy's site for b1 is still b1's, and b1 is not a node of site-a.
+    const r2 = srv.checkRelayed(session, { node: 'b1', signed: signed(body('b1', 'site-a', 2)) });
+    expect(refusal(r2)?.code).toBe('TETHER_E_PERMISSION');
+    // A name that is no node at all is counted under the proxy's node, not remembered.
+    const r3 = srv.checkRelayed(session, { node: 'ghost', signed: signed(body('a2', 'site-a', 1)) });
+    expect(refusal(r3)?.code).toBe('TETHER_E_PERMISSION');
+    expect(srv.endpoints.stats('ghost')).toBeUndefined();
+    expect(srv.endpoints.stats('a1')?.refused).toBe(1);
+    // The payload must name the relayed node.
+    const r4 = srv.checkRelayed(session, { node: 'a2', signed: signed(body('a2', 'site-b', 1)) });
+    expect(refusal(r4)?.field).toBe('signed.payload.site');
+  });
+
+  it('refuses a replay: the same or an older report of the same boot, or an older boot', () => {
+    const { srv, session } = setup();
+    const r5 = signed(body('a2', 'site-a', 5));
+    expect('body' in srv.checkRelayed(session, { node: 'a2', signed: r5 })).toBe(true);
+    expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: r5 }))?.code).toBe('TETHER_E_CONFLICT');
+    const r4 = signed(body('a2', 'site-a', 4));
+    expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: r4 }))?.code).toBe('TETHER_E_CONFLICT');
+    // Another boot is judged by time: earlier is a replay, later is accepted.
+    const old = signed(body('a2', 'site-a', 99, { bootId: 'boot-0', at: 10 }));
+    expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: old }))?.code).toBe('TETHER_E_CONFLICT');
+    const next = signed(body('a2', 'site-a', 0, { bootId: 'boot-2', at: 5_000 }));
+    expect('body' in srv.checkRelayed(session, { node: 'a2', signed: next })).toBe(true);
+    expect(srv.endpoints.stats('a2')?.byCode.TETHER_E_CONFLICT).toBe(3);
+  });
+
+  it('refuses a revoked, reset or pending node', () => {
+    for (const phase of ['Revoked', 'Reset', 'Pending']) {
+      const { store, srv, session } = setup();
+      store.txn([{ op: 'put', object: nodeObj('a2', 'site-a', phase) }]);
+      const r = srv.checkRelayed(session, { node: 'a2', signed: signed(body('a2', 'site-a', 1)) });
+      expect(refusal(r)?.code, phase).toBe(phase === 'Pending' ? 'TETHER_E_PERMISSION' : 'TETHER_E_REVOKED');
+    }
+  });
+
+  it('refuses a report signed with a certificate the node no longer holds (renewed since)', async () => {
+    const { store, srv, session } = setup();
+    const before = keys.get('a2')!;
+    const renewed = await issue(ca, 'a2', 'site-a');
+    const n = nodeObj('a2', 'site-a');
+    store.txn([
+      {
+        op: 'put',
+        object: {
+          ...n,
+          status: { ...n.status, certSerials: [renewed.serial], issuedCertPem: renewed.certPem },
+        },
+      },
+    ]);
+    const r = srv.checkRelayed(session, { node: 'a2', signed: signed(body('a2', 'site-a', 1), before) });
+    expect(refusal(r)?.field).toBe('relayed_report.signed.cert_serial');
+    const ok = srv.checkRelayed(session, { node: 'a2', signed: signed(body('a2', 'site-a', 2), renewed) });
+    expect('body' in ok).toBe(true);
+  });
+});
