@@ -22,6 +22,8 @@ export interface SiteProxyOptions {
   credentials: { keyPem: string; certPem: string };
   /** This node's underlay address: where the proxy port listens. */
   vtep: string;
+  /** Where the port listens when that is not the VTEP (tests: VTEPs the host does not have). */
+  listenHost?: string;
   /** `--proxy-port` (default 7444). */
   port?: number;
   log: Logger;
@@ -104,7 +106,10 @@ export class SiteProxy {
   }
 
   async start(): Promise<void> {
-    this.boundPort = await this.server.listen(this.opts.vtep, this.opts.port ?? DEFAULT_PROXY_PORT);
+    this.boundPort = await this.server.listen(
+      this.opts.listenHost ?? this.opts.vtep,
+      this.opts.port ?? DEFAULT_PROXY_PORT,
+    );
     this.election.start();
   }
 
