@@ -25,7 +25,7 @@ import {
 import { bundleExists, rssKiB, sleep, spawnNode, tetherArgv } from './support/proc.js';
 
 const REMOTE = Number(process.env.BENCH_PROXY_ENDPOINTS ?? 10_000);
-const AGENTS = 20;
+const AGENTS = Number(process.env.BENCH_PROXY_AGENTS ?? 20);
 
 function remote(i: number, gen = 0): TetherObject {
   const ip = `10.${100 + Math.floor(i / 65536)}.${Math.floor(i / 256) % 256}.${i % 256}`;
@@ -52,7 +52,7 @@ export async function run(): Promise<Record<string, number | string>> {
   const out: Record<string, number | string> = { flavor, remoteEndpoints: REMOTE, agents: AGENTS };
   const agents: TestAgent[] = [];
   try {
-    for (const mode of ['direct (--proxy off)', 'proxy, 20 agents'] as const) {
+    for (const mode of ['direct (--proxy off)', `proxy, ${AGENTS} agents`] as const) {
       const proxy = mode !== 'direct (--proxy off)';
       const stateDir = join(work, proxy ? 'proxy' : 'direct');
       mkdirSync(stateDir, { recursive: true });
@@ -106,7 +106,11 @@ export async function run(): Promise<Record<string, number | string>> {
             agents.push(a);
             a.connect(`127.0.0.1:${port}`);
           }
-          await until('19 agents synced', () => agents.every((a) => a.revision === ctl.revision), 180_000);
+          await until(
+            'the other agents synced',
+            () => agents.every((a) => a.revision === ctl.revision),
+            180_000,
+          );
           // The node's own agent syncs through its proxy too: 20 agents attached.
           await until('own agent on the proxy', () =>
             ctl.siteAgents.some((m) => m.agents.some((x) => x.node === 'n1' && x.connected)),
@@ -125,7 +129,20 @@ export async function run(): Promise<Record<string, number | string>> {
           for (let i = 0; i < changed; i++) ctl.apply([remote(i * 100, 1)]);
           const bytes0 = ctl.sentBytes;
           await ctl.restore();
-          await until('proxy resynced', () => agents.every((a) => a.revision === ctl.revision), 120_000);
+          await until(
+            'proxy and agents resynced',
+            () => {
+              try {
+                const st = JSON.parse(readFileSync(join(stateDir, 'status.json'), 'utf8')) as {
+                  cache: { revision: number };
+                };
+                return st.cache.revision === ctl.revision && agents.every((a) => a.revision === ctl.revision);
+              } catch {
+                return false;
+              }
+            },
+            120_000,
+          );
           out['resync: endpoints changed'] = changed;
           out['resync: revisions missed'] = ctl.revision - before;
           out['resync: bytes to the proxy'] = ctl.sentBytes - bytes0;

@@ -100,6 +100,7 @@ export class ProxyCore {
   private hbTimer: NodeJS.Timeout | undefined;
   private hbSeq = 0;
   private snapCache: { revision: number; messages: ControllerMessage[] } | undefined;
+  private snapTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private readonly hbMs: number;
   private endpointsByName = new Map<string, TetherObject>();
@@ -136,6 +137,7 @@ export class ProxyCore {
   stop(reason = 'site proxy stopping'): void {
     clearInterval(this.hbTimer);
     clearTimeout(this.agentsTimer);
+    clearTimeout(this.snapTimer);
     for (const s of [...this.agents.values()]) this.close(s, 'TETHER_E_UNAVAILABLE', reason);
     this.history.close();
     this.local.close();
@@ -409,6 +411,13 @@ export class ProxyCore {
     this.send(s, { snapshot_begin: { revision, reason } });
     for (const m of this.snapCache.messages) this.send(s, m);
     s.sent = revision;
+    // Shared by agents that connect together (a takeover); released soon after, since the
+    // encoded table would otherwise stay in a DU node's memory for as long as nothing changes.
+    clearTimeout(this.snapTimer);
+    this.snapTimer = setTimeout(() => {
+      this.snapCache = undefined;
+    }, 5000);
+    this.snapTimer.unref();
   }
 
   private forward(revision: number, put: TetherObject[], deleted: Deleted[], prevHead: number): void {
