@@ -8,6 +8,7 @@ import type { StateConsumer } from './agent/reconcile.js';
 import { controllerUpstream, type Upstream, type UpstreamChooser } from './agent/upstream.js';
 import { loadIdentity } from './identity.js';
 import { NodeNetworking } from './networking.js';
+import { siteProxyRole } from './proxy/role.js';
 
 /** The vRouter side of `tether node run` (absent with --no-vrouter). */
 export interface VRouterRunOptions {
@@ -30,7 +31,12 @@ export interface NodeRunOptions {
   version?: string;
   vrouter?: VRouterRunOptions;
   /** `--proxy on|off` and `--proxy-port` (docs/proxy.md). */
-  proxy: { enabled: boolean; port: number };
+  proxy: {
+    enabled: boolean;
+    port: number;
+    /** Where the proxy listens when there is no VTEP (`--no-vrouter`: tests, benchmarks). */
+    address?: string;
+  };
   /** Drift-check interval of the reconcile loop (ms). */
   reconcileIntervalMs?: number;
 }
@@ -118,7 +124,8 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
   const revoked = new Promise<TetherError>((resolve) => {
     revoke = resolve;
   });
-  const roles: NodeRole[] = [];
+  // --proxy off: no proxy role, the agent syncs from the controller directly.
+  const roles: NodeRole[] = opts.proxy.enabled ? [siteProxyRole()] : [];
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {

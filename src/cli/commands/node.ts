@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { TetherError } from '../../lib/errors.js';
+import { parseIp } from '../../lib/ipv4.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
 import type { NodeStatusFile } from '../../node/agent/daemon.js';
@@ -111,6 +112,10 @@ export function registerNode(program: Command): void {
     )
     .option('--proxy <on|off>', "sync through the site's proxy when one is known (docs/proxy.md)", 'on')
     .option('--proxy-port <port>', "port of the site proxy on each node's underlay address", '7444')
+    .option(
+      '--proxy-address <ip>',
+      'address the site proxy listens on when the node runs no vRouter (default: the VTEP address)',
+    )
     .action(
       async (o: {
         stateDir: string;
@@ -126,6 +131,7 @@ export function registerNode(program: Command): void {
         reconcileInterval: string;
         proxy: string;
         proxyPort: string;
+        proxyAddress?: string;
       }) => {
         if (o.proxy !== 'on' && o.proxy !== 'off')
           throw new TetherError('TETHER_E_INVALID', `bad --proxy "${o.proxy}"`, {
@@ -137,6 +143,11 @@ export function registerNode(program: Command): void {
           throw new TetherError('TETHER_E_INVALID', `bad --proxy-port "${o.proxyPort}"`, {
             field: '--proxy-port',
             expected: 'a TCP port 1‥65535',
+          });
+        if (o.proxyAddress !== undefined && parseIp(o.proxyAddress) === undefined)
+          throw new TetherError('TETHER_E_INVALID', `bad --proxy-address "${o.proxyAddress}"`, {
+            field: '--proxy-address',
+            expected: 'an IPv4 address of this node',
           });
         const reconcileIntervalMs = parseDuration(o.reconcileInterval, '--reconcile-interval') * 1000;
         if (reconcileIntervalMs < 100)
@@ -151,7 +162,11 @@ export function registerNode(program: Command): void {
           notifier: new SystemdNotifier(),
           heartbeatMs: parseDuration(o.heartbeat, '--heartbeat') * 1000,
           version: process.env.npm_package_version,
-          proxy: { enabled: o.proxy === 'on', port: proxyPort },
+          proxy: {
+            enabled: o.proxy === 'on',
+            port: proxyPort,
+            ...(o.proxyAddress ? { address: o.proxyAddress } : {}),
+          },
           reconcileIntervalMs,
           ...(o.vrouter
             ? {

@@ -1,0 +1,527 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AgentState } from '../../api/gen/tether/v1/AgentState.js';
+import type { ControllerMessage } from '../../api/gen/tether/v1/ControllerMessage.js';
+import type { Deleted__Output as Deleted } from '../../api/gen/tether/v1/Deleted.js';
+import type { EndpointReportResult__Output } from '../../api/gen/tether/v1/EndpointReportResult.js';
+import type { Hello__Output } from '../../api/gen/tether/v1/Hello.js';
+import type { NodeMessage__Output } from '../../api/gen/tether/v1/NodeMessage.js';
+import type { Resource } from '../../api/gen/tether/v1/Resource.js';
+import type { SiteAgents } from '../../api/gen/tether/v1/SiteAgents.js';
+import type { VirtualNetwork } from '../../api/kinds.js';
+import type { TetherObject } from '../../api/resource.js';
+import type { SignedReportWire } from '../../api/signed-report.js';
+import { asTetherError, TetherError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/log.js';
+import { StateCache } from '../cache.js';
+import { type LocalResult, SiteLocalSet, type SliceView } from './headless.js';
+import { DEFAULT_HISTORY_LIMITS, DeltaHistory, type HistoryLimits } from './history.js';
+import { type RosterEntry, rosterOf, rosterRefusal } from './roster.js';
+
+/** The agent on the other end of a session, as its TLS certificate names it. */
+export interface AgentPeer {
+  node: string;
+  site: string;
+  /** Serial of the certificate it presented (normalised hex). */
+  serial: string;
+  certPem: string;
+}
+
+/** Where an agent session's messages go: a gRPC stream, or a function in tests. */
+export interface AgentLink {
+  write(m: ControllerMessage): void;
+  end(): void;
+}
+
+/** The WAN session as the core sees it. */
+export interface Uplink {
+  readonly up: boolean;
+  siteAgents(m: SiteAgents): void;
+  relay(node: string, wire: SignedReportWire): void;
+}
+
+export interface AgentSession {
+  peer: AgentPeer;
+  link: AgentLink;
+  bootId: string;
+  underlayIp: string;
+  /** Highest revision the agent acknowledged. */
+  acked: number;
+  /** Highest revision it holds or was sent: nothing at or below it is sent again. */
+  sent: number;
+  lastHeard: number;
+  connectedAt: number;
+  closed: boolean;
+}
+
+export interface ProxyCoreOptions {
+  /** Directory of the proxy's own durable state (slice, delta history, report journal). */
+  dir: string;
+  node: string;
+  site: string;
+  log: Logger;
+  /** Interval of the heartbeats the proxy sends its agents (the controller's default: 5 s). */
+  heartbeatMs?: number;
+  history?: HistoryLimits;
+  /** Coalescing window of SiteAgents updates on the WAN. */
+  siteAgentsDelayMs?: number;
+  now?: () => number;
+}
+
+const SNAPSHOT_CHUNK = 500;
+
+export function toResource(obj: TetherObject): Resource {
+  return {
+    kind: obj.kind,
+    name: obj.metadata.name,
+    json: Buffer.from(JSON.stringify(obj)),
+    revision: obj.metadata.revision ?? 0,
+  };
+}
+
+const keyOf = (kind: string, name: string) => `${kind}/${name}`;
+
+/**
+ * The site proxy without its transports: the durable slice (same revisions as the
+ * controller), the bounded history of deltas, the agent sessions with the controller's
+ * semantics and the headless SiteLocal set. The gRPC server and the WAN client feed it; tests
+ * drive it in one process.
+ */
+export class ProxyCore {
+  readonly cache: StateCache;
+  readonly history: DeltaHistory;
+  readonly local: SiteLocalSet;
+  uplink: Uplink | undefined;
+  private roster: Map<string, RosterEntry>;
+  private readonly agents = new Map<string, AgentSession>();
+  private readonly dirtyAgents = new Set<string>();
+  private readonly relayed = new Map<string, number>();
+  private agentsTimer: NodeJS.Timeout | undefined;
+  private hbTimer: NodeJS.Timeout | undefined;
+  private hbSeq = 0;
+  private snapCache: { revision: number; messages: ControllerMessage[] } | undefined;
+  private snapTimer: NodeJS.Timeout | undefined;
+  private readonly now: () => number;
+  private readonly hbMs: number;
+  private endpointsByName = new Map<string, TetherObject>();
+
+  constructor(private readonly opts: ProxyCoreOptions) {
+    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    this.now = opts.now ?? Date.now;
+    this.hbMs = opts.heartbeatMs ?? 5000;
+    this.cache = new StateCache(join(opts.dir, 'slice.json'));
+    this.history = new DeltaHistory(join(opts.dir, 'history.jsonl'), opts.history ?? DEFAULT_HISTORY_LIMITS);
+    // A history that does not end where the slice does (a crash between the two writes, or a
+    // slice replaced by a seed) cannot answer for revisions it does not cover.
+    if (this.history.head !== this.cache.revision) this.history.reset(this.cache.revision);
+    this.roster = rosterOf(this.cache.list('Node'), opts.site);
+    this.reindexEndpoints();
+    const view: SliceView = {
+      get revision() {
+        return cacheRef.revision;
+      },
+      network: (n) => this.cache.get('VirtualNetwork', n) as VirtualNetwork | undefined,
+      endpoints: () => this.endpointsByName.values(),
+      endpoint: (n) => this.endpointsByName.get(n),
+      roster: () => this.roster,
+    };
+    const cacheRef = this.cache;
+    this.local = new SiteLocalSet(join(opts.dir, 'reports.jsonl'), opts.site, view);
+  }
+
+  start(): void {
+    this.hbTimer = setInterval(() => this.tick(), this.hbMs);
+    this.hbTimer.unref();
+  }
+
+  stop(reason = 'site proxy stopping'): void {
+    clearInterval(this.hbTimer);
+    clearTimeout(this.agentsTimer);
+    clearTimeout(this.snapTimer);
+    for (const s of [...this.agents.values()]) this.close(s, 'TETHER_E_UNAVAILABLE', reason);
+    this.history.close();
+    this.local.close();
+  }
+
+  get revision(): number {
+    return this.cache.revision;
+  }
+
+  siteRoster(): ReadonlyMap<string, RosterEntry> {
+    return this.roster;
+  }
+
+  agentCount(): number {
+    return this.agents.size;
+  }
+
+  agentInfo(node: string): { acked: number; sent: number } | undefined {
+    const s = this.agents.get(node);
+    return s ? { acked: s.acked, sent: s.sent } : undefined;
+  }
+
+  // ------------------------------------------------------------------ upstream side
+
+  /**
+   * A newer slice than the proxy holds, from this node's own agent cache (a takeover while the
+   * WAN is down): the new proxy serves its agents from it at once.
+   */
+  seed(revision: number, objects: readonly TetherObject[]): boolean {
+    if (revision <= this.cache.revision) return false;
+    this.cache.replace(revision, objects);
+    this.history.reset(revision);
+    this.afterSliceChange(true);
+    this.opts.log.info({ revision, objects: objects.length }, 'site proxy seeded from the local agent cache');
+    return true;
+  }
+
+  /** A delta from the controller: on disk when this returns, then sent to every agent. */
+  applyDelta(revision: number, put: TetherObject[], deleted: Deleted[]): void {
+    const prev = this.cache.revision;
+    this.cache.applyDelta(revision, put, deleted);
+    if (revision > prev)
+      this.history.append({ revision, put, deleted: deleted.map((d) => ({ kind: d.kind, name: d.name })) });
+    else if (put.length || deleted.length) this.history.reset(this.cache.revision);
+    const touched = [...put.map((o) => o.kind), ...deleted.map((d) => d.kind)];
+    this.afterSliceChange(touched.some((k) => k === 'Node' || k === 'Endpoint' || k === 'VirtualNetwork'));
+    if (put.length === 0 && deleted.length === 0) return;
+    this.forward(revision, put, deleted, prev);
+  }
+
+  /**
+   * A snapshot from the controller, complete (its SnapshotEnd arrived): what it did not
+   * re-send is swept, and the agents receive exactly the difference as one delta.
+   */
+  applySnapshot(revision: number, objects: TetherObject[]): { swept: number } {
+    const prev = this.cache.revision;
+    const before = new Map<string, string>();
+    for (const o of this.cache.list()) before.set(keyOf(o.kind, o.metadata.name), JSON.stringify(o));
+    const put: TetherObject[] = [];
+    const seen = new Set<string>();
+    for (const o of objects) {
+      const k = keyOf(o.kind, o.metadata.name);
+      seen.add(k);
+      if (before.get(k) !== JSON.stringify(o)) put.push(o);
+    }
+    const deleted: Deleted[] = [];
+    for (const k of before.keys()) {
+      if (seen.has(k)) continue;
+      const i = k.indexOf('/');
+      deleted.push({ kind: k.slice(0, i), name: k.slice(i + 1) });
+    }
+    const { swept } = this.cache.replace(revision, objects);
+    const limits = this.opts.history ?? DEFAULT_HISTORY_LIMITS;
+    if (prev > 0 && revision > prev && put.length + deleted.length <= limits.maxObjects)
+      this.history.append({ revision, put, deleted });
+    else this.history.reset(revision);
+    this.afterSliceChange(true);
+    if (put.length || deleted.length || revision !== prev) this.forward(revision, put, deleted, prev);
+    return { swept };
+  }
+
+  /** The controller's answer to a relayed report. */
+  onResult(r: EndpointReportResult__Output): void {
+    if (!r.node) return;
+    const order = this.relayed.get(r.node);
+    if (
+      order !== undefined &&
+      this.local.answered(
+        r.node,
+        order,
+        r.refused.map((x) => x.name),
+      )
+    )
+      this.broadcastSiteLocal();
+    const s = this.agents.get(r.node);
+    if (s) this.send(s, { endpoint_result: { ...r } });
+  }
+
+  /** The WAN session is (again) up: the complete agent set, then the reports not yet answered. */
+  onUplinkUp(): void {
+    const up = this.uplink;
+    if (!up) return;
+    up.siteAgents({ agents: [...this.agents.values()].map((s) => this.agentState(s)), complete: true });
+    this.dirtyAgents.clear();
+    for (const p of this.local.pending()) {
+      this.relayed.set(p.node, p.order);
+      up.relay(p.node, p.wire);
+    }
+  }
+
+  // ------------------------------------------------------------------ agent side
+
+  /**
+   * Opens an agent's session after its hello and sends its initial sync; throws a
+   * TetherError (nothing opened) when the site roster does not list its certificate.
+   */
+  open(link: AgentLink, peer: AgentPeer, hello: Hello__Output): AgentSession {
+    if (peer.site !== this.opts.site)
+      throw new TetherError(
+        'TETHER_E_PERMISSION',
+        `node "${peer.node}" is in site "${peer.site}", not "${this.opts.site}"`,
+      );
+    if (hello.node_name && hello.node_name !== peer.node)
+      throw new TetherError(
+        'TETHER_E_PERMISSION',
+        `hello names "${hello.node_name}", the certificate "${peer.node}"`,
+        {
+          field: 'hello.node_name',
+        },
+      );
+    const why = rosterRefusal(this.roster, peer.node, peer.serial);
+    if (why) throw new TetherError(why.code, why.message);
+    const held =
+      Number.isSafeInteger(hello.held_revision) && hello.held_revision > 0 ? hello.held_revision : 0;
+    const old = this.agents.get(peer.node);
+    if (old) this.close(old, 'TETHER_E_CONFLICT', 'replaced by a newer session of the same node');
+    const now = this.now();
+    const s: AgentSession = {
+      peer,
+      link,
+      bootId: hello.boot_id,
+      underlayIp: hello.underlay_ip,
+      acked: held,
+      sent: held,
+      lastHeard: now,
+      connectedAt: now,
+      closed: false,
+    };
+    this.agents.set(peer.node, s);
+    this.initialSync(s, held);
+    this.send(s, { site_local: this.siteLocalMessage() });
+    this.markAgent(s);
+    return s;
+  }
+
+  message(s: AgentSession, m: NodeMessage__Output): void {
+    if (s.closed) return;
+    s.lastHeard = this.now();
+    if (m.heartbeat) this.send(s, { heartbeat: { seq: m.heartbeat.seq, unix_ms: this.now() } });
+    if (m.ack && m.ack.revision > s.acked) {
+      s.acked = m.ack.revision;
+      this.markAgent(s);
+    }
+    if (m.endpoints) this.report(s, m.endpoints.signed ?? undefined);
+  }
+
+  /** The agent's stream ended on its own. */
+  detach(s: AgentSession): void {
+    if (s.closed) return;
+    s.closed = true;
+    if (this.agents.get(s.peer.node) === s) {
+      this.agents.delete(s.peer.node);
+      this.markAgent(s);
+    }
+  }
+
+  close(s: AgentSession, code: string, reason: string): void {
+    this.detach(s);
+    try {
+      s.link.write({ goodbye: { code, reason }, msg: 'goodbye' });
+      s.link.end();
+    } catch {
+      /* the stream may already be gone */
+    }
+  }
+
+  /** Ends every agent session (this node steps down, or stops). */
+  closeAll(code: string, reason: string): void {
+    for (const s of [...this.agents.values()]) this.close(s, code, reason);
+  }
+
+  private report(
+    s: AgentSession,
+    signed: { payload: Buffer; signature: Buffer; cert_serial: string } | undefined,
+  ): void {
+    let res: LocalResult & { changed: boolean };
+    try {
+      if (!signed || signed.payload.length === 0)
+        throw new TetherError('TETHER_E_INVALID', 'an endpoint report to a site proxy must be signed', {
+          field: 'endpoints.signed',
+          expected: "the report signed by the node's key (src/api/signed-report.ts)",
+        });
+      res = this.local.accept(s.peer.node, s.peer.certPem, signed);
+    } catch (e) {
+      const err = asTetherError(e);
+      this.opts.log.warn(
+        { node: s.peer.node, code: err.code, err: err.message },
+        'endpoint report refused by the site proxy',
+      );
+      this.send(s, {
+        endpoint_result: {
+          revision: this.cache.revision,
+          accepted: 0,
+          refused: [{ name: '*', code: err.code, message: err.message, field: err.details.field ?? '' }],
+          node: s.peer.node,
+        },
+      });
+      return;
+    }
+    // On disk: now it may be answered, relayed and reflected.
+    this.send(s, {
+      endpoint_result: {
+        revision: res.revision,
+        accepted: res.accepted,
+        refused: res.refused,
+        node: s.peer.node,
+      },
+    });
+    if (res.changed) this.broadcastSiteLocal();
+    const up = this.uplink;
+    if (up?.up) {
+      const p = this.local.pending().find((x) => x.node === s.peer.node);
+      if (p) {
+        this.relayed.set(p.node, p.order);
+        up.relay(p.node, p.wire);
+      }
+    }
+  }
+
+  private initialSync(s: AgentSession, held: number): void {
+    const head = this.cache.revision;
+    if (held > head) return; // ahead of this proxy: no rollback, it resumes once we catch up
+    if (held > 0) {
+      const d = this.history.since(held);
+      if (d) {
+        this.send(s, { delta: { revision: head, put: d.put.map(toResource), deleted: d.deleted } });
+        s.sent = head;
+        return;
+      }
+    }
+    this.snapshot(s, held === 0 ? 'node holds nothing' : 'older than the site proxy keeps history for');
+  }
+
+  private snapshot(s: AgentSession, reason: string): void {
+    const revision = this.cache.revision;
+    if (this.snapCache?.revision !== revision) {
+      const objects = this.cache.list();
+      const messages: ControllerMessage[] = [];
+      for (let i = 0; i < objects.length; i += SNAPSHOT_CHUNK)
+        messages.push({
+          snapshot_chunk: {
+            revision,
+            put: objects.slice(i, i + SNAPSHOT_CHUNK).map(toResource),
+            deleted: [],
+          },
+          msg: 'snapshot_chunk',
+        });
+      messages.push({ snapshot_end: { revision, count: objects.length }, msg: 'snapshot_end' });
+      this.snapCache = { revision, messages };
+    }
+    this.send(s, { snapshot_begin: { revision, reason } });
+    for (const m of this.snapCache.messages) this.send(s, m);
+    s.sent = revision;
+    // Shared by agents that connect together (a takeover); released soon after, since the
+    // encoded table would otherwise stay in a DU node's memory for as long as nothing changes.
+    clearTimeout(this.snapTimer);
+    this.snapTimer = setTimeout(() => {
+      this.snapCache = undefined;
+    }, 5000);
+    this.snapTimer.unref();
+  }
+
+  private forward(revision: number, put: TetherObject[], deleted: Deleted[], prevHead: number): void {
+    let msg: ControllerMessage | undefined;
+    for (const s of this.agents.values()) {
+      if (revision <= s.sent) continue;
+      if (s.sent > prevHead) {
+        // Ahead of the proxy's previous head: the difference from there may miss what the
+        // agent has beyond it; only a snapshot is certain.
+        this.snapshot(s, 'resync after the site proxy caught up');
+        continue;
+      }
+      msg ??= { delta: { revision, put: put.map(toResource), deleted }, msg: 'delta' };
+      this.send(s, msg);
+      s.sent = revision;
+    }
+  }
+
+  private afterSliceChange(rosterMayChange: boolean): void {
+    this.snapCache = undefined;
+    if (!rosterMayChange) return;
+    this.roster = rosterOf(this.cache.list('Node'), this.opts.site);
+    this.reindexEndpoints();
+    for (const s of [...this.agents.values()]) {
+      const why = rosterRefusal(this.roster, s.peer.node, s.peer.serial);
+      if (why) {
+        this.opts.log.warn({ node: s.peer.node, code: why.code, err: why.message }, 'closing agent session');
+        this.close(s, why.code, why.message);
+      }
+    }
+    if (this.local.recompute()) this.broadcastSiteLocal();
+  }
+
+  private reindexEndpoints(): void {
+    this.endpointsByName = new Map(this.cache.list('Endpoint').map((o) => [o.metadata.name, o]));
+  }
+
+  private siteLocalMessage(): { endpoints: Resource[]; seq: number } {
+    const { endpoints, seq } = this.local.set;
+    return { endpoints: endpoints.map(toResource), seq };
+  }
+
+  private broadcastSiteLocal(): void {
+    const msg: ControllerMessage = { site_local: this.siteLocalMessage(), msg: 'site_local' };
+    for (const s of this.agents.values()) this.send(s, msg);
+  }
+
+  private agentState(s: AgentSession): AgentState {
+    return {
+      node: s.peer.node,
+      acked: s.acked,
+      connected: !s.closed,
+      boot_id: s.bootId,
+      underlay_ip: s.underlayIp,
+    };
+  }
+
+  /** Queues the agent for the next coalesced SiteAgents message. */
+  private markAgent(s: AgentSession): void {
+    this.dirtyAgents.add(s.peer.node);
+    if (this.agentsTimer) return;
+    this.agentsTimer = setTimeout(() => {
+      this.agentsTimer = undefined;
+      const up = this.uplink;
+      if (!up?.up || this.dirtyAgents.size === 0) return;
+      const agents: AgentState[] = [];
+      for (const node of this.dirtyAgents) {
+        const live = this.agents.get(node);
+        agents.push(
+          live ? this.agentState(live) : { node, acked: 0, connected: false, boot_id: '', underlay_ip: '' },
+        );
+      }
+      this.dirtyAgents.clear();
+      up.siteAgents({ agents, complete: false });
+    }, this.opts.siteAgentsDelayMs ?? 200);
+    this.agentsTimer.unref();
+  }
+
+  private send(s: AgentSession, m: ControllerMessage): void {
+    if (s.closed) return;
+    if (!m.msg) {
+      const k = Object.keys(m).find((x) => x !== 'msg') as ControllerMessage['msg'];
+      m = { ...m, msg: k };
+    }
+    try {
+      s.link.write(m);
+    } catch (e) {
+      this.opts.log.warn(
+        { node: s.peer.node, err: (e as Error).message },
+        'agent write failed; dropping session',
+      );
+      this.detach(s);
+    }
+  }
+
+  private tick(): void {
+    const now = this.now();
+    const hb: ControllerMessage = { heartbeat: { seq: ++this.hbSeq, unix_ms: now }, msg: 'heartbeat' };
+    for (const s of [...this.agents.values()]) {
+      if (s.lastHeard < now - 3 * this.hbMs) {
+        this.close(s, 'TETHER_E_TIMEOUT', 'no heartbeat from node');
+        continue;
+      }
+      this.send(s, hb);
+    }
+  }
+}

@@ -1,0 +1,218 @@
+import { join } from 'node:path';
+import type { ProbeResponse } from '../../api/gen/tether/v1/ProbeResponse.js';
+import type { TetherObject } from '../../api/resource.js';
+import type { BackoffPolicy } from '../../lib/backoff.js';
+import type { Logger } from '../../lib/log.js';
+import { StateCache } from '../cache.js';
+import { ProxyCore } from './core.js';
+import { Election, type Leader } from './election.js';
+import { type RosterEntry, rosterOf } from './roster.js';
+import { ProxyServer } from './server.js';
+import { DEFAULT_PROXY_PORT } from './tls.js';
+import { WanSession, type WanStatus } from './wan.js';
+
+export interface SiteProxyOptions {
+  /** The node daemon's state directory; the proxy keeps its own under `proxy/`. */
+  stateDir: string;
+  node: string;
+  site: string;
+  /** The controller's address (the WAN session's peer). */
+  controller: string;
+  caPem: string;
+  credentials: { keyPem: string; certPem: string };
+  /** This node's underlay address: where the proxy port listens. */
+  vtep: string;
+  /** Where the port listens when that is not the VTEP (tests: VTEPs the host does not have). */
+  listenHost?: string;
+  /** `--proxy-port` (default 7444). */
+  port?: number;
+  log: Logger;
+  /** The Node summaries this node's own agent holds: the roster while standby. */
+  agentNodes?: () => readonly TetherObject[];
+  /** The slice this node's own agent holds: the seed at takeover. */
+  agentSlice?: () => { revision: number; objects: readonly TetherObject[] } | undefined;
+  probeMs?: number;
+  probeTimeoutMs?: number;
+  wanHeartbeatMs?: number;
+  agentHeartbeatMs?: number;
+  backoff?: BackoffPolicy;
+  version?: string;
+  /** The site's active proxy changed: the agent should reconnect to the new choice. */
+  onLeader?: (leader: Leader | undefined) => void;
+  /** Tests: the proxy port of a candidate (several nodes on one host). */
+  addressOf?: (c: RosterEntry) => string;
+}
+
+/** What an agent syncs from (docs/proxy.md "Roles"). */
+export type UpstreamChoice =
+  | { kind: 'proxy'; node: string; address: string }
+  | { kind: 'controller'; address: string };
+
+export interface SiteProxyStatus {
+  active: boolean;
+  activeSince?: string;
+  leader?: Leader;
+  revision: number;
+  agents: number;
+  wan?: WanStatus;
+  siteLocal: number;
+}
+
+/**
+ * The site proxy component of a node daemon: the proxy port (Probe always, NodeSession
+ * while active), the election, and — while this node is the site's active proxy — the
+ * durable core and the site's WAN session.
+ */
+export class SiteProxy {
+  private readonly server: ProxyServer;
+  private readonly election: Election;
+  private core: ProxyCore | undefined;
+  private wan: WanSession | undefined;
+  private activeSince = 0;
+  private lastRoster: ReadonlyMap<string, RosterEntry> | undefined;
+  private boundPort = 0;
+
+  constructor(private readonly opts: SiteProxyOptions) {
+    this.server = new ProxyServer({
+      site: opts.site,
+      caPem: opts.caPem,
+      credentials: opts.credentials,
+      log: opts.log,
+      core: () => this.core,
+      probe: () => this.probeAnswer(),
+    });
+    this.election = new Election({
+      node: opts.node,
+      site: opts.site,
+      caPem: opts.caPem,
+      credentials: opts.credentials,
+      port: opts.port ?? DEFAULT_PROXY_PORT,
+      roster: () => this.roster(),
+      log: opts.log,
+      probeMs: opts.probeMs,
+      probeTimeoutMs: opts.probeTimeoutMs,
+      addressOf: opts.addressOf,
+      onLeader: opts.onLeader,
+      onActive: (a) => (a ? this.activate() : this.deactivate()),
+    });
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get dir(): string {
+    return join(this.opts.stateDir, 'proxy');
+  }
+
+  async start(): Promise<void> {
+    this.boundPort = await this.server.listen(
+      this.opts.listenHost ?? this.opts.vtep,
+      this.opts.port ?? DEFAULT_PROXY_PORT,
+    );
+    this.election.start();
+  }
+
+  async stop(): Promise<void> {
+    this.election.stop();
+    this.deactivate();
+    await this.server.close();
+  }
+
+  /** The upstream chooser: the site's active proxy, else the controller directly. */
+  upstream(): UpstreamChoice {
+    const l = this.election.leader;
+    if (l?.address) return { kind: 'proxy', node: l.node, address: l.address };
+    return { kind: 'controller', address: this.opts.controller };
+  }
+
+  /** Serves one Sync call from an in-process transport (tests; see ProxyServer.handleSync). */
+  handleSync(call: Parameters<ProxyServer['handleSync']>[0]): void {
+    this.server.handleSync(call);
+  }
+
+  /** The active core, for in-process agents and tests. */
+  activeCore(): ProxyCore | undefined {
+    return this.core;
+  }
+
+  status(): SiteProxyStatus {
+    return {
+      active: this.election.active,
+      ...(this.activeSince ? { activeSince: new Date(this.activeSince).toISOString() } : {}),
+      ...(this.election.leader ? { leader: this.election.leader } : {}),
+      revision: this.core?.revision ?? 0,
+      agents: this.core?.agentCount() ?? 0,
+      ...(this.wan ? { wan: { ...this.wan.status } } : {}),
+      siteLocal: this.core?.local.set.endpoints.length ?? 0,
+    };
+  }
+
+  private probeAnswer(): ProbeResponse {
+    return {
+      node: this.opts.node,
+      active: this.core !== undefined,
+      active_since: this.activeSince,
+      revision: this.core?.revision ?? 0,
+      wan_up: this.wan?.up ?? false,
+    };
+  }
+
+  /** The roster: the active core's slice, else the local agent's, else the proxy's last. */
+  private roster(): ReadonlyMap<string, RosterEntry> {
+    if (this.core) return this.core.siteRoster();
+    const nodes = this.opts.agentNodes?.() ?? this.opts.agentSlice?.()?.objects;
+    if (nodes && nodes.length > 0) {
+      this.lastRoster = rosterOf(nodes, this.opts.site);
+      return this.lastRoster;
+    }
+    if (!this.lastRoster) {
+      // The proxy's own slice from an earlier active spell (read once; standbys hold nothing).
+      const c = new StateCache(join(this.dir, 'slice.json'));
+      this.lastRoster = rosterOf(c.list('Node'), this.opts.site);
+    }
+    return this.lastRoster;
+  }
+
+  private activate(): void {
+    if (this.core) return;
+    const core = new ProxyCore({
+      dir: this.dir,
+      node: this.opts.node,
+      site: this.opts.site,
+      log: this.opts.log.child({ component: 'proxy' }),
+      heartbeatMs: this.opts.agentHeartbeatMs,
+    });
+    const seed = this.opts.agentSlice?.();
+    if (seed) core.seed(seed.revision, seed.objects);
+    core.start();
+    this.core = core;
+    this.activeSince = Date.now();
+    this.wan = new WanSession({
+      controller: this.opts.controller,
+      caPem: this.opts.caPem,
+      credentials: this.opts.credentials,
+      node: this.opts.node,
+      underlayIp: this.opts.vtep,
+      core,
+      log: this.opts.log.child({ component: 'proxy-wan' }),
+      heartbeatMs: this.opts.wanHeartbeatMs,
+      backoff: this.opts.backoff,
+      version: this.opts.version,
+    });
+    this.wan.start();
+  }
+
+  private deactivate(): void {
+    this.wan?.stop();
+    this.wan = undefined;
+    this.server.endSessions();
+    const core = this.core;
+    this.core = undefined;
+    this.activeSince = 0;
+    if (core) {
+      this.lastRoster = core.siteRoster();
+      core.stop('this node is no longer the site proxy');
+    }
+  }
+}

@@ -1,0 +1,178 @@
+import { X509Certificate } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { ControllerMessage } from '../../api/gen/tether/v1/ControllerMessage.js';
+import type { NodeMessage__Output } from '../../api/gen/tether/v1/NodeMessage.js';
+import type { ProbeRequest__Output } from '../../api/gen/tether/v1/ProbeRequest.js';
+import type { ProbeResponse } from '../../api/gen/tether/v1/ProbeResponse.js';
+import { MAX_MESSAGE_BYTES, tetherProto } from '../../api/grpc.js';
+import { toGrpcError } from '../../api/status.js';
+import { asTetherError, TetherError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/log.js';
+import { identityOf, serialOf } from '../../lib/pki.js';
+import type { AgentPeer, AgentSession, ProxyCore } from './core.js';
+
+type AuthCall = { getAuthContext(): { sslPeerCertificate?: { raw?: Buffer } } };
+
+export interface ProxyServerOptions {
+  site: string;
+  caPem: string;
+  credentials: { keyPem: string; certPem: string };
+  log: Logger;
+  /** The core while this node is the site's active proxy; undefined on a standby. */
+  core: () => ProxyCore | undefined;
+  probe: () => ProbeResponse;
+}
+
+/** The agent's certificate, checked by TLS against our CA; here: a node of our site. */
+export function peerOf(call: AuthCall, site: string): AgentPeer {
+  const raw = call.getAuthContext().sslPeerCertificate?.raw;
+  if (!raw) throw new TetherError('TETHER_E_UNAUTHENTICATED', 'a node certificate is required');
+  const cert = new X509Certificate(raw);
+  const id = identityOf(cert);
+  if (id?.role !== 'node') throw new TetherError('TETHER_E_PERMISSION', 'only nodes may use a site proxy');
+  if (id.site !== site)
+    throw new TetherError('TETHER_E_PERMISSION', `node "${id.name}" is in site "${id.site}", not "${site}"`);
+  return { node: id.name, site: id.site, serial: serialOf(cert), certPem: cert.toString() };
+}
+
+/**
+ * The proxy port of every node: SiteProxy.Probe always (the election needs it from
+ * standbys too), NodeSession.Sync while this node is active. mTLS with the node's own
+ * certificate; clients must present a certificate of our CA (checked by TLS) naming a node
+ * of our site, and Sync also needs the roster to list it as Approved with that serial.
+ */
+export class ProxyServer {
+  private readonly server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5000,
+  });
+  private readonly calls = new Set<grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>>();
+
+  constructor(private readonly opts: ProxyServerOptions) {
+    const proto = tetherProto();
+    this.server.addService(proto.tether.v1.SiteProxy.service, {
+      Probe: (
+        call: grpc.ServerUnaryCall<ProbeRequest__Output, ProbeResponse>,
+        cb: grpc.sendUnaryData<ProbeResponse>,
+      ) => {
+        try {
+          peerOf(call as unknown as AuthCall, opts.site);
+          cb(null, opts.probe());
+        } catch (e) {
+          cb(toGrpcError(asTetherError(e)));
+        }
+      },
+    });
+    this.server.addService(proto.tether.v1.NodeSession.service, {
+      Sync: (call: grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>) => this.handleSync(call),
+      RenewCertificate: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
+        cb(
+          toGrpcError(
+            new TetherError(
+              'TETHER_E_PRECONDITION',
+              'certificates are renewed at the controller, not the site proxy',
+            ),
+          ),
+        ),
+    });
+  }
+
+  /** Binds host:port (port 0: any); returns the bound port. */
+  listen(host: string, port: number): Promise<number> {
+    const creds = grpc.ServerCredentials.createSsl(
+      Buffer.from(this.opts.caPem),
+      [
+        {
+          private_key: Buffer.from(this.opts.credentials.keyPem),
+          cert_chain: Buffer.from(this.opts.credentials.certPem),
+        },
+      ],
+      true,
+    );
+    return new Promise((resolve, reject) =>
+      this.server.bindAsync(`${host}:${port}`, creds, (err, p) =>
+        err
+          ? reject(
+              new TetherError('TETHER_E_UNAVAILABLE', `cannot listen on ${host}:${port}: ${err.message}`),
+            )
+          : resolve(p),
+      ),
+    );
+  }
+
+  /** Ends every NodeSession call (this node stepped down); Probe keeps being served. */
+  endSessions(): void {
+    for (const c of [...this.calls]) c.end();
+    this.calls.clear();
+  }
+
+  async close(): Promise<void> {
+    this.endSessions();
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 1000);
+      this.server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    this.server.forceShutdown();
+  }
+
+  /**
+   * One agent's Sync call. Public so that an in-process transport shaped like grpc-js'
+   * ServerDuplexStream (MemoryServerCall in src/node/agent/upstream.ts) can be served too.
+   */
+  handleSync(call: grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>): void {
+    let peer: AgentPeer;
+    try {
+      peer = peerOf(call as unknown as AuthCall, this.opts.site);
+    } catch (e) {
+      call.emit('error', toGrpcError(asTetherError(e)));
+      return;
+    }
+    const core = this.opts.core();
+    if (!core) {
+      const err = new TetherError('TETHER_E_UNAVAILABLE', 'this node is not the site proxy (standby)');
+      call.emit('error', toGrpcError(err));
+      return;
+    }
+    this.calls.add(call);
+    let session: AgentSession | undefined;
+    const link = {
+      write: (m: ControllerMessage) => {
+        call.write(m);
+      },
+      end: () => call.end(),
+    };
+    const done = () => {
+      this.calls.delete(call);
+      if (session) core.detach(session);
+    };
+    call.on('data', (m: NodeMessage__Output) => {
+      try {
+        if (!session) {
+          if (!m.hello)
+            throw new TetherError('TETHER_E_INVALID', 'the first message must be a hello', {
+              field: 'hello',
+            });
+          session = core.open(link, peer, m.hello);
+          return;
+        }
+        core.message(session, m);
+      } catch (e) {
+        const err = asTetherError(e);
+        this.opts.log.warn({ node: peer.node, code: err.code, err: err.message }, 'agent session refused');
+        this.calls.delete(call);
+        call.emit('error', toGrpcError(err));
+      }
+    });
+    call.on('end', () => {
+      done();
+      call.end();
+    });
+    call.on('error', done);
+    call.on('cancelled', done);
+  }
+}

@@ -1,0 +1,175 @@
+// Node daemon RSS in the site-proxy role: a real `tether node run --no-vrouter` (bundle when
+// built, else tsx) holding 10,000 remote endpoints in its slice, once directly connected with
+// `--proxy off` (the baseline) and once as its site's active proxy with 20 agents attached
+// (its own plus 19 over TLS from this process), both in the same run against the same
+// upstream (test/integration/support/site.ts: a gRPC TLS server speaking NodeSession.Sync).
+// Then the resync cost: bytes the proxy receives to catch up after 1% of the endpoints
+// changed while it was away, against the bytes of the full snapshot.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TetherObject } from '../../src/api/resource.js';
+import { certFingerprint } from '../../src/lib/pki.js';
+import { saveIdentity } from '../../src/node/identity.js';
+import { freePort } from '../integration/support/proc.js';
+import {
+  endpoint,
+  FakeController,
+  type NodeCreds,
+  network,
+  nodeSummary,
+  sitePki,
+  TestAgent,
+  until,
+} from '../integration/support/site.js';
+import { bundleExists, rssKiB, sleep, spawnNode, tetherArgv } from './support/proc.js';
+
+const REMOTE = Number(process.env.BENCH_PROXY_ENDPOINTS ?? 10_000);
+const AGENTS = Number(process.env.BENCH_PROXY_AGENTS ?? 20);
+
+function remote(i: number, gen = 0): TetherObject {
+  const ip = `10.${100 + Math.floor(i / 65536)}.${Math.floor(i / 256) % 256}.${i % 256}`;
+  const mac = `02:01:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}:${gen.toString(16).padStart(2, '0')}`;
+  return endpoint(`far${i % 50}`, `w${i}`, 'red', ip, mac, `192.0.2.${1 + (i % 50)}`, 's2');
+}
+
+export async function run(): Promise<Record<string, number | string>> {
+  const flavor = process.env.BENCH_FLAVOR === 'tsx' || !bundleExists() ? 'tsx' : 'bundle';
+  const work = mkdtempSync(join(tmpdir(), 'tether-bench-proxy-'));
+  const pki = await sitePki('s1');
+  const creds = new Map<string, NodeCreds>();
+  for (let i = 1; i <= AGENTS; i++) creds.set(`n${i}`, await pki.node(`n${i}`));
+  const ctl = new FakeController(pki, creds);
+  await ctl.start();
+  const blocks: Record<string, string> = {};
+  for (let i = 1; i <= AGENTS; i++) blocks[`n${i}`] = `10.1.${i}.0/28`;
+  ctl.apply([
+    ...[...creds.values()].map((c, i) => nodeSummary(c, i === 0 ? '127.0.0.1' : `127.0.1.${i}`)),
+    network('red', '10.0.0.0/8', blocks, ['s1', 's2']),
+  ]);
+  for (let i = 0; i < REMOTE; i += 1000)
+    ctl.apply(Array.from({ length: Math.min(1000, REMOTE - i) }, (_, k) => remote(i + k)));
+  const out: Record<string, number | string> = { flavor, remoteEndpoints: REMOTE, agents: AGENTS };
+  const agents: TestAgent[] = [];
+  try {
+    for (const mode of ['direct (--proxy off)', `proxy, ${AGENTS} agents`] as const) {
+      const proxy = mode !== 'direct (--proxy off)';
+      const stateDir = join(work, proxy ? 'proxy' : 'direct');
+      mkdirSync(stateDir, { recursive: true });
+      const c = creds.get('n1')!;
+      saveIdentity(
+        stateDir,
+        {
+          name: 'n1',
+          site: 's1',
+          controller: `127.0.0.1:${ctl.port}`,
+          caFingerprint: certFingerprint(pki.ca.certPem),
+        },
+        pki.ca.certPem,
+        { keyPem: c.keyPem, certPem: c.certPem },
+      );
+      const port = await freePort();
+      const args = [
+        ...tetherArgv(flavor),
+        'node',
+        'run',
+        '--no-vrouter',
+        '--state-dir',
+        stateDir,
+        ...(proxy
+          ? ['--proxy', 'on', '--proxy-port', String(port), '--proxy-address', '127.0.0.1']
+          : ['--proxy', 'off']),
+      ];
+      const child = spawnNode(args, { logFile: join(work, `${proxy ? 'proxy' : 'direct'}.log`) });
+      try {
+        const statusPath = join(stateDir, 'status.json');
+        await until(
+          `${mode}: node synced`,
+          () => {
+            if (!existsSync(statusPath)) return false;
+            try {
+              const st = JSON.parse(readFileSync(statusPath, 'utf8')) as {
+                cache: { revision: number };
+                session: { phase: string };
+              };
+              return st.session.phase === 'connected' && st.cache.revision === ctl.revision;
+            } catch {
+              return false;
+            }
+          },
+          120_000,
+        );
+        if (proxy) {
+          await until('the proxy WAN session', () => ctl.hellos.some((h) => h?.role === 'proxy'), 30_000);
+          for (let i = 2; i <= AGENTS; i++) {
+            const a = new TestAgent(creds.get(`n${i}`)!, pki.ca.certPem);
+            agents.push(a);
+            a.connect(`127.0.0.1:${port}`);
+          }
+          await until(
+            'the other agents synced',
+            () => agents.every((a) => a.revision === ctl.revision),
+            180_000,
+          );
+          // The node's own agent syncs through its proxy too: 20 agents attached.
+          await until('own agent on the proxy', () =>
+            ctl.siteAgents.some((m) => m.agents.some((x) => x.node === 'n1' && x.connected)),
+          );
+        }
+        await sleep(5000);
+        const m = rssKiB(child.pid);
+        out[`${mode}: VmRSS MB`] = +(m.rss / 1024).toFixed(1);
+        out[`${mode}: VmHWM MB`] = +(m.hwm / 1024).toFixed(1);
+        if (proxy) {
+          // Resync bytes: the proxy is away while 1% of the endpoints change, then resumes.
+          const full = ctl.list('Endpoint').reduce((n, o) => n + JSON.stringify(o).length, 0);
+          ctl.cut();
+          const changed = Math.max(1, Math.floor(REMOTE / 100));
+          const before = ctl.revision;
+          for (let i = 0; i < changed; i++) ctl.apply([remote(i * 100, 1)]);
+          const bytes0 = ctl.sentBytes;
+          await ctl.restore();
+          await until(
+            'proxy and agents resynced',
+            () => {
+              try {
+                const st = JSON.parse(readFileSync(join(stateDir, 'status.json'), 'utf8')) as {
+                  cache: { revision: number };
+                };
+                return st.cache.revision === ctl.revision && agents.every((a) => a.revision === ctl.revision);
+              } catch {
+                return false;
+              }
+            },
+            120_000,
+          );
+          out['resync: endpoints changed'] = changed;
+          out['resync: revisions missed'] = ctl.revision - before;
+          out['resync: bytes to the proxy'] = ctl.sentBytes - bytes0;
+          out['resync: bytes of a full snapshot (JSON)'] = full;
+        }
+      } catch (e) {
+        const log = join(work, `${proxy ? 'proxy' : 'direct'}.log`);
+        const tail = existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-15).join('\n') : '';
+        throw new Error(`${(e as Error).message}\n${tail}`);
+      } finally {
+        for (const a of agents.splice(0)) a.close();
+        await child.stop();
+      }
+    }
+  } finally {
+    ctl.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+  return out;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  run().then(
+    (r) => console.log(r),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,270 @@
+// The site proxy's core in one process: revisions, history, no rollback, snapshot sweeps as
+// one delta, durability across a restart (what it acknowledged is on disk), journal damage.
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { ControllerMessage } from '../../../src/api/gen/tether/v1/ControllerMessage.js';
+import type { TetherObject } from '../../../src/api/resource.js';
+import { signReport } from '../../../src/api/signed-report.js';
+import { silentLogger } from '../../../src/lib/log.js';
+import { type AgentPeer, ProxyCore } from '../../../src/node/proxy/core.js';
+import { DeltaHistory } from '../../../src/node/proxy/history.js';
+import { LineJournal } from '../../../src/node/proxy/journal.js';
+import { endpoint, type NodeCreds, network, nodeSummary, sitePki } from '../../integration/support/site.js';
+
+let n1: NodeCreds;
+let n2: NodeCreds;
+const dirs: string[] = [];
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'tether-proxy-core-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+beforeAll(async () => {
+  const pki = await sitePki('s1');
+  n1 = await pki.node('n1');
+  n2 = await pki.node('n2');
+});
+
+const peer = (c: NodeCreds): AgentPeer => ({
+  node: c.name,
+  site: c.site,
+  serial: c.serial,
+  certPem: c.certPem,
+});
+
+class Link {
+  msgs: ControllerMessage[] = [];
+  ended = false;
+  write(m: ControllerMessage) {
+    this.msgs.push(m);
+  }
+  end() {
+    this.ended = true;
+  }
+  kinds() {
+    return this.msgs.map((m) => m.msg);
+  }
+  take() {
+    const m = this.msgs;
+    this.msgs = [];
+    return m;
+  }
+}
+
+const hello = (node: string, held: number) => ({
+  node_name: node,
+  held_revision: held,
+  version: '',
+  boot_id: 'b',
+  underlay_ip: '',
+  role: '',
+  heartbeat_ms: 0,
+});
+
+function base(): TetherObject[] {
+  return [
+    nodeSummary(n1, '192.0.2.1'),
+    nodeSummary(n2, '192.0.2.2'),
+    network('red', '10.1.0.0/24', { n1: '10.1.0.0/28', n2: '10.1.0.16/28' }, ['s1']),
+  ];
+}
+
+function core(dir: string, extra: Partial<ConstructorParameters<typeof ProxyCore>[0]> = {}) {
+  return new ProxyCore({ dir, node: 'n1', site: 's1', log: silentLogger(), siteAgentsDelayMs: 0, ...extra });
+}
+
+const ep = (i: number) =>
+  endpoint(
+    'far',
+    `e${i}`,
+    'red',
+    `10.1.0.${100 + i}`,
+    `02:00:00:00:00:${(16 + i).toString(16)}`,
+    '192.0.2.9',
+    's2',
+  );
+
+describe('ProxyCore', () => {
+  it('answers a held revision with the merged deltas since, and an older one with a snapshot', () => {
+    const c = core(tmp(), { history: { maxEntries: 3, maxObjects: 100 } });
+    c.applySnapshot(10, base());
+    for (let i = 1; i <= 5; i++)
+      c.applyDelta(10 + i, [ep(i)], i > 1 ? [{ kind: 'Endpoint', name: `far.e${i - 1}` }] : []);
+    // history keeps 3 deltas (13..15): base 12
+    const a = new Link();
+    c.open(a, peer(n1), hello('n1', 12));
+    expect(a.kinds()).toEqual(['delta', 'site_local']);
+    const d = a.msgs[0]!.delta!;
+    expect(d.revision).toBe(15);
+    expect(d.put!.map((r) => r!.name)).toEqual(['far.e5']);
+    expect(d.deleted!.map((x) => x!.name).sort()).toEqual(['far.e2', 'far.e3', 'far.e4']);
+    const b = new Link();
+    c.open(b, peer(n2), hello('n2', 11));
+    expect(b.kinds()[0]).toBe('snapshot_begin');
+    expect(b.kinds()).toContain('snapshot_end');
+    c.stop();
+  });
+
+  it('sends an agent ahead of it nothing at or below the agent revision (no rollback)', () => {
+    const c = core(tmp());
+    c.applySnapshot(10, base());
+    const a = new Link();
+    c.open(a, peer(n1), hello('n1', 12));
+    expect(a.kinds()).toEqual(['site_local']);
+    c.applyDelta(11, [ep(1)], []);
+    c.applyDelta(12, [ep(2)], []);
+    expect(a.kinds()).toEqual(['site_local']);
+    c.applyDelta(13, [ep(3)], []);
+    expect(a.msgs.at(-1)?.delta?.revision).toBe(13);
+    c.stop();
+  });
+
+  it('turns a snapshot from upstream into exactly its difference for the agents', () => {
+    const c = core(tmp());
+    c.applySnapshot(10, [...base(), ep(1), ep(2)]);
+    const a = new Link();
+    c.open(a, peer(n1), hello('n1', 10));
+    a.take();
+    const changed = { ...ep(2), spec: { ...(ep(2).spec as object), ip: '10.1.0.150' } };
+    const { swept } = c.applySnapshot(20, [...base(), changed, ep(3)]);
+    expect(swept).toBe(1);
+    const [m] = a.take();
+    expect(m!.delta!.revision).toBe(20);
+    expect(m!.delta!.put!.map((r) => r!.name).sort()).toEqual(['far.e2', 'far.e3']);
+    expect(m!.delta!.deleted).toEqual([{ kind: 'Endpoint', name: 'far.e1' }]);
+    // And a later agent at 10 gets the same difference from the history.
+    const b = new Link();
+    c.open(b, peer(n2), hello('n2', 10));
+    expect(b.msgs[0]!.delta!.deleted).toEqual([{ kind: 'Endpoint', name: 'far.e1' }]);
+    c.stop();
+  });
+
+  it('closes an agent whose roster entry is revoked or whose serial is no longer current', () => {
+    const c = core(tmp());
+    c.applySnapshot(10, base());
+    const a = new Link();
+    c.open(a, peer(n2), hello('n2', 10));
+    c.applyDelta(11, [nodeSummary(n2, '192.0.2.2', 'Revoked')], []);
+    expect(a.ended).toBe(true);
+    expect(a.msgs.at(-1)?.goodbye?.code).toBe('TETHER_E_REVOKED');
+    expect(() => c.open(new Link(), peer(n2), hello('n2', 11))).toThrow(/revoked/);
+    expect(() => c.open(new Link(), { ...peer(n1), serial: 'abc' }, hello('n1', 11))).toThrow(
+      /not a current certificate/,
+    );
+    c.stop();
+  });
+
+  it('keeps everything it acknowledged across a restart: slice, history, accepted reports, replay order', () => {
+    const dir = tmp();
+    let c = core(dir);
+    c.applySnapshot(10, base());
+    c.applyDelta(11, [ep(1)], []);
+    const a1 = new Link();
+    const a2 = new Link();
+    const s1 = c.open(a1, peer(n1), hello('n1', 11));
+    const s2 = c.open(a2, peer(n2), hello('n2', 11));
+    const body = (c0: NodeCreds, eps: TetherObject[], seq: number) =>
+      signReport(
+        { node: c0.name, site: 's1', bootId: 'b', seq, at: seq, endpoints: eps },
+        c0.keyPem,
+        c0.certPem,
+      );
+    c.message(s2, {
+      msg: 'endpoints',
+      endpoints: {
+        endpoints: [],
+        signed: body(n2, [endpoint('n2', 'x', 'red', '10.1.0.18', '02:00:00:00:02:18', '192.0.2.2')], 1),
+      },
+    });
+    c.message(s1, {
+      msg: 'endpoints',
+      endpoints: {
+        endpoints: [],
+        signed: body(n1, [endpoint('n1', 'x', 'red', '10.1.0.5', '02:00:00:00:01:05', '192.0.2.1')], 1),
+      },
+    });
+    // Answered: on disk. The process dies here (no stop(): nothing flushed at exit).
+    expect(a1.msgs.filter((m) => m.endpoint_result).at(-1)?.endpoint_result?.accepted).toBe(1);
+    c = core(dir);
+    expect(c.revision).toBe(11);
+    expect(c.local.set.endpoints.map((e) => e.metadata.name)).toEqual(['n1.x', 'n2.x']);
+    expect(c.local.pending().map((p) => p.node)).toEqual(['n2', 'n1']);
+    const b = new Link();
+    c.open(b, peer(n1), hello('n1', 10));
+    expect(b.msgs[0]!.delta!.put!.map((r) => r!.name)).toEqual(['far.e1']);
+    // A replayed report is relayed, in journal order, once the WAN is up.
+    const relayed: string[] = [];
+    c.uplink = { up: true, siteAgents: () => {}, relay: (node) => relayed.push(node) };
+    c.onUplinkUp();
+    expect(relayed).toEqual(['n2', 'n1']);
+    c.onResult({
+      node: 'n2',
+      revision: 12,
+      accepted: 0,
+      refused: [{ name: 'n2.x', code: 'TETHER_E_CLAIM', message: '', field: '' }],
+    });
+    expect(c.local.set.endpoints.map((e) => e.metadata.name)).toEqual(['n1.x']);
+    c.stop();
+    c = core(dir);
+    expect(c.local.pending().map((p) => p.node)).toEqual(['n1']);
+    expect(c.local.set.endpoints.map((e) => e.metadata.name)).toEqual(['n1.x']);
+    c.stop();
+  });
+
+  it('refuses a replayed (not newer) report and an unsigned one, keeping nothing', () => {
+    const c = core(tmp());
+    c.applySnapshot(10, base());
+    const a = new Link();
+    const s = c.open(a, peer(n1), hello('n1', 10));
+    const w = signReport(
+      { node: 'n1', site: 's1', bootId: 'b', seq: 5, at: 5, endpoints: [] },
+      n1.keyPem,
+      n1.certPem,
+    );
+    c.message(s, { msg: 'endpoints', endpoints: { endpoints: [], signed: w } });
+    c.message(s, { msg: 'endpoints', endpoints: { endpoints: [], signed: w } });
+    c.message(s, { msg: 'endpoints', endpoints: { endpoints: [], signed: null } });
+    const res = a.msgs.filter((m) => m.endpoint_result).map((m) => m.endpoint_result!.refused![0]?.code);
+    expect(res).toEqual([undefined, 'TETHER_E_CONFLICT', 'TETHER_E_INVALID']);
+    c.stop();
+  });
+});
+
+describe('journals', () => {
+  it('drop a torn last line (never acknowledged) and refuse damage elsewhere', () => {
+    const dir = tmp();
+    const p = join(dir, 'j.jsonl');
+    const j = new LineJournal<{ a: number }>(p);
+    j.append([{ a: 1 }, { a: 2 }]);
+    j.close();
+    appendFileSync(p, '{"a":3');
+    expect(new LineJournal<{ a: number }>(p).load()).toEqual([{ a: 1 }, { a: 2 }]);
+    const k = new LineJournal<{ a: number }>(p);
+    k.load();
+    k.append([{ a: 4 }]);
+    k.close();
+    expect(new LineJournal<{ a: number }>(p).load()).toEqual([{ a: 1 }, { a: 2 }, { a: 4 }]);
+    writeFileSync(p, '{"a":1}\n{bad\n{"a":2}\n');
+    expect(() => new LineJournal(p).load()).toThrow(/line 2/);
+  });
+
+  it('history is bounded in entries and objects and survives compaction', () => {
+    const dir = tmp();
+    const h = new DeltaHistory(join(dir, 'h.jsonl'), { maxEntries: 5, maxObjects: 8 });
+    h.reset(1);
+    for (let r = 2; r < 60; r++) h.append({ revision: r, put: [ep(r % 7), ep((r + 1) % 7)], deleted: [] });
+    expect(h.size).toBe(4);
+    expect(h.base).toBe(55);
+    const again = new DeltaHistory(join(dir, 'h.jsonl'), { maxEntries: 5, maxObjects: 8 });
+    expect(again.base).toBe(55);
+    expect(again.head).toBe(59);
+    expect(again.since(54)).toBeUndefined();
+    expect(again.since(57)!.put.length).toBe(2 + 2 - 1);
+  });
+});
