@@ -361,7 +361,7 @@ export async function run(
 
     const lat: number[] = [];
     const revAcks = new Map<number, Map<number, number>>();
-    workers.forEach((w, i) =>
+    workers.forEach((w, i) => {
       w.on((m) => {
         if (m.type !== 'rev') return;
         let b = revAcks.get(m.revision);
@@ -370,8 +370,8 @@ export async function run(
           revAcks.set(m.revision, b);
         }
         b.set(i, m.lastAck);
-      }),
-    );
+      });
+    });
     if (process.env.BENCH_CPU_PROFILE) process.kill(pid, 'SIGHUP');
     const cpuCtl0 = cpuSeconds(pid);
     const cpuW0 = workers.map((w) => cpuSeconds(w.child.pid));
