@@ -61,7 +61,8 @@ export function checkDelayMs(v: unknown, field = 'delayMs'): number {
 
 /** One direction of one relayed connection: read from `src`, hold, write to `dst`. */
 class Direction {
-  private readonly queue: Array<{ chunk: Buffer; due: number }> = [];
+  /** Chunks in arrival order; `chunk: undefined` is the sender's FIN, delayed like data. */
+  private readonly queue: Array<{ chunk: Buffer | undefined; due: number }> = [];
   private queued = 0;
   private timer: NodeJS.Timeout | undefined;
   private waitingDrain = false;
@@ -82,7 +83,7 @@ class Direction {
       this.pump();
     });
     src.on('end', () => {
-      this.ended = true;
+      this.queue.push({ chunk: undefined, due: Date.now() + proxy.delayMs });
       this.pump();
     });
     dst.on('drain', () => {
@@ -122,6 +123,10 @@ class Direction {
         return;
       }
       this.queue.shift();
+      if (!head.chunk) {
+        this.ended = true;
+        continue;
+      }
       this.queued -= head.chunk.length;
       const more = this.dst.write(head.chunk);
       this.onWritten(head.chunk.length);
