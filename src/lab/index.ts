@@ -5,6 +5,7 @@ export {
   type LabStatusView,
   listNetns,
   processAlive,
+  type WanSiteStatus,
 } from './lab.js';
 export {
   allNodes,
@@ -18,4 +19,4 @@ export {
   plannedNamespaces,
   vnNamespaceRe,
 } from './plan.js';
-export type { LabState, LabWorkload } from './state.js';
+export type { LabState, LabWorkload, WanImpairment } from './state.js';

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TetherError } from '../lib/errors.js';
 import { type CommandRunner, ProcessRunner, type RunOptions, type RunResult } from '../lib/exec.js';
+import { checkDelayMs, impairControl } from './impair.js';
 import {
   allNodes,
   allWorkloads,
@@ -15,6 +16,7 @@ import {
   type NodePlan,
   planLab,
   plannedNamespaces,
+  type SitePlan,
   UNDERLAY_MTU,
   vnNamespace,
   vnNamespaceRe,
@@ -26,6 +28,7 @@ import {
   type LabWorkload,
   readLabState,
   stateFile,
+  type WanImpairment,
   writeLabState,
 } from './state.js';
 
@@ -150,6 +153,22 @@ export interface LabStatusView {
   nodes: LabNodeStatus[];
   networks: LabState['networks'];
   workloads: LabWorkload[];
+  wan: WanSiteStatus[];
+}
+
+export interface WanSiteStatus extends WanImpairment {
+  site: string;
+  /** Packets dropped by the site's cut and loss rules in the WAN router. */
+  drops: { cut: number; loss: number };
+  proxy: {
+    address: string;
+    pid?: number;
+    alive: boolean;
+    bytesToController?: number;
+    bytesFromController?: number;
+    connectionsOpen?: number;
+    delayMs?: number;
+  };
 }
 
 /**
@@ -359,6 +378,17 @@ export class Lab {
     return vnNamespace(this.node(node), this.vni(network));
   }
 
+  site(name: string): SitePlan {
+    const s = this.plan.sites.find((x) => x.name === name);
+    if (!s) {
+      throw new TetherError('TETHER_E_INVALID', `lab ${this.plan.name} has no site ${name}`, {
+        field: '--site',
+        expected: this.plan.sites.map((x) => x.name).join(', '),
+      });
+    }
+    return s;
+  }
+
   nodeProcess(name: string): LabProcess | undefined {
     return this.state.processes.find((p) => p.role === 'node' && p.name === name);
   }
@@ -447,6 +477,7 @@ export class Lab {
       p.central.address,
     ]);
     await this.startController();
+    for (const site of p.sites) await this.startImpairProxy(site.name);
 
     // One single-use join token per node, as an operator would hand them out.
     const tokens = new Map<string, string>();
@@ -462,7 +493,7 @@ export class Lab {
           'node',
           'enroll',
           '--controller',
-          p.central.address,
+          this.site(n.site).controllerAddress,
           '--token',
           tokens.get(n.name) ?? '',
           '--name',
@@ -544,13 +575,13 @@ export class Lab {
     const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
     delete env.JOURNAL_STREAM;
     delete env.NOTIFY_SOCKET;
-    // Controller: `ip netns exec`. Nodes: `nsenter --net` so the namespaces their vRouter adds
+    // Controller and impairment proxies: `ip netns exec`. Nodes: `nsenter --net` so the namespaces their vRouter adds
     // are mounted in the machine's mount namespace, where `down` and the tests can see them
     // (`ip netns exec` gives its child a private mount namespace).
     const [cmd, args] =
-      role === 'controller'
-        ? ['ip', ['netns', 'exec', ns, ...argv]]
-        : ['nsenter', [`--net=/run/netns/${ns}`, ...argv]];
+      role === 'node'
+        ? ['nsenter', [`--net=/run/netns/${ns}`, ...argv]]
+        : ['ip', ['netns', 'exec', ns, ...argv]];
     const child = spawn(cmd, args, { detached: true, stdio: ['ignore', fd, fd], env });
     closeSync(fd);
     child.on('error', () => {
@@ -594,6 +625,47 @@ export class Lab {
       60_000,
       300,
     );
+  }
+
+  /** Starts the site's impairment proxy (central namespace) with the delay the state records. */
+  async startImpairProxy(site: string): Promise<LabProcess> {
+    const s = this.site(site);
+    mkdirSync(dirname(s.impair.control), { recursive: true, mode: 0o700 });
+    const proc = this.spawnDaemon(
+      'impair',
+      s.name,
+      this.plan.central.ns,
+      [
+        this.bins.tether,
+        'lab',
+        'impair-proxy',
+        '--listen',
+        s.controllerAddress,
+        '--target',
+        this.plan.central.address,
+        '--control',
+        s.impair.control,
+        '--delay',
+        String(this.wanOf(site).delayMs),
+      ],
+      s.impair.log,
+    );
+    this.progress(
+      `site ${s.name}: WAN impairment proxy ${s.controllerAddress} → ${this.plan.central.address} (pid ${proc.pid})`,
+    );
+    await poll(
+      `the impairment proxy of ${s.name} to serve`,
+      async () => {
+        if (!processAlive(proc)) throw new Error(`impairment proxy exited; see ${s.impair.log}`);
+        return (
+          (await impairControl(s.impair.control, 'GET', '/v1/counters').catch(() => undefined)) !==
+            undefined || undefined
+        );
+      },
+      30_000,
+      100,
+    );
+    return proc;
   }
 
   /** Starts `tether node run` for `name` (again), with the lab's flags. */
@@ -865,26 +937,145 @@ export class Lab {
   }
 
   // ------------------------------------------------------------------------------------
-  // WAN cut (an nft drop in the WAN router: the controller becomes unreachable from every site)
+  // WAN impairment, per site: cut and loss are nft rules in the WAN router (one table per
+  // site, so changing one site leaves the others alone); delay is the site's impairment proxy.
 
-  async cutWan(): Promise<void> {
+  wanOf(site: string): WanImpairment {
+    return this.state.wan?.[site] ?? { cut: false, delayMs: 0, lossPct: 0 };
+  }
+
+  private sitesOrAll(site?: string): SitePlan[] {
+    return site === undefined ? this.plan.sites : [this.site(site)];
+  }
+
+  private setWan(site: string, w: WanImpairment): void {
+    this.state.wan = { ...(this.state.wan ?? {}), [site]: w };
+    this.save();
+  }
+
+  /** Rewrites a site's table in the WAN router from the recorded impairment, atomically. */
+  private async applyWanRules(s: SitePlan): Promise<void> {
+    const w = this.wanOf(s.name);
     const c = this.plan.central.ip;
+    const t = s.wanTable;
+    const rules: string[] = [];
+    if (w.cut) {
+      rules.push(`iifname "${s.wanPort}" ip daddr ${c} counter name "cut_drops" drop`);
+      rules.push(`oifname "${s.wanPort}" ip saddr ${c} counter name "cut_drops" drop`);
+    }
+    if (w.lossPct > 0) {
+      rules.push(
+        `iifname "${s.wanPort}" ip daddr ${c} numgen random mod 100 < ${w.lossPct} counter name "loss_drops" drop`,
+      );
+      rules.push(
+        `oifname "${s.wanPort}" ip saddr ${c} numgen random mod 100 < ${w.lossPct} counter name "loss_drops" drop`,
+      );
+    }
+    // `table {}` then `delete` makes the delete valid whether or not the table exists; the
+    // whole file is one transaction.
+    const body = rules.length
+      ? `table inet ${t} {\n  counter cut_drops {}\n  counter loss_drops {}\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n${rules.map((r) => `    ${r}\n`).join('')}  }\n}\n`
+      : '';
     await this.exec(this.plan.wan.ns, 'nft', ['-f', '-'], {
-      input: `table inet tether_lab_cut {\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n    ip saddr ${c} drop\n    ip daddr ${c} drop\n  }\n}\n`,
+      input: `table inet ${t} {}\ndelete table inet ${t}\n${body}`,
     });
+  }
+
+  /** Cuts the WAN of one site (or every site): the controller becomes unreachable from it. */
+  async wanCut(site?: string): Promise<void> {
+    for (const s of this.sitesOrAll(site)) {
+      this.setWan(s.name, { ...this.wanOf(s.name), cut: true });
+      await this.applyWanRules(s);
+    }
+  }
+
+  /** Restores one site's WAN (or every site's) to clean: no cut, no loss, no delay. */
+  async wanRestore(site?: string): Promise<void> {
+    for (const s of this.sitesOrAll(site)) {
+      this.setWan(s.name, { cut: false, delayMs: 0, lossPct: 0 });
+      await this.applyWanRules(s);
+      await impairControl(s.impair.control, 'PUT', '/v1/delay', { delayMs: 0 });
+    }
+  }
+
+  /** Adds `ms` to each direction of the site's controller traffic (a round trip gains 2 × ms). */
+  async wanDelay(site: string | undefined, ms: number): Promise<void> {
+    checkDelayMs(ms, 'delay');
+    for (const s of this.sitesOrAll(site)) {
+      await impairControl(s.impair.control, 'PUT', '/v1/delay', { delayMs: ms });
+      this.setWan(s.name, { ...this.wanOf(s.name), delayMs: ms });
+    }
+  }
+
+  /** Drops `pct` percent of the packets between the site and the controller, at random. */
+  async wanLoss(site: string | undefined, pct: number): Promise<void> {
+    if (!Number.isInteger(pct) || pct < 0 || pct > 100) {
+      throw new TetherError('TETHER_E_INVALID', `bad loss ${pct}`, {
+        field: 'loss',
+        expected: 'an integer percentage from 0 to 100',
+      });
+    }
+    for (const s of this.sitesOrAll(site)) {
+      this.setWan(s.name, { ...this.wanOf(s.name), lossPct: pct });
+      await this.applyWanRules(s);
+    }
+  }
+
+  /** Packets the site's cut and loss rules dropped so far (0 when it has no table). */
+  async wanDrops(site: string): Promise<{ cut: number; loss: number }> {
+    const s = this.site(site);
+    const r = await this.exec(this.plan.wan.ns, 'nft', ['-j', 'list', 'table', 'inet', s.wanTable], {
+      allowFailure: true,
+    });
+    const out = { cut: 0, loss: 0 };
+    if (r.code !== 0) return out;
+    for (const o of (
+      JSON.parse(r.stdout) as { nftables: Array<{ counter?: { name: string; packets: number } }> }
+    ).nftables) {
+      if (o.counter?.name === 'cut_drops') out.cut = o.counter.packets;
+      if (o.counter?.name === 'loss_drops') out.loss = o.counter.packets;
+    }
+    return out;
+  }
+
+  async wanStatus(): Promise<WanSiteStatus[]> {
+    const res: WanSiteStatus[] = [];
+    for (const s of this.plan.sites) {
+      const p = this.state.processes.find((x) => x.role === 'impair' && x.name === s.name);
+      const counters = await impairControl(s.impair.control, 'GET', '/v1/counters').catch(() => undefined);
+      res.push({
+        site: s.name,
+        ...this.wanOf(s.name),
+        drops: await this.wanDrops(s.name),
+        proxy: {
+          address: s.controllerAddress,
+          ...(p ? { pid: p.pid } : {}),
+          alive: p ? processAlive(p) : false,
+          ...(counters
+            ? {
+                bytesToController: counters.bytesToTarget,
+                bytesFromController: counters.bytesFromTarget,
+                connectionsOpen: counters.connectionsOpen,
+                delayMs: counters.delayMs,
+              }
+            : {}),
+        },
+      });
+    }
+    return res;
+  }
+
+  /** Every site cut (what the tests before per-site impairment called "the WAN cut"). */
+  async cutWan(): Promise<void> {
+    await this.wanCut();
   }
 
   async restoreWan(): Promise<void> {
-    await this.exec(this.plan.wan.ns, 'nft', ['delete', 'table', 'inet', 'tether_lab_cut'], {
-      allowFailure: true,
-    });
+    await this.wanRestore();
   }
 
-  async wanIsCut(): Promise<boolean> {
-    const r = await this.exec(this.plan.wan.ns, 'nft', ['list', 'table', 'inet', 'tether_lab_cut'], {
-      allowFailure: true,
-    });
-    return r.code === 0;
+  async wanIsCut(site?: string): Promise<boolean> {
+    return this.sitesOrAll(site).every((s) => this.wanOf(s.name).cut);
   }
 
   // ------------------------------------------------------------------------------------
@@ -935,6 +1126,7 @@ export class Lab {
       nodes,
       networks: this.state.networks,
       workloads: this.state.workloads,
+      wan: await this.wanStatus(),
     };
   }
 
@@ -958,6 +1150,9 @@ export class Lab {
     const nodes = procs.filter((p) => p.role === 'node');
     if (nodes.length) say(`stopping ${nodes.length} node process(es)`);
     await Promise.all(nodes.map((p) => stopProcess(p)));
+    const proxies = procs.filter((p) => p.role === 'impair');
+    if (proxies.length) say(`stopping ${proxies.length} WAN impairment prox(y/ies)`);
+    await Promise.all(proxies.map((p) => stopProcess(p)));
     for (const p of procs.filter((x) => x.role === 'controller')) {
       say(`stopping the controller (pid ${p.pid})`);
       await stopProcess(p);

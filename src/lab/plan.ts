@@ -14,6 +14,8 @@ export type LabNetwork = (typeof LAB_NETWORKS)[number];
 /** Both lab networks use the same subnet on purpose (overlapping addresses). */
 export const LAB_SUBNET = '10.1.0.0/24';
 export const CONTROLLER_PORT = 7443;
+/** Site N's nodes reach the controller through the impairment proxy on port IMPAIR_PORT_BASE + N. */
+export const IMPAIR_PORT_BASE = 7450;
 export const UNDERLAY_MTU = 1500;
 export const MAX_SITES = 4; // a /24 network gives 4 site blocks of /26
 export const MAX_NODES_PER_SITE = 4; // the controller splits a /26 site block into 4 node shares of /28
@@ -71,6 +73,15 @@ export interface SitePlan {
   lan: string;
   /** The site router's LAN address: what local breakout reaches. */
   routerIp: string;
+  /**
+   * The site's WAN impairment proxy (src/lab/impair.ts), in the central namespace on the
+   * controller's address: the site's nodes are enrolled with `controllerAddress`, so all their
+   * controller traffic crosses it (delay, byte counts).
+   */
+  impair: { port: number; control: string; log: string };
+  controllerAddress: string;
+  /** nft table in the WAN router namespace holding this site's cut and loss rules. */
+  wanTable: string;
   nodes: NodePlan[];
 }
 
@@ -180,6 +191,13 @@ export function planLab(o: LabOptions): LabPlan {
       wanPort: site,
       lan: `${lanBase}.0/24`,
       routerIp: `${lanBase}.1`,
+      impair: {
+        port: IMPAIR_PORT_BASE + s,
+        control: join(o.stateDir, 'wan', `${site}.sock`),
+        log: join(o.stateDir, 'logs', `impair-${site}.log`),
+      },
+      controllerAddress: `${central.ip}:${IMPAIR_PORT_BASE + s}`,
+      wanTable: `tether_lab_${site}`,
       nodes,
     });
   }

@@ -6,7 +6,7 @@ import type { LabNetwork, LabOptions } from './plan.js';
 
 /** A process the lab started, identified by PID and the kernel's start time of that PID. */
 export interface LabProcess {
-  role: 'controller' | 'node';
+  role: 'controller' | 'node' | 'impair';
   name: string;
   pid: number;
   /** Field 22 of /proc/PID/stat: tells our process from a later one that reused the PID. */
@@ -49,7 +49,18 @@ export interface LabState {
   processes: LabProcess[];
   workloads: LabWorkload[];
   networks: Partial<Record<LabNetwork, { vni: number }>>;
+  /** WAN impairment per site (absent: none), so `lab wan status` shows it and `down` removes it. */
+  wan?: Record<string, WanImpairment>;
   error?: string;
+}
+
+export interface WanImpairment {
+  /** Every packet between the site and the controller dropped (nft in the WAN router). */
+  cut: boolean;
+  /** Added to each direction by the site's impairment proxy. */
+  delayMs: number;
+  /** Share of packets between the site and the controller dropped at random (nft numgen). */
+  lossPct: number;
 }
 
 export function stateFile(stateDir: string): string {

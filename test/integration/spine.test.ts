@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Admin, loadClientConfig } from '../../src/cli/admin.js';
-import { readStateCache } from '../../src/node/cache.js';
 import type { NodeStatusFile } from '../../src/node/agent/daemon.js';
+import { readStateCache } from '../../src/node/cache.js';
 import { type Daemon, enrollArgs, freePort, REPO, runTether, startTether, waitFor } from './support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-spine-'));

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { defaultLabStateDir, Lab, type LabStatusView } from '../../lab/index.js';
+import { checkDelayMs, ImpairProxy, serveImpairControl } from '../../lab/impair.js';
+import { defaultLabStateDir, Lab, type LabStatusView, type WanSiteStatus } from '../../lab/index.js';
 import { isTetherError, TetherError } from '../../lib/errors.js';
 import { out, paint, renderStructured, renderTable, say } from '../output.js';
 
@@ -46,11 +47,39 @@ function renderStatus(s: LabStatusView): string {
       s.workloads.map((w) => [w.name, w.network, w.node, w.ns, w.ip, w.mac]),
     ),
   );
+  lines.push(renderWan(s.wan));
   const missing = s.namespaces.filter((n) => !n.exists).map((n) => n.name);
   lines.push(
     `namespaces: ${s.namespaces.length} recorded${missing.length ? `, missing: ${missing.join(', ')}` : ', all present'}`,
   );
   return `${lines.join('\n')}\n`;
+}
+
+function renderWan(w: WanSiteStatus[]): string {
+  return renderTable(
+    ['site', 'wan', 'delay', 'loss', 'dropped (cut/loss)', 'proxy', 'bytes to/from controller', 'conns'],
+    w.map((x) => [
+      x.site,
+      x.cut ? 'CUT' : 'up',
+      `${x.delayMs} ms`,
+      `${x.lossPct}%`,
+      `${x.drops.cut}/${x.drops.loss}`,
+      `${x.proxy.address} ${x.proxy.alive ? `pid ${x.proxy.pid}` : 'DEAD'}`,
+      x.proxy.bytesToController !== undefined
+        ? `${x.proxy.bytesToController}/${x.proxy.bytesFromController}`
+        : '-',
+      String(x.proxy.connectionsOpen ?? '-'),
+    ]),
+  );
+}
+
+function parseHostPort(v: string, field: string): { host: string; port: number } {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(v);
+  const port = Number(m?.[2]);
+  if (!m?.[1] || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new TetherError('TETHER_E_INVALID', `bad address "${v}"`, { field, expected: 'IPv4:PORT' });
+  }
+  return { host: m[1], port };
 }
 
 export function registerLab(program: Command): void {
@@ -73,7 +102,7 @@ export function registerLab(program: Command): void {
       ),
   )
     .option('--sites <n>', 'number of sites (1-4)', '2')
-    .option('--nodes-per-site <n>', 'nodes per site (1-4)', '1')
+    .option('--nodes-per-site <n>', 'nodes per site (1-4)', '2')
     .option('--workloads-per-node <n>', 'workloads per node (odd: red, even: blue)', '2')
     .action(
       async (o: {
@@ -124,14 +153,84 @@ export function registerLab(program: Command): void {
     await l.down();
   });
 
-  common(lab.command('wan').description('cut or restore the WAN between the sites and the controller'))
-    .argument('<cut|restore>')
-    .action(async (what: string, o: { name: string; stateDir?: string }) => {
-      const l = Lab.open(o.stateDir ?? defaultLabStateDir(o.name));
-      if (what === 'cut') await l.cutWan();
-      else if (what === 'restore') await l.restoreWan();
-      else
-        throw new TetherError('TETHER_E_INVALID', `bad argument "${what}"`, { expected: 'cut or restore' });
-      say(`WAN ${what === 'cut' ? 'cut (controller unreachable from every site)' : 'restored'}`);
+  common(
+    lab
+      .command('wan')
+      .description(
+        'impair the WAN between a site (--site, default every site) and the controller: cut, restore, delay MS, loss PCT, status',
+      ),
+  )
+    .argument('<cut|restore|delay|loss|status>')
+    .argument('[value]', 'delay: milliseconds added to each direction; loss: percent of packets dropped')
+    .option('--site <site>', 'the site to impair (default: every site)')
+    .option('-o, --output <fmt>', 'json|yaml (status)')
+    .action(
+      async (
+        what: string,
+        value: string | undefined,
+        o: { name: string; stateDir?: string; site?: string; output?: string },
+      ) => {
+        const l = Lab.open(o.stateDir ?? defaultLabStateDir(o.name));
+        const where = o.site ? `site ${o.site}` : 'every site';
+        if (o.site) l.site(o.site); // a bad --site fails before anything changes
+        const needValue = (unit: string) => {
+          if (value === undefined)
+            throw new TetherError('TETHER_E_INVALID', `lab wan ${what} needs a value`, {
+              field: what,
+              expected: unit,
+            });
+          return int(value, what);
+        };
+        if (what !== 'delay' && what !== 'loss' && value !== undefined)
+          throw new TetherError('TETHER_E_INVALID', `lab wan ${what} takes no value (got "${value}")`);
+        if (what === 'cut') {
+          await l.wanCut(o.site);
+          say(`WAN cut for ${where} (the controller is unreachable from it)`);
+        } else if (what === 'restore') {
+          await l.wanRestore(o.site);
+          say(`WAN restored for ${where} (no cut, no delay, no loss)`);
+        } else if (what === 'delay') {
+          const ms = needValue('milliseconds, 0 to 60000');
+          await l.wanDelay(o.site, ms);
+          say(`WAN delay for ${where}: +${ms} ms each way`);
+        } else if (what === 'loss') {
+          const pct = needValue('a percentage, 0 to 100');
+          await l.wanLoss(o.site, pct);
+          say(`WAN loss for ${where}: ${pct}% of packets dropped each way`);
+        } else if (what === 'status') {
+          const st = (await l.wanStatus()).filter((x) => !o.site || x.site === o.site);
+          if (o.output === 'json' || o.output === 'yaml') out(renderStructured(st, o.output));
+          else out(`${renderWan(st)}\n`);
+        } else {
+          throw new TetherError('TETHER_E_INVALID', `bad argument "${what}"`, {
+            expected: 'cut, restore, delay MS, loss PCT or status',
+          });
+        }
+      },
+    );
+
+  // The per-site impairment proxy process `lab up` starts (not for direct use).
+  lab
+    .command('impair-proxy', { hidden: true })
+    .requiredOption('--listen <ip:port>')
+    .requiredOption('--target <ip:port>')
+    .requiredOption('--control <socket>')
+    .option('--delay <ms>', 'initial delay each way', '0')
+    .action(async (o: { listen: string; target: string; control: string; delay: string }) => {
+      const proxy = new ImpairProxy({
+        listen: parseHostPort(o.listen, '--listen'),
+        target: parseHostPort(o.target, '--target'),
+        delayMs: checkDelayMs(int(o.delay, '--delay'), '--delay'),
+      });
+      await proxy.start();
+      const control = await serveImpairControl(proxy, o.control);
+      say(`impairment proxy ${o.listen} → ${o.target}, control ${o.control}`);
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+      control.close();
+      await proxy.close();
     });
 }

@@ -1,25 +1,15 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { TetherError } from '../../lib/errors.js';
 import { parseIp } from '../../lib/ipv4.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
-import type { NodeStatusFile } from '../../node/agent/daemon.js';
 import { enrollNode } from '../../node/enroll.js';
-import { isEnrolled, loadIdentity, nodePaths } from '../../node/identity.js';
+import { isEnrolled, nodePaths } from '../../node/identity.js';
 import { startNode } from '../../node/run.js';
 import { Admin, DEFAULT_NODE_DIR } from '../admin.js';
 import { parseDuration, parsePositiveInt } from '../flags.js';
-import { out, paint, renderStructured, renderTable, say } from '../output.js';
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { out, paint, renderStructured, say } from '../output.js';
 
 export function registerNode(program: Command): void {
   const node = program
@@ -235,58 +225,4 @@ export function registerNode(program: Command): void {
         }
       });
   }
-}
-
-export function registerStatus(program: Command): void {
-  program
-    .command('status')
-    .description('this node: identity, site, controller session, revision held, certificate expiry')
-    .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
-    .option('-o, --output <fmt>', 'json|yaml')
-    .action((o: { stateDir: string; output?: string }) => {
-      const id = loadIdentity(o.stateDir);
-      const p = nodePaths(o.stateDir);
-      const st = existsSync(p.status)
-        ? (JSON.parse(readFileSync(p.status, 'utf8')) as NodeStatusFile)
-        : undefined;
-      const running = st ? pidAlive(st.pid) : false;
-      const view = {
-        node: id.name,
-        site: id.site,
-        controller: id.controller,
-        daemon: running ? 'running' : 'not running',
-        session: running ? (st?.session.phase ?? 'unknown') : 'none (daemon not running)',
-        sessionSince: st?.session.since,
-        lastError: st?.session.lastError,
-        revision: st?.cache.revision ?? 0,
-        objects: st?.cache.objects ?? 0,
-        certNotAfter: st?.certNotAfter,
-        health: st?.health,
-        updatedAt: st?.updatedAt,
-        refusedEndpoints: st?.session.endpoints?.refused ?? [],
-      };
-      if (o.output === 'json' || o.output === 'yaml') {
-        out(renderStructured(view, o.output));
-        return;
-      }
-      const rows: string[][] = [
-        ['node', view.node],
-        ['site', view.site],
-        ['controller', view.controller],
-        ['daemon', view.daemon],
-        ['session', `${view.session}${view.sessionSince ? ` since ${view.sessionSince}` : ''}`],
-        ['revision held', String(view.revision)],
-        ['objects', String(view.objects)],
-        ['certificate expires', view.certNotAfter ?? 'unknown'],
-        ['health', view.health ? (view.health.ok ? 'ok' : view.health.reasons.join('; ')) : 'unknown'],
-      ];
-      if (view.lastError) rows.push(['last disconnect', view.lastError]);
-      for (const r of view.refusedEndpoints)
-        rows.push([
-          'refused endpoint',
-          `${r.name}: ${r.message}${r.field ? ` (${r.field})` : ''} [${r.code}]`,
-        ]);
-      out(renderTable(['field', 'value'], rows));
-      if (!running) process.exitCode = 1;
-    });
 }

@@ -1,0 +1,187 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { TetherError } from '../../lib/errors.js';
+import { parseJson } from '../../lib/input.js';
+import type { NodeStatusFile } from '../../node/agent/daemon.js';
+import {
+  controlSocketPath,
+  type NodeEvent,
+  type NodeLiveStatus,
+  readEvents,
+  readLiveStatus,
+} from '../../node/control-api.js';
+import { loadIdentity, nodePaths } from '../../node/identity.js';
+import { DEFAULT_NODE_DIR } from '../admin.js';
+import { out, renderStructured, renderTable } from '../output.js';
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What `tether status` shows, from the live control API or, when it is not reachable, the status file. */
+export interface StatusView {
+  /** `live`: read from the daemon's control socket; `file`: from status.json (daemon down or unreachable). */
+  source: 'live' | 'file';
+  sourceDetail: string;
+  node: string;
+  site: string;
+  controller: string;
+  daemon: 'running' | 'not running';
+  session: string;
+  sessionSince?: string | undefined;
+  lastError?: string | undefined;
+  upstream?: NodeLiveStatus['session']['upstream'];
+  proxy?: NodeLiveStatus['proxy'];
+  revision: number;
+  objects?: number;
+  networks?: NodeLiveStatus['networks'];
+  endpoints?: number;
+  counters?: Record<string, number>;
+  certNotAfter?: string | undefined;
+  health?: { ok: boolean; degraded?: boolean; reasons: string[] } | undefined;
+  updatedAt?: string | undefined;
+  refusedEndpoints: Array<{ name: string; code: string; message: string; field?: string }>;
+  recentEvents?: NodeEvent[];
+}
+
+export const RECENT_EVENTS_SHOWN = 10;
+
+async function liveView(socket: string): Promise<StatusView> {
+  const s = await readLiveStatus(socket);
+  const ev = await readEvents(socket, 0, 1000).catch(() => undefined);
+  return {
+    source: 'live',
+    sourceDetail: `control API ${socket}`,
+    node: s.node,
+    site: s.site,
+    controller: s.controller,
+    daemon: 'running',
+    session: s.session.phase,
+    sessionSince: s.session.since,
+    lastError: s.session.lastError,
+    ...(s.session.upstream ? { upstream: s.session.upstream } : {}),
+    proxy: s.proxy,
+    revision: s.revision,
+    networks: s.networks,
+    endpoints: s.endpoints.length,
+    counters: s.counters,
+    certNotAfter: s.certNotAfter,
+    health: s.health,
+    updatedAt: new Date().toISOString(),
+    refusedEndpoints: s.refusedEndpoints ?? [],
+    ...(ev ? { recentEvents: ev.events.slice(-RECENT_EVENTS_SHOWN) } : {}),
+  };
+}
+
+function fileView(stateDir: string, why: string): StatusView {
+  const id = loadIdentity(stateDir);
+  const p = nodePaths(stateDir);
+  const st = existsSync(p.status)
+    ? (parseJson(readFileSync(p.status), { source: p.status }) as NodeStatusFile)
+    : undefined;
+  const running = st ? pidAlive(st.pid) : false;
+  return {
+    source: 'file',
+    sourceDetail: `status file ${p.status} (${why})`,
+    node: id.name,
+    site: id.site,
+    controller: id.controller,
+    daemon: running ? 'running' : 'not running',
+    session: running ? (st?.session.phase ?? 'unknown') : 'none (daemon not running)',
+    sessionSince: st?.session.since,
+    lastError: st?.session.lastError,
+    revision: st?.cache.revision ?? 0,
+    objects: st?.cache.objects ?? 0,
+    certNotAfter: st?.certNotAfter,
+    health: st?.health,
+    updatedAt: st?.updatedAt,
+    refusedEndpoints: st?.session.endpoints?.refused ?? [],
+  };
+}
+
+/** The live view when the daemon answers on its control socket, the status file otherwise. */
+export async function nodeStatusView(
+  stateDir: string,
+  socket = controlSocketPath(stateDir),
+): Promise<StatusView> {
+  // The identity is read first either way: a directory that is no node is an error, not "down".
+  loadIdentity(stateDir);
+  try {
+    return await liveView(socket);
+  } catch (e) {
+    const why = e instanceof TetherError ? e.message : String(e);
+    return fileView(stateDir, `live API not reachable: ${why}`);
+  }
+}
+
+function renderView(v: StatusView): string {
+  const rows: string[][] = [
+    ['source', v.source === 'live' ? `live (${v.sourceDetail})` : v.sourceDetail],
+    ['node', v.node],
+    ['site', v.site],
+    ['controller', v.controller],
+    ['daemon', v.daemon],
+    ['session', `${v.session}${v.sessionSince ? ` since ${v.sessionSince}` : ''}`],
+  ];
+  if (v.upstream)
+    rows.push([
+      'upstream',
+      `${v.upstream.kind} ${v.upstream.address}${v.upstream.node ? ` (${v.upstream.node})` : ''}`,
+    ]);
+  if (v.proxy)
+    rows.push([
+      'proxy role',
+      `${v.proxy.role}${v.proxy.activeNode ? `, active: ${v.proxy.activeNode}` : ''}${v.proxy.agents !== undefined ? `, ${v.proxy.agents} agent(s)` : ''}${v.proxy.wan ? `, WAN ${v.proxy.wan.phase}` : ''}`,
+    ]);
+  rows.push(['revision held', String(v.revision)]);
+  if (v.objects !== undefined) rows.push(['objects', String(v.objects)]);
+  for (const n of v.networks ?? [])
+    rows.push([
+      `network ${n.name}`,
+      `${n.vni !== undefined ? `VNI ${n.vni}, ` : ''}${n.localEndpoints} local, ${n.remoteEndpoints} remote endpoint(s)`,
+    ]);
+  if (v.endpoints !== undefined) rows.push(['endpoints', String(v.endpoints)]);
+  for (const [k, n] of Object.entries(v.counters ?? {})) rows.push([`counter ${k}`, String(n)]);
+  rows.push(['certificate expires', v.certNotAfter ?? 'unknown']);
+  rows.push([
+    'health',
+    v.health
+      ? v.health.ok
+        ? 'ok'
+        : `${v.health.degraded ? 'degraded: ' : ''}${v.health.reasons.join('; ')}`
+      : 'unknown',
+  ]);
+  if (v.lastError) rows.push(['last disconnect', v.lastError]);
+  for (const r of v.refusedEndpoints)
+    rows.push(['refused endpoint', `${r.name}: ${r.message}${r.field ? ` (${r.field})` : ''} [${r.code}]`]);
+  for (const e of v.recentEvents ?? []) rows.push([`event ${e.seq}`, `${e.time} ${e.type}: ${e.message}`]);
+  return renderTable(['field', 'value'], rows);
+}
+
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description(
+      "this node: session, proxy role, revision, networks, endpoints, counters, recent events (live from the daemon's control socket; the status file when the daemon is down)",
+    )
+    .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
+    .option('--socket <path>', 'control socket (default <state-dir>/control.sock)')
+    .option('-o, --output <fmt>', 'json|yaml')
+    .action(async (o: { stateDir: string; socket?: string; output?: string }) => {
+      if (o.output !== undefined && o.output !== 'json' && o.output !== 'yaml') {
+        throw new TetherError('TETHER_E_INVALID', `bad output format "${o.output}"`, {
+          field: '--output',
+          expected: 'json or yaml',
+        });
+      }
+      const view = await nodeStatusView(o.stateDir, o.socket ?? controlSocketPath(o.stateDir));
+      if (o.output) out(renderStructured(view, o.output));
+      else out(renderView(view));
+      if (view.daemon !== 'running') process.exitCode = 1;
+    });
+}
