@@ -23,6 +23,8 @@ export function createLogger(opts: {
   level?: string;
   fd?: number;
   journald?: boolean;
+  /** Also hands every line (JSON, newline-terminated) to this: the node's event ring. */
+  tee?: (line: string) => void;
 }): Logger {
   const fd = opts.fd ?? 1;
   const journald = opts.journald ?? Boolean(process.env.JOURNAL_STREAM);
@@ -33,6 +35,7 @@ export function createLogger(opts: {
         line = `<${syslogPriority(Number(m?.[1] ?? 30))}>${line}`;
       }
       writeSync(fd, line);
+      opts.tee?.(line);
     },
   };
   return pino(

@@ -6,7 +6,9 @@ import type { Logger } from '../lib/log.js';
 import { NodeAgent, type Notifier } from './agent/daemon.js';
 import type { StateConsumer } from './agent/reconcile.js';
 import { controllerUpstream, type Upstream, type UpstreamChooser } from './agent/upstream.js';
+import { type ControlApi, controlSocketPath, EventRing, startControlApi } from './control-api.js';
 import { loadIdentity } from './identity.js';
+import { liveStatus } from './live-status.js';
 import { NodeNetworking } from './networking.js';
 import { siteProxyRole } from './proxy/role.js';
 
@@ -39,6 +41,10 @@ export interface NodeRunOptions {
   };
   /** Drift-check interval of the reconcile loop (ms). */
   reconcileIntervalMs?: number;
+  /** The local control API's socket (default `<state-dir>/control.sock`; docs/node.md). */
+  controlSocket?: string;
+  /** Recent events the control API serves (the CLI tees warnings and `event` lines in). */
+  events?: EventRing;
 }
 
 /** Context a role gets: the running agent and what the daemon was started with. */
@@ -125,10 +131,13 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     revoke = resolve;
   });
   // --proxy off: no proxy role, the agent syncs from the controller directly.
-  const roles: NodeRole[] = opts.proxy.enabled ? [siteProxyRole()] : [];
+  const proxyRole = opts.proxy.enabled ? siteProxyRole() : undefined;
+  const roles: NodeRole[] = proxyRole ? [proxyRole] : [];
+  let control: ControlApi | undefined;
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
+      await control?.close();
       for (const r of [...roles].reverse()) {
         try {
           await r.stop();
@@ -184,6 +193,32 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     controller,
   };
   for (const r of roles) await r.start(ctx);
+
+  // The local control API last: what it reports exists by now. `tether status` and the field
+  // tools read it instead of polling the status file.
+  const events = opts.events ?? new EventRing();
+  // Forwarding does not depend on it: a socket that cannot be bound is logged, not fatal.
+  control = await startControlApi({
+    socketPath: opts.controlSocket ?? controlSocketPath(opts.stateDir),
+    events,
+    log: log.child({ component: 'control-api' }),
+    status: () =>
+      liveStatus({
+        agent: running.statusSnapshot(),
+        ...(opts.version ? { version: opts.version } : {}),
+        proxy: proxyRole?.status(),
+        slice: running.cache.list(),
+        siteLocal: running.siteLocal.list(),
+        local: networking?.localEndpointObjects() ?? [],
+        counters: {},
+      }),
+  }).catch((e: unknown) => {
+    log.error(
+      { err: (e as Error).message },
+      'local control API not started; tether status reads the status file',
+    );
+    return undefined;
+  });
 
   return { agent, networking, roles, revoked, stop };
 }

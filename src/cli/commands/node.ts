@@ -4,8 +4,10 @@ import { TetherError } from '../../lib/errors.js';
 import { parseIp } from '../../lib/ipv4.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
+import { EventRing } from '../../node/control-api.js';
 import { enrollNode } from '../../node/enroll.js';
 import { isEnrolled, nodePaths } from '../../node/identity.js';
+import { eventFromLogLine } from '../../node/live-status.js';
 import { startNode } from '../../node/run.js';
 import { Admin, DEFAULT_NODE_DIR } from '../admin.js';
 import { parseDuration, parsePositiveInt } from '../flags.js';
@@ -145,10 +147,14 @@ export function registerNode(program: Command): void {
             field: '--reconcile-interval',
             expected: 'at least 100ms',
           });
-        const log = createLogger({ name: 'tether-node' });
+        // Every warning, error and line with an `event` field also lands in the ring the
+        // local control API serves (`tether status`, GET /v1/events).
+        const events = new EventRing();
+        const log = createLogger({ name: 'tether-node', tee: (line) => eventFromLogLine(events, line) });
         const node = await startNode({
           stateDir: o.stateDir,
           log,
+          events,
           notifier: new SystemdNotifier(),
           heartbeatMs: parseDuration(o.heartbeat, '--heartbeat') * 1000,
           version: process.env.npm_package_version,

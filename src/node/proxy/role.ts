@@ -1,7 +1,7 @@
 import type { Logger } from '../../lib/log.js';
 import type { NodeAgent } from '../agent/daemon.js';
 import { siteProxyUpstream, type Upstream, type UpstreamChooser } from '../agent/upstream.js';
-import { SiteProxy } from './proxy.js';
+import { SiteProxy, type SiteProxyStatus } from './proxy.js';
 
 /** What the role needs of src/node/run.ts' RoleContext (declared here: run.ts imports us). */
 export interface ProxyRoleContext {
@@ -23,6 +23,8 @@ export function siteProxyRole(): {
   name: string;
   start(ctx: ProxyRoleContext): Promise<void>;
   stop(): Promise<void>;
+  /** The proxy's live state; undefined when this node runs no proxy role. */
+  status(): SiteProxyStatus | undefined;
 } {
   let proxy: SiteProxy | undefined;
   return {
@@ -72,5 +74,6 @@ export function siteProxyRole(): {
       await proxy?.stop();
       proxy = undefined;
     },
+    status: () => proxy?.status(),
   };
 }
