@@ -417,6 +417,14 @@ export class Registry {
   deleteOps(kind: string, name: string, expectRevision?: number): TxnOp[] {
     const ops: TxnOp[] = [{ op: 'delete', kind, name, ...(expectRevision ? { expectRevision } : {}) }];
     if (kind === 'Node') ops.push(...this.endpointDeletes(name));
+    // A network's endpoints are node-reported state that means nothing without it: they go in
+    // the same transaction (left behind, they would come back to life if a network of that
+    // name were created again, and their addresses would stay claimed). Policies are an
+    // admin's intent and stay.
+    if (kind === 'VirtualNetwork')
+      for (const e of this.store.list('Endpoint').items)
+        if ((e.object.spec as { network?: unknown }).network === name)
+          ops.push({ op: 'delete', kind: 'Endpoint', name: e.name, expectRevision: e.revision });
     if (kind === 'Site') {
       for (const t of this.store.list('EnrollmentToken').items) {
         const st = (t.object.status ?? {}) as Record<string, unknown>;

@@ -31,6 +31,28 @@ const cred = (t: string) => {
 };
 
 describe('Registry', () => {
+  it("deletes a network's endpoints with it, in one transaction, and nothing of other networks", () => {
+    const { store, reg } = setup();
+    const obj = (kind: string, name: string, spec: Record<string, unknown>) => ({
+      op: 'put' as const,
+      object: { apiVersion: 'tether.dev/v1', kind, metadata: { name }, spec },
+    });
+    store.txn([
+      obj('VirtualNetwork', 'red', { subnet: '10.1.0.0/24' }),
+      obj('VirtualNetwork', 'blue', { subnet: '10.1.0.0/24' }),
+      obj('Endpoint', 'n1.a', { network: 'red' }),
+      obj('Endpoint', 'n2.b', { network: 'red' }),
+      obj('Endpoint', 'n1.c', { network: 'blue' }),
+      obj('NetworkPolicy', 'p', { network: 'red' }),
+    ]);
+    const before = store.revision();
+    const res = store.txn(reg.deleteOps('VirtualNetwork', 'red'));
+    expect(res.revision).toBe(before + 1);
+    expect(store.list('Endpoint').items.map((i) => i.name)).toEqual(['n1.c']);
+    // An admin's policy is intent and stays.
+    expect(store.get('NetworkPolicy', 'p')).toBeDefined();
+  });
+
   it('issues a token that pins the CA and is stored hashed; creates the site', () => {
     const { store, reg } = setup();
     const t = reg.createToken('site-a', 3600, 1);
