@@ -131,6 +131,8 @@ describe('site proxy process killed with -9', () => {
     await until('agents at head', () => a1.revision === acked && a2.revision === acked);
     ctl.cut();
     a2.report([endpoint('n2', 'x', 'red', '10.1.0.18', '02:00:00:00:02:18', '127.0.0.2')]);
+    // Answered (on disk) before n1 reports: the journal order is n2, n1.
+    await until('n2 answered', () => a2.results.some((r) => r.accepted === 1));
     a1.report([endpoint('n1', 'x', 'red', '10.1.0.5', '02:00:00:00:01:05', '127.0.0.1')]);
     await until(
       'both answered',
