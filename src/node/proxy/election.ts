@@ -46,6 +46,7 @@ export class Election {
   private stopped = false;
   private running = false;
   private lastLeader: Leader | undefined;
+  private bestStreak = 0;
   rounds = 0;
 
   constructor(private readonly opts: ElectionOptions) {}
@@ -113,6 +114,7 @@ export class Election {
     const iAmCandidate = cands.some((c) => c.name === me);
     const rank = (name: string) => cands.findIndex((c) => c.name === name);
     const bestActive = activeOthers[0];
+    if (bestActive) this.bestStreak = 0;
     if (bestActive && (!this.activeFlag || rank(bestActive.c.name) < rank(me))) {
       // Follow the best-ranked active proxy; step down if it outranks us.
       if (this.activeFlag)
@@ -129,9 +131,12 @@ export class Election {
       (a, b) => rank(a) - rank(b),
     )[0];
     if (iAmCandidate && bestReachable === me) {
-      this.setActive(true);
+      // Two rounds in a row unless alone: one failed probe (a fresh channel's handshake
+      // outlasting the probe deadline) must not make two actives at start or in a blip.
+      if (++this.bestStreak >= 2 || others.length === 0) this.setActive(true);
       return;
     }
+    this.bestStreak = 0;
     // Wait one interval: the better-ranked one becomes active.
     this.leaderNow = undefined;
   }

@@ -131,6 +131,8 @@ describe('site proxy process killed with -9', () => {
     await until('agents at head', () => a1.revision === acked && a2.revision === acked);
     ctl.cut();
     a2.report([endpoint('n2', 'x', 'red', '10.1.0.18', '02:00:00:00:02:18', '127.0.0.2')]);
+    // Answered (on disk) before n1 reports: the journal order is n2, n1.
+    await until('n2 answered', () => a2.results.some((r) => r.accepted === 1));
     a1.report([endpoint('n1', 'x', 'red', '10.1.0.5', '02:00:00:00:01:05', '127.0.0.1')]);
     await until(
       'both answered',
@@ -158,5 +160,67 @@ describe('site proxy process killed with -9', () => {
     await until('reports replayed', () => ctl.relayed.length >= 2);
     expect(ctl.relayed.map((r) => r.node)).toEqual(['n2', 'n1']);
     a3.close();
+  });
+  it('kill -9 of the active proxy process: the standby process takes over', async () => {
+    await proc?.kill9();
+    proc = undefined;
+    const port = await freePort();
+    const mk = (n: 'n1' | 'n2', vtep: string) => {
+      const c = creds.get(n)!;
+      const file = join(dir, `elect-${n}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify({
+          stateDir: join(dir, `elect-${n}`),
+          node: n,
+          site: 's1',
+          controller: `127.0.0.1:${ctl.port}`,
+          caPem: pki.ca.certPem,
+          credentials: { keyPem: c.keyPem, certPem: c.certPem },
+          vtep,
+          port,
+          probeMs: 200,
+          probeTimeoutMs: 200,
+          backoff: { baseMs: 50, capMs: 200 },
+          agentSlicePath: join(dir, 'agent-slice.json'),
+        }),
+      );
+      return startProc(file);
+    };
+    const p1 = mk('n1', '127.0.0.1');
+    const p2 = mk('n2', '127.0.0.2');
+    try {
+      // Whichever came up first is active (a standby follows an active proxy even if it
+      // outranks it: no flapping when a better-ranked node starts later).
+      const actives = () => [p1, p2].filter((p) => p.status()?.active === true);
+      await until(
+        'exactly one active',
+        () => p1.status() !== undefined && p2.status() !== undefined && actives().length === 1,
+        30_000,
+      );
+      // Settled: the same single active for 2 s (10 probe rounds).
+      let live = actives()[0];
+      let since = Date.now();
+      await until(
+        'one active for 2 s',
+        () => {
+          const a = actives();
+          if (a.length !== 1 || a[0] !== live) {
+            live = a.length === 1 ? a[0] : undefined;
+            since = Date.now();
+          }
+          return live !== undefined && Date.now() - since >= 2000;
+        },
+        30_000,
+      );
+      const other = live === p1 ? p2 : p1;
+      const t0 = Date.now();
+      await live!.kill9();
+      await until('the other active', () => other.status()?.active === true, 30_000);
+      console.log(`site proxy takeover after kill -9 (probe 200 ms, timeout 200 ms): ${Date.now() - t0} ms`);
+    } finally {
+      await p1.kill9();
+      await p2.kill9();
+    }
   });
 });

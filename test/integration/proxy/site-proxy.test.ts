@@ -234,7 +234,10 @@ describe('site proxy over TLS', () => {
     expect(a2.revision).toBe(held);
     expect(a2.received.some((m) => m.msg === 'snapshot_begin')).toBe(false);
     // Agents re-send their complete sets on connect; the new proxy rebuilds SiteLocal.
+    const r0 = a2.results.length;
     a2.report([endpoint('n2', 'y', 'red', '10.1.0.19', '02:00:00:00:02:19', VTEP.n2)]);
+    // Answered (journaled) before n3 reports: the journal order is n2, n3.
+    await until('n2 answered by the new proxy', () => a2.results.length > r0);
     a3.report([endpoint('n3', 'z', 'red', '10.1.0.33', '02:00:00:00:03:21', VTEP.n3)]);
     await until('a2 learns n3.z', () => a2.siteLocal.some((e) => e.metadata.name === 'n3.z'));
     await until('a3 learns n2.y', () => a3.siteLocal.some((e) => e.metadata.name === 'n2.y'));
