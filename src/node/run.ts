@@ -36,6 +36,8 @@ export interface NodeRunOptions {
   proxy: {
     enabled: boolean;
     port: number;
+    /** Heartbeat interval of the proxy's WAN session (ms; default 30 s, docs/proxy.md). */
+    wanHeartbeatMs?: number;
     /** Where the proxy listens when there is no VTEP (`--no-vrouter`: tests, benchmarks). */
     address?: string;
   };

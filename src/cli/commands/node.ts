@@ -105,6 +105,11 @@ export function registerNode(program: Command): void {
     .option('--proxy <on|off>', "sync through the site's proxy when one is known (docs/proxy.md)", 'on')
     .option('--proxy-port <port>', "port of the site proxy on each node's underlay address", '7444')
     .option(
+      '--wan-heartbeat <duration>',
+      "heartbeat interval of the site proxy's WAN session (the WAN counts as dead after 3 missed; each costs WAN bytes)",
+      '30s',
+    )
+    .option(
       '--proxy-address <ip>',
       'address the site proxy listens on when the node runs no vRouter (default: the VTEP address)',
     )
@@ -123,6 +128,7 @@ export function registerNode(program: Command): void {
         reconcileInterval: string;
         proxy: string;
         proxyPort: string;
+        wanHeartbeat: string;
         proxyAddress?: string;
       }) => {
         if (o.proxy !== 'on' && o.proxy !== 'off')
@@ -161,6 +167,7 @@ export function registerNode(program: Command): void {
           proxy: {
             enabled: o.proxy === 'on',
             port: proxyPort,
+            wanHeartbeatMs: parseDuration(o.wanHeartbeat, '--wan-heartbeat') * 1000,
             ...(o.proxyAddress ? { address: o.proxyAddress } : {}),
           },
           reconcileIntervalMs,

@@ -6,7 +6,12 @@ import { SiteProxy, type SiteProxyStatus } from './proxy.js';
 /** What the role needs of src/node/run.ts' RoleContext (declared here: run.ts imports us). */
 export interface ProxyRoleContext {
   agent: NodeAgent;
-  options: { stateDir: string; version?: string; proxy: { port: number; address?: string } };
+  options: {
+    stateDir: string;
+    version?: string;
+    heartbeatMs: number;
+    proxy: { port: number; address?: string; wanHeartbeatMs?: number };
+  };
   log: Logger;
   underlayIp?: string;
   setUpstreamChooser(c: UpstreamChooser): void;
@@ -48,6 +53,8 @@ export function siteProxyRole(): {
         credentials: id.credentials,
         vtep: address,
         port: ctx.options.proxy.port,
+        agentHeartbeatMs: ctx.options.heartbeatMs,
+        ...(ctx.options.proxy.wanHeartbeatMs ? { wanHeartbeatMs: ctx.options.proxy.wanHeartbeatMs } : {}),
         log: log.child({ component: 'site-proxy' }),
         agentNodes: () => agent.cache.list('Node'),
         agentSlice: () => ({ revision: agent.cache.revision, objects: agent.cache.list() }),
