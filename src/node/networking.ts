@@ -49,6 +49,8 @@ export interface NetworkingOptions {
   /** The SiteLocal set (docs/proxy.md): endpoints of the site's other nodes the site proxy
    *  accepted that the controller has not confirmed yet. */
   siteLocal?: () => readonly TetherObject[];
+  /** Nodes the SiteLocal set speaks for (SiteLocal.nodes). */
+  siteLocalNodes?: () => readonly string[];
 }
 
 /**
@@ -63,12 +65,17 @@ export function desiredObjects(input: {
   node: string;
   slice: readonly TetherObject[];
   siteLocal: readonly TetherObject[];
+  /** Nodes whose endpoints come from `siteLocal` alone (SiteLocal.nodes): the slice's copies
+   *  of them are older than what the node itself reported at the site. */
+  siteLocalNodes?: readonly string[];
   local: readonly TetherObject[];
 }): TetherObject[] {
   const spec = (o: TetherObject) =>
     (o.spec ?? {}) as { node?: unknown; network?: unknown; ip?: unknown; mac?: unknown };
   const own = (o: TetherObject) => o.kind === 'Endpoint' && spec(o).node === input.node;
-  const slice = input.slice.filter((o) => !own(o));
+  const covered = new Set((input.siteLocalNodes ?? []).filter((n) => n !== input.node));
+  const coveredEp = (o: TetherObject) => o.kind === 'Endpoint' && covered.has(String(spec(o).node));
+  const slice = input.slice.filter((o) => !own(o) && !coveredEp(o));
   const names = new Set<string>();
   const held = new Set<string>();
   for (const o of [...slice, ...input.local]) {
@@ -522,6 +529,7 @@ export class NodeNetworking implements StateConsumer {
       node: this.opts.node,
       slice: cache.list(),
       siteLocal: this.opts.siteLocal?.() ?? [],
+      siteLocalNodes: this.opts.siteLocalNodes?.() ?? [],
       local: this.localEndpointObjects(),
     });
     return desiredFromResources(

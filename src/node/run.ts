@@ -115,6 +115,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
       runner,
       log,
       siteLocal: () => agent?.siteLocal.list() ?? [],
+      siteLocalNodes: () => agent?.siteLocal.nodes() ?? [],
     });
     consumers.push(networking);
   }

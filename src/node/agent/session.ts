@@ -380,7 +380,7 @@ export class AgentSession {
         const sl = m.site_local!;
         const set = this.opts.siteLocal;
         if (!set) return;
-        if (set.replace(sl.seq, sl.endpoints.map(decode))) this.opts.onChange?.();
+        if (set.replace(sl.seq, sl.endpoints.map(decode), sl.nodes)) this.opts.onChange?.();
         this.status.siteLocal = { seq: set.seq, endpoints: set.list().length };
         this.opts.onStatus?.(this.status);
         return;

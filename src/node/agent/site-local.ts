@@ -8,6 +8,8 @@ interface SiteLocalFile {
   version: 1;
   seq: number;
   endpoints: TetherObject[];
+  /** Nodes whose complete current set this is (SiteLocal.nodes); absent in older files. */
+  nodes?: string[];
 }
 
 /**
@@ -17,6 +19,7 @@ interface SiteLocalFile {
  */
 export class SiteLocalSet {
   private endpoints: TetherObject[] = [];
+  private covered: string[] = [];
   private s = 0;
 
   constructor(private readonly path: string) {
@@ -38,7 +41,8 @@ export class SiteLocalSet {
       f.version !== 1 ||
       !Number.isSafeInteger(f.seq) ||
       !Array.isArray(f.endpoints) ||
-      !f.endpoints.every(isEndpoint)
+      !f.endpoints.every(isEndpoint) ||
+      (f.nodes !== undefined && !(Array.isArray(f.nodes) && f.nodes.every((n) => typeof n === 'string')))
     )
       throw new TetherError('TETHER_E_STATE', 'site-local set has an unknown format', {
         file: path,
@@ -47,6 +51,7 @@ export class SiteLocalSet {
       });
     this.s = f.seq;
     this.endpoints = f.endpoints;
+    this.covered = f.nodes ?? [];
   }
 
   get seq(): number {
@@ -57,19 +62,25 @@ export class SiteLocalSet {
     return this.endpoints;
   }
 
+  /** Nodes whose endpoints come from this set, not from the slice (docs/proxy.md). */
+  nodes(): readonly string[] {
+    return this.covered;
+  }
+
   /**
    * Replaces the set with the proxy's complete one; objects that are not Endpoints are
    * dropped. Returns whether anything changed (then it is on disk before this returns).
    */
-  replace(seq: number, objects: readonly TetherObject[]): boolean {
+  replace(seq: number, objects: readonly TetherObject[], nodes: readonly string[] = []): boolean {
     const next = objects.filter(isEndpoint);
-    const same =
-      next.length === this.endpoints.length && JSON.stringify(next) === JSON.stringify(this.endpoints);
+    const covered = [...new Set(nodes.filter((n) => typeof n === 'string' && n.length > 0))].sort();
+    const same = JSON.stringify([next, covered]) === JSON.stringify([this.endpoints, this.covered]);
     if (same && seq === this.s) return false;
-    const f: SiteLocalFile = { version: 1, seq, endpoints: next };
+    const f: SiteLocalFile = { version: 1, seq, endpoints: next, nodes: covered };
     writeFileAtomic(this.path, JSON.stringify(f), 0o600);
     this.s = seq;
     this.endpoints = next;
+    this.covered = covered;
     return !same;
   }
 }

@@ -455,9 +455,9 @@ export class ProxyCore {
     this.endpointsByName = new Map(this.cache.list('Endpoint').map((o) => [o.metadata.name, o]));
   }
 
-  private siteLocalMessage(): { endpoints: Resource[]; seq: number } {
-    const { endpoints, seq } = this.local.set;
-    return { endpoints: endpoints.map(toResource), seq };
+  private siteLocalMessage(): { endpoints: Resource[]; seq: number; nodes: string[] } {
+    const { endpoints, seq, nodes } = this.local.set;
+    return { endpoints: endpoints.map(toResource), seq, nodes };
   }
 
   private broadcastSiteLocal(): void {

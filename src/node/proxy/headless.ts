@@ -60,6 +60,7 @@ export class SiteLocalSet {
   private readonly journal: LineJournal<Line>;
   private order = 0;
   private current: TetherObject[] = [];
+  private covered: string[] = [];
   private key = '';
   private seqNo = 0;
 
@@ -99,8 +100,8 @@ export class SiteLocalSet {
   }
 
   /** The set agents receive, with its sequence number (bumped on every change). */
-  get set(): { endpoints: TetherObject[]; seq: number } {
-    return { endpoints: this.current, seq: this.seqNo };
+  get set(): { endpoints: TetherObject[]; seq: number; nodes: string[] } {
+    return { endpoints: this.current, seq: this.seqNo, nodes: this.covered };
   }
 
   /**
@@ -172,20 +173,28 @@ export class SiteLocalSet {
    * first claim of an address wins, as at the controller). Returns whether it changed.
    */
   recompute(): boolean {
+    const roster = this.slice.roster();
+    const held = [...this.reports.values()]
+      .filter((r) => roster.get(r.node)?.phase === 'Approved')
+      .sort((a, b) => a.order - b.order);
+    // A node whose latest report the controller has not answered speaks for itself at the
+    // site: its report, not the slice's older copy, is what its endpoints are now (a
+    // workload deleted or re-addressed during a cut). Its slice copies neither hold
+    // addresses here nor reach the agents (SiteLocal.nodes).
+    const covered = new Set(held.filter((r) => !r.done).map((r) => r.node));
     const byIp = new Map<string, { name: string; node: string }>();
     const byMac = new Map<string, { name: string; node: string }>();
     for (const e of this.slice.endpoints()) {
       const s = specOf(e);
+      if (covered.has(s.node ?? '')) continue;
       const h = { name: e.metadata.name, node: s.node ?? '' };
       if (!byIp.has(`${s.network} ${s.ip}`)) byIp.set(`${s.network} ${s.ip}`, h);
       if (!byMac.has(`${s.network} ${s.mac}`)) byMac.set(`${s.network} ${s.mac}`, h);
     }
-    const roster = this.slice.roster();
     const out: TetherObject[] = [];
     this.checked = new Map();
-    for (const r of [...this.reports.values()].sort((a, b) => a.order - b.order)) {
-      const entry = roster.get(r.node);
-      if (entry?.phase !== 'Approved') continue;
+    for (const r of held) {
+      const entry = roster.get(r.node)!;
       const ctx: ClaimContext = {
         node: r.node,
         site: this.site,
@@ -202,6 +211,8 @@ export class SiteLocalSet {
           bodies.map((e) => Buffer.from(JSON.stringify(e))),
         );
       } catch (e) {
+        // A report refused as a whole does not speak for the node: its slice copies stand.
+        covered.delete(r.node);
         const err = asTetherError(e);
         this.checked.set(r.node, {
           accepted: 0,
@@ -210,21 +221,25 @@ export class SiteLocalSet {
         continue;
       }
       this.checked.set(r.node, { accepted: res.accepted.length, refused: res.refused });
+      // The controller refused the whole report: none of it stands (it wins).
+      if (r.refusedByController.has('*')) continue;
       for (const o of res.accepted) {
         const s = specOf(o);
         byIp.set(`${s.network} ${s.ip}`, { name: o.metadata.name, node: r.node });
         byMac.set(`${s.network} ${s.mac}`, { name: o.metadata.name, node: r.node });
         if (r.refusedByController.has(o.metadata.name)) continue;
-        // Confirmed (or decided otherwise): the controller's copy in the slice wins.
-        if (this.slice.endpoint(o.metadata.name)) continue;
+        // Answered: the controller's copy in the slice wins (confirmed or decided otherwise).
+        if (!covered.has(r.node) && this.slice.endpoint(o.metadata.name)) continue;
         out.push(o);
       }
     }
     out.sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
-    const key = JSON.stringify(out.map((o) => [o.metadata.name, o.spec]));
+    const nodes = [...covered].sort();
+    const key = JSON.stringify([nodes, out.map((o) => [o.metadata.name, o.spec])]);
     if (key === this.key) return false;
     this.key = key;
     this.current = out;
+    this.covered = nodes;
     this.seqNo++;
     return true;
   }

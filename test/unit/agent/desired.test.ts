@@ -75,6 +75,29 @@ describe('desiredObjects', () => {
     ]);
   });
 
+  it('a node the SiteLocal set speaks for is forwarded to as it reported itself at the site: re-addressed, added, deleted', () => {
+    const objs = desiredObjects({
+      node: 'n1',
+      slice: [
+        vn,
+        ep('n2.w', 'n2', '10.1.0.18', '02:00:00:00:00:20'), // re-addressed at the site
+        ep('n2.gone', 'n2', '10.1.0.19', '02:00:00:00:00:19'), // deleted at the site
+        ep('n3.x', 'n3', '10.1.0.30', '02:00:00:00:00:30'), // another node: slice stands
+      ],
+      siteLocal: [
+        ep('n2.w', 'n2', '10.1.0.20', '02:00:00:00:00:20'),
+        ep('n2.new', 'n2', '10.1.0.21', '02:00:00:00:00:21'),
+      ],
+      siteLocalNodes: ['n2', 'n1'],
+      local: [],
+    });
+    expect(remote(objs)).toEqual([
+      'n2.new@10.1.0.21/02:00:00:00:00:21',
+      'n2.w@10.1.0.20/02:00:00:00:00:20',
+      'n3.x@10.1.0.30/02:00:00:00:00:30',
+    ]);
+  });
+
   it("the node's own endpoints always win: over the slice's echo and over SiteLocal claims", () => {
     const own = ep('n1.me', 'n1', '10.1.0.10', '02:00:00:00:00:10', { hostIfname: 'veth-me' });
     const objs = desiredObjects({

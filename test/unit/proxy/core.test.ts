@@ -217,6 +217,40 @@ describe('ProxyCore', () => {
     c.stop();
   });
 
+  it("speaks for a node whose latest report is unanswered: its re-addressed endpoint replaces the slice's copy until the controller answers", () => {
+    const c = core(tmp());
+    c.applySnapshot(10, base());
+    const n2ep = (ip: string, mac: string) => endpoint('n2', 'x', 'red', ip, mac, '192.0.2.2');
+    // The controller holds n2.x at .18 (confirmed earlier).
+    c.applyDelta(11, [n2ep('10.1.0.18', '02:00:00:00:02:18')], []);
+    const a2 = new Link();
+    const s2 = c.open(a2, peer(n2), hello('n2', 11));
+    const signed = (eps: TetherObject[], seq: number) =>
+      signReport(
+        { node: 'n2', site: 's1', bootId: 'b', seq, at: seq, endpoints: eps },
+        n2.keyPem,
+        n2.certPem,
+      );
+    c.message(s2, {
+      msg: 'endpoints',
+      endpoints: { endpoints: [], signed: signed([n2ep('10.1.0.19', '02:00:00:00:02:18')], 1) },
+    });
+    expect(c.local.set.nodes).toEqual(['n2']);
+    expect(c.local.set.endpoints.map((e) => (e.spec as { ip: string }).ip)).toEqual(['10.1.0.19']);
+    const a1 = new Link();
+    c.open(a1, peer(n1), hello('n1', 11));
+    const sl = a1.msgs.find((m) => m.site_local)!.site_local!;
+    expect(sl.nodes).toEqual(['n2']);
+    // Deleted at the site: the node still speaks for itself, with nothing.
+    c.message(s2, { msg: 'endpoints', endpoints: { endpoints: [], signed: signed([], 2) } });
+    expect(c.local.set).toMatchObject({ nodes: ['n2'], endpoints: [] });
+    // The controller answers (the WAN is back): the slice is the truth again.
+    const order = c.local.pending().find((p) => p.node === 'n2')!.order;
+    c.local.answered('n2', order, []);
+    expect(c.local.set).toMatchObject({ nodes: [], endpoints: [] });
+    c.stop();
+  });
+
   it('refuses a replayed (not newer) report and an unsigned one, keeping nothing', () => {
     const c = core(tmp());
     c.applySnapshot(10, base());
