@@ -161,6 +161,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     heartbeatMs: opts.heartbeatMs,
     consumers,
     chooseUpstream: chooser,
+    controllerUpstream: controller,
     ...(opts.notifier ? { notifier: opts.notifier } : {}),
     ...(opts.version !== undefined ? { version: opts.version } : {}),
     ...(underlayIp ? { underlayIp } : {}),

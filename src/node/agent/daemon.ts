@@ -9,7 +9,7 @@ import { type LoadedIdentity, loadIdentity, nodePaths, saveCredentials } from '.
 import { type LoopHealth, ReconcileLoop, type StateConsumer } from './reconcile.js';
 import { AgentSession, type DurableState, type SessionStatus } from './session.js';
 import { SiteLocalSet } from './site-local.js';
-import { controllerRenewer, controllerUpstream, type UpstreamChooser } from './upstream.js';
+import { controllerRenewer, controllerUpstream, type Upstream, type UpstreamChooser } from './upstream.js';
 
 /** What the daemon tells systemd; src/lib/sdnotify.ts implements it, tests pass a fake. */
 export interface Notifier {
@@ -54,6 +54,8 @@ export interface NodeAgentOptions {
   underlayIp?: string;
   /** Default: always the controller (no proxy known). */
   chooseUpstream?: UpstreamChooser;
+  /** The controller as an upstream: the only one that may revoke this node. */
+  controllerUpstream?: Upstream;
   /** Default: renewal with the controller over gRPC. */
   renew?: (csrPem: string) => Promise<string>;
   /** Reconcile loop tuning (drift-check interval, wedge threshold, debounce). */
@@ -99,6 +101,7 @@ export class NodeAgent {
       clock: this.clock,
       log: log.child({ component: 'session' }),
       chooseUpstream: opts.chooseUpstream ?? (() => controller),
+      controllerUpstream: opts.controllerUpstream ?? controller,
       renew: opts.renew ?? controllerRenewer(identity),
       saveCredentials: (c) => saveCredentials(stateDir, c),
       siteLocal: this.siteLocal,

@@ -59,6 +59,11 @@ export interface SessionOptions {
   log: Logger;
   /** Picks the upstream before every connection attempt. */
   chooseUpstream: UpstreamChooser;
+  /**
+   * The controller itself: only it may revoke this node. A site proxy that says "revoked" is
+   * another node of the site, so the session asks the controller before it believes it.
+   */
+  controllerUpstream?: Upstream;
   clock?: Clock;
   /** Interval of our heartbeats, declared in Hello.heartbeat_ms; 3 silent ones end the session. */
   heartbeatMs?: number;
@@ -226,15 +231,36 @@ export class AgentSession {
     this.opts.onStatus?.(this.status);
   }
 
+  /** Set when a site proxy said "revoked": the next attempt goes to the controller. */
+  private confirmRevocation = false;
+
+  /**
+   * Whether the current upstream may end this node for good (exit 6, never restarted). Only
+   * the controller may; from a proxy the claim is checked with the controller first, so one
+   * node of the site cannot stop its neighbours by answering "revoked".
+   */
+  private mayRevoke(): boolean {
+    if (!this.opts.controllerUpstream || this.upstream?.kind === 'controller') return true;
+    this.confirmRevocation = true;
+    this.opts.log.warn(
+      { upstream: this.status.upstream },
+      'site proxy says this node is revoked; asking the controller',
+    );
+    return false;
+  }
+
   private connect(): void {
     if (this.stopped || this.status.phase === 'revoked') return;
     let next: Upstream;
     let call: UpstreamCall;
     try {
-      next = this.opts.chooseUpstream({
-        attempt: this.attempt,
-        ...(this.status.lastError ? { lastError: this.status.lastError } : {}),
-      });
+      next =
+        this.confirmRevocation && this.opts.controllerUpstream
+          ? this.opts.controllerUpstream
+          : this.opts.chooseUpstream({
+              attempt: this.attempt,
+              ...(this.status.lastError ? { lastError: this.status.lastError } : {}),
+            });
       if (this.upstream && this.upstream !== next) this.upstream.close();
       this.upstream = next;
       this.status.upstream = `${next.kind} ${next.address}`;
@@ -265,8 +291,10 @@ export class AgentSession {
       if (this.call !== call) return;
       if (err.code === 'TETHER_E_REVOKED') {
         this.call = undefined;
-        this.opts.log.error({ err: err.message }, 'this node has been revoked; not reconnecting');
-        this.revoked(err);
+        if (this.mayRevoke()) {
+          this.opts.log.error({ err: err.message }, 'this node has been revoked; not reconnecting');
+          this.revoked(err);
+        } else this.scheduleReconnect(`site proxy says revoked; asking the controller: ${err.message}`);
         return;
       }
       this.call = undefined;
@@ -353,6 +381,7 @@ export class AgentSession {
         this.staging = undefined;
         this.ack(rev);
         this.attempt = 0;
+        this.confirmRevocation = false;
         this.status.lastSync = { kind: 'snapshot', revision: rev, at: now(), swept };
         this.setPhase('connected');
         this.opts.log.info({ revision: rev, swept }, 'snapshot applied');
@@ -366,6 +395,7 @@ export class AgentSession {
         this.held = cache.revision;
         this.ack(cache.revision);
         this.attempt = 0;
+        this.confirmRevocation = false;
         if (this.status.phase !== 'connected') {
           this.status.lastSync = { kind: 'delta', revision: d.revision, at: now() };
         }
@@ -411,7 +441,9 @@ export class AgentSession {
         if (g.code === 'TETHER_E_REVOKED') {
           const call = this.call;
           this.call = undefined;
-          this.revoked(new TetherError('TETHER_E_REVOKED', g.reason || 'this node has been revoked'));
+          if (this.mayRevoke())
+            this.revoked(new TetherError('TETHER_E_REVOKED', g.reason || 'this node has been revoked'));
+          else this.scheduleReconnect(`site proxy says revoked; asking the controller: ${g.reason}`);
           call?.cancel();
         }
         return;
