@@ -4,7 +4,7 @@ import type { Deleted } from '../api/gen/tether/v1/Deleted.js';
 import type { NodeMessage__Output } from '../api/gen/tether/v1/NodeMessage.js';
 import type { Resource } from '../api/gen/tether/v1/Resource.js';
 import type { TetherObject } from '../api/resource.js';
-import { isTetherError } from '../lib/errors.js';
+import { isTetherError, TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { inSlice, type NetworkSites, nodeSummary, sitesOf, sliceView, vnCoversSite } from './slice.js';
 import type { Store, StoreEvent } from './store/store.js';
@@ -276,6 +276,21 @@ export class SessionHub {
   ): Session {
     const role = opts.role ?? 'node';
     const old = role === 'proxy' ? this.proxyBySite.get(site) : this.byNode.get(node);
+    // A live proxy session is replaced only by the same node or a better-ranked one (the
+    // election's order: by name); otherwise any node of the site could keep taking the site's
+    // WAN session over (docs/proxy.md "The WAN session").
+    if (
+      old &&
+      role === 'proxy' &&
+      old.node !== node &&
+      node > old.node &&
+      Date.now() - old.lastHeard < 2 * old.heartbeatMs
+    )
+      throw new TetherError(
+        'TETHER_E_CONFLICT',
+        `site "${site}" has a live proxy session from node "${old.node}", which ranks before "${node}"`,
+        { field: 'hello.role', expected: "the site's elected proxy" },
+      );
     if (old)
       this.close(
         old,
@@ -333,7 +348,9 @@ export class SessionHub {
     if (msg.heartbeat)
       this.send(s, this.encode({ heartbeat: { seq: msg.heartbeat.seq, unix_ms: Date.now() } }));
     if (msg.ack) {
-      if (msg.ack.revision > s.acked) s.acked = msg.ack.revision;
+      // Never more than was sent: a peer cannot show itself converged on what it never got.
+      const acked = Math.min(Number(msg.ack.revision) || 0, s.sent);
+      if (acked > s.acked) s.acked = acked;
     }
   }
 
@@ -355,7 +372,7 @@ export class SessionHub {
     for (const a of msg.agents) {
       if (this.approvedSite.get(a.node) !== s.site) continue;
       listed?.add(a.node);
-      const acked = Number(a.acked) || 0;
+      const acked = Math.max(0, Math.min(Number(a.acked) || 0, s.sent));
       const bootId = a.boot_id.length > 64 ? a.boot_id.slice(0, 64) : a.boot_id;
       const p = this.proxied.get(a.node);
       if (p) {

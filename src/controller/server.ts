@@ -394,17 +394,22 @@ export class ControllerServer {
               }
             }
             const vtepRefusal = role === '' ? this.recordVtep(id.name, msg.hello.underlay_ip) : undefined;
-            session = this.hub.open(
-              call,
-              id.name,
-              id.site,
-              Number(msg.hello.held_revision),
-              msg.hello.boot_id,
-              {
-                role: role === 'proxy' ? 'proxy' : 'node',
-                heartbeatMs: msg.hello.heartbeat_ms,
-              },
-            );
+            try {
+              session = this.hub.open(
+                call,
+                id.name,
+                id.site,
+                Number(msg.hello.held_revision),
+                msg.hello.boot_id,
+                {
+                  role: role === 'proxy' ? 'proxy' : 'node',
+                  heartbeatMs: msg.hello.heartbeat_ms,
+                },
+              );
+            } catch (e) {
+              refuse(asTetherError(e));
+              return;
+            }
             if (vtepRefusal) this.hub.notify(session, { endpoint_result: vtepRefusal });
             this.deps.log.info(
               { node: id.name, site: id.site, held: msg.hello.held_revision, role: role || 'node' },
@@ -427,7 +432,16 @@ export class ControllerServer {
               const node = msg.relayed_report.node;
               const checked = this.checkRelayed(open, msg.relayed_report);
               if ('refusal' in checked) {
-                this.hub.notify(open, { endpoint_result: { ...checked.refusal, node } }, node);
+                // Answers waiting for an overflowed session are kept per node: a name that is
+                // not a node of the site must not become a key (one per made-up name would
+                // grow without bound), so those are kept under the proxy's own node.
+                const n = this.deps.store.get('Node', node)?.object;
+                const known = n !== undefined && (n.spec as { site?: unknown }).site === open.site;
+                this.hub.notify(
+                  open,
+                  { endpoint_result: { ...checked.refusal, node: node.slice(0, 64) } },
+                  known ? node : open.node,
+                );
               } else {
                 let p = relayPacers.get(node);
                 if (!p) {
@@ -687,14 +701,18 @@ export class ControllerServer {
     const n = this.deps.store.get('Node', node)?.object;
     const st = n?.status as NodeStatus | undefined;
     if (!n || (n.spec as { site?: unknown }).site !== site)
-      throw new TetherError('TETHER_E_PERMISSION', `node "${node}" is not a node of site "${site}"`, {
-        field: 'node',
-        expected: `an approved node of site "${site}"`,
-      });
+      throw new TetherError(
+        'TETHER_E_PERMISSION',
+        `node "${node.slice(0, 64)}" is not a node of site "${site}"`,
+        {
+          field: 'node',
+          expected: `an approved node of site "${site}"`,
+        },
+      );
     if (st?.phase !== 'Approved')
       throw new TetherError(
         st?.phase === 'Revoked' || st?.phase === 'Reset' ? 'TETHER_E_REVOKED' : 'TETHER_E_PERMISSION',
-        `node "${node}" is ${st?.phase ? st.phase.toLowerCase() : 'not registered'}`,
+        `node "${node.slice(0, 64)}" is ${st?.phase ? st.phase.toLowerCase() : 'not registered'}`,
         { field: 'node', expected: `an approved node of site "${site}"` },
       );
     return st;

@@ -183,10 +183,10 @@ describe('site proxy sessions', () => {
     expect(why).toMatch(/unknown session role/);
   });
 
-  it('keeps one proxy session per site: a newer one replaces the older with TETHER_E_CONFLICT', async () => {
-    const first = peer('a1').hello({ role: 'proxy' });
+  it('keeps one proxy session per site: a better-ranked one replaces the older with TETHER_E_CONFLICT', async () => {
+    const first = peer('a2').hello({ role: 'proxy' });
     await first.snapshot();
-    const second = peer('a2').hello({ role: 'proxy' });
+    const second = peer('a1').hello({ role: 'proxy' });
     await second.snapshot();
     const bye = await waitFor('goodbye', () => first.got.find((m) => m.goodbye)?.goodbye ?? undefined);
     expect(bye.code).toBe('TETHER_E_CONFLICT');

@@ -286,11 +286,19 @@ describe('SessionHub', () => {
     expect(direct.ended).toBe(false);
     expect(p1.kinds()).toEqual(['snapshot_begin', 'snapshot_chunk', 'snapshot_end']);
     expect(hub.proxyCount()).toBe(1);
+    // A worse-ranked node cannot take a live proxy session over...
+    expect(() => open('n2', 'a', 0, { role: 'proxy' })).toThrow(/live proxy session from node "n1"/);
+    expect(p1.ended).toBe(false);
+    // ...only once that session is silent (or from a better-ranked node).
+    hub.proxyOf('a')!.lastHeard = 0;
     const p2 = open('n2', 'a', 0, { role: 'proxy' });
     expect(p1.ended).toBe(true);
     expect(p1.sent.at(-1)?.goodbye?.code).toBe('TETHER_E_CONFLICT');
     expect(hub.proxyCount()).toBe(1);
     const s = hub.proxyOf('a')!;
+    // Move the site to revision 10, so that the acks below are of revisions the proxy got.
+    for (let i = 0; i < 9; i++) store.txn([{ op: 'put', object: obj('Site', 'a', { i }) }]);
+    expect(s.sent).toBe(10);
     hub.siteAgents(s, {
       complete: true,
       agents: [
@@ -312,6 +320,12 @@ describe('SessionHub', () => {
       agents: [{ node: 'n2', acked: 9, connected: true, boot_id: 'b2' }],
     });
     expect(hub.info('n2')?.acked).toBe(9);
+    // Never more than the proxy was sent.
+    hub.siteAgents(s, {
+      complete: false,
+      agents: [{ node: 'n2', acked: 2 ** 40, connected: true, boot_id: 'b2' }],
+    });
+    expect(hub.info('n2')?.acked).toBe(10);
     hub.siteAgents(s, { complete: true, agents: [] });
     expect(hub.info('n2')?.connected).toBe(false);
     // Revoking the node hosting the proxy ends the proxy session.
