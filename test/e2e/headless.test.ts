@@ -375,6 +375,13 @@ describe.skipIf(!isRoot)('headless site (issue 8): 2 sites × 2 nodes', () => {
 
   it('a network deleted at the controller during the cut is gone from the site after restore; other networks untouched', async () => {
     const site1 = nodesOf('s1');
+    // Start from a converged state: what the earlier tests changed has reached every site.
+    await waitFor(
+      'forwarding to equal the controller',
+      async () => (await differsFromController('red')) === undefined,
+      60_000,
+      500,
+    );
     const redBefore = new Map<string, string[]>();
     for (const n of allNodes(lab.plan))
       redBefore.set(n.name, await forwardingEntries(lab.vnNs(n.name, 'red')));
