@@ -29,7 +29,9 @@ export interface AgentPeer {
 
 /** Where an agent session's messages go: a gRPC stream, or a function in tests. */
 export interface AgentLink {
-  write(m: ControllerMessage): void;
+  /** `written` runs once the transport has taken the message (what is still queued until
+   *  then counts against the session's send queue bound). */
+  write(m: ControllerMessage, written?: () => void): void;
   end(): void;
 }
 
@@ -52,6 +54,12 @@ export interface AgentSession {
   lastHeard: number;
   connectedAt: number;
   closed: boolean;
+  /** Estimated bytes written to the link that the transport has not yet taken. */
+  queued: number;
+  /** Set while the queue is over its bound: nothing is written until it drains, then a snapshot. */
+  overflowed: boolean;
+  /** The newest endpoint answer that came while overflowed (sent after the snapshot). */
+  heldResult?: ControllerMessage;
 }
 
 export interface ProxyCoreOptions {
@@ -65,7 +73,20 @@ export interface ProxyCoreOptions {
   history?: HistoryLimits;
   /** Coalescing window of SiteAgents updates on the WAN. */
   siteAgentsDelayMs?: number;
+  /** Bound of one agent session's send queue (bytes the transport has not taken yet). */
+  sendQueueBytes?: number;
   now?: () => number;
+}
+
+export const DEFAULT_AGENT_QUEUE_BYTES = 8 * 1024 * 1024;
+
+/** What a message costs in the send queue: its objects' JSON dominates. */
+function sizeOf(m: ControllerMessage): number {
+  let n = 64;
+  const body = m.delta ?? m.snapshot_chunk;
+  for (const r of body?.put ?? []) n += (r.json as Buffer | undefined)?.length ?? 0;
+  for (const r of m.site_local?.endpoints ?? []) n += (r.json as Buffer | undefined)?.length ?? 0;
+  return n;
 }
 
 const SNAPSHOT_CHUNK = 500;
@@ -103,12 +124,16 @@ export class ProxyCore {
   private snapTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private readonly hbMs: number;
+  private readonly queueLimit: number;
+  /** Sessions whose queue overflowed, since the core started (status, tests). */
+  overflows = 0;
   private endpointsByName = new Map<string, TetherObject>();
 
   constructor(private readonly opts: ProxyCoreOptions) {
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     this.now = opts.now ?? Date.now;
     this.hbMs = opts.heartbeatMs ?? 5000;
+    this.queueLimit = opts.sendQueueBytes || DEFAULT_AGENT_QUEUE_BYTES;
     this.cache = new StateCache(join(opts.dir, 'slice.json'));
     this.history = new DeltaHistory(join(opts.dir, 'history.jsonl'), opts.history ?? DEFAULT_HISTORY_LIMITS);
     // A history that does not end where the slice does (a crash between the two writes, or a
@@ -255,11 +280,7 @@ export class ProxyCore {
    * TetherError (nothing opened) when the site roster does not list its certificate.
    */
   open(link: AgentLink, peer: AgentPeer, hello: Hello__Output): AgentSession {
-    if (peer.site !== this.opts.site)
-      throw new TetherError(
-        'TETHER_E_PERMISSION',
-        `node "${peer.node}" is in site "${peer.site}", not "${this.opts.site}"`,
-      );
+    this.admit(peer);
     if (hello.node_name && hello.node_name !== peer.node)
       throw new TetherError(
         'TETHER_E_PERMISSION',
@@ -268,8 +289,6 @@ export class ProxyCore {
           field: 'hello.node_name',
         },
       );
-    const why = rosterRefusal(this.roster, peer.node, peer.serial);
-    if (why) throw new TetherError(why.code, why.message);
     const held =
       Number.isSafeInteger(hello.held_revision) && hello.held_revision > 0 ? hello.held_revision : 0;
     const old = this.agents.get(peer.node);
@@ -285,12 +304,28 @@ export class ProxyCore {
       lastHeard: now,
       connectedAt: now,
       closed: false,
+      queued: 0,
+      overflowed: false,
     };
     this.agents.set(peer.node, s);
     this.initialSync(s, held);
     this.send(s, { site_local: this.siteLocalMessage() });
     this.markAgent(s);
     return s;
+  }
+
+  /**
+   * Throws the TetherError that refuses this peer (other site, not Approved in the roster with
+   * that serial): checked before a call is registered, and again at hello.
+   */
+  admit(peer: AgentPeer): void {
+    if (peer.site !== this.opts.site)
+      throw new TetherError(
+        'TETHER_E_PERMISSION',
+        `node "${peer.node}" is in site "${peer.site}", not "${this.opts.site}"`,
+      );
+    const why = rosterRefusal(this.roster, peer.node, peer.serial);
+    if (why) throw new TetherError(why.code, why.message);
   }
 
   message(s: AgentSession, m: NodeMessage__Output): void {
@@ -408,8 +443,9 @@ export class ProxyCore {
       messages.push({ snapshot_end: { revision, count: objects.length }, msg: 'snapshot_end' });
       this.snapCache = { revision, messages };
     }
+    // Whole or not at all: the bound is checked before the next message after it.
     this.send(s, { snapshot_begin: { revision, reason } });
-    for (const m of this.snapCache.messages) this.send(s, m);
+    for (const m of this.snapCache.messages) this.send(s, m, true);
     s.sent = revision;
     // Shared by agents that connect together (a takeover); released soon after, since the
     // encoded table would otherwise stay in a DU node's memory for as long as nothing changes.
@@ -496,21 +532,57 @@ export class ProxyCore {
     this.agentsTimer.unref();
   }
 
-  private send(s: AgentSession, m: ControllerMessage): void {
+  private send(s: AgentSession, m: ControllerMessage, whole = false): void {
     if (s.closed) return;
     if (!m.msg) {
       const k = Object.keys(m).find((x) => x !== 'msg') as ControllerMessage['msg'];
       m = { ...m, msg: k };
     }
+    if (s.overflowed) {
+      // Everything else is replaced by the snapshot after the drain; an answer is not.
+      if (m.endpoint_result) s.heldResult = m;
+      return;
+    }
+    if (!whole && s.queued > this.queueLimit) {
+      // An agent that stops reading must not make the proxy hold every delta in memory.
+      s.overflowed = true;
+      this.overflows++;
+      if (m.endpoint_result) s.heldResult = m;
+      this.opts.log.warn(
+        { node: s.peer.node, queuedBytes: s.queued, limit: this.queueLimit },
+        'agent send queue over its limit; dropping deltas until it drains, then a snapshot',
+      );
+      return;
+    }
+    const size = sizeOf(m);
+    s.queued += size;
     try {
-      s.link.write(m);
+      s.link.write(m, () => this.written(s, size));
     } catch (e) {
+      s.queued -= size;
       this.opts.log.warn(
         { node: s.peer.node, err: (e as Error).message },
         'agent write failed; dropping session',
       );
       this.detach(s);
     }
+  }
+
+  private written(s: AgentSession, size: number): void {
+    s.queued -= size;
+    if (!s.overflowed || s.queued > 0) return;
+    // Not from inside the transport's callback: the snapshot writes many frames.
+    setImmediate(() => {
+      if (!s.overflowed || s.queued > 0 || s.closed) return;
+      s.overflowed = false;
+      this.opts.log.info({ node: s.peer.node }, 'agent send queue drained; sending a snapshot');
+      // An agent ahead of the proxy keeps what it has: a snapshot here would roll it back.
+      if (s.sent <= this.cache.revision) this.snapshot(s, 'send queue overflowed');
+      this.send(s, { site_local: this.siteLocalMessage() }, true);
+      const held = s.heldResult;
+      s.heldResult = undefined;
+      if (held) this.send(s, held, true);
+    });
   }
 
   private tick(): void {

@@ -3,7 +3,7 @@
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ControllerMessage } from '../../../src/api/gen/tether/v1/ControllerMessage.js';
 import type { TetherObject } from '../../../src/api/resource.js';
 import { signReport } from '../../../src/api/signed-report.js';
@@ -41,8 +41,9 @@ const peer = (c: NodeCreds): AgentPeer => ({
 class Link {
   msgs: ControllerMessage[] = [];
   ended = false;
-  write(m: ControllerMessage) {
+  write(m: ControllerMessage, written?: () => void) {
     this.msgs.push(m);
+    written?.();
   }
   end() {
     this.ended = true;
@@ -232,6 +233,49 @@ describe('ProxyCore', () => {
     c.message(s, { msg: 'endpoints', endpoints: { endpoints: [], signed: null } });
     const res = a.msgs.filter((m) => m.endpoint_result).map((m) => m.endpoint_result!.refused![0]?.code);
     expect(res).toEqual([undefined, 'TETHER_E_CONFLICT', 'TETHER_E_INVALID']);
+    c.stop();
+  });
+});
+
+/** An agent that stopped reading: nothing written is taken until `drain()`. */
+class StalledLink extends Link {
+  private waiting: Array<() => void> = [];
+  override write(m: ControllerMessage, written?: () => void) {
+    this.msgs.push(m);
+    if (written) this.waiting.push(written);
+  }
+  drain() {
+    for (const f of this.waiting.splice(0)) f();
+  }
+}
+
+describe('agent send queue', () => {
+  it('stops writing to an agent that does not read, and resyncs it with a snapshot once drained', async () => {
+    const c = core(tmp(), { sendQueueBytes: 4096 });
+    c.applySnapshot(10, base());
+    const slow = new StalledLink();
+    const fast = new Link();
+    c.open(slow, peer(n1), hello('n1', 10));
+    c.open(fast, peer(n2), hello('n2', 10));
+    const big = (i: number) => ({ ...ep(i), spec: { ...(ep(i).spec as object), note: 'x'.repeat(1500) } });
+    for (let i = 1; i <= 40; i++) c.applyDelta(10 + i, [big(i)], []);
+    // The stalled agent got a few deltas and then nothing; the other one got every delta.
+    const deltasSlow = slow.msgs.filter((m) => m.delta).length;
+    expect(deltasSlow).toBeGreaterThan(0);
+    expect(deltasSlow).toBeLessThan(10);
+    expect(fast.msgs.filter((m) => m.delta).length).toBe(41); // the initial (empty) one too
+    expect(c.overflows).toBe(1);
+    slow.take();
+    slow.drain();
+    await vi.waitFor(() => expect(slow.kinds()).toContain('snapshot_end'));
+    expect(slow.kinds()[0]).toBe('snapshot_begin');
+    expect(slow.msgs[0]!.snapshot_begin!.revision).toBe(50);
+    expect(slow.kinds()).toContain('site_local');
+    // Resynced: deltas flow again.
+    slow.drain();
+    slow.take();
+    c.applyDelta(51, [ep(99)], []);
+    expect(slow.msgs.at(-1)?.delta?.revision).toBe(51);
     c.stop();
   });
 });
