@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_CLAIM_LIMITS } from '../../api/claims.js';
 import type { AgentState } from '../../api/gen/tether/v1/AgentState.js';
 import type { ControllerMessage } from '../../api/gen/tether/v1/ControllerMessage.js';
 import type { Deleted__Output as Deleted } from '../../api/gen/tether/v1/Deleted.js';
@@ -16,6 +17,7 @@ import type { Logger } from '../../lib/log.js';
 import { StateCache } from '../cache.js';
 import { type LocalResult, SiteLocalSet, type SliceView } from './headless.js';
 import { DEFAULT_HISTORY_LIMITS, DeltaHistory, type HistoryLimits } from './history.js';
+import { Pacer } from './pacer.js';
 import { type RosterEntry, rosterOf, rosterRefusal } from './roster.js';
 
 /** The agent on the other end of a session, as its TLS certificate names it. */
@@ -60,7 +62,11 @@ export interface AgentSession {
   overflowed: boolean;
   /** The newest endpoint answer that came while overflowed (sent after the snapshot). */
   heldResult?: ControllerMessage;
+  /** Endpoint reports, newest wins, at most one per `reportIntervalMs` reaches the journal. */
+  reports: Pacer<SignedWire | undefined>;
 }
+
+type SignedWire = { payload: Buffer; signature: Buffer; cert_serial: string };
 
 export interface ProxyCoreOptions {
   /** Directory of the proxy's own durable state (slice, delta history, report journal). */
@@ -73,6 +79,10 @@ export interface ProxyCoreOptions {
   history?: HistoryLimits;
   /** Coalescing window of SiteAgents updates on the WAN. */
   siteAgentsDelayMs?: number;
+  /** Minimum time between two reports of one agent that are checked and journaled (500 ms). */
+  reportIntervalMs?: number;
+  /** Endpoints one report may hold (the controller's claim limit). */
+  maxReportEndpoints?: number;
   /** Bound of one agent session's send queue (bytes the transport has not taken yet). */
   sendQueueBytes?: number;
   now?: () => number;
@@ -306,6 +316,7 @@ export class ProxyCore {
       closed: false,
       queued: 0,
       overflowed: false,
+      reports: new Pacer(this.opts.reportIntervalMs ?? 500, (w) => this.report(s, w), this.now),
     };
     this.agents.set(peer.node, s);
     this.initialSync(s, held);
@@ -336,13 +347,14 @@ export class ProxyCore {
       s.acked = m.ack.revision;
       this.markAgent(s);
     }
-    if (m.endpoints) this.report(s, m.endpoints.signed ?? undefined);
+    if (m.endpoints) s.reports.offer(m.endpoints.signed ?? undefined);
   }
 
   /** The agent's stream ended on its own. */
   detach(s: AgentSession): void {
     if (s.closed) return;
     s.closed = true;
+    s.reports.stop();
     if (this.agents.get(s.peer.node) === s) {
       this.agents.delete(s.peer.node);
       this.markAgent(s);
@@ -364,10 +376,8 @@ export class ProxyCore {
     for (const s of [...this.agents.values()]) this.close(s, code, reason);
   }
 
-  private report(
-    s: AgentSession,
-    signed: { payload: Buffer; signature: Buffer; cert_serial: string } | undefined,
-  ): void {
+  private report(s: AgentSession, signed: SignedWire | undefined): void {
+    if (s.closed) return;
     let res: LocalResult & { changed: boolean };
     try {
       if (!signed || signed.payload.length === 0)
@@ -375,6 +385,7 @@ export class ProxyCore {
           field: 'endpoints.signed',
           expected: "the report signed by the node's key (src/api/signed-report.ts)",
         });
+      this.checkReportSize(signed.payload);
       res = this.local.accept(s.peer.node, s.peer.certPem, signed);
     } catch (e) {
       const err = asTetherError(e);
@@ -410,6 +421,24 @@ export class ProxyCore {
         up.relay(p.node, p.wire);
       }
     }
+  }
+
+  /** A report the controller would refuse whole for its size is not journaled either. */
+  private checkReportSize(payload: Buffer): void {
+    const max = this.opts.maxReportEndpoints ?? DEFAULT_CLAIM_LIMITS.maxEndpoints;
+    let n = 0;
+    try {
+      const eps = (JSON.parse(payload.toString('utf8')) as { endpoints?: unknown }).endpoints;
+      n = Array.isArray(eps) ? eps.length : 0;
+    } catch {
+      return; // not JSON: verifyReport names what is wrong with it
+    }
+    if (n > max)
+      throw new TetherError(
+        'TETHER_E_TOO_LARGE',
+        `report holds ${n} endpoints; at most ${max} are accepted (nothing changed)`,
+        { field: 'endpoints', expected: `at most ${max} endpoints` },
+      );
   }
 
   private initialSync(s: AgentSession, held: number): void {

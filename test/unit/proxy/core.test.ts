@@ -77,7 +77,15 @@ function base(): TetherObject[] {
 }
 
 function core(dir: string, extra: Partial<ConstructorParameters<typeof ProxyCore>[0]> = {}) {
-  return new ProxyCore({ dir, node: 'n1', site: 's1', log: silentLogger(), siteAgentsDelayMs: 0, ...extra });
+  return new ProxyCore({
+    dir,
+    node: 'n1',
+    site: 's1',
+    log: silentLogger(),
+    siteAgentsDelayMs: 0,
+    reportIntervalMs: 0,
+    ...extra,
+  });
 }
 
 const ep = (i: number) =>
@@ -277,6 +285,71 @@ describe('agent send queue', () => {
     c.applyDelta(51, [ep(99)], []);
     expect(slow.msgs.at(-1)?.delta?.revision).toBe(51);
     c.stop();
+  });
+});
+
+const n1ep = (i: number) =>
+  endpoint('n1', `w${i}`, 'red', `10.1.0.${2 + i}`, `02:00:00:00:01:${(16 + i).toString(16)}`, '192.0.2.1');
+const n1report = (seq: number, eps: TetherObject[]) => ({
+  msg: 'endpoints' as const,
+  endpoints: {
+    endpoints: [],
+    signed: signReport(
+      { node: 'n1', site: 's1', bootId: 'b', seq, at: seq, endpoints: eps },
+      n1.keyPem,
+      n1.certPem,
+    ),
+  },
+});
+const seqOf = (w: { payload: Buffer | Uint8Array }) =>
+  (JSON.parse(Buffer.from(w.payload).toString()) as { seq: number }).seq;
+
+describe('agent reports', () => {
+  it('are paced per agent: in a burst only the newest is checked and journaled', async () => {
+    const dir = tmp();
+    const c = core(dir, { reportIntervalMs: 150 });
+    c.applySnapshot(10, base());
+    const a = new Link();
+    const s = c.open(a, peer(n1), hello('n1', 10));
+    for (let seq = 1; seq <= 20; seq++) c.message(s, n1report(seq, [n1ep(seq % 5)]));
+    const results = () => a.msgs.filter((m) => m.endpoint_result);
+    expect(results()).toHaveLength(1);
+    await vi.waitFor(() => expect(results()).toHaveLength(2));
+    expect(results().every((m) => m.endpoint_result!.refused!.length === 0)).toBe(true);
+    c.stop();
+    const again = core(dir);
+    expect(again.local.pending().map((p) => seqOf(p.wire))).toEqual([20]);
+    expect(again.local.set.endpoints.map((e) => e.metadata.name)).toEqual(['n1.w0']);
+    again.stop();
+  });
+
+  it('with more endpoints than the claim limit are refused whole and not journaled', () => {
+    const dir = tmp();
+    const c = core(dir, { maxReportEndpoints: 3 });
+    c.applySnapshot(10, base());
+    const a = new Link();
+    const s = c.open(a, peer(n1), hello('n1', 10));
+    c.message(s, n1report(1, [n1ep(1), n1ep(2), n1ep(3), n1ep(4)]));
+    c.message(s, n1report(2, [n1ep(1), n1ep(2), n1ep(3)]));
+    const res = a.msgs.filter((m) => m.endpoint_result).map((m) => m.endpoint_result!);
+    expect(res[0]!.refused!.map((r) => [r!.name, r!.code])).toEqual([['*', 'TETHER_E_TOO_LARGE']]);
+    expect(res[1]!.accepted).toBe(3);
+    c.stop();
+    const again = core(dir);
+    expect(again.local.pending().map((p) => seqOf(p.wire))).toEqual([2]);
+    again.stop();
+    // The default is the controller's limit.
+    const d = core(tmp());
+    d.applySnapshot(10, base());
+    const b = new Link();
+    const t = d.open(b, peer(n1), hello('n1', 10));
+    const many = Array.from({ length: 1025 }, (_, i) => ({ ...n1ep(1), metadata: { name: `n1.m${i}` } }));
+    d.message(t, n1report(1, many as TetherObject[]));
+    expect(b.msgs.filter((m) => m.endpoint_result).at(-1)?.endpoint_result?.refused?.[0]?.code).toBe(
+      'TETHER_E_TOO_LARGE',
+    );
+    expect(d.local.pending()).toHaveLength(0);
+    d.stop();
   });
 });
 
