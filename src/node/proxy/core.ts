@@ -214,9 +214,11 @@ export class ProxyCore {
   applyDelta(revision: number, put: TetherObject[], deleted: Deleted[]): void {
     const prev = this.cache.revision;
     this.cache.applyDelta(revision, put, deleted);
-    if (revision > prev)
-      this.history.append({ revision, put, deleted: deleted.map((d) => ({ kind: d.kind, name: d.name })) });
-    else if (put.length || deleted.length) this.history.reset(this.cache.revision);
+    this.recordHistory(() => {
+      if (revision > prev)
+        this.history.append({ revision, put, deleted: deleted.map((d) => ({ kind: d.kind, name: d.name })) });
+      else if (put.length || deleted.length) this.history.reset(this.cache.revision);
+    });
     const touched = [...put.map((o) => o.kind), ...deleted.map((d) => d.kind)];
     this.afterSliceChange(touched.some((k) => k === 'Node' || k === 'Endpoint' || k === 'VirtualNetwork'));
     if (put.length === 0 && deleted.length === 0) return;
@@ -246,12 +248,31 @@ export class ProxyCore {
     }
     const { swept } = this.cache.replace(revision, objects);
     const limits = this.opts.history ?? DEFAULT_HISTORY_LIMITS;
-    if (prev > 0 && revision > prev && put.length + deleted.length <= limits.maxObjects)
-      this.history.append({ revision, put, deleted });
-    else this.history.reset(revision);
+    this.recordHistory(() => {
+      if (prev > 0 && revision > prev && put.length + deleted.length <= limits.maxObjects)
+        this.history.append({ revision, put, deleted });
+      else this.history.reset(revision);
+    });
     this.afterSliceChange(true);
     if (put.length || deleted.length || revision !== prev) this.forward(revision, put, deleted, prev);
     return { swept };
+  }
+
+  /**
+   * The slice is on disk already; a history that cannot be written must not lose the change
+   * for the agents: it starts over at the slice's revision (agents behind it resume with a
+   * snapshot) and the delta is still forwarded.
+   */
+  private recordHistory(write: () => void): void {
+    try {
+      write();
+    } catch (e) {
+      this.history.forget(this.cache.revision);
+      this.opts.log.error(
+        { revision: this.cache.revision, err: (e as Error).message },
+        'site proxy history not written; history cleared (agents behind this revision get a snapshot)',
+      );
+    }
   }
 
   /** The controller's answer to a relayed report. */

@@ -1,6 +1,6 @@
 // The site proxy's core in one process: revisions, history, no rollback, snapshot sweeps as
 // one delta, durability across a restart (what it acknowledged is on disk), journal damage.
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -350,6 +350,37 @@ describe('agent reports', () => {
     );
     expect(d.local.pending()).toHaveLength(0);
     d.stop();
+  });
+});
+
+describe('history write failure', () => {
+  it('still forwards the delta or snapshot difference, and answers older revisions with a snapshot', () => {
+    const dir = tmp();
+    const c = core(dir);
+    c.applySnapshot(10, base());
+    const a = new Link();
+    c.open(a, peer(n1), hello('n1', 10));
+    a.take();
+    // A real write failure: the history file can no longer be opened or replaced.
+    rmSync(join(dir, 'history.jsonl'), { force: true });
+    mkdirSync(join(dir, 'history.jsonl'));
+    writeFileSync(join(dir, 'history.jsonl', 'x'), '');
+    c.applyDelta(11, [ep(1)], []);
+    expect(a.take().map((m) => m.delta?.revision)).toEqual([11]);
+    c.applyDelta(12, [ep(2)], [{ kind: 'Endpoint', name: 'far.e1' }]);
+    expect(a.take().map((m) => m.delta?.revision)).toEqual([12]);
+    expect(c.revision).toBe(12);
+    const { swept } = c.applySnapshot(20, [...base(), ep(3)]);
+    expect(swept).toBe(1);
+    const [m] = a.take();
+    expect(m?.delta?.revision).toBe(20);
+    expect(m?.delta?.put?.map((r) => r!.name)).toEqual(['far.e3']);
+    // The history holds nothing it could not write: an agent at 11 gets a snapshot, not a
+    // merged delta that would miss the changes of 12 and 20.
+    const b = new Link();
+    c.open(b, peer(n2), hello('n2', 11));
+    expect(b.kinds()[0]).toBe('snapshot_begin');
+    c.stop();
   });
 });
 
