@@ -83,12 +83,16 @@ export interface ProxyCoreOptions {
   reportIntervalMs?: number;
   /** Endpoints one report may hold (the controller's claim limit). */
   maxReportEndpoints?: number;
+  /** Bound of the SiteLocal message's endpoints (default 3 MiB, under MAX_MESSAGE_BYTES). */
+  siteLocalMaxBytes?: number;
   /** Bound of one agent session's send queue (bytes the transport has not taken yet). */
   sendQueueBytes?: number;
   now?: () => number;
 }
 
 export const DEFAULT_AGENT_QUEUE_BYTES = 8 * 1024 * 1024;
+/** Room for the SiteLocal set in one message: MAX_MESSAGE_BYTES (4 MiB) less framing margin. */
+export const SITE_LOCAL_MAX_BYTES = 3 * 1024 * 1024;
 
 /** What a message costs in the send queue: its objects' JSON dominates. */
 function sizeOf(m: ControllerMessage): number {
@@ -138,6 +142,9 @@ export class ProxyCore {
   /** Sessions whose queue overflowed, since the core started (status, tests). */
   overflows = 0;
   private endpointsByName = new Map<string, TetherObject>();
+  private siteLocalCache: { seq: number; msg: { endpoints: Resource[]; seq: number } } | undefined;
+  /** Per node, the entries last refused for the SiteLocal bound (told to the node once). */
+  private readonly overBound = new Map<string, string>();
 
   constructor(private readonly opts: ProxyCoreOptions) {
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
@@ -541,9 +548,68 @@ export class ProxyCore {
     this.endpointsByName = new Map(this.cache.list('Endpoint').map((o) => [o.metadata.name, o]));
   }
 
+  /**
+   * The SiteLocal set as one message, bounded so that it always fits a gRPC message: entries
+   * are kept in journal order (those the controller already accepted first, then the pending
+   * reports' in the order they were journaled) and the rest is refused to their nodes.
+   */
   private siteLocalMessage(): { endpoints: Resource[]; seq: number } {
     const { endpoints, seq } = this.local.set;
-    return { endpoints: endpoints.map(toResource), seq };
+    if (this.siteLocalCache?.seq === seq) return this.siteLocalCache.msg;
+    const cap = this.opts.siteLocalMaxBytes ?? SITE_LOCAL_MAX_BYTES;
+    const rank = new Map<string, number>();
+    for (const [i, p] of this.local.pending().entries()) rank.set(p.node, i);
+    const nodeOf = (o: TetherObject) => String((o.spec as { node?: unknown } | undefined)?.node ?? '');
+    const ordered = endpoints
+      .map((o, i) => ({ o, i, r: rank.get(nodeOf(o)) ?? -1 }))
+      .sort((a, b) => a.r - b.r || a.i - b.i);
+    const kept: Resource[] = [];
+    const over = new Map<string, string[]>();
+    let total = 0;
+    for (const { o } of ordered) {
+      const r = toResource(o);
+      const size = (r.json as Buffer).length + o.kind.length + o.metadata.name.length + 32;
+      if (total + size > cap) {
+        const node = nodeOf(o);
+        over.set(node, [...(over.get(node) ?? []), o.metadata.name]);
+        continue;
+      }
+      total += size;
+      kept.push(r);
+    }
+    kept.sort((a, b) => ((a.name ?? '') < (b.name ?? '') ? -1 : 1));
+    const msg = { endpoints: kept, seq };
+    this.siteLocalCache = { seq, msg };
+    this.tellOverBound(over, cap);
+    return msg;
+  }
+
+  private tellOverBound(over: Map<string, string[]>, cap: number): void {
+    for (const node of [...this.overBound.keys()]) if (!over.has(node)) this.overBound.delete(node);
+    for (const [node, names] of over) {
+      const key = names.join(' ');
+      if (this.overBound.get(node) === key) continue;
+      this.overBound.set(node, key);
+      this.opts.log.warn(
+        { node, refused: names.length, limitBytes: cap },
+        'site-local set full; entries refused',
+      );
+      const s = this.agents.get(node);
+      if (!s) continue;
+      this.send(s, {
+        endpoint_result: {
+          revision: this.cache.revision,
+          accepted: 0,
+          refused: names.map((name) => ({
+            name,
+            code: 'TETHER_E_TOO_LARGE',
+            message: `the site's site-local set is full (${cap} bytes); not forwarded until the controller confirms it`,
+            field: 'endpoints',
+          })),
+          node,
+        },
+      });
+    }
   }
 
   private broadcastSiteLocal(): void {

@@ -353,6 +353,54 @@ describe('agent reports', () => {
   });
 });
 
+describe('SiteLocal bound', () => {
+  it('keeps entries in journal order up to the bound and refuses the rest to their node', () => {
+    const c = core(tmp(), { siteLocalMaxBytes: 900 });
+    c.applySnapshot(10, base());
+    const a1 = new Link();
+    const a2 = new Link();
+    const s1 = c.open(a1, peer(n1), hello('n1', 10));
+    const s2 = c.open(a2, peer(n2), hello('n2', 10));
+    const n2ep = (i: number) =>
+      endpoint(
+        'n2',
+        `v${i}`,
+        'red',
+        `10.1.0.${18 + i}`,
+        `02:00:00:00:02:${(16 + i).toString(16)}`,
+        '192.0.2.2',
+      );
+    // n2 reports first: its entries are older in the journal than n1's, although n1's names sort first.
+    c.message(s2, {
+      msg: 'endpoints',
+      endpoints: {
+        endpoints: [],
+        signed: signReport(
+          { node: 'n2', site: 's1', bootId: 'b', seq: 1, at: 1, endpoints: [n2ep(1), n2ep(2), n2ep(3)] },
+          n2.keyPem,
+          n2.certPem,
+        ),
+      },
+    });
+    c.message(s1, n1report(1, [n1ep(1), n1ep(2), n1ep(3)]));
+    const last = a1.msgs.filter((m) => m.site_local).at(-1)!.site_local!;
+    const names = last.endpoints!.map((r) => r!.name);
+    const bytes = last.endpoints!.reduce((n, r) => n + (r!.json as Buffer).length, 0);
+    expect(bytes).toBeLessThanOrEqual(900);
+    expect(names.filter((n) => n!.startsWith('n2.'))).toEqual(['n2.v1', 'n2.v2', 'n2.v3']);
+    expect(names.length).toBeLessThan(6);
+    const refused = a1.msgs
+      .filter((m) => m.endpoint_result?.refused?.some((r) => r!.code === 'TETHER_E_TOO_LARGE'))
+      .flatMap((m) => m.endpoint_result!.refused!.map((r) => r!.name));
+    expect(new Set([...names, ...refused]).size).toBe(6);
+    expect(refused.every((n) => n!.startsWith('n1.'))).toBe(true);
+    expect(
+      a2.msgs.some((m) => m.endpoint_result?.refused?.some((r) => r!.code === 'TETHER_E_TOO_LARGE')),
+    ).toBe(false);
+    c.stop();
+  });
+});
+
 describe('history write failure', () => {
   it('still forwards the delta or snapshot difference, and answers older revisions with a snapshot', () => {
     const dir = tmp();
