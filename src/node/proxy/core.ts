@@ -285,7 +285,9 @@ export class ProxyCore {
   /** The controller's answer to a relayed report. */
   onResult(r: EndpointReportResult__Output): void {
     if (!r.node) return;
+    // One relayed report per node is in flight, so the answer is to that one.
     const order = this.relayed.get(r.node);
+    this.relayed.delete(r.node);
     if (
       order !== undefined &&
       this.local.answered(
@@ -297,6 +299,17 @@ export class ProxyCore {
       this.broadcastSiteLocal();
     const s = this.agents.get(r.node);
     if (s) this.send(s, { endpoint_result: { ...r } });
+    this.relayNext(r.node);
+  }
+
+  /** Relays the node's newest unanswered report unless one of its reports is in flight. */
+  private relayNext(node: string): void {
+    const up = this.uplink;
+    if (!up?.up || this.relayed.has(node)) return;
+    const p = this.local.pending().find((x) => x.node === node);
+    if (!p) return;
+    this.relayed.set(p.node, p.order);
+    up.relay(p.node, p.wire);
   }
 
   /** The WAN session is (again) up: the complete agent set, then the reports not yet answered. */
@@ -305,6 +318,8 @@ export class ProxyCore {
     if (!up) return;
     up.siteAgents({ agents: [...this.agents.values()].map((s) => this.agentState(s)), complete: true });
     this.dirtyAgents.clear();
+    // A new WAN session: what was in flight on the old one will not be answered.
+    this.relayed.clear();
     for (const p of this.local.pending()) {
       this.relayed.set(p.node, p.order);
       up.relay(p.node, p.wire);
@@ -441,14 +456,7 @@ export class ProxyCore {
       },
     });
     if (res.changed) this.broadcastSiteLocal();
-    const up = this.uplink;
-    if (up?.up) {
-      const p = this.local.pending().find((x) => x.node === s.peer.node);
-      if (p) {
-        this.relayed.set(p.node, p.order);
-        up.relay(p.node, p.wire);
-      }
-    }
+    this.relayNext(s.peer.node);
   }
 
   /** A report the controller would refuse whole for its size is not journaled either. */

@@ -353,6 +353,46 @@ describe('agent reports', () => {
   });
 });
 
+describe('relayed reports', () => {
+  it('keep one report per node in flight and relay only the newest after the answer', () => {
+    const c = core(tmp());
+    c.applySnapshot(10, base());
+    const relayed: Array<[string, number]> = [];
+    c.uplink = { up: true, siteAgents: () => {}, relay: (node, w) => relayed.push([node, seqOf(w)]) };
+    const a = new Link();
+    const s = c.open(a, peer(n1), hello('n1', 10));
+    c.message(s, n1report(1, [n1ep(1)]));
+    c.message(s, n1report(2, [n1ep(2)]));
+    c.message(s, n1report(3, [n1ep(3)]));
+    expect(relayed).toEqual([['n1', 1]]);
+    // The answer to report 1 must not be taken as the answer to report 3.
+    c.onResult({ node: 'n1', revision: 11, accepted: 1, refused: [] });
+    expect(relayed).toEqual([
+      ['n1', 1],
+      ['n1', 3],
+    ]);
+    expect(c.local.pending().map((p) => seqOf(p.wire))).toEqual([3]);
+    c.onResult({
+      node: 'n1',
+      revision: 12,
+      accepted: 0,
+      refused: [{ name: 'n1.w3', code: 'TETHER_E_CLAIM', message: '', field: '' }],
+    });
+    expect(c.local.pending()).toHaveLength(0);
+    expect(c.local.set.endpoints).toHaveLength(0);
+    expect(relayed).toHaveLength(2);
+    // A new WAN session relays what is unanswered, whatever was in flight on the old one.
+    c.message(s, n1report(4, [n1ep(4)]));
+    c.message(s, n1report(5, [n1ep(4)]));
+    c.onUplinkUp();
+    expect(relayed.slice(2)).toEqual([
+      ['n1', 4],
+      ['n1', 5],
+    ]);
+    c.stop();
+  });
+});
+
 describe('SiteLocal bound', () => {
   it('keeps entries in journal order up to the bound and refuses the rest to their node', () => {
     const c = core(tmp(), { siteLocalMaxBytes: 900 });
