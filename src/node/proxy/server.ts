@@ -108,6 +108,11 @@ export class ProxyServer {
     );
   }
 
+  /** Sync calls registered now (status, tests). */
+  get openCalls(): number {
+    return this.calls.size;
+  }
+
   /** Ends every NodeSession call (this node stepped down); Probe keeps being served. */
   endSessions(): void {
     for (const c of [...this.calls]) c.end();

@@ -6,11 +6,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { tetherProto } from '../../../src/api/grpc.js';
 import type { TetherError } from '../../../src/lib/errors.js';
 import { silentLogger } from '../../../src/lib/log.js';
 import { MemoryUpstream, type UpstreamCall } from '../../../src/node/agent/upstream.js';
+import { siteNodeCredentials } from '../../../src/node/connect.js';
 import { ProxyCore } from '../../../src/node/proxy/core.js';
-import { ProxyServer } from '../../../src/node/proxy/server.js';
+import { PROXY_MAX_CONCURRENT_STREAMS, ProxyServer } from '../../../src/node/proxy/server.js';
+import { SITE_CHANNEL_OPTIONS } from '../../../src/node/proxy/tls.js';
 import { type NodeCreds, nodeSummary, type SitePki, sitePki, until } from '../../integration/support/site.js';
 
 let pki: SitePki;
@@ -69,6 +72,34 @@ function open(server: ProxyServer, who: NodeCreds) {
   call.on('data', () => got.data++);
   return { call, got };
 }
+
+describe('ProxyServer on real TLS', () => {
+  it('lets one connection hold at most PROXY_MAX_CONCURRENT_STREAMS calls at once', async () => {
+    const { server } = setup(60_000);
+    const port = await server.listen('127.0.0.1', 0);
+    const proto = tetherProto();
+    const client = new proto.tether.v1.NodeSession(
+      `127.0.0.1:${port}`,
+      siteNodeCredentials(pki.ca.certPem, { keyPem: n1.keyPem, certPem: n1.certPem }, 's1'),
+      SITE_CHANNEL_OPTIONS,
+    );
+    cleanup.unshift(() => client.close());
+    const calls = Array.from({ length: PROXY_MAX_CONCURRENT_STREAMS + 2 }, () => {
+      const c = client.Sync();
+      c.on('error', () => {});
+      return c;
+    });
+    await until('the first streams are served', () => server.openCalls === PROXY_MAX_CONCURRENT_STREAMS);
+    // The others wait for a free stream: ending one lets exactly one more in.
+    calls[0]!.cancel();
+    await until(
+      'a waiting stream took the freed slot',
+      () => server.openCalls === PROXY_MAX_CONCURRENT_STREAMS,
+    );
+    expect(server.openCalls).toBe(PROXY_MAX_CONCURRENT_STREAMS);
+    for (const c of calls) c.cancel();
+  });
+});
 
 describe('ProxyServer.handleSync', () => {
   it('refuses a certificate the roster does not list as current before any hello', async () => {
