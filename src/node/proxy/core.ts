@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_CLAIM_LIMITS } from '../../api/claims.js';
 import type { AgentState } from '../../api/gen/tether/v1/AgentState.js';
 import type { ControllerMessage } from '../../api/gen/tether/v1/ControllerMessage.js';
 import type { Deleted__Output as Deleted } from '../../api/gen/tether/v1/Deleted.js';
@@ -16,6 +17,7 @@ import type { Logger } from '../../lib/log.js';
 import { StateCache } from '../cache.js';
 import { type LocalResult, SiteLocalSet, type SliceView } from './headless.js';
 import { DEFAULT_HISTORY_LIMITS, DeltaHistory, type HistoryLimits } from './history.js';
+import { Pacer } from './pacer.js';
 import { type RosterEntry, rosterOf, rosterRefusal } from './roster.js';
 
 /** The agent on the other end of a session, as its TLS certificate names it. */
@@ -29,7 +31,9 @@ export interface AgentPeer {
 
 /** Where an agent session's messages go: a gRPC stream, or a function in tests. */
 export interface AgentLink {
-  write(m: ControllerMessage): void;
+  /** `written` runs once the transport has taken the message (what is still queued until
+   *  then counts against the session's send queue bound). */
+  write(m: ControllerMessage, written?: () => void): void;
   end(): void;
 }
 
@@ -52,7 +56,17 @@ export interface AgentSession {
   lastHeard: number;
   connectedAt: number;
   closed: boolean;
+  /** Estimated bytes written to the link that the transport has not yet taken. */
+  queued: number;
+  /** Set while the queue is over its bound: nothing is written until it drains, then a snapshot. */
+  overflowed: boolean;
+  /** The newest endpoint answer that came while overflowed (sent after the snapshot). */
+  heldResult?: ControllerMessage;
+  /** Endpoint reports, newest wins, at most one per `reportIntervalMs` reaches the journal. */
+  reports: Pacer<SignedWire | undefined>;
 }
+
+type SignedWire = { payload: Buffer; signature: Buffer; cert_serial: string };
 
 export interface ProxyCoreOptions {
   /** Directory of the proxy's own durable state (slice, delta history, report journal). */
@@ -65,7 +79,28 @@ export interface ProxyCoreOptions {
   history?: HistoryLimits;
   /** Coalescing window of SiteAgents updates on the WAN. */
   siteAgentsDelayMs?: number;
+  /** Minimum time between two reports of one agent that are checked and journaled (500 ms). */
+  reportIntervalMs?: number;
+  /** Endpoints one report may hold (the controller's claim limit). */
+  maxReportEndpoints?: number;
+  /** Bound of the SiteLocal message's endpoints (default 3 MiB, under MAX_MESSAGE_BYTES). */
+  siteLocalMaxBytes?: number;
+  /** Bound of one agent session's send queue (bytes the transport has not taken yet). */
+  sendQueueBytes?: number;
   now?: () => number;
+}
+
+export const DEFAULT_AGENT_QUEUE_BYTES = 8 * 1024 * 1024;
+/** Room for the SiteLocal set in one message: MAX_MESSAGE_BYTES (4 MiB) less framing margin. */
+export const SITE_LOCAL_MAX_BYTES = 3 * 1024 * 1024;
+
+/** What a message costs in the send queue: its objects' JSON dominates. */
+function sizeOf(m: ControllerMessage): number {
+  let n = 64;
+  const body = m.delta ?? m.snapshot_chunk;
+  for (const r of body?.put ?? []) n += (r.json as Buffer | undefined)?.length ?? 0;
+  for (const r of m.site_local?.endpoints ?? []) n += (r.json as Buffer | undefined)?.length ?? 0;
+  return n;
 }
 
 const SNAPSHOT_CHUNK = 500;
@@ -103,12 +138,21 @@ export class ProxyCore {
   private snapTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private readonly hbMs: number;
+  private readonly queueLimit: number;
+  /** Sessions whose queue overflowed, since the core started (status, tests). */
+  overflows = 0;
   private endpointsByName = new Map<string, TetherObject>();
+  private siteLocalCache:
+    | { seq: number; msg: { endpoints: Resource[]; seq: number; nodes: string[] } }
+    | undefined;
+  /** Per node, the entries last refused for the SiteLocal bound (told to the node once). */
+  private readonly overBound = new Map<string, string>();
 
   constructor(private readonly opts: ProxyCoreOptions) {
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     this.now = opts.now ?? Date.now;
     this.hbMs = opts.heartbeatMs ?? 5000;
+    this.queueLimit = opts.sendQueueBytes || DEFAULT_AGENT_QUEUE_BYTES;
     this.cache = new StateCache(join(opts.dir, 'slice.json'));
     this.history = new DeltaHistory(join(opts.dir, 'history.jsonl'), opts.history ?? DEFAULT_HISTORY_LIMITS);
     // A history that does not end where the slice does (a crash between the two writes, or a
@@ -179,9 +223,11 @@ export class ProxyCore {
   applyDelta(revision: number, put: TetherObject[], deleted: Deleted[]): void {
     const prev = this.cache.revision;
     this.cache.applyDelta(revision, put, deleted);
-    if (revision > prev)
-      this.history.append({ revision, put, deleted: deleted.map((d) => ({ kind: d.kind, name: d.name })) });
-    else if (put.length || deleted.length) this.history.reset(this.cache.revision);
+    this.recordHistory(() => {
+      if (revision > prev)
+        this.history.append({ revision, put, deleted: deleted.map((d) => ({ kind: d.kind, name: d.name })) });
+      else if (put.length || deleted.length) this.history.reset(this.cache.revision);
+    });
     const touched = [...put.map((o) => o.kind), ...deleted.map((d) => d.kind)];
     this.afterSliceChange(touched.some((k) => k === 'Node' || k === 'Endpoint' || k === 'VirtualNetwork'));
     if (put.length === 0 && deleted.length === 0) return;
@@ -211,18 +257,39 @@ export class ProxyCore {
     }
     const { swept } = this.cache.replace(revision, objects);
     const limits = this.opts.history ?? DEFAULT_HISTORY_LIMITS;
-    if (prev > 0 && revision > prev && put.length + deleted.length <= limits.maxObjects)
-      this.history.append({ revision, put, deleted });
-    else this.history.reset(revision);
+    this.recordHistory(() => {
+      if (prev > 0 && revision > prev && put.length + deleted.length <= limits.maxObjects)
+        this.history.append({ revision, put, deleted });
+      else this.history.reset(revision);
+    });
     this.afterSliceChange(true);
     if (put.length || deleted.length || revision !== prev) this.forward(revision, put, deleted, prev);
     return { swept };
   }
 
+  /**
+   * The slice is on disk already; a history that cannot be written must not lose the change
+   * for the agents: it starts over at the slice's revision (agents behind it resume with a
+   * snapshot) and the delta is still forwarded.
+   */
+  private recordHistory(write: () => void): void {
+    try {
+      write();
+    } catch (e) {
+      this.history.forget(this.cache.revision);
+      this.opts.log.error(
+        { revision: this.cache.revision, err: (e as Error).message },
+        'site proxy history not written; history cleared (agents behind this revision get a snapshot)',
+      );
+    }
+  }
+
   /** The controller's answer to a relayed report. */
   onResult(r: EndpointReportResult__Output): void {
     if (!r.node) return;
+    // One relayed report per node is in flight, so the answer is to that one.
     const order = this.relayed.get(r.node);
+    this.relayed.delete(r.node);
     if (
       order !== undefined &&
       this.local.answered(
@@ -234,6 +301,17 @@ export class ProxyCore {
       this.broadcastSiteLocal();
     const s = this.agents.get(r.node);
     if (s) this.send(s, { endpoint_result: { ...r } });
+    this.relayNext(r.node);
+  }
+
+  /** Relays the node's newest unanswered report unless one of its reports is in flight. */
+  private relayNext(node: string): void {
+    const up = this.uplink;
+    if (!up?.up || this.relayed.has(node)) return;
+    const p = this.local.pending().find((x) => x.node === node);
+    if (!p) return;
+    this.relayed.set(p.node, p.order);
+    up.relay(p.node, p.wire);
   }
 
   /** The WAN session is (again) up: the complete agent set, then the reports not yet answered. */
@@ -242,6 +320,8 @@ export class ProxyCore {
     if (!up) return;
     up.siteAgents({ agents: [...this.agents.values()].map((s) => this.agentState(s)), complete: true });
     this.dirtyAgents.clear();
+    // A new WAN session: what was in flight on the old one will not be answered.
+    this.relayed.clear();
     for (const p of this.local.pending()) {
       this.relayed.set(p.node, p.order);
       up.relay(p.node, p.wire);
@@ -255,11 +335,7 @@ export class ProxyCore {
    * TetherError (nothing opened) when the site roster does not list its certificate.
    */
   open(link: AgentLink, peer: AgentPeer, hello: Hello__Output): AgentSession {
-    if (peer.site !== this.opts.site)
-      throw new TetherError(
-        'TETHER_E_PERMISSION',
-        `node "${peer.node}" is in site "${peer.site}", not "${this.opts.site}"`,
-      );
+    this.admit(peer);
     if (hello.node_name && hello.node_name !== peer.node)
       throw new TetherError(
         'TETHER_E_PERMISSION',
@@ -268,8 +344,6 @@ export class ProxyCore {
           field: 'hello.node_name',
         },
       );
-    const why = rosterRefusal(this.roster, peer.node, peer.serial);
-    if (why) throw new TetherError(why.code, why.message);
     const held =
       Number.isSafeInteger(hello.held_revision) && hello.held_revision > 0 ? hello.held_revision : 0;
     const old = this.agents.get(peer.node);
@@ -285,12 +359,29 @@ export class ProxyCore {
       lastHeard: now,
       connectedAt: now,
       closed: false,
+      queued: 0,
+      overflowed: false,
+      reports: new Pacer(this.opts.reportIntervalMs ?? 500, (w) => this.report(s, w), this.now),
     };
     this.agents.set(peer.node, s);
     this.initialSync(s, held);
     this.send(s, { site_local: this.siteLocalMessage() });
     this.markAgent(s);
     return s;
+  }
+
+  /**
+   * Throws the TetherError that refuses this peer (other site, not Approved in the roster with
+   * that serial): checked before a call is registered, and again at hello.
+   */
+  admit(peer: AgentPeer): void {
+    if (peer.site !== this.opts.site)
+      throw new TetherError(
+        'TETHER_E_PERMISSION',
+        `node "${peer.node}" is in site "${peer.site}", not "${this.opts.site}"`,
+      );
+    const why = rosterRefusal(this.roster, peer.node, peer.serial);
+    if (why) throw new TetherError(why.code, why.message);
   }
 
   message(s: AgentSession, m: NodeMessage__Output): void {
@@ -301,13 +392,14 @@ export class ProxyCore {
       s.acked = m.ack.revision;
       this.markAgent(s);
     }
-    if (m.endpoints) this.report(s, m.endpoints.signed ?? undefined);
+    if (m.endpoints) s.reports.offer(m.endpoints.signed ?? undefined);
   }
 
   /** The agent's stream ended on its own. */
   detach(s: AgentSession): void {
     if (s.closed) return;
     s.closed = true;
+    s.reports.stop();
     if (this.agents.get(s.peer.node) === s) {
       this.agents.delete(s.peer.node);
       this.markAgent(s);
@@ -329,10 +421,8 @@ export class ProxyCore {
     for (const s of [...this.agents.values()]) this.close(s, code, reason);
   }
 
-  private report(
-    s: AgentSession,
-    signed: { payload: Buffer; signature: Buffer; cert_serial: string } | undefined,
-  ): void {
+  private report(s: AgentSession, signed: SignedWire | undefined): void {
+    if (s.closed) return;
     let res: LocalResult & { changed: boolean };
     try {
       if (!signed || signed.payload.length === 0)
@@ -340,6 +430,7 @@ export class ProxyCore {
           field: 'endpoints.signed',
           expected: "the report signed by the node's key (src/api/signed-report.ts)",
         });
+      this.checkReportSize(signed.payload);
       res = this.local.accept(s.peer.node, s.peer.certPem, signed);
     } catch (e) {
       const err = asTetherError(e);
@@ -367,14 +458,25 @@ export class ProxyCore {
       },
     });
     if (res.changed) this.broadcastSiteLocal();
-    const up = this.uplink;
-    if (up?.up) {
-      const p = this.local.pending().find((x) => x.node === s.peer.node);
-      if (p) {
-        this.relayed.set(p.node, p.order);
-        up.relay(p.node, p.wire);
-      }
+    this.relayNext(s.peer.node);
+  }
+
+  /** A report the controller would refuse whole for its size is not journaled either. */
+  private checkReportSize(payload: Buffer): void {
+    const max = this.opts.maxReportEndpoints ?? DEFAULT_CLAIM_LIMITS.maxEndpoints;
+    let n = 0;
+    try {
+      const eps = (JSON.parse(payload.toString('utf8')) as { endpoints?: unknown }).endpoints;
+      n = Array.isArray(eps) ? eps.length : 0;
+    } catch {
+      return; // not JSON: verifyReport names what is wrong with it
     }
+    if (n > max)
+      throw new TetherError(
+        'TETHER_E_TOO_LARGE',
+        `report holds ${n} endpoints; at most ${max} are accepted (nothing changed)`,
+        { field: 'endpoints', expected: `at most ${max} endpoints` },
+      );
   }
 
   private initialSync(s: AgentSession, held: number): void {
@@ -408,8 +510,9 @@ export class ProxyCore {
       messages.push({ snapshot_end: { revision, count: objects.length }, msg: 'snapshot_end' });
       this.snapCache = { revision, messages };
     }
+    // Whole or not at all: the bound is checked before the next message after it.
     this.send(s, { snapshot_begin: { revision, reason } });
-    for (const m of this.snapCache.messages) this.send(s, m);
+    for (const m of this.snapCache.messages) this.send(s, m, true);
     s.sent = revision;
     // Shared by agents that connect together (a takeover); released soon after, since the
     // encoded table would otherwise stay in a DU node's memory for as long as nothing changes.
@@ -455,9 +558,68 @@ export class ProxyCore {
     this.endpointsByName = new Map(this.cache.list('Endpoint').map((o) => [o.metadata.name, o]));
   }
 
+  /**
+   * The SiteLocal set as one message, bounded so that it always fits a gRPC message: entries
+   * are kept in journal order (those the controller already accepted first, then the pending
+   * reports' in the order they were journaled) and the rest is refused to their nodes.
+   */
   private siteLocalMessage(): { endpoints: Resource[]; seq: number; nodes: string[] } {
     const { endpoints, seq, nodes } = this.local.set;
-    return { endpoints: endpoints.map(toResource), seq, nodes };
+    if (this.siteLocalCache?.seq === seq) return this.siteLocalCache.msg;
+    const cap = this.opts.siteLocalMaxBytes ?? SITE_LOCAL_MAX_BYTES;
+    const rank = new Map<string, number>();
+    for (const [i, p] of this.local.pending().entries()) rank.set(p.node, i);
+    const nodeOf = (o: TetherObject) => String((o.spec as { node?: unknown } | undefined)?.node ?? '');
+    const ordered = endpoints
+      .map((o, i) => ({ o, i, r: rank.get(nodeOf(o)) ?? -1 }))
+      .sort((a, b) => a.r - b.r || a.i - b.i);
+    const kept: Resource[] = [];
+    const over = new Map<string, string[]>();
+    let total = 0;
+    for (const { o } of ordered) {
+      const r = toResource(o);
+      const size = (r.json as Buffer).length + o.kind.length + o.metadata.name.length + 32;
+      if (total + size > cap) {
+        const node = nodeOf(o);
+        over.set(node, [...(over.get(node) ?? []), o.metadata.name]);
+        continue;
+      }
+      total += size;
+      kept.push(r);
+    }
+    kept.sort((a, b) => ((a.name ?? '') < (b.name ?? '') ? -1 : 1));
+    const msg = { endpoints: kept, seq, nodes };
+    this.siteLocalCache = { seq, msg };
+    this.tellOverBound(over, cap);
+    return msg;
+  }
+
+  private tellOverBound(over: Map<string, string[]>, cap: number): void {
+    for (const node of [...this.overBound.keys()]) if (!over.has(node)) this.overBound.delete(node);
+    for (const [node, names] of over) {
+      const key = names.join(' ');
+      if (this.overBound.get(node) === key) continue;
+      this.overBound.set(node, key);
+      this.opts.log.warn(
+        { node, refused: names.length, limitBytes: cap },
+        'site-local set full; entries refused',
+      );
+      const s = this.agents.get(node);
+      if (!s) continue;
+      this.send(s, {
+        endpoint_result: {
+          revision: this.cache.revision,
+          accepted: 0,
+          refused: names.map((name) => ({
+            name,
+            code: 'TETHER_E_TOO_LARGE',
+            message: `the site's site-local set is full (${cap} bytes); not forwarded until the controller confirms it`,
+            field: 'endpoints',
+          })),
+          node,
+        },
+      });
+    }
   }
 
   private broadcastSiteLocal(): void {
@@ -496,21 +658,57 @@ export class ProxyCore {
     this.agentsTimer.unref();
   }
 
-  private send(s: AgentSession, m: ControllerMessage): void {
+  private send(s: AgentSession, m: ControllerMessage, whole = false): void {
     if (s.closed) return;
     if (!m.msg) {
       const k = Object.keys(m).find((x) => x !== 'msg') as ControllerMessage['msg'];
       m = { ...m, msg: k };
     }
+    if (s.overflowed) {
+      // Everything else is replaced by the snapshot after the drain; an answer is not.
+      if (m.endpoint_result) s.heldResult = m;
+      return;
+    }
+    if (!whole && s.queued > this.queueLimit) {
+      // An agent that stops reading must not make the proxy hold every delta in memory.
+      s.overflowed = true;
+      this.overflows++;
+      if (m.endpoint_result) s.heldResult = m;
+      this.opts.log.warn(
+        { node: s.peer.node, queuedBytes: s.queued, limit: this.queueLimit },
+        'agent send queue over its limit; dropping deltas until it drains, then a snapshot',
+      );
+      return;
+    }
+    const size = sizeOf(m);
+    s.queued += size;
     try {
-      s.link.write(m);
+      s.link.write(m, () => this.written(s, size));
     } catch (e) {
+      s.queued -= size;
       this.opts.log.warn(
         { node: s.peer.node, err: (e as Error).message },
         'agent write failed; dropping session',
       );
       this.detach(s);
     }
+  }
+
+  private written(s: AgentSession, size: number): void {
+    s.queued -= size;
+    if (!s.overflowed || s.queued > 0) return;
+    // Not from inside the transport's callback: the snapshot writes many frames.
+    setImmediate(() => {
+      if (!s.overflowed || s.queued > 0 || s.closed) return;
+      s.overflowed = false;
+      this.opts.log.info({ node: s.peer.node }, 'agent send queue drained; sending a snapshot');
+      // An agent ahead of the proxy keeps what it has: a snapshot here would roll it back.
+      if (s.sent <= this.cache.revision) this.snapshot(s, 'send queue overflowed');
+      this.send(s, { site_local: this.siteLocalMessage() }, true);
+      const held = s.heldResult;
+      s.heldResult = undefined;
+      if (held) this.send(s, held, true);
+    });
   }
 
   private tick(): void {

@@ -47,6 +47,9 @@ export class Election {
   private running = false;
   private lastLeader: Leader | undefined;
   private bestStreak = 0;
+  /** Failed activations in a row, and the round before which no new attempt is made. */
+  private failures = 0;
+  private retryAtRound = 0;
   rounds = 0;
 
   constructor(private readonly opts: ElectionOptions) {}
@@ -133,7 +136,8 @@ export class Election {
     if (iAmCandidate && bestReachable === me) {
       // Two rounds in a row unless alone: one failed probe (a fresh channel's handshake
       // outlasting the probe deadline) must not make two actives at start or in a blip.
-      if (++this.bestStreak >= 2 || others.length === 0) this.setActive(true);
+      if ((++this.bestStreak >= 2 || others.length === 0) && this.rounds >= this.retryAtRound)
+        this.setActive(true);
       return;
     }
     this.bestStreak = 0;
@@ -142,17 +146,47 @@ export class Election {
   }
 
   private setActive(active: boolean): void {
-    if (active) {
-      const self = this.opts.roster().get(this.opts.node);
-      this.leaderNow = { node: this.opts.node, address: self ? this.addressOf(self) : '' };
+    if (this.activeFlag === active) {
+      if (active) this.leaderNow = this.selfLeader();
+      return;
     }
-    if (this.activeFlag === active) return;
-    this.activeFlag = active;
-    this.opts.log.info(
-      { node: this.opts.node, active },
-      active ? 'this node is the site proxy' : 'site proxy: standby',
-    );
-    this.opts.onActive(active);
+    if (!active) {
+      this.activeFlag = false;
+      this.opts.log.info({ node: this.opts.node, active }, 'site proxy: standby');
+      this.opts.onActive(false);
+      return;
+    }
+    try {
+      this.opts.onActive(true);
+    } catch (e) {
+      // Not active without a core (a damaged journal, a full disk): probes must keep saying
+      // standby so that another node can take over, and this one tries again later.
+      this.failures++;
+      const backoff = Math.min(2 ** this.failures, 64);
+      this.retryAtRound = this.rounds + backoff;
+      this.bestStreak = 0;
+      this.leaderNow = undefined;
+      this.opts.log.error(
+        { node: this.opts.node, err: (e as Error).message, retryInRounds: backoff },
+        'could not become the site proxy; staying standby',
+      );
+      try {
+        this.opts.onActive(false);
+      } catch {
+        /* what was half set up is gone with it */
+      }
+      return;
+    }
+    this.failures = 0;
+    this.retryAtRound = 0;
+    this.activeFlag = true;
+    this.leaderNow = this.selfLeader();
+    this.opts.log.info({ node: this.opts.node, active }, 'this node is the site proxy');
+  }
+
+  private selfLeader(): Leader {
+    const self = this.opts.roster().get(this.opts.node);
+    return { node: this.opts.node, address: self ? this.addressOf(self) : '' };
   }
 
   private probe(c: RosterEntry): Promise<ProbeResponse__Output> {

@@ -73,6 +73,16 @@ export class DeltaHistory {
     this.journal.rewrite([{ t: 'base', revision }]);
   }
 
+  /**
+   * Starts over at `revision` in memory only (the file could not be written): the file then
+   * ends below the slice's revision and is reset to it at the next load.
+   */
+  forget(revision: number): void {
+    this.entries = [];
+    this.objects = 0;
+    this.baseRev = revision;
+  }
+
   /** Records a delta (on disk when this returns). */
   append(entry: HistoryEntry): void {
     if (entry.revision <= this.head) return;

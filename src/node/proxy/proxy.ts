@@ -183,8 +183,14 @@ export class SiteProxy {
       log: this.opts.log.child({ component: 'proxy' }),
       heartbeatMs: this.opts.agentHeartbeatMs,
     });
-    const seed = this.opts.agentSlice?.();
-    if (seed) core.seed(seed.revision, seed.objects);
+    try {
+      const seed = this.opts.agentSlice?.();
+      if (seed) core.seed(seed.revision, seed.objects);
+    } catch (e) {
+      // The election stays standby and retries; nothing of this attempt stays open.
+      core.stop('site proxy failed to start');
+      throw e;
+    }
     core.start();
     this.core = core;
     this.activeSince = Date.now();

@@ -21,7 +21,12 @@ export interface ProxyServerOptions {
   /** The core while this node is the site's active proxy; undefined on a standby. */
   core: () => ProxyCore | undefined;
   probe: () => ProbeResponse;
+  /** Time an agent has between opening Sync and its hello (default 10 s). */
+  helloTimeoutMs?: number;
 }
+
+/** HTTP/2 streams one connection may hold open: an agent needs one Sync (plus a Probe). */
+export const PROXY_MAX_CONCURRENT_STREAMS = 4;
 
 /** The agent's certificate, checked by TLS against our CA; here: a node of our site. */
 export function peerOf(call: AuthCall, site: string): AgentPeer {
@@ -47,6 +52,7 @@ export class ProxyServer {
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5000,
+    'grpc.max_concurrent_streams': PROXY_MAX_CONCURRENT_STREAMS,
   });
   private readonly calls = new Set<grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>>();
 
@@ -102,6 +108,11 @@ export class ProxyServer {
     );
   }
 
+  /** Sync calls registered now (status, tests). */
+  get openCalls(): number {
+    return this.calls.size;
+  }
+
   /** Ends every NodeSession call (this node stepped down); Probe keeps being served. */
   endSessions(): void {
     for (const c of [...this.calls]) c.end();
@@ -138,19 +149,46 @@ export class ProxyServer {
       call.emit('error', toGrpcError(err));
       return;
     }
+    try {
+      // Before the call counts for anything: a revoked or unknown certificate gets no session
+      // slot and no hello deadline to hold.
+      core.admit(peer);
+    } catch (e) {
+      const err = asTetherError(e);
+      this.opts.log.warn({ node: peer.node, code: err.code, err: err.message }, 'agent session refused');
+      call.emit('error', toGrpcError(err));
+      return;
+    }
     this.calls.add(call);
     let session: AgentSession | undefined;
+    let failed = false;
+    const fail = (err: TetherError) => {
+      clearTimeout(helloTimer);
+      if (failed) return;
+      failed = true;
+      this.opts.log.warn({ node: peer.node, code: err.code, err: err.message }, 'agent session refused');
+      this.calls.delete(call);
+      call.emit('error', toGrpcError(err));
+    };
+    const helloMs = this.opts.helloTimeoutMs ?? 10_000;
+    const helloTimer = setTimeout(() => {
+      if (!session)
+        fail(new TetherError('TETHER_E_TIMEOUT', `no hello within ${helloMs} ms of opening the session`));
+    }, helloMs);
+    helloTimer.unref();
     const link = {
-      write: (m: ControllerMessage) => {
-        call.write(m);
+      write: (m: ControllerMessage, written?: () => void) => {
+        call.write(m, written);
       },
       end: () => call.end(),
     };
     const done = () => {
+      clearTimeout(helloTimer);
       this.calls.delete(call);
       if (session) core.detach(session);
     };
     call.on('data', (m: NodeMessage__Output) => {
+      if (failed) return;
       try {
         if (!session) {
           if (!m.hello)
@@ -158,14 +196,13 @@ export class ProxyServer {
               field: 'hello',
             });
           session = core.open(link, peer, m.hello);
+          clearTimeout(helloTimer);
           return;
         }
         core.message(session, m);
       } catch (e) {
-        const err = asTetherError(e);
-        this.opts.log.warn({ node: peer.node, code: err.code, err: err.message }, 'agent session refused');
-        this.calls.delete(call);
-        call.emit('error', toGrpcError(err));
+        if (session) core.detach(session);
+        fail(asTetherError(e));
       }
     });
     call.on('end', () => {

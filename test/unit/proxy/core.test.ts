@@ -1,9 +1,9 @@
 // The site proxy's core in one process: revisions, history, no rollback, snapshot sweeps as
 // one delta, durability across a restart (what it acknowledged is on disk), journal damage.
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ControllerMessage } from '../../../src/api/gen/tether/v1/ControllerMessage.js';
 import type { TetherObject } from '../../../src/api/resource.js';
 import { signReport } from '../../../src/api/signed-report.js';
@@ -41,8 +41,9 @@ const peer = (c: NodeCreds): AgentPeer => ({
 class Link {
   msgs: ControllerMessage[] = [];
   ended = false;
-  write(m: ControllerMessage) {
+  write(m: ControllerMessage, written?: () => void) {
     this.msgs.push(m);
+    written?.();
   }
   end() {
     this.ended = true;
@@ -76,7 +77,15 @@ function base(): TetherObject[] {
 }
 
 function core(dir: string, extra: Partial<ConstructorParameters<typeof ProxyCore>[0]> = {}) {
-  return new ProxyCore({ dir, node: 'n1', site: 's1', log: silentLogger(), siteAgentsDelayMs: 0, ...extra });
+  return new ProxyCore({
+    dir,
+    node: 'n1',
+    site: 's1',
+    log: silentLogger(),
+    siteAgentsDelayMs: 0,
+    reportIntervalMs: 0,
+    ...extra,
+  });
 }
 
 const ep = (i: number) =>
@@ -266,6 +275,233 @@ describe('ProxyCore', () => {
     c.message(s, { msg: 'endpoints', endpoints: { endpoints: [], signed: null } });
     const res = a.msgs.filter((m) => m.endpoint_result).map((m) => m.endpoint_result!.refused![0]?.code);
     expect(res).toEqual([undefined, 'TETHER_E_CONFLICT', 'TETHER_E_INVALID']);
+    c.stop();
+  });
+});
+
+/** An agent that stopped reading: nothing written is taken until `drain()`. */
+class StalledLink extends Link {
+  private waiting: Array<() => void> = [];
+  override write(m: ControllerMessage, written?: () => void) {
+    this.msgs.push(m);
+    if (written) this.waiting.push(written);
+  }
+  drain() {
+    for (const f of this.waiting.splice(0)) f();
+  }
+}
+
+describe('agent send queue', () => {
+  it('stops writing to an agent that does not read, and resyncs it with a snapshot once drained', async () => {
+    const c = core(tmp(), { sendQueueBytes: 4096 });
+    c.applySnapshot(10, base());
+    const slow = new StalledLink();
+    const fast = new Link();
+    c.open(slow, peer(n1), hello('n1', 10));
+    c.open(fast, peer(n2), hello('n2', 10));
+    const big = (i: number) => ({ ...ep(i), spec: { ...(ep(i).spec as object), note: 'x'.repeat(1500) } });
+    for (let i = 1; i <= 40; i++) c.applyDelta(10 + i, [big(i)], []);
+    // The stalled agent got a few deltas and then nothing; the other one got every delta.
+    const deltasSlow = slow.msgs.filter((m) => m.delta).length;
+    expect(deltasSlow).toBeGreaterThan(0);
+    expect(deltasSlow).toBeLessThan(10);
+    expect(fast.msgs.filter((m) => m.delta).length).toBe(41); // the initial (empty) one too
+    expect(c.overflows).toBe(1);
+    slow.take();
+    slow.drain();
+    await vi.waitFor(() => expect(slow.kinds()).toContain('snapshot_end'));
+    expect(slow.kinds()[0]).toBe('snapshot_begin');
+    expect(slow.msgs[0]!.snapshot_begin!.revision).toBe(50);
+    expect(slow.kinds()).toContain('site_local');
+    // Resynced: deltas flow again.
+    slow.drain();
+    slow.take();
+    c.applyDelta(51, [ep(99)], []);
+    expect(slow.msgs.at(-1)?.delta?.revision).toBe(51);
+    c.stop();
+  });
+});
+
+const n1ep = (i: number) =>
+  endpoint('n1', `w${i}`, 'red', `10.1.0.${2 + i}`, `02:00:00:00:01:${(16 + i).toString(16)}`, '192.0.2.1');
+const n1report = (seq: number, eps: TetherObject[]) => ({
+  msg: 'endpoints' as const,
+  endpoints: {
+    endpoints: [],
+    signed: signReport(
+      { node: 'n1', site: 's1', bootId: 'b', seq, at: seq, endpoints: eps },
+      n1.keyPem,
+      n1.certPem,
+    ),
+  },
+});
+const seqOf = (w: { payload: Buffer | Uint8Array }) =>
+  (JSON.parse(Buffer.from(w.payload).toString()) as { seq: number }).seq;
+
+describe('agent reports', () => {
+  it('are paced per agent: in a burst only the newest is checked and journaled', async () => {
+    const dir = tmp();
+    const c = core(dir, { reportIntervalMs: 150 });
+    c.applySnapshot(10, base());
+    const a = new Link();
+    const s = c.open(a, peer(n1), hello('n1', 10));
+    for (let seq = 1; seq <= 20; seq++) c.message(s, n1report(seq, [n1ep(seq % 5)]));
+    const results = () => a.msgs.filter((m) => m.endpoint_result);
+    expect(results()).toHaveLength(1);
+    await vi.waitFor(() => expect(results()).toHaveLength(2));
+    expect(results().every((m) => m.endpoint_result!.refused!.length === 0)).toBe(true);
+    c.stop();
+    const again = core(dir);
+    expect(again.local.pending().map((p) => seqOf(p.wire))).toEqual([20]);
+    expect(again.local.set.endpoints.map((e) => e.metadata.name)).toEqual(['n1.w0']);
+    again.stop();
+  });
+
+  it('with more endpoints than the claim limit are refused whole and not journaled', () => {
+    const dir = tmp();
+    const c = core(dir, { maxReportEndpoints: 3 });
+    c.applySnapshot(10, base());
+    const a = new Link();
+    const s = c.open(a, peer(n1), hello('n1', 10));
+    c.message(s, n1report(1, [n1ep(1), n1ep(2), n1ep(3), n1ep(4)]));
+    c.message(s, n1report(2, [n1ep(1), n1ep(2), n1ep(3)]));
+    const res = a.msgs.filter((m) => m.endpoint_result).map((m) => m.endpoint_result!);
+    expect(res[0]!.refused!.map((r) => [r!.name, r!.code])).toEqual([['*', 'TETHER_E_TOO_LARGE']]);
+    expect(res[1]!.accepted).toBe(3);
+    c.stop();
+    const again = core(dir);
+    expect(again.local.pending().map((p) => seqOf(p.wire))).toEqual([2]);
+    again.stop();
+    // The default is the controller's limit.
+    const d = core(tmp());
+    d.applySnapshot(10, base());
+    const b = new Link();
+    const t = d.open(b, peer(n1), hello('n1', 10));
+    const many = Array.from({ length: 1025 }, (_, i) => ({ ...n1ep(1), metadata: { name: `n1.m${i}` } }));
+    d.message(t, n1report(1, many as TetherObject[]));
+    expect(b.msgs.filter((m) => m.endpoint_result).at(-1)?.endpoint_result?.refused?.[0]?.code).toBe(
+      'TETHER_E_TOO_LARGE',
+    );
+    expect(d.local.pending()).toHaveLength(0);
+    d.stop();
+  });
+});
+
+describe('relayed reports', () => {
+  it('keep one report per node in flight and relay only the newest after the answer', () => {
+    const c = core(tmp());
+    c.applySnapshot(10, base());
+    const relayed: Array<[string, number]> = [];
+    c.uplink = { up: true, siteAgents: () => {}, relay: (node, w) => relayed.push([node, seqOf(w)]) };
+    const a = new Link();
+    const s = c.open(a, peer(n1), hello('n1', 10));
+    c.message(s, n1report(1, [n1ep(1)]));
+    c.message(s, n1report(2, [n1ep(2)]));
+    c.message(s, n1report(3, [n1ep(3)]));
+    expect(relayed).toEqual([['n1', 1]]);
+    // The answer to report 1 must not be taken as the answer to report 3.
+    c.onResult({ node: 'n1', revision: 11, accepted: 1, refused: [] });
+    expect(relayed).toEqual([
+      ['n1', 1],
+      ['n1', 3],
+    ]);
+    expect(c.local.pending().map((p) => seqOf(p.wire))).toEqual([3]);
+    c.onResult({
+      node: 'n1',
+      revision: 12,
+      accepted: 0,
+      refused: [{ name: 'n1.w3', code: 'TETHER_E_CLAIM', message: '', field: '' }],
+    });
+    expect(c.local.pending()).toHaveLength(0);
+    expect(c.local.set.endpoints).toHaveLength(0);
+    expect(relayed).toHaveLength(2);
+    // A new WAN session relays what is unanswered, whatever was in flight on the old one.
+    c.message(s, n1report(4, [n1ep(4)]));
+    c.message(s, n1report(5, [n1ep(4)]));
+    c.onUplinkUp();
+    expect(relayed.slice(2)).toEqual([
+      ['n1', 4],
+      ['n1', 5],
+    ]);
+    c.stop();
+  });
+});
+
+describe('SiteLocal bound', () => {
+  it('keeps entries in journal order up to the bound and refuses the rest to their node', () => {
+    const c = core(tmp(), { siteLocalMaxBytes: 900 });
+    c.applySnapshot(10, base());
+    const a1 = new Link();
+    const a2 = new Link();
+    const s1 = c.open(a1, peer(n1), hello('n1', 10));
+    const s2 = c.open(a2, peer(n2), hello('n2', 10));
+    const n2ep = (i: number) =>
+      endpoint(
+        'n2',
+        `v${i}`,
+        'red',
+        `10.1.0.${18 + i}`,
+        `02:00:00:00:02:${(16 + i).toString(16)}`,
+        '192.0.2.2',
+      );
+    // n2 reports first: its entries are older in the journal than n1's, although n1's names sort first.
+    c.message(s2, {
+      msg: 'endpoints',
+      endpoints: {
+        endpoints: [],
+        signed: signReport(
+          { node: 'n2', site: 's1', bootId: 'b', seq: 1, at: 1, endpoints: [n2ep(1), n2ep(2), n2ep(3)] },
+          n2.keyPem,
+          n2.certPem,
+        ),
+      },
+    });
+    c.message(s1, n1report(1, [n1ep(1), n1ep(2), n1ep(3)]));
+    const last = a1.msgs.filter((m) => m.site_local).at(-1)!.site_local!;
+    const names = last.endpoints!.map((r) => r!.name);
+    const bytes = last.endpoints!.reduce((n, r) => n + (r!.json as Buffer).length, 0);
+    expect(bytes).toBeLessThanOrEqual(900);
+    expect(names.filter((n) => n!.startsWith('n2.'))).toEqual(['n2.v1', 'n2.v2', 'n2.v3']);
+    expect(names.length).toBeLessThan(6);
+    const refused = a1.msgs
+      .filter((m) => m.endpoint_result?.refused?.some((r) => r!.code === 'TETHER_E_TOO_LARGE'))
+      .flatMap((m) => m.endpoint_result!.refused!.map((r) => r!.name));
+    expect(new Set([...names, ...refused]).size).toBe(6);
+    expect(refused.every((n) => n!.startsWith('n1.'))).toBe(true);
+    expect(
+      a2.msgs.some((m) => m.endpoint_result?.refused?.some((r) => r!.code === 'TETHER_E_TOO_LARGE')),
+    ).toBe(false);
+    c.stop();
+  });
+});
+
+describe('history write failure', () => {
+  it('still forwards the delta or snapshot difference, and answers older revisions with a snapshot', () => {
+    const dir = tmp();
+    const c = core(dir);
+    c.applySnapshot(10, base());
+    const a = new Link();
+    c.open(a, peer(n1), hello('n1', 10));
+    a.take();
+    // A real write failure: the history file can no longer be opened or replaced.
+    rmSync(join(dir, 'history.jsonl'), { force: true });
+    mkdirSync(join(dir, 'history.jsonl'));
+    writeFileSync(join(dir, 'history.jsonl', 'x'), '');
+    c.applyDelta(11, [ep(1)], []);
+    expect(a.take().map((m) => m.delta?.revision)).toEqual([11]);
+    c.applyDelta(12, [ep(2)], [{ kind: 'Endpoint', name: 'far.e1' }]);
+    expect(a.take().map((m) => m.delta?.revision)).toEqual([12]);
+    expect(c.revision).toBe(12);
+    const { swept } = c.applySnapshot(20, [...base(), ep(3)]);
+    expect(swept).toBe(1);
+    const [m] = a.take();
+    expect(m?.delta?.revision).toBe(20);
+    expect(m?.delta?.put?.map((r) => r!.name)).toEqual(['far.e3']);
+    // The history holds nothing it could not write: an agent at 11 gets a snapshot, not a
+    // merged delta that would miss the changes of 12 and 20.
+    const b = new Link();
+    c.open(b, peer(n2), hello('n2', 11));
+    expect(b.kinds()[0]).toBe('snapshot_begin');
     c.stop();
   });
 });
