@@ -686,10 +686,12 @@ export class Lab {
       '--cni-socket',
       n.cniSocket,
       '--heartbeat',
-      '1s',
-      // The lab's WAN is a test bench: a cut is noticed in 3 s, not 90 s.
+      `${this.state.options.heartbeatSeconds ?? 1}s`,
+      // The lab's WAN is a test bench: by default a cut is noticed in 3 s, not 90 s.
       '--wan-heartbeat',
-      '1s',
+      `${this.state.options.wanHeartbeatSeconds ?? 1}s`,
+      '--proxy',
+      this.state.options.proxy === false ? 'off' : 'on',
     ];
     const proc = this.spawnDaemon('node', n.name, n.ns, argv, n.log);
     this.progress(`node ${n.name}: tether node run started (pid ${proc.pid})`);

@@ -28,6 +28,13 @@ export interface LabOptions {
   workloadsPerNode: number;
   /** Where the lab keeps its state file, controller and node directories, logs. */
   stateDir: string;
+  /** `node run --wan-heartbeat`, seconds (default 1: a test bench notices a cut in 3 s; the
+   *  idle-WAN benchmark sets the production 30). */
+  wanHeartbeatSeconds?: number;
+  /** `node run --heartbeat` (node ↔ its upstream), seconds (default 1; production 5). */
+  heartbeatSeconds?: number;
+  /** `node run --proxy` (default on); off: every node holds its own WAN session. */
+  proxy?: boolean;
 }
 
 export interface WorkloadPlan {
@@ -127,6 +134,9 @@ export function validateLabOptions(o: LabOptions): void {
   int(o.sites, '--sites', 1, MAX_SITES);
   int(o.nodesPerSite, '--nodes-per-site', 1, MAX_NODES_PER_SITE);
   int(o.workloadsPerNode, '--workloads-per-node', 0, 20); // ≤ 10 per network: a /28 share holds 13–14
+  // The controller bounds a declared heartbeat to 1–120 s (HEARTBEAT_BOUNDS_MS).
+  if (o.wanHeartbeatSeconds !== undefined) int(o.wanHeartbeatSeconds, '--wan-heartbeat', 1, 120);
+  if (o.heartbeatSeconds !== undefined) int(o.heartbeatSeconds, '--heartbeat', 1, 120);
 }
 
 export function planLab(o: LabOptions): LabPlan {

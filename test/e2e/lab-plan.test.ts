@@ -55,6 +55,12 @@ describe('lab plan', () => {
     expect(re.test('tvn-vn4096')).toBe(false);
   });
 
+  it('accepts the WAN heartbeats the controller accepts (1–120 s) and the proxy switch', () => {
+    for (const wanHeartbeatSeconds of [1, 30, 120])
+      expect(() => planLab({ ...base, wanHeartbeatSeconds })).not.toThrow();
+    expect(() => planLab({ ...base, proxy: false, heartbeatSeconds: 5 })).not.toThrow();
+  });
+
   it('refuses bad names and sizes with the flag named', () => {
     for (const [o, field] of [
       [{ name: 'Bad-Name' }, '--name'],
@@ -64,6 +70,11 @@ describe('lab plan', () => {
       [{ nodesPerSite: 0 }, '--nodes-per-site'],
       [{ nodesPerSite: 5 }, '--nodes-per-site'],
       [{ workloadsPerNode: 21 }, '--workloads-per-node'],
+      [{ wanHeartbeatSeconds: 0 }, '--wan-heartbeat'],
+      [{ wanHeartbeatSeconds: 121 }, '--wan-heartbeat'],
+      [{ wanHeartbeatSeconds: 1.5 }, '--wan-heartbeat'],
+      [{ heartbeatSeconds: 0 }, '--heartbeat'],
+      [{ heartbeatSeconds: 121 }, '--heartbeat'],
     ] as const) {
       try {
         planLab({ ...base, ...o });

@@ -104,6 +104,9 @@ export function registerLab(program: Command): void {
     .option('--sites <n>', 'number of sites (1-4)', '2')
     .option('--nodes-per-site <n>', 'nodes per site (1-4)', '2')
     .option('--workloads-per-node <n>', 'workloads per node (odd: red, even: blue)', '2')
+    .option('--heartbeat <seconds>', "each node's session heartbeat (production default 5)", '1')
+    .option('--wan-heartbeat <seconds>', "the site proxy's WAN heartbeat (production default 30)", '1')
+    .option('--proxy <on|off>', 'off: every node holds its own WAN session, no site proxy', 'on')
     .action(
       async (o: {
         name: string;
@@ -111,7 +114,15 @@ export function registerLab(program: Command): void {
         sites: string;
         nodesPerSite: string;
         workloadsPerNode: string;
+        wanHeartbeat: string;
+        heartbeat: string;
+        proxy: string;
       }) => {
+        if (o.proxy !== 'on' && o.proxy !== 'off')
+          throw new TetherError('TETHER_E_INVALID', `bad --proxy "${o.proxy}"`, {
+            field: '--proxy',
+            expected: 'on or off',
+          });
         const stateDir = o.stateDir ?? defaultLabStateDir(o.name);
         const l = await Lab.up(
           {
@@ -120,6 +131,9 @@ export function registerLab(program: Command): void {
             sites: int(o.sites, '--sites'),
             nodesPerSite: int(o.nodesPerSite, '--nodes-per-site'),
             workloadsPerNode: int(o.workloadsPerNode, '--workloads-per-node'),
+            wanHeartbeatSeconds: int(o.wanHeartbeat, '--wan-heartbeat'),
+            heartbeatSeconds: int(o.heartbeat, '--heartbeat'),
+            proxy: o.proxy === 'on',
           },
           { progress: (m) => say(`${paint('lab:', 'dim')} ${m}`) },
         ).catch((e: unknown) => {
