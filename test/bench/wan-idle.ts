@@ -19,8 +19,10 @@
  *   WAN_IDLE_SETTLE_S  wait after every session is up, before counting (default 40)
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { allNodes, defaultLabStateDir, Lab } from '../../src/lab/index.js';
+import { stateFile } from '../../src/lab/state.js';
 import { controlSocketPath, readLiveStatus } from '../../src/node/control-api.js';
 import { waitFor } from '../integration/support/proc.js';
 
@@ -107,17 +109,35 @@ async function measure(
   windowS: number,
 ): Promise<Counted & { seconds: number; connections: number }> {
   const name = `w${randomBytes(2).toString('hex')}`;
+  const stateDir = defaultLabStateDir(name);
   const lab = await Lab.up({
     name,
     sites: 1,
     nodesPerSite: 2,
     workloadsPerNode: 0,
-    stateDir: defaultLabStateDir(name),
+    stateDir,
     wanHeartbeatSeconds: WAN_HEARTBEAT_S,
     heartbeatSeconds: HEARTBEAT_S,
     proxy,
+  }).catch(async (e: unknown) => {
+    // A failed `up` leaves what it built for inspection; a benchmark removes it.
+    if (existsSync(stateFile(stateDir)))
+      await Lab.open(stateDir)
+        .down()
+        .catch(() => undefined);
+    throw e;
   });
   try {
+    // The nodes really run the production intervals and the wanted proxy mode.
+    for (const p of lab.state.processes.filter((x) => x.role === 'node')) {
+      const flag = (f: string) => p.argv[p.argv.indexOf(f) + 1];
+      if (
+        flag('--heartbeat') !== `${HEARTBEAT_S}s` ||
+        flag('--wan-heartbeat') !== `${WAN_HEARTBEAT_S}s` ||
+        flag('--proxy') !== (proxy ? 'on' : 'off')
+      )
+        throw new Error(`node ${p.name} runs ${p.argv.join(' ')}`);
+    }
     await waitSessions(lab, proxy);
     await installCounters(lab, 's1');
     await sleep(settleS * 1000);
