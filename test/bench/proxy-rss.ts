@@ -34,6 +34,14 @@ function remote(i: number, gen = 0): TetherObject {
   return endpoint(`far${i % 50}`, `w${i}`, 'red', ip, mac, `192.0.2.${1 + (i % 50)}`, 's2');
 }
 
+/** NODE_OPTIONS of the shipped systemd unit (V8 heap flags), so the daemon runs as it ships;
+ *  BENCH_UNIT_FLAGS=0 measures without them. */
+function unitNodeOptions(): string {
+  if (process.env.BENCH_UNIT_FLAGS === '0') return '';
+  const unit = readFileSync(`${REPO}installer/systemd/tether-node.service`, 'utf8');
+  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1]?.trim() ?? '';
+}
+
 export async function run(): Promise<Record<string, number | string>> {
   // The bundle is what ships (and costs ~40 MB less than tsx); BENCH_FLAVOR=tsx runs source.
   const flavor = process.env.BENCH_FLAVOR === 'tsx' ? 'tsx' : 'bundle';
@@ -53,7 +61,13 @@ export async function run(): Promise<Record<string, number | string>> {
   ]);
   for (let i = 0; i < REMOTE; i += 1000)
     ctl.apply(Array.from({ length: Math.min(1000, REMOTE - i) }, (_, k) => remote(i + k)));
-  const out: Record<string, number | string> = { flavor, remoteEndpoints: REMOTE, agents: AGENTS };
+  const nodeOptions = unitNodeOptions();
+  const out: Record<string, number | string> = {
+    flavor,
+    nodeOptions,
+    remoteEndpoints: REMOTE,
+    agents: AGENTS,
+  };
   const agents: TestAgent[] = [];
   try {
     for (const mode of ['direct (--proxy off)', `proxy, ${AGENTS} agents`] as const) {
@@ -89,7 +103,7 @@ export async function run(): Promise<Record<string, number | string>> {
       ];
       const child = spawnNode(args, {
         logFile: join(work, `${proxy ? 'proxy' : 'direct'}.log`),
-        env: { TETHER_BENCH_MEM: memFile },
+        env: { TETHER_BENCH_MEM: memFile, NODE_OPTIONS: nodeOptions },
       });
       try {
         const statusPath = join(stateDir, 'status.json');
