@@ -34,12 +34,15 @@ function remote(i: number, gen = 0): TetherObject {
   return endpoint(`far${i % 50}`, `w${i}`, 'red', ip, mac, `192.0.2.${1 + (i % 50)}`, 's2');
 }
 
-/** NODE_OPTIONS of the shipped systemd unit (V8 heap flags), so the daemon runs as it ships;
- *  BENCH_UNIT_FLAGS=0 measures without them. */
-function unitNodeOptions(): string {
-  if (process.env.BENCH_UNIT_FLAGS === '0') return '';
+/** The environment of the shipped systemd unit (V8 heap flags, malloc arenas), so the daemon
+ *  runs as it ships; BENCH_UNIT_FLAGS=0 measures without it. */
+function unitEnv(): Record<string, string> {
+  if (process.env.BENCH_UNIT_FLAGS === '0') return {};
   const unit = readFileSync(`${REPO}installer/systemd/tether-node.service`, 'utf8');
-  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1]?.trim() ?? '';
+  const env: Record<string, string> = {};
+  for (const m of unit.matchAll(/^Environment=([A-Z_]+)=(.*)$/gm))
+    if (m[1] !== 'NODE_ENV') env[m[1]!] = m[2]!.trim();
+  return env;
 }
 
 export async function run(): Promise<Record<string, number | string>> {
@@ -61,10 +64,12 @@ export async function run(): Promise<Record<string, number | string>> {
   ]);
   for (let i = 0; i < REMOTE; i += 1000)
     ctl.apply(Array.from({ length: Math.min(1000, REMOTE - i) }, (_, k) => remote(i + k)));
-  const nodeOptions = unitNodeOptions();
+  const daemonEnv = unitEnv();
   const out: Record<string, number | string> = {
     flavor,
-    nodeOptions,
+    unitEnv: Object.entries(daemonEnv)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' '),
     remoteEndpoints: REMOTE,
     agents: AGENTS,
   };
@@ -103,7 +108,7 @@ export async function run(): Promise<Record<string, number | string>> {
       ];
       const child = spawnNode(args, {
         logFile: join(work, `${proxy ? 'proxy' : 'direct'}.log`),
-        env: { TETHER_BENCH_MEM: memFile, NODE_OPTIONS: nodeOptions },
+        env: { NODE_OPTIONS: '', ...daemonEnv, TETHER_BENCH_MEM: memFile },
       });
       try {
         const statusPath = join(stateDir, 'status.json');
