@@ -3,7 +3,7 @@
 // dist/. Native addons stay external and load from node_modules; the proto files are copied
 // next to the bundle because src/api/grpc.ts resolves them relative to its module URL.
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join, relative, sep } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -34,7 +34,11 @@ const vendorDirname = {
     b.onLoad({ filter: /[\\/]node_modules[\\/].*\.c?js$/ }, (args) => {
       const src = readFileSync(args.path, 'utf8');
       if (!/\b__dirname\b/.test(src)) return undefined;
-      const rel = relative(join(root, 'node_modules'), dirname(args.path)).split(sep).join('/');
+      // The package path after the last node_modules/: esbuild hands over real paths, so in a
+      // checkout whose node_modules is a symlink, a path relative to <root>/node_modules would
+      // climb out of it ("../../…") and point the bundle at a vendor dir that does not exist.
+      const parts = dirname(args.path).split(sep);
+      const rel = parts.slice(parts.lastIndexOf('node_modules') + 1).join('/');
       return { contents: `var __dirname = __tetherVendorDir(${JSON.stringify(rel)});\n${src}`, loader: 'js' };
     });
   },

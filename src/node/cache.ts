@@ -182,6 +182,23 @@ export class StateCache {
     this.apply(rec);
   }
 
+  /**
+   * Replaces in memory each held object by `lookup`'s one where both have the same JSON (the
+   * node's agent cache and its site proxy's slice, loaded from disk as two copies): one
+   * parsed copy instead of two. Nothing on disk changes. Returns how many were shared.
+   */
+  share(lookup: (kind: string, name: string) => TetherObject | undefined): number {
+    let n = 0;
+    for (const [k, o] of this.objects) {
+      const other = lookup(o.kind, o.metadata.name);
+      if (!other || other === o) continue;
+      if (JSON.stringify(other) !== JSON.stringify(o)) continue;
+      this.objects.set(k, other);
+      n++;
+    }
+    return n;
+  }
+
   /** Replaces everything with a snapshot: what the snapshot did not re-send is swept. */
   replace(revision: number, objects: readonly TetherObject[]): { swept: number } {
     const keep = new Map<string, TetherObject>(objects.map((o) => [key(o.kind, o.metadata.name), o]));

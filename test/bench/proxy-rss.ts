@@ -5,6 +5,7 @@
 // upstream (test/integration/support/site.ts: a gRPC TLS server speaking NodeSession.Sync).
 // Then the resync cost: bytes the proxy receives to catch up after 1% of the endpoints
 // changed while it was away, against the bytes of the full snapshot.
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +23,7 @@ import {
   TestAgent,
   until,
 } from '../integration/support/site.js';
-import { bundleExists, rssKiB, sleep, spawnNode, tetherArgv } from './support/proc.js';
+import { bundleExists, REPO, rssKiB, sleep, spawnNode, tetherArgv } from './support/proc.js';
 
 const REMOTE = Number(process.env.BENCH_PROXY_ENDPOINTS ?? 10_000);
 const AGENTS = Number(process.env.BENCH_PROXY_AGENTS ?? 20);
@@ -33,8 +34,22 @@ function remote(i: number, gen = 0): TetherObject {
   return endpoint(`far${i % 50}`, `w${i}`, 'red', ip, mac, `192.0.2.${1 + (i % 50)}`, 's2');
 }
 
+/** The environment of the shipped systemd unit (V8 heap flags, malloc arenas), so the daemon
+ *  runs as it ships; BENCH_UNIT_FLAGS=0 measures without it. */
+function unitEnv(): Record<string, string> {
+  if (process.env.BENCH_UNIT_FLAGS === '0') return {};
+  const unit = readFileSync(`${REPO}installer/systemd/tether-node.service`, 'utf8');
+  const env: Record<string, string> = {};
+  for (const m of unit.matchAll(/^Environment=([A-Z_]+)=(.*)$/gm))
+    if (m[1] !== 'NODE_ENV') env[m[1]!] = m[2]!.trim();
+  return env;
+}
+
 export async function run(): Promise<Record<string, number | string>> {
-  const flavor = process.env.BENCH_FLAVOR === 'tsx' || !bundleExists() ? 'tsx' : 'bundle';
+  // The bundle is what ships (and costs ~40 MB less than tsx); BENCH_FLAVOR=tsx runs source.
+  const flavor = process.env.BENCH_FLAVOR === 'tsx' ? 'tsx' : 'bundle';
+  if (flavor === 'bundle' && !bundleExists())
+    execFileSync('npm', ['run', 'bundle'], { cwd: REPO, stdio: 'inherit' });
   const work = mkdtempSync(join(tmpdir(), 'tether-bench-proxy-'));
   const pki = await sitePki('s1');
   const creds = new Map<string, NodeCreds>();
@@ -49,7 +64,15 @@ export async function run(): Promise<Record<string, number | string>> {
   ]);
   for (let i = 0; i < REMOTE; i += 1000)
     ctl.apply(Array.from({ length: Math.min(1000, REMOTE - i) }, (_, k) => remote(i + k)));
-  const out: Record<string, number | string> = { flavor, remoteEndpoints: REMOTE, agents: AGENTS };
+  const daemonEnv = unitEnv();
+  const out: Record<string, number | string> = {
+    flavor,
+    unitEnv: Object.entries(daemonEnv)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' '),
+    remoteEndpoints: REMOTE,
+    agents: AGENTS,
+  };
   const agents: TestAgent[] = [];
   try {
     for (const mode of ['direct (--proxy off)', `proxy, ${AGENTS} agents`] as const) {
@@ -69,7 +92,10 @@ export async function run(): Promise<Record<string, number | string>> {
         { keyPem: c.keyPem, certPem: c.certPem },
       );
       const port = await freePort();
+      const memFile = join(work, `${proxy ? 'proxy' : 'direct'}.mem.json`);
       const args = [
+        '--import',
+        `${REPO}test/bench/support/mem-probe.mjs`,
         ...tetherArgv(flavor),
         'node',
         'run',
@@ -80,7 +106,10 @@ export async function run(): Promise<Record<string, number | string>> {
           ? ['--proxy', 'on', '--proxy-port', String(port), '--proxy-address', '127.0.0.1']
           : ['--proxy', 'off']),
       ];
-      const child = spawnNode(args, { logFile: join(work, `${proxy ? 'proxy' : 'direct'}.log`) });
+      const child = spawnNode(args, {
+        logFile: join(work, `${proxy ? 'proxy' : 'direct'}.log`),
+        env: { NODE_OPTIONS: '', ...daemonEnv, TETHER_BENCH_MEM: memFile },
+      });
       try {
         const statusPath = join(stateDir, 'status.json');
         await until(
@@ -120,6 +149,11 @@ export async function run(): Promise<Record<string, number | string>> {
         const m = rssKiB(child.pid);
         out[`${mode}: VmRSS MB`] = +(m.rss / 1024).toFixed(1);
         out[`${mode}: VmHWM MB`] = +(m.hwm / 1024).toFixed(1);
+        if (existsSync(memFile)) {
+          const u = JSON.parse(readFileSync(memFile, 'utf8')) as Record<string, number>;
+          for (const k of ['heapTotal', 'heapUsed', 'external', 'arrayBuffers'])
+            out[`${mode}: ${k} MB`] = +((u[k] ?? 0) / 1048576).toFixed(1);
+        }
         if (proxy) {
           // Resync bytes: the proxy is away while 1% of the endpoints change, then resumes.
           const full = ctl.list('Endpoint').reduce((n, o) => n + JSON.stringify(o).length, 0);

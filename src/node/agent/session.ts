@@ -91,6 +91,9 @@ function decode(r: Resource__Output): TetherObject {
   return parseJson(r.json, { source: `upstream message (${r.kind}/${r.name})` }) as TetherObject;
 }
 
+/** Finds an object another part of this process already holds (the site proxy's slice). */
+export type SharedObjects = (kind: string, name: string) => TetherObject | undefined;
+
 function encode(o: TetherObject): { kind: string; name: string; json: Buffer; revision: number } {
   return { kind: o.kind, name: o.metadata.name, json: Buffer.from(JSON.stringify(o)), revision: 0 };
 }
@@ -103,6 +106,7 @@ function encode(o: TetherObject): { kind: string; name: string; json: Buffer; re
  */
 export class AgentSession {
   readonly bootId = randomUUID();
+  private shared: SharedObjects | undefined;
   private readonly hbMs: number;
   private readonly clock: Clock;
   private upstream: Upstream | undefined;
@@ -129,6 +133,22 @@ export class AgentSession {
   /** The node's local endpoints as last reported by the CNI side; re-sent on every connect. */
   private endpoints: TetherObject[] | undefined;
   readonly status: SessionStatus;
+
+  /**
+   * Objects that this process already holds (the site proxy's slice on the same node) are
+   * kept once: a received object whose JSON is byte-for-byte the JSON of the held one is
+   * replaced by that reference, so the agent's cache and the proxy's share the table instead
+   * of holding two parsed copies. Neither side mutates cached objects.
+   */
+  shareObjects(lookup: SharedObjects | undefined): void {
+    this.shared = lookup;
+  }
+
+  private decodeShared(r: Resource__Output): TetherObject {
+    const held = this.shared?.(r.kind, r.name);
+    if (held && r.json.equals(Buffer.from(JSON.stringify(held)))) return held;
+    return decode(r);
+  }
 
   constructor(private readonly opts: SessionOptions) {
     this.hbMs = opts.heartbeatMs ?? 5000;
@@ -368,7 +388,7 @@ export class AgentSession {
         this.setPhase('syncing');
         return;
       case 'snapshot_chunk':
-        this.staging?.push(...(m.snapshot_chunk?.put ?? []).map(decode));
+        this.staging?.push(...(m.snapshot_chunk?.put ?? []).map((r) => this.decodeShared(r)));
         return;
       case 'snapshot_end': {
         if (!this.staging)
@@ -391,7 +411,11 @@ export class AgentSession {
       }
       case 'delta': {
         const d = m.delta!;
-        cache.applyDelta(d.revision, d.put.map(decode), d.deleted);
+        cache.applyDelta(
+          d.revision,
+          d.put.map((r) => this.decodeShared(r)),
+          d.deleted,
+        );
         this.held = cache.revision;
         this.ack(cache.revision);
         this.attempt = 0;

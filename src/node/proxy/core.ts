@@ -154,7 +154,7 @@ export class ProxyCore {
     this.hbMs = opts.heartbeatMs ?? 5000;
     this.queueLimit = opts.sendQueueBytes || DEFAULT_AGENT_QUEUE_BYTES;
     this.cache = new StateCache(join(opts.dir, 'slice.json'));
-    this.history = new DeltaHistory(join(opts.dir, 'history.jsonl'), opts.history ?? DEFAULT_HISTORY_LIMITS);
+    this.history = new DeltaHistory(join(opts.dir, 'history'), opts.history ?? DEFAULT_HISTORY_LIMITS);
     // A history that does not end where the slice does (a crash between the two writes, or a
     // slice replaced by a seed) cannot answer for revisions it does not cover.
     if (this.history.head !== this.cache.revision) this.history.reset(this.cache.revision);
@@ -170,7 +170,7 @@ export class ProxyCore {
       roster: () => this.roster,
     };
     const cacheRef = this.cache;
-    this.local = new SiteLocalSet(join(opts.dir, 'reports.jsonl'), opts.site, view);
+    this.local = new SiteLocalSet(join(opts.dir, 'reports'), opts.site, view);
   }
 
   start(): void {

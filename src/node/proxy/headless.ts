@@ -8,7 +8,7 @@ import {
   verifyReport,
 } from '../../api/signed-report.js';
 import { asTetherError, TetherError } from '../../lib/errors.js';
-import { LineJournal } from './journal.js';
+import { field, LineLog } from './line-log.js';
 import type { RosterEntry } from './roster.js';
 
 /** What the headless logic reads of the proxy's cached slice. */
@@ -37,6 +37,27 @@ type Line =
   | { t: 'report'; node: string; order: number; payload: string; signature: string; serial: string }
   | { t: 'done'; node: string; order: number; refused: string[] };
 
+function checkLine(v: Record<string, unknown>, where: string): Line {
+  const node = field<string>(v, 'node', 'string', where);
+  const order = field<number>(v, 'order', 'number', where);
+  if (v.t === 'report')
+    return {
+      t: 'report',
+      node,
+      order,
+      payload: field<string>(v, 'payload', 'string', where),
+      signature: field<string>(v, 'signature', 'string', where),
+      serial: field<string>(v, 'serial', 'string', where),
+    };
+  if (v.t === 'done' && Array.isArray(v.refused) && v.refused.every((x) => typeof x === 'string'))
+    return { t: 'done', node, order, refused: v.refused as string[] };
+  throw new TetherError('TETHER_E_STATE', 'report journal record is neither a report nor an answer', {
+    file: where,
+    field: 't',
+    expected: '"report", or "done" with a list of refused names',
+  });
+}
+
 export interface LocalResult {
   revision: number;
   accepted: number;
@@ -57,7 +78,7 @@ function specOf(o: TetherObject): Partial<EndpointSpec> {
  */
 export class SiteLocalSet {
   private readonly reports = new Map<string, HeldReport>();
-  private readonly journal: LineJournal<Line>;
+  private readonly journal: LineLog<Line>;
   private order = 0;
   private current: TetherObject[] = [];
   private covered: string[] = [];
@@ -69,8 +90,8 @@ export class SiteLocalSet {
     private readonly site: string,
     private readonly slice: SliceView,
   ) {
-    this.journal = new LineJournal<Line>(path);
-    for (const l of this.journal.load()) {
+    this.journal = new LineLog<Line>(path, checkLine);
+    for (const l of this.journal.loaded) {
       this.order = Math.max(this.order, l.order);
       if (l.t === 'report') {
         const wire = {
@@ -124,7 +145,7 @@ export class SiteLocalSet {
     const refusal = unapprovedRefusal(node, this.slice.roster().get(node)?.phase);
     if (refusal) throw new TetherError(refusal.code, refusal.message);
     const order = ++this.order;
-    this.journal.append([
+    this.journal.append(
       {
         t: 'report',
         node,
@@ -133,7 +154,8 @@ export class SiteLocalSet {
         signature: Buffer.from(wire.signature).toString('base64'),
         serial: wire.cert_serial,
       },
-    ]);
+      () => this.lines(),
+    );
     this.reports.set(node, { node, body, wire, order, done: false, refusedByController: new Set() });
     this.compactIfDue();
     const changed = this.recompute();
@@ -153,7 +175,7 @@ export class SiteLocalSet {
   answered(node: string, order: number, refused: readonly string[]): boolean {
     const r = this.reports.get(node);
     if (!r || r.order !== order || r.done) return false;
-    this.journal.append([{ t: 'done', node, order, refused: [...refused] }]);
+    this.journal.append({ t: 'done', node, order, refused: [...refused] }, () => this.lines());
     r.done = true;
     r.refusedByController = new Set(refused);
     return this.recompute();

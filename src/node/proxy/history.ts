@@ -1,6 +1,7 @@
 import type { Deleted__Output as Deleted } from '../../api/gen/tether/v1/Deleted.js';
 import type { TetherObject } from '../../api/resource.js';
-import { LineJournal } from './journal.js';
+import { TetherError } from '../../lib/errors.js';
+import { field, LineLog } from './line-log.js';
 
 export interface HistoryEntry {
   revision: number;
@@ -9,6 +10,31 @@ export interface HistoryEntry {
 }
 
 type Line = { t: 'base'; revision: number } | ({ t: 'delta' } & HistoryEntry);
+
+function checkLine(v: Record<string, unknown>, where: string): Line {
+  const revision = field<number>(v, 'revision', 'number', where);
+  if (v.t === 'base') return { t: 'base', revision };
+  if (v.t !== 'delta' || !Array.isArray(v.put) || !Array.isArray(v.deleted))
+    throw new TetherError('TETHER_E_STATE', 'delta history record is neither a base nor a delta', {
+      file: where,
+      field: 't',
+      expected: '"base", or "delta" with put and deleted arrays',
+    });
+  for (const o of v.put as unknown[]) {
+    const m = (o as { metadata?: unknown } | null)?.metadata as Record<string, unknown> | undefined;
+    if (typeof (o as { kind?: unknown } | null)?.kind !== 'string' || typeof m?.name !== 'string')
+      throw new TetherError('TETHER_E_STATE', 'delta history record puts an object without kind and name', {
+        file: where,
+        field: 'put',
+        expected: 'objects with kind and metadata.name',
+      });
+  }
+  for (const d of v.deleted as unknown[]) {
+    field<string>(d as Record<string, unknown>, 'kind', 'string', where);
+    field<string>(d as Record<string, unknown>, 'name', 'string', where);
+  }
+  return { t: 'delta', revision, put: v.put as TetherObject[], deleted: v.deleted as Deleted[] };
+}
 
 export interface MergedDelta {
   put: TetherObject[];
@@ -36,14 +62,14 @@ export class DeltaHistory {
   private entries: HistoryEntry[] = [];
   private objects = 0;
   private baseRev = 0;
-  private readonly journal: LineJournal<Line>;
+  private readonly journal: LineLog<Line>;
 
   constructor(
     path: string,
     private readonly limits: HistoryLimits = DEFAULT_HISTORY_LIMITS,
   ) {
-    this.journal = new LineJournal<Line>(path);
-    for (const l of this.journal.load()) {
+    this.journal = new LineLog<Line>(path, checkLine);
+    for (const l of this.journal.loaded) {
       if (l.t === 'base') {
         this.entries = [];
         this.objects = 0;
@@ -86,7 +112,7 @@ export class DeltaHistory {
   /** Records a delta (on disk when this returns). */
   append(entry: HistoryEntry): void {
     if (entry.revision <= this.head) return;
-    this.journal.append([{ t: 'delta', ...entry }]);
+    this.journal.append({ t: 'delta', ...entry }, () => this.lines());
     this.push(entry);
     this.trim();
     // Rewritten only when most lines are dead, so an append costs one line, amortised.
@@ -136,9 +162,10 @@ export class DeltaHistory {
   }
 
   private compact(): void {
-    this.journal.rewrite([
-      { t: 'base', revision: this.baseRev },
-      ...this.entries.map((e): Line => ({ t: 'delta', ...e })),
-    ]);
+    this.journal.rewrite(this.lines());
+  }
+
+  private lines(): Line[] {
+    return [{ t: 'base', revision: this.baseRev }, ...this.entries.map((e): Line => ({ t: 'delta', ...e }))];
   }
 }

@@ -31,6 +31,8 @@ export interface SiteProxyOptions {
   agentNodes?: () => readonly TetherObject[];
   /** The slice this node's own agent holds: the seed at takeover. */
   agentSlice?: () => { revision: number; objects: readonly TetherObject[] } | undefined;
+  /** One object of this node's own agent cache: the proxy's slice shares equal objects. */
+  agentObject?: (kind: string, name: string) => TetherObject | undefined;
   probeMs?: number;
   probeTimeoutMs?: number;
   wanHeartbeatMs?: number;
@@ -120,6 +122,11 @@ export class SiteProxy {
   }
 
   /** The upstream chooser: the site's active proxy, else the controller directly. */
+  /** An object of the active proxy's slice (the agent on this node shares it). */
+  sharedObject(kind: string, name: string): TetherObject | undefined {
+    return this.core?.cache.get(kind, name);
+  }
+
   upstream(): UpstreamChoice {
     const l = this.election.leader;
     if (l?.address) return { kind: 'proxy', node: l.node, address: l.address };
@@ -186,6 +193,8 @@ export class SiteProxy {
     try {
       const seed = this.opts.agentSlice?.();
       if (seed) core.seed(seed.revision, seed.objects);
+      // Both slices were loaded from disk (or the seed already shares): one copy of each object.
+      if (this.opts.agentObject) core.cache.share(this.opts.agentObject);
     } catch (e) {
       // The election stays standby and retries; nothing of this attempt stays open.
       core.stop('site proxy failed to start');

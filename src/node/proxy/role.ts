@@ -58,6 +58,7 @@ export function siteProxyRole(): {
         log: log.child({ component: 'site-proxy' }),
         agentNodes: () => agent.cache.list('Node'),
         agentSlice: () => ({ revision: agent.cache.revision, objects: agent.cache.list() }),
+        agentObject: (kind, name) => agent.cache.get(kind, name),
         ...(ctx.options.version !== undefined ? { version: ctx.options.version } : {}),
         onLeader: (l) => {
           log.info({ proxy: l?.node ?? null }, 'site proxy changed; agent reconnects');
@@ -65,6 +66,8 @@ export function siteProxyRole(): {
         },
       });
       proxy = p;
+      // What the agent receives from its own proxy is the proxy's objects: keep them once.
+      agent.session.shareObjects((kind, name) => p.sharedObject(kind, name));
       ctx.setUpstreamChooser(() => {
         const u = p.upstream();
         if (u.kind !== 'proxy') return ctx.controller;

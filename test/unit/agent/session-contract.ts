@@ -31,6 +31,9 @@ export interface ContractUpstream {
   ackedBy(node: string): number;
   /** Every hello the upstream received, in order. */
   hellos(): Hello__Output[];
+  /** The objects the upstream holds, when it runs in the agent's process (the node's own
+   *  site proxy): the agent keeps those once (AgentSession.shareObjects). */
+  held?: (kind: string, name: string) => TetherObject | undefined;
   close(): Promise<void> | void;
 }
 
@@ -185,6 +188,29 @@ export function sessionContract(name: string, make: (env: ContractEnv) => Promis
       expect(t.up.ackedBy('n1')).toBe(t.up.revision());
       // On disk, not only in memory.
       expect(t.reopenCache().list('VirtualNetwork').length).toBe(2);
+    });
+
+    it('keeps an object the upstream process holds once, and only when its JSON is the same', async () => {
+      const t = await setup();
+      const held = t.up.held;
+      if (!held) return; // the controller's hub never shares a process with an agent
+      await t.up.applyResources([vn('red', site, 4096)]);
+      const s = t.startSession();
+      s.shareObjects(held);
+      await t.settle();
+      // From the snapshot and from a delta: the agent's cache holds the upstream's reference.
+      expect(t.cache().get('VirtualNetwork', 'red')).toBe(held('VirtualNetwork', 'red'));
+      await t.up.applyResources([vn('blue', site, 4097)]);
+      await t.settle();
+      expect(t.cache().get('VirtualNetwork', 'blue')).toBe(held('VirtualNetwork', 'blue'));
+      // A held object that differs from what arrived is never substituted.
+      const other = vn('green', site, 1);
+      s.shareObjects(() => other);
+      await t.up.applyResources([vn('green', site, 4098)]);
+      await t.settle();
+      const got = t.cache().get('VirtualNetwork', 'green');
+      expect(got).not.toBe(other);
+      expect(got?.spec).toEqual(vn('green', site, 4098).spec);
     });
 
     it('streams deltas and acknowledges each one after it is on disk', async () => {

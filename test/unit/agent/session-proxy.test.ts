@@ -81,6 +81,7 @@ sessionContract('the site proxy', async (env) => {
     revision: () => core.revision,
     ackedBy: (node) => acked.get(node) ?? 0,
     hellos: () => hellos,
+    held: (kind, name) => core.cache.get(kind, name),
     close: () => {
       core.stop();
       rmSync(t.dir, { recursive: true, force: true });

@@ -72,6 +72,19 @@ describe('StateCache', () => {
     expect(readStateCache(p)).toMatchObject({ revision: 13, snapshotRevision: 13 });
   });
 
+  it('shares equal objects with another cache of the process, and only equal ones', () => {
+    const a = new StateCache(cachePath());
+    const b = new StateCache(cachePath());
+    a.replace(5, [net('n1'), ep('e1', '10.0.0.1'), ep('e2', '10.0.0.2')]);
+    b.replace(5, [net('n1'), ep('e1', '10.0.0.1'), ep('e2', '10.0.0.9')]);
+    expect(b.share((k, n) => a.get(k, n))).toBe(2);
+    expect(b.get('Endpoint', 'e1')).toBe(a.get('Endpoint', 'e1'));
+    expect(b.get('VirtualNetwork', 'n1')).toBe(a.get('VirtualNetwork', 'n1'));
+    expect(b.get('Endpoint', 'e2')).not.toBe(a.get('Endpoint', 'e2'));
+    expect((b.get('Endpoint', 'e2')!.spec as { ip: string }).ip).toBe('10.0.0.9');
+    expect(b.share((k, n) => a.get(k, n))).toBe(0);
+  });
+
   it('writes one journal record per delta and leaves the checkpoint alone', () => {
     const p = cachePath();
     const c = new StateCache(p);

@@ -10,7 +10,7 @@ import { signReport } from '../../../src/api/signed-report.js';
 import { silentLogger } from '../../../src/lib/log.js';
 import { type AgentPeer, ProxyCore } from '../../../src/node/proxy/core.js';
 import { DeltaHistory } from '../../../src/node/proxy/history.js';
-import { LineJournal } from '../../../src/node/proxy/journal.js';
+import { field, LineLog } from '../../../src/node/proxy/line-log.js';
 import { endpoint, type NodeCreds, network, nodeSummary, sitePki } from '../../integration/support/site.js';
 
 let n1: NodeCreds;
@@ -507,31 +507,56 @@ describe('history write failure', () => {
 });
 
 describe('journals', () => {
-  it('drop a torn last line (never acknowledged) and refuse damage elsewhere', () => {
+  it('drop a torn last record (never acknowledged) and refuse damage elsewhere', () => {
     const dir = tmp();
-    const p = join(dir, 'j.jsonl');
-    const j = new LineJournal<{ a: number }>(p);
-    j.append([{ a: 1 }, { a: 2 }]);
+    const p = join(dir, 'j');
+    type L = { t: 'a'; a: number };
+    const check = (v: Record<string, unknown>, where: string): L => ({
+      t: 'a',
+      a: field<number>(v, 'a', 'number', where),
+    });
+    const j = new LineLog<L>(p, check);
+    const held: L[] = [];
+    for (const a of [1, 2]) {
+      j.append({ t: 'a', a }, () => [...held]);
+      held.push({ t: 'a', a });
+    }
     j.close();
-    appendFileSync(p, '{"a":3');
-    expect(new LineJournal<{ a: number }>(p).load()).toEqual([{ a: 1 }, { a: 2 }]);
-    const k = new LineJournal<{ a: number }>(p);
-    k.load();
-    k.append([{ a: 4 }]);
+    // A crash in the middle of the next append: half a frame at the end of the log.
+    appendFileSync(`${p}.journal`, Buffer.from([40, 0, 0, 0, 1, 2, 3]));
+    const k = new LineLog<L>(p, check);
+    expect(k.loaded).toEqual(held);
+    k.append({ t: 'a', a: 4 }, () => [...held]);
     k.close();
-    expect(new LineJournal<{ a: number }>(p).load()).toEqual([{ a: 1 }, { a: 2 }, { a: 4 }]);
-    writeFileSync(p, '{"a":1}\n{bad\n{"a":2}\n');
-    expect(() => new LineJournal(p).load()).toThrow(/line 2/);
+    expect(new LineLog<L>(p, check).loaded).toEqual([...held, { t: 'a', a: 4 }]);
+    // Compaction: the checkpoint holds what was rewritten, the log starts empty.
+    const c = new LineLog<L>(p, check);
+    c.rewrite([{ t: 'a', a: 9 }]);
+    expect(c.lines).toBe(1);
+    c.append({ t: 'a', a: 10 }, () => [{ t: 'a', a: 9 }]);
+    c.close();
+    expect(new LineLog<L>(p, check).loaded).toEqual([
+      { t: 'a', a: 9 },
+      { t: 'a', a: 10 },
+    ]);
+    // A record that is not what the owner wrote, or a damaged checkpoint: TETHER_E_STATE.
+    const bad = join(dir, 'bad');
+    const b = new LineLog<{ t: string }>(bad, (v) => v as { t: string });
+    b.rewrite([{ t: 'a' }]);
+    b.close();
+    expect(() => new LineLog<L>(bad, check)).toThrow(/bad "a"/);
+    writeFileSync(`${p}.checkpoint`, 'TTHRCKP1garbage');
+    expect(() => new LineLog<L>(p, check)).toThrow(expect.objectContaining({ code: 'TETHER_E_STATE' }));
   });
 
   it('history is bounded in entries and objects and survives compaction', () => {
     const dir = tmp();
-    const h = new DeltaHistory(join(dir, 'h.jsonl'), { maxEntries: 5, maxObjects: 8 });
+    const h = new DeltaHistory(join(dir, 'h'), { maxEntries: 5, maxObjects: 8 });
     h.reset(1);
     for (let r = 2; r < 60; r++) h.append({ revision: r, put: [ep(r % 7), ep((r + 1) % 7)], deleted: [] });
     expect(h.size).toBe(4);
     expect(h.base).toBe(55);
-    const again = new DeltaHistory(join(dir, 'h.jsonl'), { maxEntries: 5, maxObjects: 8 });
+    const again = new DeltaHistory(join(dir, 'h'), { maxEntries: 5, maxObjects: 8 });
     expect(again.base).toBe(55);
     expect(again.head).toBe(59);
     expect(again.since(54)).toBeUndefined();
