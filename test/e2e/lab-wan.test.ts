@@ -36,7 +36,9 @@ const connected = (node: string) => lab.nodeStatusFile(node)?.session.phase === 
 describe.skipIf(!isRoot)('tether lab wan: per-site cut, delay and loss', () => {
   beforeAll(async () => {
     lab = await Lab.up(
-      { name, sites: 2, nodesPerSite: 1, workloadsPerNode: 0, stateDir },
+      // Direct node sessions (--proxy off): this suite checks each node's own WAN session;
+      // the site proxy's behaviour over a cut is test/e2e/headless.test.ts.
+      { name, sites: 2, nodesPerSite: 1, workloadsPerNode: 0, stateDir, proxy: false },
       { progress: (m) => process.stderr.write(`[lab ${name}] ${m}\n`) },
     );
     await waitFor('both nodes connected', () => connected('s1n1') && connected('s2n1'), 60_000, 200);

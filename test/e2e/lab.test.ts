@@ -94,7 +94,9 @@ async function policyDrops(ns: string): Promise<number> {
 describe.skipIf(!isRoot)('tether lab: two sites end to end', () => {
   beforeAll(async () => {
     lab = await Lab.up(
-      { name, sites: 2, nodesPerSite: 1, workloadsPerNode: 2, stateDir },
+      // Direct node sessions (--proxy off): this suite checks each node's own WAN session;
+      // the site proxy's behaviour over a cut is test/e2e/headless.test.ts.
+      { name, sites: 2, nodesPerSite: 1, workloadsPerNode: 2, stateDir, proxy: false },
       { progress: (m) => process.stderr.write(`[lab ${name}] ${m}\n`) },
     );
   }, 180_000);
