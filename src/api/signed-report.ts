@@ -8,16 +8,20 @@ import type { TetherObject } from './resource.js';
  * An endpoint report signed by the node it speaks for. A site proxy relays its agents'
  * reports over its one WAN session; the signature lets the controller check that the node
  * itself said it (the proxy's mTLS names only the proxy's own node), so a node hosting the
- * proxy cannot claim endpoints for its neighbours. `seq` and `at` let the controller refuse
- * a replay of an older report.
+ * proxy cannot claim endpoints for its neighbours. `seq` lets the controller and the proxy
+ * refuse a replay of an older report (see `isNewerReport`).
  */
 export interface EndpointReportBody {
   node: string;
   site: string;
-  /** Per process start of the node daemon, with `seq`: (bootId, seq) never repeats. */
+  /** Per process start of the node daemon; for diagnostics only, never for ordering. */
   bootId: string;
+  /**
+   * Grows with every report the node signs, across restarts and reboots (kept on the node's
+   * disk, `src/lib/sequence.ts`), whatever the node's clock does: the only order of reports.
+   */
   seq: number;
-  /** Unix ms when the node made the report. */
+  /** Unix ms by the node's clock when it made the report: shown, never used to order or refuse. */
   at: number;
   endpoints: TetherObject[];
 }
@@ -86,12 +90,37 @@ export function verifyReport(
   return v as EndpointReportBody;
 }
 
-/** Whether `b` is newer than `a` (same boot: higher seq; another boot: later time). */
+/**
+ * What a receiver keeps of the last signed report it accepted from a node: the controller in
+ * its store (with the accepted endpoints, so it survives a restart), the proxy in its journal.
+ * `serial` is the certificate the report was signed with.
+ */
+export interface ReportMark {
+  serial: string;
+  bootId: string;
+  seq: number;
+  at: number;
+}
+
+/**
+ * Whether `report` is newer than the node's `mark`. Under the same certificate only a higher
+ * `seq` is newer, whatever the boot id or the time say: the node's sequence only ever grows
+ * (also across reboots, also when its clock steps back), so an equal or lower one is a replay.
+ * A report under another certificate than the mark's is newer: only a report signed by the
+ * node's current certificate is accepted at all, so the mark of an older certificate holds
+ * nothing back a replay could repeat, and a node enrolled again (new key, maybe a fresh disk
+ * whose sequence starts over) is not held to its predecessor's numbers.
+ */
 export function isNewerReport(
-  a: Pick<EndpointReportBody, 'bootId' | 'seq' | 'at'> | undefined,
-  b: Pick<EndpointReportBody, 'bootId' | 'seq' | 'at'>,
+  mark: (Partial<ReportMark> & Pick<ReportMark, 'serial' | 'seq'>) | undefined,
+  report: Partial<ReportMark> & Pick<ReportMark, 'serial' | 'seq'>,
 ): boolean {
-  if (!a) return true;
-  if (a.bootId === b.bootId) return b.seq > a.seq;
-  return b.at > a.at;
+  if (!mark) return true;
+  if (normalizeSerial(mark.serial) !== normalizeSerial(report.serial)) return true;
+  return report.seq > mark.seq;
+}
+
+/** The mark of a report `body` signed with certificate `serial`. */
+export function markOf(body: Pick<EndpointReportBody, 'bootId' | 'seq' | 'at'>, serial: string): ReportMark {
+  return { serial: normalizeSerial(serial), bootId: body.bootId, seq: body.seq, at: body.at };
 }

@@ -8,6 +8,7 @@ import {
 } from '../api/claims.js';
 import type { EndpointSpec, VirtualNetwork } from '../api/kinds.js';
 import type { TetherObject } from '../api/resource.js';
+import type { ReportMark } from '../api/signed-report.js';
 import type { Logger } from '../lib/log.js';
 import type { Store, StoreEvent, TxnOp } from './store/store.js';
 
@@ -141,9 +142,11 @@ export class EndpointClaims {
   /**
    * Stores the node's complete endpoint set: the accepted endpoints are put, the node's
    * other stored endpoints (including refused ones) deleted, in one transaction. A report
-   * refused whole changes nothing.
+   * refused whole changes no endpoint. `mark` (a signed report's, src/api/signed-report.ts)
+   * is stored in that same transaction, also when nothing else changes or the claims were
+   * refused: once judged, the report cannot be replayed, also after a restart.
    */
-  report(node: string, site: string, reported: readonly Buffer[]): ReportOutcome {
+  report(node: string, site: string, reported: readonly Buffer[], mark?: ReportMark): ReportOutcome {
     const store = this.store;
     const st = store.get('Node', node)?.object.status as { vtep?: string; phase?: string } | undefined;
     // The session of a revoked, reset or deleted node is closed in the same turn, but a report
@@ -180,12 +183,16 @@ export class EndpointClaims {
         },
         'endpoints refused',
       );
-    if (checked.whole) return { revision: store.revision(), accepted: 0, refused: checked.refused };
+    const extras = mark ? { reportMarks: [{ node, mark }] } : {};
+    if (checked.whole) {
+      if (mark) store.txn([], extras);
+      return { revision: store.revision(), accepted: 0, refused: checked.refused };
+    }
     const ops: TxnOp[] = checked.accepted.map((object) => ({ op: 'put', object }));
     const keep = new Set(checked.accepted.map((o) => o.metadata.name));
     for (const name of this.index.ofNode(node))
       if (!keep.has(name)) ops.push({ op: 'delete', kind: 'Endpoint', name });
-    const revision = ops.length ? store.txn(ops).revision : store.revision();
+    const revision = ops.length || mark ? store.txn(ops, extras).revision : store.revision();
     return { revision, accepted: checked.accepted.length, refused: checked.refused };
   }
 

@@ -9,7 +9,13 @@ import type { Resource, Resource__Output } from '../api/gen/tether/v1/Resource.j
 import { tetherProto } from '../api/grpc.js';
 import { kindDefinition, knownKinds } from '../api/kinds.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
-import { type EndpointReportBody, isNewerReport, verifyReport } from '../api/signed-report.js';
+import {
+  type EndpointReportBody,
+  isNewerReport,
+  markOf,
+  type ReportMark,
+  verifyReport,
+} from '../api/signed-report.js';
 import { toGrpcError } from '../api/status.js';
 import { validateObject } from '../api/validate.js';
 import { asTetherError, TetherError } from '../lib/errors.js';
@@ -116,6 +122,9 @@ function redact(obj: TetherObject): TetherObject {
   return obj;
 }
 
+/** A proxy session's report pacers, one per relayed node. */
+export type RelayPacers = Map<string, ReportPacer<{ body: EndpointReportBody; mark: ReportMark }>>;
+
 export class ControllerServer {
   readonly server: grpc.Server;
   readonly hub: SessionHub;
@@ -128,8 +137,12 @@ export class ControllerServer {
   private readonly caX509: X509Certificate;
   private readonly listener: GuardedListener;
   private readonly adminWatches = new Set<grpc.ServerWritableStream<unknown, unknown>>();
-  /** Per node, the last endpoint report accepted in signed form: relayed replays are refused. */
-  private readonly lastReports = new Map<string, Pick<EndpointReportBody, 'bootId' | 'seq' | 'at'>>();
+  /**
+   * Per node, the mark of the last signed report that passed the checks, which may still wait
+   * in a pacer; the store holds the mark of the last one stored (with its endpoints), which
+   * is what is left after a restart. Only real nodes of a site get an entry.
+   */
+  private readonly lastReports = new Map<string, ReportMark>();
   private boundPort = 0;
   private closing: Promise<void> | undefined;
 
@@ -360,9 +373,9 @@ export class ControllerServer {
         }
         const id = who.id as Extract<Identity, { role: 'node' }>;
         let session: Session | undefined;
-        let pacer: ReportPacer<Resource__Output[]> | undefined;
+        let pacer: ReportPacer<{ eps: Resource__Output[]; mark: ReportMark | undefined }> | undefined;
         /** A proxy session's pacers, one per relayed node (only nodes of its site get one). */
-        const relayPacers = new Map<string, ReportPacer<EndpointReportBody>>();
+        const relayPacers: RelayPacers = new Map();
         const refuse = (e: TetherError) => call.emit('error', toGrpcError(e));
         call.on('data', (msg) => {
           if (!session) {
@@ -419,47 +432,18 @@ export class ControllerServer {
           }
           const open = session;
           if (open.role === 'node' && msg.endpoints) {
-            pacer ??= new ReportPacer(this.deps.config.endpointReportIntervalMs, (eps) => {
-              const result = this.endpointReport(id.name, id.site, eps);
+            pacer ??= new ReportPacer(this.deps.config.endpointReportIntervalMs, (r) => {
+              const result = this.endpointReport(id.name, id.site, r.eps, r.mark);
               this.hub.notify(open, { endpoint_result: result });
             });
-            if (msg.endpoints.signed) this.noteDirectSigned(id.name, id.site, msg.endpoints.signed);
-            pacer.offer(msg.endpoints.endpoints);
+            const mark = msg.endpoints.signed
+              ? this.noteDirectSigned(id.name, id.site, msg.endpoints.signed)
+              : undefined;
+            pacer.offer({ eps: msg.endpoints.endpoints, mark });
           }
           if (open.role === 'proxy') {
             if (msg.site_agents) this.hub.siteAgents(open, msg.site_agents);
-            if (msg.relayed_report) {
-              const node = msg.relayed_report.node;
-              const checked = this.checkRelayed(open, msg.relayed_report);
-              if ('refusal' in checked) {
-                // Answers waiting for an overflowed session are kept per node: a name that is
-                // not a node of the site must not become a key (one per made-up name would
-                // grow without bound), so those are kept under the proxy's own node.
-                const n = this.deps.store.get('Node', node)?.object;
-                const known = n !== undefined && (n.spec as { site?: unknown }).site === open.site;
-                this.hub.notify(
-                  open,
-                  { endpoint_result: { ...checked.refusal, node: node.slice(0, 64) } },
-                  known ? node : open.node,
-                );
-              } else {
-                let p = relayPacers.get(node);
-                if (!p) {
-                  p = new ReportPacer(this.deps.config.endpointReportIntervalMs, (body) => {
-                    const result = this.endpointReport(
-                      node,
-                      open.site,
-                      body.endpoints.map(
-                        (o) => ({ json: Buffer.from(JSON.stringify(o)) }) as Resource__Output,
-                      ),
-                    );
-                    this.hub.notify(open, { endpoint_result: { ...result, node } }, node);
-                  });
-                  relayPacers.set(node, p);
-                }
-                p.offer(checked.body);
-              }
-            }
+            if (msg.relayed_report) this.relayedReport(open, msg.relayed_report, relayPacers);
           }
           this.hub.onMessage(open, msg);
         });
@@ -681,12 +665,18 @@ export class ControllerServer {
    * Stores what the node may claim of its endpoint report (src/controller/endpoints.ts) and
    * says what it refused; never throws, the answer goes back to the node.
    */
-  endpointReport(node: string, site: string, reported: readonly Resource__Output[]): ReportOutcome {
+  endpointReport(
+    node: string,
+    site: string,
+    reported: readonly Resource__Output[],
+    mark?: ReportMark,
+  ): ReportOutcome {
     try {
       return this.endpoints.report(
         node,
         site,
         reported.map((r) => r.json),
+        mark,
       );
     } catch (e) {
       const err = asTetherError(e);
@@ -719,6 +709,46 @@ export class ControllerServer {
   }
 
   /**
+   * One relayed report of a proxy session: checked at once (a refusal is answered at once),
+   * stored through the node's pacer with its mark. `pacers` belong to the session.
+   */
+  relayedReport(
+    open: Session,
+    r: { node: string; signed?: { payload: Buffer; signature: Buffer; cert_serial: string } | null },
+    pacers: RelayPacers,
+  ): void {
+    const node = r.node;
+    const checked = this.checkRelayed(open, r);
+    if ('refusal' in checked) {
+      // Answers waiting for an overflowed session are kept per node: a name that is not a
+      // node of the site must not become a key (one per made-up name would grow without
+      // bound), so those are kept under the proxy's own node.
+      const n = this.deps.store.get('Node', node)?.object;
+      const known = n !== undefined && (n.spec as { site?: unknown }).site === open.site;
+      this.hub.notify(
+        open,
+        { endpoint_result: { ...checked.refusal, node: node.slice(0, 64) } },
+        known ? node : open.node,
+      );
+      return;
+    }
+    let p = pacers.get(node);
+    if (!p) {
+      p = new ReportPacer(this.deps.config.endpointReportIntervalMs, ({ body, mark }) => {
+        const result = this.endpointReport(
+          node,
+          open.site,
+          body.endpoints.map((o) => ({ json: Buffer.from(JSON.stringify(o)) }) as Resource__Output),
+          mark,
+        );
+        this.hub.notify(open, { endpoint_result: { ...result, node } }, node);
+      });
+      pacers.set(node, p);
+    }
+    p.offer(checked);
+  }
+
+  /**
    * Checks a report a site proxy relays for one of its site's nodes: an Approved node of the
    * proxy's site, signed with the certificate the controller issued to that node (whose
    * serial it still accepts), and newer than the last report accepted from that node. A
@@ -728,7 +758,7 @@ export class ControllerServer {
   checkRelayed(
     s: Session,
     r: { node: string; signed?: { payload: Buffer; signature: Buffer; cert_serial: string } | null },
-  ): { body: EndpointReportBody } | { refusal: ReportOutcome } {
+  ): { body: EndpointReportBody; mark: ReportMark } | { refusal: ReportOutcome } {
     try {
       const st = this.requireSiteNode(r.node, s.site);
       if (!r.signed)
@@ -755,17 +785,19 @@ export class ControllerServer {
           { field: 'relayed_report.signed.cert_serial', expected: "the node's current certificate" },
         );
       const body = verifyReport(r.signed, certPem!, { node: r.node, site: s.site });
-      if (!isNewerReport(this.lastReports.get(r.node), body))
+      const mark = markOf(body, serial);
+      const last = this.lastMark(r.node);
+      if (!isNewerReport(last, mark))
         throw new TetherError(
           'TETHER_E_CONFLICT',
-          `report of node "${r.node}" (boot ${body.bootId.slice(0, 64)}, seq ${body.seq}) is not newer than the last one accepted`,
+          `report of node "${r.node}" (boot ${body.bootId.slice(0, 64)}, seq ${body.seq}) is not newer than the last one accepted (seq ${last?.seq})`,
           {
             field: 'relayed_report.signed.payload.seq',
-            expected: 'a report newer than the last accepted one',
+            expected: `a sequence number above ${last?.seq}`,
           },
         );
-      this.lastReports.set(r.node, { bootId: body.bootId, seq: body.seq, at: body.at });
-      return { body };
+      this.lastReports.set(r.node, mark);
+      return { body, mark };
     } catch (e) {
       const err = asTetherError(e);
       const refusal = { name: '*', code: err.code, message: err.message, field: err.details.field ?? '' };
@@ -775,22 +807,32 @@ export class ControllerServer {
     }
   }
 
-  /** A direct report that carries its signed form moves the node's replay mark too, so a
-   *  proxy cannot later relay an older report of the same node. */
+  /** The newest mark known for a node: the one checked last, else (after a restart) the
+   *  stored one. */
+  private lastMark(node: string): ReportMark | undefined {
+    return this.lastReports.get(node) ?? this.deps.store.reportMark(node);
+  }
+
+  /** A direct report that carries its signed form moves the node's replay mark too (returned,
+   *  to be stored with the report), so a proxy cannot later relay an older report of the
+   *  same node. */
   private noteDirectSigned(
     node: string,
     site: string,
     signed: { payload: Buffer; signature: Buffer; cert_serial: string },
-  ): void {
+  ): ReportMark | undefined {
     try {
       const certPem = (this.deps.store.get('Node', node)?.object.status as NodeStatus | undefined)
         ?.issuedCertPem;
-      if (!certPem) return;
+      if (!certPem) return undefined;
       const body = verifyReport(signed, certPem, { node, site });
-      if (isNewerReport(this.lastReports.get(node), body))
-        this.lastReports.set(node, { bootId: body.bootId, seq: body.seq, at: body.at });
+      const mark = markOf(body, new X509Certificate(certPem).serialNumber);
+      if (!isNewerReport(this.lastMark(node), mark)) return undefined;
+      this.lastReports.set(node, mark);
+      return mark;
     } catch {
       /* the direct report itself is judged by mTLS; a bad signature on it only moves nothing */
+      return undefined;
     }
   }
 

@@ -1,3 +1,4 @@
+import type { ReportMark } from '../../api/signed-report.js';
 import { TetherError } from '../../lib/errors.js';
 import {
   compactedError,
@@ -10,7 +11,7 @@ import {
   Subscribers,
   toStored,
 } from './core.js';
-import type { Store, StoredObject, StoreEvent, TxnOp, TxnResult } from './store.js';
+import type { Store, StoredObject, StoreEvent, TxnExtras, TxnOp, TxnResult } from './store.js';
 
 interface HistoryRow {
   revision: number;
@@ -31,6 +32,7 @@ export class MemoryStore implements Store {
   private compacted = 0;
   private readonly objects = new Map<string, Row>();
   private hist: HistoryRow[] = [];
+  private readonly marks = new Map<string, ReportMark>();
   private readonly subs: Subscribers;
   private readonly now: () => Date;
   private closed = false;
@@ -64,9 +66,11 @@ export class MemoryStore implements Store {
     return { revision: this.head, items: rows.map(toStored) };
   }
 
-  txn(ops: readonly TxnOp[]): TxnResult {
+  txn(ops: readonly TxnOp[], extras: TxnExtras = {}): TxnResult {
     this.open();
     const plan = planTxn(ops, this.head, (k, n) => this.objects.get(`${k}/${n}`), this.now);
+    for (const m of extras.reportMarks ?? []) this.marks.set(m.node, { ...m.mark });
+    for (const w of plan.writes) if (w.type === 'delete' && w.kind === 'Node') this.marks.delete(w.name);
     if (plan.writes.length === 0) return plan.result;
     const revision = this.head + 1;
     for (const w of plan.writes) {
@@ -85,6 +89,12 @@ export class MemoryStore implements Store {
     this.head = revision;
     this.subs.emit(plan.events);
     return plan.result;
+  }
+
+  reportMark(node: string): ReportMark | undefined {
+    this.open();
+    const m = this.marks.get(node);
+    return m && { ...m };
   }
 
   history(fromRevision: number, kind?: string): StoreEvent[] {

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { ReportMark } from '../../api/signed-report.js';
 import { TetherError } from '../../lib/errors.js';
 import {
   compactedError,
@@ -13,7 +14,7 @@ import {
   Subscribers,
   toStored,
 } from './core.js';
-import type { Store, StoredObject, StoreEvent, TxnOp, TxnResult } from './store.js';
+import type { Store, StoredObject, StoreEvent, TxnExtras, TxnOp, TxnResult } from './store.js';
 
 export interface SqliteStoreOptions extends StoreOptions {
   /** How long a write waits for another connection's lock before TETHER_E_UNAVAILABLE
@@ -23,7 +24,8 @@ export interface SqliteStoreOptions extends StoreOptions {
 
 /** File name of the database inside the data directory. */
 export const STORE_FILE = 'store.sqlite';
-const SCHEMA_VERSION = 1;
+// 2: report_marks (older builds would leave the marks behind the endpoints they store).
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -50,6 +52,13 @@ CREATE TABLE IF NOT EXISTS history (
   PRIMARY KEY (revision, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS history_kind ON history (kind, revision);
+CREATE TABLE IF NOT EXISTS report_marks (
+  node    TEXT    PRIMARY KEY,
+  serial  TEXT    NOT NULL,
+  boot_id TEXT    NOT NULL,
+  seq     INTEGER NOT NULL,
+  at      INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS probe (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   n  INTEGER NOT NULL
@@ -89,7 +98,7 @@ export class SqliteStore implements Store {
   private probes = 0;
   private readonly stmt: ReturnType<SqliteStore['prepare']>;
   private readonly runTxn: Database.Transaction<
-    (ops: readonly TxnOp[]) => { plan: ReturnType<typeof planTxn> }
+    (ops: readonly TxnOp[], extras: TxnExtras) => { plan: ReturnType<typeof planTxn> }
   >;
 
   constructor(dataDir: string, opts: SqliteStoreOptions = {}) {
@@ -123,9 +132,13 @@ export class SqliteStore implements Store {
       this.db.close();
       throw stateError(this.path, e);
     }
-    this.runTxn = this.db.transaction((ops: readonly TxnOp[]) => {
+    this.runTxn = this.db.transaction((ops: readonly TxnOp[], extras: TxnExtras) => {
       const head = this.metaValue('revision');
       const plan = planTxn(ops, head, (k, n) => this.row(k, n), this.now);
+      for (const { node, mark } of extras.reportMarks ?? [])
+        this.stmt.putMark.run(node, mark.serial, mark.bootId, mark.seq, mark.at);
+      for (const w of plan.writes)
+        if (w.type === 'delete' && w.kind === 'Node') this.stmt.delMark.run(w.name);
       if (plan.writes.length === 0) return { plan };
       const revision = head + 1;
       plan.writes.forEach((w, seq) => {
@@ -181,6 +194,15 @@ export class SqliteStore implements Store {
          WHERE revision > ? AND kind = ? ORDER BY revision, seq`,
       ),
       dropHistory: db.prepare<[number]>('DELETE FROM history WHERE revision <= ?'),
+      putMark: db.prepare<[string, string, string, number, number]>(
+        `INSERT INTO report_marks (node, serial, boot_id, seq, at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (node) DO UPDATE SET serial = excluded.serial, boot_id = excluded.boot_id,
+           seq = excluded.seq, at = excluded.at`,
+      ),
+      delMark: db.prepare<[string]>('DELETE FROM report_marks WHERE node = ?'),
+      getMark: db.prepare<[string], { serial: string; boot_id: string; seq: number; at: number }>(
+        'SELECT serial, boot_id, seq, at FROM report_marks WHERE node = ?',
+      ),
       probeWrite: db.prepare<[number]>(
         'INSERT INTO probe (id, n) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET n = excluded.n',
       ),
@@ -210,16 +232,22 @@ export class SqliteStore implements Store {
     })();
   }
 
-  txn(ops: readonly TxnOp[]): TxnResult {
+  txn(ops: readonly TxnOp[], extras: TxnExtras = {}): TxnResult {
     this.checkOpen();
     let plan: ReturnType<typeof planTxn>;
     try {
-      ({ plan } = this.runTxn.immediate(ops));
+      ({ plan } = this.runTxn.immediate(ops, extras));
     } catch (e) {
       throw sqliteError(this.path, e);
     }
     this.subs.emit(plan.events);
     return plan.result;
+  }
+
+  reportMark(node: string): ReportMark | undefined {
+    this.checkOpen();
+    const r = this.stmt.getMark.get(node);
+    return r && { serial: r.serial, bootId: r.boot_id, seq: r.seq, at: r.at };
   }
 
   history(fromRevision: number, kind?: string): StoreEvent[] {

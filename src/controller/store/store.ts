@@ -1,4 +1,5 @@
 import type { TetherObject } from '../../api/resource.js';
+import type { ReportMark } from '../../api/signed-report.js';
 
 /**
  * The controller's resource store, shaped after etcd's KV + watch API so that an etcd
@@ -47,6 +48,18 @@ export interface TxnResult {
   }>;
 }
 
+/** What a transaction writes besides resources. */
+export interface TxnExtras {
+  /**
+   * Per node, the mark of the signed endpoint report whose endpoints this transaction stores
+   * (src/api/signed-report.ts): durable with the endpoints, or not at all, so a controller
+   * that restarts still refuses a replay of an older report. Not resources: no revision, no
+   * event, no history; written even when the ops change nothing. A Node deleted in any
+   * transaction takes its mark with it.
+   */
+  reportMarks?: ReadonlyArray<{ node: string; mark: ReportMark }>;
+}
+
 export interface Store {
   /** Current revision of the whole store. */
   revision(): number;
@@ -57,7 +70,9 @@ export interface Store {
   /** All-or-nothing; throws TETHER_E_CONFLICT (nothing written) when a CAS check fails.
    *  Returns only after the write is durable. A put identical to the stored object is
    *  'unchanged' and does not bump the revision. */
-  txn(ops: readonly TxnOp[]): TxnResult;
+  txn(ops: readonly TxnOp[], extras?: TxnExtras): TxnResult;
+  /** The node's last stored report mark (TxnExtras.reportMarks). */
+  reportMark(node: string): ReportMark | undefined;
   /** Events with revision > fromRevision, in order. Throws TETHER_E_COMPACTED when
    *  fromRevision < compactedRevision(). */
   history(fromRevision: number, kind?: string): StoreEvent[];

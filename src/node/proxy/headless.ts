@@ -133,13 +133,19 @@ export class SiteLocalSet {
   accept(node: string, peerCertPem: string, wire: SignedReportWire): LocalResult & { changed: boolean } {
     const body = verifyReport(wire, peerCertPem, { node, site: this.site });
     const prev = this.reports.get(node);
-    if (prev && !isNewerReport(prev.body, body))
+    if (
+      prev &&
+      !isNewerReport(
+        { serial: prev.wire.cert_serial, seq: prev.body.seq },
+        { serial: wire.cert_serial, seq: body.seq },
+      )
+    )
       throw new TetherError(
         'TETHER_E_CONFLICT',
         `report ${body.bootId}/${body.seq} is not newer than the one held`,
         {
           field: 'signed.payload.seq',
-          expected: `newer than ${prev.body.bootId}/${prev.body.seq}`,
+          expected: `a sequence number above ${prev.body.seq}`,
         },
       );
     const refusal = unapprovedRefusal(node, this.slice.roster().get(node)?.phase);

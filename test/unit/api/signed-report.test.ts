@@ -50,10 +50,45 @@ describe('signed endpoint reports', () => {
     );
   });
 
-  it('orders reports: same boot by seq, another boot by time', () => {
-    expect(isNewerReport(undefined, { bootId: 'x', seq: 0, at: 0 })).toBe(true);
-    expect(isNewerReport({ bootId: 'x', seq: 2, at: 9 }, { bootId: 'x', seq: 2, at: 10 })).toBe(false);
-    expect(isNewerReport({ bootId: 'x', seq: 2, at: 9 }, { bootId: 'x', seq: 3, at: 1 })).toBe(true);
-    expect(isNewerReport({ bootId: 'x', seq: 2, at: 9 }, { bootId: 'y', seq: 0, at: 10 })).toBe(true);
+  // The replay check of the controller and the proxy (class: any two reports of one node).
+  describe('report order (isNewerReport)', () => {
+    const mark = { serial: '0a1b', bootId: 'boot-1', seq: 500, at: 10_000 };
+    it('takes any first report', () => {
+      expect(isNewerReport(undefined, { serial: '0a1b', seq: 0 })).toBe(true);
+    });
+    it('under the same certificate: only a higher seq is newer, whatever boot id or time say', () => {
+      // Same boot: older and equal seq are replays.
+      expect(isNewerReport(mark, { ...mark, seq: 499 })).toBe(false);
+      expect(isNewerReport(mark, { ...mark, seq: 500 })).toBe(false);
+      expect(isNewerReport(mark, { ...mark, seq: 501 })).toBe(true);
+      // Another boot with a lower seq is a replay even with a later time (a made-up boot id
+      // does not reset the order); another boot with a higher seq is newer even when the
+      // node's clock stepped back.
+      expect(isNewerReport(mark, { ...mark, bootId: 'boot-0', seq: 499, at: 99_999 })).toBe(false);
+      expect(isNewerReport(mark, { ...mark, bootId: 'boot-2', seq: 500, at: 99_999 })).toBe(false);
+      expect(isNewerReport(mark, { ...mark, bootId: 'boot-2', seq: 1500, at: 1 })).toBe(true);
+      fc.assert(
+        fc.property(
+          fc.string({ minLength: 1, maxLength: 64 }),
+          fc.nat(),
+          fc.nat(),
+          fc.nat(),
+          fc.nat(),
+          (boot, seqA, seqB, atA, atB) => {
+            const a = { serial: '0a1b', bootId: 'x', seq: seqA, at: atA };
+            const b = { serial: '0A1B', bootId: boot, seq: seqB, at: atB };
+            expect(isNewerReport(a, b)).toBe(seqB > seqA);
+            // Never both ways: one of two reports is the replay.
+            expect(isNewerReport(a, b) && isNewerReport(b, a)).toBe(false);
+          },
+        ),
+        { numRuns: 300 },
+      );
+    });
+    it("under another certificate (renewed, or enrolled again): newer, so a fresh disk's seq counts", () => {
+      expect(isNewerReport(mark, { serial: '0c', seq: 0 })).toBe(true);
+      // Serials compare normalised (case, leading zeros).
+      expect(isNewerReport(mark, { serial: '000A1B', seq: 500 })).toBe(false);
+    });
   });
 });

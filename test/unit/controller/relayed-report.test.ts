@@ -158,17 +158,19 @@ describe('relayed endpoint reports', () => {
     expect(refusal(r4)?.field).toBe('signed.payload.site');
   });
 
-  it('refuses a replay: the same or an older report of the same boot, or an older boot', () => {
+  it('refuses a replay: the same or a lower seq, of the same boot or another', () => {
     const { srv, session } = setup();
     const r5 = signed(body('a2', 'site-a', 5));
     expect('body' in srv.checkRelayed(session, { node: 'a2', signed: r5 })).toBe(true);
     expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: r5 }))?.code).toBe('TETHER_E_CONFLICT');
     const r4 = signed(body('a2', 'site-a', 4));
     expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: r4 }))?.code).toBe('TETHER_E_CONFLICT');
-    // Another boot is judged by time: earlier is a replay, later is accepted.
-    const old = signed(body('a2', 'site-a', 99, { bootId: 'boot-0', at: 10 }));
+    // Another boot is judged by seq too (the node keeps it on disk), never by time: a lower
+    // seq is a replay even with a later time, a higher one is accepted even with an earlier
+    // time (the node's clock stepped back across its reboot).
+    const old = signed(body('a2', 'site-a', 3, { bootId: 'boot-0', at: 1e12 }));
     expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: old }))?.code).toBe('TETHER_E_CONFLICT');
-    const next = signed(body('a2', 'site-a', 0, { bootId: 'boot-2', at: 5_000 }));
+    const next = signed(body('a2', 'site-a', 1005, { bootId: 'boot-2', at: 1 }));
     expect('body' in srv.checkRelayed(session, { node: 'a2', signed: next })).toBe(true);
     expect(srv.endpoints.stats('a2')?.byCode.TETHER_E_CONFLICT).toBe(3);
   });

@@ -399,6 +399,38 @@ export function storeContract(
       }
     });
 
+    it('report marks: written with the txn (also with no op), no revision or event; a failed txn or a deleted Node drops them', () => {
+      const seen: unknown[] = [];
+      store.subscribe((evs) => seen.push(...evs));
+      const mark = { serial: '0a', bootId: 'b1', seq: 7, at: 1 };
+      store.txn([{ op: 'put', object: obj('Node', 'n1', {}) }], { reportMarks: [{ node: 'n1', mark }] });
+      expect(store.reportMark('n1')).toEqual(mark);
+      const rev = store.revision();
+      // A report that changes no object still moves the mark, and nothing else.
+      const res = store.txn([], { reportMarks: [{ node: 'n1', mark: { ...mark, seq: 8 } }] });
+      expect(res.revision).toBe(rev);
+      expect(store.revision()).toBe(rev);
+      expect(store.history(rev)).toEqual([]);
+      expect(seen).toHaveLength(1);
+      expect(store.reportMark('n1')?.seq).toBe(8);
+      // All or nothing: a failed CAS in the same txn leaves the mark as it was.
+      expect(
+        thrown(() =>
+          store.txn([{ op: 'put', object: obj('Node', 'n1', { x: 1 }), expectRevision: 999 }], {
+            reportMarks: [{ node: 'n1', mark: { ...mark, seq: 9 } }],
+          }),
+        ).code,
+      ).toBe('TETHER_E_CONFLICT');
+      expect(store.reportMark('n1')?.seq).toBe(8);
+      // A copy: changing what was returned changes nothing stored.
+      const got = store.reportMark('n1')!;
+      got.seq = 1;
+      expect(store.reportMark('n1')?.seq).toBe(8);
+      expect(store.reportMark('n2')).toBeUndefined();
+      store.txn([{ op: 'delete', kind: 'Node', name: 'n1' }]);
+      expect(store.reportMark('n1')).toBeUndefined();
+    });
+
     it('a closed store refuses every call with TETHER_E_STATE', () => {
       const s = make(clock);
       s.close();

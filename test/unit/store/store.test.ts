@@ -65,6 +65,22 @@ describe('SqliteStore on disk', () => {
     }
   });
 
+  it('keeps report marks across reopen', () => {
+    const dir = freshDir();
+    let s = openSqliteStore(dir);
+    const mark = { serial: '0a', bootId: 'b1', seq: 1_733_000_000_123, at: 5 };
+    s.txn([{ op: 'put', object: obj('Site', 'x', {}) }], { reportMarks: [{ node: 'n1', mark }] });
+    s.txn([], { reportMarks: [{ node: 'n2', mark: { ...mark, seq: 3 } }] });
+    s.close();
+    s = openSqliteStore(dir);
+    try {
+      expect(s.reportMark('n1')).toEqual(mark);
+      expect(s.reportMark('n2')?.seq).toBe(3);
+    } finally {
+      s.close();
+    }
+  });
+
   it('compaction truncates the WAL', () => {
     const dir = freshDir();
     const s = openSqliteStore(dir);
