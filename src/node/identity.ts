@@ -17,6 +17,8 @@ export function nodePaths(stateDir: string) {
     status: join(stateDir, 'status.json'),
     /** Endpoints the site proxy sent that the controller has not confirmed (docs/proxy.md). */
     siteLocal: join(stateDir, 'site-local.json'),
+    /** The upper bound of the endpoint reports' sequence numbers (src/lib/sequence.ts). */
+    reportSeq: join(stateDir, 'report-seq.json'),
   };
 }
 

@@ -4,6 +4,7 @@ import type { BackoffPolicy } from '../../lib/backoff.js';
 import { type Clock, systemClock, type TimerHandle } from '../../lib/clock.js';
 import type { TetherError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
+import { DurableSequence } from '../../lib/sequence.js';
 import { StateCache } from '../cache.js';
 import { type LoadedIdentity, loadIdentity, nodePaths, saveCredentials } from '../identity.js';
 import { type LoopHealth, ReconcileLoop, type StateConsumer } from './reconcile.js';
@@ -95,6 +96,11 @@ export class NodeAgent {
       onPass: () => this.writeStatus(),
     });
     const controller = controllerUpstream(identity);
+    const reportSeq = new DurableSequence(nodePaths(stateDir).reportSeq, {
+      now: () => this.clock.now(),
+      onDamaged: (file, why) =>
+        log.warn({ file, err: why }, 'report sequence file unreadable; continuing above the clock'),
+    });
     this.session = new AgentSession({
       identity,
       cache: this.cache,
@@ -105,6 +111,7 @@ export class NodeAgent {
       renew: opts.renew ?? controllerRenewer(identity),
       saveCredentials: (c) => saveCredentials(stateDir, c),
       siteLocal: this.siteLocal,
+      reportSeq: () => reportSeq.next(),
       ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
       ...(opts.backoff ? { backoff: opts.backoff } : {}),
       ...(opts.random ? { random: opts.random } : {}),

@@ -82,6 +82,12 @@ export interface SessionOptions {
   /** Called once when the upstream says this node is revoked; the session does not reconnect. */
   onRevoked?: (err: TetherError) => void;
   version?: string;
+  /**
+   * The sequence numbers of signed endpoint reports: must grow across restarts and reboots,
+   * whatever the clock does (the daemon passes a DurableSequence in its state directory).
+   * Default, for tests and tools: a counter in memory starting at the clock's time.
+   */
+  reportSeq?: () => number;
   /** This node's underlay (VTEP) address, declared in every hello; the controller records
    *  the first and holds the node to it. Absent when the node runs no vRouter. */
   underlayIp?: string;
@@ -124,7 +130,7 @@ export class AgentSession {
    */
   private held: number;
   private hbSeq = 0;
-  private reportSeq = 0;
+  private readonly reportSeq: () => number;
   private staging: TetherObject[] | undefined;
   private renewing = false;
   /** The key of a renewal not yet answered: a retry asks with the same key, so an answer
@@ -154,6 +160,8 @@ export class AgentSession {
     this.hbMs = opts.heartbeatMs ?? 5000;
     this.clock = opts.clock ?? systemClock;
     this.held = opts.cache.revision;
+    let seq = Math.max(0, Math.floor(this.clock.now()));
+    this.reportSeq = opts.reportSeq ?? (() => seq++);
     this.status = {
       phase: 'connecting',
       since: new Date(this.clock.now()).toISOString(),
@@ -199,8 +207,10 @@ export class AgentSession {
   }
 
   /**
-   * Every report is signed by the node's own key with a new sequence number, so a proxy can
-   * relay it and the controller can tell it from a replay (src/api/signed-report.ts).
+   * Every report is signed by the node's own key with a new sequence number (higher than
+   * any this node signed before, also before a reboot), so a proxy can relay it and the
+   * controller can tell it from a replay (src/api/signed-report.ts). `at` is the clock's
+   * time, shown only: a clock stepped back does not make a report look old.
    */
   private sendReport(): void {
     const eps = this.endpoints;
@@ -212,7 +222,7 @@ export class AgentSession {
         node: id.name,
         site: id.site,
         bootId: this.bootId,
-        seq: ++this.reportSeq,
+        seq: this.reportSeq(),
         at: this.clock.now(),
         endpoints: eps,
       },

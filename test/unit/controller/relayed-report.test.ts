@@ -2,14 +2,26 @@
 // with the certificate the controller issued to it and still accepts, for an Approved node
 // of the proxy's own site, newer than the last one accepted from that node.
 import 'reflect-metadata';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ControllerMessage } from '../../../src/api/gen/tether/v1/ControllerMessage.js';
+import type { NodeMessage__Output } from '../../../src/api/gen/tether/v1/NodeMessage.js';
 import type { TetherObject } from '../../../src/api/resource.js';
 import { type EndpointReportBody, signReport } from '../../../src/api/signed-report.js';
 import { DEFAULT_CONFIG } from '../../../src/controller/config.js';
 import type { Session } from '../../../src/controller/hub.js';
 import { ControllerServer } from '../../../src/controller/server.js';
 import { MemoryStore } from '../../../src/controller/store/memory.js';
+import { SqliteStore } from '../../../src/controller/store/sqlite.js';
+import type { Store } from '../../../src/controller/store/store.js';
+import { FakeClock } from '../../../src/lib/clock.js';
 import { silentLogger } from '../../../src/lib/log.js';
+import { DurableSequence } from '../../../src/lib/sequence.js';
+import { AgentSession } from '../../../src/node/agent/session.js';
+import { MemoryUpstream } from '../../../src/node/agent/upstream.js';
+import { StateCache } from '../../../src/node/cache.js';
 import {
   type CaMaterial,
   createCA,
@@ -64,8 +76,10 @@ function nodeObj(name: string, site: string, phase = 'Approved'): TetherObject {
   };
 }
 
-function setup() {
-  const store = new MemoryStore();
+const tmp = mkdtempSync(join(tmpdir(), 'tether-relayed-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function seed(store: Store): void {
   store.txn([
     {
       op: 'put',
@@ -75,7 +89,10 @@ function setup() {
     { op: 'put', object: nodeObj('a2', 'site-a') },
     { op: 'put', object: nodeObj('b1', 'site-b') },
   ]);
-  const srv = new ControllerServer({
+}
+
+function serve(store: Store): ControllerServer {
+  return new ControllerServer({
     store,
     ca,
     serverCertPem: server.certPem,
@@ -83,9 +100,36 @@ function setup() {
     config: DEFAULT_CONFIG,
     log: silentLogger(),
   });
+}
+
+function setup() {
+  const store = new MemoryStore();
+  seed(store);
+  const srv = serve(store);
   // The proxy of site-a runs on a1.
   const session = { node: 'a1', site: 'site-a', role: 'proxy' } as Session;
   return { store, srv, session };
+}
+
+/** A proxy session whose answers are recorded (as the hub writes them to the call). */
+function proxySession(): { session: Session; answers: ControllerMessage[] } {
+  const answers: ControllerMessage[] = [];
+  const call = {
+    write: (m: ControllerMessage, cb?: () => void) => {
+      answers.push(m);
+      cb?.();
+      return true;
+    },
+  };
+  const session = {
+    node: 'a1',
+    site: 'site-a',
+    role: 'proxy',
+    call,
+    queued: 0,
+    overflowed: false,
+  } as unknown as Session;
+  return { session, answers };
 }
 
 const body = (
@@ -202,5 +246,100 @@ describe('relayed endpoint reports', () => {
     expect(refusal(r)?.field).toBe('relayed_report.signed.cert_serial');
     const ok = srv.checkRelayed(session, { node: 'a2', signed: signed(body('a2', 'site-a', 2), renewed) });
     expect('body' in ok).toBe(true);
+  });
+
+  it('refuses a replay of an older report after the controller restarted on the same store', async () => {
+    const dataDir = join(tmp, 'restart');
+    let store = new SqliteStore(dataDir);
+    seed(store);
+    let srv = serve(store);
+    let { session } = proxySession();
+    // Three reports of a2 stored through the pacer (one per interval: a new session each).
+    for (const seq of [5, 6, 7]) {
+      ({ session } = proxySession());
+      srv.relayedReport(session, { node: 'a2', signed: signed(body('a2', 'site-a', seq)) }, new Map());
+    }
+    expect(store.reportMark('a2')).toMatchObject({
+      seq: 7,
+      bootId: 'boot-1',
+      serial: keys.get('a2')!.serial,
+    });
+    await srv.close();
+    store.close();
+
+    // A new controller process on the same data directory: nothing in memory.
+    store = new SqliteStore(dataDir);
+    srv = serve(store);
+    ({ session } = proxySession());
+    for (const seq of [7, 6, 1]) {
+      const r = srv.checkRelayed(session, { node: 'a2', signed: signed(body('a2', 'site-a', seq)) });
+      expect(refusal(r)?.code, `seq ${seq}`).toBe('TETHER_E_CONFLICT');
+    }
+    // Also under a made-up boot id with a later time: the seq decides.
+    const otherBoot = signed(body('a2', 'site-a', 6, { bootId: 'boot-9', at: 9e12 }));
+    expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: otherBoot }))?.code).toBe(
+      'TETHER_E_CONFLICT',
+    );
+    // The node's next report goes through and moves the stored mark.
+    srv.relayedReport(session, { node: 'a2', signed: signed(body('a2', 'site-a', 8)) }, new Map());
+    expect(store.reportMark('a2')?.seq).toBe(8);
+    await srv.close();
+    store.close();
+  });
+
+  it("accepts a node's reports after a reboot with its clock stepped back (seq on disk, not time)", async () => {
+    const { srv, session } = setup();
+    const k = keys.get('a2')!;
+    const identity = {
+      name: 'a2',
+      site: 'site-a',
+      controller: 'memory:0',
+      caFingerprint: 'test',
+      caPem: ca.certPem,
+      credentials: { keyPem: k.keyPem, certPem: k.certPem },
+    };
+    const dir = mkdtempSync(join(tmp, 'node-'));
+    const clock = new FakeClock(Date.UTC(2026, 5, 1));
+    /** One run of the node daemon: its session signs one report with the on-disk sequence. */
+    const boot = async () => {
+      const got: NodeMessage__Output[] = [];
+      const upstream = new MemoryUpstream((call) => {
+        call.on('data', (m: NodeMessage__Output) => {
+          got.push(m);
+          if (m.hello) {
+            call.write({ snapshot_begin: { revision: 1, reason: '' } });
+            call.write({ snapshot_end: { revision: 1, count: 0 } });
+          }
+        });
+      });
+      const seq = new DurableSequence(join(dir, 'report-seq.json'), { now: () => clock.now() });
+      const s = new AgentSession({
+        identity,
+        cache: new StateCache(join(dir, 'cache.json')),
+        log: silentLogger(),
+        clock,
+        chooseUpstream: () => upstream,
+        reportSeq: () => seq.next(),
+      });
+      s.start();
+      await clock.advance(0);
+      s.reportEndpoints([]);
+      await clock.advance(0);
+      s.stop();
+      const signedReport = got.find((m) => m.endpoints?.signed)?.endpoints?.signed;
+      expect(signedReport).toBeTruthy();
+      return signedReport!;
+    };
+    const first = await boot();
+    expect('body' in srv.checkRelayed(session, { node: 'a2', signed: first })).toBe(true);
+    // The node reboots and its clock comes up a day behind (a lost RTC, an NTP step back).
+    for (const back of [86_400_000, 3_600_000, 1]) {
+      clock.step(clock.now() - back);
+      const again = await boot();
+      const r = srv.checkRelayed(session, { node: 'a2', signed: again });
+      expect(refusal(r)).toBeUndefined();
+    }
+    // And its earlier report is still a replay.
+    expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: first }))?.code).toBe('TETHER_E_CONFLICT');
   });
 });
