@@ -18,10 +18,6 @@ import { SqliteStore } from '../../../src/controller/store/sqlite.js';
 import type { Store } from '../../../src/controller/store/store.js';
 import { FakeClock } from '../../../src/lib/clock.js';
 import { silentLogger } from '../../../src/lib/log.js';
-import { DurableSequence } from '../../../src/lib/sequence.js';
-import { AgentSession } from '../../../src/node/agent/session.js';
-import { MemoryUpstream } from '../../../src/node/agent/upstream.js';
-import { StateCache } from '../../../src/node/cache.js';
 import {
   type CaMaterial,
   createCA,
@@ -29,6 +25,10 @@ import {
   normalizeSerial,
   signCsr,
 } from '../../../src/lib/pki.js';
+import { DurableSequence } from '../../../src/lib/sequence.js';
+import { AgentSession } from '../../../src/node/agent/session.js';
+import { MemoryUpstream } from '../../../src/node/agent/upstream.js';
+import { StateCache } from '../../../src/node/cache.js';
 
 interface NodeKeys {
   keyPem: string;
