@@ -23,6 +23,7 @@ const dir = mkdtempSync(join(tmpdir(), 'tether-proxy-session-'));
 const ctlDir = join(dir, 'controller');
 const QUEUE_LIMIT = 256 * 1024;
 let ctl: TestController;
+let init: Awaited<ReturnType<typeof initTestController>>;
 let admin: Admin;
 let caPem = '';
 
@@ -140,7 +141,7 @@ function sign(node: string, b: Partial<EndpointReportBody> & { seq: number }, by
 }
 
 beforeAll(async () => {
-  const init = await initTestController(ctlDir, { heartbeatSeconds: 1, sendQueueBytes: QUEUE_LIMIT });
+  init = await initTestController(ctlDir, { heartbeatSeconds: 1, sendQueueBytes: QUEUE_LIMIT });
   ctl = await startTestController(ctlDir, init);
   admin = new Admin(loadClientConfig(ctl.cfg));
   caPem = loadClientConfig(ctl.cfg).ca;
@@ -281,6 +282,72 @@ describe('site proxy sessions', () => {
     expect((after.endpointReports?.refused ?? 0) - (before.endpointReports?.refused ?? 0)).toBe(2);
     p.close();
   });
+
+  it('refuses a replay of an older relayed report after a kill -9 and restart of the controller; a fresh one is stored', async () => {
+    const vn = await admin.get('VirtualNetwork', 'red');
+    const block = parseCidr((vn.status as { nodeBlocks: Record<string, string> }).nodeBlocks.a2!)!;
+    const ep = (name: string, k: number): TetherObject => ({
+      apiVersion: 'tether.dev/v1',
+      kind: 'Endpoint',
+      metadata: { name },
+      spec: {
+        network: 'red',
+        node: 'a2',
+        site: 'site-a',
+        mac: `02:00:00:00:a2:${(16 + k).toString(16)}`,
+        ip: formatIp(block.base + 3 + k),
+        vtep: '192.0.2.12',
+      },
+    });
+    const has = async (name: string) =>
+      (await admin.list('Endpoint')).items.some((o) => o.metadata.name === name);
+    // Before the restart: a2 reported w7 (seq 100), then withdrew it (seq 101).
+    let p = peer('a1').hello({ role: 'proxy' });
+    await p.snapshot();
+    let mark = p.got.length;
+    const older = sign('a2', { seq: 100, endpoints: [ep('a2.w7', 7)] });
+    p.send({ relayed_report: { node: 'a2', signed: older } });
+    const first = await p.result('a2', mark);
+    expect(first.accepted, JSON.stringify(first.refused)).toBe(1);
+    expect(await has('a2.w7')).toBe(true);
+    mark = p.got.length;
+    p.send({ relayed_report: { node: 'a2', signed: sign('a2', { seq: 101, endpoints: [] }) } });
+    expect((await p.result('a2', mark)).refused).toEqual([]);
+    expect(await has('a2.w7')).toBe(false);
+    p.close();
+
+    await ctl.daemon.kill9();
+    await ctl.exited;
+    ctl = await startTestController(ctlDir, init);
+
+    // The proxy's node replays a2's older signed report (and the latest, and one made up
+    // under another boot id with a later time, but with a seq a2 already used).
+    p = peer('a1').hello({ role: 'proxy' });
+    await p.snapshot();
+    const otherBoot = sign('a2', {
+      seq: 100,
+      bootId: 'boot-x',
+      at: Date.now() + 86_400_000,
+      endpoints: [ep('a2.w7', 7)],
+    });
+    for (const replay of [older, otherBoot]) {
+      mark = p.got.length;
+      p.send({ relayed_report: { node: 'a2', signed: replay } });
+      const r = await p.result('a2', mark);
+      expect(r.accepted).toBe(0);
+      expect(r.refused[0]).toMatchObject({ name: '*', code: 'TETHER_E_CONFLICT' });
+    }
+    expect(await has('a2.w7')).toBe(false);
+    // a2's next report is stored, even though its time is earlier (its clock stepped back).
+    mark = p.got.length;
+    p.send({
+      relayed_report: { node: 'a2', signed: sign('a2', { seq: 102, at: 1, endpoints: [ep('a2.w8', 8)] }) },
+    });
+    const fresh = await p.result('a2', mark);
+    expect(fresh).toMatchObject({ accepted: 1, refused: [] });
+    expect(await has('a2.w8')).toBe(true);
+    p.close();
+  }, 90_000);
 
   it("only echoes a proxy's heartbeats and ends its session after 3 silent intervals", async () => {
     const p = peer('a1').hello({ role: 'proxy', heartbeat_ms: 1000 });
