@@ -6,8 +6,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ControllerMessage } from '../../../src/api/gen/tether/v1/ControllerMessage.js';
+import type {
+  ControllerMessage,
+  ControllerMessage__Output,
+} from '../../../src/api/gen/tether/v1/ControllerMessage.js';
 import type { NodeMessage__Output } from '../../../src/api/gen/tether/v1/NodeMessage.js';
+import { tetherProto } from '../../../src/api/grpc.js';
 import type { TetherObject } from '../../../src/api/resource.js';
 import { type EndpointReportBody, signReport } from '../../../src/api/signed-report.js';
 import { DEFAULT_CONFIG } from '../../../src/controller/config.js';
@@ -342,4 +346,51 @@ describe('relayed endpoint reports', () => {
     // And its earlier report is still a replay.
     expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: first }))?.code).toBe('TETHER_E_CONFLICT');
   });
+
+  it('made-up node names do not grow the answers held for an overflowed proxy session, and are refused', () => {
+    const { srv } = setup();
+    const { session } = proxySession();
+    // The proxy's WAN link stalled: answers are held (one per node) until it drains.
+    session.overflowed = true;
+    const names = [
+      ...Array.from({ length: 2000 }, (_, i) => `ghost-${i}`),
+      'x'.repeat(10_000),
+      '',
+      'b1', // a real node, of another site: not the proxy's to name either
+    ];
+    // With a genuine signature of a neighbour, or none.
+    const genuine = signed(body('a2', 'site-a', 1));
+    for (const [i, node] of names.entries())
+      srv.relayedReport(session, { node, signed: i % 2 ? genuine : null }, new Map());
+    // Every made-up name shares one slot: the proxy's own node.
+    expect([...(session.held?.keys() ?? [])]).toEqual(['a1']);
+    // A real node of the site keeps its own slot: its answer is not lost among the others.
+    srv.relayedReport(session, { node: 'a2', signed: signed(body('a2', 'site-a', 1)) }, new Map());
+    expect([...(session.held?.keys() ?? [])].sort()).toEqual(['a1', 'a2']);
+    // Each name was refused with a clear code, counted under the proxy's node, and the held
+    // answer says which name and why (the name cut to 64 characters).
+    expect(srv.endpoints.stats('a1')!.byCode.TETHER_E_PERMISSION).toBe(names.length - 1);
+    expect(srv.endpoints.stats('b1')!.byCode.TETHER_E_PERMISSION).toBe(1);
+    expect(srv.endpoints.stats('ghost-1')).toBeUndefined();
+    const held = decode(session.held!.get('a1')!).endpoint_result!;
+    expect(held.node).toBe('b1');
+    expect(held.refused).toEqual([
+      expect.objectContaining({
+        name: '*',
+        code: 'TETHER_E_PERMISSION',
+        message: expect.stringMatching(/is not a node of site "site-a"/),
+      }),
+    ]);
+    srv.relayedReport(session, { node: 'y'.repeat(500), signed: null }, new Map());
+    expect(decode(session.held!.get('a1')!).endpoint_result!.node).toBe('y'.repeat(64));
+    expect(session.held!.size).toBe(2);
+  });
 });
+
+/** A message as the hub wrote it (pre-encoded by the server) back as an object. */
+function decode(m: ControllerMessage): ControllerMessage__Output {
+  const bytes = (m as unknown as { bytes: Buffer }).bytes;
+  return tetherProto().tether.v1.NodeSession.service.Sync.responseDeserialize(
+    bytes,
+  ) as ControllerMessage__Output;
+}
