@@ -111,22 +111,24 @@ uninstall() {
   # named by --node-netns (a test's, a lab's) is cleaned.
   if [[ -z "$R" || -n "$NODE_NETNS" ]]; then kernel_cleanup; fi
   say "removing the files the installer recorded"
-  local line kind path dirs=()
+  local line kind path files=() dirs=()
   while IFS= read -r line; do
     kind=${line%% *}; path=${line#* }
+    [[ -n "$path" && "$path" != /* && "$path" != *..* ]] || die "bad line in $RECORD: \"$line\""
     case "$kind" in
-      f|l) rm -f -- "$R/$path" ;;
-      d) dirs+=("$path") ;;
+      f|l) files+=("$R/$path") ;;
+      d) dirs=("$R/$path" "${dirs[@]}") ;;   # deepest (last made) first
+      *) die "bad line in $RECORD: \"$line\"" ;;
     esac
   done < "$R/$RECORD"
+  [[ ${#files[@]} -gt 0 ]] && rm -f -- "${files[@]}"
   if [[ $KEEP_STATE -eq 0 ]]; then
     say "removing state and configuration: ${STATE_PATHS[*]} and the profile's drop-ins"
     for path in "${STATE_PATHS[@]}" "${PROFILE_FILES[@]}"; do rm -rf -- "${R:?}/$path"; done
   fi
   rm -f -- "$R/$RECORD"
-  # Directories it created, deepest first, only when nothing else lives in them now.
-  local i
-  for ((i = ${#dirs[@]} - 1; i >= 0; i--)); do rmdir -- "$R/${dirs[i]}" 2>/dev/null || true; done
+  # Directories it created, only when nothing else lives in them now.
+  [[ ${#dirs[@]} -gt 0 ]] && { rmdir --ignore-fail-on-non-empty -- "${dirs[@]}" 2>/dev/null || true; }
   if live_systemd; then systemctl daemon-reload; systemctl reset-failed "${ALL_UNITS[@]}" 2>/dev/null || true; fi
   [[ $KEEP_STATE -eq 0 && -z "$R" && -d /boot/grub ]] && command -v update-grub >/dev/null &&
     { say "update-grub (the profile's kernel arguments are gone at the next boot)"; update-grub >/dev/null 2>&1 || true; }
@@ -143,7 +145,7 @@ VERSION=$(cat "$SRC/VERSION")
 say "Tether $VERSION from $SRC onto $ROOT"
 
 say "checking the tarball against SHA256SUMS"
-(cd "$SRC" && sha256sum --quiet --strict -c SHA256SUMS) || die "the tarball's files do not match SHA256SUMS: download it again" 2
+(cd "$SRC" && sha256sum --quiet --strict -c SHA256SUMS >&2) || die "the tarball's files do not match SHA256SUMS: download it again" 2
 
 # Dependencies, in the target root: run there when it is this machine's or a chroot-able
 # root, else only look for the programs.
@@ -181,33 +183,36 @@ if [[ -f "$R/$RECORD" ]]; then
 fi
 
 # Every directory created and file written is recorded (in order) before it is made, so an
-# interrupted install is still removed completely by --uninstall.
+# interrupted install is still removed completely by --uninstall. Until /usr/lib/tether
+# exists the lines wait in a temp file. Builtins only here: a fork costs tens of ms on a
+# loaded box, and a tarball has a hundred files.
 TMPREC=$(mktemp)
-record() { printf '%s %s\n' "$1" "$2" >> "$TMPREC"; }
+trap 'rm -f "$TMPREC"' EXIT
+REC=$TMPREC
+record() { printf '%s %s\n' "$1" "$2" >> "$REC"; }
 mkdir_r() { # mkdir -p that records each directory it creates
-  local rel=$1 parts=() p=
-  IFS=/ read -ra parts <<< "$rel"
+  local parts=() p= part
+  IFS=/ read -ra parts <<< "$1"
   for part in "${parts[@]}"; do
     p=${p:+$p/}$part
-    if [[ ! -d "$R/$p" ]]; then record d "$p"; sync_record; mkdir -m 0755 "$R/$p"; fi
+    if [[ ! -d "$R/$p" ]]; then record d "$p"; mkdir -m 0755 "$R/$p"; fi
   done
 }
-sync_record() { if [[ -d "$R/$LIBDIR" ]]; then cp "$TMPREC" "$R/$RECORD"; fi; }
 put() { # put SRC DEST-REL MODE
-  mkdir_r "$(dirname "$2")"
-  record f "$2"; sync_record
+  mkdir_r "${2%/*}"
+  record f "$2"
   install -m "$3" "$1" "$R/$2"
 }
 link() { # link TARGET DEST-REL
-  mkdir_r "$(dirname "$2")"
-  record l "$2"; sync_record
+  mkdir_r "${2%/*}"
+  record l "$2"
   ln -sfn "$1" "$R/$2"
 }
-trap 'rm -f "$TMPREC"' EXIT
+mkdir_r "$LIBDIR"
+cat "$TMPREC" > "$R/$RECORD"
+REC=$R/$RECORD
 
 say "installing the bundle and native addons → /$LIBDIR"
-mkdir_r "$LIBDIR"
-sync_record
 while IFS= read -r f; do put "$SRC/lib/$f" "$LIBDIR/$f" 0644; done < <(cd "$SRC/lib" && find . -type f | sed 's#^\./##' | sort)
 put "$SRC/VERSION" "$LIBDIR/VERSION" 0644
 put "$SRC/BUILDINFO" "$LIBDIR/BUILDINFO" 0644
@@ -234,7 +239,6 @@ if [[ $ENABLE -eq 1 ]]; then
     done
   done
 fi
-sync_record
 
 if live_systemd; then
   systemctl daemon-reload
