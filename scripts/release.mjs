@@ -104,7 +104,8 @@ cpSync(join(root, 'installer/systemd'), join(stage, 'systemd'), { recursive: tru
 cpSync(join(root, 'profiles'), join(stage, 'profiles'), { recursive: true });
 mkdirSync(join(stage, 'doc'));
 cpSync(join(root, 'README.md'), join(stage, 'doc/README.md'));
-for (const f of readdirSync(join(root, 'docs'))) if (f.endsWith('.md')) cpSync(join(root, 'docs', f), join(stage, 'doc', f));
+for (const f of readdirSync(join(root, 'docs')))
+  if (f.endsWith('.md')) cpSync(join(root, 'docs', f), join(stage, 'doc', f));
 cpSync(join(root, 'installer/install.sh'), join(stage, 'install.sh'));
 chmodSync(join(stage, 'install.sh'), 0o755);
 
@@ -136,7 +137,12 @@ function walk(dir) {
 const files = walk(stage)
   .map((f) => relative(stage, f))
   .sort();
-const sums = files.map((f) => `${createHash('sha256').update(readFileSync(join(stage, f))).digest('hex')}  ${f}`);
+const sums = files.map(
+  (f) =>
+    `${createHash('sha256')
+      .update(readFileSync(join(stage, f)))
+      .digest('hex')}  ${f}`,
+);
 writeFileSync(join(stage, 'SHA256SUMS'), `${sums.join('\n')}\n`);
 
 step(`tarball → ${relative(root, tarball)}`);
@@ -144,8 +150,20 @@ rmSync(tarball, { force: true });
 // Fixed owner and order so the same tree gives the same archive listing.
 execFileSync(
   'tar',
-  ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '-czf', tarball, '-C', join(dist, 'release'), name],
+  [
+    '--sort=name',
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '-czf',
+    tarball,
+    '-C',
+    join(dist, 'release'),
+    name,
+  ],
   { stdio: 'inherit' },
 );
 const bytes = statSync(tarball).size;
-console.log(`${relative(root, tarball)} (${(bytes / 1024 / 1024).toFixed(1)} MiB, ${files.length + 1} files)`);
+console.log(
+  `${relative(root, tarball)} (${(bytes / 1024 / 1024).toFixed(1)} MiB, ${files.length + 1} files)`,
+);

@@ -81,7 +81,9 @@ function snapshot(root: string): Map<string, string> {
 
 function diff(a: Map<string, string>, b: Map<string, string>): string[] {
   const keys = new Set([...a.keys(), ...b.keys()]);
-  return [...keys].sort().flatMap((k) => (a.get(k) === b.get(k) ? [] : [`${k}: ${a.get(k) ?? '-'} → ${b.get(k) ?? '-'}`]));
+  return [...keys]
+    .sort()
+    .flatMap((k) => (a.get(k) === b.get(k) ? [] : [`${k}: ${a.get(k) ?? '-'} → ${b.get(k) ?? '-'}`]));
 }
 
 /** Puts a host file at the same path in `root` (hard link when possible: same content, no copy). */
@@ -103,7 +105,18 @@ function place(root: string, path: string): void {
  */
 function makeRoot(programs: readonly string[], opts: { systemd?: boolean } = {}): string {
   const root = mkdtempSync(join(work, 'root-'));
-  for (const d of ['usr/bin', 'usr/sbin', 'usr/lib', 'usr/lib64', 'usr/share/doc', 'etc/sysctl.d', 'var/lib', 'run', 'dev', 'tmp']) {
+  for (const d of [
+    'usr/bin',
+    'usr/sbin',
+    'usr/lib',
+    'usr/lib64',
+    'usr/share/doc',
+    'etc/sysctl.d',
+    'var/lib',
+    'run',
+    'dev',
+    'tmp',
+  ]) {
     mkdirSync(join(root, d), { recursive: true });
   }
   for (const l of ['bin', 'sbin', 'lib', 'lib64']) symlinkSync(`usr/${l}`, join(root, l));
@@ -162,12 +175,23 @@ describe('release tarball', () => {
       .map((l) => l.slice(66));
     const all = [...snapshot(pkgDir)].filter(([, v]) => v.startsWith('f ')).map(([k]) => k);
     expect(listed.sort()).toEqual(all.filter((f) => f !== 'SHA256SUMS').sort());
-    const c = spawnSync('sha256sum', ['--strict', '--quiet', '-c', 'SHA256SUMS'], { cwd: pkgDir, encoding: 'utf8' });
+    const c = spawnSync('sha256sum', ['--strict', '--quiet', '-c', 'SHA256SUMS'], {
+      cwd: pkgDir,
+      encoding: 'utf8',
+    });
     expect(c.status).toBe(0);
-    for (const f of ['install.sh', 'lib/tether.mjs', 'systemd/tether-node.service', 'systemd/tether-firstboot.service']) {
+    for (const f of [
+      'install.sh',
+      'lib/tether.mjs',
+      'systemd/tether-node.service',
+      'systemd/tether-firstboot.service',
+    ]) {
       expect(listed).toContain(f);
     }
-    for (const a of ['better-sqlite3/build/Release/better_sqlite3.node', 'sd-notify/build/Release/notify.node']) {
+    for (const a of [
+      'better-sqlite3/build/Release/better_sqlite3.node',
+      'sd-notify/build/Release/notify.node',
+    ]) {
       expect(listed).toContain(`lib/node_modules/${a}`);
     }
   });
@@ -193,7 +217,11 @@ describe('install.sh', () => {
   it('refuses a Node.js older than 20 or of another module ABI', () => {
     for (const [ver, abi, want] of [
       ['18.19.0', '108', /nodejs >= 20 \(found node 18\.19\.0/],
-      ['22.1.0', '127', /module ABI \d+, the one the native addons were built for \(node 22\.1\.0 at \/usr\/bin\/node has ABI 127/],
+      [
+        '22.1.0',
+        '127',
+        /module ABI \d+, the one the native addons were built for \(node 22\.1\.0 at \/usr\/bin\/node has ABI 127/,
+      ],
     ] as const) {
       const root = makeRoot(HOST_PROGRAMS.filter((p) => p !== '/usr/bin/node'));
       // A stand-in node that answers the installer's version probe as that version would.
@@ -238,15 +266,19 @@ describe('install.sh', () => {
       'tether-profile.service',
     ]);
     // systemd itself on the installed tree: every ExecStart= resolves inside the root.
-    const v = run('systemd-analyze', ['verify', `--root=${root}`, ...units.map((u) => join('/usr/lib/systemd/system', u))]);
+    const v = run('systemd-analyze', [
+      'verify',
+      `--root=${root}`,
+      ...units.map((u) => join('/usr/lib/systemd/system', u)),
+    ]);
     expect(v.stderr.trim()).toBe('');
     expect(v.code).toBe(0);
     for (const u of ['tether-firstboot.service', 'tether-node.service', 'tether-profile.service']) {
       expect(run('systemctl', [`--root=${root}`, 'is-enabled', u]).stdout.trim()).toBe('enabled');
     }
-    expect(run('systemctl', [`--root=${root}`, 'is-enabled', 'tether-controller.service']).stdout.trim()).toBe(
-      'disabled',
-    );
+    expect(
+      run('systemctl', [`--root=${root}`, 'is-enabled', 'tether-controller.service']).stdout.trim(),
+    ).toBe('disabled');
     // The installed CLI runs in that root.
     // (Without this machine's extra CA bundle: its path does not exist in the root.)
     const { NODE_EXTRA_CA_CERTS: _ca, ...env } = process.env;

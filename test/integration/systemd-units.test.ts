@@ -24,7 +24,7 @@ function staged(unit: string): string {
 }
 
 /** `Key=value` lines of a unit (comments and sections dropped); repeated keys accumulate. */
-export function unitKeys(text: string): Map<string, string[]> {
+function unitKeys(text: string): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const raw of text.split('\n')) {
     const line = raw.trim();
@@ -38,7 +38,9 @@ export function unitKeys(text: string): Map<string, string[]> {
 }
 
 function exposure(unit: string): number {
-  const out = execFileSync('systemd-analyze', ['security', '--offline=yes', staged(unit)], { encoding: 'utf8' });
+  const out = execFileSync('systemd-analyze', ['security', '--offline=yes', staged(unit)], {
+    encoding: 'utf8',
+  });
   const m = /Overall exposure level for \S+: (\d+\.\d)/.exec(out);
   if (!m) throw new Error(`no exposure level in:\n${out}`);
   return Number(m[1]);
@@ -92,7 +94,11 @@ describe('systemd units', () => {
 
   it('ships the controller, node and first-boot units', () => {
     expect(units.sort()).toEqual(
-      expect.arrayContaining(['tether-controller.service', 'tether-firstboot.service', 'tether-node.service']),
+      expect.arrayContaining([
+        'tether-controller.service',
+        'tether-firstboot.service',
+        'tether-node.service',
+      ]),
     );
   });
 
@@ -143,7 +149,8 @@ describe('systemd units', () => {
     const text = readFileSync(join(unitsDir, 'tether-node.service'), 'utf8');
     const caps = (unitKeys(text).get('CapabilityBoundingSet') ?? []).join(' ').split(/\s+/).filter(Boolean);
     expect(caps.sort()).toEqual(['CAP_NET_ADMIN', 'CAP_SYS_ADMIN']);
-    for (const c of caps) expect(text, `no justification comment for ${c}`).toMatch(new RegExp(`^#\\s+${c}\\s+\\S`, 'm'));
+    for (const c of caps)
+      expect(text, `no justification comment for ${c}`).toMatch(new RegExp(`^#\\s+${c}\\s+\\S`, 'm'));
     expect(unitKeys(text).get('AmbientCapabilities')).toEqual(['']);
   });
 
@@ -151,7 +158,9 @@ describe('systemd units', () => {
     const fb = unitKeys(readFileSync(join(unitsDir, 'tether-firstboot.service'), 'utf8'));
     const node = unitKeys(readFileSync(join(unitsDir, 'tether-node.service'), 'utf8'));
     expect(fb.get('Type')).toEqual(['oneshot']);
-    expect(fb.get('ExecStart')?.[0]).toMatch(/^\/usr\/bin\/tether node firstboot --state-dir \/var\/lib\/tether\/node$/);
+    expect(fb.get('ExecStart')?.[0]).toMatch(
+      /^\/usr\/bin\/tether node firstboot --state-dir \/var\/lib\/tether\/node$/,
+    );
     expect((fb.get('Before') ?? []).join(' ').split(/\s+/)).toContain('tether-node.service');
     expect((node.get('After') ?? []).join(' ').split(/\s+/)).toContain('tether-firstboot.service');
     expect(fb.get('ConditionPathExists')).toEqual(['!/var/lib/tether/node/firstboot.ready']);
