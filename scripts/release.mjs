@@ -107,6 +107,7 @@ cpSync(join(root, 'README.md'), join(stage, 'doc/README.md'));
 for (const f of readdirSync(join(root, 'docs')))
   if (f.endsWith('.md')) cpSync(join(root, 'docs', f), join(stage, 'doc', f));
 cpSync(join(root, 'installer/install.sh'), join(stage, 'install.sh'));
+cpSync(join(root, 'installer/firstboot-ready.mjs'), join(stage, 'lib/firstboot-ready.mjs'));
 chmodSync(join(stage, 'install.sh'), 0o755);
 
 writeFileSync(join(stage, 'VERSION'), `${version}\n`);

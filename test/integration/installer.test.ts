@@ -134,7 +134,7 @@ function makeRoot(programs: readonly string[], opts: { systemd?: boolean } = {})
   return root;
 }
 
-const HOST_PROGRAMS = ['/usr/bin/node', '/usr/sbin/ip', '/usr/sbin/nft', '/usr/bin/sh'];
+const HOST_PROGRAMS = ['/usr/bin/node', '/usr/sbin/ip', '/usr/sbin/nft', '/usr/bin/sh', '/usr/bin/env'];
 
 beforeAll(() => {
   execFileSync(process.execPath, [join(REPO, 'scripts/release.mjs')], { cwd: REPO, stdio: 'pipe' });

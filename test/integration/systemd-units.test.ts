@@ -3,7 +3,7 @@
 // exposure ceiling, so hardening cannot silently regress; the measured scores must be the
 // ones docs/install.md records.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -168,5 +168,33 @@ describe('systemd units', () => {
     expect(fb.get('StartLimitIntervalSec')).toEqual(['0']);
     expect(fb.get('TimeoutStartSec')).toEqual(['infinity']);
     expect(fb.get('StandardOutput')).toEqual(['journal+console']);
+    expect(fb.get('ExecStartPost')).toEqual([
+      '/usr/bin/env node /usr/lib/tether/firstboot-ready.mjs /var/lib/tether/node',
+    ]);
+  });
+
+  // The marker decides whether first boot ever runs again: only a state whose own phase is
+  // Ready may write it, never a failed one, one in the middle, or a reboot in flight.
+  it.each([
+    ['ready', true, { phase: 'ready', phases: [] }],
+    ['failed in ready', false, { phase: 'failed', failedPhase: 'ready', lastError: { phase: 'ready' } }],
+    ['mid-profile (reboot requested)', false, { phase: 'profile', reboots: { done: 0, pending: {} } }],
+    ['enroll', false, { phase: 'enroll' }],
+    ['not JSON', false, 'phase: ready'],
+    ['no state', false, undefined],
+  ] as const)('firstboot-ready.mjs, state %s: marker written %s', (_what, marked, state) => {
+    const sd = mkdtempSync(join(dir, 'state-'));
+    if (state !== undefined)
+      writeFileSync(
+        join(sd, 'firstboot.json'),
+        typeof state === 'string' ? state : JSON.stringify(state, null, 1),
+      );
+    const r = spawnSync(process.execPath, [join(REPO, 'installer/firstboot-ready.mjs'), sd], {
+      encoding: 'utf8',
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(existsSync(join(sd, 'firstboot.ready'))).toBe(marked);
+    expect(readdirSync(sd).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 });
