@@ -5,7 +5,7 @@
 #   ./install.sh --uninstall [--root DIR] [--keep-state] [--netns-prefix P] [--node-netns NS]
 #   tether-uninstall [same flags]          (installed to /usr/sbin by the installer)
 # Exit codes: 0 done, 1 failed, 2 bad usage or missing dependencies (nothing changed).
-set -euo pipefail
+set -Eeuo pipefail
 
 ROOT=/
 MODE=install
@@ -188,6 +188,7 @@ fi
 # loaded box, and a tarball has a hundred files.
 TMPREC=$(mktemp)
 trap 'rm -f "$TMPREC"' EXIT
+trap 'printf "tether install: failed part way; %s --uninstall --root %s removes what was installed\n" "$0" "$ROOT" >&2' ERR
 REC=$TMPREC
 record() { printf '%s %s\n' "$1" "$2" >> "$REC"; }
 mkdir_r() { # mkdir -p that records each directory it creates

@@ -349,6 +349,20 @@ describe('install.sh', () => {
     expect(diff(before, snapshot(root))).toEqual([]);
   });
 
+  it('an install that fails part way is removed completely by uninstall', () => {
+    const root = makeRoot(HOST_PROGRAMS);
+    // A file where the installer needs a directory: it stops after the bundle is in place.
+    writeFileSync(join(root, 'usr/share/doc/tether'), 'in the way\n');
+    const before = snapshot(root);
+    const r = run(install(), ['--root', root]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('failed part way');
+    expect(existsSync(join(root, 'usr/lib/tether/tether.mjs'))).toBe(true);
+    const u = run(install(), ['--uninstall', '--root', root]);
+    expect(u.code).toBe(0);
+    expect(diff(before, snapshot(root))).toEqual([]);
+  });
+
   it('uninstall of a root with nothing installed says so and changes nothing', () => {
     const root = makeRoot([]);
     const before = snapshot(root);
