@@ -182,6 +182,27 @@ if [[ -f "$R/$RECORD" ]]; then
   die "Tether is already installed under $ROOT ($(cat "$R/$LIBDIR/VERSION" 2>/dev/null || echo '?')): run tether-uninstall --keep-state first" 2
 fi
 
+# What goes where: "SRC DEST-REL MODE" lines, checked before anything is written.
+plan=()
+add() { plan+=("$1"$'\t'"$2"$'\t'"$3"); }
+while IFS= read -r f; do add "$SRC/lib/$f" "$LIBDIR/$f" 0644; done < <(cd "$SRC/lib" && find . -type f | sed 's#^\./##' | sort)
+for f in VERSION BUILDINFO SHA256SUMS; do add "$SRC/$f" "$LIBDIR/$f" 0644; done
+add "$SRC/bin/tether" "$BINDIR/tether" 0755
+[[ -f "$SRC/bin/tether-cni" ]] && add "$SRC/bin/tether-cni" "$CNIDIR/tether-cni" 0755
+add "$SRC/install.sh" "$SBINDIR/tether-uninstall" 0755
+while IFS= read -r f; do add "$SRC/profiles/$f" "$PROFDIR/$f" 0644; done < <(cd "$SRC/profiles" && find . -type f | sed 's#^\./##' | sort)
+for f in "$SRC"/doc/*.md; do add "$f" "$DOCDIR/${f##*/}" 0644; done
+for u in "$SRC"/systemd/*.service; do add "$u" "$UNITDIR/${u##*/}" 0644; done
+# Uninstall removes what the record lists: a file that is already there (a hand-copied
+# tether, another package's) would be overwritten and then deleted, so it stops here.
+taken=()
+for e in "${plan[@]}"; do IFS=$'\t' read -r _ d _ <<< "$e"; [[ -e "$R/$d" || -L "$R/$d" ]] && taken+=("/$d"); done
+if [[ ${#taken[@]} -gt 0 ]]; then
+  printf 'tether install: these files exist already and are not from this installer, nothing was changed:\n' >&2
+  printf '  - %s\n' "${taken[@]}" >&2
+  exit 2
+fi
+
 # Every directory created and file written is recorded (in order) before it is made, so an
 # interrupted install is still removed completely by --uninstall. Until /usr/lib/tether
 # exists the lines wait in a temp file. Builtins only here: a fork costs tens of ms on a
@@ -213,20 +234,8 @@ mkdir_r "$LIBDIR"
 cat "$TMPREC" > "$R/$RECORD"
 REC=$R/$RECORD
 
-say "installing the bundle and native addons → /$LIBDIR"
-while IFS= read -r f; do put "$SRC/lib/$f" "$LIBDIR/$f" 0644; done < <(cd "$SRC/lib" && find . -type f | sed 's#^\./##' | sort)
-put "$SRC/VERSION" "$LIBDIR/VERSION" 0644
-put "$SRC/BUILDINFO" "$LIBDIR/BUILDINFO" 0644
-put "$SRC/SHA256SUMS" "$LIBDIR/SHA256SUMS" 0644
-say "installing /$BINDIR/tether, /$CNIDIR/tether-cni, /$SBINDIR/tether-uninstall"
-put "$SRC/bin/tether" "$BINDIR/tether" 0755
-[[ -f "$SRC/bin/tether-cni" ]] && put "$SRC/bin/tether-cni" "$CNIDIR/tether-cni" 0755
-put "$SRC/install.sh" "$SBINDIR/tether-uninstall" 0755
-say "installing profiles → /$PROFDIR, docs → /$DOCDIR"
-while IFS= read -r f; do put "$SRC/profiles/$f" "$PROFDIR/$f" 0644; done < <(cd "$SRC/profiles" && find . -type f | sed 's#^\./##' | sort)
-for f in "$SRC"/doc/*.md; do put "$f" "$DOCDIR/$(basename "$f")" 0644; done
-say "installing units → /$UNITDIR"
-for u in "$SRC"/systemd/*.service; do put "$u" "$UNITDIR/$(basename "$u")" 0644; done
+say "installing /$LIBDIR (bundle, native addons), /$BINDIR/tether, /$CNIDIR/tether-cni, /$SBINDIR/tether-uninstall, /$PROFDIR, /$DOCDIR, units in /$UNITDIR"
+for e in "${plan[@]}"; do IFS=$'\t' read -r f d m <<< "$e"; put "$f" "$d" "$m"; done
 
 if [[ $ENABLE -eq 1 ]]; then
   enable=("${NODE_UNITS[@]}")

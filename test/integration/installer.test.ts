@@ -349,6 +349,24 @@ describe('install.sh', () => {
     expect(diff(before, snapshot(root))).toEqual([]);
   });
 
+  it('refuses to overwrite files it did not install (uninstall would delete them), changes nothing', () => {
+    for (const taken of [
+      'usr/bin/tether',
+      'opt/cni/bin/tether-cni',
+      'usr/lib/systemd/system/tether-node.service',
+    ]) {
+      const root = makeRoot(HOST_PROGRAMS);
+      mkdirSync(join(root, dirname(taken)), { recursive: true });
+      writeFileSync(join(root, taken), 'someone else\n');
+      const before = snapshot(root);
+      const r = run(install(), ['--root', root]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('exist already and are not from this installer, nothing was changed');
+      expect(r.stderr).toContain(`  - /${taken}\n`);
+      expect(diff(before, snapshot(root))).toEqual([]);
+    }
+  });
+
   it('an install that fails part way is removed completely by uninstall', () => {
     const root = makeRoot(HOST_PROGRAMS);
     // A file where the installer needs a directory: it stops after the bundle is in place.
