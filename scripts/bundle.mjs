@@ -9,6 +9,7 @@ import { build } from 'esbuild';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
+const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
 /** Native addons (and what loads them): they cannot be inlined. */
 const EXTERNAL = ['better-sqlite3', 'node-pty', 'sd-notify'];
@@ -75,6 +76,9 @@ for (const e of entries) {
     logLevel: 'warning',
     metafile: true,
     plugins: [vendorDirname],
+    // npm sets npm_package_version only under `npm run`; an installed node started by systemd
+    // still reports its version (`tether --version`, the version a node tells the controller).
+    define: { 'process.env.npm_package_version': JSON.stringify(version) },
   });
   const bytes = Object.values(res.metafile.outputs).find((o) => o.entryPoint)?.bytes ?? 0;
   console.log(`${e.src} → dist/${e.out} (${(bytes / 1024).toFixed(0)} KiB, ${Date.now() - t0} ms)`);
