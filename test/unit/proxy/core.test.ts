@@ -322,6 +322,36 @@ describe('agent send queue', () => {
   });
 });
 
+describe('end of a snapshot burst', () => {
+  it('collects garbage once every agent took its snapshot, never while one is still being written', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      let collected = 0;
+      const c = core(tmp(), { collectGarbage: () => collected++ });
+      c.applySnapshot(10, base());
+      vi.advanceTimersByTime(5000);
+      expect(collected).toBe(1); // the slice's own snapshot was a burst
+      const slow = new StalledLink();
+      const fast = new Link();
+      c.open(slow, peer(n1), hello('n1', 0));
+      c.open(fast, peer(n2), hello('n2', 0));
+      expect(fast.kinds()).toContain('snapshot_end');
+      vi.advanceTimersByTime(30_000);
+      expect(collected).toBe(1); // n1 has not taken its snapshot: the burst goes on
+      slow.drain();
+      vi.advanceTimersByTime(4999);
+      expect(collected).toBe(1);
+      vi.advanceTimersByTime(1);
+      expect(collected).toBe(2);
+      vi.advanceTimersByTime(60_000);
+      expect(collected).toBe(2); // once per burst, not on a timer
+      c.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
 const n1ep = (i: number) =>
   endpoint('n1', `w${i}`, 'red', `10.1.0.${2 + i}`, `02:00:00:00:01:${(16 + i).toString(16)}`, '192.0.2.1');
 const n1report = (seq: number, eps: TetherObject[]) => ({
