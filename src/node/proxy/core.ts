@@ -171,7 +171,6 @@ export class ProxyCore {
       },
       network: (n) => this.cache.get('VirtualNetwork', n) as VirtualNetwork | undefined,
       endpoints: () => this.endpointsByName.values(),
-      endpoint: (n) => this.endpointsByName.get(n),
       roster: () => this.roster,
     };
     const cacheRef = this.cache;

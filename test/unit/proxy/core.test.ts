@@ -8,6 +8,7 @@ import type { ControllerMessage } from '../../../src/api/gen/tether/v1/Controlle
 import type { TetherObject } from '../../../src/api/resource.js';
 import { signReport } from '../../../src/api/signed-report.js';
 import { silentLogger } from '../../../src/lib/log.js';
+import { desiredObjects } from '../../../src/node/networking.js';
 import { type AgentPeer, ProxyCore } from '../../../src/node/proxy/core.js';
 import { DeltaHistory } from '../../../src/node/proxy/history.js';
 import { field, LineLog } from '../../../src/node/proxy/line-log.js';
@@ -257,6 +258,47 @@ describe('ProxyCore', () => {
     const order = c.local.pending().find((p) => p.node === 'n2')!.order;
     c.local.answered('n2', order, []);
     expect(c.local.set).toMatchObject({ nodes: [], endpoints: [] });
+    c.stop();
+  });
+
+  it('sends agents only entries they keep: an answered entry whose IP a slice copy holds goes', () => {
+    const c = core(tmp());
+    c.applySnapshot(10, base());
+    const n2ep = (name: string, ip: string, mac: string) => endpoint('n2', name, 'red', ip, mac, '192.0.2.2');
+    c.applyDelta(11, [n2ep('x', '10.1.0.18', '02:00:00:00:02:18')], []);
+    const s2 = c.open(new Link(), peer(n2), hello('n2', 11));
+    for (const [seq, eps] of [
+      [1, [n2ep('y', '10.1.0.18', '02:00:00:00:02:19')]], // renamed, same IP as the slice's n2.x
+      [2, [n2ep('y', '10.1.0.20', '02:00:00:00:02:18')]], // same MAC as n2.x
+    ] as const) {
+      c.message(s2, {
+        msg: 'endpoints',
+        endpoints: {
+          endpoints: [],
+          signed: signReport(
+            { node: 'n2', site: 's1', bootId: 'b', seq, at: seq, endpoints: [...eps] },
+            n2.keyPem,
+            n2.certPem,
+          ),
+        },
+      });
+      // Unanswered: n2 speaks for itself, its slice copy is ignored.
+      expect(c.local.set.endpoints.map((e) => e.metadata.name)).toEqual(['n2.y']);
+      // Answered, but the slice still holds n2.x there: the slice wins, at the proxy as at
+      // every agent (src/api/site-local.ts).
+      c.local.answered('n2', c.local.pending().find((p) => p.node === 'n2')!.order, []);
+      const { endpoints, nodes } = c.local.set;
+      expect(nodes).toEqual([]);
+      const kept = desiredObjects({
+        node: 'n1',
+        slice: c.cache.list(),
+        siteLocal: endpoints,
+        siteLocalNodes: nodes,
+        local: [],
+      });
+      expect(endpoints.filter((e) => kept.includes(e))).toEqual(endpoints);
+      expect(endpoints).toEqual([]);
+    }
     c.stop();
   });
 
