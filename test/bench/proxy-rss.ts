@@ -4,7 +4,8 @@
 // (its own plus 19 over TLS from this process), both in the same run against the same
 // upstream (test/integration/support/site.ts: a gRPC TLS server speaking NodeSession.Sync).
 // Then the resync cost: bytes the proxy receives to catch up after 1% of the endpoints
-// changed while it was away, against the bytes of the full snapshot.
+// changed while it was away, against the bytes of the full snapshot, and the seconds from the
+// WAN's return until the controller has every agent's ack of its head.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -203,7 +204,27 @@ export async function run(): Promise<Record<string, number | string>> {
           const before = ctl.revision;
           for (let i = 0; i < changed; i++) ctl.apply([remote(i * 100, 1)]);
           const bytes0 = ctl.sentBytes;
+          // Seconds: from the WAN's return to the controller seeing every agent of the site
+          // ack its head (the proxy's SiteAgents), split at the proxy's new WAN hello (before
+          // it: the reconnect backoff; after it: the catch-up itself).
+          const hellos0 = ctl.hellos.length;
+          const acks0 = ctl.siteAgents.length;
+          const tRestore = Date.now();
           await ctl.restore();
+          await until(
+            'the proxy back on the WAN',
+            () => ctl.hellos.slice(hellos0).some((h) => h?.role === 'proxy'),
+            120_000,
+          );
+          const tHello = Date.now();
+          const siteAcked = () => {
+            const acked = new Map<string, number>();
+            for (const m of ctl.siteAgents.slice(acks0))
+              for (const x of m.agents) acked.set(x.node, Math.max(acked.get(x.node) ?? 0, Number(x.acked)));
+            return [...creds.keys()].every((n) => (acked.get(n) ?? 0) >= ctl.revision);
+          };
+          await until('every agent of the site acked the head at the controller', siteAcked, 120_000);
+          const tDone = Date.now();
           await until(
             'proxy and agents resynced',
             () => {
@@ -218,6 +239,12 @@ export async function run(): Promise<Record<string, number | string>> {
             },
             120_000,
           );
+          out['resync: WAN back → proxy hello, s'] = +((tHello - tRestore) / 1000).toFixed(2);
+          out['resync: proxy hello → all 20 agents acked at the controller, s'] = +(
+            (tDone - tHello) /
+            1000
+          ).toFixed(2);
+          out['resync: WAN back → site in sync, s'] = +((tDone - tRestore) / 1000).toFixed(2);
           out['resync: endpoints changed'] = changed;
           out['resync: revisions missed'] = ctl.revision - before;
           out['resync: bytes to the proxy'] = ctl.sentBytes - bytes0;
