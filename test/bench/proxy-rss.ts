@@ -43,8 +43,9 @@ function unitEnv(): Record<string, string> {
   if (process.env.BENCH_UNIT_FLAGS === '0') return {};
   const unit = readFileSync(`${REPO}installer/systemd/tether-node.service`, 'utf8');
   const env: Record<string, string> = {};
-  for (const m of unit.matchAll(/^Environment=([A-Z_]+)=(.*)$/gm))
-    if (m[1] !== 'NODE_ENV') env[m[1]!] = m[2]!.trim();
+  // Environment=K=V or Environment="K=V W" (a value with spaces is quoted whole).
+  for (const m of unit.matchAll(/^Environment=("?)([A-Z_]+)=(.*?)\1$/gm))
+    if (m[2] !== 'NODE_ENV') env[m[2]!] = m[3]!.trim();
   return env;
 }
 
