@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VirtualNetwork } from '../api/kinds.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
+import { resolveSiteLocal } from '../api/site-local.js';
 import { TetherError } from '../lib/errors.js';
 import type { CommandRunner } from '../lib/exec.js';
 import type { Logger } from '../lib/log.js';
@@ -55,11 +56,9 @@ export interface NetworkingOptions {
 
 /**
  * The objects desired state is built from: the cached slice, the SiteLocal set and the
- * node's own endpoints. Precedence: the node's own endpoints always win (the controller's
- * echo of them is ignored, so a headless site keeps forwarding to its workloads); a slice
- * Endpoint wins over a SiteLocal one of the same name or holding the same IP or MAC in the
- * same network (the controller wins, docs/proxy.md "Conflicts"); a SiteLocal entry that
- * names this node is ignored (only the node itself speaks for its endpoints).
+ * node's own endpoints, with the precedence of `resolveSiteLocal` (src/api/site-local.ts):
+ * own endpoints win, a covered node's slice copies are ignored, the slice wins over a
+ * SiteLocal entry of the same name, IP or MAC.
  */
 export function desiredObjects(input: {
   node: string;
@@ -70,30 +69,15 @@ export function desiredObjects(input: {
   siteLocalNodes?: readonly string[];
   local: readonly TetherObject[];
 }): TetherObject[] {
-  const spec = (o: TetherObject) =>
-    (o.spec ?? {}) as { node?: unknown; network?: unknown; ip?: unknown; mac?: unknown };
-  const own = (o: TetherObject) => o.kind === 'Endpoint' && spec(o).node === input.node;
-  const covered = new Set((input.siteLocalNodes ?? []).filter((n) => n !== input.node));
-  const coveredEp = (o: TetherObject) => o.kind === 'Endpoint' && covered.has(String(spec(o).node));
-  const slice = input.slice.filter((o) => !own(o) && !coveredEp(o));
-  const names = new Set<string>();
-  const held = new Set<string>();
-  for (const o of [...slice, ...input.local]) {
-    if (o.kind !== 'Endpoint') continue;
-    names.add(o.metadata.name);
-    const s = spec(o);
-    held.add(`${String(s.network)}/ip/${String(s.ip)}`);
-    held.add(`${String(s.network)}/mac/${String(s.mac).toLowerCase()}`);
-  }
-  const siteLocal = input.siteLocal.filter((o) => {
-    if (o.kind !== 'Endpoint' || own(o) || names.has(o.metadata.name)) return false;
-    const s = spec(o);
-    return (
-      !held.has(`${String(s.network)}/ip/${String(s.ip)}`) &&
-      !held.has(`${String(s.network)}/mac/${String(s.mac).toLowerCase()}`)
-    );
+  // The rules are src/api/site-local.ts's, shared with the site proxy that builds the set.
+  const r = resolveSiteLocal({
+    slice: input.slice,
+    siteLocal: input.siteLocal,
+    covered: input.siteLocalNodes ?? [],
+    self: input.node,
+    own: input.local,
   });
-  return [...slice, ...siteLocal, ...input.local];
+  return [...r.slice, ...r.siteLocal, ...input.local];
 }
 
 /** `dev:inode` of a network namespace path, or `undefined` when the path is gone. */

@@ -4,9 +4,10 @@
 // (its own plus 19 over TLS from this process), both in the same run against the same
 // upstream (test/integration/support/site.ts: a gRPC TLS server speaking NodeSession.Sync).
 // Then the resync cost: bytes the proxy receives to catch up after 1% of the endpoints
-// changed while it was away, against the bytes of the full snapshot.
+// changed while it was away, against the bytes of the full snapshot, and the seconds from the
+// WAN's return until the controller has every agent's ack of its head.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TetherObject } from '../../src/api/resource.js';
@@ -27,6 +28,8 @@ import { bundleExists, REPO, rssKiB, sleep, spawnNode, tetherArgv } from './supp
 
 const REMOTE = Number(process.env.BENCH_PROXY_ENDPOINTS ?? 10_000);
 const AGENTS = Number(process.env.BENCH_PROXY_AGENTS ?? 20);
+/** Seconds after the sync of the second (settled) reading. */
+const SETTLE_S = Math.max(6, Number(process.env.BENCH_PROXY_SETTLE_S ?? 20));
 
 function remote(i: number, gen = 0): TetherObject {
   const ip = `10.${100 + Math.floor(i / 65536)}.${Math.floor(i / 256) % 256}.${i % 256}`;
@@ -40,8 +43,9 @@ function unitEnv(): Record<string, string> {
   if (process.env.BENCH_UNIT_FLAGS === '0') return {};
   const unit = readFileSync(`${REPO}installer/systemd/tether-node.service`, 'utf8');
   const env: Record<string, string> = {};
-  for (const m of unit.matchAll(/^Environment=([A-Z_]+)=(.*)$/gm))
-    if (m[1] !== 'NODE_ENV') env[m[1]!] = m[2]!.trim();
+  // Environment=K=V or Environment="K=V W" (a value with spaces is quoted whole).
+  for (const m of unit.matchAll(/^Environment=("?)([A-Z_]+)=(.*?)\1$/gm))
+    if (m[2] !== 'NODE_ENV') env[m[2]!] = m[3]!.trim();
   return env;
 }
 
@@ -74,9 +78,15 @@ export async function run(): Promise<Record<string, number | string>> {
     agents: AGENTS,
   };
   const agents: TestAgent[] = [];
+  let hb: NodeJS.Timeout | undefined;
   try {
-    for (const mode of ['direct (--proxy off)', `proxy, ${AGENTS} agents`] as const) {
+    const modes = ['direct (--proxy off)', `proxy, ${AGENTS} agents`] as const;
+    // BENCH_PROXY_MODE=proxy|direct runs one of the two (quick iterations; a recorded result
+    // needs both, in the same run).
+    const only = process.env.BENCH_PROXY_MODE;
+    for (const mode of modes) {
       const proxy = mode !== 'direct (--proxy off)';
+      if (only && only !== (proxy ? 'proxy' : 'direct')) continue;
       const stateDir = join(work, proxy ? 'proxy' : 'direct');
       mkdirSync(stateDir, { recursive: true });
       const c = creds.get('n1')!;
@@ -93,6 +103,9 @@ export async function run(): Promise<Record<string, number | string>> {
       );
       const port = await freePort();
       const memFile = join(work, `${proxy ? 'proxy' : 'direct'}.mem.json`);
+      // BENCH_HEAPSNAP_DIR=dir: a heap snapshot of the daemon after the measurement (analysis).
+      const snapDir = process.env.BENCH_HEAPSNAP_DIR;
+      const snapFile = snapDir ? join(snapDir, `${proxy ? 'proxy' : 'direct'}.heapsnapshot`) : undefined;
       const args = [
         '--import',
         `${REPO}test/bench/support/mem-probe.mjs`,
@@ -108,7 +121,12 @@ export async function run(): Promise<Record<string, number | string>> {
       ];
       const child = spawnNode(args, {
         logFile: join(work, `${proxy ? 'proxy' : 'direct'}.log`),
-        env: { NODE_OPTIONS: '', ...daemonEnv, TETHER_BENCH_MEM: memFile },
+        env: {
+          NODE_OPTIONS: '',
+          ...daemonEnv,
+          TETHER_BENCH_MEM: memFile,
+          ...(snapFile ? { TETHER_BENCH_HEAPSNAP: snapFile } : {}),
+        },
       });
       try {
         const statusPath = join(stateDir, 'status.json');
@@ -130,6 +148,7 @@ export async function run(): Promise<Record<string, number | string>> {
         );
         if (proxy) {
           await until('the proxy WAN session', () => ctl.hellos.some((h) => h?.role === 'proxy'), 30_000);
+          const t0 = Date.now();
           for (let i = 2; i <= AGENTS; i++) {
             const a = new TestAgent(creds.get(`n${i}`)!, pki.ca.certPem);
             agents.push(a);
@@ -140,19 +159,43 @@ export async function run(): Promise<Record<string, number | string>> {
             () => agents.every((a) => a.revision === ctl.revision),
             180_000,
           );
+          out[`${mode}: ${AGENTS - 1} agents synced from nothing, ms`] = Date.now() - t0;
+          // Like real agents (--heartbeat 5s): the proxy ends a session silent for 3 intervals.
+          hb = setInterval(() => {
+            for (const a of agents) a.heartbeat();
+          }, 5000);
           // The node's own agent syncs through its proxy too: 20 agents attached.
           await until('own agent on the proxy', () =>
             ctl.siteAgents.some((m) => m.agents.some((x) => x.node === 'n1' && x.connected)),
           );
         }
+        // VmRSS 5 s after the sync (the earlier rows of BENCHMARKS.md), then once settled: what
+        // a burst left behind (caches with a lifetime, garbage V8 collects when idle) is gone.
+        const measure = (label: string) => {
+          const m = rssKiB(child.pid);
+          out[`${label}: VmRSS MB`] = +(m.rss / 1024).toFixed(1);
+          out[`${label}: VmHWM MB`] = +(m.hwm / 1024).toFixed(1);
+          let u: Record<string, number>;
+          try {
+            u = JSON.parse(readFileSync(memFile, 'utf8')) as Record<string, number>;
+          } catch {
+            return; // not written yet, or caught mid-write (it is rewritten every second)
+          }
+          for (const k of ['heapTotal', 'heapUsed', 'external', 'arrayBuffers', 'rssAnon', 'rssFile'])
+            out[`${label}: ${k} MB`] = +((u[k] ?? 0) / 1048576).toFixed(1);
+        };
         await sleep(5000);
-        const m = rssKiB(child.pid);
-        out[`${mode}: VmRSS MB`] = +(m.rss / 1024).toFixed(1);
-        out[`${mode}: VmHWM MB`] = +(m.hwm / 1024).toFixed(1);
-        if (existsSync(memFile)) {
-          const u = JSON.parse(readFileSync(memFile, 'utf8')) as Record<string, number>;
-          for (const k of ['heapTotal', 'heapUsed', 'external', 'arrayBuffers'])
-            out[`${mode}: ${k} MB`] = +((u[k] ?? 0) / 1048576).toFixed(1);
+        measure(mode);
+        await sleep(SETTLE_S * 1000 - 5000);
+        measure(`${mode}, ${SETTLE_S} s`);
+        if (snapFile) {
+          process.kill(child.pid, 'SIGUSR2');
+          // writeHeapSnapshot creates the file first: done once its size stops changing.
+          for (let last = -1; ; await sleep(1000)) {
+            const n = existsSync(snapFile) ? statSync(snapFile).size : 0;
+            if (n > 0 && n === last) break;
+            last = n;
+          }
         }
         if (proxy) {
           // Resync bytes: the proxy is away while 1% of the endpoints change, then resumes.
@@ -162,7 +205,27 @@ export async function run(): Promise<Record<string, number | string>> {
           const before = ctl.revision;
           for (let i = 0; i < changed; i++) ctl.apply([remote(i * 100, 1)]);
           const bytes0 = ctl.sentBytes;
+          // Seconds: from the WAN's return to the controller seeing every agent of the site
+          // ack its head (the proxy's SiteAgents), split at the proxy's new WAN hello (before
+          // it: the reconnect backoff; after it: the catch-up itself).
+          const hellos0 = ctl.hellos.length;
+          const acks0 = ctl.siteAgents.length;
+          const tRestore = Date.now();
           await ctl.restore();
+          await until(
+            'the proxy back on the WAN',
+            () => ctl.hellos.slice(hellos0).some((h) => h?.role === 'proxy'),
+            120_000,
+          );
+          const tHello = Date.now();
+          const siteAcked = () => {
+            const acked = new Map<string, number>();
+            for (const m of ctl.siteAgents.slice(acks0))
+              for (const x of m.agents) acked.set(x.node, Math.max(acked.get(x.node) ?? 0, Number(x.acked)));
+            return [...creds.keys()].every((n) => (acked.get(n) ?? 0) >= ctl.revision);
+          };
+          await until('every agent of the site acked the head at the controller', siteAcked, 120_000);
+          const tDone = Date.now();
           await until(
             'proxy and agents resynced',
             () => {
@@ -177,6 +240,12 @@ export async function run(): Promise<Record<string, number | string>> {
             },
             120_000,
           );
+          out['resync: WAN back → proxy hello, s'] = +((tHello - tRestore) / 1000).toFixed(2);
+          out['resync: proxy hello → all 20 agents acked at the controller, s'] = +(
+            (tDone - tHello) /
+            1000
+          ).toFixed(2);
+          out['resync: WAN back → site in sync, s'] = +((tDone - tRestore) / 1000).toFixed(2);
           out['resync: endpoints changed'] = changed;
           out['resync: revisions missed'] = ctl.revision - before;
           out['resync: bytes to the proxy'] = ctl.sentBytes - bytes0;
@@ -187,6 +256,7 @@ export async function run(): Promise<Record<string, number | string>> {
         const tail = existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-15).join('\n') : '';
         throw new Error(`${(e as Error).message}\n${tail}`);
       } finally {
+        clearInterval(hb);
         for (const a of agents.splice(0)) a.close();
         await child.stop();
       }

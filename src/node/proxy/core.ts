@@ -13,6 +13,7 @@ import type { VirtualNetwork } from '../../api/kinds.js';
 import type { TetherObject } from '../../api/resource.js';
 import type { SignedReportWire } from '../../api/signed-report.js';
 import { asTetherError, TetherError } from '../../lib/errors.js';
+import { collectGarbage } from '../../lib/gc.js';
 import type { Logger } from '../../lib/log.js';
 import { StateCache } from '../cache.js';
 import { type LocalResult, SiteLocalSet, type SliceView } from './headless.js';
@@ -87,6 +88,8 @@ export interface ProxyCoreOptions {
   siteLocalMaxBytes?: number;
   /** Bound of one agent session's send queue (bytes the transport has not taken yet). */
   sendQueueBytes?: number;
+  /** Runs at the end of a burst (src/lib/gc.ts; tests count the calls). */
+  collectGarbage?: () => void;
   now?: () => number;
 }
 
@@ -104,6 +107,8 @@ function sizeOf(m: ControllerMessage): number {
 }
 
 const SNAPSHOT_CHUNK = 500;
+/** How long an encoded snapshot is kept for agents connecting together (a takeover). */
+const SNAPSHOT_KEEP_MS = 5000;
 
 export function toResource(obj: TetherObject): Resource {
   return {
@@ -166,7 +171,6 @@ export class ProxyCore {
       },
       network: (n) => this.cache.get('VirtualNetwork', n) as VirtualNetwork | undefined,
       endpoints: () => this.endpointsByName.values(),
-      endpoint: (n) => this.endpointsByName.get(n),
       roster: () => this.roster,
     };
     const cacheRef = this.cache;
@@ -215,6 +219,7 @@ export class ProxyCore {
     this.cache.replace(revision, objects);
     this.history.reset(revision);
     this.afterSliceChange(true);
+    this.armBurstEnd();
     this.opts.log.info({ revision, objects: objects.length }, 'site proxy seeded from the local agent cache');
     return true;
   }
@@ -264,6 +269,7 @@ export class ProxyCore {
     });
     this.afterSliceChange(true);
     if (put.length || deleted.length || revision !== prev) this.forward(revision, put, deleted, prev);
+    this.armBurstEnd();
     return { swept };
   }
 
@@ -516,11 +522,31 @@ export class ProxyCore {
     s.sent = revision;
     // Shared by agents that connect together (a takeover); released soon after, since the
     // encoded table would otherwise stay in a DU node's memory for as long as nothing changes.
+    this.armBurstEnd();
+  }
+
+  /**
+   * The end of a burst (snapshots to agents, a snapshot or seed of the slice) is
+   * `SNAPSHOT_KEEP_MS` after its last part, once every agent has taken what it was written:
+   * the encoded snapshot is dropped and the garbage the burst left is collected at once.
+   */
+  private armBurstEnd(): void {
     clearTimeout(this.snapTimer);
-    this.snapTimer = setTimeout(() => {
-      this.snapCache = undefined;
-    }, 5000);
+    this.snapTimer = setTimeout(() => this.burstEnded(), SNAPSHOT_KEEP_MS);
     this.snapTimer.unref();
+  }
+
+  private burstEnded(): void {
+    // Still being written: those messages hold the encoding anyway; look again later.
+    if ([...this.agents.values()].some((s) => s.queued > 0 && !s.closed)) {
+      this.armBurstEnd();
+      return;
+    }
+    this.snapCache = undefined;
+    // A site's snapshot to 19 agents leaves ~8 MB of promoted garbage that an idle daemon
+    // keeps resident for minutes (BENCHMARKS.md, proxy-rss); a full collection of the
+    // ~25 MB heap takes a few ms.
+    (this.opts.collectGarbage ?? collectGarbage)();
   }
 
   private forward(revision: number, put: TetherObject[], deleted: Deleted[], prevHead: number): void {

@@ -1,6 +1,7 @@
 import { type ClaimContext, checkReport, type EndpointRefusal, unapprovedRefusal } from '../../api/claims.js';
 import type { EndpointSpec, VirtualNetwork } from '../../api/kinds.js';
 import type { TetherObject } from '../../api/resource.js';
+import { resolveSiteLocal } from '../../api/site-local.js';
 import {
   type EndpointReportBody,
   isNewerReport,
@@ -16,7 +17,6 @@ export interface SliceView {
   revision: number;
   network(name: string): VirtualNetwork | undefined;
   endpoints(): Iterable<TetherObject>;
-  endpoint(name: string): TetherObject | undefined;
   roster(): ReadonlyMap<string, RosterEntry>;
 }
 
@@ -210,11 +210,11 @@ export class SiteLocalSet {
     // workload deleted or re-addressed during a cut). Its slice copies neither hold
     // addresses here nor reach the agents (SiteLocal.nodes).
     const covered = new Set(held.filter((r) => !r.done).map((r) => r.node));
+    const sliceEndpoints = [...this.slice.endpoints()];
     const byIp = new Map<string, { name: string; node: string }>();
     const byMac = new Map<string, { name: string; node: string }>();
-    for (const e of this.slice.endpoints()) {
+    for (const e of resolveSiteLocal({ slice: sliceEndpoints, siteLocal: [], covered }).slice) {
       const s = specOf(e);
-      if (covered.has(s.node ?? '')) continue;
       const h = { name: e.metadata.name, node: s.node ?? '' };
       if (!byIp.has(`${s.network} ${s.ip}`)) byIp.set(`${s.network} ${s.ip}`, h);
       if (!byMac.has(`${s.network} ${s.mac}`)) byMac.set(`${s.network} ${s.mac}`, h);
@@ -256,11 +256,14 @@ export class SiteLocalSet {
         byIp.set(`${s.network} ${s.ip}`, { name: o.metadata.name, node: r.node });
         byMac.set(`${s.network} ${s.mac}`, { name: o.metadata.name, node: r.node });
         if (r.refusedByController.has(o.metadata.name)) continue;
-        // Answered: the controller's copy in the slice wins (confirmed or decided otherwise).
-        if (!covered.has(r.node) && this.slice.endpoint(o.metadata.name)) continue;
         out.push(o);
       }
     }
+    // What the agents will forward to (the same rules as theirs): an answered node's entry
+    // that the slice confirmed or decided otherwise, by name, IP or MAC, goes.
+    const standing = resolveSiteLocal({ slice: sliceEndpoints, siteLocal: out, covered }).siteLocal;
+    out.length = 0;
+    out.push(...standing);
     out.sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
     const nodes = [...covered].sort();
     const key = JSON.stringify([nodes, out.map((o) => [o.metadata.name, o.spec])]);

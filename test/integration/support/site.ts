@@ -296,6 +296,7 @@ export class TestAgent {
   private call: grpc.ClientDuplexStream<NodeMessage, ControllerMessage__Output> | undefined;
   private staging: TetherObject[] | undefined;
   private seq = 0;
+  private hbSeq = 0;
   private readonly bootId = randomUUID();
   error: grpc.ServiceError | undefined;
 
@@ -343,6 +344,11 @@ export class TestAgent {
     this.call?.write({
       endpoints: { endpoints: [], signed: signReport(body, signer.keyPem, signer.certPem) },
     });
+  }
+
+  /** A heartbeat as a real agent sends one every interval (the upstream ends a silent session). */
+  heartbeat(): void {
+    this.call?.write({ heartbeat: { seq: ++this.hbSeq, unix_ms: Date.now() } });
   }
 
   close(): void {

@@ -8,6 +8,7 @@ import type { ControllerMessage } from '../../../src/api/gen/tether/v1/Controlle
 import type { TetherObject } from '../../../src/api/resource.js';
 import { signReport } from '../../../src/api/signed-report.js';
 import { silentLogger } from '../../../src/lib/log.js';
+import { desiredObjects } from '../../../src/node/networking.js';
 import { type AgentPeer, ProxyCore } from '../../../src/node/proxy/core.js';
 import { DeltaHistory } from '../../../src/node/proxy/history.js';
 import { field, LineLog } from '../../../src/node/proxy/line-log.js';
@@ -260,6 +261,47 @@ describe('ProxyCore', () => {
     c.stop();
   });
 
+  it('sends agents only entries they keep: an answered entry whose IP a slice copy holds goes', () => {
+    const c = core(tmp());
+    c.applySnapshot(10, base());
+    const n2ep = (name: string, ip: string, mac: string) => endpoint('n2', name, 'red', ip, mac, '192.0.2.2');
+    c.applyDelta(11, [n2ep('x', '10.1.0.18', '02:00:00:00:02:18')], []);
+    const s2 = c.open(new Link(), peer(n2), hello('n2', 11));
+    for (const [seq, eps] of [
+      [1, [n2ep('y', '10.1.0.18', '02:00:00:00:02:19')]], // renamed, same IP as the slice's n2.x
+      [2, [n2ep('y', '10.1.0.20', '02:00:00:00:02:18')]], // same MAC as n2.x
+    ] as const) {
+      c.message(s2, {
+        msg: 'endpoints',
+        endpoints: {
+          endpoints: [],
+          signed: signReport(
+            { node: 'n2', site: 's1', bootId: 'b', seq, at: seq, endpoints: [...eps] },
+            n2.keyPem,
+            n2.certPem,
+          ),
+        },
+      });
+      // Unanswered: n2 speaks for itself, its slice copy is ignored.
+      expect(c.local.set.endpoints.map((e) => e.metadata.name)).toEqual(['n2.y']);
+      // Answered, but the slice still holds n2.x there: the slice wins, at the proxy as at
+      // every agent (src/api/site-local.ts).
+      c.local.answered('n2', c.local.pending().find((p) => p.node === 'n2')!.order, []);
+      const { endpoints, nodes } = c.local.set;
+      expect(nodes).toEqual([]);
+      const kept = desiredObjects({
+        node: 'n1',
+        slice: c.cache.list(),
+        siteLocal: endpoints,
+        siteLocalNodes: nodes,
+        local: [],
+      });
+      expect(endpoints.filter((e) => kept.includes(e))).toEqual(endpoints);
+      expect(endpoints).toEqual([]);
+    }
+    c.stop();
+  });
+
   it('refuses a replayed (not newer) report and an unsigned one, keeping nothing', () => {
     const c = core(tmp());
     c.applySnapshot(10, base());
@@ -319,6 +361,36 @@ describe('agent send queue', () => {
     c.applyDelta(51, [ep(99)], []);
     expect(slow.msgs.at(-1)?.delta?.revision).toBe(51);
     c.stop();
+  });
+});
+
+describe('end of a snapshot burst', () => {
+  it('collects garbage once every agent took its snapshot, never while one is still being written', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      let collected = 0;
+      const c = core(tmp(), { collectGarbage: () => collected++ });
+      c.applySnapshot(10, base());
+      vi.advanceTimersByTime(5000);
+      expect(collected).toBe(1); // the slice's own snapshot was a burst
+      const slow = new StalledLink();
+      const fast = new Link();
+      c.open(slow, peer(n1), hello('n1', 0));
+      c.open(fast, peer(n2), hello('n2', 0));
+      expect(fast.kinds()).toContain('snapshot_end');
+      vi.advanceTimersByTime(30_000);
+      expect(collected).toBe(1); // n1 has not taken its snapshot: the burst goes on
+      slow.drain();
+      vi.advanceTimersByTime(4999);
+      expect(collected).toBe(1);
+      vi.advanceTimersByTime(1);
+      expect(collected).toBe(2);
+      vi.advanceTimersByTime(60_000);
+      expect(collected).toBe(2); // once per burst, not on a timer
+      c.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
