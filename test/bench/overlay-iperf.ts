@@ -81,7 +81,10 @@ interface HandBuilt {
  * learning off), a veth `hv0` to a workload namespace `<lab>-h<i>`; static FDB entries (VXLAN
  * self → remote VTEP, bridge master) and a permanent neighbour for the one remote workload.
  */
-async function handBuilt(lab: Lab, nodes: Array<{ ns: string; ip: string; lanIf: string }>): Promise<HandBuilt> {
+async function handBuilt(
+  lab: Lab,
+  nodes: Array<{ ns: string; ip: string; lanIf: string }>,
+): Promise<HandBuilt> {
   const used = new Set([lab.vni('red'), lab.vni('blue')]);
   let vni = HAND_VNI;
   while (used.has(vni)) vni += 1;
@@ -110,7 +113,10 @@ async function handBuilt(lab: Lab, nodes: Array<{ ns: string; ip: string; lanIf:
       );
       await ip(n.ns, 'link set hvx0 master hbr0');
       await ip(n.ns, 'link set dev hvx0 type bridge_slave learning off');
-      await ip(n.ns, `link add hv0 mtu ${OVERLAY_MTU} type veth peer name eth0 mtu ${OVERLAY_MTU} netns ${wns}`);
+      await ip(
+        n.ns,
+        `link add hv0 mtu ${OVERLAY_MTU} type veth peer name eth0 mtu ${OVERLAY_MTU} netns ${wns}`,
+      );
       await ip(n.ns, 'link set hv0 master hbr0');
       for (const dev of ['hbr0', 'hvx0', 'hv0']) await ip(n.ns, `link set ${dev} up`);
       await ip(wns, `link set eth0 address ${HAND_MACS[i]}`);
@@ -118,7 +124,19 @@ async function handBuilt(lab: Lab, nodes: Array<{ ns: string; ip: string; lanIf:
       await ip(wns, 'link set eth0 up');
       await ip(wns, `neigh replace ${HAND_IPS[1 - i]} lladdr ${HAND_MACS[1 - i]} dev eth0 nud permanent`);
       const mac = HAND_MACS[1 - i]!;
-      await lab.sh('bridge', ['-n', n.ns, 'fdb', 'replace', mac, 'dev', 'hvx0', 'self', 'permanent', 'dst', peer.ip]);
+      await lab.sh('bridge', [
+        '-n',
+        n.ns,
+        'fdb',
+        'replace',
+        mac,
+        'dev',
+        'hvx0',
+        'self',
+        'permanent',
+        'dst',
+        peer.ip,
+      ]);
       await lab.sh('bridge', ['-n', n.ns, 'fdb', 'replace', mac, 'dev', 'hvx0', 'master', 'static']);
     }
     const ping = await lab.ping(namespaces[0]!, HAND_IPS[1], { count: 3 });
@@ -149,7 +167,10 @@ export async function run(): Promise<Record<string, number | string>> {
     const na = lab.node('s1n1');
     const nb = lab.node('s2n1');
     await lab.waitConverged();
-    hand = await handBuilt(lab, [na, nb].map((n) => ({ ns: n.ns, ip: n.ip, lanIf: n.lanIf })));
+    hand = await handBuilt(
+      lab,
+      [na, nb].map((n) => ({ ns: n.ns, ip: n.ip, lanIf: n.lanIf })),
+    );
     const h = hand;
     const paths = {
       tether: () => iperf(lab, b.ns, b.ip, a.ns),
