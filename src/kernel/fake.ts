@@ -13,7 +13,7 @@ import type {
   ReadOptions,
   Tool,
 } from './types.js';
-import { BRIDGE_NF_CALL_IPTABLES } from './types.js';
+import { BRIDGE_NF_CALL_IPTABLES, BRIDGE_NF_CALLS } from './types.js';
 
 interface FakeLink {
   name: string;
@@ -52,8 +52,8 @@ export const TEST_VM_POLICY_FACTS: PolicyKernelFacts = {
 
 function newNs(facts: PolicyKernelFacts): FakeNs {
   const sysctl = new Map([['net.ipv4.ip_forward', '0']]);
-  // The kernel starts every namespace with bridge-nf-call-iptables on.
-  if (facts.brNetfilter) sysctl.set(BRIDGE_NF_CALL_IPTABLES, '1');
+  // The kernel starts every namespace with all bridge-nf-call-* on.
+  if (facts.brNetfilter) for (const k of BRIDGE_NF_CALLS) sysctl.set(k, '1');
   return {
     // A new namespace holds a loopback device, down.
     links: new Map([['lo', { name: 'lo', mtu: 65536, mac: '00:00:00:00:00:00', up: false, addrs: [] }]]),

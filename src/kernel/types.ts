@@ -165,6 +165,11 @@ export interface NsState {
 
 /** Per-namespace br_netfilter switch: bridged IPv4 frames traverse the inet hooks when 1. */
 export const BRIDGE_NF_CALL_IPTABLES = 'net.bridge.bridge-nf-call-iptables';
+/** The same for bridged IPv6 (the inet/ip6 hooks) and ARP (the arp family's hooks). */
+export const BRIDGE_NF_CALL_IP6TABLES = 'net.bridge.bridge-nf-call-ip6tables';
+export const BRIDGE_NF_CALL_ARPTABLES = 'net.bridge.bridge-nf-call-arptables';
+/** Every br_netfilter switch: the module brings all three, each on (1) in a new namespace. */
+export const BRIDGE_NF_CALLS = [BRIDGE_NF_CALL_IPTABLES, BRIDGE_NF_CALL_IP6TABLES, BRIDGE_NF_CALL_ARPTABLES];
 
 /**
  * What the kernel offers for stateful filtering of bridged traffic, probed once per node

@@ -451,9 +451,15 @@ export class Lab {
       await this.ip(s.ns, `addr add ${s.wanIp}/30 dev wan0`);
       await this.ip(s.ns, 'link set wan0 up');
       await this.ip(s.ns, `route add default via ${s.wanPeer}`);
+      // The router's LAN address lives on a veth whose peer is a br0 port, not on br0 itself
+      // (see SitePlan.lanIf): routing into an L3 bridge segments GSO packets in software.
       await this.ip(s.ns, 'link add br0 type bridge');
-      await this.ip(s.ns, `addr add ${s.routerIp}/24 dev br0`);
       await this.ip(s.ns, 'link set br0 up');
+      await this.veth(s.ns, s.lanIf, s.ns, s.lanPort);
+      await this.ip(s.ns, `link set ${s.lanPort} master br0`);
+      await this.ip(s.ns, `link set ${s.lanPort} up`);
+      await this.ip(s.ns, `addr add ${s.routerIp}/24 dev ${s.lanIf}`);
+      await this.ip(s.ns, `link set ${s.lanIf} up`);
       for (const n of s.nodes) {
         await this.veth(s.ns, n.routerPort, n.ns, n.lanIf);
         await this.ip(s.ns, `link set ${n.routerPort} master br0`);

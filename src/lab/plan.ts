@@ -5,7 +5,7 @@ import { TetherError } from '../lib/errors.js';
  * The lab's topology as plain data: every namespace, interface, address and directory is
  * decided here, before anything is created, so `up`, `status`, `down` and the tests agree.
  *
- *   central (<lab>-c) ──c0── WAN router (<lab>-wan) ──sN── site router (<lab>-sN) ──br0── nodes (<lab>-sNnM)
+ *   central (<lab>-c) ──c0── WAN router (<lab>-wan) ──sN── site router (<lab>-sN) ──lan0═r0──br0── nodes (<lab>-sNnM)
  *                                                                                        └── workloads (<lab>-sNnMwK)
  */
 
@@ -80,6 +80,14 @@ export interface SitePlan {
   lan: string;
   /** The site router's LAN address: what local breakout reaches. */
   routerIp: string;
+  /**
+   * The veth that holds `routerIp` in the site router namespace, and its peer, a port of the
+   * LAN bridge `br0`. The address is not on `br0` itself: a VXLAN GSO packet routed into an L3
+   * bridge device is segmented in software (`__skb_gso_segment` under `ip_finish_output2`), which
+   * capped the overlay at a fifth of the underlay; through a veth the packet stays whole.
+   */
+  lanIf: string;
+  lanPort: string;
   /**
    * The site's WAN impairment proxy (src/lab/impair.ts), in the central namespace on the
    * controller's address: the site's nodes are enrolled with `controllerAddress`, so all their
@@ -201,6 +209,8 @@ export function planLab(o: LabOptions): LabPlan {
       wanPort: site,
       lan: `${lanBase}.0/24`,
       routerIp: `${lanBase}.1`,
+      lanIf: 'lan0',
+      lanPort: 'r0',
       impair: {
         port: IMPAIR_PORT_BASE + s,
         control: join(o.stateDir, 'wan', `${site}.sock`),

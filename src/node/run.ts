@@ -1,4 +1,4 @@
-import { detectUplink } from '../kernel/detect.js';
+import { detectUplink, l3BridgeUplinkAdvice } from '../kernel/detect.js';
 import { type Clock, systemClock } from '../lib/clock.js';
 import type { TetherError } from '../lib/errors.js';
 import { type CommandRunner, ProcessRunner } from '../lib/exec.js';
@@ -102,6 +102,11 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     const v = opts.vrouter;
     const runner = opts.runner ?? new ProcessRunner();
     const up = await detectUplink(runner, v.underlayIf);
+    if (up.kind === 'bridge')
+      log.warn(
+        { uplink: up.ifname, kind: up.kind },
+        `node: the underlay uplink ${up.ifname} is a Linux bridge holding the node's address: VXLAN packets routed into it are segmented in software (the overlay runs at a fraction of the underlay); ${l3BridgeUplinkAdvice(up.ifname)}`,
+      );
     underlayIp = v.vtepIp ?? up.address;
     networking = new NodeNetworking({
       stateDir: opts.stateDir,

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
+import { l3BridgeUplinkAdvice } from '../kernel/detect.js';
 import type { HostFs } from '../kernel/hw/hostfs.js';
 import { type Inventory, readInventory } from '../kernel/hw/inventory.js';
 import { formatIssue, type ResolvedProfile } from './load.js';
@@ -79,7 +80,68 @@ export async function moduleAvailable(
  * Preflight: what this node lacks for a profile, offline and before enrollment. Reads the
  * host through the HostFs only (real / or a fixture tree); changes nothing.
  */
-export async function checkNode(fs: HostFs, p: ResolvedProfile, invIn?: Inventory): Promise<CheckReport> {
+/** One /proc/net/route line: interface, destination, gateway, mask (host order hex as the kernel prints). */
+function parseRoutes(
+  text: string,
+): Array<{ iface: string; dst: string; gw: string; mask: string; metric: number }> {
+  return text
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length >= 8)
+    .map((f) => ({ iface: f[0]!, dst: f[1]!, gw: f[2]!, mask: f[7]!, metric: Number(f[6]) }));
+}
+
+/** `0102A8C0` (little-endian, as /proc/net/route prints it) → `192.168.2.1`. */
+function hexIp(h: string): string {
+  const n = Number.parseInt(h, 16);
+  return [n & 255, (n >>> 8) & 255, (n >>> 16) & 255, n >>> 24].join('.');
+}
+
+/**
+ * The VXLAN underlay's uplink (the interface named, else the default route's), read from the
+ * host's procfs and sysfs: a Linux bridge there, routed into because it holds the node's
+ * address, makes the kernel segment every encapsulated GSO packet in software. Undefined when
+ * there is nothing to judge (no uplink named and no default route, e.g. a fixture tree).
+ */
+export async function checkUplink(fs: HostFs, underlayIf?: string): Promise<CheckResult | undefined> {
+  const routes = parseRoutes((await fs.read('/proc/net/route')) ?? '');
+  const dflt = routes
+    .filter((r) => r.dst === '00000000' && r.mask === '00000000')
+    .sort((a, b) => a.metric - b.metric)[0];
+  const dev = underlayIf ?? dflt?.iface;
+  if (!dev) return undefined;
+  const base = { id: 'network.uplink', title: 'underlay uplink' };
+  if (!(await fs.exists(`/sys/class/net/${dev}`)))
+    return {
+      ...base,
+      status: 'fail',
+      detail: `interface ${dev} not found`,
+      hint: 'name the interface that carries the VXLAN underlay (--underlay-if)',
+    };
+  const how = underlayIf ? 'named uplink' : 'default route';
+  if (!(await fs.isDir(`/sys/class/net/${dev}/bridge`)))
+    return { ...base, status: 'pass', detail: `${dev} (${how}) is not a Linux bridge` };
+  const ports = await fs.list(`/sys/class/net/${dev}/brif`);
+  const connected = routes
+    .filter((r) => r.iface === dev && r.gw === '00000000' && r.mask !== '00000000')
+    .map((r) => `${hexIp(r.dst)}/${Number.parseInt(r.mask, 16).toString(2).replace(/0/g, '').length}`);
+  return {
+    ...base,
+    status: 'warn',
+    detail:
+      `${dev} (${how}) is a Linux bridge that holds the node's address${connected.length ? ` (on ${connected.join(', ')})` : ''}` +
+      `${ports.length ? `, ports ${ports.sort().join(', ')}` : ''}: VXLAN packets routed into it are segmented in software, the overlay runs at a fraction of the underlay`,
+    hint: l3BridgeUplinkAdvice(dev),
+  };
+}
+
+export async function checkNode(
+  fs: HostFs,
+  p: ResolvedProfile,
+  invIn?: Inventory,
+  opts: { underlayIf?: string } = {},
+): Promise<CheckReport> {
   const inv = invIn ?? (await readInventory(fs));
   const spec = p.spec;
   const results: CheckResult[] = [];
@@ -315,6 +377,10 @@ export async function checkNode(fs: HostFs, p: ResolvedProfile, invIn?: Inventor
         : { hint: 'time.ptp.interface must name a NIC with a hardware clock (E810 ports have one)' }),
     });
   }
+
+  // ---- the overlay's uplink ----
+  const uplink = await checkUplink(fs, opts.underlayIf);
+  if (uplink) add(uplink);
 
   // ---- anything else the validator finds ----
   const other = validateProfile(p, inv).filter(

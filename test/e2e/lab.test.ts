@@ -120,6 +120,34 @@ describe.skipIf(!isRoot)('tether lab: two sites end to end', () => {
     expect(fdb.get(b.mac)).toBe(lab.node('s2n1').ip);
   });
 
+  it('each site router holds its LAN address on a veth port of br0, never on the bridge itself', async () => {
+    // Routing into an L3 bridge device segments VXLAN GSO packets in software (docs/lab.md).
+    for (const s of lab.plan.sites) {
+      const addrs = JSON.parse(
+        (await lab.sh('ip', ['-n', s.ns, '-j', '-4', 'addr', 'show'])).stdout,
+      ) as Array<{
+        ifname: string;
+        addr_info: Array<{ local: string }>;
+      }>;
+      const holders = addrs
+        .filter((a) => a.addr_info.some((i) => i.local === s.routerIp))
+        .map((a) => a.ifname);
+      expect(holders).toEqual([s.lanIf]);
+      expect(addrs.find((a) => a.ifname === 'br0')?.addr_info ?? []).toEqual([]);
+      const links = JSON.parse(
+        (await lab.sh('ip', ['-n', s.ns, '-j', '-d', 'link', 'show'])).stdout,
+      ) as Array<{
+        ifname: string;
+        master?: string;
+        linkinfo?: { info_kind?: string };
+      }>;
+      const lanIf = links.find((l) => l.ifname === s.lanIf);
+      const port = links.find((l) => l.ifname === s.lanPort);
+      expect([lanIf?.linkinfo?.info_kind, lanIf?.master]).toEqual(['veth', undefined]);
+      expect([port?.linkinfo?.info_kind, port?.master]).toEqual(['veth', 'br0']);
+    }
+  });
+
   it('red and blue with the same addresses on the same nodes never see each other', async () => {
     const redA = lab.workload('s1n1w1');
     const redB = lab.workload('s2n1w1');

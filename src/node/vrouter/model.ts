@@ -135,6 +135,8 @@ export const names = {
   breakoutVn: 'tbo0',
   /** nft table in the node namespace (family ip). */
   nodeNatTable: (prefix: string): string => `tether_${prefix.replace(/-/g, '_')}`,
+  /** nft table in the node namespace (family ip): `notrack` for the VXLAN underlay. */
+  nodeRawTable: (prefix: string): string => `tether_raw_${prefix.replace(/-/g, '_')}`,
   /** nft tables in each network namespace. */
   vnNatTable: 'tether_nat',
   vnPolicyTable: 'tether_policy',

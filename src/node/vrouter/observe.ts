@@ -1,4 +1,4 @@
-import { BRIDGE_NF_CALL_IPTABLES, type Kernel, type NftFamily, type NsState } from '../../kernel/types.js';
+import { BRIDGE_NF_CALLS, type Kernel, type NftFamily, type NsState } from '../../kernel/types.js';
 import { TetherError } from '../../lib/errors.js';
 import { type DesiredNodeNetwork, names } from './model.js';
 import { choosePolicyMode, type PolicyChoice } from './policy-mode.js';
@@ -26,6 +26,14 @@ export function vnNftTables(): { family: NftFamily; name: string }[] {
   ];
 }
 
+/** Tether's nft tables in the node namespace. */
+export function nodeNftTables(prefix: string): { family: NftFamily; name: string }[] {
+  return [
+    { family: 'ip', name: names.nodeNatTable(prefix) },
+    { family: 'ip', name: names.nodeRawTable(prefix) },
+  ];
+}
+
 /**
  * Reads the kernel state of one node: its own namespace and every namespace that is Tether's
  * for this prefix (desired or stale), each with `ip -j`, `bridge -j`, `nft -j`. Namespaces are
@@ -45,7 +53,7 @@ export async function observe(
     kernel.listNetns(),
     // ip_forward of the node namespace matters only when Tether will turn it on (breakout).
     kernel.readNs(desired.underlay.netns, {
-      nftTables: [{ family: 'ip', name: names.nodeNatTable(desired.netnsPrefix) }],
+      nftTables: nodeNftTables(desired.netnsPrefix),
       sysctls: breakout ? [IP_FORWARD] : [],
     }),
     policy ?? kernel.probePolicy(desired.underlay.netns).then(choosePolicyMode),
@@ -61,7 +69,7 @@ export async function observe(
   const pattern = names.vnNetnsPattern(desired.netnsPrefix);
   const ours = all.filter((n) => pattern.test(n));
   const vn: Record<string, NsState> = {};
-  const sysctls = choice.facts.brNetfilter ? [IP_FORWARD, BRIDGE_NF_CALL_IPTABLES] : [IP_FORWARD];
+  const sysctls = choice.facts.brNetfilter ? [IP_FORWARD, ...BRIDGE_NF_CALLS] : [IP_FORWARD];
   const queue = [...ours];
   const worker = async () => {
     for (let name = queue.shift(); name !== undefined; name = queue.shift()) {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   BRIDGE_NF_CALL_IPTABLES,
+  BRIDGE_NF_CALLS,
   type KernelOp,
   type NetnsRef,
   type NftChain,
@@ -191,6 +192,43 @@ function nodeNatTable(d: DesiredNodeNetwork): NftTable | undefined {
   ];
   const sets: NftSet[] = [{ name: 'transit', type: 'ipv4_addr', elements: sortedUnique(transit) }];
   const t = { family: 'ip' as const, name: names.nodeNatTable(d.netnsPrefix), counters: [], sets, chains };
+  return { ...t, fingerprint: fingerprint(t) };
+}
+
+/**
+ * `notrack` for the node's own VXLAN packets, in the raw hooks (priority -300, before
+ * conntrack at -200): encapsulated packets are not connections anyone filters or translates,
+ * but wherever a NAT table is loaded in the node namespace (breakout's masquerade, a host
+ * firewall) conntrack would otherwise look up, create and age one entry per VXLAN flow and
+ * per direction. Matched on this node's VTEP address and the VXLAN port: the packets it sends
+ * (output) and the ones sent to it (prerouting); forwarded traffic is left alone. A firewall
+ * in the node namespace that accepts VXLAN by `ct state new` must accept `ct state untracked`
+ * too (docs/vrouter.md).
+ */
+export function nodeRawTable(d: DesiredNodeNetwork): NftTable | undefined {
+  if (!d.networks.length) return undefined;
+  const port = d.underlay.vxlanPort ?? DEFAULT_VXLAN_PORT;
+  const vtep = d.underlay.vtepIp;
+  const comment = 'comment "VXLAN underlay: not a connection"';
+  const chains: NftChain[] = [
+    {
+      name: 'prerouting',
+      base: { type: 'filter', hook: 'prerouting', priority: -300 },
+      rules: [`ip daddr ${vtep} udp dport ${port} notrack ${comment}`],
+    },
+    {
+      name: 'output',
+      base: { type: 'filter', hook: 'output', priority: -300 },
+      rules: [`ip saddr ${vtep} udp dport ${port} notrack ${comment}`],
+    },
+  ];
+  const t = {
+    family: 'ip' as const,
+    name: names.nodeRawTable(d.netnsPrefix),
+    counters: [],
+    sets: [],
+    chains,
+  };
   return { ...t, fingerprint: fingerprint(t) };
 }
 
@@ -505,13 +543,17 @@ export function plan(desired: DesiredNodeNetwork, observed: Observed): Plan {
     const sysOps: KernelOp[] = [];
     if (transit && obs.sysctl[IP_FORWARD] !== '1')
       sysOps.push({ op: 'sysctl', netns: ns, key: IP_FORWARD, value: '1' });
-    // br_netfilter hands bridged frames to the inet hooks only where policy needs it: the
-    // kernel's default (1) would make every network's bridged traffic pay for the IP hooks,
-    // and for conntrack where a NAT table is loaded.
+    // br_netfilter hands bridged frames to the IP hooks only where policy needs it: the
+    // kernel's default (1 for all three) makes every network's bridged traffic pay for the IP
+    // hooks, and for conntrack wherever a NAT or ct table is loaded (red's SNAT table would
+    // track every bridged frame). Only IPv4 in `inet-br-netfilter` mode needs it: policy is
+    // IPv4 (its table accepts other protocols unjudged), and no ARP table exists.
     if (observed.policy.facts.brNetfilter) {
-      const want = policyMode === 'inet-br-netfilter' && net.policies.length ? '1' : '0';
-      if (obs.sysctl[BRIDGE_NF_CALL_IPTABLES] !== want)
-        sysOps.push({ op: 'sysctl', netns: ns, key: BRIDGE_NF_CALL_IPTABLES, value: want });
+      const v4 = policyMode === 'inet-br-netfilter' && net.policies.length ? '1' : '0';
+      for (const key of BRIDGE_NF_CALLS) {
+        const want = key === BRIDGE_NF_CALL_IPTABLES ? v4 : '0';
+        if (obs.sysctl[key] !== want) sysOps.push({ op: 'sysctl', netns: ns, key, value: want });
+      }
     }
     const policy = policyTable(net, policyMode);
     const nftOps = [
@@ -531,6 +573,9 @@ export function plan(desired: DesiredNodeNetwork, observed: Observed): Plan {
 
   const nodeNat = nodeNatTable(desired);
   phaseEnd.push(...planNft(nodeNs, nodeNat, 'ip', names.nodeNatTable(desired.netnsPrefix), observed.node));
+  phaseEnd.push(
+    ...planNft(nodeNs, nodeRawTable(desired), 'ip', names.nodeRawTable(desired.netnsPrefix), observed.node),
+  );
   if (nodeNat && observed.node.sysctl[IP_FORWARD] !== '1')
     phaseEnd.push({ op: 'sysctl', netns: nodeNs, key: IP_FORWARD, value: '1' });
 

@@ -4,7 +4,7 @@ import type { KernelOp } from '../../../src/kernel/types.js';
 import { applyPlan } from '../../../src/node/vrouter/applier.js';
 import type { DesiredNodeNetwork, DesiredPolicy } from '../../../src/node/vrouter/model.js';
 import { observe } from '../../../src/node/vrouter/observe.js';
-import { plan } from '../../../src/node/vrouter/planner.js';
+import { nodeRawTable, plan } from '../../../src/node/vrouter/planner.js';
 import { allocateTransit } from '../../../src/node/vrouter/resources.js';
 import { fakeNode, NODE_NS, net, node } from './helpers.js';
 
@@ -25,7 +25,23 @@ const EP_C = {
   labels: { app: 'db' },
 };
 
+/** Every br_netfilter switch off: what a network without policy gets. */
+const brnfOff = (ns: string): KernelOp[] => [
+  { op: 'sysctl', netns: ns, key: 'net.bridge.bridge-nf-call-iptables', value: '0' },
+  { op: 'sysctl', netns: ns, key: 'net.bridge.bridge-nf-call-ip6tables', value: '0' },
+  { op: 'sysctl', netns: ns, key: 'net.bridge.bridge-nf-call-arptables', value: '0' },
+];
+
 const red = (extra = {}) => net('red', 100, { localEndpoints: [EP_A], remoteEndpoints: [EP_B], ...extra });
+
+/** The node namespace's VXLAN notrack table for a node with VTEP `vtep`. */
+const raw = (vtep = '192.168.0.1'): KernelOp => ({
+  op: 'nft-table',
+  netns: NODE_NS,
+  table: nodeRawTable(
+    node([red()], { underlay: { ifname: 'ul0', vtepIp: vtep, mtu: 1500, netns: NODE_NS } }),
+  )!,
+});
 
 async function converge(k: FakeKernel, d: DesiredNodeNetwork): Promise<void> {
   const p = plan(d, await observe(k, d));
@@ -85,7 +101,8 @@ const cases: Case[] = [
         dst: '192.168.0.2',
       },
       { op: 'fdb-replace', netns: VN, dev: 'tvx100', mac: '02:00:00:00:00:0b', target: 'master' },
-      { op: 'sysctl', netns: VN, key: 'net.bridge.bridge-nf-call-iptables', value: '0' },
+      ...brnfOff(VN),
+      raw(),
     ],
   },
   {
@@ -135,7 +152,10 @@ const cases: Case[] = [
       k.addNsForTest('someone-else');
     },
     desired: node([]),
-    expected: [{ op: 'netns-del', name: VN }],
+    expected: [
+      { op: 'nft-table-del', netns: NODE_NS, family: 'ip', table: 'tether_raw_t1' },
+      { op: 'netns-del', name: VN },
+    ],
   },
   {
     name: 'VXLAN left in the node namespace (older run, or made by hand with our name) → moved, not recreated',
@@ -162,7 +182,8 @@ const cases: Case[] = [
       { op: 'link-set', netns: VN, name: 'lo', up: true },
       { op: 'addr-replace', netns: VN, dev: 'tbr0', cidr: '10.1.0.1/24' },
       { op: 'link-set', netns: VN, name: 'tvx100', mtu: 1450, master: 'tbr0', up: true, learning: false },
-      { op: 'sysctl', netns: VN, key: 'net.bridge.bridge-nf-call-iptables', value: '0' },
+      ...brnfOff(VN),
+      raw(),
     ],
   },
   {
@@ -193,6 +214,8 @@ const cases: Case[] = [
         dst: '192.168.0.2',
       },
       { op: 'fdb-replace', netns: VN, dev: 'tvx100', mac: '02:00:00:00:00:0b', target: 'master' },
+      // The notrack rules match the VTEP address: the table follows it.
+      raw('192.168.0.5'),
     ],
   },
   {
@@ -296,11 +319,15 @@ describe('planner: local breakout', () => {
     ]);
     expect(pick('sysctl')).toEqual([
       { op: 'sysctl', netns: VN, key: 'net.ipv4.ip_forward', value: '1' },
-      { op: 'sysctl', netns: VN, key: 'net.bridge.bridge-nf-call-iptables', value: '0' },
+      ...brnfOff(VN),
       { op: 'sysctl', netns: NODE_NS, key: 'net.ipv4.ip_forward', value: '1' },
     ]);
     const tables = pick('nft-table').map((o) => (o.op === 'nft-table' ? o.table : undefined));
-    expect(tables.map((t) => `${t?.family} ${t?.name}`)).toEqual(['ip tether_nat', 'ip tether_t1']);
+    expect(tables.map((t) => `${t?.family} ${t?.name}`)).toEqual([
+      'ip tether_nat',
+      'ip tether_t1',
+      'ip tether_raw_t1',
+    ]);
     expect(tables[0]?.chains[0]?.rules).toEqual([
       `oifname "tbo0" snat to ${transit.vnIp} comment "local breakout"`,
     ]);
@@ -318,6 +345,49 @@ describe('planner: local breakout', () => {
       { op: 'nft-table-del', netns: VN, family: 'ip', table: 'tether_nat' },
       { op: 'nft-table-del', netns: NODE_NS, family: 'ip', table: 'tether_t1' },
     ]);
+  });
+});
+
+describe('planner: VXLAN notrack in the node namespace', () => {
+  it('raw hooks, before conntrack: the VTEP address and VXLAN port, both directions, nothing else', () => {
+    const t = nodeRawTable(
+      node([red()], {
+        underlay: { ifname: 'ul0', vtepIp: '192.168.0.1', mtu: 1500, netns: NODE_NS, vxlanPort: 8472 },
+      }),
+    )!;
+    expect({ family: t.family, name: t.name, sets: t.sets, counters: t.counters, chains: t.chains }).toEqual({
+      family: 'ip',
+      name: 'tether_raw_t1',
+      sets: [],
+      counters: [],
+      chains: [
+        {
+          name: 'prerouting',
+          base: { type: 'filter', hook: 'prerouting', priority: -300 },
+          rules: ['ip daddr 192.168.0.1 udp dport 8472 notrack comment "VXLAN underlay: not a connection"'],
+        },
+        {
+          name: 'output',
+          base: { type: 'filter', hook: 'output', priority: -300 },
+          rules: ['ip saddr 192.168.0.1 udp dport 8472 notrack comment "VXLAN underlay: not a connection"'],
+        },
+      ],
+    });
+    // No network, no VXLAN: no table (teardown removes it).
+    expect(nodeRawTable(node([]))).toBeUndefined();
+  });
+
+  it('present with or without breakout; converged → nothing to do; teardown removes it', async () => {
+    const k = fakeNode(['h1']);
+    await converge(k, node([red()]));
+    const tables =
+      (await k.readNs(NODE_NS, { nftTables: [{ family: 'ip', name: 'tether_raw_t1' }] }))?.nft ?? [];
+    expect(tables.map((t) => t.name)).toEqual(['tether_raw_t1']);
+    expect(plan(node([red()]), await observe(k, node([red()]))).ops).toEqual([]);
+    await converge(k, node([]));
+    const after =
+      (await k.readNs(NODE_NS, { nftTables: [{ family: 'ip', name: 'tether_raw_t1' }] }))?.nft ?? [];
+    expect(after).toEqual([]);
   });
 });
 
@@ -339,7 +409,8 @@ describe('planner: batching', () => {
       `ip@${NODE_NS}:1`,
       `ip@${VN}:10005`,
       `bridge@${VN}:20000`,
-      `sysctl@${VN}:1`,
+      `sysctl@${VN}:3`,
+      `nft@${NODE_NS}:1`,
     ]);
   });
 });

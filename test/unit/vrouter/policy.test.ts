@@ -180,9 +180,14 @@ describe('planner with each policy mode', () => {
     ]);
     const p = plan(d, await observe(k, d));
     const sys = p.ops.filter((o) => o.op === 'sysctl');
+    // IPv6 and ARP are never judged by policy (it is IPv4): those switches are off everywhere.
     expect(sys).toEqual([
       { op: 'sysctl', netns: VN, key: BRNF, value: '1' },
+      { op: 'sysctl', netns: VN, key: 'net.bridge.bridge-nf-call-ip6tables', value: '0' },
+      { op: 'sysctl', netns: VN, key: 'net.bridge.bridge-nf-call-arptables', value: '0' },
       { op: 'sysctl', netns: 't1-vn200', key: BRNF, value: '0' },
+      { op: 'sysctl', netns: 't1-vn200', key: 'net.bridge.bridge-nf-call-ip6tables', value: '0' },
+      { op: 'sysctl', netns: 't1-vn200', key: 'net.bridge.bridge-nf-call-arptables', value: '0' },
     ]);
     const iSys = p.ops.findIndex((o) => o.op === 'sysctl' && o.netns === VN);
     const iTable = p.ops.findIndex((o) => o.op === 'nft-table' && o.netns === VN);
@@ -251,7 +256,7 @@ describe('planner with each policy mode', () => {
     const p = plan(d, await observe(k, d));
     expect(p.ops.filter((o) => o.op === 'sysctl')).toEqual([]);
     const tables = p.ops.flatMap((o) => (o.op === 'nft-table' ? [`${o.table.family} ${o.table.name}`] : []));
-    expect(tables).toEqual(['bridge tether_policy']);
+    expect(tables).toEqual(['bridge tether_policy', 'ip tether_raw_t1']);
     expect((await applyPlan(k, p.ops)).failures).toEqual([]);
     expect(plan(d, await observe(k, d)).ops).toEqual([]);
   });
