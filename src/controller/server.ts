@@ -6,6 +6,7 @@ import type { ControllerMessage } from '../api/gen/tether/v1/ControllerMessage.j
 import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
 import type { NodeSessionHandlers } from '../api/gen/tether/v1/NodeSession.js';
 import type { Resource, Resource__Output } from '../api/gen/tether/v1/Resource.js';
+import { fromReport } from '../api/firstboot.js';
 import { tetherProto } from '../api/grpc.js';
 import { kindDefinition, knownKinds } from '../api/kinds.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
@@ -487,6 +488,20 @@ export class ControllerServer {
             .renew(who.id.name, who.serial, call.request.csr_pem)
             .then((r) => cb(null, { certificate_pem: r.certPem, ca_pem: this.deps.ca.certPem }))
             .catch((e: unknown) => fail(cb, e));
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
+      ReportFirstBoot: (call, cb) => {
+        try {
+          const who = this.authenticate(call, 'node');
+          const body = fromReport(call.request);
+          const r = this.registry.recordFirstBoot(who.id.name, {
+            ...body,
+            receivedAt: new Date().toISOString(),
+          });
+          this.deps.log.info({ node: who.id.name, phase: body.phase, seq: body.seq }, 'first-boot report');
+          cb(null, { seq: r.seq });
         } catch (e) {
           fail(cb, e);
         }
