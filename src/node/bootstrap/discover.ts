@@ -245,7 +245,8 @@ async function fromConfigDrive(
 /**
  * Bootstrap URIs of RFC 8572's DHCPv4 option 143 (a list of 16-bit length + URI) or of
  * option 43 (sub-option 1, one URI each, sent for vendor class `tether`). Tether's URI is
- * `tether://HOST:PORT?ca=<64 hex>&token=<token>&site=<site>[&profile=P][&name=N]`; several
+ * `tether://HOST:PORT?token=<token>&site=<site>[&ca=<64 hex>][&profile=P][&name=N]` (`ca`
+ * defaults to the fingerprint in the token: an option holds at most 255 bytes); several
  * URIs list several controllers (the other fields are taken from the first).
  */
 export function parseOption143(hex: string): string[] {
@@ -308,7 +309,12 @@ export function configFromUris(uris: readonly string[], origin: string): Bootstr
     apiVersion: 'tether.dev/v1',
     kind: 'Bootstrap',
     controllers,
-    ...(q.has('ca') ? { caFingerprint: q.get('ca') } : {}),
+    // A DHCP option holds at most 255 bytes: `ca` may be left out, the token carries it.
+    ...(q.has('ca')
+      ? { caFingerprint: q.get('ca') }
+      : /^T10[0-9a-f]{64}::/.test(q.get('token') ?? '')
+        ? { caFingerprint: q.get('token')!.slice(3, 67) }
+        : {}),
     ...(q.has('token') ? { token: q.get('token') } : {}),
     ...(q.has('site') ? { site: q.get('site') } : {}),
     ...(q.has('profile') ? { profile: q.get('profile') } : {}),
