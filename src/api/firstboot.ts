@@ -1,11 +1,18 @@
-import type { FirstBootReport, FirstBootReport__Output } from './gen/tether/v1/FirstBootReport.js';
 import { TetherError } from '../lib/errors.js';
+import type { FirstBootReport, FirstBootReport__Output } from './gen/tether/v1/FirstBootReport.js';
 
 /**
  * First boot's phases, in order (docs/node.md "First boot"). The contract between the node,
  * which runs and reports them, and the controller, which stores and shows them.
  */
-export const FIRST_BOOT_PHASES = ['discover', 'preflight', 'profile', 'enroll', 'configure', 'ready'] as const;
+export const FIRST_BOOT_PHASES = [
+  'discover',
+  'preflight',
+  'profile',
+  'enroll',
+  'configure',
+  'ready',
+] as const;
 export type FirstBootPhaseName = (typeof FIRST_BOOT_PHASES)[number];
 
 /** Bounds of one report: a node cannot grow its Node object without limit. */
@@ -62,7 +69,8 @@ export function fromReport(r: FirstBootReport__Output): FirstBootSummaryBody {
   const seq = Number(r.seq);
   if (!Number.isSafeInteger(seq) || seq < 1) bad('seq', 'a positive integer');
   const phaseNames: readonly string[] = FIRST_BOOT_PHASES;
-  if (!phaseNames.includes(r.phase) && r.phase !== 'failed') bad('phase', `one of ${FIRST_BOOT_PHASES.join(', ')}, failed`);
+  if (!phaseNames.includes(r.phase) && r.phase !== 'failed')
+    bad('phase', `one of ${FIRST_BOOT_PHASES.join(', ')}, failed`);
   if (r.phases.length > FIRST_BOOT_PHASES.length) bad('phases', `at most ${FIRST_BOOT_PHASES.length}`);
   const seen = new Set<string>();
   const phases = r.phases.map((p, i): FirstBootPhaseRecord => {

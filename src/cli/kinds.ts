@@ -85,7 +85,10 @@ export function tableFor(
             sess.connected ? 'connected' : 'offline',
             str(sess.ackedRevision),
             firstBootColumn(st.firstBoot as Obj | undefined),
-            str((st.firstBoot as { lastError?: { message?: string } } | undefined)?.lastError?.message).slice(0, 60),
+            str((st.firstBoot as { lastError?: { message?: string } } | undefined)?.lastError?.message).slice(
+              0,
+              60,
+            ),
           ];
         }),
       };

@@ -1,12 +1,12 @@
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { fromReport } from '../api/firstboot.js';
 import type { AdminHandlers } from '../api/gen/tether/v1/Admin.js';
 import type { ControllerMessage } from '../api/gen/tether/v1/ControllerMessage.js';
 import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
 import type { NodeSessionHandlers } from '../api/gen/tether/v1/NodeSession.js';
 import type { Resource, Resource__Output } from '../api/gen/tether/v1/Resource.js';
-import { fromReport } from '../api/firstboot.js';
 import { tetherProto } from '../api/grpc.js';
 import { kindDefinition, knownKinds } from '../api/kinds.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';

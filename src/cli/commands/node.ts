@@ -14,8 +14,8 @@ import { eventFromLogLine } from '../../node/live-status.js';
 import { startNode } from '../../node/run.js';
 import { Admin, DEFAULT_NODE_DIR } from '../admin.js';
 import { parseDuration, parsePositiveInt } from '../flags.js';
-import { hostPorts } from './profile.js';
 import { out, paint, renderStructured, say } from '../output.js';
+import { hostPorts } from './profile.js';
 
 export function registerNode(program: Command): void {
   const node = program
@@ -219,14 +219,27 @@ export function registerNode(program: Command): void {
     )
     .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
     .option('--image-config <file>', 'bootstrap file embedded in the image', BOOTSTRAP_DEFAULTS.imagePath)
-    .option('--local-file <file>', 'bootstrap file copied onto the node by hand', BOOTSTRAP_DEFAULTS.localFile)
+    .option(
+      '--local-file <file>',
+      'bootstrap file copied onto the node by hand',
+      BOOTSTRAP_DEFAULTS.localFile,
+    )
     .option('--cmdline <file>', 'kernel command line (tether.bootstrap=)', BOOTSTRAP_DEFAULTS.cmdline)
-    .option('--config-drive-label <label...>', 'filesystem labels of a config drive', [...BOOTSTRAP_DEFAULTS.labels])
-    .option('--config-drive-device <dev...>', 'only these block devices may be config drives (default: any with the label)')
+    .option('--config-drive-label <label...>', 'filesystem labels of a config drive', [
+      ...BOOTSTRAP_DEFAULTS.labels,
+    ])
+    .option(
+      '--config-drive-device <dev...>',
+      'only these block devices may be config drives (default: any with the label)',
+    )
     .option('--dhcp-if <ifname...>', 'interfaces DHCP asks on (default: every NIC)')
     .option('--no-dhcp', 'do not ask DHCP')
     .option('--dhcp-timeout <duration>', 'how long DHCP waits for a lease per interface', '10s')
-    .option('--vendor-class <name>', 'DHCP vendor class (option 60) for option 43', BOOTSTRAP_DEFAULTS.vendorClass)
+    .option(
+      '--vendor-class <name>',
+      'DHCP vendor class (option 60) for option 43',
+      BOOTSTRAP_DEFAULTS.vendorClass,
+    )
     .option('--host-root <dir>', 'host root the profile is applied to (a fixture tree in tests)', '/')
     .option('--fake-kernel', 'emulate the kernel on --host-root (tests)')
     .option('--profiles-dir <dir...>', 'extra directories searched for profiles')
@@ -289,10 +302,13 @@ export function registerNode(program: Command): void {
           maintenanceRetrySeconds: parseDuration(o.maintenanceRetry, '--maintenance-retry'),
           console: (l) => say(`tether firstboot: ${l}`),
           log: createLogger({ name: 'tether-firstboot' }),
-          ...(process.env.TETHER_FIRSTBOOT_PAUSE_AT ? { pauseAt: process.env.TETHER_FIRSTBOOT_PAUSE_AT } : {}),
+          ...(process.env.TETHER_FIRSTBOOT_PAUSE_AT
+            ? { pauseAt: process.env.TETHER_FIRSTBOOT_PAUSE_AT }
+            : {}),
         });
         if (outcome === 'ready' || outcome === 'reboot') {
-          if (outcome === 'ready') say(`tether firstboot: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+          if (outcome === 'ready')
+            say(`tether firstboot: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
           return;
         }
         const st = JSON.parse(readFileSync(firstBootPaths(o.stateDir).state, 'utf8')) as FirstBootState;

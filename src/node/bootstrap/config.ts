@@ -1,8 +1,8 @@
 import type { ErrorObject } from 'ajv';
+import { cidrContains, parseCidr } from '../../api/kinds.js';
 import { parseToken } from '../../api/token.js';
 import { formatPath, newAjv, parseResourceDocuments } from '../../api/validate.js';
 import { TetherError } from '../../lib/errors.js';
-import { cidrContains, parseCidr } from '../../api/kinds.js';
 import { parseIp } from '../../lib/ipv4.js';
 
 /**
@@ -59,7 +59,8 @@ export const BOOTSTRAP_SCHEMA = {
     caFingerprint: {
       type: 'string',
       pattern: '^(sha256:)?[0-9a-f]{64}$',
-      description: 'the SHA-256 of the controller CA certificate, 64 lowercase hex digits (the token carries the same)',
+      description:
+        'the SHA-256 of the controller CA certificate, 64 lowercase hex digits (the token carries the same)',
     },
     token: {
       type: 'string',
@@ -91,7 +92,11 @@ export const BOOTSTRAP_SCHEMA = {
           pattern: '^[A-Za-z0-9][-A-Za-z0-9_.]{0,14}$',
           description: 'an interface name (at most 15 characters)',
         },
-        address: { type: 'string', format: 'ipv4-cidr', description: 'an IPv4 address with prefix, e.g. 192.0.2.10/24' },
+        address: {
+          type: 'string',
+          format: 'ipv4-cidr',
+          description: 'an IPv4 address with prefix, e.g. 192.0.2.10/24',
+        },
         gateway: { type: 'string', format: 'ipv4', description: 'an IPv4 address' },
         dns: {
           type: 'array',
@@ -135,15 +140,23 @@ function issueOf(e: ErrorObject, root: unknown): { field: string; message: strin
   switch (e.keyword) {
     case 'required': {
       const missing = (e.params as { missingProperty: string }).missingProperty;
-      const desc = (
-        (e.parentSchema as { properties?: Record<string, { description?: string }> }).properties?.[missing]
-      )?.description;
-      return { field: formatPath([...segs, missing]), message: 'is required', ...(desc ? { expected: desc } : {}) };
+      const desc = (e.parentSchema as { properties?: Record<string, { description?: string }> }).properties?.[
+        missing
+      ]?.description;
+      return {
+        field: formatPath([...segs, missing]),
+        message: 'is required',
+        ...(desc ? { expected: desc } : {}),
+      };
     }
     case 'additionalProperties': {
       const extra = (e.params as { additionalProperty: string }).additionalProperty;
       const known = Object.keys((e.parentSchema as { properties?: object }).properties ?? {});
-      return { field: formatPath([...segs, extra]), message: 'is not a known field', expected: `one of ${known.join(', ')}` };
+      return {
+        field: formatPath([...segs, extra]),
+        message: 'is not a known field',
+        expected: `one of ${known.join(', ')}`,
+      };
     }
     default:
       return {
@@ -204,14 +217,15 @@ export function checkBootstrap(
     const c = obj as BootstrapConfig;
     for (const [i, a] of c.controllers.entries()) {
       const port = Number(a.slice(a.lastIndexOf(':') + 1));
-      if (!(port >= 1 && port <= 65535)) add(`controllers[${i}]`, `port ${port} is out of range`, 'a TCP port 1‥65535');
+      if (!(port >= 1 && port <= 65535))
+        add(`controllers[${i}]`, `port ${port} is out of range`, 'a TCP port 1‥65535');
     }
     const fp = c.caFingerprint.replace(/^sha256:/, '');
     const tok = parseToken(c.token);
     if (tok.caFingerprint !== fp)
       add(
         'caFingerprint',
-        "does not match the CA fingerprint the join token carries",
+        'does not match the CA fingerprint the join token carries',
         'the fingerprint printed by `tether token create` (the 64 hex digits after T10 in the token)',
       );
     if (c.wan?.gateway) {

@@ -1,4 +1,13 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asTetherError, describeError, TetherError } from '../../lib/errors.js';
@@ -132,7 +141,10 @@ function fromCmdline(path: string, misses: Miss[]): Found | undefined {
     misses.push({ source: 'cmdline', where: path, why: why(e) });
     return undefined;
   }
-  const args = line.trim().split(/\s+/).filter((a) => a.startsWith('tether.bootstrap='));
+  const args = line
+    .trim()
+    .split(/\s+/)
+    .filter((a) => a.startsWith('tether.bootstrap='));
   const arg = args.at(-1);
   if (!arg) {
     misses.push({ source: 'cmdline', where: path, why: 'no tether.bootstrap= argument' });
@@ -148,7 +160,8 @@ function fromCmdline(path: string, misses: Miss[]): Found | undefined {
     if (!/^[A-Za-z0-9_-]+={0,2}$/.test(value))
       throw new TetherError('TETHER_E_INVALID', 'is neither a path nor base64url', {
         file: name,
-        expected: 'tether.bootstrap=/path/to/bootstrap.yaml or tether.bootstrap=<base64url of bootstrap.yaml>',
+        expected:
+          'tether.bootstrap=/path/to/bootstrap.yaml or tether.bootstrap=<base64url of bootstrap.yaml>',
       });
     const text = Buffer.from(value, 'base64url').toString('utf8');
     return { source: 'cmdline', origin: name, config: parseBootstrap(text, name), text };
@@ -188,7 +201,8 @@ async function fromConfigDrive(
     for (const dev of opts.devices) {
       const label = await labelOf(opts.runner, dev);
       if (label && labels.includes(label)) candidates.push({ dev, label });
-      else misses.push({ source: 'config-drive', where: dev, why: `label is ${label ? `"${label}"` : 'none'}` });
+      else
+        misses.push({ source: 'config-drive', where: dev, why: `label is ${label ? `"${label}"` : 'none'}` });
     }
   } else {
     for (const label of labels)
@@ -212,7 +226,11 @@ async function fromConfigDrive(
         timeoutMs: 30_000,
       });
       if (m.code !== 0) {
-        misses.push({ source: 'config-drive', where: dev, why: `cannot mount: ${m.stderr.trim() || `exit ${m.code}`}` });
+        misses.push({
+          source: 'config-drive',
+          where: dev,
+          why: `cannot mount: ${m.stderr.trim() || `exit ${m.code}`}`,
+        });
         continue;
       }
       mounted = true;
@@ -351,7 +369,9 @@ async function fromDhcp(
   }
   const timeout = opts.dhcpTimeoutSeconds ?? DEFAULTS.dhcpTimeoutSeconds;
   for (const ifname of ifs) {
-    say(`DHCP on ${ifname}: asking for option 143 / 43 (vendor class ${opts.vendorClass ?? DEFAULTS.vendorClass})`);
+    say(
+      `DHCP on ${ifname}: asking for option 143 / 43 (vendor class ${opts.vendorClass ?? DEFAULTS.vendorClass})`,
+    );
     const dir = mkdtempSync(join(tmpdir(), 'tether-dhcp-'));
     const out = join(dir, 'lease');
     const script = join(dir, 'script');
@@ -366,13 +386,35 @@ async function fromDhcp(
       const r = await opts.runner.run(
         'busybox',
         [
-          'udhcpc', '-f', '-q', '-n', '-i', ifname, '-s', script, '-t', String(tries), '-T', '2', '-A', '1',
-          '-V', opts.vendorClass ?? DEFAULTS.vendorClass, '-O', '43', '-O', '143',
+          'udhcpc',
+          '-f',
+          '-q',
+          '-n',
+          '-i',
+          ifname,
+          '-s',
+          script,
+          '-t',
+          String(tries),
+          '-T',
+          '2',
+          '-A',
+          '1',
+          '-V',
+          opts.vendorClass ?? DEFAULTS.vendorClass,
+          '-O',
+          '43',
+          '-O',
+          '143',
         ],
         { allowFailure: true, timeoutMs: (timeout + 10) * 1000 },
       );
       if (!existsSync(out)) {
-        misses.push({ source: 'dhcp', where: ifname, why: `no DHCP lease within ${timeout} s${r.code ? ` (udhcpc exit ${r.code})` : ''}` });
+        misses.push({
+          source: 'dhcp',
+          where: ifname,
+          why: `no DHCP lease within ${timeout} s${r.code ? ` (udhcpc exit ${r.code})` : ''}`,
+        });
         continue;
       }
       const lease = Object.fromEntries(
@@ -396,7 +438,11 @@ async function fromDhcp(
           misses.push({ source: 'dhcp', where: origin, why: why(e) });
         }
       }
-      misses.push({ source: 'dhcp', where: ifname, why: `lease ${lease.ip ?? ''} carries no usable option 143 or 43` });
+      misses.push({
+        source: 'dhcp',
+        where: ifname,
+        why: `lease ${lease.ip ?? ''} carries no usable option 143 or 43`,
+      });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -421,7 +467,10 @@ const SOURCE_TITLE: Record<SourceName, string> = {
 
 /** What the console says when no source gave a configuration: what is missing, where it was
  *  looked for, and each way to provide it, in words a field technician can act on. */
-export function maintenanceMessage(misses: readonly Miss[], opts: { localFile?: string; retrySeconds: number }): string {
+export function maintenanceMessage(
+  misses: readonly Miss[],
+  opts: { localFile?: string; retrySeconds: number },
+): string {
   const lines = [
     'TETHER MAINTENANCE MODE: this node has no bootstrap configuration.',
     'It needs: the controller address, the controller CA fingerprint, a join token and the site name.',

@@ -1,6 +1,5 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FirstBootAck__Output } from '../../api/gen/tether/v1/FirstBootAck.js';
 import {
   FIRST_BOOT_PHASES,
   type FirstBootPhaseName,
@@ -8,6 +7,7 @@ import {
   type FirstBootSummaryBody,
   toReport,
 } from '../../api/firstboot.js';
+import type { FirstBootAck__Output } from '../../api/gen/tether/v1/FirstBootAck.js';
 import { tetherProto } from '../../api/grpc.js';
 import { fromGrpcError } from '../../api/status.js';
 import type { HostFs } from '../../kernel/hw/hostfs.js';
@@ -207,12 +207,21 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
       });
       let found = d.found;
       if (!found && resumedFromFailure && existsSync(paths.bootstrap))
-        found = (await discover({ ...opts.discovery, statePath: paths.bootstrap, runner: opts.runner, skip: ['image', 'cmdline', 'config-drive', 'dhcp', 'local-file'] })).found;
+        found = (
+          await discover({
+            ...opts.discovery,
+            statePath: paths.bootstrap,
+            runner: opts.runner,
+            skip: ['image', 'cmdline', 'config-drive', 'dhcp', 'local-file'],
+          })
+        ).found;
       if (!found) {
-        say(maintenanceMessage(d.misses, {
-          ...(opts.discovery.localFile ? { localFile: opts.discovery.localFile } : {}),
-          retrySeconds: opts.maintenanceRetrySeconds ?? 30,
-        }));
+        say(
+          maintenanceMessage(d.misses, {
+            ...(opts.discovery.localFile ? { localFile: opts.discovery.localFile } : {}),
+            retrySeconds: opts.maintenanceRetrySeconds ?? 30,
+          }),
+        );
         throw new Maintenance();
       }
       if (found.source !== 'state') writeFileAtomic(paths.bootstrap, found.text, 0o600);
@@ -227,7 +236,15 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
         await opts.host.runner.run('ip', ['link', 'set', w.interface, 'up']);
         await opts.host.runner.run('ip', ['addr', 'replace', w.address, 'dev', w.interface]);
         if (w.gateway)
-          await opts.host.runner.run('ip', ['route', 'replace', 'default', 'via', w.gateway, 'dev', w.interface]);
+          await opts.host.runner.run('ip', [
+            'route',
+            'replace',
+            'default',
+            'via',
+            w.gateway,
+            'dev',
+            w.interface,
+          ]);
       }
       let last: TetherError | undefined;
       for (const addr of c.controllers) {
@@ -256,7 +273,9 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
         st.reboots.done++;
         delete st.reboots.pending;
         save();
-        say(`rebooted (${st.reboots.done} of ${st.reboots.planned ?? st.reboots.done}); continuing with profile ${c.profile}`);
+        say(
+          `rebooted (${st.reboots.done} of ${st.reboots.planned ?? st.reboots.done}); continuing with profile ${c.profile}`,
+        );
       }
       const p = loadProfile(c.profile, { searchPath: [...(opts.profilesDirs ?? []), shippedProfilesDir()] });
       const issues = checkProfile(p);
@@ -291,7 +310,9 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
       }
       let pending: { nodeName: string; keyPem: string; csrPem: string };
       if (existsSync(paths.pendingEnroll)) {
-        pending = parseJson(readInputFile(paths.pendingEnroll), { source: paths.pendingEnroll }) as typeof pending;
+        pending = parseJson(readInputFile(paths.pendingEnroll), {
+          source: paths.pendingEnroll,
+        }) as typeof pending;
         say(`resuming the enrollment of ${pending.nodeName} with the same key`);
       } else {
         const nodeName = c.nodeName ?? defaultNodeName();
@@ -339,7 +360,9 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
   }
   let start: FirstBootPhaseName = st.phase === 'failed' ? (st.failedPhase ?? 'discover') : st.phase;
   if (st.phase === 'failed') {
-    say(`first boot failed before in ${start}${st.lastError ? `: ${st.lastError.message}` : ''}; trying again`);
+    say(
+      `first boot failed before in ${start}${st.lastError ? `: ${st.lastError.message}` : ''}; trying again`,
+    );
     // Not enrolled yet: the failure may be the configuration's (a wrong CA, an expired
     // token), so look for a new one from the start; the one on disk stays as the fallback.
     if (!isEnrolled(opts.stateDir)) {
@@ -385,7 +408,9 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
           return maintenance ? 'maintenance' : 'failed';
         }
         save();
-        const delay = maintenance ? (opts.maintenanceRetrySeconds ?? 30) * 1000 : fullJitterDelay(attempt, policy);
+        const delay = maintenance
+          ? (opts.maintenanceRetrySeconds ?? 30) * 1000
+          : fullJitterDelay(attempt, policy);
         say(`trying again in ${(delay / 1000).toFixed(1)} s`);
         await sleep(delay);
       }

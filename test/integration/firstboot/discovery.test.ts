@@ -3,14 +3,22 @@
 // (found by blkid, mounted read-only, unmounted), and dnsmasq serving DHCP option 143 or
 // option 43 (vendor class "tether") to busybox udhcpc inside network namespaces this test
 // creates. Everything created is removed by name.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { ProcessRunner, type CommandRunner } from '../../../src/lib/exec.js';
-import { discover, type DiscoveryOptions, maintenanceMessage } from '../../../src/node/bootstrap/discover.js';
+import { type CommandRunner, ProcessRunner } from '../../../src/lib/exec.js';
+import { type DiscoveryOptions, discover, maintenanceMessage } from '../../../src/node/bootstrap/discover.js';
 import { waitFor } from '../support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-discover-'));
@@ -55,7 +63,10 @@ describe('discovery order: first hit wins', () => {
   it('state → image → cmdline → local file, each one only when those before it have nothing', async () => {
     put(paths.state, yamlFor('from-state'));
     put(paths.image, yamlFor('from-image'));
-    put(paths.cmdline, `quiet tether.bootstrap=${Buffer.from(yamlFor('from-cmdline')).toString('base64url')}\n`);
+    put(
+      paths.cmdline,
+      `quiet tether.bootstrap=${Buffer.from(yamlFor('from-cmdline')).toString('base64url')}\n`,
+    );
     put(paths.local, yamlFor('from-local'));
     const seen: string[] = [];
     for (const drop of [paths.state, paths.image, paths.cmdline, paths.local]) {
@@ -87,7 +98,14 @@ describe('discovery order: first hit wins', () => {
     put(paths.cmdline, 'quiet\n');
     const d = await discover(base());
     expect(d.found).toBeUndefined();
-    expect(d.misses.map((m) => m.source)).toEqual(['state', 'image', 'cmdline', 'config-drive', 'dhcp', 'local-file']);
+    expect(d.misses.map((m) => m.source)).toEqual([
+      'state',
+      'image',
+      'cmdline',
+      'config-drive',
+      'dhcp',
+      'local-file',
+    ]);
     const msg = maintenanceMessage(d.misses, { localFile: paths.local, retrySeconds: 30 });
     expect(msg).toMatch(/MAINTENANCE MODE/);
     expect(msg).toMatch(/controller address, the controller CA fingerprint, a join token and the site/);
@@ -145,7 +163,11 @@ describe('config drive (ext4 image on a loop device)', () => {
     const dev = drive('TETHER', { 'bootstrap.yaml': yamlFor('from-drive') });
     const before = readdirSync(tmpdir()).filter((n) => n.startsWith('tether-cfgdrive-')).length;
     const d = await discover(base({ devices: [dev], labels: ['TETHER', 'CIDATA'] }));
-    expect(d.found).toMatchObject({ source: 'config-drive', origin: `${dev}:/bootstrap.yaml`, config: { site: 'from-drive' } });
+    expect(d.found).toMatchObject({
+      source: 'config-drive',
+      origin: `${dev}:/bootstrap.yaml`,
+      config: { site: 'from-drive' },
+    });
     expect(mountedOurs()).toEqual([]);
     expect(readdirSync(tmpdir()).filter((n) => n.startsWith('tether-cfgdrive-')).length).toBe(before);
   });
@@ -214,9 +236,20 @@ describe('DHCP (dnsmasq in a namespace, udhcpc on the WAN interface)', () => {
     await stopDnsmasq();
     let log = '';
     dnsmasq = spawn('ip', [
-      'netns', 'exec', srv, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--port=0', '--log-dhcp',
-      `--interface=${tag}a`, '--bind-interfaces', '--dhcp-range=10.211.0.10,10.211.0.20,1h',
-      `--dhcp-leasefile=${join(dir, `${tag}.leases`)}`, `--pid-file=${join(dir, `${tag}.pid`)}`, ...options,
+      'netns',
+      'exec',
+      srv,
+      'dnsmasq',
+      '--no-daemon',
+      '--conf-file=/dev/null',
+      '--port=0',
+      '--log-dhcp',
+      `--interface=${tag}a`,
+      '--bind-interfaces',
+      '--dhcp-range=10.211.0.10,10.211.0.20,1h',
+      `--dhcp-leasefile=${join(dir, `${tag}.leases`)}`,
+      `--pid-file=${join(dir, `${tag}.pid`)}`,
+      ...options,
     ]);
     dnsmasq.stderr?.on('data', (b: Buffer) => {
       log += b.toString();
@@ -227,7 +260,9 @@ describe('DHCP (dnsmasq in a namespace, udhcpc on the WAN interface)', () => {
     });
   }
 
-  it('option 143 (RFC 8572): every URI a controller, the rest from the first', { timeout: 60_000 }, async () => {
+  it('option 143 (RFC 8572): every URI a controller, the rest from the first', {
+    timeout: 60_000,
+  }, async () => {
     await serve([`--dhcp-option=143,${hex(opt143)}`]);
     const d = await discover(base({ dhcp: true, dhcpInterfaces: [`${tag}b`], runner: inNs }));
     expect(d.found).toMatchObject({
@@ -240,7 +275,11 @@ describe('DHCP (dnsmasq in a namespace, udhcpc on the WAN interface)', () => {
   it('option 43 is used only with vendor class tether (option 60)', { timeout: 60_000 }, async () => {
     await serve(['--dhcp-vendorclass=set:tv,tether', `--dhcp-option=tag:tv,vendor:tether,1,${uri}&ca=${FP}`]);
     const d = await discover(base({ dhcp: true, dhcpInterfaces: [`${tag}b`], runner: inNs }));
-    expect(d.found).toMatchObject({ source: 'dhcp', origin: `DHCP option 43 on ${tag}b`, config: { site: 'from-dhcp' } });
+    expect(d.found).toMatchObject({
+      source: 'dhcp',
+      origin: `DHCP option 43 on ${tag}b`,
+      config: { site: 'from-dhcp' },
+    });
     const wrong = await discover(
       base({ dhcp: true, dhcpInterfaces: [`${tag}b`], runner: inNs, vendorClass: 'someone-else' }),
     );
@@ -248,12 +287,18 @@ describe('DHCP (dnsmasq in a namespace, udhcpc on the WAN interface)', () => {
     expect(wrong.misses.find((m) => m.source === 'dhcp')?.why).toMatch(/no usable option 143 or 43/);
   });
 
-  it('a DHCP server without the options, or none at all, is a miss that says which', { timeout: 60_000 }, async () => {
+  it('a DHCP server without the options, or none at all, is a miss that says which', {
+    timeout: 60_000,
+  }, async () => {
     await serve([]);
     const d = await discover(base({ dhcp: true, dhcpInterfaces: [`${tag}b`], runner: inNs }));
-    expect(d.misses.find((m) => m.source === 'dhcp')?.why).toMatch(/lease 10\.211\.0\.\d+ carries no usable option/);
+    expect(d.misses.find((m) => m.source === 'dhcp')?.why).toMatch(
+      /lease 10\.211\.0\.\d+ carries no usable option/,
+    );
     await stopDnsmasq();
-    const none = await discover(base({ dhcp: true, dhcpInterfaces: [`${tag}b`], runner: inNs, dhcpTimeoutSeconds: 2 }));
+    const none = await discover(
+      base({ dhcp: true, dhcpInterfaces: [`${tag}b`], runner: inNs, dhcpTimeoutSeconds: 2 }),
+    );
     expect(none.misses.find((m) => m.source === 'dhcp')?.why).toMatch(/no DHCP lease within 2 s/);
     expect(existsSync(join(dir, `${tag}.leases`))).toBe(true);
   });

@@ -9,8 +9,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { type TestController, initTestController, startTestController } from '../support/controller.js';
+import type { FirstBootState } from '../../../src/node/bootstrap/firstboot.js';
+import { initTestController, startTestController, type TestController } from '../support/controller.js';
 import { type Daemon, freePort, runTether, startTether, waitFor } from '../support/proc.js';
+
+/** What `tether get … -o json` lists, as far as these tests read it. */
+interface Listed {
+  metadata: { name: string };
+  status: {
+    phase?: string;
+    certSerials?: string[];
+    used?: number;
+    firstBoot?: {
+      phase: string;
+      phases: Array<{ name: string; seconds?: number }>;
+      source?: string;
+      lastError?: unknown;
+    };
+  };
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-firstboot-'));
 let ctl: TestController;
@@ -33,7 +50,17 @@ afterAll(async () => {
 });
 
 async function token(site = 'fb', extra: string[] = []): Promise<string> {
-  const r = await runTether(['token', 'create', '--site', site, '--uses', '1', ...extra, '--config', ctl.cfg]);
+  const r = await runTether([
+    'token',
+    'create',
+    '--site',
+    site,
+    '--uses',
+    '1',
+    ...extra,
+    '--config',
+    ctl.cfg,
+  ]);
   expect(r.code, r.stderr).toBe(0);
   return r.stdout.trim();
 }
@@ -59,9 +86,22 @@ function bootstrap(name: string, tok: string, over: Record<string, unknown> = {}
 function firstboot(name: string, file: string, env: NodeJS.ProcessEnv = {}, extra: string[] = []): Daemon {
   const d = startTether(
     [
-      'node', 'firstboot', '--state-dir', join(dir, name), '--local-file', file,
-      '--image-config', join(dir, 'no-image.yaml'), '--cmdline', empty,
-      '--config-drive-label', NO_DRIVE_LABEL, '--no-dhcp', '--backoff', '100ms', ...extra,
+      'node',
+      'firstboot',
+      '--state-dir',
+      join(dir, name),
+      '--local-file',
+      file,
+      '--image-config',
+      join(dir, 'no-image.yaml'),
+      '--cmdline',
+      empty,
+      '--config-drive-label',
+      NO_DRIVE_LABEL,
+      '--no-dhcp',
+      '--backoff',
+      '100ms',
+      ...extra,
     ],
     env,
   );
@@ -75,10 +115,10 @@ const exitOf = (d: Daemon) =>
     else d.child.once('exit', (c) => resolve(c ?? -1));
   });
 
-async function nodeObject(name: string): Promise<Record<string, any> | undefined> {
+async function nodeObject(name: string): Promise<Listed | undefined> {
   const r = await runTether(['get', 'nodes', '-o', 'json', '--config', ctl.cfg]);
   expect(r.code, r.stderr).toBe(0);
-  const parsed = JSON.parse(r.stdout) as { items?: Array<Record<string, any>> } | Array<Record<string, any>>;
+  const parsed = JSON.parse(r.stdout) as { items?: Array<Listed> } | Array<Listed>;
   const items = Array.isArray(parsed) ? parsed : (parsed.items ?? []);
   const mine = items.filter((n) => n.metadata.name === name);
   expect(mine.length).toBeLessThanOrEqual(1);
@@ -93,16 +133,19 @@ async function expectOneIdentity(name: string, tok: string): Promise<void> {
   const serial = new X509Certificate(creds.certPem).serialNumber.toLowerCase().replace(/^0+/, '');
   const n = await nodeObject(name);
   expect(n?.status.phase).toBe('Approved');
-  expect((n?.status.certSerials as string[]).map((s) => s.toLowerCase().replace(/^0+/, ''))).toEqual([serial]);
+  expect((n?.status.certSerials ?? []).map((s) => s.toLowerCase().replace(/^0+/, ''))).toEqual([serial]);
   expect(existsSync(join(state, 'enroll-pending.json'))).toBe(false);
   const r = await runTether(['get', 'tokens', '-o', 'json', '--config', ctl.cfg]);
-  const toks = JSON.parse(r.stdout) as { items?: Array<Record<string, any>> } | Array<Record<string, any>>;
+  const toks = JSON.parse(r.stdout) as { items?: Array<Listed> } | Array<Listed>;
   const id = tok.split('::')[1]!.split('.')[0]!;
-  const t = (Array.isArray(toks) ? toks : (toks.items ?? [])).find((x) => String(x.metadata.name).includes(id));
+  const t = (Array.isArray(toks) ? toks : (toks.items ?? [])).find((x) =>
+    String(x.metadata.name).includes(id),
+  );
   expect(t?.status.used).toBe(1);
 }
 
-const fbState = (name: string) => JSON.parse(readFileSync(join(dir, name, 'firstboot.json'), 'utf8'));
+const fbState = (name: string) =>
+  JSON.parse(readFileSync(join(dir, name, 'firstboot.json'), 'utf8')) as FirstBootState;
 
 describe('first boot against a real controller', () => {
   it('goes discover → ready, and the controller shows phase, time per phase and no error', {
@@ -118,8 +161,13 @@ describe('first boot against a real controller', () => {
       const n = await nodeObject('clean');
       return n?.status.firstBoot?.phase === 'ready' ? n.status.firstBoot : undefined;
     });
-    expect(fb.phases.map((p: { name: string }) => p.name)).toEqual([
-      'discover', 'preflight', 'profile', 'enroll', 'configure', 'ready',
+    expect(fb.phases.map((p) => p.name)).toEqual([
+      'discover',
+      'preflight',
+      'profile',
+      'enroll',
+      'configure',
+      'ready',
     ]);
     for (const p of fb.phases) expect(typeof p.seconds).toBe('number');
     expect(fb.source).toMatch(/^local-file/);
@@ -135,8 +183,18 @@ describe('first boot against a real controller', () => {
     await expectOneIdentity('clean', tok);
   });
 
-  for (const point of ['discover', 'preflight', 'profile', 'enroll', 'enroll-answered', 'configure', 'ready']) {
-    it(`kill -9 at ${point}: the restart completes and enrolls exactly once`, { timeout: 60_000 }, async () => {
+  for (const point of [
+    'discover',
+    'preflight',
+    'profile',
+    'enroll',
+    'enroll-answered',
+    'configure',
+    'ready',
+  ]) {
+    it(`kill -9 at ${point}: the restart completes and enrolls exactly once`, {
+      timeout: 60_000,
+    }, async () => {
       const name = `kill-${point}`;
       const tok = await token();
       const file = bootstrap(name, tok);
@@ -150,7 +208,8 @@ describe('first boot against a real controller', () => {
       expect(await exitOf(again), again.log()).toBe(0);
       expect(fbState(name).phase).toBe('ready');
       await expectOneIdentity(name, tok);
-      if (point === 'enroll-answered') expect(again.log()).toMatch(/resuming the enrollment of .* with the same key/);
+      if (point === 'enroll-answered')
+        expect(again.log()).toMatch(/resuming the enrollment of .* with the same key/);
     });
   }
 
@@ -164,16 +223,22 @@ describe('first boot against a real controller', () => {
     expect(await exitOf(d)).toBe(6);
     expect(d.log()).toMatch(/another certificate authority/);
     const st = fbState('wrongca');
-    expect(st).toMatchObject({ phase: 'failed', failedPhase: 'preflight', lastError: { code: 'TETHER_E_CA_MISMATCH' } });
+    expect(st).toMatchObject({
+      phase: 'failed',
+      failedPhase: 'preflight',
+      lastError: { code: 'TETHER_E_CA_MISMATCH' },
+    });
     // The node tried once: a wrong CA is not retried.
-    expect(st.phases.find((p: { name: string }) => p.name === 'preflight').attempts).toBe(1);
+    expect(st.phases.find((p) => p.name === 'preflight')?.attempts).toBe(1);
     bootstrap('wrongca', tok);
     const fixed = firstboot('wrongca', file);
     expect(await exitOf(fixed), fixed.log()).toBe(0);
     await expectOneIdentity('wrongca', tok);
   });
 
-  it('an expired token fails enrollment clearly and keeps the state it had', { timeout: 60_000 }, async () => {
+  it('an expired token fails enrollment clearly and keeps the state it had', {
+    timeout: 60_000,
+  }, async () => {
     const created = Date.now();
     const tok = await token('fb', ['--ttl', '1s']);
     await waitFor('the token to expire', () => Date.now() > created + 1500);
@@ -183,10 +248,14 @@ describe('first boot against a real controller', () => {
     expect(d.log()).toMatch(/refused the join token/);
     expect(d.log()).toMatch(/expired/);
     const st = fbState('expired');
-    expect(st).toMatchObject({ phase: 'failed', failedPhase: 'enroll', lastError: { code: 'TETHER_E_TOKEN' } });
+    expect(st).toMatchObject({
+      phase: 'failed',
+      failedPhase: 'enroll',
+      lastError: { code: 'TETHER_E_TOKEN' },
+    });
     // What was done stays done: discovery's copy and the finished phases.
     expect(existsSync(join(dir, 'expired', 'bootstrap.yaml'))).toBe(true);
-    expect(st.phases.find((p: { name: string }) => p.name === 'preflight').endedAt).toBeTruthy();
+    expect(st.phases.find((p) => p.name === 'preflight')?.endedAt).toBeTruthy();
     expect(await nodeObject('expired')).toBeUndefined();
   });
 
@@ -201,8 +270,11 @@ describe('first boot against a real controller', () => {
     expect(d.log()).toMatch(/WAN cable/);
     expect(d.log().match(/trying again in/g)?.length).toBe(2);
     const st = fbState('unreach');
-    expect(st).toMatchObject({ phase: 'failed', failedPhase: 'preflight', lastError: { code: 'TETHER_E_UNAVAILABLE' } });
-    expect(st.phases.find((p: { name: string }) => p.name === 'preflight').attempts).toBe(3);
+    expect(st).toMatchObject({
+      phase: 'failed',
+      failedPhase: 'preflight',
+      lastError: { code: 'TETHER_E_UNAVAILABLE' },
+    });
+    expect(st.phases.find((p) => p.name === 'preflight')?.attempts).toBe(3);
   });
 });
-
