@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { FirstBootState } from '../../../src/node/bootstrap/firstboot.js';
+import { tempMachine } from '../../fixtures/hw/build.js';
 import { initTestController, startTestController, type TestController } from '../support/controller.js';
-import { type Daemon, freePort, runTether, startTether, waitFor } from '../support/proc.js';
+import { type Daemon, freePort, REPO, runTether, startTether, waitFor } from '../support/proc.js';
 
 /** What `tether get … -o json` lists, as far as these tests read it. */
 interface Listed {
@@ -276,5 +277,46 @@ describe('first boot against a real controller', () => {
       lastError: { code: 'TETHER_E_UNAVAILABLE' },
     });
     expect(st.phases.find((p) => p.name === 'preflight')?.attempts).toBe(3);
+  });
+
+  it('a profile that needs a reboot gets exactly the reboots its plan says, also when killed around it', {
+    timeout: 120_000,
+  }, async () => {
+    const tok = await token();
+    const root = tempMachine('du-e810');
+    const counter = join(dir, 'reboots');
+    const file = bootstrap('rebooter', tok, { profile: 'du' });
+    const reboot = `${REPO}node_modules/.bin/tsx ${REPO}test/integration/firstboot/fake-reboot.ts ${root} ${counter}`;
+    const args = ['--host-root', root, '--fake-kernel', '--reboot-command', reboot];
+    // Killed after the reboot request is recorded, before the machine reboots.
+    const d = firstboot('rebooter', file, { TETHER_FIRSTBOOT_PAUSE_AT: 'reboot' }, args);
+    await waitFor('paused before the reboot', () => {
+      if (d.child.exitCode !== null) throw new Error(`exited: ${d.log()}`);
+      return d.log().includes('paused at reboot');
+    });
+    await d.kill9();
+    expect(existsSync(counter)).toBe(false);
+    // Same boot: the recorded request is made again (not a second reboot of the plan).
+    const second = firstboot('rebooter', file, {}, args);
+    expect(await exitOf(second), second.log()).toBe(0);
+    expect(second.log()).toMatch(/needs a reboot .*: rebooting now/);
+    expect(readFileSync(counter, 'utf8')).toBe('reboot\n');
+    expect(fbState('rebooter')).toMatchObject({ phase: 'profile', reboots: { planned: 1, done: 0 } });
+    // After the reboot: the runtime part, then enrollment; no further reboot.
+    const after = firstboot('rebooter', file, {}, args);
+    expect(await exitOf(after), after.log()).toBe(0);
+    expect(after.log()).toMatch(/rebooted \(1 of 1\)/);
+    expect(readFileSync(counter, 'utf8')).toBe('reboot\n');
+    const st = fbState('rebooter');
+    expect(st).toMatchObject({ phase: 'ready', reboots: { planned: 1, done: 1 } });
+    expect(st.reboots.pending).toBeUndefined();
+    expect(readFileSync(join(root, 'proc/cmdline'), 'utf8')).toContain('nohz_full=');
+    await expectOneIdentity('rebooter', tok);
+    const n = await waitFor('ready report', async () => {
+      const o = await nodeObject('rebooter');
+      return o?.status.firstBoot?.phase === 'ready' ? o : undefined;
+    });
+    expect(n.status.firstBoot?.phases.find((p) => p.name === 'profile')).toBeTruthy();
+    rmSync(root, { recursive: true, force: true });
   });
 });
