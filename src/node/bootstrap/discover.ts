@@ -482,7 +482,7 @@ export function maintenanceMessage(
     '  1. Plug in a USB stick whose filesystem is labelled TETHER (or CIDATA) with a file',
     '     bootstrap.yaml on it (ask the central site for this file).',
     '  2. Ask the network team to serve DHCP option 143 (RFC 8572) or option 43 with vendor',
-    '     class "tether" on the WAN, carrying tether://CONTROLLER:PORT?ca=…&token=…&site=…',
+    '     class "tether" on the WAN, carrying tether://CONTROLLER:PORT?token=…&site=…',
     `  3. Copy bootstrap.yaml to ${opts.localFile ?? DEFAULTS.localFile} on this node.`,
     `This node looks again every ${opts.retrySeconds} s; nothing else needs to be done.`,
   );

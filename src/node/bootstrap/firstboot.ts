@@ -390,7 +390,7 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
         if (e instanceof Reboot) return 'reboot';
         const maintenance = e instanceof Maintenance;
         const err = maintenance
-          ? new TetherError('TETHER_E_PRECONDITION', 'no bootstrap configuration found (maintenance mode)')
+          ? new TetherError('TETHER_E_PRECONDITION', 'no bootstrap configuration found')
           : asTetherError(e);
         st.lastError = { phase: name, code: err.code, message: err.message, at: now() };
         const retry = maintenance || RETRYABLE.has(err.code);

@@ -214,6 +214,22 @@ describe('first boot against a real controller', () => {
     });
   }
 
+  it('no configuration anywhere: maintenance mode on the console, discover failed, exit 7', {
+    timeout: 60_000,
+  }, async () => {
+    const d = firstboot('nothing', join(dir, 'absent.yaml'), {}, ['--max-attempts', '1']);
+    expect(await exitOf(d)).toBe(7);
+    expect(d.log()).toMatch(/MAINTENANCE MODE/);
+    expect(d.log()).toMatch(/Copy bootstrap\.yaml to .*absent\.yaml/);
+    expect(fbState('nothing')).toMatchObject({ phase: 'failed', failedPhase: 'discover' });
+    // Provided later, the next run picks it up.
+    const tok = await token();
+    writeFileSync(join(dir, 'absent.yaml'), readFileSync(bootstrap('nothing', tok), 'utf8'));
+    const again = firstboot('nothing', join(dir, 'absent.yaml'));
+    expect(await exitOf(again), again.log()).toBe(0);
+    await expectOneIdentity('nothing', tok);
+  });
+
   it('a wrong CA fingerprint fails preflight with words to act on; a new bootstrap file then completes', {
     timeout: 60_000,
   }, async () => {
