@@ -335,4 +335,32 @@ describe('first boot against a real controller', () => {
     expect(n.status.firstBoot?.phases.find((p) => p.name === 'profile')).toBeTruthy();
     rmSync(root, { recursive: true, force: true });
   });
+
+  // Last: it restarts the shared controller.
+  it('reports made while the controller is down are queued and delivered once it is back', {
+    timeout: 120_000,
+  }, async () => {
+    const tok = await token();
+    const file = bootstrap('queued', tok);
+    const d = firstboot('queued', file, { TETHER_FIRSTBOOT_PAUSE_AT: 'configure' });
+    await waitFor('paused at configure', () => {
+      if (d.child.exitCode !== null) throw new Error(`exited: ${d.log()}`);
+      return d.log().includes('paused at configure');
+    });
+    await d.kill9();
+    await ctl.daemon.stop();
+    const offline = firstboot('queued', file, {}, ['--max-attempts', '2']);
+    expect(await exitOf(offline), offline.log()).toBe(0);
+    const st = fbState('queued');
+    expect(st.phase).toBe('ready');
+    expect(st.reportedSeq).toBeLessThan(st.seq);
+    ctl = await startTestController(ctl.dataDir, { addr: ctl.addr, port: ctl.port, cfg: ctl.cfg });
+    expect((await nodeObject('queued'))?.status.firstBoot?.phase).not.toBe('ready');
+    const back = firstboot('queued', file);
+    expect(await exitOf(back), back.log()).toBe(0);
+    expect((await nodeObject('queued'))?.status.firstBoot?.phase).toBe('ready');
+    const after = fbState('queued');
+    expect(after.reportedSeq).toBe(after.seq);
+    await expectOneIdentity('queued', tok);
+  });
 });
