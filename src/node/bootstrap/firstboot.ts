@@ -164,7 +164,13 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
     reboots: st.reboots.done,
     updatedAt: now(),
   });
-  const report = async (): Promise<boolean> => {
+  // Never throws: a report that cannot be made stays queued (it runs beside the phases).
+  const report = (): Promise<boolean> =>
+    tryReport().catch((e: unknown) => {
+      opts.log.warn({ err: asTetherError(e).message }, 'first-boot report not made; queued');
+      return false;
+    });
+  const tryReport = async (): Promise<boolean> => {
     if (st.reportedSeq >= st.seq || !isEnrolled(opts.stateDir)) return st.reportedSeq >= st.seq;
     const id = loadIdentity(opts.stateDir);
     const proto = tetherProto();

@@ -42,7 +42,7 @@ beforeAll(async () => {
   writeFileSync(empty, 'BOOT_IMAGE=/vmlinuz quiet\n');
   const data = join(dir, 'controller');
   ctl = await startTestController(data, await initTestController(data));
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   for (const d of started) await d.kill9();
@@ -150,7 +150,7 @@ const fbState = (name: string) =>
 
 describe('first boot against a real controller', () => {
   it('goes discover → ready, and the controller shows phase, time per phase and no error', {
-    timeout: 60_000,
+    timeout: 180_000,
   }, async () => {
     const tok = await token();
     const d = firstboot('clean', bootstrap('clean', tok));
@@ -194,7 +194,7 @@ describe('first boot against a real controller', () => {
     'ready',
   ]) {
     it(`kill -9 at ${point}: the restart completes and enrolls exactly once`, {
-      timeout: 60_000,
+      timeout: 180_000,
     }, async () => {
       const name = `kill-${point}`;
       const tok = await token();
@@ -215,7 +215,7 @@ describe('first boot against a real controller', () => {
   }
 
   it('no configuration anywhere: maintenance mode on the console, discover failed, exit 7', {
-    timeout: 60_000,
+    timeout: 180_000,
   }, async () => {
     const d = firstboot('nothing', join(dir, 'absent.yaml'), {}, ['--max-attempts', '1']);
     expect(await exitOf(d)).toBe(7);
@@ -231,7 +231,7 @@ describe('first boot against a real controller', () => {
   });
 
   it('a wrong CA fingerprint fails preflight with words to act on; a new bootstrap file then completes', {
-    timeout: 60_000,
+    timeout: 180_000,
   }, async () => {
     const tok = await token();
     const fake = `T10${'ab'.repeat(32)}${tok.slice(67)}`;
@@ -254,7 +254,7 @@ describe('first boot against a real controller', () => {
   });
 
   it('an expired token fails enrollment clearly and keeps the state it had', {
-    timeout: 60_000,
+    timeout: 180_000,
   }, async () => {
     const created = Date.now();
     const tok = await token('fb', ['--ttl', '1s']);
@@ -277,7 +277,7 @@ describe('first boot against a real controller', () => {
   });
 
   it('an unreachable controller is retried with backoff, then the phase fails; state stays', {
-    timeout: 60_000,
+    timeout: 180_000,
   }, async () => {
     const tok = await token();
     const port = await freePort();
@@ -296,7 +296,7 @@ describe('first boot against a real controller', () => {
   });
 
   it('a profile that needs a reboot gets exactly the reboots its plan says, also when killed around it', {
-    timeout: 120_000,
+    timeout: 240_000,
   }, async () => {
     const tok = await token();
     const root = tempMachine('du-e810');
@@ -338,7 +338,7 @@ describe('first boot against a real controller', () => {
 
   // Last: it restarts the shared controller.
   it('reports made while the controller is down are queued and delivered once it is back', {
-    timeout: 120_000,
+    timeout: 240_000,
   }, async () => {
     const tok = await token();
     const file = bootstrap('queued', tok);
