@@ -48,6 +48,19 @@ function age(ts: string | undefined): string {
 type Obj = Record<string, unknown>;
 const str = (v: unknown) => (v === undefined || v === null ? '' : Array.isArray(v) ? v.join(',') : String(v));
 
+/** `ready (12.3s)`, `enroll (4.0s so far)` or `failed in preflight`: the first-boot phase and
+ *  the time first boot took (docs/node.md "First boot"); `tether describe node` has each phase. */
+function firstBootColumn(fb: Obj | undefined): string {
+  if (!fb) return '';
+  const phases = (Array.isArray(fb.phases) ? fb.phases : []) as Array<{ name?: string; seconds?: number }>;
+  const total = phases.reduce((t, p) => t + (typeof p.seconds === 'number' ? p.seconds : 0), 0);
+  if (fb.phase === 'failed') {
+    const at = (fb.lastError as { phase?: string } | undefined)?.phase;
+    return `failed${at ? ` in ${at}` : ''}`;
+  }
+  return `${str(fb.phase)} (${total.toFixed(1)}s${fb.phase === 'ready' ? '' : ' so far'})`;
+}
+
 /** Columns for `tether get KIND` per kind. */
 export function tableFor(
   kind: string,
@@ -63,7 +76,7 @@ export function tableFor(
   switch (kind) {
     case 'Node':
       return {
-        headers: ['name', 'site', 'phase', 'session', 'acked', 'revision', 'age'],
+        headers: ['name', 'site', 'phase', 'session', 'acked', 'firstboot', 'last error', 'revision', 'age'],
         rows: rows((_o, spec, st) => {
           const sess = (st.session ?? {}) as Obj;
           return [
@@ -71,6 +84,11 @@ export function tableFor(
             str(st.phase),
             sess.connected ? 'connected' : 'offline',
             str(sess.ackedRevision),
+            firstBootColumn(st.firstBoot as Obj | undefined),
+            str((st.firstBoot as { lastError?: { message?: string } } | undefined)?.lastError?.message).slice(
+              0,
+              60,
+            ),
           ];
         }),
       };

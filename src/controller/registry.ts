@@ -1,3 +1,4 @@
+import type { FirstBootSummaryBody } from '../api/firstboot.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
 import { splitCredential } from '../api/token.js';
 import { isTetherError, TetherError } from '../lib/errors.js';
@@ -36,6 +37,11 @@ export interface NodeStatus {
   /** The last `tether node reset`: who and when (kept across the re-enrollment). */
   lastReset?: { by: string; at: string };
   message?: string;
+}
+
+/** What `status.firstBoot` of a Node holds (docs/node.md "First boot"). */
+export interface FirstBootSummary extends FirstBootSummaryBody {
+  receivedAt: string;
 }
 
 export interface EnrollInput {
@@ -489,6 +495,33 @@ export class Registry {
           },
         ]);
         return;
+      } catch (e) {
+        if (isTetherError(e, 'TETHER_E_CONFLICT') && attempt < MAX_ENROLL_ATTEMPTS) continue;
+        throw e;
+      }
+    }
+  }
+
+  /**
+   * Stores a node's first-boot progress in its status (`status.firstBoot`). Reports carry the
+   * whole picture and a sequence number: a repeated or reordered one (a queue flushed after
+   * the WAN came back) never replaces a newer one.
+   */
+  recordFirstBoot(name: string, report: FirstBootSummary): { seq: number } {
+    for (let attempt = 0; ; attempt++) {
+      const n = this.requireNode(name);
+      const st = statusOf(n);
+      const cur = (st as { firstBoot?: FirstBootSummary }).firstBoot;
+      if (cur && cur.seq >= report.seq) return { seq: cur.seq };
+      try {
+        this.store.txn([
+          {
+            op: 'put',
+            expectRevision: n.revision,
+            object: { ...n.object, status: { ...st, firstBoot: report } as Record<string, unknown> },
+          },
+        ]);
+        return { seq: report.seq };
       } catch (e) {
         if (isTetherError(e, 'TETHER_E_CONFLICT') && attempt < MAX_ENROLL_ATTEMPTS) continue;
         throw e;

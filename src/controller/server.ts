@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { fromReport } from '../api/firstboot.js';
 import type { AdminHandlers } from '../api/gen/tether/v1/Admin.js';
 import type { ControllerMessage } from '../api/gen/tether/v1/ControllerMessage.js';
 import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
@@ -471,6 +472,20 @@ export class ControllerServer {
             .renew(who.id.name, who.serial, call.request.csr_pem)
             .then((r) => cb(null, { certificate_pem: r.certPem, ca_pem: this.deps.ca.certPem }))
             .catch((e: unknown) => fail(cb, e));
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
+      ReportFirstBoot: (call, cb) => {
+        try {
+          const who = this.authenticate(call, 'node');
+          const body = fromReport(call.request);
+          const r = this.registry.recordFirstBoot(who.id.name, {
+            ...body,
+            receivedAt: new Date().toISOString(),
+          });
+          this.deps.log.info({ node: who.id.name, phase: body.phase, seq: body.seq }, 'first-boot report');
+          cb(null, { seq: r.seq });
         } catch (e) {
           fail(cb, e);
         }

@@ -25,6 +25,13 @@ export interface EnrollOptions {
   /** Progress for humans (the CLI prints it). */
   progress?: (msg: string) => void;
   signal?: AbortSignal;
+  /** A key and CSR made (and persisted) beforehand, so a retry after a crash sends the same
+   *  request and the controller answers it as a retry (one identity, one token use). */
+  keyAndCsr?: { keyPem: string; csrPem: string };
+  /** Stop after this many requests the controller could not answer (0 = never). */
+  maxAttempts?: number;
+  /** Called once a request has been sent and answered, before the identity is stored. */
+  onAnswered?: () => Promise<void> | void;
 }
 
 export function hardwareFacts(): HardwareFacts {
@@ -82,7 +89,7 @@ export async function enrollNode(opts: EnrollOptions): Promise<NodeIdentity> {
   const caPem = await fetchPinnedCa(opts.controller, tok.caFingerprint);
   say('controller CA verified');
   const nodeName = opts.nodeName ?? defaultNodeName();
-  const { keyPem, csrPem } = await createKeyAndCsr(nodeName);
+  const { keyPem, csrPem } = opts.keyAndCsr ?? (await createKeyAndCsr(nodeName));
   const proto = tetherProto();
   const client = new proto.tether.v1.Enrollment(
     opts.controller,
@@ -109,7 +116,9 @@ export async function enrollNode(opts: EnrollOptions): Promise<NodeIdentity> {
         if (e instanceof TetherError && e.retryable) return e;
         throw e;
       });
+      if (!(res instanceof TetherError)) await opts.onAnswered?.();
       if (res instanceof TetherError) {
+        if (opts.maxAttempts && attempt + 1 >= opts.maxAttempts) throw res;
         say(`controller unavailable (${res.message}); retrying`);
       } else if (res.status === 'STATUS_APPROVED') {
         const id: NodeIdentity = {

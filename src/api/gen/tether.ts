@@ -20,6 +20,9 @@ import type { EndpointReportResult as _tether_v1_EndpointReportResult, EndpointR
 import type { EnrollRequest as _tether_v1_EnrollRequest, EnrollRequest__Output as _tether_v1_EnrollRequest__Output } from './tether/v1/EnrollRequest.js';
 import type { EnrollResponse as _tether_v1_EnrollResponse, EnrollResponse__Output as _tether_v1_EnrollResponse__Output } from './tether/v1/EnrollResponse.js';
 import type { EnrollmentClient as _tether_v1_EnrollmentClient, EnrollmentDefinition as _tether_v1_EnrollmentDefinition } from './tether/v1/Enrollment.js';
+import type { FirstBootAck as _tether_v1_FirstBootAck, FirstBootAck__Output as _tether_v1_FirstBootAck__Output } from './tether/v1/FirstBootAck.js';
+import type { FirstBootPhase as _tether_v1_FirstBootPhase, FirstBootPhase__Output as _tether_v1_FirstBootPhase__Output } from './tether/v1/FirstBootPhase.js';
+import type { FirstBootReport as _tether_v1_FirstBootReport, FirstBootReport__Output as _tether_v1_FirstBootReport__Output } from './tether/v1/FirstBootReport.js';
 import type { GetRequest as _tether_v1_GetRequest, GetRequest__Output as _tether_v1_GetRequest__Output } from './tether/v1/GetRequest.js';
 import type { Goodbye as _tether_v1_Goodbye, Goodbye__Output as _tether_v1_Goodbye__Output } from './tether/v1/Goodbye.js';
 import type { HardwareFacts as _tether_v1_HardwareFacts, HardwareFacts__Output as _tether_v1_HardwareFacts__Output } from './tether/v1/HardwareFacts.js';
@@ -71,6 +74,9 @@ export interface ProtoGrpcType {
       EnrollRequest: MessageTypeDefinition<_tether_v1_EnrollRequest, _tether_v1_EnrollRequest__Output>
       EnrollResponse: MessageTypeDefinition<_tether_v1_EnrollResponse, _tether_v1_EnrollResponse__Output>
       Enrollment: SubtypeConstructor<typeof grpc.Client, _tether_v1_EnrollmentClient> & { service: _tether_v1_EnrollmentDefinition }
+      FirstBootAck: MessageTypeDefinition<_tether_v1_FirstBootAck, _tether_v1_FirstBootAck__Output>
+      FirstBootPhase: MessageTypeDefinition<_tether_v1_FirstBootPhase, _tether_v1_FirstBootPhase__Output>
+      FirstBootReport: MessageTypeDefinition<_tether_v1_FirstBootReport, _tether_v1_FirstBootReport__Output>
       GetRequest: MessageTypeDefinition<_tether_v1_GetRequest, _tether_v1_GetRequest__Output>
       Goodbye: MessageTypeDefinition<_tether_v1_Goodbye, _tether_v1_Goodbye__Output>
       HardwareFacts: MessageTypeDefinition<_tether_v1_HardwareFacts, _tether_v1_HardwareFacts__Output>

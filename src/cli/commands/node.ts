@@ -1,9 +1,12 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { TetherError } from '../../lib/errors.js';
+import { type ErrorCode, TetherError } from '../../lib/errors.js';
+import { ProcessRunner } from '../../lib/exec.js';
 import { parseIp } from '../../lib/ipv4.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
+import { DEFAULTS as BOOTSTRAP_DEFAULTS } from '../../node/bootstrap/discover.js';
+import { type FirstBootState, firstBootPaths, runFirstBoot } from '../../node/bootstrap/firstboot.js';
 import { EventRing } from '../../node/control-api.js';
 import { enrollNode } from '../../node/enroll.js';
 import { isEnrolled, nodePaths } from '../../node/identity.js';
@@ -12,6 +15,7 @@ import { startNode } from '../../node/run.js';
 import { Admin, DEFAULT_NODE_DIR } from '../admin.js';
 import { parseDuration, parsePositiveInt } from '../flags.js';
 import { out, paint, renderStructured, say } from '../output.js';
+import { hostPorts } from './profile.js';
 
 export function registerNode(program: Command): void {
   const node = program
@@ -205,6 +209,115 @@ export function registerNode(program: Command): void {
         const keepAlive = setInterval(() => {}, 1 << 30);
         const revoked = await finished.finally(() => clearInterval(keepAlive));
         if (revoked) throw revoked;
+      },
+    );
+
+  node
+    .command('firstboot')
+    .description(
+      'zero-touch first boot: discover bootstrap.yaml, preflight, apply the profile, enroll, configure; resumable (docs/node.md "First boot")',
+    )
+    .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
+    .option('--image-config <file>', 'bootstrap file embedded in the image', BOOTSTRAP_DEFAULTS.imagePath)
+    .option(
+      '--local-file <file>',
+      'bootstrap file copied onto the node by hand',
+      BOOTSTRAP_DEFAULTS.localFile,
+    )
+    .option('--cmdline <file>', 'kernel command line (tether.bootstrap=)', BOOTSTRAP_DEFAULTS.cmdline)
+    .option('--config-drive-label <label...>', 'filesystem labels of a config drive', [
+      ...BOOTSTRAP_DEFAULTS.labels,
+    ])
+    .option(
+      '--config-drive-device <dev...>',
+      'only these block devices may be config drives (default: any with the label)',
+    )
+    .option('--dhcp-if <ifname...>', 'interfaces DHCP asks on (default: every NIC)')
+    .option('--no-dhcp', 'do not ask DHCP')
+    .option('--dhcp-timeout <duration>', 'how long DHCP waits for a lease per interface', '10s')
+    .option(
+      '--vendor-class <name>',
+      'DHCP vendor class (option 60) for option 43',
+      BOOTSTRAP_DEFAULTS.vendorClass,
+    )
+    .option('--host-root <dir>', 'host root the profile is applied to (a fixture tree in tests)', '/')
+    .option('--fake-kernel', 'emulate the kernel on --host-root (tests)')
+    .option('--profiles-dir <dir...>', 'extra directories searched for profiles')
+    .option('--reboot-command <cmd>', 'how to reboot when the profile needs it', 'systemctl reboot')
+    .option('--max-attempts <n>', 'attempts per phase before it is failed (0 = keep trying)', '0')
+    .option('--backoff <duration>', 'first retry delay (full jitter, doubling, capped at 60s)', '1s')
+    .option('--maintenance-retry <duration>', 'how often maintenance mode looks again', '30s')
+    .action(
+      async (o: {
+        stateDir: string;
+        imageConfig: string;
+        localFile: string;
+        cmdline: string;
+        configDriveLabel: string[];
+        configDriveDevice?: string[];
+        dhcpIf?: string[];
+        dhcp: boolean;
+        dhcpTimeout: string;
+        vendorClass: string;
+        hostRoot: string;
+        fakeKernel?: boolean;
+        profilesDir?: string[];
+        rebootCommand: string;
+        maxAttempts: string;
+        backoff: string;
+        maintenanceRetry: string;
+      }) => {
+        const maxAttempts = Number(o.maxAttempts);
+        if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 0)
+          throw new TetherError('TETHER_E_INVALID', `bad --max-attempts "${o.maxAttempts}"`, {
+            field: '--max-attempts',
+            expected: 'a non-negative integer',
+          });
+        const reboot = o.rebootCommand.trim().split(/\s+/).filter(Boolean);
+        if (reboot.length === 0)
+          throw new TetherError('TETHER_E_INVALID', 'empty --reboot-command', {
+            field: '--reboot-command',
+            expected: 'a command, e.g. "systemctl reboot"',
+          });
+        const started = Date.now();
+        const outcome = await runFirstBoot({
+          stateDir: o.stateDir,
+          discovery: {
+            imagePath: o.imageConfig,
+            localFile: o.localFile,
+            cmdlinePath: o.cmdline,
+            labels: o.configDriveLabel,
+            ...(o.configDriveDevice ? { devices: o.configDriveDevice } : {}),
+            ...(o.dhcpIf ? { dhcpInterfaces: o.dhcpIf } : {}),
+            dhcp: o.dhcp,
+            dhcpTimeoutSeconds: parseDuration(o.dhcpTimeout, '--dhcp-timeout'),
+            vendorClass: o.vendorClass,
+          },
+          runner: new ProcessRunner(),
+          host: hostPorts({ root: o.hostRoot, fakeKernel: !!o.fakeKernel }),
+          ...(o.profilesDir ? { profilesDirs: o.profilesDir } : {}),
+          rebootCommand: reboot,
+          maxAttempts,
+          backoff: { baseMs: parseDuration(o.backoff, '--backoff') * 1000, capMs: 60_000 },
+          maintenanceRetrySeconds: parseDuration(o.maintenanceRetry, '--maintenance-retry'),
+          console: (l) => say(`tether firstboot: ${l}`),
+          log: createLogger({ name: 'tether-firstboot' }),
+          ...(process.env.TETHER_FIRSTBOOT_PAUSE_AT
+            ? { pauseAt: process.env.TETHER_FIRSTBOOT_PAUSE_AT }
+            : {}),
+        });
+        if (outcome === 'ready' || outcome === 'reboot') {
+          if (outcome === 'ready')
+            say(`tether firstboot: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+          return;
+        }
+        const st = JSON.parse(readFileSync(firstBootPaths(o.stateDir).state, 'utf8')) as FirstBootState;
+        const e = st.lastError;
+        throw new TetherError(
+          (e?.code as ErrorCode | undefined) ?? 'TETHER_E_PRECONDITION',
+          `first boot ${outcome === 'maintenance' ? 'is in maintenance mode' : `failed in phase ${st.failedPhase}`}: ${e?.message ?? ''}`,
+          { expected: 'see the console lines above; running `tether node firstboot` again resumes' },
+        );
       },
     );
 

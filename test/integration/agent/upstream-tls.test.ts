@@ -34,6 +34,7 @@ async function serve(serverId: Identity): Promise<{ address: string; server: grp
       });
     },
     RenewCertificate: (_call, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
+    ReportFirstBoot: (_call, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
   };
   server.addService(
     tetherProto().tether.v1.NodeSession.service,

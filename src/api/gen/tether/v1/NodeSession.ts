@@ -3,6 +3,8 @@
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { ControllerMessage as _tether_v1_ControllerMessage, ControllerMessage__Output as _tether_v1_ControllerMessage__Output } from '../../tether/v1/ControllerMessage.js';
+import type { FirstBootAck as _tether_v1_FirstBootAck, FirstBootAck__Output as _tether_v1_FirstBootAck__Output } from '../../tether/v1/FirstBootAck.js';
+import type { FirstBootReport as _tether_v1_FirstBootReport, FirstBootReport__Output as _tether_v1_FirstBootReport__Output } from '../../tether/v1/FirstBootReport.js';
 import type { NodeMessage as _tether_v1_NodeMessage, NodeMessage__Output as _tether_v1_NodeMessage__Output } from '../../tether/v1/NodeMessage.js';
 import type { RenewRequest as _tether_v1_RenewRequest, RenewRequest__Output as _tether_v1_RenewRequest__Output } from '../../tether/v1/RenewRequest.js';
 import type { RenewResponse as _tether_v1_RenewResponse, RenewResponse__Output as _tether_v1_RenewResponse__Output } from '../../tether/v1/RenewResponse.js';
@@ -22,6 +24,23 @@ export interface NodeSessionClient extends grpc.Client {
   renewCertificate(argument: _tether_v1_RenewRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_tether_v1_RenewResponse__Output>): grpc.ClientUnaryCall;
   renewCertificate(argument: _tether_v1_RenewRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_RenewResponse__Output>): grpc.ClientUnaryCall;
   renewCertificate(argument: _tether_v1_RenewRequest, callback: grpc.requestCallback<_tether_v1_RenewResponse__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * The node's first-boot progress (docs/node.md "First boot"): the whole picture each time,
+   * so a lost or repeated report does no harm; the controller keeps the highest `seq`.
+   */
+  ReportFirstBoot(argument: _tether_v1_FirstBootReport, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_FirstBootAck__Output>): grpc.ClientUnaryCall;
+  ReportFirstBoot(argument: _tether_v1_FirstBootReport, metadata: grpc.Metadata, callback: grpc.requestCallback<_tether_v1_FirstBootAck__Output>): grpc.ClientUnaryCall;
+  ReportFirstBoot(argument: _tether_v1_FirstBootReport, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_FirstBootAck__Output>): grpc.ClientUnaryCall;
+  ReportFirstBoot(argument: _tether_v1_FirstBootReport, callback: grpc.requestCallback<_tether_v1_FirstBootAck__Output>): grpc.ClientUnaryCall;
+  /**
+   * The node's first-boot progress (docs/node.md "First boot"): the whole picture each time,
+   * so a lost or repeated report does no harm; the controller keeps the highest `seq`.
+   */
+  reportFirstBoot(argument: _tether_v1_FirstBootReport, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_FirstBootAck__Output>): grpc.ClientUnaryCall;
+  reportFirstBoot(argument: _tether_v1_FirstBootReport, metadata: grpc.Metadata, callback: grpc.requestCallback<_tether_v1_FirstBootAck__Output>): grpc.ClientUnaryCall;
+  reportFirstBoot(argument: _tether_v1_FirstBootReport, options: grpc.CallOptions, callback: grpc.requestCallback<_tether_v1_FirstBootAck__Output>): grpc.ClientUnaryCall;
+  reportFirstBoot(argument: _tether_v1_FirstBootReport, callback: grpc.requestCallback<_tether_v1_FirstBootAck__Output>): grpc.ClientUnaryCall;
   
   /**
    * The one long-lived session per node: snapshot or deltas from a revision, then deltas,
@@ -45,6 +64,12 @@ export interface NodeSessionHandlers extends grpc.UntypedServiceImplementation {
   RenewCertificate: grpc.handleUnaryCall<_tether_v1_RenewRequest__Output, _tether_v1_RenewResponse>;
   
   /**
+   * The node's first-boot progress (docs/node.md "First boot"): the whole picture each time,
+   * so a lost or repeated report does no harm; the controller keeps the highest `seq`.
+   */
+  ReportFirstBoot: grpc.handleUnaryCall<_tether_v1_FirstBootReport__Output, _tether_v1_FirstBootAck>;
+  
+  /**
    * The one long-lived session per node: snapshot or deltas from a revision, then deltas,
    * acknowledgements and heartbeats both ways.
    */
@@ -54,5 +79,6 @@ export interface NodeSessionHandlers extends grpc.UntypedServiceImplementation {
 
 export interface NodeSessionDefinition extends grpc.ServiceDefinition {
   RenewCertificate: MethodDefinition<_tether_v1_RenewRequest, _tether_v1_RenewResponse, _tether_v1_RenewRequest__Output, _tether_v1_RenewResponse__Output>
+  ReportFirstBoot: MethodDefinition<_tether_v1_FirstBootReport, _tether_v1_FirstBootAck, _tether_v1_FirstBootReport__Output, _tether_v1_FirstBootAck__Output>
   Sync: MethodDefinition<_tether_v1_NodeMessage, _tether_v1_ControllerMessage, _tether_v1_NodeMessage__Output, _tether_v1_ControllerMessage__Output>
 }
