@@ -1,13 +1,13 @@
 import { type ClaimContext, checkReport, type EndpointRefusal, unapprovedRefusal } from '../../api/claims.js';
 import type { EndpointSpec, VirtualNetwork } from '../../api/kinds.js';
 import type { TetherObject } from '../../api/resource.js';
-import { resolveSiteLocal } from '../../api/site-local.js';
 import {
   type EndpointReportBody,
   isNewerReport,
   type SignedReportWire,
   verifyReport,
 } from '../../api/signed-report.js';
+import { resolveSiteLocal } from '../../api/site-local.js';
 import { asTetherError, TetherError } from '../../lib/errors.js';
 import { field, LineLog } from './line-log.js';
 import type { RosterEntry } from './roster.js';
