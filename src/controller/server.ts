@@ -14,12 +14,13 @@ import { toGrpcError } from '../api/status.js';
 import { validateObject } from '../api/validate.js';
 import { asTetherError, TetherError } from '../lib/errors.js';
 import { parseJson } from '../lib/input.js';
+import { GuardedListener, type ListenerStats } from '../lib/listener.js';
 import type { Logger } from '../lib/log.js';
+import { Pacer } from '../lib/pacer.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
 import type { ControllerConfig } from './config.js';
-import { EndpointClaims, type ReportOutcome, ReportPacer } from './endpoints.js';
+import { EndpointClaims, type ReportOutcome } from './endpoints.js';
 import { type Session, SessionHub, toResource } from './hub.js';
-import { GuardedListener, type ListenerStats } from './listener.js';
 import { NetworkReconciler } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
 import type { PutOp, Store, TxnOp } from './store/store.js';
@@ -360,9 +361,9 @@ export class ControllerServer {
         }
         const id = who.id as Extract<Identity, { role: 'node' }>;
         let session: Session | undefined;
-        let pacer: ReportPacer<Resource__Output[]> | undefined;
+        let pacer: Pacer<Resource__Output[]> | undefined;
         /** A proxy session's pacers, one per relayed node (only nodes of its site get one). */
-        const relayPacers = new Map<string, ReportPacer<EndpointReportBody>>();
+        const relayPacers = new Map<string, Pacer<EndpointReportBody>>();
         const refuse = (e: TetherError) => call.emit('error', toGrpcError(e));
         call.on('data', (msg) => {
           if (!session) {
@@ -419,7 +420,7 @@ export class ControllerServer {
           }
           const open = session;
           if (open.role === 'node' && msg.endpoints) {
-            pacer ??= new ReportPacer(this.deps.config.endpointReportIntervalMs, (eps) => {
+            pacer ??= new Pacer(this.deps.config.endpointReportIntervalMs, (eps) => {
               const result = this.endpointReport(id.name, id.site, eps);
               this.hub.notify(open, { endpoint_result: result });
             });
@@ -445,7 +446,7 @@ export class ControllerServer {
               } else {
                 let p = relayPacers.get(node);
                 if (!p) {
-                  p = new ReportPacer(this.deps.config.endpointReportIntervalMs, (body) => {
+                  p = new Pacer(this.deps.config.endpointReportIntervalMs, (body) => {
                     const result = this.endpointReport(
                       node,
                       open.site,

@@ -14,10 +14,10 @@ import type { TetherObject } from '../../api/resource.js';
 import type { SignedReportWire } from '../../api/signed-report.js';
 import { asTetherError, TetherError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
+import { Pacer } from '../../lib/pacer.js';
 import { StateCache } from '../cache.js';
 import { type LocalResult, SiteLocalSet, type SliceView } from './headless.js';
 import { DEFAULT_HISTORY_LIMITS, DeltaHistory, type HistoryLimits } from './history.js';
-import { Pacer } from './pacer.js';
 import { type RosterEntry, rosterOf, rosterRefusal } from './roster.js';
 
 /** The agent on the other end of a session, as its TLS certificate names it. */
@@ -361,7 +361,9 @@ export class ProxyCore {
       closed: false,
       queued: 0,
       overflowed: false,
-      reports: new Pacer(this.opts.reportIntervalMs ?? 500, (w) => this.report(s, w), this.now),
+      reports: new Pacer(this.opts.reportIntervalMs ?? 500, (w) => this.report(s, w), this.now, {
+        unref: true,
+      }),
     };
     this.agents.set(peer.node, s);
     this.initialSync(s, held);
