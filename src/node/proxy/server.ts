@@ -33,14 +33,15 @@ export interface ProxyServerOptions {
  * must show a node certificate in the handshake, so the idle and age bounds of certificate-
  * less connections never apply here; what a peer can hold is a handshake, and only until the
  * deadline. A node holds one connection for its agent and one for its election probes; the
- * total cap leaves room for nodes behind one address (NAT, or tests on one host).
+ * caps leave room for nodes behind one address (NAT, or tests and benchmarks that connect
+ * 20 agents from 127.0.0.1 at once).
  */
 export const PROXY_CONNECTION_LIMITS: ConnectionLimits = {
   handshakeTimeoutMs: 10_000,
   unauthenticatedIdleMs: 15_000,
   unauthenticatedMaxAgeMs: 120_000,
   maxConnectionsPerPeer: 64,
-  maxUnauthenticatedPerPeer: 16,
+  maxUnauthenticatedPerPeer: 32,
 };
 
 /** HTTP/2 streams one connection may hold open: an agent needs one Sync (plus a Probe). */
