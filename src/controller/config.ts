@@ -1,7 +1,7 @@
 import { stringify } from 'yaml';
 import { TetherError } from '../lib/errors.js';
 import { parseYaml, readInputFile } from '../lib/input.js';
-import { DEFAULT_CONNECTION_LIMITS } from './listener.js';
+import { DEFAULT_CONNECTION_LIMITS } from '../lib/listener.js';
 
 export interface ControllerConfig {
   /** host:port the gRPC server binds. */

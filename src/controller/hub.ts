@@ -4,6 +4,7 @@ import type { Deleted } from '../api/gen/tether/v1/Deleted.js';
 import type { NodeMessage__Output } from '../api/gen/tether/v1/NodeMessage.js';
 import type { Resource } from '../api/gen/tether/v1/Resource.js';
 import type { TetherObject } from '../api/resource.js';
+import { BoundedSession, type BoundedSessionState, missedHeartbeats } from '../lib/bounded-session.js';
 import { isTetherError, TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { inSlice, type NetworkSites, nodeSummary, sitesOf, sliceView, vnCoversSite } from './slice.js';
@@ -12,7 +13,7 @@ import type { Store, StoreEvent } from './store/store.js';
 export type SessionCall = grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>;
 
 /** Per connected node or site proxy; kept small on purpose (10,000 of these in one process). */
-export interface Session {
+export interface Session extends BoundedSessionState {
   /** The node whose certificate opened the session (for a proxy: the node hosting it). */
   node: string;
   site: string;
@@ -30,10 +31,6 @@ export interface Session {
   heartbeatMs: number;
   /** When the controller last sent this session a heartbeat of its own (node sessions only). */
   lastBeat: number;
-  /** Bytes written to the call that the transport has not yet taken. */
-  queued: number;
-  /** Set while the queue is over the limit: deltas are dropped and a snapshot follows the drain. */
-  overflowed: boolean;
   /** Answers to endpoint reports that came while overflowed, sent after the snapshot (one per node). */
   held?: Map<string, ControllerMessage>;
 }
@@ -156,10 +153,13 @@ export class SessionHub {
   };
   private readonly encode: (m: ControllerMessage) => ControllerMessage;
   private readonly sizeOf: (m: ControllerMessage) => number;
-  private readonly queueLimit: number;
+  /** The sessions' send queue bound: deltas stop behind a stalled peer, a snapshot follows. */
+  private readonly sends: BoundedSession<Session, ControllerMessage>;
   private seq = 0;
   /** Snapshots resent after a send queue overflowed (a stat for tests and benchmarks). */
-  overflows = 0;
+  get overflows(): number {
+    return this.sends.overflows;
+  }
   readonly networkSites: NetworkSites = (n) => this.vnSites.get(n);
 
   constructor(
@@ -169,7 +169,25 @@ export class SessionHub {
   ) {
     this.encode = opts.encode ?? ((m) => m);
     this.sizeOf = opts.sizeOf ?? estimateSize;
-    this.queueLimit = opts.sendQueueBytes || DEFAULT_SEND_QUEUE_BYTES;
+    const limit = opts.sendQueueBytes || DEFAULT_SEND_QUEUE_BYTES;
+    this.sends = new BoundedSession({
+      limit,
+      sizeOf: this.sizeOf,
+      // The callback runs once the HTTP/2 stream has taken the frame (flow control let it
+      // through): what is still counted in `queued` is what a stalled peer makes us hold.
+      write: (s, m, written) => s.call.write(m, written),
+      overflowed: (s) =>
+        this.log.warn(
+          { node: s.node, role: s.role, queuedBytes: s.queued, limit },
+          'session send queue over its limit; dropping deltas until it drains, then a snapshot',
+        ),
+      failed: (s, e) => {
+        this.log.warn({ node: s.node, err: e.message }, 'session write failed; dropping session');
+        this.detach(s);
+      },
+      isOpen: (s) => this.isOpen(s),
+      drained: (s) => this.drained(s),
+    });
     for (const vn of store.list('VirtualNetwork').items) this.vnSites.set(vn.name, sitesOf(vn.object));
     for (const n of store.list('Node').items) this.noteNode(n.name, n.object);
     this.unsubscribe = store.subscribe((events) => this.onStoreEvents(events));
@@ -628,48 +646,20 @@ export class SessionHub {
    * message was written.
    */
   private send(s: Session, msg: ControllerMessage): boolean {
-    if (s.overflowed) return false;
-    if (s.queued > this.queueLimit) {
-      s.overflowed = true;
-      this.overflows++;
-      this.log.warn(
-        { node: s.node, role: s.role, queuedBytes: s.queued, limit: this.queueLimit },
-        'session send queue over its limit; dropping deltas until it drains, then a snapshot',
-      );
-      return false;
-    }
-    return this.write(s, msg);
+    return this.sends.send(s, msg);
   }
 
   private write(s: Session, msg: ControllerMessage): boolean {
-    const size = this.sizeOf(msg);
-    s.queued += size;
-    try {
-      // The callback runs once the HTTP/2 stream has taken the frame (flow control let it
-      // through): what is still counted in `queued` is what a stalled peer makes us hold.
-      s.call.write(msg, () => this.written(s, size));
-      return true;
-    } catch (e) {
-      s.queued -= size;
-      this.log.warn({ node: s.node, err: (e as Error).message }, 'session write failed; dropping session');
-      this.detach(s);
-      return false;
-    }
+    return this.sends.write(s, msg);
   }
 
-  private written(s: Session, size: number): void {
-    s.queued -= size;
-    if (!s.overflowed || s.queued > 0) return;
-    // Not from inside the transport's callback: the snapshot writes many frames.
-    setImmediate(() => {
-      if (!s.overflowed || s.queued > 0 || !this.isOpen(s)) return;
-      s.overflowed = false;
-      this.log.info({ node: s.node, role: s.role }, 'session send queue drained; sending a snapshot');
-      this.snapshot(s, 'send queue overflowed');
-      const held = s.held;
-      s.held = undefined;
-      for (const m of held?.values() ?? []) this.send(s, m);
-    });
+  /** The session's send queue drained after an overflow: resync it. */
+  private drained(s: Session): void {
+    this.log.info({ node: s.node, role: s.role }, 'session send queue drained; sending a snapshot');
+    this.snapshot(s, 'send queue overflowed');
+    const held = s.held;
+    s.held = undefined;
+    for (const m of held?.values() ?? []) this.send(s, m);
   }
 
   private isOpen(s: Session): boolean {
@@ -680,7 +670,7 @@ export class SessionHub {
     const now = Date.now();
     let hb: ControllerMessage | undefined;
     for (const s of [...this.byNode.values(), ...this.proxyBySite.values()]) {
-      if (s.lastHeard < now - 3 * s.heartbeatMs) {
+      if (missedHeartbeats(s.lastHeard, s.heartbeatMs, now)) {
         this.log.info({ node: s.node, role: s.role }, 'peer silent for 3 heartbeats; closing its session');
         this.close(s, 'TETHER_E_TIMEOUT', 'no heartbeat from peer');
         s.call.destroy?.();

@@ -21,12 +21,13 @@ import { toGrpcError } from '../api/status.js';
 import { validateObject } from '../api/validate.js';
 import { asTetherError, TetherError } from '../lib/errors.js';
 import { parseJson } from '../lib/input.js';
+import { GuardedListener, type ListenerStats } from '../lib/listener.js';
 import type { Logger } from '../lib/log.js';
+import { Pacer } from '../lib/pacer.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
 import type { ControllerConfig } from './config.js';
-import { EndpointClaims, type ReportOutcome, ReportPacer } from './endpoints.js';
+import { EndpointClaims, type ReportOutcome } from './endpoints.js';
 import { type Session, SessionHub, toResource } from './hub.js';
-import { GuardedListener, type ListenerStats } from './listener.js';
 import { NetworkReconciler } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
 import type { PutOp, Store, TxnOp } from './store/store.js';
@@ -124,7 +125,7 @@ function redact(obj: TetherObject): TetherObject {
 }
 
 /** A proxy session's report pacers, one per relayed node. */
-export type RelayPacers = Map<string, ReportPacer<{ body: EndpointReportBody; mark: ReportMark }>>;
+export type RelayPacers = Map<string, Pacer<{ body: EndpointReportBody; mark: ReportMark }>>;
 
 export class ControllerServer {
   readonly server: grpc.Server;
@@ -374,7 +375,7 @@ export class ControllerServer {
         }
         const id = who.id as Extract<Identity, { role: 'node' }>;
         let session: Session | undefined;
-        let pacer: ReportPacer<{ eps: Resource__Output[]; mark: ReportMark | undefined }> | undefined;
+        let pacer: Pacer<{ eps: Resource__Output[]; mark: ReportMark | undefined }> | undefined;
         /** A proxy session's pacers, one per relayed node (only nodes of its site get one). */
         const relayPacers: RelayPacers = new Map();
         const refuse = (e: TetherError) => call.emit('error', toGrpcError(e));
@@ -433,7 +434,7 @@ export class ControllerServer {
           }
           const open = session;
           if (open.role === 'node' && msg.endpoints) {
-            pacer ??= new ReportPacer(this.deps.config.endpointReportIntervalMs, (r) => {
+            pacer ??= new Pacer(this.deps.config.endpointReportIntervalMs, (r) => {
               const result = this.endpointReport(id.name, id.site, r.eps, r.mark);
               this.hub.notify(open, { endpoint_result: result });
             });
@@ -749,7 +750,7 @@ export class ControllerServer {
     }
     let p = pacers.get(node);
     if (!p) {
-      p = new ReportPacer(this.deps.config.endpointReportIntervalMs, ({ body, mark }) => {
+      p = new Pacer(this.deps.config.endpointReportIntervalMs, ({ body, mark }) => {
         const result = this.endpointReport(
           node,
           open.site,

@@ -244,7 +244,7 @@ export async function run(opts: ControllerScaleOptions): Promise<Result> {
     const port = await freePort();
     const address = `127.0.0.1:${port}`;
     // Every simulated node dials from 127.0.0.1: lift the per-address caps that protect a
-    // real controller from one misbehaving peer (src/controller/listener.ts).
+    // real controller from one misbehaving peer (src/lib/listener.ts).
     await initController({
       dataDir,
       listen: address,

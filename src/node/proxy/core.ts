@@ -12,13 +12,14 @@ import type { SiteAgents } from '../../api/gen/tether/v1/SiteAgents.js';
 import type { VirtualNetwork } from '../../api/kinds.js';
 import type { TetherObject } from '../../api/resource.js';
 import type { SignedReportWire } from '../../api/signed-report.js';
+import { BoundedSession, type BoundedSessionState, missedHeartbeats } from '../../lib/bounded-session.js';
 import { asTetherError, TetherError } from '../../lib/errors.js';
 import { collectGarbage } from '../../lib/gc.js';
 import type { Logger } from '../../lib/log.js';
+import { Pacer } from '../../lib/pacer.js';
 import { StateCache } from '../cache.js';
 import { type LocalResult, SiteLocalSet, type SliceView } from './headless.js';
 import { DEFAULT_HISTORY_LIMITS, DeltaHistory, type HistoryLimits } from './history.js';
-import { Pacer } from './pacer.js';
 import { type RosterEntry, rosterOf, rosterRefusal } from './roster.js';
 
 /** The agent on the other end of a session, as its TLS certificate names it. */
@@ -45,7 +46,7 @@ export interface Uplink {
   relay(node: string, wire: SignedReportWire): void;
 }
 
-export interface AgentSession {
+export interface AgentSession extends BoundedSessionState {
   peer: AgentPeer;
   link: AgentLink;
   bootId: string;
@@ -57,10 +58,6 @@ export interface AgentSession {
   lastHeard: number;
   connectedAt: number;
   closed: boolean;
-  /** Estimated bytes written to the link that the transport has not yet taken. */
-  queued: number;
-  /** Set while the queue is over its bound: nothing is written until it drains, then a snapshot. */
-  overflowed: boolean;
   /** The newest endpoint answer that came while overflowed (sent after the snapshot). */
   heldResult?: ControllerMessage;
   /** Endpoint reports, newest wins, at most one per `reportIntervalMs` reaches the journal. */
@@ -143,9 +140,12 @@ export class ProxyCore {
   private snapTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private readonly hbMs: number;
-  private readonly queueLimit: number;
+  /** The agents' send queue bound (an agent that stops reading gets a snapshot once drained). */
+  private readonly sends: BoundedSession<AgentSession, ControllerMessage>;
   /** Sessions whose queue overflowed, since the core started (status, tests). */
-  overflows = 0;
+  get overflows(): number {
+    return this.sends.overflows;
+  }
   private endpointsByName = new Map<string, TetherObject>();
   private siteLocalCache:
     | { seq: number; msg: { endpoints: Resource[]; seq: number; nodes: string[] } }
@@ -157,7 +157,24 @@ export class ProxyCore {
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     this.now = opts.now ?? Date.now;
     this.hbMs = opts.heartbeatMs ?? 5000;
-    this.queueLimit = opts.sendQueueBytes || DEFAULT_AGENT_QUEUE_BYTES;
+    const limit = opts.sendQueueBytes || DEFAULT_AGENT_QUEUE_BYTES;
+    this.sends = new BoundedSession({
+      limit,
+      sizeOf,
+      write: (s, m, written) => s.link.write(m, written),
+      // An agent that stops reading must not make the proxy hold every delta in memory.
+      overflowed: (s) =>
+        this.opts.log.warn(
+          { node: s.peer.node, queuedBytes: s.queued, limit },
+          'agent send queue over its limit; dropping deltas until it drains, then a snapshot',
+        ),
+      failed: (s, e) => {
+        this.opts.log.warn({ node: s.peer.node, err: e.message }, 'agent write failed; dropping session');
+        this.detach(s);
+      },
+      isOpen: (s) => !s.closed,
+      drained: (s) => this.drained(s),
+    });
     this.cache = new StateCache(join(opts.dir, 'slice.json'));
     this.history = new DeltaHistory(join(opts.dir, 'history'), opts.history ?? DEFAULT_HISTORY_LIMITS);
     // A history that does not end where the slice does (a crash between the two writes, or a
@@ -367,7 +384,9 @@ export class ProxyCore {
       closed: false,
       queued: 0,
       overflowed: false,
-      reports: new Pacer(this.opts.reportIntervalMs ?? 500, (w) => this.report(s, w), this.now),
+      reports: new Pacer(this.opts.reportIntervalMs ?? 500, (w) => this.report(s, w), this.now, {
+        unref: true,
+      }),
     };
     this.agents.set(peer.node, s);
     this.initialSync(s, held);
@@ -690,58 +709,26 @@ export class ProxyCore {
       const k = Object.keys(m).find((x) => x !== 'msg') as ControllerMessage['msg'];
       m = { ...m, msg: k };
     }
-    if (s.overflowed) {
-      // Everything else is replaced by the snapshot after the drain; an answer is not.
-      if (m.endpoint_result) s.heldResult = m;
-      return;
-    }
-    if (!whole && s.queued > this.queueLimit) {
-      // An agent that stops reading must not make the proxy hold every delta in memory.
-      s.overflowed = true;
-      this.overflows++;
-      if (m.endpoint_result) s.heldResult = m;
-      this.opts.log.warn(
-        { node: s.peer.node, queuedBytes: s.queued, limit: this.queueLimit },
-        'agent send queue over its limit; dropping deltas until it drains, then a snapshot',
-      );
-      return;
-    }
-    const size = sizeOf(m);
-    s.queued += size;
-    try {
-      s.link.write(m, () => this.written(s, size));
-    } catch (e) {
-      s.queued -= size;
-      this.opts.log.warn(
-        { node: s.peer.node, err: (e as Error).message },
-        'agent write failed; dropping session',
-      );
-      this.detach(s);
-    }
+    // Everything else is replaced by the snapshot after the drain; an answer is not.
+    if (!this.sends.send(s, m, whole) && s.overflowed && m.endpoint_result) s.heldResult = m;
   }
 
-  private written(s: AgentSession, size: number): void {
-    s.queued -= size;
-    if (!s.overflowed || s.queued > 0) return;
-    // Not from inside the transport's callback: the snapshot writes many frames.
-    setImmediate(() => {
-      if (!s.overflowed || s.queued > 0 || s.closed) return;
-      s.overflowed = false;
-      this.opts.log.info({ node: s.peer.node }, 'agent send queue drained; sending a snapshot');
-      // An agent ahead of the proxy keeps what it has: a snapshot here would roll it back.
-      if (s.sent <= this.cache.revision) this.snapshot(s, 'send queue overflowed');
-      this.send(s, { site_local: this.siteLocalMessage() }, true);
-      const held = s.heldResult;
-      s.heldResult = undefined;
-      if (held) this.send(s, held, true);
-    });
+  /** The agent's send queue drained after an overflow: resync it. */
+  private drained(s: AgentSession): void {
+    this.opts.log.info({ node: s.peer.node }, 'agent send queue drained; sending a snapshot');
+    // An agent ahead of the proxy keeps what it has: a snapshot here would roll it back.
+    if (s.sent <= this.cache.revision) this.snapshot(s, 'send queue overflowed');
+    this.send(s, { site_local: this.siteLocalMessage() }, true);
+    const held = s.heldResult;
+    s.heldResult = undefined;
+    if (held) this.send(s, held, true);
   }
 
   private tick(): void {
     const now = this.now();
     const hb: ControllerMessage = { heartbeat: { seq: ++this.hbSeq, unix_ms: now }, msg: 'heartbeat' };
     for (const s of [...this.agents.values()]) {
-      if (s.lastHeard < now - 3 * this.hbMs) {
+      if (missedHeartbeats(s.lastHeard, this.hbMs, now)) {
         this.close(s, 'TETHER_E_TIMEOUT', 'no heartbeat from node');
         continue;
       }

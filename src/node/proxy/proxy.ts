@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { ProbeResponse } from '../../api/gen/tether/v1/ProbeResponse.js';
 import type { TetherObject } from '../../api/resource.js';
 import type { BackoffPolicy } from '../../lib/backoff.js';
+import type { ConnectionLimits, ListenerStats } from '../../lib/listener.js';
 import type { Logger } from '../../lib/log.js';
 import { StateCache } from '../cache.js';
 import { ProxyCore } from './core.js';
@@ -43,6 +44,8 @@ export interface SiteProxyOptions {
   onLeader?: (leader: Leader | undefined) => void;
   /** Tests: the proxy port of a candidate (several nodes on one host). */
   addressOf?: (c: RosterEntry) => string;
+  /** Bounds of the proxy port's connections (default PROXY_CONNECTION_LIMITS). */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 /** What an agent syncs from (docs/proxy.md "Roles"). */
@@ -82,6 +85,7 @@ export class SiteProxy {
       log: opts.log,
       core: () => this.core,
       probe: () => this.probeAnswer(),
+      ...(opts.connectionLimits ? { limits: opts.connectionLimits } : {}),
     });
     this.election = new Election({
       node: opts.node,
@@ -131,6 +135,11 @@ export class SiteProxy {
     const l = this.election.leader;
     if (l?.address) return { kind: 'proxy', node: l.node, address: l.address };
     return { kind: 'controller', address: this.opts.controller };
+  }
+
+  /** The proxy port's connection counters (refused over a cap, handshakes cut, open). */
+  connectionStats(): ListenerStats {
+    return this.server.connectionStats();
   }
 
   /** Serves one Sync call from an in-process transport (tests; see ProxyServer.handleSync). */

@@ -7,6 +7,7 @@ import type { ProbeResponse } from '../../api/gen/tether/v1/ProbeResponse.js';
 import { MAX_MESSAGE_BYTES, tetherProto } from '../../api/grpc.js';
 import { toGrpcError } from '../../api/status.js';
 import { asTetherError, TetherError } from '../../lib/errors.js';
+import { type ConnectionLimits, GuardedListener, type ListenerStats } from '../../lib/listener.js';
 import type { Logger } from '../../lib/log.js';
 import { identityOf, serialOf } from '../../lib/pki.js';
 import type { AgentPeer, AgentSession, ProxyCore } from './core.js';
@@ -23,7 +24,25 @@ export interface ProxyServerOptions {
   probe: () => ProbeResponse;
   /** Time an agent has between opening Sync and its hello (default 10 s). */
   helloTimeoutMs?: number;
+  /** Bounds of the port's connections (default PROXY_CONNECTION_LIMITS). */
+  limits?: Partial<ConnectionLimits>;
 }
+
+/**
+ * The proxy port's connection bounds (docs/proxy.md "The proxy port"). Every connection
+ * must show a node certificate in the handshake, so the idle and age bounds of certificate-
+ * less connections never apply here; what a peer can hold is a handshake, and only until the
+ * deadline. A node holds one connection for its agent and one for its election probes; the
+ * caps leave room for nodes behind one address (NAT, or tests and benchmarks that connect
+ * 20 agents from 127.0.0.1 at once).
+ */
+export const PROXY_CONNECTION_LIMITS: ConnectionLimits = {
+  handshakeTimeoutMs: 10_000,
+  unauthenticatedIdleMs: 15_000,
+  unauthenticatedMaxAgeMs: 120_000,
+  maxConnectionsPerPeer: 64,
+  maxUnauthenticatedPerPeer: 32,
+};
 
 /** HTTP/2 streams one connection may hold open: an agent needs one Sync (plus a Probe). */
 export const PROXY_MAX_CONCURRENT_STREAMS = 4;
@@ -55,6 +74,7 @@ export class ProxyServer {
     'grpc.max_concurrent_streams': PROXY_MAX_CONCURRENT_STREAMS,
   });
   private readonly calls = new Set<grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>>();
+  private readonly listener: GuardedListener;
 
   constructor(private readonly opts: ProxyServerOptions) {
     const proto = tetherProto();
@@ -83,29 +103,29 @@ export class ProxyServer {
           ),
         ),
     });
+    // TLS is ours (the listener's), so that a connection over the per-address caps is refused
+    // before its handshake and a handshake that never finishes is cut at its deadline;
+    // grpc-js gets the finished TLSSocket and reads the peer certificate from it as usual.
+    const injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    this.listener = new GuardedListener({
+      keyPem: opts.credentials.keyPem,
+      certPem: opts.credentials.certPem,
+      caPem: opts.caPem,
+      requireClientCert: true,
+      limits: { ...PROXY_CONNECTION_LIMITS, ...opts.limits },
+      inject: (socket) => injector.injectConnection(socket),
+      log: opts.log.child({ component: 'proxy-listener' }),
+    });
   }
 
   /** Binds host:port (port 0: any); returns the bound port. */
   listen(host: string, port: number): Promise<number> {
-    const creds = grpc.ServerCredentials.createSsl(
-      Buffer.from(this.opts.caPem),
-      [
-        {
-          private_key: Buffer.from(this.opts.credentials.keyPem),
-          cert_chain: Buffer.from(this.opts.credentials.certPem),
-        },
-      ],
-      true,
-    );
-    return new Promise((resolve, reject) =>
-      this.server.bindAsync(`${host}:${port}`, creds, (err, p) =>
-        err
-          ? reject(
-              new TetherError('TETHER_E_UNAVAILABLE', `cannot listen on ${host}:${port}: ${err.message}`),
-            )
-          : resolve(p),
-      ),
-    );
+    return this.listener.listen(host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+  }
+
+  /** Connections of the proxy port: open, refused over a cap, handshakes cut (status, tests). */
+  connectionStats(): ListenerStats {
+    return this.listener.stats();
   }
 
   /** Sync calls registered now (status, tests). */
@@ -120,6 +140,7 @@ export class ProxyServer {
   }
 
   async close(): Promise<void> {
+    this.listener.stopAccepting();
     this.endSessions();
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, 1000);
@@ -129,6 +150,8 @@ export class ProxyServer {
       });
     });
     this.server.forceShutdown();
+    // forceShutdown does not reach injected connections.
+    await this.listener.destroyAll();
   }
 
   /**

@@ -9,12 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, REPO } from '../support/proc.js';
 import {
   endpoint,
-  FakeController,
+  type FakeController,
+  fakeSite,
   type NodeCreds,
   network,
-  nodeSummary,
   type SitePki,
-  sitePki,
   TestAgent,
   until,
 } from '../support/site.js';
@@ -58,7 +57,7 @@ function startProc(cfg: string): Proc {
 describe('site proxy process killed with -9', () => {
   let dir: string;
   let pki: SitePki;
-  const creds = new Map<string, NodeCreds>();
+  let creds: Map<string, NodeCreds>;
   let ctl: FakeController;
   let proc: Proc | undefined;
   let cfg: string;
@@ -66,15 +65,11 @@ describe('site proxy process killed with -9', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tether-proxy-crash-'));
-    pki = await sitePki('s1');
-    for (const n of ['n1', 'n2']) creds.set(n, await pki.node(n));
-    ctl = new FakeController(pki, creds);
-    await ctl.start();
-    ctl.apply([
-      nodeSummary(creds.get('n1')!, '127.0.0.1'),
-      nodeSummary(creds.get('n2')!, '127.0.0.2'),
-      network('red', '10.1.0.0/24', { n1: '10.1.0.0/28', n2: '10.1.0.16/28' }, ['s1']),
-    ]);
+    ({ pki, creds, ctl } = await fakeSite(
+      's1',
+      { n1: '127.0.0.1', n2: '127.0.0.2' },
+      { objects: [network('red', '10.1.0.0/24', { n1: '10.1.0.0/28', n2: '10.1.0.16/28' }, ['s1'])] },
+    ));
     const port = await freePort();
     addr = `127.0.0.1:${port}`;
     const agentSlicePath = join(dir, 'agent-slice.json');

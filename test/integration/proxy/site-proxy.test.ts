@@ -12,12 +12,11 @@ import { SiteProxy } from '../../../src/node/proxy/proxy.js';
 import { freePort } from '../support/proc.js';
 import {
   endpoint,
-  FakeController,
+  type FakeController,
+  fakeSite,
   type NodeCreds,
   network,
-  nodeSummary,
   type SitePki,
-  sitePki,
   TestAgent,
   until,
 } from '../support/site.js';
@@ -28,7 +27,7 @@ type N = keyof typeof VTEP;
 describe('site proxy over TLS', () => {
   let dir: string;
   let pki: SitePki;
-  const creds = new Map<string, NodeCreds>();
+  let creds: Map<string, NodeCreds>;
   let ctl: FakeController;
   let port: number;
   const proxies = new Map<N, SiteProxy>();
@@ -62,17 +61,14 @@ describe('site proxy over TLS', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tether-proxy-'));
-    pki = await sitePki('s1');
-    for (const n of ['n1', 'n2', 'n3'] as const) creds.set(n, await pki.node(n));
-    creds.set('x9', await pki.node('x9', 's2'));
-    ctl = new FakeController(pki, creds);
-    await ctl.start();
+    ({ pki, creds, ctl } = await fakeSite('s1', VTEP, {
+      foreign: { x9: 's2' },
+      objects: [
+        network('red', '10.1.0.0/24', { n1: '10.1.0.0/28', n2: '10.1.0.16/28', n3: '10.1.0.32/28' }, ['s1']),
+        endpoint('far', 'w', 'red', '10.1.0.200', '02:00:00:00:00:c8', '192.0.2.9', 's2'),
+      ],
+    }));
     port = await freePort();
-    ctl.apply([
-      ...(['n1', 'n2', 'n3'] as const).map((n) => nodeSummary(creds.get(n)!, VTEP[n])),
-      network('red', '10.1.0.0/24', { n1: '10.1.0.0/28', n2: '10.1.0.16/28', n3: '10.1.0.32/28' }, ['s1']),
-      endpoint('far', 'w', 'red', '10.1.0.200', '02:00:00:00:00:c8', '192.0.2.9', 's2'),
-    ]);
     // n1 bootstraps from the controller directly (its agent has synced once): that is how a
     // site's first roster arrives. The others know the roster from their agents' caches.
     for (const n of ['n1', 'n2', 'n3'] as const) {

@@ -402,3 +402,32 @@ export async function until(what: string, check: () => boolean, timeoutMs = 15_0
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+export interface FakeSite {
+  pki: SitePki;
+  /** Every node's credentials by name (the site's and `foreign` ones). */
+  creds: Map<string, NodeCreds>;
+  ctl: FakeController;
+}
+
+/**
+ * A site's PKI, its nodes' credentials and a started FakeController that holds the nodes'
+ * Approved summaries (VTEP from `vteps`) and `objects`, all in one revision.
+ */
+export async function fakeSite(
+  site: string,
+  vteps: Record<string, string>,
+  opts: { objects?: TetherObject[]; foreign?: Record<string, string> } = {},
+): Promise<FakeSite> {
+  const pki = await sitePki(site);
+  const creds = new Map<string, NodeCreds>();
+  for (const n of Object.keys(vteps)) creds.set(n, await pki.node(n));
+  for (const [n, s] of Object.entries(opts.foreign ?? {})) creds.set(n, await pki.node(n, s));
+  const ctl = new FakeController(pki, creds);
+  await ctl.start();
+  ctl.apply([
+    ...Object.entries(vteps).map(([n, vtep]) => nodeSummary(creds.get(n)!, vtep)),
+    ...(opts.objects ?? []),
+  ]);
+  return { pki, creds, ctl };
+}

@@ -1,12 +1,15 @@
 import type { Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
-import { TetherError } from '../lib/errors.js';
-import type { Logger } from '../lib/log.js';
+import { TetherError } from './errors.js';
+import type { Logger } from './log.js';
 
 /**
  * Bounds on connections that have not (yet) shown a client certificate from our CA. The
  * controller's port must accept certificate-less TLS (enrollment comes before a node has a
- * certificate), so without these a peer could hold sockets open for ever.
+ * certificate), so without these a peer could hold sockets open for ever. A port that
+ * requires a client certificate (the site proxy's) still needs the handshake bound and the
+ * per-address caps: a peer that connects and never finishes the handshake holds a socket
+ * and a TLS context until then.
  */
 export interface ConnectionLimits {
   /** A connection must finish its TLS handshake within this long (absolute, not idle). */
@@ -63,6 +66,11 @@ interface PeerCount {
 
 export interface GuardedListenerOptions {
   keyPem: string;
+  /**
+   * Refuse, in the handshake, a client without a certificate of our CA (the site proxy: only
+   * nodes connect to it). Off for the controller, where a node enrolls before it has one.
+   */
+  requireClientCert?: boolean;
   /** Server certificate chain (leaf first, CA included, so nodes can pin the CA). */
   certPem: string;
   caPem: string;
@@ -98,9 +106,9 @@ export function parseListenAddress(address: string): { host: string | undefined;
 }
 
 /**
- * The controller's TCP+TLS front: accepts sockets itself and hands each finished TLS
- * connection to grpc-js, so that it can refuse connections over the per-address caps
- * before spending a handshake on them, bound the handshake, close certificate-less
+ * A gRPC server's TCP+TLS front (the controller's port and the site proxy's): accepts
+ * sockets itself and hands each finished TLS connection to grpc-js, so that it can refuse
+ * connections over the per-address caps before spending a handshake on them, bound the handshake, close certificate-less
  * connections that sit idle, and destroy every connection at shutdown (grpc-js'
  * forceShutdown does not reach injected or channelz-less sessions).
  */
@@ -126,10 +134,11 @@ export class GuardedListener {
       key: opts.keyPem,
       cert: opts.certPem,
       ca: opts.caPem,
-      // Asked for, not required: a node enrolls before it has a certificate. `authorized`
-      // then says whether the one presented chains to our CA; grpc-js exposes only those.
+      // Unless required, asked for only: a node enrolls before it has a certificate.
+      // `authorized` then says whether the one presented chains to our CA; grpc-js exposes
+      // only those.
       requestCert: true,
-      rejectUnauthorized: false,
+      rejectUnauthorized: opts.requireClientCert === true,
       ALPNProtocols: ['h2'],
       minVersion: 'TLSv1.2',
       handshakeTimeout: limits.handshakeTimeoutMs,

@@ -1,15 +1,16 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ReportPacer } from '../../../src/controller/endpoints.js';
+import { Pacer } from '../../../src/lib/pacer.js';
 
-// A node that reports in a loop must cost the controller one handled report per interval,
-// and the one handled is always the newest (each report is the node's complete set).
-describe('ReportPacer', () => {
+// A node that reports in a loop must cost the controller (or an agent, its site proxy) one
+// handled report per interval, and the one handled is always the newest (each report is the
+// sender's complete set).
+describe('Pacer', () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
 
   it('handles the first at once, then at most one per interval, always the latest', () => {
     const handled: number[] = [];
-    const p = new ReportPacer<number>(
+    const p = new Pacer<number>(
       500,
       (r) => handled.push(r),
       () => Date.now(),
@@ -37,7 +38,7 @@ describe('ReportPacer', () => {
 
   it('drops what waits when the session ends', () => {
     const handled: number[] = [];
-    const p = new ReportPacer<number>(
+    const p = new Pacer<number>(
       500,
       (r) => handled.push(r),
       () => Date.now(),
