@@ -61,6 +61,15 @@ MIRROR=${TETHER_IMAGE_MIRROR:-$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\/deb
 MIRROR_ARGS=()
 [[ -n $MIRROR ]] && MIRROR_ARGS=(--mirror "$MIRROR")
 rm -rf "$WORK/tree"
+# systemd-nspawn (mkosi runs apt and the postinst script in it) deletes its propagation
+# directory when a container ends and refuses to unless it is on a tmpfs; on a host whose
+# /run is no tmpfs (a container, a sandbox) give it one for the build.
+NSPAWN_RUN=/run/systemd/nspawn
+if [[ $(stat -f -c %T /run 2>/dev/null) != tmpfs ]] && ! mountpoint -q "$NSPAWN_RUN"; then
+  mkdir -p "$NSPAWN_RUN"
+  mount -t tmpfs -o mode=0755 tether-image-nspawn "$NSPAWN_RUN"
+  trap 'umount "$NSPAWN_RUN" 2>/dev/null || true' EXIT
+fi
 mkosi -C "$IMG" "${MIRROR_ARGS[@]}" --force \
   --output "$WORK/tree" --cache "$CACHE/apt" \
   --skeleton-tree "$IMG/skeleton" --extra-tree "$IMG/extra" --extra-tree "$WORK/stage" \
