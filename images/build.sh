@@ -60,6 +60,11 @@ step "OS tree: Debian 12 with mkosi (debootstrap, apt; the longest step)"
 MIRROR=${TETHER_IMAGE_MIRROR:-$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\/debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)}
 MIRROR_ARGS=()
 [[ -n $MIRROR ]] && MIRROR_ARGS=(--mirror "$MIRROR")
+if [[ ${TETHER_IMAGE_REUSE_TREE:-} == 1 && -d $WORK/tree/usr ]]; then
+  # For iterating on the later steps: keep the tree of the previous build.
+  echo "reusing images/.build/tree (TETHER_IMAGE_REUSE_TREE=1), with the new stage copied in" >&2
+  cp -a "$WORK/stage/." "$WORK/tree/"
+else
 rm -rf "$WORK/tree"
 # systemd-nspawn (mkosi runs apt and the postinst script in it) deletes its propagation
 # directory when a container ends and refuses to unless it is on a tmpfs; on a host whose
@@ -70,18 +75,28 @@ if [[ $(stat -f -c %T /run 2>/dev/null) != tmpfs ]] && ! mountpoint -q "$NSPAWN_
   mount -t tmpfs -o mode=0755 tether-image-nspawn "$NSPAWN_RUN"
   trap 'umount "$NSPAWN_RUN" 2>/dev/null || true' EXIT
 fi
-mkosi -C "$IMG" "${MIRROR_ARGS[@]}" --force \
+# --nspawn-keep-unit: without it nspawn asks systemd over D-Bus for a scope unit, and a build
+# host without a running systemd (a container, CI) has no system bus.
+mkosi -C "$IMG" "${MIRROR_ARGS[@]}" --force --nspawn-keep-unit \
   --output "$WORK/tree" --cache "$CACHE/apt" \
   --skeleton-tree "$IMG/skeleton" --extra-tree "$IMG/extra" --extra-tree "$WORK/stage" \
   --postinst-script "$IMG/mkosi.postinst" build
+fi
 TREE=$WORK/tree
 # Every box makes its own machine ID on first boot (an empty file means "first boot").
 : > "$TREE/etc/machine-id"
 ln -sf /run/systemd/resolve/stub-resolv.conf "$TREE/etc/resolv.conf"
 mkdir -p "$TREE/var/lib/tether" "$TREE/efi"
+KVER=$(basename "$(ls -1 "$TREE"/boot/vmlinuz-* | sort -V | tail -n1)" | sed 's/^vmlinuz-//')
+if [[ ! -f $TREE/boot/initrd.img-$KVER ]]; then
+  # mkosi 14 keeps the kernel package from making an initrd (it expects to make its own
+  # with dracut for its disk formats); make the Debian one, zstd per the skeleton's config.
+  echo "update-initramfs for $KVER" >&2
+  systemd-nspawn --quiet --register=no --keep-unit --as-pid2 --link-journal=no --private-network \
+    -D "$TREE" update-initramfs -c -k "$KVER"
+fi
 
 step "boot files: systemd-boot, slot A's kernel and initrd, boot-counted entry"
-KVER=$(basename "$(ls -1 "$TREE"/boot/vmlinuz-* | sort -V | tail -n1)" | sed 's/^vmlinuz-//')
 [[ -f $TREE/boot/initrd.img-$KVER ]] || { echo "images/build.sh: no initrd for kernel $KVER in the tree" >&2; exit 1; }
 VERSION=$(cat "$TREE/usr/lib/tether/VERSION")
 ESPD=$WORK/esp
