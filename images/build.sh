@@ -63,7 +63,7 @@ MIRROR_ARGS=()
 if [[ ${TETHER_IMAGE_REUSE_TREE:-} == 1 && -d $WORK/tree/usr ]]; then
   # For iterating on the later steps: keep the tree of the previous build.
   echo "reusing images/.build/tree (TETHER_IMAGE_REUSE_TREE=1), with the new stage copied in" >&2
-  cp -a "$WORK/stage/." "$WORK/tree/"
+  cp -a "$IMG/extra/." "$WORK/stage/." "$WORK/tree/"
 else
 rm -rf "$WORK/tree"
 # systemd-nspawn (mkosi runs apt and the postinst script in it) deletes its propagation
