@@ -127,9 +127,14 @@ export class BirdDaemon {
       this.restarts += 1;
       const delay = fullJitterDelay(this.attempt++, this.opts.backoff ?? { baseMs: 200, capMs: 30_000 });
       this.timer = setTimeout(() => {
-        this.start().catch((e) => {
-          this.error = asTetherError(e).message;
-        });
+        this.start().then(
+          () => {
+            this.error = undefined;
+          },
+          (e) => {
+            this.error = asTetherError(e).message;
+          },
+        );
       }, delay);
     });
     // Ready when the control socket answers.

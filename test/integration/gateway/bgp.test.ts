@@ -270,4 +270,24 @@ protocol bgp from_tether {
     expect(frrDuring).toBe(2);
     await waitFor('routes after restart', async () => (await routerRoutes()).length === 2);
   }, 60_000);
+
+  it('BIRD killed under it: the supervisor restarts it from the config on disk and the sessions return', async () => {
+    const st = await speaker.status();
+    expect(st.pid).toBeDefined();
+    process.kill(st.pid!, 'SIGKILL');
+    await waitFor(
+      'restarted',
+      async () => {
+        const s = await speaker.status();
+        return s.restarts === st.restarts + 1 && s.running && s.pid !== st.pid;
+      },
+      30_000,
+    );
+    await waitFor(
+      'session back after the kill',
+      async () => (await peer('bird-rtr'))?.bgpState === 'Established',
+      30_000,
+    );
+    expect((await speaker.status()).error).toBeUndefined();
+  }, 60_000);
 });
