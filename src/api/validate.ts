@@ -12,6 +12,8 @@ import {
   LABEL_MAP_SCHEMA,
   parseCidr,
 } from './kinds.js';
+// Registers Gateway and FloatingIP: every path that validates a resource has them.
+import './gateway-kinds.js';
 import { API_VERSION, type TetherObject } from './resource.js';
 
 export { type Issue, knownKinds, registerKind } from './kinds.js';

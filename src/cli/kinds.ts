@@ -21,6 +21,13 @@ const ALIASES: Record<string, string> = {
   endpoint: 'Endpoint',
   endpoints: 'Endpoint',
   ep: 'Endpoint',
+  gateway: 'Gateway',
+  gateways: 'Gateway',
+  gw: 'Gateway',
+  floatingip: 'FloatingIP',
+  floatingips: 'FloatingIP',
+  fip: 'FloatingIP',
+  fips: 'FloatingIP',
   profile: 'Profile',
   profiles: 'Profile',
 };
@@ -129,6 +136,49 @@ export function tableFor(
           str(spec.defaultAction),
           str((spec.rules as unknown[] | undefined)?.length ?? 0),
         ]),
+      };
+    case 'Gateway':
+      return {
+        headers: ['name', 'site', 'peers', 'state', 'sent', 'received', 'error', 'revision', 'age'],
+        rows: rows((_o, spec, st) => {
+          // status.nodes[node].peers[peer]: what each gateway node's BIRD reports (docs/gateway.md).
+          const nodes = (st.nodes ?? {}) as Record<string, Obj>;
+          const peers: string[] = [];
+          let sent = 0;
+          let received = 0;
+          const errors: string[] = [];
+          for (const [node, ns] of Object.entries(nodes)) {
+            for (const [peer, p] of Object.entries((ns.peers ?? {}) as Record<string, Obj>)) {
+              peers.push(`${node}/${peer}=${str(p.state)}`);
+              sent += Number(p.exported ?? 0);
+              received += Number(p.imported ?? 0);
+              if (p.lastError) errors.push(`${node}/${peer}: ${str(p.lastError)}`);
+            }
+            if (ns.error) errors.push(`${node}: ${str(ns.error)}`);
+          }
+          return [
+            str(spec.site),
+            str(((spec.peers ?? []) as Obj[]).map((p) => `${str(p.address)}/AS${str(p.asn)}`)),
+            peers.join(' ') || '-',
+            String(sent),
+            String(received),
+            errors.join('; '),
+          ];
+        }),
+      };
+    case 'FloatingIP':
+      return {
+        headers: ['name', 'address', 'network', 'target', 'bound', 'revision', 'age'],
+        rows: rows((_o, spec, st) => {
+          const t = (spec.target ?? {}) as Obj;
+          const target = t.endpoint
+            ? str(t.endpoint)
+            : Object.entries((t.matchLabels ?? {}) as Obj)
+                .map(([k, v]) => `${k}=${str(v)}`)
+                .join(',');
+          const b = (st.bound ?? {}) as Obj;
+          return [str(spec.address), str(spec.network), target, b.node ? `${str(b.node)}:${str(b.ip)}` : '-'];
+        }),
       };
     default:
       return { headers: ['name', 'revision', 'age'], rows: rows(() => []) };

@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { fromReport } from '../api/firstboot.js';
+import { gatewayClaimIssues } from '../api/gateway-kinds.js';
 import type { AdminHandlers } from '../api/gen/tether/v1/Admin.js';
 import type { ControllerMessage } from '../api/gen/tether/v1/ControllerMessage.js';
 import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
@@ -531,6 +532,7 @@ export class ControllerServer {
               ? { op: 'put', object: withStatus, expectRevision: r.expect_revision }
               : { op: 'put', object: withStatus };
           });
+          this.checkGatewayClaims(objects, r.sources);
           this.withNetworkStatus(ops);
           const res = store.txn(ops);
           cb(null, {
@@ -869,6 +871,35 @@ export class ControllerServer {
       this.endpoints.count(node, refusal);
       return { revision: this.deps.store.revision(), accepted: 0, refused: [refusal] };
     }
+  }
+
+  /**
+   * Floating IPs and gateway pools are claims across objects (an address inside its gateway's
+   * pool, held once): judged on the store as it would be after this apply, before anything
+   * is written, so a refused file changes nothing.
+   */
+  private checkGatewayClaims(objects: readonly TetherObject[], sources: readonly string[]): void {
+    const touched = objects.filter((o) => o.kind === 'Gateway' || o.kind === 'FloatingIP');
+    if (!touched.length) return;
+    const after = new Map<string, TetherObject>();
+    for (const kind of ['Gateway', 'FloatingIP'])
+      for (const i of this.deps.store.list(kind).items)
+        after.set(`${kind}/${i.object.metadata.name}`, i.object);
+    const changed = new Set<string>();
+    for (const o of touched) {
+      after.set(`${o.kind}/${o.metadata.name}`, o);
+      changed.add(`${o.kind}/${o.metadata.name}`);
+    }
+    const issues = gatewayClaimIssues([...after.values()], changed);
+    const first = issues[0];
+    if (!first) return;
+    const idx = objects.findIndex((o) => o.kind === first.kind && o.metadata.name === first.name);
+    throw new TetherError('TETHER_E_CLAIM', `${first.kind} ${first.name}: ${first.message}`, {
+      file: sources[idx] ?? `item ${idx}`,
+      field: first.field,
+      expected: first.expected,
+      errors: issues,
+    });
   }
 
   /**

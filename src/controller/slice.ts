@@ -8,6 +8,7 @@ import type { TetherObject } from '../api/resource.js';
  * - VirtualNetwork: when `spec.sites` is absent or names the site.
  * - Endpoint, NetworkPolicy: when their network is in the slice.
  * - Profile: all (a node picks its own by its Site's spec.profile).
+ * - Gateway: the site's own. FloatingIP: when its network is in the slice.
  * - Node: the site roster — a summary of each node of the site (`nodeSummary`: name,
  *   revision, site, phase, VTEP, certificate serials), never the whole object: no CSR, no
  *   certificate, no facts, nothing of another site's nodes. A site proxy authorises its
@@ -37,6 +38,16 @@ export function inSlice(site: string, obj: TetherObject, networkSites: NetworkSi
     }
     case 'Profile':
       return true;
+    case 'Gateway':
+      return (obj.spec as { site?: unknown } | undefined)?.site === site;
+    case 'FloatingIP': {
+      // A floating IP goes where its network goes: the gateway nodes of any covered site
+      // may bind it (the node checks that its own site's Gateway is the one named).
+      const net = (obj.spec as { network?: unknown }).network;
+      if (typeof net !== 'string') return false;
+      const sites = networkSites(net);
+      return sites === 'all' || Boolean(sites?.includes(site));
+    }
     case 'Node':
       return (obj.spec as { site?: unknown } | undefined)?.site === site;
     default:

@@ -65,7 +65,8 @@ interface Case {
   code?: 'TETHER_E_INVALID' | 'TETHER_E_PARSE';
 }
 
-const ONE_OF_KINDS = 'one of: Endpoint, EnrollmentToken, NetworkPolicy, Node, Site, VirtualNetwork';
+const ONE_OF_KINDS =
+  'one of: Endpoint, EnrollmentToken, FloatingIP, Gateway, NetworkPolicy, Node, Site, VirtualNetwork';
 
 const cases: Case[] = [
   // --- envelope
