@@ -10,8 +10,8 @@ APT_PACKAGES=(
   # real parts the integration tests drive
   iproute2 nftables iperf3 bird2 frr etcd-server dnsmasq socat tcpdump systemd
   procps psmisc kmod iputils-ping
-  # first boot: DHCP client (busybox udhcpc), config drive tests (mkfs.ext4, blkid, losetup)
-  busybox e2fsprogs util-linux mount
+  # first boot: DHCP client (udhcpc of busybox-static, listed below), config drive tests (mkfs.ext4, blkid, losetup)
+  e2fsprogs util-linux mount
   # standard CNI plugins chained after tether-cni (test/e2e/cni-chain.test.ts)
   containernetworking-plugins
   # a real container runtime (podman 4, CNI backend) driving tether-cni: CI fails on skipped tests
