@@ -329,6 +329,24 @@ export class GuardedListener {
     }
   }
 
+  /**
+   * Destroys at once every connection whose peer certificate `match` names (the site proxy:
+   * a node its roster no longer lists as current); returns how many. Unlike recheck(), which
+   * leaves such a connection its idle and age bounds, for when holding it is already wrong.
+   */
+  closeWhere(match: (certDer: Buffer) => boolean): number {
+    let n = 0;
+    for (const c of this.conns.values()) {
+      if (c.closed || !c.tls) continue;
+      const raw = c.tls.getPeerCertificate()?.raw;
+      if (raw === undefined || !match(raw)) continue;
+      n++;
+      c.tls.destroy();
+      c.raw.destroy();
+    }
+    return n;
+  }
+
   private armIdle(c: Conn): void {
     if (c.authenticated || c.closed || c.calls > 0) return;
     if (c.idle) clearTimeout(c.idle);

@@ -24,7 +24,7 @@ import {
   TestAgent,
   until,
 } from '../integration/support/site.js';
-import { bundleExists, REPO, rssKiB, sleep, spawnNode, tetherArgv } from './support/proc.js';
+import { anonKiB, bundleExists, REPO, rssKiB, sleep, spawnNode, tetherArgv } from './support/proc.js';
 
 const REMOTE = Number(process.env.BENCH_PROXY_ENDPOINTS ?? 10_000);
 const AGENTS = Number(process.env.BENCH_PROXY_AGENTS ?? 20);
@@ -68,7 +68,17 @@ export async function run(): Promise<Record<string, number | string>> {
   ]);
   for (let i = 0; i < REMOTE; i += 1000)
     ctl.apply(Array.from({ length: Math.min(1000, REMOTE - i) }, (_, k) => remote(i + k)));
-  const daemonEnv = unitEnv();
+  // BENCH_DAEMON_ENV="K=V …": more environment for the daemon (trying a setting before it
+  // goes into the unit).
+  const daemonEnv = {
+    ...unitEnv(),
+    ...Object.fromEntries(
+      (process.env.BENCH_DAEMON_ENV ?? '')
+        .split(/\s+/)
+        .filter((kv) => kv.includes('='))
+        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+    ),
+  };
   const out: Record<string, number | string> = {
     flavor,
     unitEnv: Object.entries(daemonEnv)
@@ -175,6 +185,9 @@ export async function run(): Promise<Record<string, number | string>> {
           const m = rssKiB(child.pid);
           out[`${label}: VmRSS MB`] = +(m.rss / 1024).toFixed(1);
           out[`${label}: VmHWM MB`] = +(m.hwm / 1024).toFixed(1);
+          const a = anonKiB(child.pid);
+          out[`${label}: malloc heap (brk) MB`] = +(a.brk / 1024).toFixed(1);
+          out[`${label}: other anon (V8 pages, large blocks) MB`] = +(a.anon / 1024).toFixed(1);
           let u: Record<string, number>;
           try {
             u = JSON.parse(readFileSync(memFile, 'utf8')) as Record<string, number>;

@@ -18,6 +18,7 @@ import { collectGarbage } from '../../lib/gc.js';
 import type { Logger } from '../../lib/log.js';
 import { Pacer } from '../../lib/pacer.js';
 import { StateCache } from '../cache.js';
+import { encodedBytes } from './encoded.js';
 import { type LocalResult, SiteLocalSet, type SliceView } from './headless.js';
 import { DEFAULT_HISTORY_LIMITS, DeltaHistory, type HistoryLimits } from './history.js';
 import { type RosterEntry, rosterOf, rosterRefusal } from './roster.js';
@@ -85,6 +86,12 @@ export interface ProxyCoreOptions {
   siteLocalMaxBytes?: number;
   /** Bound of one agent session's send queue (bytes the transport has not taken yet). */
   sendQueueBytes?: number;
+  /** The roster changed (after the sessions it refuses were closed): the transport closes
+   *  the connections of the certificates it dropped. */
+  onRosterChange?: (prev: ReadonlyMap<string, RosterEntry>, next: ReadonlyMap<string, RosterEntry>) => void;
+  /** Serializes a message once (ProxyServer.encode): snapshot chunks are shared as bytes by
+   *  every agent they are written to. Without it, each agent's stream encodes them. */
+  encode?: (m: ControllerMessage) => ControllerMessage;
   /** Runs at the end of a burst (src/lib/gc.ts; tests count the calls). */
   collectGarbage?: () => void;
   now?: () => number;
@@ -96,6 +103,8 @@ export const SITE_LOCAL_MAX_BYTES = 3 * 1024 * 1024;
 
 /** What a message costs in the send queue: its objects' JSON dominates. */
 function sizeOf(m: ControllerMessage): number {
+  const bytes = encodedBytes(m);
+  if (bytes) return bytes.length + 5;
   let n = 64;
   const body = m.delta ?? m.snapshot_chunk;
   for (const r of body?.put ?? []) n += (r.json as Buffer | undefined)?.length ?? 0;
@@ -146,7 +155,6 @@ export class ProxyCore {
   get overflows(): number {
     return this.sends.overflows;
   }
-  private endpointsByName = new Map<string, TetherObject>();
   private siteLocalCache:
     | { seq: number; msg: { endpoints: Resource[]; seq: number; nodes: string[] } }
     | undefined;
@@ -181,13 +189,14 @@ export class ProxyCore {
     // slice replaced by a seed) cannot answer for revisions it does not cover.
     if (this.history.head !== this.cache.revision) this.history.reset(this.cache.revision);
     this.roster = rosterOf(this.cache.list('Node'), opts.site);
-    this.reindexEndpoints();
     const view: SliceView = {
       get revision() {
         return cacheRef.revision;
       },
       network: (n) => this.cache.get('VirtualNetwork', n) as VirtualNetwork | undefined,
-      endpoints: () => this.endpointsByName.values(),
+      // Read from the slice itself when SiteLocal is recomputed: no second index of 10,000
+      // endpoints held for that.
+      endpoints: () => cacheRef.list('Endpoint'),
       roster: () => this.roster,
     };
     const cacheRef = this.cache;
@@ -523,15 +532,18 @@ export class ProxyCore {
     if (this.snapCache?.revision !== revision) {
       const objects = this.cache.list();
       const messages: ControllerMessage[] = [];
+      const encode = this.opts.encode ?? ((m: ControllerMessage) => m);
       for (let i = 0; i < objects.length; i += SNAPSHOT_CHUNK)
-        messages.push({
-          snapshot_chunk: {
-            revision,
-            put: objects.slice(i, i + SNAPSHOT_CHUNK).map(toResource),
-            deleted: [],
-          },
-          msg: 'snapshot_chunk',
-        });
+        messages.push(
+          encode({
+            snapshot_chunk: {
+              revision,
+              put: objects.slice(i, i + SNAPSHOT_CHUNK).map(toResource),
+              deleted: [],
+            },
+            msg: 'snapshot_chunk',
+          }),
+        );
       messages.push({ snapshot_end: { revision, count: objects.length }, msg: 'snapshot_end' });
       this.snapCache = { revision, messages };
     }
@@ -578,7 +590,9 @@ export class ProxyCore {
         this.snapshot(s, 'resync after the site proxy caught up');
         continue;
       }
-      msg ??= { delta: { revision, put: put.map(toResource), deleted }, msg: 'delta' };
+      // One encoding for every agent (a resync's merged delta can be large).
+      const encode = this.opts.encode ?? ((m: ControllerMessage) => m);
+      msg ??= encode({ delta: { revision, put: put.map(toResource), deleted }, msg: 'delta' });
       this.send(s, msg);
       s.sent = revision;
     }
@@ -587,8 +601,8 @@ export class ProxyCore {
   private afterSliceChange(rosterMayChange: boolean): void {
     this.snapCache = undefined;
     if (!rosterMayChange) return;
+    const prev = this.roster;
     this.roster = rosterOf(this.cache.list('Node'), this.opts.site);
-    this.reindexEndpoints();
     for (const s of [...this.agents.values()]) {
       const why = rosterRefusal(this.roster, s.peer.node, s.peer.serial);
       if (why) {
@@ -596,11 +610,8 @@ export class ProxyCore {
         this.close(s, why.code, why.message);
       }
     }
+    this.opts.onRosterChange?.(prev, this.roster);
     if (this.local.recompute()) this.broadcastSiteLocal();
-  }
-
-  private reindexEndpoints(): void {
-    this.endpointsByName = new Map(this.cache.list('Endpoint').map((o) => [o.metadata.name, o]));
   }
 
   /**
@@ -705,7 +716,7 @@ export class ProxyCore {
 
   private send(s: AgentSession, m: ControllerMessage, whole = false): void {
     if (s.closed) return;
-    if (!m.msg) {
+    if (!m.msg && !encodedBytes(m)) {
       const k = Object.keys(m).find((x) => x !== 'msg') as ControllerMessage['msg'];
       m = { ...m, msg: k };
     }

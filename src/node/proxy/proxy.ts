@@ -85,6 +85,7 @@ export class SiteProxy {
       log: opts.log,
       core: () => this.core,
       probe: () => this.probeAnswer(),
+      roster: () => this.roster(),
       ...(opts.connectionLimits ? { limits: opts.connectionLimits } : {}),
     });
     this.election = new Election({
@@ -198,6 +199,8 @@ export class SiteProxy {
       site: this.opts.site,
       log: this.opts.log.child({ component: 'proxy' }),
       heartbeatMs: this.opts.agentHeartbeatMs,
+      onRosterChange: (prev, next) => this.server.dropRevoked(prev, next),
+      encode: this.server.encode,
     });
     try {
       const seed = this.opts.agentSlice?.();

@@ -62,3 +62,31 @@ export function candidates(roster: ReadonlyMap<string, RosterEntry>): RosterEntr
     .filter((r) => r.phase === 'Approved' && r.vtep)
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
+
+/**
+ * Whether the roster says `serial` is not a current certificate of `node`: the node is listed
+ * and revoked, reset, pending, or holds other serials now. A node the roster does not list is
+ * not refused here (a node new to the site may probe before the roster names it; Sync still
+ * needs rosterRefusal to pass).
+ */
+export function rosterDisowns(
+  roster: ReadonlyMap<string, RosterEntry>,
+  node: string,
+  serial: string,
+): boolean {
+  return roster.has(node) && rosterRefusal(roster, node, serial) !== undefined;
+}
+
+/**
+ * Whether a connection of `node` with `serial` must end because the roster changed from `prev`
+ * to `next`: the node was listed and is now refused (revoked, reset, deleted, or that
+ * certificate superseded).
+ */
+export function rosterDropped(
+  prev: ReadonlyMap<string, RosterEntry>,
+  next: ReadonlyMap<string, RosterEntry>,
+  node: string,
+  serial: string,
+): boolean {
+  return (prev.has(node) || next.has(node)) && rosterRefusal(next, node, serial) !== undefined;
+}

@@ -11,6 +11,8 @@ import { type ConnectionLimits, GuardedListener, type ListenerStats } from '../.
 import type { Logger } from '../../lib/log.js';
 import { identityOf, serialOf } from '../../lib/pki.js';
 import type { AgentPeer, AgentSession, ProxyCore } from './core.js';
+import { encodedSessionService } from './encoded.js';
+import { type RosterEntry, rosterDisowns, rosterDropped } from './roster.js';
 
 type AuthCall = { getAuthContext(): { sslPeerCertificate?: { raw?: Buffer } } };
 
@@ -22,6 +24,8 @@ export interface ProxyServerOptions {
   /** The core while this node is the site's active proxy; undefined on a standby. */
   core: () => ProxyCore | undefined;
   probe: () => ProbeResponse;
+  /** The site roster this node goes by now (the active core's, else its agent's). */
+  roster?: () => ReadonlyMap<string, RosterEntry>;
   /** Time an agent has between opening Sync and its hello (default 10 s). */
   helloTimeoutMs?: number;
   /** Bounds of the port's connections (default PROXY_CONNECTION_LIMITS). */
@@ -59,6 +63,21 @@ export function peerOf(call: AuthCall, site: string): AgentPeer {
   return { node: id.name, site: id.site, serial: serialOf(cert), certPem: cert.toString() };
 }
 
+/** How long a dropped certificate's connection stays after its session's goodbye. */
+const GOODBYE_GRACE_MS = 250;
+
+/** The node and serial a certificate of our site names, or undefined (any other). */
+function certPeer(der: Buffer, site: string): { node: string; serial: string } | undefined {
+  try {
+    const cert = new X509Certificate(der);
+    const id = identityOf(cert);
+    if (id?.role !== 'node' || id.site !== site) return undefined;
+    return { node: id.name, serial: serialOf(cert) };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The proxy port of every node: SiteProxy.Probe always (the election needs it from
  * standbys too), NodeSession.Sync while this node is active. mTLS with the node's own
@@ -75,9 +94,13 @@ export class ProxyServer {
   });
   private readonly calls = new Set<grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>>();
   private readonly listener: GuardedListener;
+  /** Serializes a message once for every agent it is written to (ProxyCoreOptions.encode). */
+  readonly encode: (m: ControllerMessage) => ControllerMessage;
 
   constructor(private readonly opts: ProxyServerOptions) {
     const proto = tetherProto();
+    const session = encodedSessionService();
+    this.encode = session.encode;
     this.server.addService(proto.tether.v1.SiteProxy.service, {
       Probe: (
         call: grpc.ServerUnaryCall<ProbeRequest__Output, ProbeResponse>,
@@ -91,7 +114,7 @@ export class ProxyServer {
         }
       },
     });
-    this.server.addService(proto.tether.v1.NodeSession.service, {
+    this.server.addService(session.service, {
       Sync: (call: grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>) => this.handleSync(call),
       RenewCertificate: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
         cb(
@@ -114,8 +137,39 @@ export class ProxyServer {
       requireClientCert: true,
       limits: { ...PROXY_CONNECTION_LIMITS, ...opts.limits },
       inject: (socket) => injector.injectConnection(socket),
+      // A certificate the roster disowns (revoked, reset, superseded) counts as
+      // unauthenticated: the idle and age bounds apply, it cannot hold a connection open.
+      accepts: (der) => !this.disowned(der),
       log: opts.log.child({ component: 'proxy-listener' }),
     });
+  }
+
+  /** Whether the roster says this certificate is not a current one of its node. */
+  private disowned(der: Buffer): boolean {
+    const roster = this.opts.roster?.();
+    if (!roster) return false;
+    const p = certPeer(der, this.opts.site);
+    return p !== undefined && rosterDisowns(roster, p.node, p.serial);
+  }
+
+  /**
+   * The roster changed: every connection of a certificate it no longer lists as current
+   * (revoked, reset, deleted, superseded) is closed now, with the calls on it, also an idle
+   * one or one that only probes; returns how many. The controller's revocation thus reaches
+   * connections held at the proxy as it reaches its own.
+   */
+  dropRevoked(prev: ReadonlyMap<string, RosterEntry>, next: ReadonlyMap<string, RosterEntry>): void {
+    const drop = () => {
+      const n = this.listener.closeWhere((der) => {
+        const p = certPeer(der, this.opts.site);
+        return p !== undefined && rosterDropped(prev, next, p.node, p.serial);
+      });
+      if (n > 0)
+        this.opts.log.warn({ connections: n }, 'closed proxy connections of certificates no longer current');
+    };
+    // The core has just written the session's goodbye (TETHER_E_REVOKED): a moment for it to
+    // reach the agent, which then stops instead of reconnecting to find out.
+    setTimeout(drop, GOODBYE_GRACE_MS).unref();
   }
 
   /** Binds host:port (port 0: any); returns the bound port. */

@@ -73,6 +73,31 @@ export function rssKiB(pid: number): { rss: number; hwm: number } {
   return { rss: field('VmRSS'), hwm: field('VmHWM') };
 }
 
+/**
+ * Anonymous resident memory of a process by kind of mapping (/proc/PID/smaps): `brk` is
+ * malloc's main heap ([heap]; with MALLOC_ARENA_MAX=1 its only arena, apart from the large
+ * blocks it maps one by one), `anon` every other anonymous mapping (V8's heap pages, large
+ * malloc blocks, thread stacks). KiB.
+ */
+export function anonKiB(pid: number): { brk: number; anon: number } {
+  let brk = 0;
+  let anon = 0;
+  let kind: 'brk' | 'anon' | 'file' = 'file';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ (\d+)\s*(.*)$/.exec(line);
+    if (head) {
+      const path = head[2] ?? '';
+      kind = path === '[heap]' ? 'brk' : head[1] === '0' && !path.startsWith('/') ? 'anon' : 'file';
+      continue;
+    }
+    const m = /^Anonymous:\s+(\d+) kB/.exec(line);
+    if (!m) continue;
+    if (kind === 'brk') brk += Number(m[1]);
+    else if (kind === 'anon') anon += Number(m[1]);
+  }
+  return { brk, anon };
+}
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Cross-process comparable wall clock in ms with sub-ms resolution. */
