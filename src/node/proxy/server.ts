@@ -153,12 +153,21 @@ export class ProxyServer {
   }
 
   /**
-   * The roster changed: every connection of a certificate it no longer lists as current
-   * (revoked, reset, deleted, superseded) is closed now, with the calls on it, also an idle
-   * one or one that only probes; returns how many. The controller's revocation thus reaches
-   * connections held at the proxy as it reaches its own.
+   * The roster may have changed: every connection of a certificate it no longer lists as
+   * current (revoked, reset, deleted, superseded) is closed, with the calls on it, also an
+   * idle one or one that only probes. The controller's revocation thus reaches connections
+   * held at the proxy as it reaches its own.
    */
   dropRevoked(prev: ReadonlyMap<string, RosterEntry>, next: ReadonlyMap<string, RosterEntry>): void {
+    // Called after every delta that touches Nodes, Endpoints or networks: nothing to look at
+    // unless a node's phase or serials changed.
+    const same = (a: RosterEntry | undefined, b: RosterEntry | undefined) =>
+      a !== undefined &&
+      b !== undefined &&
+      a.phase === b.phase &&
+      a.certSerials.join() === b.certSerials.join();
+    const names = new Set([...prev.keys(), ...next.keys()]);
+    if ([...names].every((n) => same(prev.get(n), next.get(n)))) return;
     const drop = () => {
       const n = this.listener.closeWhere((der) => {
         const p = certPeer(der, this.opts.site);
