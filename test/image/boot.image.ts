@@ -85,7 +85,15 @@ function configDrive(file: string, bootstrap: string): void {
 beforeAll(async () => {
   if (!existsSync(IMAGE)) throw new Error(`${IMAGE} does not exist: build it first with \`npm run image\``);
   need('qemu-system-x86_64', 'qemu-system-x86');
-  if (!existsSync(OVMF_CODE)) need('false', 'ovmf');
+  // `need` looks for a command; OVMF is firmware files, so check the file itself.
+  if (!existsSync(OVMF_CODE) || !existsSync(OVMF_VARS)) {
+    const r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'ovmf'], {
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+    if (r.status !== 0 || !existsSync(OVMF_CODE))
+      throw new Error(`${OVMF_CODE} is missing and apt-get install ovmf failed`);
+  }
   need('mkfs.vfat', 'dosfstools');
   need('mcopy', 'mtools');
   need('socat', 'socat');
@@ -180,7 +188,7 @@ afterAll(async () => {
   }
   await ctl?.daemon.stop();
   const keep = process.env.TETHER_IMAGE_KEEP_LOG;
-  if (keep) copyFileSync(consoleLog, keep);
+  if (keep && existsSync(consoleLog)) copyFileSync(consoleLog, keep);
   rmSync(dir, { recursive: true, force: true });
   console.log(
     `image ${IMAGE} (${(statSync(IMAGE).size / 2 ** 20).toFixed(0)} MiB); seconds from qemu start:`,
