@@ -7,7 +7,7 @@
 // named with this run's suffix and removed by name.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +33,10 @@ const sh = async (cmd: string, args: string[]): Promise<Ran> => {
 const ip = (ns: string, args: string) => sh('ip', ['-n', ns, ...args.split(' ')]);
 const tetherIn = (ns: string, args: string[], timeoutMs = 120_000) =>
   runProcess('ip', ['netns', 'exec', ns, TETHER, ...args], { timeoutMs });
+const umask077In = (ns: string, args: string[]) =>
+  runProcess('ip', ['netns', 'exec', ns, 'sh', '-c', 'umask 077 && exec "$0" "$@"', TETHER, ...args], {
+    timeoutMs: 120_000,
+  });
 const admin = (args: string[]) =>
   tetherIn(CTL_NS, [...args, '--config', join(dir, 'controller', 'admin.yaml')]);
 
@@ -129,7 +133,8 @@ async function firstboot(name: string, wan: Record<string, unknown>) {
     }),
   );
   writeFileSync(join(dir, 'cmdline'), 'BOOT_IMAGE=/vmlinuz quiet\n');
-  const r = await tetherIn(NODE_NS, [
+  // With the first-boot unit's UMask=0077, as systemd runs it.
+  const r = await umask077In(NODE_NS, [
     'node',
     'firstboot',
     '--state-dir',
@@ -201,6 +206,8 @@ describe.skipIf(!isRoot)('static WAN from bootstrap.yaml on a real interface', (
     // What makes it last beyond this boot: networkd's file and the resolver.
     const net = readFileSync(join(root, 'etc/systemd/network/10-tether-wan.network'), 'utf8');
     expect(net).toContain(`MACAddress=${MAC}\n`);
+    // systemd-networkd reads it as user systemd-network.
+    expect(statSync(join(root, 'etc/systemd/network/10-tether-wan.network')).mode & 0o777).toBe(0o644);
     expect(net).toContain('Address=192.0.2.10/24\nGateway=192.0.2.1\nDNS=192.0.2.53\nDNS=192.0.2.54\n');
     expect(readFileSync(join(root, 'etc/resolv.conf'), 'utf8')).toMatch(
       /\nnameserver 192\.0\.2\.53\nnameserver 192\.0\.2\.54\n$/,
