@@ -97,6 +97,10 @@ if (!units.includes('tether-firstboot.service')) {
   units.push('tether-image-join.service (stand-in for tether-firstboot.service)');
 }
 console.log(`units: ${units.join(', ')}`);
+// tether-firstboot.service's ExecStartPost= (the Ready marker that skips first boot on later
+// boots), where the installer puts it too (scripts/release.mjs: lib/ → /usr/lib/tether).
+const ready = join(root, 'installer/firstboot-ready.mjs');
+if (existsSync(ready)) copyFileSync(ready, join(lib, 'firstboot-ready.mjs'));
 
 // Docs the units point at (Documentation=file:/usr/share/doc/tether/...).
 const doc = join(stage, 'usr/share/doc/tether');

@@ -2,6 +2,9 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { stringify as stringifyYaml } from 'yaml';
+import { parseToken } from '../api/token.js';
+import { writeFileAtomic } from '../lib/atomic.js';
 import { TetherError } from '../lib/errors.js';
 import { type CommandRunner, ProcessRunner, type RunOptions, type RunResult } from '../lib/exec.js';
 import { checkDelayMs, impairControl } from './impair.js';
@@ -33,6 +36,20 @@ import {
 } from './state.js';
 
 export type Progress = (message: string) => void;
+
+/** Seconds from the start of `discover` to the end of `ready` in a node's firstboot.json. */
+export function firstBootSeconds(file: string): number {
+  const st = JSON.parse(readFileSync(file, 'utf8')) as {
+    phase?: string;
+    phases?: Array<{ name: string; startedAt?: string; endedAt?: string }>;
+  };
+  const at = (name: string, k: 'startedAt' | 'endedAt') =>
+    Date.parse(st.phases?.find((p) => p.name === name)?.[k] ?? '');
+  const s = (at('ready', 'endedAt') - at('discover', 'startedAt')) / 1000;
+  if (st.phase !== 'ready' || !Number.isFinite(s))
+    throw new TetherError('TETHER_E_STATE', `first boot did not reach Ready (phase ${st.phase})`, { file });
+  return s;
+}
 
 export interface LabBinaries {
   /** `bin/tether` (or anything that runs the tether CLI). */
@@ -492,24 +509,46 @@ export class Lab {
       tokens.set(n.name, r.stdout.trim());
     }
     say(`join tokens created: ${allNodes(p).length} (one per node, bound to its site)`);
-    await Promise.all(
+    // Every node comes up the way a shipped box does: `tether node firstboot` finds its
+    // bootstrap.yaml on a config drive (here a directory), checks the controller's CA,
+    // enrolls, and only then is the daemon started.
+    const firstBoot = await Promise.all(
       allNodes(p).map(async (n) => {
-        say(`node ${n.name}: enrolling from ${n.ns} (${n.ip}) with a ${n.site} token`);
-        await this.exec(n.ns, this.bins.tether, [
-          'node',
-          'enroll',
-          '--controller',
-          this.site(n.site).controllerAddress,
-          '--token',
-          tokens.get(n.name) ?? '',
-          '--name',
-          n.name,
-          '--state-dir',
-          n.stateDir,
-        ]);
+        const token = tokens.get(n.name) ?? '';
+        const drive = this.writeBootDir(n, token);
+        say(`node ${n.name}: first boot in ${n.ns} (${n.ip}) from config drive ${drive}`);
+        await this.exec(
+          n.ns,
+          this.bins.tether,
+          [
+            'node',
+            'firstboot',
+            '--state-dir',
+            n.stateDir,
+            '--config-drive-dir',
+            drive,
+            // No image default, no file left by hand, no kernel argument, no DHCP: the drive
+            // is the only source, as on a box shipped blank with a config drive.
+            '--image-config',
+            join(n.bootDir, 'image-bootstrap.yaml'),
+            '--local-file',
+            join(n.bootDir, 'local-bootstrap.yaml'),
+            '--cmdline',
+            join(n.bootDir, 'cmdline'),
+            '--no-dhcp',
+            '--max-attempts',
+            '5',
+          ],
+          { env: { ...process.env, NO_COLOR: '1' }, timeoutMs },
+        );
+        const took = firstBootSeconds(join(n.stateDir, 'firstboot.json'));
+        say(`node ${n.name}: first boot Ready, discovery → Ready ${took.toFixed(3)} s`);
         await this.startNode(n.name);
+        return [n.name, took] as const;
       }),
     );
+    this.state.firstBootSeconds = Object.fromEntries(firstBoot);
+    this.save();
 
     say(`applying VirtualNetworks red (localBreakout) and blue, both ${LAB_SUBNET}`);
     await this.apply([
@@ -564,6 +603,29 @@ export class Lab {
     say('waiting for every node to program its peers');
     await this.waitConverged(timeoutMs);
     say(`lab ${p.name} is up`);
+  }
+
+  /** Writes a node's config drive directory and stand-in kernel command line. */
+  private writeBootDir(n: NodePlan, token: string): string {
+    const drive = join(n.bootDir, 'config-drive');
+    mkdirSync(drive, { recursive: true, mode: 0o700 });
+    // bootstrap.yaml (docs/bootstrap.schema.json); the CA fingerprint is the one the token pins.
+    const boot = {
+      apiVersion: 'tether.dev/v1',
+      kind: 'Bootstrap',
+      controllers: [this.site(n.site).controllerAddress],
+      caFingerprint: parseToken(token).caFingerprint,
+      token,
+      site: n.site,
+      nodeName: n.name,
+    };
+    writeFileAtomic(
+      join(drive, 'bootstrap.yaml'),
+      `# tether lab: config drive of ${n.name}\n${stringifyYaml(boot)}`,
+      0o600,
+    );
+    writeFileAtomic(join(n.bootDir, 'cmdline'), 'BOOT_IMAGE=/tether-lab ro quiet\n', 0o600);
+    return drive;
   }
 
   // ------------------------------------------------------------------------------------
@@ -1195,7 +1257,7 @@ export class Lab {
     if (this.state.createdStateDir) {
       rmSync(this.plan.stateDir, { recursive: true, force: true });
     } else {
-      for (const f of ['controller', 'nodes', 'logs', 'lab.json']) {
+      for (const f of ['controller', 'nodes', 'boot', 'logs', 'lab.json']) {
         rmSync(join(this.plan.stateDir, f), { recursive: true, force: true });
       }
     }

@@ -61,6 +61,9 @@ export interface NodePlan {
   ip: string;
   gateway: string;
   stateDir: string;
+  /** What the node boots from: `config-drive/` (its bootstrap.yaml) and `cmdline`, standing
+   *  in for the drive and /proc/cmdline of a real box (first boot reads nothing else). */
+  bootDir: string;
   cniSocket: string;
   log: string;
   /** Interface name of this node's port on the site router's bridge. */
@@ -194,6 +197,7 @@ export function planLab(o: LabOptions): LabPlan {
         ip: `${lanBase}.${10 + m}`,
         gateway: `${lanBase}.1`,
         stateDir,
+        bootDir: join(o.stateDir, 'boot', node),
         cniSocket: join(stateDir, 'cni.sock'),
         log: join(o.stateDir, 'logs', `${node}.log`),
         routerPort: `n${m}`,

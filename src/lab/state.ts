@@ -51,6 +51,8 @@ export interface LabState {
   networks: Partial<Record<LabNetwork, { vni: number }>>;
   /** WAN impairment per site (absent: none), so `lab wan status` shows it and `down` removes it. */
   wan?: Record<string, WanImpairment>;
+  /** Per node, seconds from first boot's discovery to Ready (from its firstboot.json). */
+  firstBootSeconds?: Record<string, number>;
   error?: string;
 }
 

@@ -3,9 +3,10 @@
 // `red` and `blue` (both 10.1.0.0/24). Cross-site forwarding, isolation of overlapping
 // addresses, endpoint withdrawal, local breakout, policy, restart without loss and the WAN cut.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultLabStateDir, Lab, listNetns } from '../../src/lab/index.js';
+import { allNodes, defaultLabStateDir, Lab, listNetns } from '../../src/lab/index.js';
 import { waitFor } from '../integration/support/proc.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -108,6 +109,34 @@ describe.skipIf(!isRoot)('tether lab: two sites end to end', () => {
     expect(left, 'namespaces left behind by down').toEqual([]);
     expect(existsSync(stateDir)).toBe(false);
   }, 60_000);
+
+  it('every node came up through first boot from its config drive directory', async () => {
+    for (const n of allNodes(lab.plan)) {
+      const fb = JSON.parse(readFileSync(join(n.stateDir, 'firstboot.json'), 'utf8')) as {
+        phase: string;
+        source: string;
+        phases: Array<{ name: string; attempts: number }>;
+      };
+      expect(fb.phase).toBe('ready');
+      expect(fb.source).toBe(`config-drive: ${join(n.bootDir, 'config-drive', 'bootstrap.yaml')}`);
+      expect(fb.phases.map((p) => p.name)).toEqual([
+        'discover',
+        'preflight',
+        'profile',
+        'enroll',
+        'configure',
+        'ready',
+      ]);
+      expect(readFileSync(join(n.stateDir, 'node.env'), 'utf8')).toContain(`TETHER_NODE=${n.name}\n`);
+      expect(lab.state.firstBootSeconds?.[n.name]).toBeGreaterThan(0);
+    }
+    // The controller shows each node's first boot as Ready (reported over the node's session).
+    const nodes = JSON.parse((await lab.admin(['get', 'nodes', '-o', 'json'])).stdout) as {
+      items: Array<{ metadata: { name: string }; status: { firstBoot?: { phase: string } } }>;
+    };
+    for (const n of allNodes(lab.plan))
+      expect(nodes.items.find((i) => i.metadata.name === n.name)?.status.firstBoot?.phase).toBe('ready');
+  });
 
   it('red workloads at site 1 and site 2 reach each other over VXLAN', async () => {
     const a = lab.workload('s1n1w1');

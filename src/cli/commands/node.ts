@@ -232,6 +232,10 @@ export function registerNode(program: Command): void {
       '--config-drive-device <dev...>',
       'only these block devices may be config drives (default: any with the label)',
     )
+    .option(
+      '--config-drive-dir <dir...>',
+      "directories holding a config drive's files, looked at instead of block devices",
+    )
     .option('--dhcp-if <ifname...>', 'interfaces DHCP asks on (default: every NIC)')
     .option('--no-dhcp', 'do not ask DHCP')
     .option('--dhcp-timeout <duration>', 'how long DHCP waits for a lease per interface', '10s')
@@ -255,6 +259,7 @@ export function registerNode(program: Command): void {
         cmdline: string;
         configDriveLabel: string[];
         configDriveDevice?: string[];
+        configDriveDir?: string[];
         dhcpIf?: string[];
         dhcp: boolean;
         dhcpTimeout: string;
@@ -288,6 +293,7 @@ export function registerNode(program: Command): void {
             cmdlinePath: o.cmdline,
             labels: o.configDriveLabel,
             ...(o.configDriveDevice ? { devices: o.configDriveDevice } : {}),
+            ...(o.configDriveDir ? { driveDirs: o.configDriveDir } : {}),
             ...(o.dhcpIf ? { dhcpInterfaces: o.dhcpIf } : {}),
             dhcp: o.dhcp,
             dhcpTimeoutSeconds: parseDuration(o.dhcpTimeout, '--dhcp-timeout'),

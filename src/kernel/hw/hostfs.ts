@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import {
   access,
+  chmod,
   lstat,
   mkdir,
   readdir,
@@ -131,6 +132,9 @@ export class RootedHostFs implements HostFs {
     await mkdir(dirname(p), { recursive: true });
     const tmp = `${p}.tether-tmp-${process.pid}`;
     await writeFile(tmp, content, { mode: 0o644 });
+    // writeFile's mode is masked by the umask (the first-boot unit runs with UMask=0077), and
+    // these files are read by others (systemd-networkd runs as systemd-network).
+    await chmod(tmp, 0o644);
     await rename(tmp, p);
   }
 

@@ -24,7 +24,17 @@ export interface BootstrapConfig {
   /** Node name (default: the hostname, made a DNS label). */
   nodeName?: string;
   /** A static WAN address instead of DHCP. */
-  wan?: { interface: string; address: string; gateway?: string; dns?: string[] };
+  wan?: BootstrapWan;
+}
+
+/** A static WAN: the port is named by `interface` or by its `mac` (exactly one of them):
+ *  a MAC is what a box's label shows, and a name can differ between kernels and boards. */
+export interface BootstrapWan {
+  interface?: string;
+  mac?: string;
+  address: string;
+  gateway?: string;
+  dns?: string[];
 }
 
 /** Largest bootstrap file accepted, wherever it comes from (kernel command line, DHCP, drive). */
@@ -84,13 +94,19 @@ export const BOOTSTRAP_SCHEMA = {
     wan: {
       type: 'object',
       additionalProperties: false,
-      required: ['interface', 'address'],
-      description: 'a static WAN address (without it the WAN uses DHCP)',
+      required: ['address'],
+      description:
+        'a static WAN address (without it the WAN uses DHCP), on the port named by interface or mac',
       properties: {
         interface: {
           type: 'string',
           pattern: '^[A-Za-z0-9][-A-Za-z0-9_.]{0,14}$',
           description: 'an interface name (at most 15 characters)',
+        },
+        mac: {
+          type: 'string',
+          pattern: '^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$',
+          description: "the WAN port's MAC address, six hex pairs separated by colons",
         },
         address: {
           type: 'string',
@@ -227,6 +243,12 @@ export function checkBootstrap(
         'caFingerprint',
         'does not match the CA fingerprint the join token carries',
         'the fingerprint printed by `tether token create` (the 64 hex digits after T10 in the token)',
+      );
+    if (c.wan && (c.wan.interface === undefined) === (c.wan.mac === undefined))
+      add(
+        c.wan.interface === undefined ? 'wan' : 'wan.mac',
+        c.wan.interface === undefined ? 'names no port' : 'names the port twice',
+        'exactly one of wan.interface (a name such as eno1) and wan.mac (such as 52:54:00:12:34:56)',
       );
     if (c.wan?.gateway) {
       const net = parseCidr(c.wan.address);

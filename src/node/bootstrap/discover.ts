@@ -43,6 +43,9 @@ export interface DiscoveryOptions {
   labels?: readonly string[];
   /** Block devices to consider instead of asking blkid for every device with a label. */
   devices?: readonly string[];
+  /** Directories holding a config drive's files, looked at instead of block devices: a
+   *  drive the platform has mounted already, or the lab's per-node drive. */
+  driveDirs?: readonly string[];
   /** Interfaces DHCP asks on; default: every interface with a device behind it (a NIC). */
   dhcpInterfaces?: readonly string[];
   /** Off: skip DHCP (a node with a static WAN, or tests of other sources). */
@@ -195,6 +198,7 @@ async function fromConfigDrive(
   misses: Miss[],
   say: (l: string) => void,
 ): Promise<Found | undefined> {
+  if (opts.driveDirs) return fromDriveDirs(opts.driveDirs, misses, say);
   const labels = opts.labels ?? DEFAULTS.labels;
   const candidates: Array<{ dev: string; label: string }> = [];
   if (opts.devices) {
@@ -234,18 +238,8 @@ async function fromConfigDrive(
         continue;
       }
       mounted = true;
-      const name = readdirSync(dir).find((n) => n.toLowerCase() === 'bootstrap.yaml');
-      if (!name) {
-        misses.push({ source: 'config-drive', where: dev, why: 'holds no bootstrap.yaml' });
-        continue;
-      }
-      const where = `${dev}:/${name}`;
-      try {
-        const text = readBounded(join(dir, name), where);
-        return { source: 'config-drive', origin: where, config: parseBootstrap(text, where), text };
-      } catch (e) {
-        misses.push({ source: 'config-drive', where, why: why(e) });
-      }
+      const f = fromDriveTree(dir, dev, `${dev}:/`, misses);
+      if (f) return f;
     } finally {
       if (mounted) await opts.runner.run('umount', [dir], { allowFailure: true, timeoutMs: 30_000 });
       try {
@@ -254,6 +248,42 @@ async function fromConfigDrive(
         // still mounted (umount failed): leave the directory rather than delete through it
       }
     }
+  }
+  return undefined;
+}
+
+/** bootstrap.yaml (any case) at the top of a config drive's tree (mounted at `dir`). */
+function fromDriveTree(dir: string, drive: string, prefix: string, misses: Miss[]): Found | undefined {
+  let name: string | undefined;
+  try {
+    name = readdirSync(dir).find((n) => n.toLowerCase() === 'bootstrap.yaml');
+  } catch (e) {
+    misses.push({ source: 'config-drive', where: drive, why: why(e) });
+    return undefined;
+  }
+  if (!name) {
+    misses.push({ source: 'config-drive', where: drive, why: 'holds no bootstrap.yaml' });
+    return undefined;
+  }
+  const where = `${prefix}${name}`;
+  try {
+    const text = readBounded(join(dir, name), where);
+    return { source: 'config-drive', origin: where, config: parseBootstrap(text, where), text };
+  } catch (e) {
+    misses.push({ source: 'config-drive', where, why: why(e) });
+    return undefined;
+  }
+}
+
+function fromDriveDirs(dirs: readonly string[], misses: Miss[], say: (l: string) => void): Found | undefined {
+  for (const dir of dirs) {
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+      misses.push({ source: 'config-drive', where: dir, why: 'no such directory' });
+      continue;
+    }
+    say(`config drive directory ${dir}`);
+    const f = fromDriveTree(dir, dir, `${dir.replace(/\/+$/, '')}/`, misses);
+    if (f) return f;
   }
   return undefined;
 }

@@ -26,6 +26,7 @@ import { defaultNodeName, enrollNode } from '../enroll.js';
 import { isEnrolled, loadIdentity } from '../identity.js';
 import { type BootstrapConfig, parseBootstrap } from './config.js';
 import { type DiscoveryOptions, discover, maintenanceMessage } from './discover.js';
+import { applyWan, planWan, resolveWanInterface } from './wan.js';
 
 /**
  * First boot as a resumable state machine (docs/node.md "First boot"): discover → preflight
@@ -237,20 +238,14 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
     preflight: async () => {
       const c = config();
       if (c.wan) {
-        const w = c.wan;
-        say(`static WAN address ${w.address} on ${w.interface}`);
-        await opts.host.runner.run('ip', ['link', 'set', w.interface, 'up']);
-        await opts.host.runner.run('ip', ['addr', 'replace', w.address, 'dev', w.interface]);
-        if (w.gateway)
-          await opts.host.runner.run('ip', [
-            'route',
-            'replace',
-            'default',
-            'via',
-            w.gateway,
-            'dev',
-            w.interface,
-          ]);
+        const ifname = await resolveWanInterface(c.wan, opts.host.runner);
+        const plan = planWan(c.wan, ifname);
+        say(
+          `static WAN address ${c.wan.address} on ${ifname}${c.wan.gateway ? ` via ${c.wan.gateway}` : ''}${
+            c.wan.dns?.length ? `, DNS ${c.wan.dns.join(' ')}` : ''
+          }`,
+        );
+        await applyWan(plan, opts.host, opts.host.runner);
       }
       let last: TetherError | undefined;
       for (const addr of c.controllers) {

@@ -139,6 +139,42 @@ describe('kernel command line (a file standing in for /proc/cmdline)', () => {
 
 const losetup = (img: string) => execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim();
 
+describe('config drive directory (a drive already mounted, the lab)', () => {
+  it('bootstrap.yaml (any case) in the first directory that has one; block devices are not asked', async () => {
+    const a = join(dir, 'drive-a');
+    const b = join(dir, 'drive-b');
+    mkdirSync(a, { recursive: true });
+    put(join(b, 'BOOTSTRAP.YAML'), yamlFor('from-dir'));
+    const asked: string[] = [];
+    const spy: CommandRunner = {
+      run: (cmd, args, o) => {
+        asked.push(cmd);
+        return runner.run(cmd, args, o);
+      },
+    };
+    const none = join(dir, 'none');
+    const d = await discover(
+      base({
+        statePath: join(none, 'state.yaml'),
+        imagePath: join(none, 'image.yaml'),
+        cmdlinePath: join(none, 'cmdline'),
+        localFile: join(none, 'local.yaml'),
+        driveDirs: [join(dir, 'drive-none'), a, b],
+        runner: spy,
+      }),
+    );
+    expect(d.found?.source).toBe('config-drive');
+    expect(d.found?.origin).toBe(join(b, 'BOOTSTRAP.YAML'));
+    expect(d.found?.config.site).toBe('from-dir');
+    expect(d.misses.filter((m) => m.source === 'config-drive').map((m) => m.why)).toEqual([
+      'no such directory',
+      'holds no bootstrap.yaml',
+    ]);
+    expect(asked).not.toContain('blkid');
+    expect(asked).not.toContain('mount');
+  });
+});
+
 describe('config drive (ext4 image on a loop device)', () => {
   const loops: string[] = [];
   const drive = (label: string, files: Record<string, string>) => {

@@ -80,6 +80,27 @@ describe('bootstrap.yaml', () => {
       /WAN subnet/,
     ],
     [
+      'a WAN that names no port',
+      { wan: { address: '198.51.100.10/24' } },
+      'wan',
+      /names no port/,
+      /wan\.mac/,
+    ],
+    [
+      'a WAN that names its port twice',
+      { wan: { ...good.wan, mac: '52:54:00:12:34:56' } },
+      'wan.mac',
+      /twice/,
+      /exactly one/,
+    ],
+    [
+      'a malformed WAN MAC',
+      { wan: { mac: '52:54:00:12:34', address: '198.51.100.10/24' } },
+      'wan.mac',
+      /pattern/,
+      /six hex pairs/,
+    ],
+    [
       'a fingerprint the token does not carry',
       { caFingerprint: 'aa'.repeat(32) },
       'caFingerprint',
@@ -134,7 +155,7 @@ describe('bootstrap.yaml', () => {
             token: fc.oneof(fc.constant(TOKEN), fc.string({ maxLength: 120 })),
             site: fc.string({ maxLength: 70 }),
             wan: fc.record(
-              { interface: fc.string(), address: fc.string(), gateway: fc.string() },
+              { interface: fc.string(), mac: fc.string(), address: fc.string(), gateway: fc.string() },
               { requiredKeys: [] },
             ),
           },
