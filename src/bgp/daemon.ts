@@ -63,7 +63,11 @@ export class BirdDaemon {
   /** Applies `text`: nothing when BIRD already runs it; otherwise check, write, configure (or start). */
   async apply(text: string): Promise<{ changed: boolean }> {
     try {
-      if (this.running === text && this.child) return { changed: false };
+      if (this.running === text && this.child) {
+        // What is wanted is what runs: an earlier refusal no longer stands.
+        this.error = undefined;
+        return { changed: false };
+      }
       const next = `${this.confPath}.next`;
       writeFileAtomic(next, text, 0o640);
       if (this.child && (await this.connected())) {
@@ -91,14 +95,19 @@ export class BirdDaemon {
     if (r.code !== 0) throw refused(r.output.trim());
   }
 
-  /** Starts BIRD on the config already on disk (a node restart finds it there). */
-  async start(): Promise<void> {
+  /**
+   * Starts BIRD on the config already on disk (a node restart finds it there). `recovery`
+   * (`bird -R`): BIRD comes back as a graceful restart (RFC 4724), its Open says it kept its
+   * forwarding state, so peers keep the routes they hold as stale until its End-of-RIB instead
+   * of flushing them at the new session. Supervised restarts always use it.
+   */
+  async start(opts: { recovery?: boolean } = {}): Promise<void> {
     this.stopped = false;
     if (this.child) return;
     if (!existsSync(this.confPath))
       throw new TetherError('TETHER_E_STATE', `no BIRD config at ${this.confPath}`);
     this.running ??= readFileSync(this.confPath, 'utf8');
-    const args = ['-f', '-c', this.confPath, '-s', this.socketPath];
+    const args = ['-f', ...(opts.recovery ? ['-R'] : []), '-c', this.confPath, '-s', this.socketPath];
     const [file, argv] = this.opts.netns
       ? ['ip', ['netns', 'exec', this.opts.netns, this.bin, ...args]]
       : [this.bin, args];
@@ -127,7 +136,7 @@ export class BirdDaemon {
       this.restarts += 1;
       const delay = fullJitterDelay(this.attempt++, this.opts.backoff ?? { baseMs: 200, capMs: 30_000 });
       this.timer = setTimeout(() => {
-        this.start().then(
+        this.start({ recovery: true }).then(
           () => {
             this.error = undefined;
           },

@@ -312,7 +312,7 @@ export class GatewayConsumer implements StateConsumer {
     this.statusTimer = setInterval(() => void this.refreshStatus(), this.opts.statusIntervalMs ?? 5000);
     this.statusTimer.unref();
     if (!existsSync(this.bird.confPath)) return;
-    await this.bird.start().catch((e: unknown) => {
+    await this.bird.start({ recovery: true }).catch((e: unknown) => {
       this.lastError = asTetherError(e).message;
       this.opts.log.error({ err: this.lastError }, 'gateway: BIRD did not start from its config on disk');
     });
