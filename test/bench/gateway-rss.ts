@@ -138,6 +138,16 @@ protocol bgp from_hand {
       250,
     );
     r.apply_to_all_announced_s = +((Date.now() - t0) / 1000).toFixed(1);
+    // The status path end to end: BIRD → node daemon → controller → `tether get gateways`.
+    await waitFor(
+      'tether get gateways shows the session',
+      async () => /Established/.test((await lab!.admin(['get', 'gateways'])).stdout),
+      60_000,
+      500,
+    );
+    const got = (await lab.admin(['get', 'gateways'])).stdout.trim().split('\n');
+    console.error(got.join('\n'));
+    r.get_gateways = got[1] ?? '';
     await sleep(SETTLE_S * 1000);
     const bird = childrenOf(nodePid).find((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'bird');
     if (!bird) throw new Error('no bird child of the node daemon');
