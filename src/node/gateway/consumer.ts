@@ -156,7 +156,7 @@ export interface FipPlan {
   nft: Array<{ netns: string; ops: KernelOp[] }>;
   /** Node namespace route ops (one ip batch). */
   routes: KernelOp[];
-  /** /32s that will be installed after this plan (the new record). */
+  /** /32s and `nft:<netns>` tables that exist after this plan (the new record). */
   owned: string[];
 }
 
@@ -168,6 +168,7 @@ export interface FipPlan {
  */
 export function planFip(i: FipPlanInput): FipPlan {
   const nft: FipPlan['nft'] = [];
+  const tables: string[] = [];
   const prefix = i.network?.netnsPrefix;
   const byVni = new Map<number, FipBinding[]>();
   for (const b of i.bindings) byVni.set(b.vni, [...(byVni.get(b.vni) ?? []), b]);
@@ -183,6 +184,7 @@ export function planFip(i: FipPlanInput): FipPlan {
         nft.push({ netns: ns, ops: [{ op: 'nft-table-del', netns: ns, family: 'ip', table: FIP_TABLE }] });
       continue;
     }
+    tables.push(`nft:${ns}`);
     const want = { ...t, fingerprint: fp(t) };
     if (have?.fingerprint !== want.fingerprint)
       nft.push({ netns: ns, ops: [{ op: 'nft-table', netns: ns, table: want }] });
@@ -205,7 +207,7 @@ export function planFip(i: FipPlanInput): FipPlan {
     });
   }
   for (const o of want) if (!have.has(key(o as { dst: string; via?: string; dev: string }))) routes.push(o);
-  return { nft, routes, owned: [...wantDst].sort() };
+  return { nft, routes, owned: [...wantDst, ...tables].sort() };
 }
 
 /** The status of one node's gateway from BIRD's answer: pure, so it is unit-tested. */
@@ -291,7 +293,7 @@ export class GatewayConsumer implements StateConsumer {
       if (text.length > MAX_OWNED_BYTES) throw new Error(`larger than ${MAX_OWNED_BYTES} bytes`);
       const v = parseJson(text, { source: this.ownedPath });
       return Array.isArray(v)
-        ? v.filter((x): x is string => typeof x === 'string' && /^[\d.]+\/32$/.test(x))
+        ? v.filter((x): x is string => typeof x === 'string' && /^([\d.]+\/32|nft:[\w-]{1,64})$/.test(x))
         : [];
     } catch (e) {
       this.opts.log.warn(
@@ -426,6 +428,9 @@ export class GatewayConsumer implements StateConsumer {
   }
 
   private async applyFip(bindings: readonly FipBinding[], changes: string[]): Promise<void> {
+    // Nothing wanted and nothing of ours left: no read-back (a node without floating IPs
+    // pays no process per pass).
+    if (!bindings.length && !this.owned.length) return;
     const k = this.opts.kernel;
     const network = this.opts.network?.();
     const vnState = new Map<number, NsState | undefined>();
@@ -465,8 +470,8 @@ export class GatewayConsumer implements StateConsumer {
         'TETHER_E_KERNEL',
         `floating IP dataplane did not converge: ${failures.join('; ')}`,
       );
+    if (plan.owned.join() !== this.owned.join()) this.writeOwned(plan.owned);
     this.owned = plan.owned;
-    this.writeOwned(plan.owned);
   }
 
   /** The node's gateway status (undefined: no Gateway for this node). */

@@ -67,7 +67,7 @@ describe('planFip', () => {
     expect(p.routes).toEqual([
       { op: 'route-replace', netns: undefined, dst: '203.0.113.5/32', via: '169.254.0.2', dev: 'tbo510' },
     ]);
-    expect(p.owned).toEqual(['203.0.113.5/32']);
+    expect(p.owned).toEqual(['203.0.113.5/32', 'nft:tvn-vn510']);
   });
 
   it('converged: no ops; a removed binding deletes its table and only the routes it owned', () => {
