@@ -42,6 +42,7 @@ const hash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0
 export class BirdDaemon {
   readonly confPath: string;
   readonly socketPath: string;
+  readonly pidPath: string;
   private child: ChildProcess | undefined;
   private client: BirdClient | undefined;
   private stopped = false;
@@ -54,6 +55,36 @@ export class BirdDaemon {
   constructor(private readonly opts: BirdDaemonOptions) {
     this.confPath = join(opts.stateDir, 'bird.conf');
     this.socketPath = join(opts.stateDir, 'bird.ctl');
+    this.pidPath = join(opts.stateDir, 'bird.pid');
+  }
+
+  /**
+   * A BIRD left running on this state dir by a node daemon that was killed (-9: its child
+   * outlives it) is ended with SIGKILL, which peers see as a restart (the TCP session drops
+   * without a Cease), so they keep the routes while ours comes up with `-R`. Only a process
+   * whose command line names our config is touched.
+   */
+  private async reapOrphan(): Promise<void> {
+    let pid: number;
+    try {
+      pid = Number.parseInt(readFileSync(this.pidPath, 'utf8').trim(), 10);
+    } catch {
+      return;
+    }
+    if (!Number.isSafeInteger(pid) || pid <= 1 || pid === this.child?.pid) return;
+    let cmd: string;
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      return; // gone
+    }
+    if (!cmd.split('\0').includes(this.confPath)) return;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      return;
+    }
+    for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 20));
   }
 
   private get bin(): string {
@@ -107,7 +138,17 @@ export class BirdDaemon {
     if (!existsSync(this.confPath))
       throw new TetherError('TETHER_E_STATE', `no BIRD config at ${this.confPath}`);
     this.running ??= readFileSync(this.confPath, 'utf8');
-    const args = ['-f', ...(opts.recovery ? ['-R'] : []), '-c', this.confPath, '-s', this.socketPath];
+    await this.reapOrphan();
+    const args = [
+      '-f',
+      ...(opts.recovery ? ['-R'] : []),
+      '-c',
+      this.confPath,
+      '-s',
+      this.socketPath,
+      '-P',
+      this.pidPath,
+    ];
     const [file, argv] = this.opts.netns
       ? ['ip', ['netns', 'exec', this.opts.netns, this.bin, ...args]]
       : [this.bin, args];

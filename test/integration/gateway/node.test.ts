@@ -10,7 +10,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -392,6 +392,41 @@ protocol bgp from_tether {
     expect(during.length).toBeGreaterThan(1);
     expect(new Set(during)).toEqual(new Set([3]));
     expect(new Set(frrDuring)).toEqual(new Set([3]));
+  }, 60_000);
+
+  it('a BIRD left behind by a node daemon killed with -9 is replaced at the next start; the routers keep the routes', async () => {
+    await gw.stop();
+    // What a SIGKILLed node daemon leaves: its BIRD, still running on the state dir.
+    await sh.run('ip', [
+      'netns',
+      'exec',
+      node,
+      'bird',
+      '-R',
+      '-c',
+      join(stateDir, 'bird.conf'),
+      '-s',
+      join(stateDir, 'bird.ctl'),
+      '-P',
+      join(stateDir, 'bird.pid'),
+    ]);
+    const orphan = Number(readFileSync(join(stateDir, 'bird.pid'), 'utf8').trim());
+    expect(existsSync(`/proc/${orphan}`)).toBe(true);
+    gw = consumer();
+    await gw.start();
+    await gw.apply(state);
+    const during: number[] = [];
+    let settled = 0;
+    const deadline = Date.now() + 30_000;
+    while (settled < 5 && Date.now() < deadline) {
+      during.push((await routerRoutes()).length);
+      if (await established()) settled++;
+      await sleep(200);
+    }
+    expect(existsSync(`/proc/${orphan}`)).toBe(false);
+    expect((await gw.bird.status()).pid).not.toBe(orphan);
+    expect(settled).toBe(5);
+    expect(new Set(during)).toEqual(new Set([3]));
   }, 60_000);
 
   it('long-lived graceful restart: an outage longer than the GR time keeps the routes (LLGR stale), until the autonomy budget runs out', async () => {
