@@ -6,7 +6,7 @@
  * missing BIRD binary as clear status with the previous config kept; graceful restart across
  * a Tether restart and a BIRD restart (the routers' routes counted throughout); long-lived
  * graceful restart across an outage longer than the GR time, its stale time the Site's
- * autonomy budget. Small timers (GR 3 s, autonomy 12 s) so it runs in seconds.
+ * autonomy budget. GR 120 s as in production; for LLGR GR 3 s and autonomy 12 s, so it runs in seconds.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -54,7 +54,9 @@ describe.skipIf(!isRoot)('the gateway consumer of tether node run, against BIRD 
   const NODE_IP = '10.97.0.2';
   const BIRD_RTR = '10.97.0.1';
   const FRR_RTR = '10.97.0.3';
-  const GR_SECONDS = 3;
+  // The production GR time; the LLGR test shortens it so the outage outlasts it in seconds.
+  const GR_SECONDS = 120;
+  const SHORT_GR_SECONDS = 3;
   const AUTONOMY_SECONDS = 12;
   let routerBird: ChildProcess | undefined;
   let rc: BirdClient;
@@ -430,11 +432,26 @@ protocol bgp from_tether {
   }, 60_000);
 
   it('long-lived graceful restart: an outage longer than the GR time keeps the routes (LLGR stale), until the autonomy budget runs out', async () => {
-    await waitFor('3 routes', async () => (await routerRoutes()).length === 3);
+    const before = state.objects;
+    state.objects = [
+      site,
+      gateway({
+        gracefulRestartSeconds: SHORT_GR_SECONDS,
+        announce: (before.find((o) => o.kind === 'Gateway')!.spec as { announce: unknown }).announce,
+      }),
+    ];
+    await gw.apply(state);
+    expect(readFileSync(join(stateDir, 'bird.conf'), 'utf8')).toContain(
+      `graceful restart time ${SHORT_GR_SECONDS};`,
+    );
+    // A changed GR time is a new capability: the sessions re-open with it.
+    await sleep(1000);
+    await waitFor('sessions with the short GR time', () => established(), 30_000);
+    await waitFor('3 routes', async () => (await routerRoutes()).length === 3, 30_000);
     await gw.stop();
     const t0 = Date.now();
     // Past the GR time: the BIRD router still holds them, now long-lived stale.
-    await sleep((GR_SECONDS + 3) * 1000);
+    await sleep((SHORT_GR_SECONDS + 3) * 1000);
     expect(await routerRoutes()).toHaveLength(3);
     const stale = await rc.command('show route protocol from_tether all');
     expect(stale.lines.map((l) => l.text).join('\n')).toMatch(/llgr_stale|\(65535,\s*6\)|65535, 6/i);
@@ -445,7 +462,7 @@ protocol bgp from_tether {
       30_000,
     );
     const gone = (Date.now() - t0) / 1000;
-    expect(gone).toBeGreaterThanOrEqual(GR_SECONDS + AUTONOMY_SECONDS - 1);
+    expect(gone).toBeGreaterThanOrEqual(SHORT_GR_SECONDS + AUTONOMY_SECONDS - 1);
     gw = consumer();
     await gw.start();
     await gw.apply(state);
