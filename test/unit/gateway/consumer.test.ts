@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { GatewayReport__Output } from '../../../src/api/gen/tether/v1/GatewayReport.js';
 import type { TetherObject } from '../../../src/api/resource.js';
+import { tableFor } from '../../../src/cli/kinds.js';
 import { GatewayReports } from '../../../src/controller/gateways.js';
 import { FakeKernel } from '../../../src/kernel/fake.js';
 import type { NsState } from '../../../src/kernel/types.js';
@@ -230,6 +231,17 @@ describe('GatewayReports (controller)', () => {
     const st = g.decorate(gw).status as { nodes: Record<string, { peers: Record<string, unknown> }> };
     expect(st.nodes.n1!.peers.rtr).toMatchObject({ state: 'Established', imported: 2, exported: 3 });
     expect(g.decorate(fip).status).toEqual({ bound: { node: 'n1', ip: '10.1.0.50' } });
+  });
+
+  it('`tether get gateways` shows peer state, prefixes sent and received, and errors from the reports', () => {
+    const g = new GatewayReports(get);
+    g.accept('n1', 's1', report({ error: 'BIRD refused the configuration: x' }), 0);
+    const t = tableFor('Gateway', [g.decorate(gw)]);
+    const row = Object.fromEntries(t.headers.map((h, i) => [h, t.rows[0]![i]]));
+    expect(row).toMatchObject({ state: 'n1/rtr=Established', sent: '3', received: '2' });
+    expect(row.error).toMatch(/n1: BIRD refused/);
+    const f = tableFor('FloatingIP', [g.decorate(fip)]);
+    expect(f.rows[0]).toContain('n1:10.1.0.50');
   });
 
   it('refuses another site, unknown peers, floating IPs at a wrong address or of another gateway', () => {
