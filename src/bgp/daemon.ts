@@ -42,6 +42,7 @@ const hash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0
 export class BirdDaemon {
   readonly confPath: string;
   readonly socketPath: string;
+  readonly pidPath: string;
   private child: ChildProcess | undefined;
   private client: BirdClient | undefined;
   private stopped = false;
@@ -54,6 +55,36 @@ export class BirdDaemon {
   constructor(private readonly opts: BirdDaemonOptions) {
     this.confPath = join(opts.stateDir, 'bird.conf');
     this.socketPath = join(opts.stateDir, 'bird.ctl');
+    this.pidPath = join(opts.stateDir, 'bird.pid');
+  }
+
+  /**
+   * A BIRD left running on this state dir by a node daemon that was killed (-9: its child
+   * outlives it) is ended with SIGKILL, which peers see as a restart (the TCP session drops
+   * without a Cease), so they keep the routes while ours comes up with `-R`. Only a process
+   * whose command line names our config is touched.
+   */
+  private async reapOrphan(): Promise<void> {
+    let pid: number;
+    try {
+      pid = Number.parseInt(readFileSync(this.pidPath, 'utf8').trim(), 10);
+    } catch {
+      return;
+    }
+    if (!Number.isSafeInteger(pid) || pid <= 1 || pid === this.child?.pid) return;
+    let cmd: string;
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      return; // gone
+    }
+    if (!cmd.split('\0').includes(this.confPath)) return;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      return;
+    }
+    for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 20));
   }
 
   private get bin(): string {
@@ -63,7 +94,11 @@ export class BirdDaemon {
   /** Applies `text`: nothing when BIRD already runs it; otherwise check, write, configure (or start). */
   async apply(text: string): Promise<{ changed: boolean }> {
     try {
-      if (this.running === text && this.child) return { changed: false };
+      if (this.running === text && this.child) {
+        // What is wanted is what runs: an earlier refusal no longer stands.
+        this.error = undefined;
+        return { changed: false };
+      }
       const next = `${this.confPath}.next`;
       writeFileAtomic(next, text, 0o640);
       if (this.child && (await this.connected())) {
@@ -91,14 +126,29 @@ export class BirdDaemon {
     if (r.code !== 0) throw refused(r.output.trim());
   }
 
-  /** Starts BIRD on the config already on disk (a node restart finds it there). */
-  async start(): Promise<void> {
+  /**
+   * Starts BIRD on the config already on disk (a node restart finds it there). `recovery`
+   * (`bird -R`): BIRD comes back as a graceful restart (RFC 4724), its Open says it kept its
+   * forwarding state, so peers keep the routes they hold as stale until its End-of-RIB instead
+   * of flushing them at the new session. Supervised restarts always use it.
+   */
+  async start(opts: { recovery?: boolean } = {}): Promise<void> {
     this.stopped = false;
     if (this.child) return;
     if (!existsSync(this.confPath))
       throw new TetherError('TETHER_E_STATE', `no BIRD config at ${this.confPath}`);
     this.running ??= readFileSync(this.confPath, 'utf8');
-    const args = ['-f', '-c', this.confPath, '-s', this.socketPath];
+    await this.reapOrphan();
+    const args = [
+      '-f',
+      ...(opts.recovery ? ['-R'] : []),
+      '-c',
+      this.confPath,
+      '-s',
+      this.socketPath,
+      '-P',
+      this.pidPath,
+    ];
     const [file, argv] = this.opts.netns
       ? ['ip', ['netns', 'exec', this.opts.netns, this.bin, ...args]]
       : [this.bin, args];
@@ -127,7 +177,7 @@ export class BirdDaemon {
       this.restarts += 1;
       const delay = fullJitterDelay(this.attempt++, this.opts.backoff ?? { baseMs: 200, capMs: 30_000 });
       this.timer = setTimeout(() => {
-        this.start().then(
+        this.start({ recovery: true }).then(
           () => {
             this.error = undefined;
           },

@@ -28,6 +28,7 @@ import { Pacer } from '../lib/pacer.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
 import type { ControllerConfig } from './config.js';
 import { EndpointClaims, type ReportOutcome } from './endpoints.js';
+import { GatewayReports } from './gateways.js';
 import { type Session, SessionHub, toResource } from './hub.js';
 import { NetworkReconciler } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
@@ -133,6 +134,7 @@ export class ControllerServer {
   readonly hub: SessionHub;
   readonly registry: Registry;
   readonly networks: NetworkReconciler;
+  private readonly gateways: GatewayReports;
   readonly endpoints: EndpointClaims;
   /** Every service we serve, plus '' for the server as a whole (grpc.health.v1). */
   readonly serviceNames: readonly string[];
@@ -152,6 +154,7 @@ export class ControllerServer {
   constructor(private readonly deps: ControllerServerDeps) {
     this.caX509 = new X509Certificate(deps.ca.certPem);
     this.endpoints = new EndpointClaims(deps.store, deps.log.child({ component: 'endpoints' }));
+    this.gateways = new GatewayReports((kind, name) => deps.store.get(kind, name)?.object);
     this.registry = new Registry(deps.store, deps.ca, {
       nodeCertSeconds: deps.config.nodeCertSeconds,
       endpointsOf: (node) => this.endpoints.index.ofNode(node),
@@ -443,6 +446,10 @@ export class ControllerServer {
               ? this.noteDirectSigned(id.name, id.site, msg.endpoints.signed)
               : undefined;
             pacer.offer({ eps: msg.endpoints.endpoints, mark });
+          }
+          if (open.role === 'node' && msg.gateway) {
+            const dropped = this.gateways.accept(id.name, id.site, msg.gateway);
+            if (dropped) this.deps.log.warn({ node: id.name, why: dropped }, 'gateway report dropped');
           }
           if (open.role === 'proxy') {
             if (msg.site_agents) this.hub.siteAgents(open, msg.site_agents);
@@ -916,6 +923,7 @@ export class ControllerServer {
 
   /** Adds live session facts to Node objects on read (never stored: they change every second). */
   private decorate(obj: TetherObject): TetherObject {
+    if (obj.kind === 'Gateway' || obj.kind === 'FloatingIP') return this.gateways.decorate(obj);
     if (obj.kind !== 'Node') return obj;
     const s = this.hub.info(obj.metadata.name);
     const site = (obj.spec as { site?: unknown } | undefined)?.site;

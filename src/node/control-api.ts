@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { TetherError } from '../lib/errors.js';
 import { parseJson } from '../lib/input.js';
 import type { Logger } from '../lib/log.js';
+import type { GatewayNodeStatus } from './gateway/consumer.js';
 
 /**
  * The node's local control API: HTTP/1.1 on a unix socket (default `<state-dir>/control.sock`,
@@ -64,6 +65,8 @@ export interface NodeLiveStatus {
   health: { ok: boolean; degraded?: boolean; reasons: string[] };
   certNotAfter?: string;
   refusedEndpoints?: Array<{ name: string; code: string; message: string; field?: string }>;
+  /** The local gateway (docs/gateway.md), on a node its site's Gateway names. */
+  gateway?: GatewayNodeStatus;
 }
 
 export interface NodeEvent {

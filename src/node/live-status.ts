@@ -1,6 +1,7 @@
 import type { TetherObject } from '../api/resource.js';
 import type { NodeStatusFile } from './agent/daemon.js';
 import type { EventRing, NodeLiveStatus } from './control-api.js';
+import type { GatewayNodeStatus } from './gateway/consumer.js';
 import type { SiteProxyStatus } from './proxy/proxy.js';
 
 /** What the daemon knows at one moment, as plain values; `liveStatus` turns it into the
@@ -15,6 +16,7 @@ export interface LiveStatusInput {
   /** The node's own attached endpoints (empty with --no-vrouter). */
   local: readonly TetherObject[];
   counters: Record<string, number>;
+  gateway?: GatewayNodeStatus;
 }
 
 interface EndpointSpec {
@@ -116,6 +118,7 @@ export function liveStatus(i: LiveStatusInput): NodeLiveStatus {
     },
     certNotAfter: a.certNotAfter,
     ...(a.session.endpoints?.refused.length ? { refusedEndpoints: a.session.endpoints.refused } : {}),
+    ...(i.gateway ? { gateway: i.gateway } : {}),
   };
 }
 

@@ -544,6 +544,11 @@ export class NodeNetworking implements StateConsumer {
     return { changes: report.changes };
   }
 
+  /** The plan of the last pass (the gateway consumer, which runs after it, binds to it). */
+  planned(): DesiredNodeNetwork | undefined {
+    return this.lastDesired;
+  }
+
   /** Per-rule policy counters of the last applied state (for `tether diag`). */
   counters() {
     return this.lastDesired ? this.vrouter.counters(this.lastDesired) : Promise.resolve([]);

@@ -1,4 +1,6 @@
+import { join } from 'node:path';
 import { detectUplink, l3BridgeUplinkAdvice } from '../kernel/detect.js';
+import { IprouteKernel } from '../kernel/iproute2.js';
 import { type Clock, systemClock } from '../lib/clock.js';
 import type { TetherError } from '../lib/errors.js';
 import { type CommandRunner, ProcessRunner } from '../lib/exec.js';
@@ -7,6 +9,7 @@ import { NodeAgent, type Notifier } from './agent/daemon.js';
 import type { StateConsumer } from './agent/reconcile.js';
 import { controllerUpstream, type Upstream, type UpstreamChooser } from './agent/upstream.js';
 import { type ControlApi, controlSocketPath, EventRing, startControlApi } from './control-api.js';
+import { GatewayConsumer, type GatewayRole, toReport } from './gateway/consumer.js';
 import { loadIdentity } from './identity.js';
 import { liveStatus } from './live-status.js';
 import { NodeNetworking } from './networking.js';
@@ -47,6 +50,13 @@ export interface NodeRunOptions {
   controlSocket?: string;
   /** Recent events the control API serves (the CLI tees warnings and `event` lines in). */
   events?: EventRing;
+  /** The local gateway (docs/gateway.md): BIRD driven from the site's Gateway resource. */
+  gateway?: {
+    /** The bird binary (default `bird` on PATH). */
+    birdBin?: string;
+    /** The HA decision (src/node/gateway/ha.ts); without one this node is always active. */
+    role?: () => GatewayRole;
+  };
 }
 
 /** Context a role gets: the running agent and what the daemon was started with. */
@@ -124,6 +134,39 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     });
     consumers.push(networking);
   }
+
+  // ── Local gateway ──────────────────────────────────────────────────────────────────────
+  // After the vRouter in the same pass: floating IPs bind to the networks it just planned.
+  // Idle (no BIRD) until the slice holds a Gateway naming this node's site.
+  const gateway = new GatewayConsumer({
+    node: identity.name,
+    site: identity.site,
+    ...(underlayIp ? { vtep: underlayIp } : {}),
+    stateDir: join(opts.stateDir, 'gateway'),
+    kernel: new IprouteKernel(opts.runner ?? new ProcessRunner()),
+    log: log.child({ component: 'gateway' }),
+    ...(opts.gateway?.birdBin ? { birdBin: opts.gateway.birdBin } : {}),
+    ...(opts.gateway?.role ? { role: opts.gateway.role } : {}),
+    network: () => networking?.planned(),
+    localEndpoints: () => networking?.localEndpointObjects() ?? [],
+    // No Gateway any more: an empty report clears this node from the controller's view.
+    onStatus: (s) =>
+      agent?.session.reportGateway(
+        s
+          ? toReport(s)
+          : {
+              gateway: '',
+              role: '',
+              running: false,
+              config_hash: '',
+              error: '',
+              peers: [],
+              bound: [],
+              announced: 0,
+            },
+      ),
+  });
+  consumers.push(gateway);
 
   // ── Upstream selection ─────────────────────────────────────────────────────────────────
   // With no proxy known (or --proxy off) the agent syncs from the controller directly. The
@@ -220,6 +263,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
         siteLocal: running.siteLocal.list(),
         local: networking?.localEndpointObjects() ?? [],
         counters: {},
+        ...(gateway.lastStatus ? { gateway: gateway.lastStatus } : {}),
       }),
   }).catch((e: unknown) => {
     log.error(

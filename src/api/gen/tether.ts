@@ -23,6 +23,8 @@ import type { EnrollmentClient as _tether_v1_EnrollmentClient, EnrollmentDefinit
 import type { FirstBootAck as _tether_v1_FirstBootAck, FirstBootAck__Output as _tether_v1_FirstBootAck__Output } from './tether/v1/FirstBootAck.js';
 import type { FirstBootPhase as _tether_v1_FirstBootPhase, FirstBootPhase__Output as _tether_v1_FirstBootPhase__Output } from './tether/v1/FirstBootPhase.js';
 import type { FirstBootReport as _tether_v1_FirstBootReport, FirstBootReport__Output as _tether_v1_FirstBootReport__Output } from './tether/v1/FirstBootReport.js';
+import type { GatewayPeerReport as _tether_v1_GatewayPeerReport, GatewayPeerReport__Output as _tether_v1_GatewayPeerReport__Output } from './tether/v1/GatewayPeerReport.js';
+import type { GatewayReport as _tether_v1_GatewayReport, GatewayReport__Output as _tether_v1_GatewayReport__Output } from './tether/v1/GatewayReport.js';
 import type { GetRequest as _tether_v1_GetRequest, GetRequest__Output as _tether_v1_GetRequest__Output } from './tether/v1/GetRequest.js';
 import type { Goodbye as _tether_v1_Goodbye, Goodbye__Output as _tether_v1_Goodbye__Output } from './tether/v1/Goodbye.js';
 import type { HardwareFacts as _tether_v1_HardwareFacts, HardwareFacts__Output as _tether_v1_HardwareFacts__Output } from './tether/v1/HardwareFacts.js';
@@ -77,6 +79,8 @@ export interface ProtoGrpcType {
       FirstBootAck: MessageTypeDefinition<_tether_v1_FirstBootAck, _tether_v1_FirstBootAck__Output>
       FirstBootPhase: MessageTypeDefinition<_tether_v1_FirstBootPhase, _tether_v1_FirstBootPhase__Output>
       FirstBootReport: MessageTypeDefinition<_tether_v1_FirstBootReport, _tether_v1_FirstBootReport__Output>
+      GatewayPeerReport: MessageTypeDefinition<_tether_v1_GatewayPeerReport, _tether_v1_GatewayPeerReport__Output>
+      GatewayReport: MessageTypeDefinition<_tether_v1_GatewayReport, _tether_v1_GatewayReport__Output>
       GetRequest: MessageTypeDefinition<_tether_v1_GetRequest, _tether_v1_GetRequest__Output>
       Goodbye: MessageTypeDefinition<_tether_v1_Goodbye, _tether_v1_Goodbye__Output>
       HardwareFacts: MessageTypeDefinition<_tether_v1_HardwareFacts, _tether_v1_HardwareFacts__Output>

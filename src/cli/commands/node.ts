@@ -96,6 +96,7 @@ export function registerNode(program: Command): void {
       'tvn',
     )
     .option('--cni-socket <path>', 'unix socket the tether-cni plugin talks to', '/run/tether/cni.sock')
+    .option('--bird <path>', 'the BIRD 2 binary of the local gateway (docs/gateway.md)', 'bird')
     .option(
       '--endpoint-sweep <seconds>',
       'how often local endpoints are re-read from the kernel (gone namespaces released, MACs learned)',
@@ -134,6 +135,7 @@ export function registerNode(program: Command): void {
         proxyPort: string;
         wanHeartbeat: string;
         proxyAddress?: string;
+        bird: string;
       }) => {
         if (o.proxy !== 'on' && o.proxy !== 'off')
           throw new TetherError('TETHER_E_INVALID', `bad --proxy "${o.proxy}"`, {
@@ -175,6 +177,7 @@ export function registerNode(program: Command): void {
             ...(o.proxyAddress ? { address: o.proxyAddress } : {}),
           },
           reconcileIntervalMs,
+          gateway: { birdBin: o.bird },
           ...(o.vrouter
             ? {
                 vrouter: {

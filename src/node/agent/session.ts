@@ -1,5 +1,6 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
 import type { ControllerMessage__Output } from '../../api/gen/tether/v1/ControllerMessage.js';
+import type { GatewayReport } from '../../api/gen/tether/v1/GatewayReport.js';
 import type { Resource__Output } from '../../api/gen/tether/v1/Resource.js';
 import type { TetherObject } from '../../api/resource.js';
 import { signReport } from '../../api/signed-report.js';
@@ -138,6 +139,7 @@ export class AgentSession {
   private renewKey: { keyPem: string; csrPem: string } | undefined;
   /** The node's local endpoints as last reported by the CNI side; re-sent on every connect. */
   private endpoints: TetherObject[] | undefined;
+  private gateway: GatewayReport | undefined;
   readonly status: SessionStatus;
 
   /**
@@ -204,6 +206,14 @@ export class AgentSession {
   reportEndpoints(endpoints: TetherObject[]): void {
     this.endpoints = endpoints;
     if (this.status.phase === 'connected' || this.status.phase === 'syncing') this.sendReport();
+  }
+
+  /** The local gateway's state (docs/gateway.md), for `tether get gateways`; the latest one
+   *  is sent again on every (re)connect. */
+  reportGateway(report: GatewayReport): void {
+    this.gateway = report;
+    if (this.call && (this.status.phase === 'connected' || this.status.phase === 'syncing'))
+      this.call.write({ gateway: report });
   }
 
   /**
@@ -347,6 +357,7 @@ export class AgentSession {
       },
     });
     if (this.endpoints) this.sendReport();
+    if (this.gateway) call.write({ gateway: this.gateway });
     this.clock.clear(this.hbTimer);
     this.hbTimer = this.clock.setInterval(() => this.heartbeat(call), this.hbMs);
   }

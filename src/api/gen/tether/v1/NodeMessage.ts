@@ -6,6 +6,7 @@ import type { Heartbeat as _tether_v1_Heartbeat, Heartbeat__Output as _tether_v1
 import type { EndpointReport as _tether_v1_EndpointReport, EndpointReport__Output as _tether_v1_EndpointReport__Output } from '../../tether/v1/EndpointReport.js';
 import type { SiteAgents as _tether_v1_SiteAgents, SiteAgents__Output as _tether_v1_SiteAgents__Output } from '../../tether/v1/SiteAgents.js';
 import type { RelayedReport as _tether_v1_RelayedReport, RelayedReport__Output as _tether_v1_RelayedReport__Output } from '../../tether/v1/RelayedReport.js';
+import type { GatewayReport as _tether_v1_GatewayReport, GatewayReport__Output as _tether_v1_GatewayReport__Output } from '../../tether/v1/GatewayReport.js';
 
 export interface NodeMessage {
   'hello'?: (_tether_v1_Hello | null);
@@ -17,7 +18,8 @@ export interface NodeMessage {
    */
   'site_agents'?: (_tether_v1_SiteAgents | null);
   'relayed_report'?: (_tether_v1_RelayedReport | null);
-  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report";
+  'gateway'?: (_tether_v1_GatewayReport | null);
+  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report"|"gateway";
 }
 
 export interface NodeMessage__Output {
@@ -30,5 +32,6 @@ export interface NodeMessage__Output {
    */
   'site_agents'?: (_tether_v1_SiteAgents__Output | null);
   'relayed_report'?: (_tether_v1_RelayedReport__Output | null);
-  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report";
+  'gateway'?: (_tether_v1_GatewayReport__Output | null);
+  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report"|"gateway";
 }

@@ -1,0 +1,491 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FloatingIPSpec, GatewaySpec } from '../../api/gateway-kinds.js';
+import type { GatewayReport } from '../../api/gen/tether/v1/GatewayReport.js';
+import type { TetherObject } from '../../api/resource.js';
+import type { BgpPeerState } from '../../bgp/birdc.js';
+import { BirdDaemon, type BirdStatus } from '../../bgp/daemon.js';
+import { peerProtocol, renderBirdConfig } from '../../bgp/render.js';
+import type { Kernel, KernelOp, NetnsRef, NftTable, NsState, ObservedRoute } from '../../kernel/types.js';
+import { writeFileAtomic } from '../../lib/atomic.js';
+import { asTetherError, TetherError } from '../../lib/errors.js';
+import { parseJson } from '../../lib/input.js';
+import type { Logger } from '../../lib/log.js';
+import type { ApplyOutcome, StateConsumer } from '../agent/reconcile.js';
+import type { DurableState } from '../agent/session.js';
+import type { DesiredNodeNetwork } from '../vrouter/model.js';
+import { names } from '../vrouter/model.js';
+import {
+  desiredGateway,
+  FIP_TABLE,
+  type FipBinding,
+  fipRoutes,
+  fipTable,
+  type GatewayDesired,
+} from './model.js';
+
+/**
+ * The local gateway as a reconcile consumer of `tether node run`: from the node's slice
+ * (its site's Gateway, the FloatingIPs naming it) to BIRD's configuration and the floating
+ * IP dataplane. Desired state is computed by pure functions (model.ts, `planFip`), planned
+ * against what the kernel holds (read back every pass), applied; BIRD is given a new config
+ * only when the rendered text changed (BirdDaemon: `configure check`, then `configure`).
+ */
+
+/** The role an HA decision (src/node/gateway/ha.ts) gives this node; `active` without one. */
+export type GatewayRole = 'active' | 'standby';
+
+export interface GatewayPeerStatus {
+  address: string;
+  asn: number;
+  /** BIRD's protocol state (`up`, `start`, `down`) and the BGP state (`Established`, …). */
+  state: string;
+  bgpState: string;
+  since: string;
+  /** Prefixes received (imported) and sent (exported) on the session. */
+  imported: number;
+  exported: number;
+  lastError?: string;
+}
+
+/** What this node's gateway reports: node status (`tether status`) and the controller. */
+export interface GatewayNodeStatus {
+  gateway: string;
+  role: GatewayRole;
+  running: boolean;
+  configHash?: string;
+  restarts: number;
+  /** Why the last apply failed (BIRD refused, not installed, kernel refused); the previous
+   *  working config keeps running. */
+  error?: string;
+  peers: Record<string, GatewayPeerStatus>;
+  /** Prefixes this node asks BIRD to announce. */
+  announced: number;
+  bound: Array<{ name: string; address: string; network: string; endpoint: string; ip: string }>;
+  unbound: Array<{ name: string; reason: string }>;
+  updatedAt: string;
+}
+
+export interface GatewayConsumerOptions {
+  node: string;
+  site: string;
+  /** The node's underlay address: BIRD's router id unless the Gateway names one. */
+  vtep?: string;
+  /** Where BIRD's config and socket live (`<state-dir>/gateway`). */
+  stateDir: string;
+  kernel: Kernel;
+  log: Logger;
+  /** The bird binary (default `bird` on PATH). */
+  birdBin?: string;
+  /** The node namespace (BIRD runs there, floating IP routes go there); tests set it. */
+  nodeNetns?: string;
+  /** The vRouter's plan of the current pass (networks, VNIs, breakout transit, local
+   *  endpoints); undefined with --no-vrouter, then no floating IP can be bound here. */
+  network?: () => DesiredNodeNetwork | undefined;
+  /** The node's own endpoints (from its CNI registry), which floating IPs may target. */
+  localEndpoints?: () => readonly TetherObject[];
+  /**
+   * The HA decision input (src/node/gateway/ha.ts builds it): a standby node keeps its BGP
+   * sessions and announces the site's prefixes, but binds and announces no floating IP.
+   * Read on every pass; whoever changes it kicks the reconcile loop (`agent.refresh()`).
+   */
+  role?: () => GatewayRole;
+  /** BIRD restart backoff (tests shorten it). */
+  birdBackoff?: { baseMs: number; capMs: number };
+  now?: () => number;
+  /** How often BIRD's session state is read back (default 5 s), and where it goes. */
+  statusIntervalMs?: number;
+  onStatus?: (s: GatewayNodeStatus | undefined) => void;
+}
+
+/** The report a node sends upstream (NodeMessage.gateway) from its status. */
+export function toReport(s: GatewayNodeStatus): GatewayReport {
+  return {
+    gateway: s.gateway,
+    role: s.role,
+    running: s.running,
+    config_hash: s.configHash ?? '',
+    error: s.error ?? '',
+    peers: Object.entries(s.peers).map(([name, p]) => ({
+      name,
+      state: p.state,
+      bgp_state: p.bgpState,
+      imported: p.imported,
+      exported: p.exported,
+      since: p.since,
+      last_error: p.lastError ?? '',
+    })),
+    bound: s.bound.map((b) => `${b.name}=${b.address}>${b.ip}`),
+    announced: s.announced,
+  };
+}
+
+/** The Gateway this node serves: its site's, with the node listed (or no list). */
+export function gatewayFor(
+  node: string,
+  site: string,
+  slice: readonly TetherObject[],
+): TetherObject | undefined {
+  return slice
+    .filter((o) => o.kind === 'Gateway')
+    .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
+    .find((g) => {
+      const s = g.spec as unknown as GatewaySpec;
+      return s.site === site && (!s.nodes || s.nodes.includes(node));
+    });
+}
+
+const fp = (t: Omit<NftTable, 'fingerprint'>): string =>
+  createHash('sha256').update(JSON.stringify(t)).digest('hex').slice(0, 16);
+
+export interface FipPlanInput {
+  bindings: readonly FipBinding[];
+  network: DesiredNodeNetwork | undefined;
+  nodeNetns: NetnsRef;
+  /** Read-back of each network namespace (only the tether_fip table), by VNI. */
+  vnState: ReadonlyMap<number, NsState | undefined>;
+  /** Tether-protocol routes of the node namespace. */
+  nodeRoutes: readonly ObservedRoute[];
+  /** Floating IP routes this consumer installed before (its record on disk). */
+  owned: readonly string[];
+}
+
+export interface FipPlan {
+  /** Per network namespace: nft ops (one transaction each). */
+  nft: Array<{ netns: string; ops: KernelOp[] }>;
+  /** Node namespace route ops (one ip batch). */
+  routes: KernelOp[];
+  /** /32s and `nft:<netns>` tables that exist after this plan (the new record). */
+  owned: string[];
+}
+
+/**
+ * Plans the floating IP dataplane against the kernel's read-back: a `tether_fip` table in each
+ * network namespace with bindings (replaced when its fingerprint differs, deleted where no
+ * binding is left), a /32 per floating IP in the node namespace; routes this consumer once
+ * installed and no longer wants are deleted, and nobody else's. Pure.
+ */
+export function planFip(i: FipPlanInput): FipPlan {
+  const nft: FipPlan['nft'] = [];
+  const tables: string[] = [];
+  const prefix = i.network?.netnsPrefix;
+  const byVni = new Map<number, FipBinding[]>();
+  for (const b of i.bindings) byVni.set(b.vni, [...(byVni.get(b.vni) ?? []), b]);
+  for (const net of i.network?.networks ?? []) {
+    if (!prefix) break;
+    const ns = names.vnNetns(prefix, net.vni);
+    const obs = i.vnState.get(net.vni);
+    if (!obs) continue; // the vRouter has not made it yet: next pass
+    const t = fipTable(byVni.get(net.vni) ?? []);
+    const have = obs.nft.find((x) => x.family === 'ip' && x.name === FIP_TABLE);
+    if (!t) {
+      if (have)
+        nft.push({ netns: ns, ops: [{ op: 'nft-table-del', netns: ns, family: 'ip', table: FIP_TABLE }] });
+      continue;
+    }
+    tables.push(`nft:${ns}`);
+    const want = { ...t, fingerprint: fp(t) };
+    if (have?.fingerprint !== want.fingerprint)
+      nft.push({ netns: ns, ops: [{ op: 'nft-table', netns: ns, table: want }] });
+  }
+  const transit = new Map((i.network?.networks ?? []).map((n) => [n.vni, n.breakoutTransit?.vnIp]));
+  const want = fipRoutes(i.bindings, (v) => transit.get(v), i.nodeNetns);
+  const wantDst = new Set(want.map((o) => (o as { dst: string }).dst));
+  const key = (r: { dst: string; via?: string; dev: string }) => `${r.dst} ${r.via ?? ''} ${r.dev}`;
+  const have = new Set(i.nodeRoutes.map(key));
+  const owned = new Set(i.owned);
+  const routes: KernelOp[] = [];
+  for (const r of i.nodeRoutes) {
+    if (!owned.has(r.dst) || wantDst.has(r.dst)) continue;
+    routes.push({
+      op: 'route-del',
+      netns: i.nodeNetns,
+      dst: r.dst,
+      dev: r.dev,
+      ...(r.via ? { via: r.via } : {}),
+    });
+  }
+  for (const o of want) if (!have.has(key(o as { dst: string; via?: string; dev: string }))) routes.push(o);
+  return { nft, routes, owned: [...wantDst, ...tables].sort() };
+}
+
+/** The status of one node's gateway from BIRD's answer: pure, so it is unit-tested. */
+export function gatewayStatus(args: {
+  gateway: TetherObject;
+  role: GatewayRole;
+  bird: BirdStatus;
+  desired: GatewayDesired | undefined;
+  error: string | undefined;
+  now: number;
+}): GatewayNodeStatus {
+  const spec = args.gateway.spec as unknown as GatewaySpec;
+  const peers: Record<string, GatewayPeerStatus> = {};
+  const byProto = new Map<string, BgpPeerState>(args.bird.peers.map((p) => [p.protocol, p]));
+  for (const p of spec.peers) {
+    const b = byProto.get(peerProtocol(p.name));
+    peers[p.name] = {
+      address: p.address,
+      asn: p.asn,
+      state: b?.proto ?? (args.bird.running ? 'unknown' : 'down'),
+      bgpState: b?.bgpState ?? 'Idle',
+      since: b?.since ?? '',
+      imported: b?.imported ?? 0,
+      exported: b?.exported ?? 0,
+      ...(b?.lastError ? { lastError: b.lastError } : {}),
+    };
+  }
+  const error = args.error ?? args.bird.error;
+  return {
+    gateway: args.gateway.metadata.name,
+    role: args.role,
+    running: args.bird.running,
+    ...(args.bird.configHash ? { configHash: args.bird.configHash } : {}),
+    restarts: args.bird.restarts,
+    ...(error ? { error } : {}),
+    peers,
+    announced: args.desired ? new Set(args.desired.bird.announce).size : 0,
+    bound: (args.desired?.bindings ?? []).map((b) => ({
+      name: b.name,
+      address: b.address,
+      network: b.network,
+      endpoint: b.endpoint,
+      ip: b.ip,
+    })),
+    unbound: args.desired?.unbound ?? [],
+    updatedAt: new Date(args.now).toISOString(),
+  };
+}
+
+const OWNED_FILE = 'fip-routes.json';
+const MAX_OWNED_BYTES = 1 << 20;
+
+export class GatewayConsumer implements StateConsumer {
+  readonly name = 'gateway';
+  readonly bird: BirdDaemon;
+  private last: { gateway: TetherObject; desired: GatewayDesired | undefined; role: GatewayRole } | undefined;
+  private lastError: string | undefined;
+  private owned: string[];
+  private statusTimer: NodeJS.Timeout | undefined;
+  private current: GatewayNodeStatus | undefined;
+  private lastSent = '';
+
+  constructor(private readonly opts: GatewayConsumerOptions) {
+    mkdirSync(opts.stateDir, { recursive: true, mode: 0o750 });
+    this.bird = new BirdDaemon({
+      stateDir: opts.stateDir,
+      ...(opts.birdBin ? { birdBin: opts.birdBin } : {}),
+      ...(opts.nodeNetns ? { netns: opts.nodeNetns } : {}),
+      ...(opts.birdBackoff ? { backoff: opts.birdBackoff } : {}),
+      onLog: (line) => opts.log.debug({ component: 'bird' }, line.trimEnd()),
+    });
+    this.owned = this.readOwned();
+  }
+
+  private get ownedPath(): string {
+    return join(this.opts.stateDir, OWNED_FILE);
+  }
+
+  private readOwned(): string[] {
+    if (!existsSync(this.ownedPath)) return [];
+    try {
+      const text = readFileSync(this.ownedPath, 'utf8');
+      if (text.length > MAX_OWNED_BYTES) throw new Error(`larger than ${MAX_OWNED_BYTES} bytes`);
+      const v = parseJson(text, { source: this.ownedPath });
+      return Array.isArray(v)
+        ? v.filter((x): x is string => typeof x === 'string' && /^([\d.]+\/32|nft:[\w-]{1,64})$/.test(x))
+        : [];
+    } catch (e) {
+      this.opts.log.warn(
+        { file: this.ownedPath, err: (e as Error).message },
+        'gateway: unreadable route record; starting empty',
+      );
+      return [];
+    }
+  }
+
+  private writeOwned(list: readonly string[]): void {
+    writeFileAtomic(this.ownedPath, JSON.stringify([...new Set(list)].sort()), 0o640);
+  }
+
+  /** A node restart finds BIRD's last working config on disk and starts it before the first
+   *  pass, so the site router's graceful-restart timer is met without waiting for upstream. */
+  async start(): Promise<void> {
+    this.statusTimer = setInterval(() => void this.refreshStatus(), this.opts.statusIntervalMs ?? 5000);
+    this.statusTimer.unref();
+    if (!existsSync(this.bird.confPath)) return;
+    await this.bird.start({ recovery: true }).catch((e: unknown) => {
+      this.lastError = asTetherError(e).message;
+      this.opts.log.error({ err: this.lastError }, 'gateway: BIRD did not start from its config on disk');
+    });
+  }
+
+  /**
+   * Stops BIRD with `graceful restart` (RFC 4724): peers keep the routes while the node daemon
+   * is away (it restarts BIRD from the same config). A deleted Gateway stops BIRD in apply()
+   * instead, without the flag, so the routes are withdrawn.
+   */
+  async stop(): Promise<void> {
+    clearInterval(this.statusTimer);
+    await this.bird.stop({ graceful: true });
+  }
+
+  /** The last status read back (what `tether status` shows without asking BIRD). */
+  get lastStatus(): GatewayNodeStatus | undefined {
+    return this.current;
+  }
+
+  /** Reads BIRD's state back and hands it on when it changed (not on every tick). */
+  async refreshStatus(): Promise<GatewayNodeStatus | undefined> {
+    try {
+      this.current = await this.status();
+    } catch (e) {
+      this.opts.log.warn({ err: asTetherError(e).message }, 'gateway: cannot read BIRD state');
+      return this.current;
+    }
+    const { updatedAt: _u, ...shape } = this.current ?? { updatedAt: '' };
+    const key = JSON.stringify(shape);
+    if (key !== this.lastSent) {
+      this.lastSent = key;
+      this.opts.onStatus?.(this.current);
+    }
+    return this.current;
+  }
+
+  async apply(state: DurableState): Promise<ApplyOutcome> {
+    const slice = state.list();
+    const gw = gatewayFor(this.opts.node, this.opts.site, slice);
+    const changes: string[] = [];
+    if (!gw) {
+      const had = this.last !== undefined || (await this.bird.status()).running;
+      this.last = undefined;
+      this.lastError = undefined;
+      await this.applyFip([], changes);
+      if (had) {
+        await this.bird.stop();
+        changes.push('gateway removed: BIRD stopped, routes withdrawn');
+        void this.refreshStatus();
+      }
+      return { changes };
+    }
+    const role = this.opts.role?.() ?? 'active';
+    const errors: string[] = [];
+    let desired: GatewayDesired | undefined;
+    try {
+      const net = this.opts.network?.();
+      const site = slice.find((o) => o.kind === 'Site' && o.metadata.name === this.opts.site);
+      const breakoutVni = new Map(
+        (net?.networks ?? []).filter((n) => n.breakoutTransit).map((n) => [n.name, n.vni] as const),
+      );
+      const spec = gw.spec as unknown as GatewaySpec;
+      desired = desiredGateway({
+        node: this.opts.node,
+        vtep: this.opts.vtep ?? spec.routerId ?? '',
+        gateway: gw,
+        ...(site ? { site } : {}),
+        floatingIps: slice.filter(
+          (o) =>
+            o.kind === 'FloatingIP' && (o.spec as unknown as FloatingIPSpec).gateway === gw.metadata.name,
+        ),
+        endpoints: this.opts.localEndpoints?.() ?? [],
+        vniOf: (n) => breakoutVni.get(n),
+      });
+      if (role === 'standby') {
+        // Only the active gateway binds floating IPs and announces their /32s.
+        const fips = new Set(desired.bindings.map((b) => `${b.address}/32`));
+        desired = {
+          bird: { ...desired.bird, announce: desired.bird.announce.filter((a) => !fips.has(a)) },
+          bindings: [],
+          unbound: [
+            ...desired.unbound,
+            ...desired.bindings.map((b) => ({ name: b.name, reason: 'this gateway node is standby' })),
+          ],
+        };
+      }
+    } catch (e) {
+      errors.push(`gateway ${gw.metadata.name}: ${asTetherError(e).message}`);
+    }
+    this.last = { gateway: gw, desired, role };
+    if (desired) {
+      // Dataplane first: a floating IP is announced only once it forwards.
+      try {
+        await this.applyFip(desired.bindings, changes);
+      } catch (e) {
+        errors.push(asTetherError(e).message);
+      }
+      try {
+        const text = renderBirdConfig(desired.bird);
+        if ((await this.bird.apply(text)).changed) changes.push(`BIRD config ${hash(text)} applied`);
+      } catch (e) {
+        errors.push(asTetherError(e).message);
+      }
+    }
+    this.lastError = errors.length ? errors.join('; ') : undefined;
+    void this.refreshStatus();
+    if (this.lastError)
+      throw new TetherError('TETHER_E_COMMAND', this.lastError, { field: `Gateway/${gw.metadata.name}` });
+    return { changes };
+  }
+
+  private async applyFip(bindings: readonly FipBinding[], changes: string[]): Promise<void> {
+    // Nothing wanted and nothing of ours left: no read-back (a node without floating IPs
+    // pays no process per pass).
+    if (!bindings.length && !this.owned.length) return;
+    const k = this.opts.kernel;
+    const network = this.opts.network?.();
+    const vnState = new Map<number, NsState | undefined>();
+    for (const n of network?.networks ?? [])
+      vnState.set(
+        n.vni,
+        await k.readNs(names.vnNetns(network!.netnsPrefix, n.vni), {
+          nftTables: [{ family: 'ip', name: FIP_TABLE }],
+        }),
+      );
+    const node = await k.readNs(this.opts.nodeNetns);
+    const plan = planFip({
+      bindings,
+      network,
+      nodeNetns: this.opts.nodeNetns,
+      vnState,
+      nodeRoutes: node?.routes ?? [],
+      owned: this.owned,
+    });
+    // The record covers what is about to be installed before it is: a crash between the two
+    // leaves routes we know to remove, never ones we forgot.
+    const union = [...new Set([...this.owned, ...plan.owned])];
+    if (union.length !== this.owned.length) this.writeOwned(union);
+    const failures: string[] = [];
+    for (const t of plan.nft) {
+      const r = await k.apply('nft', t.netns, t.ops);
+      failures.push(...r.failures.map((f) => `${t.netns}: ${f.message}`));
+      if (!r.failures.length) changes.push(`${t.netns}: ${t.ops.map((o) => o.op).join(',')} ${FIP_TABLE}`);
+    }
+    if (plan.routes.length) {
+      const r = await k.apply('ip', this.opts.nodeNetns, plan.routes);
+      failures.push(...r.failures.map((f) => f.message));
+      changes.push(...plan.routes.map((o) => `${o.op} ${(o as { dst: string }).dst}`));
+    }
+    if (failures.length)
+      throw new TetherError(
+        'TETHER_E_KERNEL',
+        `floating IP dataplane did not converge: ${failures.join('; ')}`,
+      );
+    if (plan.owned.join() !== this.owned.join()) this.writeOwned(plan.owned);
+    this.owned = plan.owned;
+  }
+
+  /** The node's gateway status (undefined: no Gateway for this node). */
+  async status(): Promise<GatewayNodeStatus | undefined> {
+    if (!this.last) return undefined;
+    return gatewayStatus({
+      gateway: this.last.gateway,
+      role: this.last.role,
+      bird: await this.bird.status(),
+      desired: this.last.desired,
+      error: this.lastError,
+      now: (this.opts.now ?? Date.now)(),
+    });
+  }
+}
+
+const hash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 12);
