@@ -89,7 +89,10 @@ kernel_cleanup() {
       if [[ "$ns" =~ ^${prefix}-vn[0-9]+$ ]]; then say "deleting network namespace $ns"; ip netns delete "$ns"; fi
     done
     for link in $("${nsx[@]}" ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}'); do
-      if [[ "$link" =~ ^(tvx|tbo)[0-9]+$ ]]; then say "deleting link $link"; "${nsx[@]}" ip link delete "$link"; fi
+      # Deleting one end of a veth pair takes the other with it: skip a link already gone.
+      if [[ "$link" =~ ^(tvx|tbo)[0-9]+$ ]] && "${nsx[@]}" ip link show "$link" >/dev/null 2>&1; then
+        say "deleting link $link"; "${nsx[@]}" ip link delete "$link"
+      fi
     done
   fi
   if command -v nft >/dev/null; then
