@@ -8,7 +8,7 @@ APT_PACKAGES=(
   # build of native modules (better-sqlite3, node-pty, sd-notify)
   build-essential python3 libsystemd-dev
   # real parts the integration tests drive
-  iproute2 nftables iperf3 bird2 frr etcd-server dnsmasq socat tcpdump systemd
+  iproute2 nftables iperf3 bird2 frr etcd-server dnsmasq socat tcpdump systemd prometheus
   procps psmisc kmod iputils-ping
   # first boot: DHCP client (udhcpc of busybox-static, listed below), config drive tests (mkfs.ext4, blkid, losetup)
   e2fsprogs util-linux mount
