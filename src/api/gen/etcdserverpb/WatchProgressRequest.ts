@@ -1,0 +1,8 @@
+// Original file: src/api/proto/etcd/etcdserverpb/rpc.proto
+
+
+export interface WatchProgressRequest {
+}
+
+export interface WatchProgressRequest__Output {
+}
