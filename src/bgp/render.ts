@@ -123,6 +123,10 @@ export function renderBirdConfig(c: BirdConfig): string {
       out.push('  long lived graceful restart on;', `  long lived stale time ${c.llgrStaleSeconds};`);
     if (p.bfd)
       out.push(
+        // After a BFD failure BIRD waits its error wait time (default 60 s, doubling to 300)
+        // before it tries again: a gateway whose link came back would stay out of the site's
+        // HA pair for a minute (src/node/gateway/ha.ts).
+        '  error wait time 5, 60;',
         '  bfd {',
         `    min rx interval ${p.bfd.intervalMs} ms;`,
         `    min tx interval ${p.bfd.intervalMs} ms;`,
