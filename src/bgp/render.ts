@@ -26,6 +26,9 @@ export interface BirdConfig {
   gracefulRestartSeconds: number;
   /** RFC 9494 long-lived stale time; 0 turns LLGR off. */
   llgrStaleSeconds: number;
+  /** Prepend the local AS this many times to everything announced (a standby gateway,
+   *  src/node/gateway/ha.ts); absent or 0: announce as is. */
+  prepend?: number;
 }
 
 const SAFE_NAME = /^[A-Za-z0-9_]{1,40}$/;
@@ -56,6 +59,7 @@ function assertSafe(c: BirdConfig): void {
     c.localAsn,
     c.gracefulRestartSeconds,
     c.llgrStaleSeconds,
+    c.prepend ?? 0,
     ...c.peers.flatMap((p) => [
       p.asn,
       p.holdSeconds,
@@ -65,6 +69,7 @@ function assertSafe(c: BirdConfig): void {
     ]),
   ])
     if (!Number.isSafeInteger(n) || n < 0) bad(`number ${n}`);
+  if ((c.prepend ?? 0) > 8) bad(`prepend count ${c.prepend}`);
 }
 
 export function renderBirdConfig(c: BirdConfig): string {
@@ -72,6 +77,11 @@ export function renderBirdConfig(c: BirdConfig): string {
   const peers = [...c.peers].sort((a, b) => a.name.localeCompare(b.name));
   const announce = [...new Set(c.announce)].sort();
   const anyBfd = peers.some((p) => p.bfd);
+  // A change of prepend is a filter change: BIRD re-exports in place, the session stays.
+  const prepend = c.prepend ?? 0;
+  const exportLine = prepend
+    ? `    export filter { if proto != "${ANNOUNCE_PROTOCOL}" then reject; ${Array.from({ length: prepend }, () => `bgp_path.prepend(${c.localAsn});`).join(' ')} accept; };`
+    : `    export where proto = "${ANNOUNCE_PROTOCOL}";`;
   const out: string[] = [
     '# Rendered by Tether from the Gateway resource; edits are replaced.',
     'log stderr all;',
@@ -113,20 +123,17 @@ export function renderBirdConfig(c: BirdConfig): string {
       out.push('  long lived graceful restart on;', `  long lived stale time ${c.llgrStaleSeconds};`);
     if (p.bfd)
       out.push(
+        // After a BFD failure BIRD waits its error wait time (default 60 s, doubling to 300)
+        // before it tries again: a gateway whose link came back would stay out of the site's
+        // HA pair for a minute (src/node/gateway/ha.ts).
+        '  error wait time 5, 60;',
         '  bfd {',
         `    min rx interval ${p.bfd.intervalMs} ms;`,
         `    min tx interval ${p.bfd.intervalMs} ms;`,
         `    multiplier ${p.bfd.multiplier};`,
         '  };',
       );
-    out.push(
-      '  ipv4 {',
-      '    import limit 100000 action block;',
-      '    import all;',
-      `    export where proto = "${ANNOUNCE_PROTOCOL}";`,
-      '  };',
-      '}',
-    );
+    out.push('  ipv4 {', '    import limit 100000 action block;', '    import all;', exportLine, '  };', '}');
   }
   return `${out.join('\n')}\n`;
 }

@@ -16,6 +16,7 @@ import type { ApplyOutcome, StateConsumer } from '../agent/reconcile.js';
 import type { DurableState } from '../agent/session.js';
 import type { DesiredNodeNetwork } from '../vrouter/model.js';
 import { names } from '../vrouter/model.js';
+import { desiredFor, type GatewayRole } from './ha.js';
 import {
   desiredGateway,
   FIP_TABLE,
@@ -33,8 +34,7 @@ import {
  * only when the rendered text changed (BirdDaemon: `configure check`, then `configure`).
  */
 
-/** The role an HA decision (src/node/gateway/ha.ts) gives this node; `active` without one. */
-export type GatewayRole = 'active' | 'standby';
+export type { GatewayRole } from './ha.js';
 
 export interface GatewayPeerStatus {
   address: string;
@@ -87,7 +87,7 @@ export interface GatewayConsumerOptions {
   localEndpoints?: () => readonly TetherObject[];
   /**
    * The HA decision input (src/node/gateway/ha.ts builds it): a standby node keeps its BGP
-   * sessions and announces the site's prefixes, but binds and announces no floating IP.
+   * sessions and its floating IP dataplane, and announces everything with its AS prepended.
    * Read on every pass; whoever changes it kicks the reconcile loop (`agent.refresh()`).
    */
   role?: () => GatewayRole;
@@ -390,18 +390,9 @@ export class GatewayConsumer implements StateConsumer {
         endpoints: this.opts.localEndpoints?.() ?? [],
         vniOf: (n) => breakoutVni.get(n),
       });
-      if (role === 'standby') {
-        // Only the active gateway binds floating IPs and announces their /32s.
-        const fips = new Set(desired.bindings.map((b) => `${b.address}/32`));
-        desired = {
-          bird: { ...desired.bird, announce: desired.bird.announce.filter((a) => !fips.has(a)) },
-          bindings: [],
-          unbound: [
-            ...desired.unbound,
-            ...desired.bindings.map((b) => ({ name: b.name, reason: 'this gateway node is standby' })),
-          ],
-        };
-      }
+      // Both roles install the same dataplane; a standby only announces with a longer AS
+      // path, so a failover is the router's routing change and nothing to install here.
+      desired = desiredFor(desired, role);
     } catch (e) {
       errors.push(`gateway ${gw.metadata.name}: ${asTetherError(e).message}`);
     }

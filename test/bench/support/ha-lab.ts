@@ -1,0 +1,371 @@
+// The gateway HA lab: a site router namespace (BIRD 2 or FRR 8.4 with bfdd) and two gateway
+// node namespaces, each with a link to the router and one site-LAN link between them (the
+// HA heartbeat). Each gateway runs ha-gateway.ts (Tether's BIRD + the HA monitor). The
+// floating IP's dataplane on each gateway is the address on its loopback: what is measured
+// here is the routing change, the floating IP's NAT is covered by test/integration/gateway/
+// fip.test.ts. Used by test/integration/gateway/ha.test.ts and test/bench/gateway-failover.ts.
+// Everything is named with a random prefix and removed by name; processes stopped by PID.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BirdConfig } from '../../../src/bgp/render.js';
+import { REPO } from './proc.js';
+import type { HaGatewayArgs } from './ha-gateway.js';
+
+export const FIP = '203.0.113.10';
+export const BFD = { intervalMs: 300, multiplier: 3 };
+const TSX = `${REPO}node_modules/tsx/dist/esm/index.mjs`;
+
+export type RouterKind = 'bird' | 'frr';
+
+export interface PingResult {
+  sent: number;
+  received: number;
+  lost: number;
+  /** Longest time between two answered pings (ms): the outage as the router's side saw it. */
+  maxGapMs: number;
+}
+
+export class HaLab {
+  readonly id = `ha${randomBytes(2).toString('hex')}`;
+  readonly rtr = `${this.id}-rtr`;
+  readonly ns = { a: `${this.id}-ga`, b: `${this.id}-gb` };
+  readonly up = { a: '10.96.1.2', b: '10.96.2.2' };
+  readonly rtrIp = { a: '10.96.1.1', b: '10.96.2.1' };
+  readonly lan = { a: '10.96.3.1', b: '10.96.3.2' };
+  readonly dir = mkdtempSync(join(tmpdir(), 'tether-ha-'));
+  private gws: Partial<Record<'a' | 'b', ChildProcess>> = {};
+  private routerProc: ChildProcess | undefined;
+  private frrPids: string[] = [];
+  readonly events: Array<{ node: string; t: number; [k: string]: unknown }> = [];
+
+  constructor(readonly router: RouterKind) {}
+
+  private ip(...a: string[]): string {
+    return execFileSync('ip', a, { encoding: 'utf8' });
+  }
+
+  async build(): Promise<void> {
+    for (const ns of [this.rtr, this.ns.a, this.ns.b]) {
+      this.ip('netns', 'add', ns);
+      this.ip('-n', ns, 'link', 'set', 'lo', 'up');
+    }
+    for (const g of ['a', 'b'] as const) {
+      this.ip('-n', this.ns[g], 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', `dn${g}`, 'netns', this.rtr);
+      this.ip('-n', this.ns[g], 'addr', 'add', `${this.up[g]}/24`, 'dev', 'up0');
+      this.ip('-n', this.ns[g], 'link', 'set', 'up0', 'up');
+      this.ip('-n', this.rtr, 'addr', 'add', `${this.rtrIp[g]}/24`, 'dev', `dn${g}`);
+      this.ip('-n', this.rtr, 'link', 'set', `dn${g}`, 'up');
+      // The floating IP's dataplane stand-in: both nodes answer for it (pre-installed).
+      this.ip('-n', this.ns[g], 'addr', 'add', `${FIP}/32`, 'dev', 'lo');
+    }
+    this.ip('-n', this.ns.a, 'link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', this.ns.b);
+    for (const g of ['a', 'b'] as const) {
+      this.ip('-n', this.ns[g], 'addr', 'add', `${this.lan[g]}/24`, 'dev', 'lan0');
+      this.ip('-n', this.ns[g], 'link', 'set', 'lan0', 'up');
+    }
+    if (this.router === 'bird') this.startBirdRouter();
+    else this.startFrrRouter();
+    for (const g of ['a', 'b'] as const) this.startGateway(g);
+  }
+
+  private startBirdRouter(): void {
+    const conf = join(this.dir, 'router.conf');
+    const peers = (['a', 'b'] as const)
+      .map(
+        (g) => `protocol bgp gw${g} {
+  local ${this.rtrIp[g]} as 65000; neighbor ${this.up[g]} as 65001;
+  hold time 9; keepalive time 3; connect retry time 1; bfd on; graceful restart on;
+  ipv4 { import all; export none; };
+}`,
+      )
+      .join('\n');
+    writeFileSync(
+      conf,
+      `router id ${this.rtrIp.a};
+protocol device {}
+protocol kernel { ipv4 { import none; export all; }; }
+protocol bfd { interface "dn*" { min rx interval ${BFD.intervalMs} ms; min tx interval ${BFD.intervalMs} ms; multiplier ${BFD.multiplier}; }; }
+${peers}
+`,
+    );
+    this.routerProc = spawn(
+      'ip',
+      ['netns', 'exec', this.rtr, 'bird', '-f', '-c', conf, '-s', join(this.dir, 'router.ctl')],
+      { stdio: 'ignore' },
+    );
+  }
+
+  private startFrrRouter(): void {
+    const d = join(this.dir, 'frr');
+    mkdirSync(d);
+    chmodSync(this.dir, 0o755);
+    const uid = Number(execFileSync('id', ['-u', 'frr'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'frr'], { encoding: 'utf8' }).trim());
+    chownSync(d, uid, gid);
+    const nb = (['a', 'b'] as const)
+      .map(
+        (g) => ` neighbor ${this.up[g]} remote-as 65001
+ neighbor ${this.up[g]} timers 3 9
+ neighbor ${this.up[g]} timers connect 1
+ neighbor ${this.up[g]} bfd profile ha`,
+      )
+      .join('\n');
+    // One file per daemon: each parses only its own part.
+    const files: Record<string, string> = {
+      zebra: 'frr defaults traditional\n',
+      bfdd: `frr defaults traditional
+bfd
+ profile ha
+  detect-multiplier ${BFD.multiplier}
+  receive-interval ${BFD.intervalMs}
+  transmit-interval ${BFD.intervalMs}
+`,
+      bgpd: `frr defaults traditional
+router bgp 65000
+ bgp router-id ${this.rtrIp.a}
+ no bgp ebgp-requires-policy
+ bgp graceful-restart
+${nb}
+`,
+    };
+    for (const [f, text] of Object.entries(files)) {
+      writeFileSync(join(d, `${f}.conf`), text);
+      chownSync(join(d, `${f}.conf`), uid, gid);
+    }
+    const zs = join(d, 'zserv.api');
+    const daemon = (bin: string, extra: string[]) => {
+      execFileSync('ip', [
+        'netns',
+        'exec',
+        this.rtr,
+        `/usr/lib/frr/${bin}`,
+        '-d',
+        '-f',
+        join(d, `${bin}.conf`),
+        '-i',
+        join(d, `${bin}.pid`),
+        '--vty_socket',
+        d,
+        '-z',
+        zs,
+        ...extra,
+      ]);
+      this.frrPids.push(join(d, `${bin}.pid`));
+    };
+    daemon('zebra', []);
+    daemon('bfdd', ['--bfdctl', join(d, 'bfdd.sock')]);
+    daemon('bgpd', []);
+  }
+
+  private startGateway(g: 'a' | 'b'): void {
+    const other = g === 'a' ? 'b' : 'a';
+    const bird: BirdConfig = {
+      routerId: this.up[g],
+      localAsn: 65001,
+      peers: [
+        {
+          name: 'rtr',
+          address: this.rtrIp[g],
+          asn: 65000,
+          holdSeconds: 9,
+          keepaliveSeconds: 3,
+          bfd: BFD,
+        },
+      ],
+      announce: [`${FIP}/32`],
+      acceptDefaultRoute: false,
+      gracefulRestartSeconds: 120,
+      llgrStaleSeconds: 0,
+    };
+    const args: HaGatewayArgs = {
+      node: `gw-${g}`,
+      gateway: 'gw',
+      ranked: ['gw-a', 'gw-b'],
+      peers: [{ node: `gw-${other}`, address: this.lan[other] }],
+      bind: this.lan[g],
+      port: 4791,
+      stateDir: join(this.dir, `gw-${g}`),
+      bird,
+      intervalMs: 100,
+      deadAfterMs: 1000,
+      preemptHoldMs: 3000,
+    };
+    const c = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        this.ns[g],
+        process.execPath,
+        '--import',
+        TSX,
+        `${REPO}test/bench/support/ha-gateway.ts`,
+        JSON.stringify(args),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let buf = '';
+    c.stdout!.on('data', (b: Buffer) => {
+      buf += b.toString();
+      let i = buf.indexOf('\n');
+      while (i >= 0) {
+        try {
+          this.events.push({ node: `gw-${g}`, ...(JSON.parse(buf.slice(0, i)) as { t: number }) });
+        } catch {}
+        buf = buf.slice(i + 1);
+        i = buf.indexOf('\n');
+      }
+    });
+    this.gws[g] = c;
+  }
+
+  /** BGP state of gateway g's session to the router (its BIRD, `show protocols`). */
+  gwBgpState(g: 'a' | 'b'): string {
+    try {
+      const r = execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'show', 'protocols', 'tp_rtr'], {
+        encoding: 'utf8',
+        timeout: 2000,
+      });
+      return /tp_rtr\s+BGP\s+\S+\s+\S+\s+\S+ \S+\s+(\S+)/.exec(r)?.[1] ?? 'unknown';
+    } catch {
+      return 'unknown';
+    }
+  }
+
+  /**
+   * Both sessions up. FRR's bgpd sends Cease/BFD Down when a session opens before its BFD
+   * session is up, and BIRD then waits its error wait time (60 s) before trying again: the
+   * lab restarts such a protocol once BFD had time to come up instead of waiting.
+   */
+  async settle(): Promise<void> {
+    for (let i = 0; i < 12; i++) {
+      if (this.gwBgpState('a') === 'Established' && this.gwBgpState('b') === 'Established') return;
+      await new Promise((r) => setTimeout(r, 2500));
+      for (const g of ['a', 'b'] as const)
+        if (this.gwBgpState(g) !== 'Established')
+          try {
+            execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'restart', 'tp_rtr'], { timeout: 2000 });
+          } catch {}
+    }
+    throw new Error(`sessions not up: a ${this.gwBgpState('a')}, b ${this.gwBgpState('b')}`);
+  }
+
+  /** The role gateway g announced last (from its role-change lines). */
+  role(g: 'a' | 'b'): 'active' | 'standby' {
+    const last = this.events.filter((e) => e.node === `gw-${g}` && typeof e.role === 'string').at(-1);
+    return (last?.role as 'active' | 'standby' | undefined) ?? 'standby';
+  }
+
+  /** Next hop of the router's kernel route to the floating IP (what traffic follows). */
+  nextHop(): string | undefined {
+    const r = execFileSync('ip', ['-n', this.rtr, '-4', 'route', 'show', `${FIP}/32`], { encoding: 'utf8' });
+    return /via (\S+)/.exec(r)?.[1];
+  }
+
+  /** AS path length of the router's best route, by next hop (BIRD or FRR). */
+  async pathsSeen(): Promise<string> {
+    if (this.router === 'bird') {
+      return execFileSync('birdc', ['-s', join(this.dir, 'router.ctl'), 'show', 'route', `${FIP}/32`, 'all'], {
+        encoding: 'utf8',
+      });
+    }
+    return execFileSync('vtysh', ['--vty_socket', join(this.dir, 'frr'), '-c', `show bgp ipv4 unicast ${FIP}/32`], {
+      encoding: 'utf8',
+    });
+  }
+
+  /** BIRD's pid of gateway g (its -P file). */
+  birdPid(g: 'a' | 'b'): number {
+    return Number(readFileSync(join(this.dir, `gw-${g}`, 'bird.pid'), 'utf8').trim());
+  }
+
+  gatewayPid(g: 'a' | 'b'): number | undefined {
+    return this.gws[g]?.pid;
+  }
+
+  /** Gateway g goes silent towards the router with its link still up (a dead or hung node
+   *  behind a switch): everything it sends on its uplink is dropped, so only BFD can tell. */
+  silence(g: 'a' | 'b'): void {
+    execFileSync('ip', ['netns', 'exec', this.ns[g], 'nft', '-f', '-'], {
+      input: 'table ip tether_ha_lab { chain out { type filter hook output priority 0; policy accept; oifname "up0" drop; }; }\n',
+    });
+  }
+
+  unsilence(g: 'a' | 'b'): void {
+    execFileSync('ip', ['netns', 'exec', this.ns[g], 'nft', 'delete', 'table', 'ip', 'tether_ha_lab']);
+  }
+
+  /** Starts gateway g's process again (after a kill -9). */
+  restart(g: 'a' | 'b'): void {
+    this.startGateway(g);
+  }
+
+  linkDown(g: 'a' | 'b'): void {
+    this.ip('-n', this.ns[g], 'link', 'set', 'up0', 'down');
+  }
+
+  linkUp(g: 'a' | 'b'): void {
+    this.ip('-n', this.ns[g], 'link', 'set', 'up0', 'up');
+  }
+
+  /** A ping every 10 ms from the router's side to the floating IP, until stop(). */
+  ping(): { stop: () => Promise<PingResult> } {
+    const c = spawn('ip', ['netns', 'exec', this.rtr, 'ping', '-n', '-D', '-i', '0.01', '-W', '1', FIP], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let text = '';
+    c.stdout!.on('data', (b: Buffer) => (text += b.toString()));
+    return {
+      stop: async () => {
+        const done = new Promise<void>((r) => c.once('close', () => r()));
+        c.kill('SIGINT');
+        await done;
+        const seqs: Array<{ seq: number; t: number }> = [];
+        for (const m of text.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from [\d.]+: icmp_seq=(\d+)/gm))
+          seqs.push({ seq: Number(m[2]), t: Number(m[1]) * 1000 });
+        const sent = Number(/(\d+) packets transmitted/.exec(text)?.[1] ?? 0);
+        const received = new Set(seqs.map((s) => s.seq)).size;
+        let maxGapMs = 0;
+        for (let i = 1; i < seqs.length; i++) maxGapMs = Math.max(maxGapMs, seqs[i]!.t - seqs[i - 1]!.t);
+        return { sent, received, lost: sent - received, maxGapMs: Math.round(maxGapMs) };
+      },
+    };
+  }
+
+  async destroy(): Promise<void> {
+    for (const g of ['a', 'b'] as const) {
+      const c = this.gws[g];
+      if (c && c.exitCode === null) {
+        const done = new Promise<void>((r) => c.once('close', () => r()));
+        c.kill('SIGTERM');
+        await Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
+      }
+      // A BIRD left behind by a SIGKILLed gateway process: ours, by its pid file.
+      try {
+        process.kill(this.birdPid(g), 'SIGKILL');
+      } catch {}
+    }
+    this.routerProc?.kill('SIGTERM');
+    for (const f of this.frrPids)
+      try {
+        process.kill(Number(readFileSync(f, 'utf8').trim()), 'SIGTERM');
+      } catch {}
+    for (const ns of [this.rtr, this.ns.a, this.ns.b])
+      try {
+        this.ip('netns', 'del', ns);
+      } catch {}
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export async function until(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await f()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
