@@ -3,7 +3,14 @@
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
-    { name: 'no-cycles', severity: 'error', from: {}, to: { circular: true } },
+    // Generated protobuf types mirror recursive messages (etcd's Txn holds RequestOps that
+    // may hold a Txn): type-only cycles there are the schema's, not a layering fault.
+    {
+      name: 'no-cycles',
+      severity: 'error',
+      from: { pathNot: '^src/api/gen/' },
+      to: { circular: true },
+    },
     {
       name: 'lib-is-a-leaf',
       severity: 'error',

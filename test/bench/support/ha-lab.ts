@@ -11,8 +11,8 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BirdConfig } from '../../../src/bgp/render.js';
-import { REPO } from './proc.js';
 import type { HaGatewayArgs } from './ha-gateway.js';
+import { REPO } from './proc.js';
 
 export const FIP = '203.0.113.10';
 export const BFD = { intervalMs: 300, multiplier: 3 };
@@ -53,7 +53,20 @@ export class HaLab {
       this.ip('-n', ns, 'link', 'set', 'lo', 'up');
     }
     for (const g of ['a', 'b'] as const) {
-      this.ip('-n', this.ns[g], 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', `dn${g}`, 'netns', this.rtr);
+      this.ip(
+        '-n',
+        this.ns[g],
+        'link',
+        'add',
+        'up0',
+        'type',
+        'veth',
+        'peer',
+        'name',
+        `dn${g}`,
+        'netns',
+        this.rtr,
+      );
       this.ip('-n', this.ns[g], 'addr', 'add', `${this.up[g]}/24`, 'dev', 'up0');
       this.ip('-n', this.ns[g], 'link', 'set', 'up0', 'up');
       this.ip('-n', this.rtr, 'addr', 'add', `${this.rtrIp[g]}/24`, 'dev', `dn${g}`);
@@ -61,7 +74,20 @@ export class HaLab {
       // The floating IP's dataplane stand-in: both nodes answer for it (pre-installed).
       this.ip('-n', this.ns[g], 'addr', 'add', `${FIP}/32`, 'dev', 'lo');
     }
-    this.ip('-n', this.ns.a, 'link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', this.ns.b);
+    this.ip(
+      '-n',
+      this.ns.a,
+      'link',
+      'add',
+      'lan0',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'lan0',
+      'netns',
+      this.ns.b,
+    );
     for (const g of ['a', 'b'] as const) {
       this.ip('-n', this.ns[g], 'addr', 'add', `${this.lan[g]}/24`, 'dev', 'lan0');
       this.ip('-n', this.ns[g], 'link', 'set', 'lan0', 'up');
@@ -225,10 +251,14 @@ ${nb}
   /** BGP state of gateway g's session to the router (its BIRD, `show protocols`). */
   gwBgpState(g: 'a' | 'b'): string {
     try {
-      const r = execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'show', 'protocols', 'tp_rtr'], {
-        encoding: 'utf8',
-        timeout: 2000,
-      });
+      const r = execFileSync(
+        'birdc',
+        ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'show', 'protocols', 'tp_rtr'],
+        {
+          encoding: 'utf8',
+          timeout: 2000,
+        },
+      );
       return /tp_rtr\s+BGP\s+\S+\s+\S+\s+\S+ \S+\s+(\S+)/.exec(r)?.[1] ?? 'unknown';
     } catch {
       return 'unknown';
@@ -247,7 +277,9 @@ ${nb}
       for (const g of ['a', 'b'] as const)
         if (this.gwBgpState(g) !== 'Established')
           try {
-            execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'restart', 'tp_rtr'], { timeout: 2000 });
+            execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'restart', 'tp_rtr'], {
+              timeout: 2000,
+            });
           } catch {}
     }
     throw new Error(`sessions not up: a ${this.gwBgpState('a')}, b ${this.gwBgpState('b')}`);
@@ -268,13 +300,21 @@ ${nb}
   /** AS path length of the router's best route, by next hop (BIRD or FRR). */
   async pathsSeen(): Promise<string> {
     if (this.router === 'bird') {
-      return execFileSync('birdc', ['-s', join(this.dir, 'router.ctl'), 'show', 'route', `${FIP}/32`, 'all'], {
-        encoding: 'utf8',
-      });
+      return execFileSync(
+        'birdc',
+        ['-s', join(this.dir, 'router.ctl'), 'show', 'route', `${FIP}/32`, 'all'],
+        {
+          encoding: 'utf8',
+        },
+      );
     }
-    return execFileSync('vtysh', ['--vty_socket', join(this.dir, 'frr'), '-c', `show bgp ipv4 unicast ${FIP}/32`], {
-      encoding: 'utf8',
-    });
+    return execFileSync(
+      'vtysh',
+      ['--vty_socket', join(this.dir, 'frr'), '-c', `show bgp ipv4 unicast ${FIP}/32`],
+      {
+        encoding: 'utf8',
+      },
+    );
   }
 
   /** BIRD's pid of gateway g (its -P file). */
@@ -290,7 +330,8 @@ ${nb}
    *  behind a switch): everything it sends on its uplink is dropped, so only BFD can tell. */
   silence(g: 'a' | 'b'): void {
     execFileSync('ip', ['netns', 'exec', this.ns[g], 'nft', '-f', '-'], {
-      input: 'table ip tether_ha_lab { chain out { type filter hook output priority 0; policy accept; oifname "up0" drop; }; }\n',
+      input:
+        'table ip tether_ha_lab { chain out { type filter hook output priority 0; policy accept; oifname "up0" drop; }; }\n',
     });
   }
 
