@@ -3,9 +3,10 @@
 // the monitor's role rendered into BIRD's config exactly as the node daemon's gateway
 // consumer does it (birdConfigFor). Role changes are printed as JSON lines on stdout.
 //   argv[2]: JSON of HaGatewayArgs
+
+import { BirdDaemon } from '../../../src/bgp/daemon.js';
 import type { BirdConfig } from '../../../src/bgp/render.js';
 import { renderBirdConfig } from '../../../src/bgp/render.js';
-import { BirdDaemon } from '../../../src/bgp/daemon.js';
 import { silentLogger } from '../../../src/lib/log.js';
 import { birdConfigFor, HaMonitor, type HaPeer } from '../../../src/node/gateway/ha.js';
 
@@ -25,7 +26,9 @@ export interface HaGatewayArgs {
 
 const a = JSON.parse(process.argv[2] ?? '{}') as HaGatewayArgs;
 const bird = new BirdDaemon({ stateDir: a.stateDir, backoff: { baseMs: 200, capMs: 1000 } });
-const out = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ t: Date.now(), ...o })}\n`);
+const out = (o: Record<string, unknown>): void => {
+  process.stdout.write(`${JSON.stringify({ t: Date.now(), ...o })}\n`);
+};
 let chain = Promise.resolve();
 const render = (role: 'active' | 'standby') => {
   chain = chain

@@ -11,8 +11,8 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BirdConfig } from '../../../src/bgp/render.js';
-import { REPO } from './proc.js';
 import type { HaGatewayArgs } from './ha-gateway.js';
+import { REPO } from './proc.js';
 
 export const FIP = '203.0.113.10';
 export const BFD = { intervalMs: 300, multiplier: 3 };
@@ -53,7 +53,20 @@ export class HaLab {
       this.ip('-n', ns, 'link', 'set', 'lo', 'up');
     }
     for (const g of ['a', 'b'] as const) {
-      this.ip('-n', this.ns[g], 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', `dn${g}`, 'netns', this.rtr);
+      this.ip(
+        '-n',
+        this.ns[g],
+        'link',
+        'add',
+        'up0',
+        'type',
+        'veth',
+        'peer',
+        'name',
+        `dn${g}`,
+        'netns',
+        this.rtr,
+      );
       this.ip('-n', this.ns[g], 'addr', 'add', `${this.up[g]}/24`, 'dev', 'up0');
       this.ip('-n', this.ns[g], 'link', 'set', 'up0', 'up');
       this.ip('-n', this.rtr, 'addr', 'add', `${this.rtrIp[g]}/24`, 'dev', `dn${g}`);
@@ -61,7 +74,20 @@ export class HaLab {
       // The floating IP's dataplane stand-in: both nodes answer for it (pre-installed).
       this.ip('-n', this.ns[g], 'addr', 'add', `${FIP}/32`, 'dev', 'lo');
     }
-    this.ip('-n', this.ns.a, 'link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', this.ns.b);
+    this.ip(
+      '-n',
+      this.ns.a,
+      'link',
+      'add',
+      'lan0',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'lan0',
+      'netns',
+      this.ns.b,
+    );
     for (const g of ['a', 'b'] as const) {
       this.ip('-n', this.ns[g], 'addr', 'add', `${this.lan[g]}/24`, 'dev', 'lan0');
       this.ip('-n', this.ns[g], 'link', 'set', 'lan0', 'up');
@@ -77,7 +103,7 @@ export class HaLab {
       .map(
         (g) => `protocol bgp gw${g} {
   local ${this.rtrIp[g]} as 65000; neighbor ${this.up[g]} as 65001;
-  hold time 9; keepalive time 3; connect retry time 1; bfd on; graceful restart on;
+  hold time 9; keepalive time 3; connect retry time 1; error wait time 5, 60; bfd on; graceful restart on;
   ipv4 { import all; export none; };
 }`,
       )
@@ -94,9 +120,12 @@ ${peers}
     this.routerProc = spawn(
       'ip',
       ['netns', 'exec', this.rtr, 'bird', '-f', '-c', conf, '-s', join(this.dir, 'router.ctl')],
-      { stdio: 'ignore' },
+      { stdio: ['ignore', 'ignore', 'pipe'] },
     );
+    this.routerProc.stderr!.on('data', (b: Buffer) => (this.routerLog += b.toString()));
   }
+
+  routerLog = '';
 
   private startFrrRouter(): void {
     const d = join(this.dir, 'frr');
@@ -225,10 +254,14 @@ ${nb}
   /** BGP state of gateway g's session to the router (its BIRD, `show protocols`). */
   gwBgpState(g: 'a' | 'b'): string {
     try {
-      const r = execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'show', 'protocols', 'tp_rtr'], {
-        encoding: 'utf8',
-        timeout: 2000,
-      });
+      const r = execFileSync(
+        'birdc',
+        ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'show', 'protocols', 'tp_rtr'],
+        {
+          encoding: 'utf8',
+          timeout: 2000,
+        },
+      );
       return /tp_rtr\s+BGP\s+\S+\s+\S+\s+\S+ \S+\s+(\S+)/.exec(r)?.[1] ?? 'unknown';
     } catch {
       return 'unknown';
@@ -241,16 +274,22 @@ ${nb}
    * lab restarts such a protocol once BFD had time to come up instead of waiting.
    */
   async settle(): Promise<void> {
-    for (let i = 0; i < 12; i++) {
+    // BIRD's connect delay is 5 s: a restart is only worth it for a session still down later.
+    for (let i = 0; i < 60; i++) {
       if (this.gwBgpState('a') === 'Established' && this.gwBgpState('b') === 'Established') return;
-      await new Promise((r) => setTimeout(r, 2500));
+      await new Promise((r) => setTimeout(r, 500));
+      if (i % 20 !== 19) continue;
       for (const g of ['a', 'b'] as const)
         if (this.gwBgpState(g) !== 'Established')
           try {
-            execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'restart', 'tp_rtr'], { timeout: 2000 });
+            execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'restart', 'tp_rtr'], {
+              timeout: 2000,
+            });
           } catch {}
     }
-    throw new Error(`sessions not up: a ${this.gwBgpState('a')}, b ${this.gwBgpState('b')}`);
+    throw new Error(
+      `sessions not up: a ${this.gwBgpState('a')}, b ${this.gwBgpState('b')}; router process exit ${this.routerProc?.exitCode} ${this.routerLog.slice(-500)}`,
+    );
   }
 
   /** The role gateway g announced last (from its role-change lines). */
@@ -268,13 +307,21 @@ ${nb}
   /** AS path length of the router's best route, by next hop (BIRD or FRR). */
   async pathsSeen(): Promise<string> {
     if (this.router === 'bird') {
-      return execFileSync('birdc', ['-s', join(this.dir, 'router.ctl'), 'show', 'route', `${FIP}/32`, 'all'], {
-        encoding: 'utf8',
-      });
+      return execFileSync(
+        'birdc',
+        ['-s', join(this.dir, 'router.ctl'), 'show', 'route', `${FIP}/32`, 'all'],
+        {
+          encoding: 'utf8',
+        },
+      );
     }
-    return execFileSync('vtysh', ['--vty_socket', join(this.dir, 'frr'), '-c', `show bgp ipv4 unicast ${FIP}/32`], {
-      encoding: 'utf8',
-    });
+    return execFileSync(
+      'vtysh',
+      ['--vty_socket', join(this.dir, 'frr'), '-c', `show bgp ipv4 unicast ${FIP}/32`],
+      {
+        encoding: 'utf8',
+      },
+    );
   }
 
   /** BIRD's pid of gateway g (its -P file). */
@@ -290,7 +337,8 @@ ${nb}
    *  behind a switch): everything it sends on its uplink is dropped, so only BFD can tell. */
   silence(g: 'a' | 'b'): void {
     execFileSync('ip', ['netns', 'exec', this.ns[g], 'nft', '-f', '-'], {
-      input: 'table ip tether_ha_lab { chain out { type filter hook output priority 0; policy accept; oifname "up0" drop; }; }\n',
+      input:
+        'table ip tether_ha_lab { chain out { type filter hook output priority 0; policy accept; oifname "up0" drop; }; }\n',
     });
   }
 
@@ -368,4 +416,87 @@ export async function until(what: string, f: () => boolean | Promise<boolean>, m
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+export type Fault = 'silence' | 'sigstop-bird' | 'kill9';
+
+export interface FailoverResult {
+  router: RouterKind;
+  fault: Fault;
+  /** Pings every 10 ms from the router's side through the floating IP, fault to recovery. */
+  failover: PingResult;
+  /** Fault to the router's kernel route pointing at the standby (undefined: it never moved). */
+  routeMovedMs: number | undefined;
+  /** The standby's HA role after the failover, the old active's after it came back. */
+  standbyRole: string;
+  /** The old active back (fault undone): pings through the preempt back to it. */
+  recovery: PingResult;
+  preemptedBack: boolean;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * One failover: A active, a ping running, the fault on A; wait for the router to move (or,
+ * for kill -9 with graceful restart, for the pings to keep flowing), then undo the fault and
+ * wait for A to take the role back (preempt after the hold).
+ */
+export async function failover(lab: HaLab, fault: Fault): Promise<FailoverResult> {
+  await lab.settle();
+  await until(
+    'gw-a active with the router on it',
+    () => lab.role('a') === 'active' && lab.nextHop() === lab.up.a,
+    60_000,
+  );
+  await until('gw-b standby', () => lab.role('b') === 'standby', 10_000);
+  const p = lab.ping();
+  await sleep(1000);
+  const t0 = Date.now();
+  let birdPid = 0;
+  if (fault === 'silence') lab.silence('a');
+  else if (fault === 'sigstop-bird') {
+    birdPid = lab.birdPid('a');
+    process.kill(birdPid, 'SIGSTOP');
+  } else {
+    birdPid = lab.birdPid('a');
+    process.kill(lab.gatewayPid('a')!, 'SIGKILL');
+    process.kill(birdPid, 'SIGKILL');
+  }
+  let routeMovedMs: number | undefined;
+  try {
+    await until('router on gw-b', () => lab.nextHop() === lab.up.b, fault === 'kill9' ? 3000 : 15_000);
+    routeMovedMs = Date.now() - t0;
+  } catch {
+    // kill -9: the router keeps gw-a's routes as stale (graceful restart), gw-a still forwards.
+  }
+  if (routeMovedMs !== undefined) await until('gw-b active', () => lab.role('b') === 'active', 10_000);
+  await sleep(1500);
+  const failoverPing = await p.stop();
+  const standbyRole = lab.role('b');
+
+  const q = lab.ping();
+  if (fault === 'silence') lab.unsilence('a');
+  else if (fault === 'sigstop-bird') process.kill(birdPid, 'SIGCONT');
+  else lab.restart('a');
+  let preemptedBack = true;
+  try {
+    await until(
+      'gw-a active again, the router back on it',
+      () => lab.role('a') === 'active' && lab.role('b') === 'standby' && lab.nextHop() === lab.up.a,
+      90_000,
+    );
+  } catch {
+    preemptedBack = false;
+  }
+  await sleep(1000);
+  const recovery = await q.stop();
+  return {
+    router: lab.router,
+    fault,
+    failover: failoverPing,
+    routeMovedMs,
+    standbyRole,
+    recovery,
+    preemptedBack,
+  };
 }
