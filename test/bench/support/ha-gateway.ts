@@ -26,19 +26,16 @@ export interface HaGatewayArgs {
 
 const a = JSON.parse(process.argv[2] ?? '{}') as HaGatewayArgs;
 const bird = new BirdDaemon({ stateDir: a.stateDir, backoff: { baseMs: 200, capMs: 1000 } });
-const out = (o: Record<string, unknown>) =>
+const out = (o: Record<string, unknown>): void => {
   process.stdout.write(`${JSON.stringify({ t: Date.now(), ...o })}\n`);
+};
 let chain = Promise.resolve();
 const render = (role: 'active' | 'standby') => {
   chain = chain
     .then(() => bird.apply(renderBirdConfig(birdConfigFor(a.bird, role))))
     .then(
-      () => {
-        out({ applied: role });
-      },
-      (e: unknown) => {
-        out({ error: (e as Error).message });
-      },
+      () => out({ applied: role }),
+      (e: unknown) => out({ error: (e as Error).message }),
     );
   return chain;
 };

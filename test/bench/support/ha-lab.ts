@@ -103,7 +103,7 @@ export class HaLab {
       .map(
         (g) => `protocol bgp gw${g} {
   local ${this.rtrIp[g]} as 65000; neighbor ${this.up[g]} as 65001;
-  hold time 9; keepalive time 3; connect retry time 1; bfd on; graceful restart on;
+  hold time 9; keepalive time 3; connect retry time 1; error wait time 5, 60; bfd on; graceful restart on;
   ipv4 { import all; export none; };
 }`,
       )
@@ -120,9 +120,12 @@ ${peers}
     this.routerProc = spawn(
       'ip',
       ['netns', 'exec', this.rtr, 'bird', '-f', '-c', conf, '-s', join(this.dir, 'router.ctl')],
-      { stdio: 'ignore' },
+      { stdio: ['ignore', 'ignore', 'pipe'] },
     );
+    this.routerProc.stderr!.on('data', (b: Buffer) => (this.routerLog += b.toString()));
   }
+
+  routerLog = '';
 
   private startFrrRouter(): void {
     const d = join(this.dir, 'frr');
@@ -271,9 +274,11 @@ ${nb}
    * lab restarts such a protocol once BFD had time to come up instead of waiting.
    */
   async settle(): Promise<void> {
-    for (let i = 0; i < 12; i++) {
+    // BIRD's connect delay is 5 s: a restart is only worth it for a session still down later.
+    for (let i = 0; i < 60; i++) {
       if (this.gwBgpState('a') === 'Established' && this.gwBgpState('b') === 'Established') return;
-      await new Promise((r) => setTimeout(r, 2500));
+      await new Promise((r) => setTimeout(r, 500));
+      if (i % 20 !== 19) continue;
       for (const g of ['a', 'b'] as const)
         if (this.gwBgpState(g) !== 'Established')
           try {
@@ -282,7 +287,9 @@ ${nb}
             });
           } catch {}
     }
-    throw new Error(`sessions not up: a ${this.gwBgpState('a')}, b ${this.gwBgpState('b')}`);
+    throw new Error(
+      `sessions not up: a ${this.gwBgpState('a')}, b ${this.gwBgpState('b')}; router process exit ${this.routerProc?.exitCode} ${this.routerLog.slice(-500)}`,
+    );
   }
 
   /** The role gateway g announced last (from its role-change lines). */
@@ -409,4 +416,87 @@ export async function until(what: string, f: () => boolean | Promise<boolean>, m
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+export type Fault = 'silence' | 'sigstop-bird' | 'kill9';
+
+export interface FailoverResult {
+  router: RouterKind;
+  fault: Fault;
+  /** Pings every 10 ms from the router's side through the floating IP, fault to recovery. */
+  failover: PingResult;
+  /** Fault to the router's kernel route pointing at the standby (undefined: it never moved). */
+  routeMovedMs: number | undefined;
+  /** The standby's HA role after the failover, the old active's after it came back. */
+  standbyRole: string;
+  /** The old active back (fault undone): pings through the preempt back to it. */
+  recovery: PingResult;
+  preemptedBack: boolean;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * One failover: A active, a ping running, the fault on A; wait for the router to move (or,
+ * for kill -9 with graceful restart, for the pings to keep flowing), then undo the fault and
+ * wait for A to take the role back (preempt after the hold).
+ */
+export async function failover(lab: HaLab, fault: Fault): Promise<FailoverResult> {
+  await lab.settle();
+  await until(
+    'gw-a active with the router on it',
+    () => lab.role('a') === 'active' && lab.nextHop() === lab.up.a,
+    60_000,
+  );
+  await until('gw-b standby', () => lab.role('b') === 'standby', 10_000);
+  const p = lab.ping();
+  await sleep(1000);
+  const t0 = Date.now();
+  let birdPid = 0;
+  if (fault === 'silence') lab.silence('a');
+  else if (fault === 'sigstop-bird') {
+    birdPid = lab.birdPid('a');
+    process.kill(birdPid, 'SIGSTOP');
+  } else {
+    birdPid = lab.birdPid('a');
+    process.kill(lab.gatewayPid('a')!, 'SIGKILL');
+    process.kill(birdPid, 'SIGKILL');
+  }
+  let routeMovedMs: number | undefined;
+  try {
+    await until('router on gw-b', () => lab.nextHop() === lab.up.b, fault === 'kill9' ? 3000 : 15_000);
+    routeMovedMs = Date.now() - t0;
+  } catch {
+    // kill -9: the router keeps gw-a's routes as stale (graceful restart), gw-a still forwards.
+  }
+  if (routeMovedMs !== undefined) await until('gw-b active', () => lab.role('b') === 'active', 10_000);
+  await sleep(1500);
+  const failoverPing = await p.stop();
+  const standbyRole = lab.role('b');
+
+  const q = lab.ping();
+  if (fault === 'silence') lab.unsilence('a');
+  else if (fault === 'sigstop-bird') process.kill(birdPid, 'SIGCONT');
+  else lab.restart('a');
+  let preemptedBack = true;
+  try {
+    await until(
+      'gw-a active again, the router back on it',
+      () => lab.role('a') === 'active' && lab.role('b') === 'standby' && lab.nextHop() === lab.up.a,
+      90_000,
+    );
+  } catch {
+    preemptedBack = false;
+  }
+  await sleep(1000);
+  const recovery = await q.stop();
+  return {
+    router: lab.router,
+    fault,
+    failover: failoverPing,
+    routeMovedMs,
+    standbyRole,
+    recovery,
+    preemptedBack,
+  };
 }

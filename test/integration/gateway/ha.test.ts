@@ -1,0 +1,67 @@
+/**
+ * Gateway HA inside the site on the real kernel: two gateway nodes (Tether's BIRD and the HA
+ * monitor each, src/node/gateway/ha.ts) peer with a site router in namespaces — BIRD 2, and
+ * FRR 8.4 with bfdd — BFD 300 ms × 3. A ping every 10 ms from the router's side to the
+ * floating IP while the active goes silent (link up, nothing sent: a dead node behind a
+ * switch), its BIRD is SIGSTOPped, or its daemon and BIRD are killed with -9; then the old
+ * active comes back and takes the role back after the preempt hold (docs/gateway.md).
+ * Times are reported, not asserted; BENCHMARKS.md "gateway-failover" has the numbers.
+ */
+import { execFileSync } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { failover, HaLab, type RouterKind } from '../../bench/support/ha-lab.js';
+
+const isRoot = process.getuid?.() === 0;
+const has = (bin: string) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${bin}`]);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe.skipIf(!isRoot || !has('bird') || !has('vtysh'))('gateway HA with BFD failover', () => {
+  let lab: HaLab | undefined;
+  afterEach(async () => {
+    await lab?.destroy();
+    lab = undefined;
+  });
+
+  for (const router of ['bird', 'frr'] as RouterKind[]) {
+    it(`${router}: the router prefers the active, the standby's route is there with a longer AS path`, async () => {
+      lab = new HaLab(router);
+      await lab.build();
+      await lab.settle();
+      const { until } = await import('../../bench/support/ha-lab.js');
+      await until('gw-a active', () => lab!.role('a') === 'active' && lab!.nextHop() === lab!.up.a, 60_000);
+      const seen = await lab.pathsSeen();
+      // Both announcements at the router: the active's path (65001) and the standby's prepended one.
+      expect(seen).toMatch(/65001 65001 65001 65001/);
+      expect(lab.role('b')).toBe('standby');
+    }, 120_000);
+
+    for (const fault of ['silence', 'sigstop-bird'] as const)
+      it(`${router}: ${fault} of the active: BFD moves the floating IP to the standby, pings resume, the old active takes it back`, async () => {
+        lab = new HaLab(router);
+        await lab.build();
+        const r = await failover(lab, fault);
+        console.log(JSON.stringify(r));
+        expect(r.routeMovedMs).toBeDefined();
+        expect(r.standbyRole).toBe('active');
+        // Pings flow again after the failover: most of them were answered.
+        expect(r.failover.received).toBeGreaterThan(r.failover.sent / 2);
+        expect(r.preemptedBack).toBe(true);
+        expect(r.recovery.received).toBeGreaterThan(0);
+      }, 180_000);
+  }
+
+  it('bird: kill -9 of the active daemon and its BIRD: graceful restart keeps the route on it (its dataplane still forwards), the restart takes over', async () => {
+    lab = new HaLab('bird');
+    await lab.build();
+    const r = await failover(lab, 'kill9');
+    console.log(JSON.stringify(r));
+    expect(r.failover.received).toBeGreaterThan(r.failover.sent / 2);
+    expect(r.preemptedBack).toBe(true);
+  }, 180_000);
+});
