@@ -118,14 +118,17 @@ export function checkFrame(f: ShellFrame__Output): CheckedFrame {
   const id = checkSessionId(f.session_id);
   switch (f.op) {
     case 'open': {
-      const o = f.open!;
+      const o = f.open;
+      if (!o || !(o.payload instanceof Uint8Array) || !(o.signature instanceof Uint8Array) || typeof o.cert_pem !== 'string')
+        throw bad('shell open without payload, signature and certificate', 'shell.open', 'payload, signature and cert_pem');
       if (o.payload.length === 0 || o.payload.length > SHELL_LIMITS.maxOpenPayloadBytes)
         throw bad(`shell open payload of ${o.payload.length} bytes`, 'shell.open.payload', `1 to ${SHELL_LIMITS.maxOpenPayloadBytes} bytes`);
       if (o.cert_pem.length > 16_384) throw bad('shell open certificate too large', 'shell.open.cert_pem', 'at most 16 KiB');
       return { id, op: 'open', open: { payload: Buffer.from(o.payload), signature: Buffer.from(o.signature), certPem: o.cert_pem } };
     }
     case 'data':
-      return { id, op: 'data', data: checkData(f.data!) };
+      if (!(f.data instanceof Uint8Array)) throw bad('shell data frame without bytes', 'shell.data', 'bytes');
+      return { id, op: 'data', data: checkData(f.data) };
     case 'resize': {
       const s = checkSize(f.resize?.cols, f.resize?.rows, 'shell.resize');
       return { id, op: 'resize', ...s };
@@ -137,7 +140,8 @@ export function checkFrame(f: ShellFrame__Output): CheckedFrame {
       return { id, op: 'credit', credit: c };
     }
     case 'end': {
-      const e = f.end!;
+      const e = f.end;
+      if (!e) throw bad('shell end frame without its fields', 'shell.end', 'ending, exit_code, signal, code, message');
       const ending = ENDINGS.has(e.ending) ? e.ending : 'error';
       const int = (v: number) => (Number.isInteger(v) && v >= -1 && v <= 255 ? v : -1);
       return {
@@ -146,8 +150,8 @@ export function checkFrame(f: ShellFrame__Output): CheckedFrame {
         ending,
         exitCode: int(e.exit_code),
         signal: int(e.signal),
-        code: /^TETHER_E_[A-Z_]{1,40}$/.test(e.code) ? e.code : '',
-        message: e.message.slice(0, 500),
+        code: typeof e.code === 'string' && /^TETHER_E_[A-Z_]{1,40}$/.test(e.code) ? e.code : '',
+        message: typeof e.message === 'string' ? e.message.slice(0, 500) : '',
       };
     }
     default:

@@ -24,7 +24,8 @@ import type { ShellAudit, ShellEndFields, ShellSessionRecord } from './shell-aud
 export type ShellCall = grpc.ServerDuplexStream<ShellClientMessage__Output, ShellServerMessage>;
 
 export interface ShellBrokerOptions {
-  hub: SessionHub;
+  /** Only what the broker uses of the hub (tests give it an in-memory one). */
+  hub: Pick<SessionHub, 'onDetach' | 'routeTo' | 'sendShell'>;
   audit: ShellAudit;
   /** The controller's server key and certificate: they sign every open request. */
   keyPem: string;
