@@ -95,7 +95,7 @@ export class ShellBroker {
     const refuse = (e: unknown) => call.emit('error', toGrpcError(asTetherError(e)));
     if (who.role !== 'operator') {
       refuse(
-        new TetherError('TETHER_E_PERMISSION', `a ${who.role} identity may not open a remote shell`, {
+        new TetherError('TETHER_E_PERMISSION', `the ${who.role} identity "${who.name}" may not open a remote shell`, {
           expected: 'an operator identity (`tether controller operator NAME` issues one)',
         }),
       );
