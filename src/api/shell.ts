@@ -64,19 +64,31 @@ export function checkSessionId(id: unknown, field = 'shell.session_id'): string 
 }
 
 /** A terminal size from a peer: integers within SHELL_LIMITS, else TETHER_E_INVALID. */
-export function checkSize(cols: unknown, rows: unknown, field = 'shell.size'): { cols: number; rows: number } {
+export function checkSize(
+  cols: unknown,
+  rows: unknown,
+  field = 'shell.size',
+): { cols: number; rows: number } {
   const ok = (v: unknown, min: number, max: number) =>
     typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
   if (!ok(cols, SHELL_LIMITS.minCols, SHELL_LIMITS.maxCols))
-    throw bad(`terminal width ${String(cols)}`, `${field}.cols`, `an integer ${SHELL_LIMITS.minCols}–${SHELL_LIMITS.maxCols}`);
+    throw bad(
+      `terminal width ${String(cols)}`,
+      `${field}.cols`,
+      `an integer ${SHELL_LIMITS.minCols}–${SHELL_LIMITS.maxCols}`,
+    );
   if (!ok(rows, SHELL_LIMITS.minRows, SHELL_LIMITS.maxRows))
-    throw bad(`terminal height ${String(rows)}`, `${field}.rows`, `an integer ${SHELL_LIMITS.minRows}–${SHELL_LIMITS.maxRows}`);
+    throw bad(
+      `terminal height ${String(rows)}`,
+      `${field}.rows`,
+      `an integer ${SHELL_LIMITS.minRows}–${SHELL_LIMITS.maxRows}`,
+    );
   return { cols: cols as number, rows: rows as number };
 }
 
 export function checkReason(reason: unknown): string {
   const r = typeof reason === 'string' ? reason.trim() : '';
-  if (r.length < SHELL_LIMITS.minReason || r.length > SHELL_LIMITS.maxReason || /[\u0000-\u001f\u007f]/.test(r))
+  if (r.length < SHELL_LIMITS.minReason || r.length > SHELL_LIMITS.maxReason || /\p{Cc}/u.test(r))
     throw new TetherError('TETHER_E_PERMISSION', 'a remote shell needs a reason', {
       field: 'reason',
       expected: `--reason TEXT: ${SHELL_LIMITS.minReason} to ${SHELL_LIMITS.maxReason} printable characters`,
@@ -100,7 +112,15 @@ export type CheckedFrame =
   | { id: string; op: 'data'; data: Buffer }
   | { id: string; op: 'resize'; cols: number; rows: number }
   | { id: string; op: 'credit'; credit: number }
-  | { id: string; op: 'end'; ending: string; exitCode: number; signal: number; code: string; message: string };
+  | {
+      id: string;
+      op: 'end';
+      ending: string;
+      exitCode: number;
+      signal: number;
+      code: string;
+      message: string;
+    };
 
 const ENDINGS = new Set([
   'exit',
@@ -119,12 +139,30 @@ export function checkFrame(f: ShellFrame__Output): CheckedFrame {
   switch (f.op) {
     case 'open': {
       const o = f.open;
-      if (!o || !(o.payload instanceof Uint8Array) || !(o.signature instanceof Uint8Array) || typeof o.cert_pem !== 'string')
-        throw bad('shell open without payload, signature and certificate', 'shell.open', 'payload, signature and cert_pem');
+      if (
+        !o ||
+        !(o.payload instanceof Uint8Array) ||
+        !(o.signature instanceof Uint8Array) ||
+        typeof o.cert_pem !== 'string'
+      )
+        throw bad(
+          'shell open without payload, signature and certificate',
+          'shell.open',
+          'payload, signature and cert_pem',
+        );
       if (o.payload.length === 0 || o.payload.length > SHELL_LIMITS.maxOpenPayloadBytes)
-        throw bad(`shell open payload of ${o.payload.length} bytes`, 'shell.open.payload', `1 to ${SHELL_LIMITS.maxOpenPayloadBytes} bytes`);
-      if (o.cert_pem.length > 16_384) throw bad('shell open certificate too large', 'shell.open.cert_pem', 'at most 16 KiB');
-      return { id, op: 'open', open: { payload: Buffer.from(o.payload), signature: Buffer.from(o.signature), certPem: o.cert_pem } };
+        throw bad(
+          `shell open payload of ${o.payload.length} bytes`,
+          'shell.open.payload',
+          `1 to ${SHELL_LIMITS.maxOpenPayloadBytes} bytes`,
+        );
+      if (o.cert_pem.length > 16_384)
+        throw bad('shell open certificate too large', 'shell.open.cert_pem', 'at most 16 KiB');
+      return {
+        id,
+        op: 'open',
+        open: { payload: Buffer.from(o.payload), signature: Buffer.from(o.signature), certPem: o.cert_pem },
+      };
     }
     case 'data':
       if (!(f.data instanceof Uint8Array)) throw bad('shell data frame without bytes', 'shell.data', 'bytes');
@@ -136,12 +174,21 @@ export function checkFrame(f: ShellFrame__Output): CheckedFrame {
     case 'credit': {
       const c = Number(f.credit);
       if (!Number.isInteger(c) || c <= 0 || c > SHELL_LIMITS.windowBytes)
-        throw bad(`shell credit ${String(f.credit)}`, 'shell.credit', `an integer 1–${SHELL_LIMITS.windowBytes}`);
+        throw bad(
+          `shell credit ${String(f.credit)}`,
+          'shell.credit',
+          `an integer 1–${SHELL_LIMITS.windowBytes}`,
+        );
       return { id, op: 'credit', credit: c };
     }
     case 'end': {
       const e = f.end;
-      if (!e) throw bad('shell end frame without its fields', 'shell.end', 'ending, exit_code, signal, code, message');
+      if (!e)
+        throw bad(
+          'shell end frame without its fields',
+          'shell.end',
+          'ending, exit_code, signal, code, message',
+        );
       const ending = ENDINGS.has(e.ending) ? e.ending : 'error';
       const int = (v: number) => (Number.isInteger(v) && v >= -1 && v <= 255 ? v : -1);
       return {
@@ -159,7 +206,11 @@ export function checkFrame(f: ShellFrame__Output): CheckedFrame {
   }
 }
 
-export function signShellOpen(body: ShellOpenBody, keyPem: string, certPem: string): { payload: Buffer; signature: Buffer; cert_pem: string } {
+export function signShellOpen(
+  body: ShellOpenBody,
+  keyPem: string,
+  certPem: string,
+): { payload: Buffer; signature: Buffer; cert_pem: string } {
   const payload = Buffer.from(JSON.stringify(body));
   return { payload, signature: sign('sha256', payload, createPrivateKey(keyPem)), cert_pem: certPem };
 }
@@ -202,20 +253,39 @@ export function verifyShellOpen(
       expected: "an ECDSA P-256 signature by the controller's key",
     });
   const v = parseJson(open.payload, { source: 'shell open payload', maxDepth: 4 }) as Partial<ShellOpenBody>;
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('shell open payload is not an object', 'shell.open.payload', 'a JSON object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw bad('shell open payload is not an object', 'shell.open.payload', 'a JSON object');
   if (v.id !== expect.id) throw bad('shell open names another session', 'shell.open.payload.id', expect.id);
-  if (v.node !== expect.node) throw new TetherError('TETHER_E_PERMISSION', `shell open is for node "${String(v.node).slice(0, 80)}"`, { field: 'shell.open.payload.node', expected: expect.node });
-  if (v.site !== expect.site) throw new TetherError('TETHER_E_PERMISSION', `shell open is for site "${String(v.site).slice(0, 80)}"`, { field: 'shell.open.payload.site', expected: expect.site });
+  if (v.node !== expect.node)
+    throw new TetherError('TETHER_E_PERMISSION', `shell open is for node "${String(v.node).slice(0, 80)}"`, {
+      field: 'shell.open.payload.node',
+      expected: expect.node,
+    });
+  if (v.site !== expect.site)
+    throw new TetherError('TETHER_E_PERMISSION', `shell open is for site "${String(v.site).slice(0, 80)}"`, {
+      field: 'shell.open.payload.site',
+      expected: expect.site,
+    });
   for (const k of ['issuedAt', 'expiresAt', 'maxSeconds', 'window'] as const)
-    if (typeof v[k] !== 'number' || !Number.isFinite(v[k]) || (v[k] as number) < 0) throw bad(`shell open ${k} is not a number`, `shell.open.payload.${k}`, 'a number, 0 or more');
-  if (expect.now > (v.expiresAt as number) || (v.expiresAt as number) - (v.issuedAt as number) > SHELL_LIMITS.openValidityMs)
+    if (typeof v[k] !== 'number' || !Number.isFinite(v[k]) || (v[k] as number) < 0)
+      throw bad(`shell open ${k} is not a number`, `shell.open.payload.${k}`, 'a number, 0 or more');
+  if (
+    expect.now > (v.expiresAt as number) ||
+    (v.expiresAt as number) - (v.issuedAt as number) > SHELL_LIMITS.openValidityMs
+  )
     throw new TetherError('TETHER_E_PERMISSION', 'shell open request has expired', {
       field: 'shell.open.payload.expiresAt',
       expected: `a request issued within ${SHELL_LIMITS.openValidityMs / 1000} s (check the node's clock)`,
     });
-  if (typeof v.operator !== 'string' || !NAME.test(v.operator)) throw bad('shell open operator is not a name', 'shell.open.payload.operator', '[a-z0-9.-]{1,253}');
+  if (typeof v.operator !== 'string' || !NAME.test(v.operator))
+    throw bad('shell open operator is not a name', 'shell.open.payload.operator', '[a-z0-9.-]{1,253}');
   checkReason(v.reason);
   checkSize(v.cols, v.rows, 'shell.open.payload');
-  if ((v.window as number) > SHELL_LIMITS.windowBytes) throw bad('shell open window too large', 'shell.open.payload.window', `at most ${SHELL_LIMITS.windowBytes}`);
+  if ((v.window as number) > SHELL_LIMITS.windowBytes)
+    throw bad(
+      'shell open window too large',
+      'shell.open.payload.window',
+      `at most ${SHELL_LIMITS.windowBytes}`,
+    );
   return v as ShellOpenBody;
 }

@@ -65,7 +65,13 @@ export class AsciicastWriter {
     const line = JSON.stringify([Number(((now - this.started) / 1000).toFixed(6)), kind, text]);
     if (this.bytes + line.length > this.limit) {
       this.truncated = true;
-      this.line(JSON.stringify([Number(((now - this.started) / 1000).toFixed(6)), 'm', 'recording size limit reached']));
+      this.line(
+        JSON.stringify([
+          Number(((now - this.started) / 1000).toFixed(6)),
+          'm',
+          'recording size limit reached',
+        ]),
+      );
       return;
     }
     this.line(line);

@@ -91,10 +91,14 @@ export async function issueClientConfig(
   validitySeconds = identity.role === 'admin' ? 365 * 86_400 : 90 * 86_400,
 ): Promise<ClientConfig> {
   if (!/^[a-z0-9.-]{1,253}$/.test(identity.name))
-    throw new TetherError('TETHER_E_INVALID', `"${identity.name.slice(0, 80)}" is not a valid identity name`, {
-      field: 'NAME',
-      expected: 'lower-case letters, digits, "." and "-"',
-    });
+    throw new TetherError(
+      'TETHER_E_INVALID',
+      `"${identity.name.slice(0, 80)}" is not a valid identity name`,
+      {
+        field: 'NAME',
+        expected: 'lower-case letters, digits, "." and "-"',
+      },
+    );
   const admin = await createKeyAndCsr(identity.name);
   const cert = await signCsr(ca, admin.csrPem, { identity, validitySeconds });
   return {

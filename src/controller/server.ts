@@ -7,8 +7,8 @@ import type { AdminHandlers } from '../api/gen/tether/v1/Admin.js';
 import type { ControllerMessage } from '../api/gen/tether/v1/ControllerMessage.js';
 import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
 import type { NodeSessionHandlers } from '../api/gen/tether/v1/NodeSession.js';
-import type { ShellHandlers } from '../api/gen/tether/v1/Shell.js';
 import type { Resource, Resource__Output } from '../api/gen/tether/v1/Resource.js';
+import type { ShellHandlers } from '../api/gen/tether/v1/Shell.js';
 import { tetherProto } from '../api/grpc.js';
 import { kindDefinition, knownKinds } from '../api/kinds.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
@@ -537,7 +537,10 @@ export class ControllerServer {
    *  admin or operator reads the audit. */
   private shellHandlers(): ShellHandlers {
     const unavailable = () =>
-      new TetherError('TETHER_E_UNAVAILABLE', 'this controller runs without remote shells (no shell directory)');
+      new TetherError(
+        'TETHER_E_UNAVAILABLE',
+        'this controller runs without remote shells (no shell directory)',
+      );
     return {
       Open: (call) => {
         try {
@@ -552,7 +555,10 @@ export class ControllerServer {
         try {
           const who = this.authenticate(call);
           if (who.id.role !== 'admin' && who.id.role !== 'operator')
-            throw new TetherError('TETHER_E_PERMISSION', `${who.id.role} identity may not read the shell audit`);
+            throw new TetherError(
+              'TETHER_E_PERMISSION',
+              `${who.id.role} identity may not read the shell audit`,
+            );
           if (!this.shellAudit) throw unavailable();
           const limit = Math.min(Math.max(call.request.limit || 100, 1), 10_000);
           const records = this.shellAudit

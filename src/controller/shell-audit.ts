@@ -33,7 +33,10 @@ export interface ShellSessionRecord {
   bytesOut: number;
 }
 
-export type ShellEndFields = Pick<ShellSessionRecord, 'ending' | 'exitCode' | 'signal' | 'code' | 'message'> & {
+export type ShellEndFields = Pick<
+  ShellSessionRecord,
+  'ending' | 'exitCode' | 'signal' | 'code' | 'message'
+> & {
   bytesIn: number;
   bytesOut: number;
 };
@@ -106,12 +109,16 @@ export class ShellAudit {
     for (const e of opened.records) this.applyEntry(e);
     for (const s of [...this.sessions.values()]) {
       if (s.endedAt) continue;
-      this.end(s.id, {
-        ending: 'controller-restart',
-        message: 'the controller stopped while the session was open',
-        bytesIn: s.bytesIn,
-        bytesOut: s.bytesOut,
-      }, now());
+      this.end(
+        s.id,
+        {
+          ending: 'controller-restart',
+          message: 'the controller stopped while the session was open',
+          bytesIn: s.bytesIn,
+          bytesOut: s.bytesOut,
+        },
+        now(),
+      );
     }
   }
 

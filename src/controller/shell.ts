@@ -95,9 +95,13 @@ export class ShellBroker {
     const refuse = (e: unknown) => call.emit('error', toGrpcError(asTetherError(e)));
     if (who.role !== 'operator') {
       refuse(
-        new TetherError('TETHER_E_PERMISSION', `the ${who.role} identity "${who.name}" may not open a remote shell`, {
-          expected: 'an operator identity (`tether controller operator NAME` issues one)',
-        }),
+        new TetherError(
+          'TETHER_E_PERMISSION',
+          `the ${who.role} identity "${who.name}" may not open a remote shell`,
+          {
+            expected: 'an operator identity (`tether controller operator NAME` issues one)',
+          },
+        ),
       );
       return;
     }
@@ -137,14 +141,19 @@ export class ShellBroker {
 
   private start(call: ShellCall, operator: string, m: ShellClientMessage__Output): Live {
     if (m.msg !== 'start' || !m.start)
-      throw new TetherError('TETHER_E_INVALID', 'first message must be start', { field: 'msg', expected: 'start' });
+      throw new TetherError('TETHER_E_INVALID', 'first message must be start', {
+        field: 'msg',
+        expected: 'start',
+      });
     const st = m.start;
     const reason = checkReason(st.reason);
     const { cols, rows } = checkSize(st.cols, st.rows, 'start');
     const node = st.node;
     const site = /^[a-z0-9.-]{1,253}$/.test(node) ? this.o.approvedSite(node) : undefined;
     if (!site)
-      throw new TetherError('TETHER_E_NOT_FOUND', `no approved node "${node.slice(0, 80)}"`, { field: 'start.node' });
+      throw new TetherError('TETHER_E_NOT_FOUND', `no approved node "${node.slice(0, 80)}"`, {
+        field: 'start.node',
+      });
     const route = this.o.hub.routeTo(node);
     if (!route)
       throw new TetherError('TETHER_E_UNAVAILABLE', `node "${node}" has no live session to the controller`, {
@@ -152,7 +161,10 @@ export class ShellBroker {
         expected: 'a connected node (tether get nodes shows its session)',
       });
     if ([...this.live.values()].filter((l) => l.rec.node === node).length >= SHELL_LIMITS.maxSessionsPerNode)
-      throw new TetherError('TETHER_E_PRECONDITION', `node "${node}" already runs ${SHELL_LIMITS.maxSessionsPerNode} shells`);
+      throw new TetherError(
+        'TETHER_E_PRECONDITION',
+        `node "${node}" already runs ${SHELL_LIMITS.maxSessionsPerNode} shells`,
+      );
     const id = randomUUID();
     const now = Date.now();
     const rec: ShellSessionRecord = {
@@ -187,7 +199,11 @@ export class ShellBroker {
       cast,
       idle: undefined,
       max: setTimeout(
-        () => this.finish(live, { ending: 'max-duration', message: `session reached its maximum of ${maxSeconds} s` }),
+        () =>
+          this.finish(live, {
+            ending: 'max-duration',
+            message: `session reached its maximum of ${maxSeconds} s`,
+          }),
         this.o.maxMs,
       ),
       paused: undefined,
@@ -214,7 +230,12 @@ export class ShellBroker {
     );
     if (!this.toNode(live, { open: signShellOpen(body, this.o.keyPem, this.o.certPem) })) return live;
     call.write({
-      started: { session_id: id, node, idle_timeout_seconds: Math.round(this.o.idleMs / 1000), max_seconds: maxSeconds },
+      started: {
+        session_id: id,
+        node,
+        idle_timeout_seconds: Math.round(this.o.idleMs / 1000),
+        max_seconds: maxSeconds,
+      },
     });
     return live;
   }
@@ -252,7 +273,10 @@ export class ShellBroker {
         this.finish(l, { ending: 'closed', message: 'the operator closed the session' });
         return;
       default:
-        throw new TetherError('TETHER_E_INVALID', 'unexpected shell message', { field: 'msg', expected: 'input, resize or close' });
+        throw new TetherError('TETHER_E_INVALID', 'unexpected shell message', {
+          field: 'msg',
+          expected: 'input, resize or close',
+        });
     }
   }
 
@@ -266,7 +290,10 @@ export class ShellBroker {
     try {
       c = checkFrame(f);
     } catch (e) {
-      this.o.log.warn({ node: from.node, err: asTetherError(e).message }, 'bad shell frame from node dropped');
+      this.o.log.warn(
+        { node: from.node, err: asTetherError(e).message },
+        'bad shell frame from node dropped',
+      );
       return;
     }
     const l = this.live.get(c.id);
@@ -276,7 +303,10 @@ export class ShellBroker {
       (from.role === 'node' ? from.node === l.rec.node : from.site === l.rec.site && f.node === l.rec.node);
     if (!l || !mayspeak) {
       if (c.op !== 'end')
-        this.o.log.warn({ node: from.node, session: c.id, op: c.op }, 'shell frame for no session of this node dropped');
+        this.o.log.warn(
+          { node: from.node, session: c.id, op: c.op },
+          'shell frame for no session of this node dropped',
+        );
       return;
     }
     if (l.done) return;
@@ -321,7 +351,10 @@ export class ShellBroker {
         );
         return;
       default:
-        this.o.log.warn({ node: from.node, session: c.id, op: c.op }, 'shell frame a node may not send dropped');
+        this.o.log.warn(
+          { node: from.node, session: c.id, op: c.op },
+          'shell frame a node may not send dropped',
+        );
     }
   }
 
@@ -349,7 +382,11 @@ export class ShellBroker {
     if (!l.done)
       this.finish(
         l,
-        { ending: 'node-lost', code: 'TETHER_E_UNAVAILABLE', message: "the node's session is gone or not reading" },
+        {
+          ending: 'node-lost',
+          code: 'TETHER_E_UNAVAILABLE',
+          message: "the node's session is gone or not reading",
+        },
         false,
       );
     return false;
@@ -369,7 +406,13 @@ export class ShellBroker {
         shell: {
           session_id: l.rec.id,
           node: l.rec.node,
-          end: { ending: f.ending ?? 'closed', exit_code: -1, signal: 0, code: f.code ?? '', message: f.message ?? '' },
+          end: {
+            ending: f.ending ?? 'closed',
+            exit_code: -1,
+            signal: 0,
+            code: f.code ?? '',
+            message: f.message ?? '',
+          },
         },
       });
     try {
@@ -381,7 +424,10 @@ export class ShellBroker {
     try {
       rec = this.o.audit.end(l.rec.id, { ...f, bytesIn: l.rec.bytesIn, bytesOut: l.rec.bytesOut });
     } catch (e) {
-      this.o.log.error({ session: l.rec.id, err: asTetherError(e).message }, 'cannot write shell audit end record');
+      this.o.log.error(
+        { session: l.rec.id, err: asTetherError(e).message },
+        'cannot write shell audit end record',
+      );
     }
     this.o.log.warn(
       {

@@ -19,7 +19,9 @@ export function lookupUser(name: string, passwd = '/etc/passwd'): ShellUser {
   try {
     text = readFileSync(passwd, 'utf8');
   } catch (e) {
-    throw new TetherError('TETHER_E_STATE', `cannot read ${passwd}: ${(e as Error).message}`, { file: passwd });
+    throw new TetherError('TETHER_E_STATE', `cannot read ${passwd}: ${(e as Error).message}`, {
+      file: passwd,
+    });
   }
   for (const line of text.split('\n')) {
     const f = line.split(':');
@@ -162,9 +164,13 @@ export class ShellHost {
       const user = lookupUser(this.o.user, this.o.passwdFile);
       const self = process.getuid?.() ?? -1;
       if (self !== 0 && self !== user.uid)
-        throw new TetherError('TETHER_E_PERMISSION', `the node daemon cannot start a shell as "${user.name}"`, {
-          expected: 'the daemon runs as root, or --shell-user is its own user',
-        });
+        throw new TetherError(
+          'TETHER_E_PERMISSION',
+          `the node daemon cannot start a shell as "${user.name}"`,
+          {
+            expected: 'the daemon runs as root, or --shell-user is its own user',
+          },
+        );
       const term = pty.spawn(user.shell, ['-l'], {
         name: 'xterm-256color',
         cols: body.cols,
@@ -199,7 +205,14 @@ export class ShellHost {
       };
       this.sessions.set(c.id, r);
       this.o.log.warn(
-        { event: 'shell_open', session: c.id, operator: body.operator, reason: body.reason, user: user.name, pid: term.pid },
+        {
+          event: 'shell_open',
+          session: c.id,
+          operator: body.operator,
+          reason: body.reason,
+          user: user.name,
+          pid: term.pid,
+        },
         'remote shell started',
       );
       term.onData((d: string | Buffer) => {
@@ -244,12 +257,21 @@ export class ShellHost {
     this.sessions.delete(r.id);
     clearTimeout(r.max);
     const ex = r.exited ?? { exitCode: -1, signal: 0 };
-    this.o.log.warn({ event: 'shell_end', session: r.id, exitCode: ex.exitCode, signal: ex.signal }, 'remote shell ended');
+    this.o.log.warn(
+      { event: 'shell_end', session: r.id, exitCode: ex.exitCode, signal: ex.signal },
+      'remote shell ended',
+    );
     if (r.closed) return;
     r.send({
       session_id: r.id,
       node: this.o.node,
-      end: { ending: ex.signal ? 'signal' : 'exit', exit_code: ex.exitCode, signal: ex.signal, code: '', message: '' },
+      end: {
+        ending: ex.signal ? 'signal' : 'exit',
+        exit_code: ex.exitCode,
+        signal: ex.signal,
+        code: '',
+        message: '',
+      },
     });
   }
 

@@ -7,9 +7,9 @@ import type { Logger } from '../../lib/log.js';
 import { DurableSequence } from '../../lib/sequence.js';
 import { StateCache } from '../cache.js';
 import { type LoadedIdentity, loadIdentity, nodePaths, saveCredentials } from '../identity.js';
+import { ShellHost } from '../shell.js';
 import { type LoopHealth, ReconcileLoop, type StateConsumer } from './reconcile.js';
 import { AgentSession, type DurableState, type SessionStatus } from './session.js';
-import { ShellHost } from '../shell.js';
 import { SiteLocalSet } from './site-local.js';
 import { controllerRenewer, controllerUpstream, type Upstream, type UpstreamChooser } from './upstream.js';
 

@@ -494,7 +494,8 @@ export class AgentSession {
       }
       case 'shell': {
         const call = this.call;
-        if (call && m.shell) this.opts.shell?.frame(m.shell, (f) => this.call === call && call.write({ shell: f }));
+        if (call && m.shell)
+          this.opts.shell?.frame(m.shell, (f) => this.call === call && call.write({ shell: f }));
         return;
       }
       case 'goodbye': {

@@ -9,7 +9,7 @@ import type { ShellFrame__Output } from '../../../src/api/gen/tether/v1/ShellFra
 import type { ShellServerMessage } from '../../../src/api/gen/tether/v1/ShellServerMessage.js';
 import { AsciicastWriter } from '../../../src/controller/asciicast.js';
 import type { Session } from '../../../src/controller/hub.js';
-import { type ShellBrokerOptions, ShellBroker, type ShellCall } from '../../../src/controller/shell.js';
+import { ShellBroker, type ShellBrokerOptions, type ShellCall } from '../../../src/controller/shell.js';
 import { ShellAudit } from '../../../src/controller/shell-audit.js';
 import { silentLogger } from '../../../src/lib/log.js';
 
@@ -44,9 +44,12 @@ class FakeCall extends EventEmitter {
 }
 
 // A session is a large record; the broker reads only who it is.
-const sess = (node: string, site: string, role: 'node' | 'proxy') => ({ node, site, role, queued: 0 }) as unknown as Session;
+const sess = (node: string, site: string, role: 'node' | 'proxy') =>
+  ({ node, site, role, queued: 0 }) as unknown as Session;
 
-const KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  .privateKey.export({ type: 'pkcs8', format: 'pem' })
+  .toString();
 
 let dir: string;
 let audit: ShellAudit;
@@ -89,7 +92,12 @@ function openShell(node: string): { call: FakeCall; id: string } {
 const data = (id: string, node: string, s: string): ShellFrame__Output =>
   ({ session_id: id, node, op: 'data', data: Buffer.from(s) }) as ShellFrame__Output;
 const end = (id: string, node: string, exit: number): ShellFrame__Output =>
-  ({ session_id: id, node, op: 'end', end: { ending: 'exit', exit_code: exit, signal: 0, code: '', message: '' } }) as ShellFrame__Output;
+  ({
+    session_id: id,
+    node,
+    op: 'end',
+    end: { ending: 'exit', exit_code: exit, signal: 0, code: '', message: '' },
+  }) as ShellFrame__Output;
 
 describe('ShellBroker', () => {
   it('refuses a non-operator identity and writes nothing', () => {
@@ -118,7 +126,12 @@ describe('ShellBroker', () => {
     hub.routes.set('n1', n1);
     const { call, id } = openShell('n1');
     expect(hub.sent[0]?.msg.shell?.open).toBeTruthy();
-    expect(audit.get(id)).toMatchObject({ operator: 'alice', node: 'n1', reason: 'debug the disk', path: 'direct' });
+    expect(audit.get(id)).toMatchObject({
+      operator: 'alice',
+      node: 'n1',
+      reason: 'debug the disk',
+      path: 'direct',
+    });
     broker.fromNode(n1, data(id, 'n1', 'hi\r\n'));
     broker.fromNode(n1, end(id, 'n1', 7));
     expect(call.out.some((m) => Buffer.from(m.output ?? []).toString() === 'hi\r\n')).toBe(true);
@@ -232,7 +245,10 @@ describe('AsciicastWriter', () => {
       w.output(Buffer.from('after'), 3100);
       w.close();
       expect(() => new AsciicastWriter(p, { width: 1, height: 1, title: 't' })).toThrow();
-      const lines = readFileSync(p, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as unknown);
+      const lines = readFileSync(p, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as unknown);
       expect(lines.slice(1)).toEqual([
         [0.6, 'o', '€'],
         [1, 'i', 'ls\r'],
