@@ -494,8 +494,26 @@ export class AgentSession {
       }
       case 'shell': {
         const call = this.call;
-        if (call && m.shell)
-          this.opts.shell?.frame(m.shell, (f) => this.call === call && call.write({ shell: f }));
+        if (!call || !m.shell) return;
+        if (this.opts.shell) {
+          this.opts.shell.frame(m.shell, (f) => this.call === call && call.write({ shell: f }));
+          return;
+        }
+        // --no-shell: say so at once, else the operator waits for the idle timeout.
+        if (m.shell.op === 'open')
+          call.write({
+            shell: {
+              session_id: m.shell.session_id,
+              node: this.opts.identity.name,
+              end: {
+                ending: 'refused',
+                exit_code: -1,
+                signal: 0,
+                code: 'TETHER_E_PERMISSION',
+                message: 'this node runs with --no-shell',
+              },
+            },
+          });
         return;
       }
       case 'goodbye': {
