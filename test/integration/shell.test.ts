@@ -4,6 +4,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as pty from 'node-pty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ShellClient } from '../../src/api/gen/tether/v1/Shell.js';
 import type { ShellServerMessage__Output } from '../../src/api/gen/tether/v1/ShellServerMessage.js';
@@ -11,7 +12,7 @@ import { tetherProto } from '../../src/api/grpc.js';
 import { loadClientConfig } from '../../src/cli/admin.js';
 import { CHANNEL_OPTIONS, controllerCredentials } from '../../src/node/connect.js';
 import { initTestController, startTestController, type TestController } from './support/controller.js';
-import { type Daemon, enrollArgs, runTether, startTether, waitFor } from './support/proc.js';
+import { type Daemon, enrollArgs, runTether, startTether, TETHER, waitFor } from './support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-shell-it-'));
 const ctlDir = join(dir, 'controller');
@@ -128,5 +129,44 @@ describe('remote shell', () => {
       ending: 'exit',
       exitCode: 3,
     });
+  });
+
+  it('`tether shell` in a real pty: echo, resize on SIGWINCH, exits with the remote exit code', {
+    timeout: 60_000,
+  }, async () => {
+    const term = pty.spawn(
+      TETHER,
+      ['shell', 'sh1', '--reason', 'INC-2 from the cli', '--config', join(dir, 'alice.yaml')],
+      {
+        cols: 80,
+        rows: 24,
+        env: process.env as Record<string, string>,
+      },
+    );
+    let out = '';
+    term.onData((d) => {
+      out += d;
+    });
+    const exited = new Promise<number>((resolve) => term.onExit((e) => resolve(e.exitCode)));
+    try {
+      // The remote shell's first prompt: the CLI is in raw mode and forwarding by then.
+      await waitFor('remote prompt', () => /[#$] ?$/.test(out.trimEnd() + ' '), 20_000);
+      term.write('echo c""li\r');
+      await waitFor('echo through the cli', () => /\bcli\r*\n/.test(out), 8000).catch((e: Error) => {
+        throw new Error(`${e.message}; terminal so far: ${JSON.stringify(out)}`);
+      });
+      term.resize(100, 30);
+      await new Promise((r) => setTimeout(r, 300));
+      term.write('stty size\r');
+      await waitFor('stty size 30 100', () => out.includes('30 100'), 20_000);
+      term.write('exit 4\r');
+      expect(await exited).toBe(4);
+    } finally {
+      try {
+        term.kill();
+      } catch {
+        /* already gone */
+      }
+    }
   });
 });
