@@ -156,9 +156,18 @@ describe('remote shell', () => {
         throw new Error(`${e.message}; terminal so far: ${JSON.stringify(out)}`);
       });
       term.resize(100, 30);
-      await new Promise((r) => setTimeout(r, 300));
-      term.write('stty size\r');
-      await waitFor('stty size 30 100', () => out.includes('30 100'), 20_000);
+      // SIGWINCH reaches the CLI on its own path, not in order with the typed input: ask
+      // again until the remote pty has the new size.
+      await waitFor(
+        'stty size 30 100',
+        () => {
+          if (out.includes('30 100')) return true;
+          term.write('stty size\r');
+          return false;
+        },
+        20_000,
+        500,
+      );
       term.write('exit 4\r');
       expect(await exited).toBe(4);
     } finally {
