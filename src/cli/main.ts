@@ -10,6 +10,7 @@ import { registerLab } from './commands/lab.js';
 import { registerNode } from './commands/node.js';
 import { registerProfile } from './commands/profile.js';
 import { registerResources } from './commands/resources.js';
+import { registerShell } from './commands/shell.js';
 import { registerStatus } from './commands/status.js';
 import { registerToken } from './commands/token.js';
 import { EXIT, exitCodeFor } from './exit.js';
@@ -24,6 +25,7 @@ const registrations: Array<(program: Command) => void> = [
   registerProfile,
   registerCheck,
   registerLab,
+  registerShell,
 ];
 
 export function buildProgram(): Command {

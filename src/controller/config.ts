@@ -35,6 +35,10 @@ export interface ControllerConfig {
   /** Bytes a session may have written but not yet taken by the transport; past it, deltas are
    *  dropped for that session and it gets a fresh snapshot once it drains. */
   sendQueueBytes: number;
+  /** A remote shell without operator input for this long ends (docs/shell.md). */
+  shellIdleSeconds: number;
+  /** A remote shell ends after this long whatever happens. */
+  shellMaxSeconds: number;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -53,6 +57,8 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   watchdogMaxLagMs: 5000,
   endpointReportIntervalMs: 500,
   sendQueueBytes: 8 * 1024 * 1024,
+  shellIdleSeconds: 900,
+  shellMaxSeconds: 4 * 3600,
 };
 
 export function loadControllerConfig(path: string): ControllerConfig {

@@ -345,8 +345,33 @@ export class SessionHub {
     return s;
   }
 
+  // ---- remote shell (docs/shell.md): frames ride the node's own session or its site proxy's.
+  private readonly detachListeners = new Set<(s: Session) => void>();
+
+  /** Called whenever a session ends (the shell broker ends the shells it carried). */
+  onDetach(fn: (s: Session) => void): void {
+    this.detachListeners.add(fn);
+  }
+
+  /** The session that reaches `node`: its own, else its site proxy's while the proxy reports
+   *  it connected. */
+  routeTo(node: string): Session | undefined {
+    const s = this.byNode.get(node);
+    if (s) return s;
+    const p = this.proxied.get(node);
+    return p?.connected ? this.proxyBySite.get(p.site) : undefined;
+  }
+
+  /** Writes one shell frame, counted in the session's send-queue bound; false when the
+   *  session is gone or over its bound (the caller ends the shell). */
+  sendShell(s: Session, msg: ControllerMessage): boolean {
+    if (!this.isOpen(s)) return false;
+    return this.send(s, this.encode(msg));
+  }
+
   /** Removes a session whose call ended on its own. */
   detach(s: Session): void {
+    for (const fn of this.detachListeners) fn(s);
     if (s.role === 'proxy') {
       if (this.proxyBySite.get(s.site) === s) {
         this.proxyBySite.delete(s.site);

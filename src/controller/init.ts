@@ -76,11 +76,31 @@ export async function initController(opts: InitOptions): Promise<InitResult> {
 }
 
 export async function issueAdminConfig(ca: CaMaterial, server: string, name: string): Promise<ClientConfig> {
-  const admin = await createKeyAndCsr(name);
-  const cert = await signCsr(ca, admin.csrPem, {
-    identity: { role: 'admin', name },
-    validitySeconds: 365 * 86_400,
-  });
+  return issueClientConfig(ca, server, { role: 'admin', name });
+}
+
+/**
+ * A client config for a person: an admin (everything of the Admin API) or an operator (remote
+ * shells and their audit only, docs/shell.md). Operators get a shorter lifetime by default:
+ * a NOC identity that leaks should not outlive a rota.
+ */
+export async function issueClientConfig(
+  ca: CaMaterial,
+  server: string,
+  identity: { role: 'admin' | 'operator'; name: string },
+  validitySeconds = identity.role === 'admin' ? 365 * 86_400 : 90 * 86_400,
+): Promise<ClientConfig> {
+  if (!/^[a-z0-9.-]{1,253}$/.test(identity.name))
+    throw new TetherError(
+      'TETHER_E_INVALID',
+      `"${identity.name.slice(0, 80)}" is not a valid identity name`,
+      {
+        field: 'NAME',
+        expected: 'lower-case letters, digits, "." and "-"',
+      },
+    );
+  const admin = await createKeyAndCsr(identity.name);
+  const cert = await signCsr(ca, admin.csrPem, { identity, validitySeconds });
   return {
     apiVersion: 'tether.dev/v1',
     kind: 'ClientConfig',

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from '../lib/log.js';
 import { registerProfileKind } from '../profiles/resource.js';
 import { loadControllerConfig } from './config.js';
@@ -34,6 +35,7 @@ export async function startController(opts: {
     serverKeyPem: readFileSync(p.serverKey, 'utf8'),
     config,
     log: opts.log,
+    shellDir: join(p.dataDir, 'shell'),
   });
   const port = await server.listen(opts.listen ?? config.listen);
   opts.log.info(

@@ -8,6 +8,7 @@ import type { ControllerMessage } from '../api/gen/tether/v1/ControllerMessage.j
 import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
 import type { NodeSessionHandlers } from '../api/gen/tether/v1/NodeSession.js';
 import type { Resource, Resource__Output } from '../api/gen/tether/v1/Resource.js';
+import type { ShellHandlers } from '../api/gen/tether/v1/Shell.js';
 import { tetherProto } from '../api/grpc.js';
 import { kindDefinition, knownKinds } from '../api/kinds.js';
 import { API_VERSION, type TetherObject } from '../api/resource.js';
@@ -32,6 +33,8 @@ import { GatewayReports } from './gateways.js';
 import { type Session, SessionHub, toResource } from './hub.js';
 import { NetworkReconciler } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
+import { ShellBroker } from './shell.js';
+import { ShellAudit } from './shell-audit.js';
 import type { PutOp, Store, TxnOp } from './store/store.js';
 
 /** A ControllerMessage already serialized: fan-out encodes a change once per site and
@@ -86,6 +89,8 @@ export interface ControllerServerDeps {
   serverKeyPem: string;
   config: ControllerConfig;
   log: Logger;
+  /** Where the remote-shell audit and recordings live (docs/shell.md); absent: no shells. */
+  shellDir?: string;
 }
 
 /** Kinds an admin may write with apply; the rest are owned by the controller itself. */
@@ -150,6 +155,9 @@ export class ControllerServer {
   private readonly lastReports = new Map<string, ReportMark>();
   private boundPort = 0;
   private closing: Promise<void> | undefined;
+  /** Remote shells (docs/shell.md); undefined when the server runs without a shell directory. */
+  readonly shell: ShellBroker | undefined;
+  readonly shellAudit: ShellAudit | undefined;
 
   constructor(private readonly deps: ControllerServerDeps) {
     this.caX509 = new X509Certificate(deps.ca.certPem);
@@ -167,6 +175,25 @@ export class ControllerServer {
       sizeOf: session.sizeOf,
       sendQueueBytes: deps.config.sendQueueBytes,
     });
+    if (deps.shellDir) {
+      this.shellAudit = new ShellAudit(deps.shellDir);
+      this.shell = new ShellBroker({
+        hub: this.hub,
+        audit: this.shellAudit,
+        keyPem: deps.serverKeyPem,
+        certPem: deps.serverCertPem,
+        log: deps.log.child({ component: 'shell' }),
+        approvedSite: (node) => {
+          const n = deps.store.get('Node', node)?.object;
+          const site = (n?.spec as { site?: unknown } | undefined)?.site;
+          return (n?.status as NodeStatus | undefined)?.phase === 'Approved' && typeof site === 'string'
+            ? site
+            : undefined;
+        },
+        idleMs: deps.config.shellIdleSeconds * 1000,
+        maxMs: deps.config.shellMaxSeconds * 1000,
+      });
+    }
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': deps.config.maxMessageBytes,
       'grpc.max_send_message_length': deps.config.maxMessageBytes,
@@ -200,6 +227,7 @@ export class ControllerServer {
       [proto.tether.v1.Enrollment.service, this.enrollmentHandlers() as grpc.UntypedServiceImplementation],
       [session.service, this.sessionHandlers() as grpc.UntypedServiceImplementation],
       [proto.tether.v1.Admin.service, this.adminHandlers() as grpc.UntypedServiceImplementation],
+      [proto.tether.v1.Shell.service, this.shellHandlers() as grpc.UntypedServiceImplementation],
     ];
     for (const [def, impl] of services) this.server.addService(def, impl);
     this.serviceNames = ['', ...services.map(([def]) => serviceName(def))];
@@ -270,6 +298,8 @@ export class ControllerServer {
     for (const n of this.serviceNames) this.health.setStatus(n, 'NOT_SERVING');
     this.listener.stopAccepting();
     this.networks.stop();
+    this.shell?.stop();
+    this.shellAudit?.close();
     this.hub.stop();
     this.endpoints.close();
     for (const w of this.adminWatches) w.end();
@@ -451,6 +481,7 @@ export class ControllerServer {
             const dropped = this.gateways.accept(id.name, id.site, msg.gateway);
             if (dropped) this.deps.log.warn({ node: id.name, why: dropped }, 'gateway report dropped');
           }
+          if (msg.shell) this.shell?.fromNode(open, msg.shell);
           if (open.role === 'proxy') {
             if (msg.site_agents) this.hub.siteAgents(open, msg.site_agents);
             if (msg.relayed_report) this.relayedReport(open, msg.relayed_report, relayPacers);
@@ -495,6 +526,45 @@ export class ControllerServer {
           });
           this.deps.log.info({ node: who.id.name, phase: body.phase, seq: body.seq }, 'first-boot report');
           cb(null, { seq: r.seq });
+        } catch (e) {
+          fail(cb, e);
+        }
+      },
+    };
+  }
+
+  /** Remote shells: an operator opens one (the broker checks the role and the reason); an
+   *  admin or operator reads the audit. */
+  private shellHandlers(): ShellHandlers {
+    const unavailable = () =>
+      new TetherError(
+        'TETHER_E_UNAVAILABLE',
+        'this controller runs without remote shells (no shell directory)',
+      );
+    return {
+      Open: (call) => {
+        try {
+          const who = this.authenticate(call);
+          if (!this.shell) throw unavailable();
+          this.shell.open(call, who.id);
+        } catch (e) {
+          call.emit('error', toGrpcError(asTetherError(e)));
+        }
+      },
+      ListSessions: (call, cb) => {
+        try {
+          const who = this.authenticate(call);
+          if (who.id.role !== 'admin' && who.id.role !== 'operator')
+            throw new TetherError(
+              'TETHER_E_PERMISSION',
+              `${who.id.role} identity may not read the shell audit`,
+            );
+          if (!this.shellAudit) throw unavailable();
+          const limit = Math.min(Math.max(call.request.limit || 100, 1), 10_000);
+          const records = this.shellAudit
+            .list({ ...(call.request.node ? { node: call.request.node } : {}), limit })
+            .map((r) => Buffer.from(JSON.stringify(r)));
+          cb(null, { records });
         } catch (e) {
           fail(cb, e);
         }

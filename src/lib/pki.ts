@@ -39,6 +39,8 @@ export interface CaMaterial {
 export type Identity =
   | { role: 'node'; name: string; site: string }
   | { role: 'admin'; name: string }
+  /** May open remote shells (docs/shell.md) and read their audit; nothing else. */
+  | { role: 'operator'; name: string }
   | { role: 'controller'; name: string };
 
 const URI_PREFIX = 'spiffe://tether';
@@ -49,6 +51,8 @@ export function identityUri(id: Identity): string {
       return `${URI_PREFIX}/site/${id.site}/node/${id.name}`;
     case 'admin':
       return `${URI_PREFIX}/admin/${id.name}`;
+    case 'operator':
+      return `${URI_PREFIX}/operator/${id.name}`;
     case 'controller':
       return `${URI_PREFIX}/controller/${id.name}`;
   }
@@ -56,13 +60,14 @@ export function identityUri(id: Identity): string {
 
 export function parseIdentityUri(uri: string): Identity | undefined {
   const m =
-    /^spiffe:\/\/tether\/(?:site\/([a-z0-9-]+)\/node\/([a-z0-9.-]+)|admin\/([a-z0-9.-]+)|controller\/([a-z0-9.-]+))$/.exec(
+    /^spiffe:\/\/tether\/(?:site\/([a-z0-9-]+)\/node\/([a-z0-9.-]+)|admin\/([a-z0-9.-]+)|controller\/([a-z0-9.-]+)|operator\/([a-z0-9.-]+))$/.exec(
       uri,
     );
   if (!m) return undefined;
   if (m[1] && m[2]) return { role: 'node', site: m[1], name: m[2] };
   if (m[3]) return { role: 'admin', name: m[3] };
   if (m[4]) return { role: 'controller', name: m[4] };
+  if (m[5]) return { role: 'operator', name: m[5] };
   return undefined;
 }
 

@@ -50,6 +50,8 @@ export interface NodeRunOptions {
   controlSocket?: string;
   /** Recent events the control API serves (the CLI tees warnings and `event` lines in). */
   events?: EventRing;
+  /** Remote shells (docs/shell.md): the user they run as, or false: refused. Default root. */
+  shell?: { user: string } | false;
   /** The local gateway (docs/gateway.md): BIRD driven from the site's Gateway resource. */
   gateway?: {
     /** The bird binary (default `bird` on PATH). */
@@ -214,6 +216,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     ...(opts.version !== undefined ? { version: opts.version } : {}),
     ...(underlayIp ? { underlayIp } : {}),
     ...(opts.reconcileIntervalMs ? { reconcile: { intervalMs: opts.reconcileIntervalMs } } : {}),
+    ...(opts.shell !== undefined ? { shell: opts.shell } : {}),
     onRevoked: (err) => {
       log.error({ err: err.message }, 'node revoked; stopping');
       stop().then(

@@ -32,6 +32,8 @@ import type { Heartbeat as _tether_v1_Heartbeat, Heartbeat__Output as _tether_v1
 import type { Hello as _tether_v1_Hello, Hello__Output as _tether_v1_Hello__Output } from './tether/v1/Hello.js';
 import type { ListRequest as _tether_v1_ListRequest, ListRequest__Output as _tether_v1_ListRequest__Output } from './tether/v1/ListRequest.js';
 import type { ListResponse as _tether_v1_ListResponse, ListResponse__Output as _tether_v1_ListResponse__Output } from './tether/v1/ListResponse.js';
+import type { ListShellSessionsRequest as _tether_v1_ListShellSessionsRequest, ListShellSessionsRequest__Output as _tether_v1_ListShellSessionsRequest__Output } from './tether/v1/ListShellSessionsRequest.js';
+import type { ListShellSessionsResponse as _tether_v1_ListShellSessionsResponse, ListShellSessionsResponse__Output as _tether_v1_ListShellSessionsResponse__Output } from './tether/v1/ListShellSessionsResponse.js';
 import type { NodeMessage as _tether_v1_NodeMessage, NodeMessage__Output as _tether_v1_NodeMessage__Output } from './tether/v1/NodeMessage.js';
 import type { NodeRef as _tether_v1_NodeRef, NodeRef__Output as _tether_v1_NodeRef__Output } from './tether/v1/NodeRef.js';
 import type { NodeSessionClient as _tether_v1_NodeSessionClient, NodeSessionDefinition as _tether_v1_NodeSessionDefinition } from './tether/v1/NodeSession.js';
@@ -41,6 +43,15 @@ import type { RelayedReport as _tether_v1_RelayedReport, RelayedReport__Output a
 import type { RenewRequest as _tether_v1_RenewRequest, RenewRequest__Output as _tether_v1_RenewRequest__Output } from './tether/v1/RenewRequest.js';
 import type { RenewResponse as _tether_v1_RenewResponse, RenewResponse__Output as _tether_v1_RenewResponse__Output } from './tether/v1/RenewResponse.js';
 import type { Resource as _tether_v1_Resource, Resource__Output as _tether_v1_Resource__Output } from './tether/v1/Resource.js';
+import type { ShellClient as _tether_v1_ShellClient, ShellDefinition as _tether_v1_ShellDefinition } from './tether/v1/Shell.js';
+import type { ShellClientMessage as _tether_v1_ShellClientMessage, ShellClientMessage__Output as _tether_v1_ShellClientMessage__Output } from './tether/v1/ShellClientMessage.js';
+import type { ShellEnd as _tether_v1_ShellEnd, ShellEnd__Output as _tether_v1_ShellEnd__Output } from './tether/v1/ShellEnd.js';
+import type { ShellFrame as _tether_v1_ShellFrame, ShellFrame__Output as _tether_v1_ShellFrame__Output } from './tether/v1/ShellFrame.js';
+import type { ShellOpen as _tether_v1_ShellOpen, ShellOpen__Output as _tether_v1_ShellOpen__Output } from './tether/v1/ShellOpen.js';
+import type { ShellServerMessage as _tether_v1_ShellServerMessage, ShellServerMessage__Output as _tether_v1_ShellServerMessage__Output } from './tether/v1/ShellServerMessage.js';
+import type { ShellSize as _tether_v1_ShellSize, ShellSize__Output as _tether_v1_ShellSize__Output } from './tether/v1/ShellSize.js';
+import type { ShellStart as _tether_v1_ShellStart, ShellStart__Output as _tether_v1_ShellStart__Output } from './tether/v1/ShellStart.js';
+import type { ShellStarted as _tether_v1_ShellStarted, ShellStarted__Output as _tether_v1_ShellStarted__Output } from './tether/v1/ShellStarted.js';
 import type { SignedReport as _tether_v1_SignedReport, SignedReport__Output as _tether_v1_SignedReport__Output } from './tether/v1/SignedReport.js';
 import type { SiteAgents as _tether_v1_SiteAgents, SiteAgents__Output as _tether_v1_SiteAgents__Output } from './tether/v1/SiteAgents.js';
 import type { SiteLocal as _tether_v1_SiteLocal, SiteLocal__Output as _tether_v1_SiteLocal__Output } from './tether/v1/SiteLocal.js';
@@ -88,6 +99,8 @@ export interface ProtoGrpcType {
       Hello: MessageTypeDefinition<_tether_v1_Hello, _tether_v1_Hello__Output>
       ListRequest: MessageTypeDefinition<_tether_v1_ListRequest, _tether_v1_ListRequest__Output>
       ListResponse: MessageTypeDefinition<_tether_v1_ListResponse, _tether_v1_ListResponse__Output>
+      ListShellSessionsRequest: MessageTypeDefinition<_tether_v1_ListShellSessionsRequest, _tether_v1_ListShellSessionsRequest__Output>
+      ListShellSessionsResponse: MessageTypeDefinition<_tether_v1_ListShellSessionsResponse, _tether_v1_ListShellSessionsResponse__Output>
       NodeMessage: MessageTypeDefinition<_tether_v1_NodeMessage, _tether_v1_NodeMessage__Output>
       NodeRef: MessageTypeDefinition<_tether_v1_NodeRef, _tether_v1_NodeRef__Output>
       NodeSession: SubtypeConstructor<typeof grpc.Client, _tether_v1_NodeSessionClient> & { service: _tether_v1_NodeSessionDefinition }
@@ -97,6 +110,18 @@ export interface ProtoGrpcType {
       RenewRequest: MessageTypeDefinition<_tether_v1_RenewRequest, _tether_v1_RenewRequest__Output>
       RenewResponse: MessageTypeDefinition<_tether_v1_RenewResponse, _tether_v1_RenewResponse__Output>
       Resource: MessageTypeDefinition<_tether_v1_Resource, _tether_v1_Resource__Output>
+      /**
+       * Operator (tether shell) ↔ controller.
+       */
+      Shell: SubtypeConstructor<typeof grpc.Client, _tether_v1_ShellClient> & { service: _tether_v1_ShellDefinition }
+      ShellClientMessage: MessageTypeDefinition<_tether_v1_ShellClientMessage, _tether_v1_ShellClientMessage__Output>
+      ShellEnd: MessageTypeDefinition<_tether_v1_ShellEnd, _tether_v1_ShellEnd__Output>
+      ShellFrame: MessageTypeDefinition<_tether_v1_ShellFrame, _tether_v1_ShellFrame__Output>
+      ShellOpen: MessageTypeDefinition<_tether_v1_ShellOpen, _tether_v1_ShellOpen__Output>
+      ShellServerMessage: MessageTypeDefinition<_tether_v1_ShellServerMessage, _tether_v1_ShellServerMessage__Output>
+      ShellSize: MessageTypeDefinition<_tether_v1_ShellSize, _tether_v1_ShellSize__Output>
+      ShellStart: MessageTypeDefinition<_tether_v1_ShellStart, _tether_v1_ShellStart__Output>
+      ShellStarted: MessageTypeDefinition<_tether_v1_ShellStarted, _tether_v1_ShellStarted__Output>
       SignedReport: MessageTypeDefinition<_tether_v1_SignedReport, _tether_v1_SignedReport__Output>
       SiteAgents: MessageTypeDefinition<_tether_v1_SiteAgents, _tether_v1_SiteAgents__Output>
       SiteLocal: MessageTypeDefinition<_tether_v1_SiteLocal, _tether_v1_SiteLocal__Output>

@@ -1,7 +1,11 @@
 import type { Command } from 'commander';
-import { initController } from '../../controller/init.js';
+import { stringify } from 'yaml';
+import { loadControllerConfig } from '../../controller/config.js';
+import { initController, issueClientConfig, loadCa } from '../../controller/init.js';
+import { controllerPaths } from '../../controller/paths.js';
 import { startController } from '../../controller/run.js';
-import { asTetherError } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/atomic.js';
+import { asTetherError, TetherError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
 import { DEFAULT_CONTROLLER_DIR } from '../admin.js';
@@ -48,6 +52,38 @@ export function registerController(program: Command): void {
         say(`next: tether controller start --data-dir ${o.dataDir}`);
       },
     );
+
+  ctl
+    .command('operator')
+    .description(
+      'issue an operator client config: may open remote shells (tether shell) and read their audit, nothing else',
+    )
+    .argument('<name>', 'operator identity name (spiffe://tether/operator/NAME)')
+    .option('--data-dir <dir>', 'data directory', DEFAULT_CONTROLLER_DIR)
+    .option('--out <file>', 'where to write the client config (0600)', 'operator.yaml')
+    .option('--days <n>', 'certificate lifetime in days', '90')
+    .addHelpText(
+      'after',
+      '\nExample:\n  tether controller operator noc-alice --out alice.yaml\n  tether shell site1-n1 --reason "INC-4711 check link" --config alice.yaml',
+    )
+    .action(async (name: string, o: { dataDir: string; out: string; days: string }) => {
+      const days = Number(o.days);
+      if (!Number.isInteger(days) || days < 1 || days > 3650)
+        throw new TetherError('TETHER_E_INVALID', `--days ${o.days}`, {
+          field: '--days',
+          expected: 'an integer 1–3650',
+        });
+      const p = controllerPaths(o.dataDir);
+      const cfg = loadControllerConfig(p.config);
+      const client = await issueClientConfig(
+        loadCa(o.dataDir),
+        cfg.advertise,
+        { role: 'operator', name },
+        days * 86_400,
+      );
+      writeFileAtomic(o.out, stringify(client), 0o600);
+      say(`operator "${name}" client config written to ${o.out} (valid ${days} days)`);
+    });
 
   ctl
     .command('start')

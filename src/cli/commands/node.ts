@@ -107,6 +107,8 @@ export function registerNode(program: Command): void {
       'how often the kernel is re-planned against desired state (what was changed by hand is put back)',
       '5s',
     )
+    .option('--shell-user <user>', 'user remote shells run as (tether shell, docs/shell.md)', 'root')
+    .option('--no-shell', 'refuse remote shells on this node')
     .option('--proxy <on|off>', "sync through the site's proxy when one is known (docs/proxy.md)", 'on')
     .option('--proxy-port <port>', "port of the site proxy on each node's underlay address", '7444')
     .option(
@@ -136,6 +138,8 @@ export function registerNode(program: Command): void {
         wanHeartbeat: string;
         proxyAddress?: string;
         bird: string;
+        shell: boolean;
+        shellUser: string;
       }) => {
         if (o.proxy !== 'on' && o.proxy !== 'off')
           throw new TetherError('TETHER_E_INVALID', `bad --proxy "${o.proxy}"`, {
@@ -178,6 +182,7 @@ export function registerNode(program: Command): void {
           },
           reconcileIntervalMs,
           gateway: { birdBin: o.bird },
+          shell: o.shell ? { user: o.shellUser } : false,
           ...(o.vrouter
             ? {
                 vrouter: {

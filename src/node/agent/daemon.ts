@@ -7,6 +7,7 @@ import type { Logger } from '../../lib/log.js';
 import { DurableSequence } from '../../lib/sequence.js';
 import { StateCache } from '../cache.js';
 import { type LoadedIdentity, loadIdentity, nodePaths, saveCredentials } from '../identity.js';
+import { ShellHost } from '../shell.js';
 import { type LoopHealth, ReconcileLoop, type StateConsumer } from './reconcile.js';
 import { AgentSession, type DurableState, type SessionStatus } from './session.js';
 import { SiteLocalSet } from './site-local.js';
@@ -63,6 +64,8 @@ export interface NodeAgentOptions {
   reconcile?: { intervalMs?: number; wedgedIntervals?: number; debounceMs?: number; retry?: BackoffPolicy };
   /** The upstream revoked this node: the daemon must not keep running (nor be restarted). */
   onRevoked?: (err: TetherError) => void;
+  /** Remote shells (docs/shell.md): the user they run as (default root), or false: none. */
+  shell?: { user: string } | false;
 }
 
 /**
@@ -75,6 +78,7 @@ export class NodeAgent {
   readonly siteLocal: SiteLocalSet;
   readonly session: AgentSession;
   readonly loop: ReconcileLoop;
+  readonly shell: ShellHost | undefined;
   private readonly clock: Clock;
   private readonly startedAt: string;
   private statusTimer: TimerHandle | undefined;
@@ -101,7 +105,18 @@ export class NodeAgent {
       onDamaged: (file, why) =>
         log.warn({ file, err: why }, 'report sequence file unreadable; continuing above the clock'),
     });
+    this.shell =
+      opts.shell === false
+        ? undefined
+        : new ShellHost({
+            node: identity.name,
+            site: identity.site,
+            caPem: () => identity.caPem,
+            log: log.child({ component: 'shell' }),
+            user: opts.shell?.user ?? 'root',
+          });
     this.session = new AgentSession({
+      ...(this.shell ? { shell: this.shell } : {}),
       identity,
       cache: this.cache,
       clock: this.clock,

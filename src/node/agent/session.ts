@@ -2,6 +2,7 @@ import { randomUUID, X509Certificate } from 'node:crypto';
 import type { ControllerMessage__Output } from '../../api/gen/tether/v1/ControllerMessage.js';
 import type { GatewayReport } from '../../api/gen/tether/v1/GatewayReport.js';
 import type { Resource__Output } from '../../api/gen/tether/v1/Resource.js';
+import type { ShellFrame, ShellFrame__Output } from '../../api/gen/tether/v1/ShellFrame.js';
 import type { TetherObject } from '../../api/resource.js';
 import { signReport } from '../../api/signed-report.js';
 import { type BackoffPolicy, DEFAULT_BACKOFF, fullJitterDelay } from '../../lib/backoff.js';
@@ -92,6 +93,15 @@ export interface SessionOptions {
   /** This node's underlay (VTEP) address, declared in every hello; the controller records
    *  the first and holds the node to it. Absent when the node runs no vRouter. */
   underlayIp?: string;
+  /** Runs remote shells (src/node/shell.ts); absent: shell frames are ignored. */
+  shell?: ShellEndpoint;
+}
+
+/** What the session hands shell frames to (docs/shell.md). */
+export interface ShellEndpoint {
+  frame(f: ShellFrame__Output, send: (f: ShellFrame) => void): void;
+  /** The session to the upstream ended: shells it carried end too. */
+  disconnected(): void;
 }
 
 function decode(r: Resource__Output): TetherObject {
@@ -190,6 +200,7 @@ export class AgentSession {
     this.call = undefined;
     call?.cancel();
     this.upstream?.close();
+    this.opts.shell?.disconnected();
     // A revoked node stays "revoked" in its status file after it exits: `tether status` says why.
     if (this.status.phase !== 'revoked') this.setPhase('stopped');
   }
@@ -382,6 +393,7 @@ export class AgentSession {
 
   private scheduleReconnect(why: string, delayMs?: number): void {
     this.clock.clear(this.hbTimer);
+    this.opts.shell?.disconnected();
     this.staging = undefined;
     if (this.stopped || this.status.phase === 'revoked') return;
     const delay =
@@ -478,6 +490,30 @@ export class AgentSession {
         }
         this.status.endpoints = { revision: r.revision, accepted: r.accepted, refused, at: now() };
         this.opts.onStatus?.(this.status);
+        return;
+      }
+      case 'shell': {
+        const call = this.call;
+        if (!call || !m.shell) return;
+        if (this.opts.shell) {
+          this.opts.shell.frame(m.shell, (f) => this.call === call && call.write({ shell: f }));
+          return;
+        }
+        // --no-shell: say so at once, else the operator waits for the idle timeout.
+        if (m.shell.op === 'open')
+          call.write({
+            shell: {
+              session_id: m.shell.session_id,
+              node: this.opts.identity.name,
+              end: {
+                ending: 'refused',
+                exit_code: -1,
+                signal: 0,
+                code: 'TETHER_E_PERMISSION',
+                message: 'this node runs with --no-shell',
+              },
+            },
+          });
         return;
       }
       case 'goodbye': {

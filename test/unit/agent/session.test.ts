@@ -252,3 +252,29 @@ describe('AgentSession upstream choice', () => {
     expect(s.status.upstream).toBe('memory memory');
   });
 });
+
+describe('AgentSession without a shell host (--no-shell)', () => {
+  it('refuses a shell open at once instead of leaving the operator waiting', async () => {
+    const t = setup();
+    await t.clock.advance(0);
+    const sid = '0f8e2b1c-1111-4222-8333-944455556666';
+    await t.send({
+      shell: {
+        session_id: sid,
+        node: 'n1',
+        open: { payload: Buffer.from('{}'), signature: Buffer.alloc(0), cert_pem: '' },
+      },
+    });
+    const end = t.received.find((m) => m.shell)?.shell;
+    expect(end).toMatchObject({
+      session_id: sid,
+      node: 'n1',
+      op: 'end',
+      end: { ending: 'refused', code: 'TETHER_E_PERMISSION' },
+    });
+    // Other shell frames for no session are ignored, not answered.
+    const before = t.received.length;
+    await t.send({ shell: { session_id: sid, node: 'n1', data: Buffer.from('x') } });
+    expect(t.received.length).toBe(before);
+  });
+});

@@ -7,6 +7,7 @@ import type { Heartbeat as _tether_v1_Heartbeat, Heartbeat__Output as _tether_v1
 import type { Goodbye as _tether_v1_Goodbye, Goodbye__Output as _tether_v1_Goodbye__Output } from '../../tether/v1/Goodbye.js';
 import type { EndpointReportResult as _tether_v1_EndpointReportResult, EndpointReportResult__Output as _tether_v1_EndpointReportResult__Output } from '../../tether/v1/EndpointReportResult.js';
 import type { SiteLocal as _tether_v1_SiteLocal, SiteLocal__Output as _tether_v1_SiteLocal__Output } from '../../tether/v1/SiteLocal.js';
+import type { ShellFrame as _tether_v1_ShellFrame, ShellFrame__Output as _tether_v1_ShellFrame__Output } from '../../tether/v1/ShellFrame.js';
 
 export interface ControllerMessage {
   'snapshot_begin'?: (_tether_v1_SnapshotBegin | null);
@@ -23,7 +24,12 @@ export interface ControllerMessage {
    * Only from a site proxy to its agents.
    */
   'site_local'?: (_tether_v1_SiteLocal | null);
-  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result"|"site_local";
+  /**
+   * A remote shell on this node: open (signed by the controller), input, resize, credit,
+   * close (docs/shell.md).
+   */
+  'shell'?: (_tether_v1_ShellFrame | null);
+  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result"|"site_local"|"shell";
 }
 
 export interface ControllerMessage__Output {
@@ -41,5 +47,10 @@ export interface ControllerMessage__Output {
    * Only from a site proxy to its agents.
    */
   'site_local'?: (_tether_v1_SiteLocal__Output | null);
-  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result"|"site_local";
+  /**
+   * A remote shell on this node: open (signed by the controller), input, resize, credit,
+   * close (docs/shell.md).
+   */
+  'shell'?: (_tether_v1_ShellFrame__Output | null);
+  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result"|"site_local"|"shell";
 }

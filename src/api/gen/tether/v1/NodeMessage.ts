@@ -7,6 +7,7 @@ import type { EndpointReport as _tether_v1_EndpointReport, EndpointReport__Outpu
 import type { SiteAgents as _tether_v1_SiteAgents, SiteAgents__Output as _tether_v1_SiteAgents__Output } from '../../tether/v1/SiteAgents.js';
 import type { RelayedReport as _tether_v1_RelayedReport, RelayedReport__Output as _tether_v1_RelayedReport__Output } from '../../tether/v1/RelayedReport.js';
 import type { GatewayReport as _tether_v1_GatewayReport, GatewayReport__Output as _tether_v1_GatewayReport__Output } from '../../tether/v1/GatewayReport.js';
+import type { ShellFrame as _tether_v1_ShellFrame, ShellFrame__Output as _tether_v1_ShellFrame__Output } from '../../tether/v1/ShellFrame.js';
 
 export interface NodeMessage {
   'hello'?: (_tether_v1_Hello | null);
@@ -19,7 +20,11 @@ export interface NodeMessage {
   'site_agents'?: (_tether_v1_SiteAgents | null);
   'relayed_report'?: (_tether_v1_RelayedReport | null);
   'gateway'?: (_tether_v1_GatewayReport | null);
-  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report"|"gateway";
+  /**
+   * Output and the end of a remote shell this node runs (docs/shell.md).
+   */
+  'shell'?: (_tether_v1_ShellFrame | null);
+  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report"|"gateway"|"shell";
 }
 
 export interface NodeMessage__Output {
@@ -33,5 +38,9 @@ export interface NodeMessage__Output {
   'site_agents'?: (_tether_v1_SiteAgents__Output | null);
   'relayed_report'?: (_tether_v1_RelayedReport__Output | null);
   'gateway'?: (_tether_v1_GatewayReport__Output | null);
-  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report"|"gateway";
+  /**
+   * Output and the end of a remote shell this node runs (docs/shell.md).
+   */
+  'shell'?: (_tether_v1_ShellFrame__Output | null);
+  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report"|"gateway"|"shell";
 }
