@@ -150,7 +150,7 @@ export function eventOf(
   return { type, revision, kind, name, prev: JSON.parse(prevJson!) as TetherObject };
 }
 
-function opKey(op: TxnOp, i: number): { kind: string; name: string } {
+export function opKey(op: TxnOp, i: number): { kind: string; name: string } {
   const kind = op.op === 'put' ? op.object?.kind : op.kind;
   const name = op.op === 'put' ? op.object?.metadata?.name : op.name;
   if (typeof kind !== 'string' || kind === '' || typeof name !== 'string' || name === '') {

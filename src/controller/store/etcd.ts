@@ -1,0 +1,604 @@
+import * as grpc from '@grpc/grpc-js';
+import {
+  type EtcdCompare,
+  type EtcdKeyValue,
+  type EtcdRequestOp,
+  type EtcdTxnResponse,
+  type EtcdWatchResponse,
+  etcdProto,
+  type KVClient,
+  type WatchClient,
+} from '../../api/etcd-grpc.js';
+import type { TetherObject } from '../../api/resource.js';
+import type { ReportMark } from '../../api/signed-report.js';
+import { TetherError } from '../../lib/errors.js';
+import { compactedError, compactTarget, opKey, planTxn, type Row, toStored } from './core.js';
+import type { Datastore, TxnOptions, WatchBatch, WatchOptions } from './datastore.js';
+import type { StoredObject, StoreEvent, TxnExtras, TxnOp, TxnResult } from './store.js';
+
+export interface EtcdTls {
+  /** PEM of the CA that signed etcd's server certificate. */
+  ca: Buffer;
+  /** Client certificate and key (PEM), for an etcd started with --client-cert-auth. */
+  cert?: Buffer;
+  key?: Buffer;
+  /** Name to check etcd's certificate against, when it differs from the dialled host. */
+  serverName?: string;
+}
+
+export interface EtcdStoreOptions {
+  /** host:port of each etcd member (IP literals, or a single host name). */
+  endpoints: readonly string[];
+  /** Key prefix of this Tether installation (default "/tether/"). */
+  prefix?: string;
+  tls?: EtcdTls;
+  /** etcd's --max-txn-ops (default 128): the most compares, or writes, one Txn may carry. */
+  maxTxnOps?: number;
+  /** Deadline of one unary call (default 5000 ms). */
+  callTimeoutMs?: number;
+  now?: () => Date;
+}
+
+/** A value stored in etcd larger than this is refused as corrupt before JSON.parse. etcd's
+ *  own default request limit is 1.5 MiB; this leaves room for a raised one. */
+const MAX_VALUE_BYTES = 16 * 1024 * 1024;
+/** Re-plans of a transaction whose keys changed between its read and its write. */
+const MAX_ATTEMPTS = 8;
+const MARK_FIELDS = ['serial', 'bootId', 'seq', 'at'] as const;
+
+/**
+ * The Datastore on etcd v3 (grpc-js on etcd's own KV/Watch protos). Layout under `prefix`:
+ *
+ *   o/<kind>/<name>  the object as JSON, without metadata.revision/createRevision: those are
+ *                    etcd's mod_revision/create_revision of the key, stamped on every read;
+ *   head             rewritten by every transaction that changes an object, so its
+ *                    mod_revision is revision() (etcd's revision also counts marks, probes
+ *                    and other tenants' keys; Tether's revisions are the subset that
+ *                    changed objects, still etcd revisions);
+ *   m/<node>         report marks (TxnExtras), written in the same etcd Txn as the objects;
+ *   compacted        the revision compact() last compacted etcd to;
+ *   probe            probe()'s write.
+ *
+ * A transaction reads the keys it touches (one Txn of Ranges), runs the same planTxn as
+ * SQLite and memory (CAS checks, unchanged detection), and commits in one etcd Txn guarded
+ * by a compare on each key's mod_revision: if any key moved in between it re-plans, so the
+ * CAS semantics are the same as a local store's. history() and watch() are etcd watches
+ * from fromRevision+1 with prev_kv; etcd's compaction surfaces as TETHER_E_COMPACTED.
+ */
+export class EtcdStore implements Datastore {
+  readonly backend = 'etcd';
+  private readonly kv: KVClient;
+  private readonly watcher: WatchClient;
+  private readonly prefix: string;
+  private readonly maxTxnOps: number;
+  private readonly callTimeoutMs: number;
+  private readonly now: () => Date;
+  private readonly calls = new Set<grpc.ClientDuplexStream<unknown, unknown>>();
+  private seenCompacted = 0;
+  private probes = 0;
+  private closed = false;
+
+  constructor(opts: EtcdStoreOptions) {
+    const proto = etcdProto();
+    const target = grpcTarget(opts.endpoints);
+    const creds = opts.tls
+      ? grpc.credentials.createSsl(opts.tls.ca, opts.tls.key ?? null, opts.tls.cert ?? null)
+      : grpc.credentials.createInsecure();
+    const channelOptions: grpc.ChannelOptions = {
+      'grpc.max_receive_message_length': 256 * 1024 * 1024,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 2_000,
+      ...(opts.tls?.serverName ? { 'grpc.ssl_target_name_override': opts.tls.serverName } : {}),
+    };
+    this.kv = new proto.etcdserverpb.KV(target, creds, channelOptions);
+    // The watch shares the KV client's channel: one connection per controller.
+    this.watcher = new proto.etcdserverpb.Watch(target, creds, {
+      ...channelOptions,
+      channelOverride: this.kv.getChannel(),
+    });
+    this.prefix = opts.prefix ?? '/tether/';
+    this.maxTxnOps = opts.maxTxnOps ?? 128;
+    this.callTimeoutMs = opts.callTimeoutMs ?? 5000;
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  async revision(): Promise<number> {
+    const r = await this.unary('Range', { key: this.key('head') });
+    return r.kvs[0]?.mod_revision ?? 0;
+  }
+
+  async compactedRevision(): Promise<number> {
+    const r = await this.unary('Range', { key: this.key('compacted') });
+    const kv = r.kvs[0];
+    const stored = kv ? Number.parseInt(kv.value.toString('utf8'), 10) : 0;
+    return Math.max(Number.isSafeInteger(stored) ? stored : 0, this.seenCompacted);
+  }
+
+  async get(kind: string, name: string): Promise<StoredObject | undefined> {
+    const r = await this.unary('Range', { key: this.objKey(kind, name) });
+    const kv = r.kvs[0];
+    return kv && toStored(this.row(kv));
+  }
+
+  async list(kind?: string): Promise<{ revision: number; items: StoredObject[] }> {
+    const p = kind === undefined ? this.key('o/') : this.key(`o/${kind}/`);
+    // One Txn, so the head and the items are one snapshot of etcd.
+    const r = await this.unary('Txn', {
+      success: [
+        { request_range: { key: this.key('head') } },
+        { request_range: { key: p, range_end: prefixEnd(p) } },
+      ],
+    });
+    const head = r.responses[0]?.response_range?.kvs[0]?.mod_revision ?? 0;
+    const rows = (r.responses[1]?.response_range?.kvs ?? []).map((kv) => this.row(kv));
+    rows.sort((a, b) => cmp(a.kind, b.kind) || cmp(a.name, b.name));
+    return { revision: head, items: rows.map(toStored) };
+  }
+
+  async reportMark(node: string): Promise<ReportMark | undefined> {
+    const r = await this.unary('Range', { key: this.key(`m/${node}`) });
+    const kv = r.kvs[0];
+    return kv && parseMark(kv.value, this.keyName(kv.key));
+  }
+
+  async txn(ops: readonly TxnOp[], extras: TxnExtras = {}, opts: TxnOptions = {}): Promise<TxnResult> {
+    this.open();
+    const marks = extras.reportMarks ?? [];
+    ops.forEach((op, i) => {
+      const { kind } = opKey(op, i);
+      if (kind.includes('/')) {
+        throw new TetherError('TETHER_E_INVALID', `kind ${kind} contains "/"`, {
+          field: `ops[${i}].kind`,
+          expected: 'a kind without "/"',
+        });
+      }
+    });
+    if (this.cost(ops, marks.length) > this.maxTxnOps) {
+      if (!opts.split) {
+        throw new TetherError(
+          'TETHER_E_TOO_LARGE',
+          `transaction of ${ops.length} ops needs more than etcd's ${this.maxTxnOps} operations per transaction`,
+          {
+            field: 'ops',
+            expected: `at most ${this.maxTxnOps - 1 - marks.length} ops in one atomic transaction on etcd`,
+            maxTxnOps: this.maxTxnOps,
+          },
+        );
+      }
+      return this.splitTxn(ops, marks);
+    }
+    return this.atomicTxn(ops, marks);
+  }
+
+  /** Success ops a transaction needs: its writes, the head key, marks and the marks of
+   *  deleted Nodes. Its compares (one per op) are always fewer. */
+  private cost(ops: readonly TxnOp[], marks: number): number {
+    const nodeDeletes = ops.filter((o) => o.op === 'delete' && o.kind === 'Node').length;
+    return ops.length + 1 + marks + nodeDeletes;
+  }
+
+  private async splitTxn(
+    ops: readonly TxnOp[],
+    marks: NonNullable<TxnExtras['reportMarks']>,
+  ): Promise<TxnResult> {
+    if (marks.length + 1 > this.maxTxnOps) {
+      throw new TetherError('TETHER_E_TOO_LARGE', `${marks.length} report marks in one transaction`, {
+        field: 'reportMarks',
+        expected: `at most ${this.maxTxnOps - 1}`,
+      });
+    }
+    const chunks: TxnOp[][] = [];
+    let cur: TxnOp[] = [];
+    for (const op of ops) {
+      if (this.cost([...cur, op], 0) > this.maxTxnOps) {
+        chunks.push(cur);
+        cur = [];
+      }
+      cur.push(op);
+    }
+    chunks.push(cur);
+    // The marks go with the last chunk (or after it): a mark never becomes durable before
+    // every object it vouches for, so a crash in between makes the sender retry, not replay.
+    const last = chunks.at(-1)!;
+    if (this.cost(last, marks.length) > this.maxTxnOps) chunks.push([]);
+    const out: TxnResult = { revision: 0, results: [] };
+    for (const [i, chunk] of chunks.entries()) {
+      const r = await this.atomicTxn(chunk, i === chunks.length - 1 ? marks : []);
+      out.revision = Math.max(out.revision, r.revision);
+      out.results.push(...r.results);
+    }
+    return out;
+  }
+
+  private async atomicTxn(
+    ops: readonly TxnOp[],
+    marks: NonNullable<TxnExtras['reportMarks']>,
+  ): Promise<TxnResult> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const keys = ops.map((op, i) => {
+        const { kind, name } = opKey(op, i);
+        return this.objKey(kind, name);
+      });
+      const read = await this.unary('Txn', {
+        success: [this.key('head'), ...keys].map((key) => ({ request_range: { key } })),
+      });
+      const head = read.responses[0]?.response_range?.kvs[0]?.mod_revision ?? 0;
+      const rows = new Map<string, Row>();
+      const modRevs: number[] = [];
+      read.responses.slice(1).forEach((resp) => {
+        const kv = resp.response_range?.kvs[0];
+        modRevs.push(kv?.mod_revision ?? 0);
+        if (kv) {
+          const row = this.row(kv);
+          rows.set(`${row.kind}/${row.name}`, row);
+        }
+      });
+      const plan = planTxn(ops, head, (k, n) => rows.get(`${k}/${n}`), this.now);
+      const success: EtcdRequestOp[] = [];
+      for (const w of plan.writes) {
+        const key = this.objKey(w.kind, w.name);
+        if (w.type === 'put') success.push({ request_put: { key, value: unstamp(w.row!.json) } });
+        else success.push({ request_delete_range: { key } });
+        if (w.type === 'delete' && w.kind === 'Node')
+          success.push({ request_delete_range: { key: this.key(`m/${w.name}`) } });
+      }
+      if (plan.writes.length > 0)
+        success.push({ request_put: { key: this.key('head'), value: Buffer.alloc(0) } });
+      for (const { node, mark } of marks)
+        success.push({
+          request_put: { key: this.key(`m/${node}`), value: Buffer.from(JSON.stringify(pickMark(mark))) },
+        });
+      if (success.length === 0) return plan.result;
+      const compare: EtcdCompare[] = keys.map((key, i) => ({
+        key,
+        target: 'MOD',
+        result: 'EQUAL',
+        mod_revision: modRevs[i]!,
+        target_union: 'mod_revision',
+      }));
+      const r: EtcdTxnResponse = await this.unary('Txn', { compare, success });
+      if (!r.succeeded) continue; // a key moved since the read: plan again on fresh rows
+      if (plan.writes.length === 0) return plan.result;
+      const rev = r.header?.revision ?? 0;
+      return {
+        revision: rev,
+        results: plan.result.results.map((x) => (x.action === 'unchanged' ? x : { ...x, revision: rev })),
+      };
+    }
+    throw new TetherError(
+      'TETHER_E_UNAVAILABLE',
+      `transaction lost the race for its keys ${MAX_ATTEMPTS} times in a row; retry`,
+      { attempts: MAX_ATTEMPTS },
+    );
+  }
+
+  async history(fromRevision: number, kind?: string): Promise<StoreEvent[]> {
+    const compacted = await this.compactedRevision();
+    if (fromRevision < compacted) throw compactedError(fromRevision, compacted);
+    const head = await this.revision();
+    if (head <= fromRevision) return [];
+    const out: StoreEvent[] = [];
+    // Whole object range (not per kind): the watch must reach `head`, the last object write.
+    for await (const b of this.stream(fromRevision, {}, false)) {
+      if (b.revision > head) break;
+      out.push(...(kind === undefined ? b.events : b.events.filter((e) => e.kind === kind)));
+      if (b.revision >= head) break;
+    }
+    return out;
+  }
+
+  watch(fromRevision: number, opts: WatchOptions = {}): AsyncIterable<WatchBatch> {
+    return { [Symbol.asyncIterator]: () => this.stream(fromRevision, opts, true) };
+  }
+
+  /** One etcd watch from fromRevision+1; re-opened from the last delivered revision after a
+   *  broken stream when `reconnect` (an etcd member restarting is not the consumer's
+   *  problem), TETHER_E_COMPACTED when etcd has compacted past it. */
+  private async *stream(
+    fromRevision: number,
+    opts: WatchOptions,
+    reconnect: boolean,
+  ): AsyncGenerator<WatchBatch> {
+    this.open();
+    const { kind, signal } = opts;
+    const compacted = await this.compactedRevision();
+    if (fromRevision < compacted) throw compactedError(fromRevision, compacted);
+    const p = kind === undefined ? this.key('o/') : this.key(`o/${kind}/`);
+    let last = fromRevision;
+    let backoff = 100;
+    while (!signal?.aborted && !this.closed) {
+      const call = this.watcher.Watch();
+      this.calls.add(call as grpc.ClientDuplexStream<unknown, unknown>);
+      const onAbort = () => call.cancel();
+      signal?.addEventListener('abort', onAbort);
+      let failure: unknown;
+      try {
+        call.write({
+          create_request: { key: p, range_end: prefixEnd(p), start_revision: last + 1, prev_kv: true },
+        });
+        for await (const msg of call as AsyncIterable<EtcdWatchResponse>) {
+          backoff = 100;
+          if (msg.compact_revision > 0) {
+            this.seenCompacted = Math.max(this.seenCompacted, msg.compact_revision);
+            throw compactedError(last, msg.compact_revision);
+          }
+          if (msg.canceled) {
+            throw new TetherError(
+              'TETHER_E_STATE',
+              `etcd cancelled the watch: ${msg.cancel_reason || 'no reason given'}`,
+            );
+          }
+          for (const b of this.batches(msg)) {
+            if (b.revision <= last) continue;
+            last = b.revision;
+            yield b;
+          }
+        }
+      } catch (e) {
+        if (e instanceof TetherError) throw e;
+        failure = e;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        this.calls.delete(call as grpc.ClientDuplexStream<unknown, unknown>);
+        call.cancel();
+      }
+      if (signal?.aborted || this.closed) return;
+      if (!reconnect) throw grpcError(failure ?? new Error('watch stream ended'));
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 2000);
+    }
+  }
+
+  private batches(msg: EtcdWatchResponse): WatchBatch[] {
+    const out: WatchBatch[] = [];
+    for (const ev of msg.events) {
+      const kv = ev.kv;
+      if (!kv) continue;
+      const { kind, name } = this.parseObjKey(kv.key);
+      const rev = kv.mod_revision;
+      let e: StoreEvent;
+      if (ev.type === 'PUT') {
+        e = { type: 'put', revision: rev, kind, name, object: this.stamped(kv) };
+        if (ev.prev_kv) e.prev = this.stamped(ev.prev_kv);
+      } else {
+        const prev = ev.prev_kv
+          ? this.stamped(ev.prev_kv)
+          : // Only when etcd no longer has the previous version: the event still names the object.
+            ({ apiVersion: 'tether.dev/v1', kind, metadata: { name }, spec: {} } as TetherObject);
+        e = { type: 'delete', revision: rev, kind, name, prev };
+      }
+      const tail = out.at(-1);
+      if (tail && tail.revision === rev) (tail.events as StoreEvent[]).push(e);
+      else out.push({ revision: rev, events: [e] });
+    }
+    return out;
+  }
+
+  async probe(): Promise<void> {
+    const n = ++this.probes;
+    const value = `${process.pid}:${n}:${Date.now()}`;
+    // A Put is acknowledged only once a quorum has it in its fsynced WAL.
+    await this.unary('Put', { key: this.key('probe'), value: Buffer.from(value) });
+    const back = (await this.unary('Range', { key: this.key('probe') })).kvs[0]?.value.toString('utf8');
+    if (back !== value)
+      throw new TetherError('TETHER_E_STATE', `etcd probe read back ${String(back)}, wrote ${value}`);
+  }
+
+  async compact(keepRevisions: number): Promise<void> {
+    const to = compactTarget(await this.revision(), keepRevisions);
+    if (to <= (await this.compactedRevision())) return;
+    try {
+      await this.unary('Compact', { revision: to, physical: true });
+    } catch (e) {
+      // Someone (etcd's --auto-compaction, another tenant) already compacted further.
+      if (!(e instanceof TetherError && /compacted/.test(e.message))) throw e;
+    }
+    await this.unary('Put', { key: this.key('compacted'), value: Buffer.from(String(to)) });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.calls) c.cancel();
+    this.kv.close();
+  }
+
+  private open(): void {
+    if (this.closed) throw new TetherError('TETHER_E_STATE', 'etcd store is closed');
+  }
+
+  private key(suffix: string): Buffer {
+    return Buffer.from(this.prefix + suffix, 'utf8');
+  }
+
+  private objKey(kind: string, name: string): Buffer {
+    return this.key(`o/${kind}/${name}`);
+  }
+
+  private keyName(key: Buffer): string {
+    return key.toString('utf8').slice(this.prefix.length);
+  }
+
+  private parseObjKey(key: Buffer): { kind: string; name: string } {
+    return parseObjectKey(this.keyName(key));
+  }
+
+  private stamped(kv: EtcdKeyValue): TetherObject {
+    return JSON.parse(this.row(kv).json) as TetherObject;
+  }
+
+  private row(kv: EtcdKeyValue): Row {
+    const { kind, name } = this.parseObjKey(kv.key);
+    return {
+      kind,
+      name,
+      revision: kv.mod_revision,
+      createRevision: kv.create_revision,
+      json: stampValue(kv.value, kind, name, kv.mod_revision, kv.create_revision),
+    };
+  }
+
+  private unary<M extends 'Range' | 'Put' | 'Txn' | 'Compact'>(
+    method: M,
+    req: Parameters<KVClient[M]>[0],
+  ): Promise<Awaited<ReturnType<KvCall<M>>>> {
+    this.open();
+    return new Promise((resolve, reject) => {
+      const deadline = new Date(Date.now() + this.callTimeoutMs);
+      const fn = this.kv[method] as unknown as (
+        r: unknown,
+        o: grpc.CallOptions,
+        cb: (e: grpc.ServiceError | null, v?: unknown) => void,
+      ) => void;
+      fn.call(this.kv, req, { deadline }, (err, res) => {
+        if (err || res === undefined) reject(grpcError(err ?? new Error(`etcd ${method} returned nothing`)));
+        else resolve(res as Awaited<ReturnType<KvCall<M>>>);
+      });
+    });
+  }
+}
+
+/** Response type of one KV method (the callback's value). */
+type KvCall<M extends 'Range' | 'Put' | 'Txn' | 'Compact'> = () => Promise<
+  Parameters<Extract<Parameters<KVClient[M]>[1], (...a: never[]) => unknown>>[1] extends infer R
+    ? NonNullable<R>
+    : never
+>;
+
+/** "o/<kind>/<name>" → kind and name; anything else is not an object key of ours. */
+export function parseObjectKey(k: string): { kind: string; name: string } {
+  const m = /^o\/([^/]+)\/(.+)$/s.exec(k);
+  if (!m)
+    throw new TetherError(
+      'TETHER_E_STATE',
+      `etcd key ${JSON.stringify(k.slice(0, 200))} is not an object key`,
+    );
+  return { kind: m[1]!, name: m[2]! };
+}
+
+/**
+ * Checks a stored value and stamps the store-owned revisions onto it: a value that is not a
+ * JSON object of that kind and name (someone wrote the key by hand, a bug, a torn restore)
+ * is TETHER_E_STATE naming the key, never a crash later.
+ */
+export function stampValue(
+  value: Buffer,
+  kind: string,
+  name: string,
+  revision: number,
+  createRevision: number,
+): string {
+  const where = `etcd key o/${kind}/${name}`;
+  if (value.length > MAX_VALUE_BYTES)
+    throw new TetherError('TETHER_E_STATE', `${where}: value of ${value.length} bytes`, {
+      expected: `<= ${MAX_VALUE_BYTES}`,
+    });
+  let o: unknown;
+  try {
+    o = JSON.parse(value.toString('utf8'));
+  } catch (e) {
+    throw new TetherError('TETHER_E_STATE', `${where}: not JSON: ${(e as Error).message}`);
+  }
+  const obj = o as Partial<TetherObject> | null;
+  if (
+    !obj ||
+    typeof obj !== 'object' ||
+    Array.isArray(obj) ||
+    obj.kind !== kind ||
+    obj.metadata?.name !== name
+  )
+    throw new TetherError('TETHER_E_STATE', `${where}: value is not the ${kind} ${name}`, {
+      expected: `a JSON object with kind ${kind} and metadata.name ${name}`,
+    });
+  obj.metadata = { ...obj.metadata, revision, createRevision };
+  return JSON.stringify(obj);
+}
+
+function unstamp(json: string): Buffer {
+  const o = JSON.parse(json) as TetherObject;
+  const { revision: _r, createRevision: _c, ...meta } = o.metadata;
+  return Buffer.from(JSON.stringify({ ...o, metadata: meta }), 'utf8');
+}
+
+function pickMark(m: ReportMark): ReportMark {
+  return { serial: m.serial, bootId: m.bootId, seq: m.seq, at: m.at };
+}
+
+function parseMark(value: Buffer, key: string): ReportMark {
+  let o: unknown;
+  try {
+    o = value.length <= 4096 ? JSON.parse(value.toString('utf8')) : undefined;
+  } catch {
+    o = undefined;
+  }
+  const m = o as Record<string, unknown> | undefined;
+  const ok =
+    m &&
+    typeof m.serial === 'string' &&
+    typeof m.bootId === 'string' &&
+    Number.isSafeInteger(m.seq) &&
+    Number.isSafeInteger(m.at);
+  if (!ok)
+    throw new TetherError('TETHER_E_STATE', `etcd key ${key}: not a report mark`, {
+      expected: MARK_FIELDS.join(', '),
+    });
+  return pickMark(m as unknown as ReportMark);
+}
+
+/** The end of etcd's range for every key starting with `p`. */
+export function prefixEnd(p: Buffer): Buffer {
+  const end = Buffer.from(p);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]); // all 0xff: to the end of the keyspace
+}
+
+/** grpc-js target for a member list: pick_first over IP literals fails over in order. */
+export function grpcTarget(endpoints: readonly string[]): string {
+  if (endpoints.length === 0)
+    throw new TetherError('TETHER_E_INVALID', 'no etcd endpoint', {
+      field: 'datastore',
+      expected: 'host:port[,host:port...]',
+    });
+  const v4 = endpoints.every((e) => /^\d{1,3}(\.\d{1,3}){3}:\d+$/.test(e));
+  if (v4) return `ipv4:${endpoints.join(',')}`;
+  const v6 = endpoints.every((e) => /^\[[0-9a-fA-F:.]+\]:\d+$/.test(e));
+  if (v6) return `ipv6:${endpoints.join(',')}`;
+  if (endpoints.length === 1) return `dns:${endpoints[0]}`;
+  throw new TetherError('TETHER_E_INVALID', `etcd endpoints ${endpoints.join(',')} mix names and addresses`, {
+    field: 'datastore',
+    expected: 'IP addresses of one family, or a single host name',
+  });
+}
+
+/** A gRPC failure as a TetherError: retryable ones as UNAVAILABLE/TIMEOUT, etcd's limits as
+ *  TOO_LARGE, the rest as STATE. */
+export function grpcError(e: unknown): TetherError {
+  if (e instanceof TetherError) return e;
+  const se = e as Partial<grpc.ServiceError>;
+  const msg = se.details || (e instanceof Error ? e.message : String(e));
+  const details = { grpc: se.code ?? null };
+  if (/too many operations|request is too large|exceeds the limit/i.test(msg))
+    return new TetherError('TETHER_E_TOO_LARGE', `etcd: ${msg}`, details, { cause: e });
+  switch (se.code) {
+    case grpc.status.UNAVAILABLE:
+    case grpc.status.CANCELLED:
+      return new TetherError('TETHER_E_UNAVAILABLE', `etcd unreachable: ${msg}`, details, { cause: e });
+    case grpc.status.DEADLINE_EXCEEDED:
+      return new TetherError('TETHER_E_TIMEOUT', `etcd did not answer in time: ${msg}`, details, {
+        cause: e,
+      });
+    default:
+      return new TetherError('TETHER_E_STATE', `etcd: ${msg}`, details, { cause: e });
+  }
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
