@@ -1,41 +1,73 @@
 #!/usr/bin/env node
 // Composition root of the `tether` binary: every subcommand is registered here and nowhere
 // else; each command module parses its flags, calls library code and prints.
-import { Command, CommanderError } from 'commander';
+//
+// Command modules load on use (COMMANDS below): a technician's `tether status` must answer
+// about as fast as an empty `node -e 0` (BENCHMARKS.md, cli-startup), and loading every
+// module (gRPC, yaml, ajv, the controller) costs several times that. So main.ts imports
+// nothing heavy at the top: commander itself is loaded only on the slow path, and a command
+// with a `fast` entry runs without it when its flags are all ones it parses itself.
+import type { Command } from 'commander';
 import { describeError, isTetherError } from '../lib/errors.js';
-import { registerProfileKind } from '../profiles/resource.js';
-import { registerCheck } from './commands/check.js';
-import { registerController } from './commands/controller.js';
-import { registerLab } from './commands/lab.js';
-import { registerNode } from './commands/node.js';
-import { registerProfile } from './commands/profile.js';
-import { registerResources } from './commands/resources.js';
-import { registerShell } from './commands/shell.js';
-import { registerStatus } from './commands/status.js';
-import { registerToken } from './commands/token.js';
 import { EXIT, exitCodeFor } from './exit.js';
-import { paint, say } from './output.js';
+import { paint, say } from './term.js';
 
-const registrations: Array<(program: Command) => void> = [
-  registerController,
-  registerToken,
-  registerNode,
-  registerStatus,
-  registerResources,
-  registerProfile,
-  registerCheck,
-  registerLab,
-  registerShell,
+type Register = (program: Command) => void;
+
+/** One line per command module: the top-level words it registers, and how to load it.
+ *  A new command is one more line. `profileKinds`: the module reads or writes Profile
+ *  objects, so the Profile kind is registered first. */
+export interface CommandModule {
+  names: readonly string[];
+  load: () => Promise<Register>;
+  profileKinds?: boolean;
+  /** Runs argv (after the command word) without commander; undefined: not handled here. */
+  fast?: () => Promise<(argv: readonly string[]) => Promise<number | undefined>>;
+}
+
+export const COMMANDS: readonly CommandModule[] = [
+  { names: ['controller'], load: async () => (await import('./commands/controller.js')).registerController },
+  { names: ['token'], load: async () => (await import('./commands/token.js')).registerToken },
+  {
+    names: ['node'],
+    load: async () => (await import('./commands/node.js')).registerNode,
+    profileKinds: true,
+  },
+  { names: ['status'], load: async () => (await import('./commands/status.js')).registerStatus },
+  {
+    names: ['apply', 'get', 'describe', 'delete'],
+    load: async () => (await import('./commands/resources.js')).registerResources,
+    profileKinds: true,
+  },
+  {
+    names: ['profile'],
+    load: async () => (await import('./commands/profile.js')).registerProfile,
+    profileKinds: true,
+  },
+  {
+    names: ['check'],
+    load: async () => (await import('./commands/check.js')).registerCheck,
+    profileKinds: true,
+  },
+  { names: ['lab'], load: async () => (await import('./commands/lab.js')).registerLab, profileKinds: true },
+  { names: ['shell'], load: async () => (await import('./commands/shell.js')).registerShell },
 ];
 
-export function buildProgram(): Command {
-  registerProfileKind();
+const VERSION = process.env.npm_package_version ?? '0.1.0';
+
+/** The program with the given command modules registered (all of them by default). */
+export async function buildProgram(modules: readonly CommandModule[] = COMMANDS): Promise<Command> {
+  const { Command } = await import('commander');
+  if (modules.some((m) => m.profileKinds)) {
+    (await import('../profiles/resource.js')).registerProfileKind();
+  }
   const program = new Command('tether')
     .description('Tether: edge/5G remote-compute appliance (controller, node, field CLI)')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const register of registrations) register(program);
+  const registers = await Promise.all(modules.map((m) => m.load()));
+  for (const register of registers) register(program);
   return program;
 }
 
@@ -65,8 +97,46 @@ export function unknownCommandAt(program: Command, argv: readonly string[]): num
   return -1;
 }
 
+/** The module named by the first command word of argv (skipping `help`), if any. */
+function moduleFor(argv: readonly string[]): CommandModule | undefined {
+  const word = argv.find((a) => a !== 'help' && !a.startsWith('-'));
+  if (word === undefined || word !== argv.find((a) => a !== 'help')) return undefined;
+  return COMMANDS.find((m) => m.names.includes(word));
+}
+
+function reportError(e: unknown): number {
+  if (isTetherError(e)) {
+    say(`${paint('error:', 'red')} ${describeError(e)}`);
+    return exitCodeFor(e.code);
+  }
+  // A bug, not bad input; still no stack trace for the user unless asked for.
+  const detail =
+    e instanceof Error ? (process.env.TETHER_DEBUG ? (e.stack ?? e.message) : e.message) : String(e);
+  say(
+    `${paint('error:', 'red')} internal error: ${detail} [TETHER_E_INTERNAL] (TETHER_DEBUG=1 shows the stack)`,
+  );
+  return EXIT.ERROR;
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
-  const program = buildProgram();
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    process.stdout.write(`${VERSION}\n`);
+    return EXIT.OK;
+  }
+  const mod = moduleFor(argv);
+  try {
+    if (mod?.fast && argv[0] === mod.names[0]) {
+      const run = await mod.fast();
+      const code = await run(argv.slice(1));
+      if (code !== undefined) return code;
+    }
+  } catch (e) {
+    return reportError(e);
+  }
+  // A known command loads only its own module; anything else (top-level help, a typo that
+  // gets a "Did you mean") sees the whole tree.
+  const { CommanderError } = await import('commander');
+  const program = await buildProgram(mod ? [mod] : COMMANDS);
   const unknown = unknownCommandAt(program, argv);
   // Let commander word the error (with its "Did you mean" hint), without the help flags that
   // would make it print help instead.
@@ -87,17 +157,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         return EXIT.OK;
       return EXIT.USAGE;
     }
-    if (isTetherError(e)) {
-      say(`${paint('error:', 'red')} ${describeError(e)}`);
-      return exitCodeFor(e.code);
-    }
-    // A bug, not bad input; still no stack trace for the user unless asked for.
-    const detail =
-      e instanceof Error ? (process.env.TETHER_DEBUG ? (e.stack ?? e.message) : e.message) : String(e);
-    say(
-      `${paint('error:', 'red')} internal error: ${detail} [TETHER_E_INTERNAL] (TETHER_DEBUG=1 shows the stack)`,
-    );
-    return EXIT.ERROR;
+    return reportError(e);
   }
 }
 

@@ -1,5 +1,7 @@
 import { stringify } from 'yaml';
 
+export { out, paint, renderTable, say, useColor } from './term.js';
+
 export type OutputFormat = 'table' | 'json' | 'yaml' | 'name';
 
 export function parseOutputFormat(v: string | undefined): OutputFormat {
@@ -8,43 +10,6 @@ export function parseOutputFormat(v: string | undefined): OutputFormat {
   throw new Error(`-o ${v}: expected one of table, json, yaml, name`);
 }
 
-/** Colour only for a TTY, and never when NO_COLOR is set non-empty or TERM=dumb (clig.dev). */
-export function useColor(stream: NodeJS.WriteStream = process.stderr): boolean {
-  if (process.env.NO_COLOR) return false;
-  if (process.env.TERM === 'dumb') return false;
-  return Boolean(stream.isTTY);
-}
-
-export function paint(
-  text: string,
-  color: 'red' | 'green' | 'yellow' | 'bold' | 'dim',
-  stream?: NodeJS.WriteStream,
-): string {
-  if (!useColor(stream)) return text;
-  const codes = { red: 31, green: 32, yellow: 33, bold: 1, dim: 2 } as const;
-  return `\u001b[${codes[color]}m${text}\u001b[0m`;
-}
-
 export function renderStructured(value: unknown, format: 'json' | 'yaml'): string {
   return format === 'json' ? `${JSON.stringify(value, null, 2)}\n` : stringify(value);
-}
-
-/** Left-aligned columns, kubectl style; headers upper-case. */
-export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
-      .join('   ')
-      .trimEnd();
-  return `${[line(headers.map((h) => h.toUpperCase())), ...rows.map(line)].join('\n')}\n`;
-}
-
-export function out(text: string): void {
-  process.stdout.write(text);
-}
-
-/** Human messages go to stderr so stdout stays parseable. */
-export function say(text: string): void {
-  process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
 }

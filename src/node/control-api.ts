@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, request, type ServerResponse } from
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { TetherError } from '../lib/errors.js';
-import { parseJson } from '../lib/input.js';
+import { parseJson } from '../lib/json-input.js';
 import type { Logger } from '../lib/log.js';
 import type { GatewayNodeStatus } from './gateway/consumer.js';
 

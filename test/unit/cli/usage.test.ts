@@ -10,9 +10,9 @@ function paths(cmd: Command, prefix: string[] = []): string[][] {
 const groups = (cmd: Command, prefix: string[] = []): string[][] =>
   cmd.commands.length === 0 ? [] : [prefix, ...cmd.commands.flatMap((c) => groups(c, [...prefix, c.name()]))];
 
-describe('unknown commands are usage errors, with or without --help', () => {
-  const program = buildProgram();
+const program = await buildProgram();
 
+describe('unknown commands are usage errors, with or without --help', () => {
   it('finds no unknown word in any real command path, with help flags anywhere', () => {
     for (const p of paths(program)) {
       expect(unknownCommandAt(program, p), p.join(' ')).toBe(-1);
