@@ -35,9 +35,12 @@ describe.skipIf(!isRoot || !has('bird') || !has('vtysh'))('gateway HA with BFD f
       await lab.settle();
       const { until } = await import('../../bench/support/ha-lab.js');
       await until('gw-a active', () => lab!.role('a') === 'active' && lab!.nextHop() === lab!.up.a, 60_000);
-      const seen = await lab.pathsSeen();
-      // Both announcements at the router: the active's path (65001) and the standby's prepended one.
-      expect(seen).toMatch(/65001 65001 65001 65001/);
+      // Both announcements at the router: the active's path (65001) and the standby's prepended
+      // one. The standby's re-announcement with the prepend follows its role decision by one
+      // BIRD reconfigure, so wait for it rather than sample once.
+      const prepended = /65001 65001 65001 65001/;
+      await until('standby path prepended at the router', async () => prepended.test(await lab!.pathsSeen()), 60_000);
+      expect(await lab.pathsSeen()).toMatch(prepended);
       expect(lab.role('b')).toBe('standby');
     }, 120_000);
 
