@@ -69,12 +69,14 @@ export async function run(): Promise<Record<string, number | string>> {
   for (let i = 0; i < REMOTE; i += 1000)
     ctl.apply(Array.from({ length: Math.min(1000, REMOTE - i) }, (_, k) => remote(i + k)));
   // BENCH_DAEMON_ENV="K=V …": more environment for the daemon (trying a setting before it
-  // goes into the unit).
+  // goes into the unit). A value may hold spaces (NODE_OPTIONS): it ends where the next
+  // UPPER_CASE= name begins.
   const daemonEnv = {
     ...unitEnv(),
     ...Object.fromEntries(
       (process.env.BENCH_DAEMON_ENV ?? '')
-        .split(/\s+/)
+        .trim()
+        .split(/\s+(?=[A-Z_][A-Z0-9_]*=)/)
         .filter((kv) => kv.includes('='))
         .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
     ),
