@@ -17,8 +17,8 @@ import type { Datastore, TxnOptions, WatchBatch, WatchOptions } from './datastor
 import type { StoredObject, StoreEvent, TxnExtras, TxnOp, TxnResult } from './store.js';
 
 export interface EtcdTls {
-  /** PEM of the CA that signed etcd's server certificate. */
-  ca: Buffer;
+  /** PEM of the CA that signed etcd's server certificate (system roots without it). */
+  ca?: Buffer;
   /** Client certificate and key (PEM), for an etcd started with --client-cert-auth. */
   cert?: Buffer;
   key?: Buffer;
@@ -82,7 +82,7 @@ export class EtcdStore implements Datastore {
     const proto = etcdProto();
     const target = grpcTarget(opts.endpoints);
     const creds = opts.tls
-      ? grpc.credentials.createSsl(opts.tls.ca, opts.tls.key ?? null, opts.tls.cert ?? null)
+      ? grpc.credentials.createSsl(opts.tls.ca ?? null, opts.tls.key ?? null, opts.tls.cert ?? null)
       : grpc.credentials.createInsecure();
     const channelOptions: grpc.ChannelOptions = {
       'grpc.max_receive_message_length': 256 * 1024 * 1024,
