@@ -314,6 +314,7 @@ export class EtcdStore implements Datastore {
       const onAbort = () => call.cancel();
       signal?.addEventListener('abort', onAbort);
       let failure: unknown;
+      let resumeAt: number | undefined;
       try {
         call.write({
           create_request: { key: p, range_end: prefixEnd(p), start_revision: last + 1, prev_kv: true },
@@ -321,6 +322,16 @@ export class EtcdStore implements Datastore {
         for await (const msg of call as AsyncIterable<EtcdWatchResponse>) {
           backoff = 100;
           if (msg.compact_revision > 0) {
+            // etcd's compaction is cluster-wide: another tenant's compact may pass `last`
+            // while none of our objects changed in (last, compact_revision), which is all
+            // this consumer could have missed. Every object change rewrites `head`, so
+            // head's create/mod revisions bound ours: before the first one, or none since
+            // `last`, the consumer carries on from the compaction point (kept history).
+            const head = (await this.unary('Range', { key: this.key('head') })).kvs[0];
+            if (!head || head.create_revision >= msg.compact_revision || head.mod_revision <= last) {
+              resumeAt = msg.compact_revision - 1;
+              break;
+            }
             this.seenCompacted = Math.max(this.seenCompacted, msg.compact_revision);
             throw compactedError(last, msg.compact_revision);
           }
@@ -345,6 +356,10 @@ export class EtcdStore implements Datastore {
         call.cancel();
       }
       if (signal?.aborted || this.closed) return;
+      if (resumeAt !== undefined) {
+        last = Math.max(last, resumeAt);
+        continue;
+      }
       if (!reconnect) throw grpcError(failure ?? new Error('watch stream ended'));
       await new Promise((r) => setTimeout(r, backoff));
       backoff = Math.min(backoff * 2, 2000);
