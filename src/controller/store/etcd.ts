@@ -323,13 +323,12 @@ export class EtcdStore implements Datastore {
           backoff = 100;
           if (msg.compact_revision > 0) {
             // etcd's compaction is cluster-wide: another tenant's compact may pass `last`
-            // while none of our objects changed in (last, compact_revision), which is all
-            // this consumer could have missed. Every object change rewrites `head`, so
-            // head's create/mod revisions bound ours: before the first one, or none since
-            // `last`, the consumer carries on from the compaction point (kept history).
-            const head = (await this.unary('Range', { key: this.key('head') })).kvs[0];
-            if (!head || head.create_revision >= msg.compact_revision || head.mod_revision <= last) {
-              resumeAt = msg.compact_revision - 1;
+            // while none of our objects changed in (last, compact_revision], which is all
+            // this consumer could have missed. Every object change rewrites `head`, and
+            // etcd still serves reads at the compaction revision itself: if head as of
+            // then is not newer than `last`, carry on from there, nothing was lost.
+            if (await this.unchangedSince(last, msg.compact_revision)) {
+              resumeAt = msg.compact_revision;
               break;
             }
             this.seenCompacted = Math.max(this.seenCompacted, msg.compact_revision);
@@ -363,6 +362,16 @@ export class EtcdStore implements Datastore {
       if (!reconnect) throw grpcError(failure ?? new Error('watch stream ended'));
       await new Promise((r) => setTimeout(r, backoff));
       backoff = Math.min(backoff * 2, 2000);
+    }
+  }
+
+  /** True when no object changed in (last, at]: `head` read as of revision `at`. */
+  private async unchangedSince(last: number, at: number): Promise<boolean> {
+    try {
+      const head = (await this.unary('Range', { key: this.key('head'), revision: at })).kvs[0];
+      return (head?.mod_revision ?? 0) <= last;
+    } catch {
+      return false; // compacted further meanwhile, or unreachable: report it as compacted
     }
   }
 
