@@ -167,9 +167,9 @@ export class EtcdStore implements Datastore {
           },
         );
       }
-      return this.splitTxn(ops, marks);
+      return this.splitTxn(ops, marks, extras.keepCreationTimestamp);
     }
-    return this.atomicTxn(ops, marks);
+    return this.atomicTxn(ops, marks, extras.keepCreationTimestamp);
   }
 
   /** Success ops a transaction needs: its writes, the head key, marks and the marks of
@@ -182,6 +182,7 @@ export class EtcdStore implements Datastore {
   private async splitTxn(
     ops: readonly TxnOp[],
     marks: NonNullable<TxnExtras['reportMarks']>,
+    keepTs?: boolean,
   ): Promise<TxnResult> {
     if (marks.length + 1 > this.maxTxnOps) {
       throw new TetherError('TETHER_E_TOO_LARGE', `${marks.length} report marks in one transaction`, {
@@ -205,7 +206,7 @@ export class EtcdStore implements Datastore {
     if (this.cost(last, marks.length) > this.maxTxnOps) chunks.push([]);
     const out: TxnResult = { revision: 0, results: [] };
     for (const [i, chunk] of chunks.entries()) {
-      const r = await this.atomicTxn(chunk, i === chunks.length - 1 ? marks : []);
+      const r = await this.atomicTxn(chunk, i === chunks.length - 1 ? marks : [], keepTs);
       out.revision = Math.max(out.revision, r.revision);
       out.results.push(...r.results);
     }
@@ -215,6 +216,7 @@ export class EtcdStore implements Datastore {
   private async atomicTxn(
     ops: readonly TxnOp[],
     marks: NonNullable<TxnExtras['reportMarks']>,
+    keepTs = false,
   ): Promise<TxnResult> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const keys = ops.map((op, i) => {
@@ -235,7 +237,7 @@ export class EtcdStore implements Datastore {
           rows.set(`${row.kind}/${row.name}`, row);
         }
       });
-      const plan = planTxn(ops, head, (k, n) => rows.get(`${k}/${n}`), this.now);
+      const plan = planTxn(ops, head, (k, n) => rows.get(`${k}/${n}`), this.now, keepTs);
       const success: EtcdRequestOp[] = [];
       for (const w of plan.writes) {
         const key = this.objKey(w.kind, w.name);
