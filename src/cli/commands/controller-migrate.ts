@@ -3,7 +3,18 @@ import { migrateDatastore } from '../../controller/store/migrate.js';
 import { type DatastoreTlsFiles, openDatastore, parseDatastoreUrl } from '../../controller/store/open.js';
 import { TetherError } from '../../lib/errors.js';
 import { out, renderStructured, say } from '../output.js';
-import type { MigrateFlags } from './controller.js';
+
+export interface MigrateFlags {
+  from: string;
+  to: string;
+  dryRun?: boolean;
+  force?: boolean;
+  etcdCa?: string;
+  etcdCert?: string;
+  etcdKey?: string;
+  maxTxnOps: string;
+  output?: string;
+}
 
 /** `tether controller migrate`: parse both URLs before opening either, so a typo changes
  *  nothing; then plan, and apply unless --dry-run. */

@@ -10,18 +10,7 @@ import { createLogger } from '../../lib/log.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
 import { DEFAULT_CONTROLLER_DIR } from '../admin.js';
 import { out, renderStructured, say } from '../output.js';
-
-export interface MigrateFlags {
-  from: string;
-  to: string;
-  dryRun?: boolean;
-  force?: boolean;
-  etcdCa?: string;
-  etcdCert?: string;
-  etcdKey?: string;
-  maxTxnOps: string;
-  output?: string;
-}
+import type { MigrateFlags } from './controller-migrate.js';
 
 export function registerController(program: Command): void {
   const ctl = program.command('controller').description('run the central controller');
