@@ -1,24 +1,10 @@
-import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType } from './gen/rpc.js';
-import { PROTO_LOADER_OPTIONS } from './grpc.js';
+import { loadProto } from './proto-loader.js';
 
 // etcd's own KV and Watch services (trimmed copy of its protos, src/api/proto/etcd), for the
-// controller's etcd datastore. Same loader options as tether.proto, so gen/ types hold.
-const PROTO_ROOT = fileURLToPath(new URL('./proto', import.meta.url));
-
-let cached: ProtoGrpcType | undefined;
-
+// controller's etcd datastore, loaded like tether.proto (proto-loader.ts).
 export function etcdProto(): ProtoGrpcType {
-  if (!cached) {
-    const def = protoLoader.loadSync('etcd/etcdserverpb/rpc.proto', {
-      ...PROTO_LOADER_OPTIONS,
-      includeDirs: [PROTO_ROOT],
-    });
-    cached = grpc.loadPackageDefinition(def) as unknown as ProtoGrpcType;
-  }
-  return cached;
+  return loadProto<ProtoGrpcType>('etcd/etcdserverpb/rpc.proto');
 }
 
 export type { Compare as EtcdCompare } from './gen/etcdserverpb/Compare.js';

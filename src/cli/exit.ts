@@ -21,6 +21,7 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'TETHER_E_PARSE':
     case 'TETHER_E_TOO_LARGE':
     case 'TETHER_E_KEY_TYPE':
+    case 'TETHER_E_CONFIG':
       return EXIT.INVALID;
     case 'TETHER_E_UNAVAILABLE':
     case 'TETHER_E_TIMEOUT':

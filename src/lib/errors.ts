@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   TETHER_E_KEY_TYPE: 'a certificate request carries a key type other than ECDSA P-256',
   TETHER_E_NODE_EXISTS: 'a node of that name is already enrolled; an admin must reset it first',
   TETHER_E_SITE_GONE: "the token's site no longer exists",
+  TETHER_E_CONFIG: 'a configuration value (command-line flag, config field) is malformed',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -10,6 +10,7 @@ import { createLogger } from '../../lib/log.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
 import { DEFAULT_CONTROLLER_DIR } from '../admin.js';
 import { out, renderStructured, say } from '../output.js';
+import type { MigrateFlags } from './controller-migrate.js';
 
 export function registerController(program: Command): void {
   const ctl = program.command('controller').description('run the central controller');
@@ -83,6 +84,26 @@ export function registerController(program: Command): void {
       );
       writeFileAtomic(o.out, stringify(client), 0o600);
       say(`operator "${name}" client config written to ${o.out} (valid ${days} days)`);
+    });
+
+  // issue 12: one-way copy SQLite -> etcd (store/migrate.ts); loaded only when used.
+  ctl
+    .command('migrate')
+    .description(
+      'copy every object and report mark from one datastore to another (stop the controller first)',
+    )
+    .requiredOption('--from <url>', 'source datastore: sqlite:DATA_DIR (or etcd[s]://...)')
+    .requiredOption('--to <url>', 'target datastore: etcd[s]://host:port[,host:port...][/prefix/]')
+    .option('--dry-run', 'count and compare, write nothing')
+    .option('--force', 'overwrite a target whose objects differ from the source')
+    .option('--etcd-ca <file>', 'CA of the etcd members (etcds://)')
+    .option('--etcd-cert <file>', 'client certificate for etcd')
+    .option('--etcd-key <file>', 'client key for etcd')
+    .option('--max-txn-ops <n>', "etcd's --max-txn-ops", '128')
+    .option('-o, --output <fmt>', 'json|yaml for machine-readable output')
+    .action(async (o: MigrateFlags) => {
+      const { migrateCommand } = await import('./controller-migrate.js');
+      await migrateCommand(o);
     });
 
   ctl

@@ -42,6 +42,7 @@ export function planTxn(
   head: number,
   lookup: (kind: string, name: string) => Row | undefined,
   now: () => Date,
+  keepCreationTimestamp = false,
 ): TxnPlan {
   const revision = head + 1;
   const seen = new Set<string>();
@@ -106,7 +107,10 @@ export function planTxn(
       ...object.metadata,
       revision,
       createRevision,
-      creationTimestamp: prev?.metadata.creationTimestamp ?? now().toISOString(),
+      creationTimestamp:
+        prev?.metadata.creationTimestamp ??
+        (keepCreationTimestamp ? validTimestamp(op.object.metadata.creationTimestamp) : undefined) ??
+        now().toISOString(),
     };
     const json = JSON.stringify(object);
     writes.push({
@@ -268,4 +272,10 @@ export function compactTarget(head: number, keepRevisions: number): number {
     });
   }
   return Math.max(0, head - keepRevisions);
+}
+
+/** An RFC 3339 timestamp as the store writes them, or undefined: a migrated object's
+ *  creationTimestamp is kept only when it is one. */
+function validTimestamp(t: unknown): string | undefined {
+  return typeof t === 'string' && t.length <= 40 && !Number.isNaN(Date.parse(t)) ? t : undefined;
 }

@@ -17,8 +17,8 @@ import type { Datastore, TxnOptions, WatchBatch, WatchOptions } from './datastor
 import type { StoredObject, StoreEvent, TxnExtras, TxnOp, TxnResult } from './store.js';
 
 export interface EtcdTls {
-  /** PEM of the CA that signed etcd's server certificate. */
-  ca: Buffer;
+  /** PEM of the CA that signed etcd's server certificate (system roots without it). */
+  ca?: Buffer;
   /** Client certificate and key (PEM), for an etcd started with --client-cert-auth. */
   cert?: Buffer;
   key?: Buffer;
@@ -82,7 +82,7 @@ export class EtcdStore implements Datastore {
     const proto = etcdProto();
     const target = grpcTarget(opts.endpoints);
     const creds = opts.tls
-      ? grpc.credentials.createSsl(opts.tls.ca, opts.tls.key ?? null, opts.tls.cert ?? null)
+      ? grpc.credentials.createSsl(opts.tls.ca ?? null, opts.tls.key ?? null, opts.tls.cert ?? null)
       : grpc.credentials.createInsecure();
     const channelOptions: grpc.ChannelOptions = {
       'grpc.max_receive_message_length': 256 * 1024 * 1024,
@@ -167,9 +167,9 @@ export class EtcdStore implements Datastore {
           },
         );
       }
-      return this.splitTxn(ops, marks);
+      return this.splitTxn(ops, marks, extras.keepCreationTimestamp);
     }
-    return this.atomicTxn(ops, marks);
+    return this.atomicTxn(ops, marks, extras.keepCreationTimestamp);
   }
 
   /** Success ops a transaction needs: its writes, the head key, marks and the marks of
@@ -182,6 +182,7 @@ export class EtcdStore implements Datastore {
   private async splitTxn(
     ops: readonly TxnOp[],
     marks: NonNullable<TxnExtras['reportMarks']>,
+    keepTs?: boolean,
   ): Promise<TxnResult> {
     if (marks.length + 1 > this.maxTxnOps) {
       throw new TetherError('TETHER_E_TOO_LARGE', `${marks.length} report marks in one transaction`, {
@@ -205,7 +206,7 @@ export class EtcdStore implements Datastore {
     if (this.cost(last, marks.length) > this.maxTxnOps) chunks.push([]);
     const out: TxnResult = { revision: 0, results: [] };
     for (const [i, chunk] of chunks.entries()) {
-      const r = await this.atomicTxn(chunk, i === chunks.length - 1 ? marks : []);
+      const r = await this.atomicTxn(chunk, i === chunks.length - 1 ? marks : [], keepTs);
       out.revision = Math.max(out.revision, r.revision);
       out.results.push(...r.results);
     }
@@ -215,6 +216,7 @@ export class EtcdStore implements Datastore {
   private async atomicTxn(
     ops: readonly TxnOp[],
     marks: NonNullable<TxnExtras['reportMarks']>,
+    keepTs = false,
   ): Promise<TxnResult> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const keys = ops.map((op, i) => {
@@ -235,7 +237,7 @@ export class EtcdStore implements Datastore {
           rows.set(`${row.kind}/${row.name}`, row);
         }
       });
-      const plan = planTxn(ops, head, (k, n) => rows.get(`${k}/${n}`), this.now);
+      const plan = planTxn(ops, head, (k, n) => rows.get(`${k}/${n}`), this.now, keepTs);
       const success: EtcdRequestOp[] = [];
       for (const w of plan.writes) {
         const key = this.objKey(w.kind, w.name);
@@ -314,6 +316,7 @@ export class EtcdStore implements Datastore {
       const onAbort = () => call.cancel();
       signal?.addEventListener('abort', onAbort);
       let failure: unknown;
+      let resumeAt: number | undefined;
       try {
         call.write({
           create_request: { key: p, range_end: prefixEnd(p), start_revision: last + 1, prev_kv: true },
@@ -321,6 +324,15 @@ export class EtcdStore implements Datastore {
         for await (const msg of call as AsyncIterable<EtcdWatchResponse>) {
           backoff = 100;
           if (msg.compact_revision > 0) {
+            // etcd's compaction is cluster-wide: another tenant's compact may pass `last`
+            // while none of our objects changed in (last, compact_revision], which is all
+            // this consumer could have missed. Every object change rewrites `head`, and
+            // etcd still serves reads at the compaction revision itself: if head as of
+            // then is not newer than `last`, carry on from there, nothing was lost.
+            if (await this.unchangedSince(last, msg.compact_revision)) {
+              resumeAt = msg.compact_revision;
+              break;
+            }
             this.seenCompacted = Math.max(this.seenCompacted, msg.compact_revision);
             throw compactedError(last, msg.compact_revision);
           }
@@ -345,9 +357,23 @@ export class EtcdStore implements Datastore {
         call.cancel();
       }
       if (signal?.aborted || this.closed) return;
+      if (resumeAt !== undefined) {
+        last = Math.max(last, resumeAt);
+        continue;
+      }
       if (!reconnect) throw grpcError(failure ?? new Error('watch stream ended'));
       await new Promise((r) => setTimeout(r, backoff));
       backoff = Math.min(backoff * 2, 2000);
+    }
+  }
+
+  /** True when no object changed in (last, at]: `head` read as of revision `at`. */
+  private async unchangedSince(last: number, at: number): Promise<boolean> {
+    try {
+      const head = (await this.unary('Range', { key: this.key('head'), revision: at })).kvs[0];
+      return (head?.mod_revision ?? 0) <= last;
+    } catch {
+      return false; // compacted further meanwhile, or unreachable: report it as compacted
     }
   }
 

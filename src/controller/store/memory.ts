@@ -68,7 +68,13 @@ export class MemoryStore implements Store {
 
   txn(ops: readonly TxnOp[], extras: TxnExtras = {}): TxnResult {
     this.open();
-    const plan = planTxn(ops, this.head, (k, n) => this.objects.get(`${k}/${n}`), this.now);
+    const plan = planTxn(
+      ops,
+      this.head,
+      (k, n) => this.objects.get(`${k}/${n}`),
+      this.now,
+      extras.keepCreationTimestamp,
+    );
     for (const m of extras.reportMarks ?? []) this.marks.set(m.node, { ...m.mark });
     for (const w of plan.writes) if (w.type === 'delete' && w.kind === 'Node') this.marks.delete(w.name);
     if (plan.writes.length === 0) return plan.result;

@@ -134,7 +134,7 @@ export class SqliteStore implements Store {
     }
     this.runTxn = this.db.transaction((ops: readonly TxnOp[], extras: TxnExtras) => {
       const head = this.metaValue('revision');
-      const plan = planTxn(ops, head, (k, n) => this.row(k, n), this.now);
+      const plan = planTxn(ops, head, (k, n) => this.row(k, n), this.now, extras.keepCreationTimestamp);
       for (const { node, mark } of extras.reportMarks ?? [])
         this.stmt.putMark.run(node, mark.serial, mark.bootId, mark.seq, mark.at);
       for (const w of plan.writes)

@@ -58,6 +58,9 @@ export interface TxnExtras {
    * transaction takes its mark with it.
    */
   reportMarks?: ReadonlyArray<{ node: string; mark: ReportMark }>;
+  /** A created object keeps the creationTimestamp it carries instead of the store's clock
+   *  (`tether controller migrate` copies objects with their history of record). */
+  keepCreationTimestamp?: boolean;
 }
 
 export interface Store {
