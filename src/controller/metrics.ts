@@ -127,13 +127,19 @@ export class ControllerMetrics {
     lazyGauge(this.registry, 'tether_controller_shell_sessions', 'Remote shells open now', [], () => [
       [{}, server.shell?.count() ?? 0],
     ]);
-    lazyGauge(this.registry, 'tether_controller_connections', 'TCP connections open on the gRPC port', ['state'], () => {
-      const s = server.connectionStats();
-      return [
-        [{ state: 'open' }, s.open],
-        [{ state: 'authenticated' }, s.authenticated],
-      ];
-    });
+    lazyGauge(
+      this.registry,
+      'tether_controller_connections',
+      'TCP connections open on the gRPC port',
+      ['state'],
+      () => {
+        const s = server.connectionStats();
+        return [
+          [{ state: 'open' }, s.open],
+          [{ state: 'authenticated' }, s.authenticated],
+        ];
+      },
+    );
     lazyCounter(
       this.registry,
       'tether_controller_connections_refused_total',

@@ -63,6 +63,14 @@ export function lazyCounter<L extends string>(
 }
 
 /** 1 for the state the thing is in and 0 for every other of a fixed list (a state set). */
-export function stateSet<S extends string>(states: readonly S[], current: string | undefined): Sample<'state'>[] {
-  return states.map((s) => [{ state: s }, s === current ? 1 : 0] as const);
+export function stateSet<S extends string, L extends string = 'state'>(
+  states: readonly S[],
+  current: string | undefined,
+  label: L = 'state' as L,
+): Sample<L>[] {
+  return states.map((s) => {
+    const labels: Labels<L> = {};
+    labels[label] = s;
+    return [labels, s === current ? 1 : 0] as const;
+  });
 }
