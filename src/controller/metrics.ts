@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, Histogram, Registry } from 'prom-client';
 import { asTetherError } from '../lib/errors.js';
 import { lazyCounter, lazyGauge } from '../lib/prom.js';
 import type { NodeStatus } from './registry.js';
@@ -28,7 +28,6 @@ export class ControllerMetrics {
   private unsubscribe: (() => void) | undefined;
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'tether_controller_process_' });
     const r = [this.registry];
     this.applies = new Counter({
       name: 'tether_controller_applies_total',

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import type { CommandRunner } from '../lib/exec.js';
 import { lazyCounter, lazyGauge, type Sample, stateSet } from '../lib/prom.js';
 import type { NodeAgent } from './agent/daemon.js';
@@ -82,7 +82,6 @@ type Dir = 'rxBytes' | 'rxPackets' | 'txBytes' | 'txPackets';
 
 export function nodeMetrics(src: NodeMetricsSources): Registry {
   const reg = new Registry();
-  collectDefaultMetrics({ register: reg, prefix: 'tether_node_process_' });
   const { agent } = src;
   const status = () => agent.statusSnapshot();
 

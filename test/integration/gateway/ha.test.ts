@@ -39,7 +39,11 @@ describe.skipIf(!isRoot || !has('bird') || !has('vtysh'))('gateway HA with BFD f
       // one. The standby's re-announcement with the prepend follows its role decision by one
       // BIRD reconfigure, so wait for it rather than sample once.
       const prepended = /65001 65001 65001 65001/;
-      await until('standby path prepended at the router', async () => prepended.test(await lab!.pathsSeen()), 60_000);
+      await until(
+        'standby path prepended at the router',
+        async () => prepended.test(await lab!.pathsSeen()),
+        60_000,
+      );
       expect(await lab.pathsSeen()).toMatch(prepended);
       expect(lab.role('b')).toBe('standby');
     }, 120_000);
