@@ -54,7 +54,7 @@ function exportedNames(text: string): Set<string> {
 
 /** Metric names a PromQL expression selects: strings, label matchers, ranges, grouping
  *  clauses, function calls, keywords and numbers removed; what is left are metric names. */
-export function promqlMetricNames(expr: string): string[] {
+function promqlMetricNames(expr: string): string[] {
   if (expr.length > 4096) throw new Error('expression over 4096 characters');
   const s = expr
     .replace(/"(?:[^"\\]|\\.)*"/g, '""')
