@@ -39,6 +39,8 @@ export interface ControllerConfig {
   shellIdleSeconds: number;
   /** A remote shell ends after this long whatever happens. */
   shellMaxSeconds: number;
+  /** `off` or IPv4:PORT of /metrics, /livez and /readyz (docs/observability.md). */
+  metricsListen: string;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -59,6 +61,7 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   sendQueueBytes: 8 * 1024 * 1024,
   shellIdleSeconds: 900,
   shellMaxSeconds: 4 * 3600,
+  metricsListen: 'off',
 };
 
 export function loadControllerConfig(path: string): ControllerConfig {

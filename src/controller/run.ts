@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../lib/log.js';
+import { type MetricsServer, parseMetricsListen, startMetricsServer } from '../lib/metrics-server.js';
 import { registerProfileKind } from '../profiles/resource.js';
 import { loadControllerConfig } from './config.js';
 import { ControllerHealth } from './health.js';
 import { loadCa } from './init.js';
+import { ControllerMetrics } from './metrics.js';
 import { controllerPaths } from './paths.js';
 import { ControllerServer } from './server.js';
 import { SqliteStore } from './store/sqlite.js';
@@ -14,6 +16,8 @@ export interface RunningController {
   /** What the systemd watchdog is fed on (store probe, event-loop lag). */
   health: ControllerHealth;
   port: number;
+  /** Port of /metrics, /livez, /readyz; undefined when metrics are off. */
+  metricsPort: number | undefined;
   close(): Promise<void>;
 }
 
@@ -22,12 +26,20 @@ export async function startController(opts: {
   dataDir: string;
   log: Logger;
   listen?: string;
+  /** `--metrics-listen`: overrides the config's `metricsListen` (docs/observability.md). */
+  metricsListen?: string;
 }): Promise<RunningController> {
   registerProfileKind();
   const p = controllerPaths(opts.dataDir);
   const ca = loadCa(opts.dataDir);
   const config = loadControllerConfig(p.config);
+  const metricsListen = parseMetricsListen(
+    opts.metricsListen ?? config.metricsListen,
+    opts.metricsListen === undefined ? `${p.config}: metricsListen` : '--metrics-listen',
+  );
   const store = new SqliteStore(p.dataDir);
+  const metrics = new ControllerMetrics();
+  metrics.instrumentStore(store);
   const server = new ControllerServer({
     store,
     ca,
@@ -36,7 +48,9 @@ export async function startController(opts: {
     config,
     log: opts.log,
     shellDir: join(p.dataDir, 'shell'),
+    onApply: metrics.onApply,
   });
+  metrics.attach(server);
   const port = await server.listen(opts.listen ?? config.listen);
   opts.log.info(
     { listen: opts.listen ?? config.listen, port, revision: store.revision() },
@@ -46,11 +60,28 @@ export async function startController(opts: {
   compactTimer.unref();
   const health = new ControllerHealth({ store, maxLagMs: config.watchdogMaxLagMs });
   health.start();
+  let closing = false;
+  const metricsServer: MetricsServer | undefined =
+    metricsListen === 'off'
+      ? undefined
+      : await startMetricsServer({
+          listen: metricsListen,
+          registry: metrics.registry,
+          livez: () => ({ ok: true, reasons: [] }),
+          // Ready once the gRPC port serves, until shutdown begins. Not health.check(): that
+          // writes a store probe and resets the watchdog's lag window on every probe.
+          readyz: () => (closing ? { ok: false, reasons: ['shutting down'] } : { ok: true, reasons: [] }),
+        });
+  if (metricsServer) opts.log.info({ metricsPort: metricsServer.port }, 'controller metrics serving');
   return {
     server,
     health,
     port,
+    metricsPort: metricsServer?.port,
     async close() {
+      closing = true;
+      await metricsServer?.close();
+      metrics.close();
       health.stop();
       clearInterval(compactTimer);
       await server.close();

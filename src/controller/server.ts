@@ -91,6 +91,8 @@ export interface ControllerServerDeps {
   log: Logger;
   /** Where the remote-shell audit and recordings live (docs/shell.md); absent: no shells. */
   shellDir?: string;
+  /** Told of every Admin.Apply's outcome: a TetherError code, or 'ok' (docs/observability.md). */
+  onApply?: (result: string) => void;
 }
 
 /** Kinds an admin may write with apply; the rest are owned by the controller itself. */
@@ -612,6 +614,7 @@ export class ControllerServer {
           this.checkGatewayClaims(objects, r.sources);
           this.withNetworkStatus(ops);
           const res = store.txn(ops);
+          this.deps.onApply?.('ok');
           cb(null, {
             revision: res.revision,
             results: res.results.map((x) => ({
@@ -622,6 +625,7 @@ export class ControllerServer {
             })),
           });
         } catch (e) {
+          this.deps.onApply?.(asTetherError(e).code);
           fail(cb, e);
         }
       },

@@ -5,6 +5,7 @@ import { type Clock, systemClock } from '../lib/clock.js';
 import type { TetherError } from '../lib/errors.js';
 import { type CommandRunner, ProcessRunner } from '../lib/exec.js';
 import type { Logger } from '../lib/log.js';
+import { type MetricsListen, type MetricsServer, startMetricsServer } from '../lib/metrics-server.js';
 import { NodeAgent, type Notifier } from './agent/daemon.js';
 import type { StateConsumer } from './agent/reconcile.js';
 import { controllerUpstream, type Upstream, type UpstreamChooser } from './agent/upstream.js';
@@ -12,6 +13,7 @@ import { type ControlApi, controlSocketPath, EventRing, startControlApi } from '
 import { GatewayConsumer, type GatewayRole, toReport } from './gateway/consumer.js';
 import { loadIdentity } from './identity.js';
 import { liveStatus } from './live-status.js';
+import { nodeMetrics } from './metrics.js';
 import { NodeNetworking } from './networking.js';
 import { siteProxyRole } from './proxy/role.js';
 
@@ -52,6 +54,8 @@ export interface NodeRunOptions {
   events?: EventRing;
   /** Remote shells (docs/shell.md): the user they run as, or false: refused. Default root. */
   shell?: { user: string } | false;
+  /** `--metrics-listen`: /metrics, /livez, /readyz (docs/observability.md); default off. */
+  metricsListen?: MetricsListen;
   /** The local gateway (docs/gateway.md): BIRD driven from the site's Gateway resource. */
   gateway?: {
     /** The bird binary (default `bird` on PATH). */
@@ -93,6 +97,8 @@ export interface RunningNode {
   revoked: Promise<TetherError>;
   /** Stops roles, then the agent (session, loop, consumers). */
   stop(): Promise<void>;
+  /** Port of /metrics when metrics are on. */
+  metricsPort?: number | undefined;
 }
 
 /**
@@ -187,9 +193,11 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
   const proxyRole = opts.proxy.enabled ? siteProxyRole() : undefined;
   const roles: NodeRole[] = proxyRole ? [proxyRole] : [];
   let control: ControlApi | undefined;
+  let metricsServer: MetricsServer | undefined;
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
+      await metricsServer?.close();
       await control?.close();
       for (const r of [...roles].reverse()) {
         try {
@@ -276,5 +284,40 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     return undefined;
   });
 
-  return { agent, networking, roles, revoked, stop };
+  // ── Metrics ────────────────────────────────────────────────────────────────────────────
+  // Unlike the control API, a port asked for and not bound is fatal: the operator asked.
+  if (opts.metricsListen && opts.metricsListen !== 'off') {
+    const registry = nodeMetrics({
+      agent: running,
+      networking,
+      runner: opts.runner ?? new ProcessRunner(),
+      gateway: () => gateway.lastStatus,
+      proxy: proxyRole ? () => proxyRole.status() : undefined,
+      ...(opts.version ? { version: opts.version } : {}),
+    });
+    try {
+      metricsServer = await startMetricsServer({
+        listen: opts.metricsListen,
+        registry,
+        livez: () => {
+          const h = running.health();
+          return { ok: h.state !== 'wedged', reasons: h.reasons };
+        },
+        // Ready: the slice on disk was synced with an upstream at least once (a node that
+        // has lost its WAN keeps forwarding on it) and the loop applies it without failing.
+        readyz: () => {
+          const h = running.health();
+          const reasons = [...h.reasons];
+          if (running.cache.revision === 0) reasons.unshift('no slice synced yet');
+          return { ok: reasons.length === 0, reasons };
+        },
+      });
+    } catch (e) {
+      await stop();
+      throw e;
+    }
+    log.info({ metricsPort: metricsServer.port }, 'node metrics serving');
+  }
+
+  return { agent, networking, roles, revoked, stop, metricsPort: metricsServer?.port };
 }

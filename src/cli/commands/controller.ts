@@ -111,10 +111,19 @@ export function registerController(program: Command): void {
     .description('serve enrollment, node sessions and the admin API (foreground; Type=notify under systemd)')
     .option('--data-dir <dir>', 'data directory', DEFAULT_CONTROLLER_DIR)
     .option('--listen <host:port>', 'override the configured bind address')
-    .action(async (o: { dataDir: string; listen?: string }) => {
+    .option(
+      '--metrics-listen <off|ip:port>',
+      '/metrics, /livez, /readyz listener (overrides metricsListen of controller.yaml; default off)',
+    )
+    .action(async (o: { dataDir: string; listen?: string; metricsListen?: string }) => {
       const log = createLogger({ name: 'tether-controller' });
       const notifier = new SystemdNotifier();
-      const running = await startController({ dataDir: o.dataDir, log, listen: o.listen });
+      const running = await startController({
+        dataDir: o.dataDir,
+        log,
+        listen: o.listen,
+        ...(o.metricsListen !== undefined ? { metricsListen: o.metricsListen } : {}),
+      });
       // Under `node --expose-gc`, SIGUSR2 collects garbage: lets a benchmark read live
       // memory instead of whatever the heap has not collected yet.
       const gc = (globalThis as { gc?: () => void }).gc;

@@ -4,6 +4,7 @@ import { type ErrorCode, TetherError } from '../../lib/errors.js';
 import { ProcessRunner } from '../../lib/exec.js';
 import { parseIp } from '../../lib/ipv4.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
+import { parseMetricsListen } from '../../lib/metrics-server.js';
 import { SystemdNotifier } from '../../lib/sdnotify.js';
 import { DEFAULTS as BOOTSTRAP_DEFAULTS } from '../../node/bootstrap/discover.js';
 import { type FirstBootState, firstBootPaths, runFirstBoot } from '../../node/bootstrap/firstboot.js';
@@ -120,10 +121,16 @@ export function registerNode(program: Command): void {
       '--proxy-address <ip>',
       'address the site proxy listens on when the node runs no vRouter (default: the VTEP address)',
     )
+    .option(
+      '--metrics-listen <off|ip:port>',
+      '/metrics, /livez, /readyz listener (docs/observability.md); a site has no open port, so off by default',
+      'off',
+    )
     .action(
       async (o: {
         stateDir: string;
         heartbeat: string;
+        metricsListen: string;
         vrouter: boolean;
         underlayIf?: string;
         vtepIp?: string;
@@ -157,6 +164,7 @@ export function registerNode(program: Command): void {
             field: '--proxy-address',
             expected: 'an IPv4 address of this node',
           });
+        const metricsListen = parseMetricsListen(o.metricsListen, '--metrics-listen');
         const reconcileIntervalMs = parseDuration(o.reconcileInterval, '--reconcile-interval') * 1000;
         if (reconcileIntervalMs < 100)
           throw new TetherError('TETHER_E_INVALID', `bad --reconcile-interval "${o.reconcileInterval}"`, {
@@ -181,6 +189,7 @@ export function registerNode(program: Command): void {
             ...(o.proxyAddress ? { address: o.proxyAddress } : {}),
           },
           reconcileIntervalMs,
+          metricsListen,
           gateway: { birdBin: o.bird },
           shell: o.shell ? { user: o.shellUser } : false,
           ...(o.vrouter

@@ -75,6 +75,8 @@ type Reason = 'change' | 'retry' | 'drift';
 export class ReconcileLoop {
   /** Completed passes since start. */
   passes = 0;
+  /** Completed passes that left a consumer failing (tether_node_reconcile_errors_total). */
+  failedPasses = 0;
   private readonly clock: Clock;
   private readonly debounceMs: number;
   private readonly intervalMs: number;
@@ -136,6 +138,11 @@ export class ReconcileLoop {
     return done;
   }
 
+  /** How long the last completed pass took (ms). */
+  get lastDurationMs(): number {
+    return this.lastPassMs;
+  }
+
   health(): LoopHealth {
     const reasons = [...this.failures.entries()].map(
       ([name, f]) =>
@@ -194,6 +201,7 @@ export class ReconcileLoop {
       this.passes++;
       this.lastCompleted = this.clock.now();
       this.lastPassMs = this.lastCompleted - this.runningSince;
+      if (this.failures.size > 0) this.failedPasses++;
       for (const w of waiters) w();
       this.afterPass();
     });

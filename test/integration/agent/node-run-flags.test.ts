@@ -11,6 +11,8 @@ describe('tether node run flags', () => {
     [['--proxy-port', '74x4'], '--proxy-port'],
     [['--reconcile-interval', '10ms'], '--reconcile-interval'],
     [['--reconcile-interval', 'soon'], '--reconcile-interval'],
+    [['--metrics-listen', '127.0.0.1:99999'], '--metrics-listen'],
+    [['--metrics-listen', 'everywhere'], '--metrics-listen'],
   ] as const) {
     it(`refuses ${flags.join(' ')} naming ${field} (exit 4)`, async () => {
       const r = await runTether(['node', 'run', '--state-dir', '/nonexistent-tether-state', ...flags]);
