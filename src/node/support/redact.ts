@@ -19,6 +19,9 @@ export const MAX_REDACT_BYTES = 8 * 1024 * 1024;
 
 const PEM_PRIVATE =
   /-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g;
+/** `password "x";` (BIRD), `neighbor A password x` (FRR), `psk x`: a secret word, blanks, a value. */
+const SPACED =
+  /\b(password|passwd|passphrase|secret|psk|authentication-key|auth-key)([ \t]+)(?!\[redacted\]|"\[redacted\]")("[^"\n]*"|'[^'\n]*'|[^\s;"']+)/gi;
 const JOIN_TOKEN = /T10[0-9a-f]{64}::[a-z0-9]{6}\.[a-z0-9]{32}/g;
 const CREDENTIAL = /\b[a-z0-9]{6}\.[a-z0-9]{32}\b/g;
 /** A key that names a secret; `keyPem`, `privateKey`, `api_token`, `DB_PASSWORD` all match. */
@@ -52,6 +55,7 @@ export function redactText(text: string): Redacted {
     text,
     (_m, label) => `-----BEGIN ${label}-----\n${REDACTED}\n-----END ${label}-----`,
   );
+  s = sub(SPACED, s, (_m, k: string, sep: string) => `${k}${sep}"${REDACTED}"`);
   s = sub(JOIN_TOKEN, s, () => REDACTED);
   s = sub(CREDENTIAL, s, () => REDACTED);
   const lines = s.split('\n');

@@ -70,6 +70,15 @@ describe('redactText', () => {
     );
   });
 
+  it('catches blank-separated secrets in BIRD and FRR configuration', () => {
+    const r = redactText(
+      'protocol bgp up1 {\n  password "bird-md5";\n}\n neighbor 192.0.2.1 password frr-md5\n',
+    );
+    expect(r.text).not.toMatch(/bird-md5|frr-md5/);
+    expect(r.text).toContain('neighbor 192.0.2.1 password');
+    expect(redactText(r.text).text).toBe(r.text);
+  });
+
   it('leaves text without secrets unchanged', () => {
     const plain = 'node: n1\nsite: s1\nnetworks:\n  - name: blue\n    vni: 100\n';
     expect(redactText(plain)).toEqual({ text: plain, count: 0 });
