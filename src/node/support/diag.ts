@@ -148,17 +148,31 @@ function controllerCheck(id: LoadedIdentity, timeoutMs: number): Promise<DiagChe
   const [, host, port] = m as unknown as [string, string, string];
   const started = Date.now();
   return new Promise((resolve) => {
-    const s = tlsConnect({
-      host,
-      port: Number(port),
-      ca: id.caPem,
-      key: id.credentials.keyPem,
-      cert: id.credentials.certPem,
-      ALPNProtocols: ['h2'],
-      // The controller's certificate names it by identity URI, not by host name: the pin is the CA.
-      checkServerIdentity: () => undefined,
-      timeout: timeoutMs,
-    });
+    let s: ReturnType<typeof tlsConnect>;
+    try {
+      s = tlsConnect({
+        host,
+        port: Number(port),
+        ca: id.caPem,
+        key: id.credentials.keyPem,
+        cert: id.credentials.certPem,
+        ALPNProtocols: ['h2'],
+        // The controller's certificate names it by identity URI, not by host name: the pin is the CA.
+        checkServerIdentity: () => undefined,
+        timeout: timeoutMs,
+      });
+    } catch (e) {
+      // A damaged key or certificate file: the TLS context cannot even be built.
+      resolve(
+        check(
+          'controller',
+          'fail',
+          `cannot build TLS credentials from credentials.json: ${(e as Error).message}`,
+          'the node key or certificate is damaged: re-enroll with `tether node enroll --controller HOST:PORT --token TOKEN`',
+        ),
+      );
+      return;
+    }
     const done = (c: DiagCheck) => {
       s.destroy();
       resolve(c);
