@@ -51,6 +51,9 @@ export const COMMANDS: readonly CommandModule[] = [
   },
   { names: ['lab'], load: async () => (await import('./commands/lab.js')).registerLab, profileKinds: true },
   { names: ['shell'], load: async () => (await import('./commands/shell.js')).registerShell },
+  { names: ['diag'], load: async () => (await import('./commands/diag.js')).registerDiag },
+  { names: ['logs'], load: async () => (await import('./commands/logs.js')).registerLogs },
+  { names: ['bundle'], load: async () => (await import('./commands/bundle.js')).registerBundle },
 ];
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';

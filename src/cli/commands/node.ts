@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { type ErrorCode, TetherError } from '../../lib/errors.js';
 import { ProcessRunner } from '../../lib/exec.js';
@@ -13,6 +14,7 @@ import { enrollNode } from '../../node/enroll.js';
 import { isEnrolled, nodePaths } from '../../node/identity.js';
 import { eventFromLogLine } from '../../node/live-status.js';
 import { startNode } from '../../node/run.js';
+import { LOG_DIR, logFilePath, RotatingLogFile } from '../../node/support/logs.js';
 import { Admin, DEFAULT_NODE_DIR } from '../admin.js';
 import { parseDuration, parsePositiveInt } from '../flags.js';
 import { out, paint, renderStructured, say } from '../output.js';
@@ -174,7 +176,16 @@ export function registerNode(program: Command): void {
         // Every warning, error and line with an `event` field also lands in the ring the
         // local control API serves (`tether status`, GET /v1/events).
         const events = new EventRing();
-        const log = createLogger({ name: 'tether-node', tee: (line) => eventFromLogLine(events, line) });
+        // The same lines also go to a bounded, rotated file for `tether logs` off systemd.
+        mkdirSync(join(o.stateDir, LOG_DIR), { recursive: true, mode: 0o700 });
+        const logFile = new RotatingLogFile(logFilePath(o.stateDir));
+        const log = createLogger({
+          name: 'tether-node',
+          tee: (line) => {
+            eventFromLogLine(events, line);
+            logFile.write(line);
+          },
+        });
         const node = await startNode({
           stateDir: o.stateDir,
           log,

@@ -47,6 +47,8 @@ export interface StatusView {
   updatedAt?: string | undefined;
   refusedEndpoints: Array<{ name: string; code: string; message: string; field?: string }>;
   recentEvents?: NodeEvent[];
+  /** The local gateway and its BGP peers (live only, on a node its site's Gateway names). */
+  gateway?: NodeLiveStatus['gateway'];
 }
 
 export const RECENT_EVENTS_SHOWN = 10;
@@ -75,6 +77,7 @@ async function liveView(socket: string): Promise<StatusView> {
     updatedAt: new Date().toISOString(),
     refusedEndpoints: s.refusedEndpoints ?? [],
     ...(ev ? { recentEvents: ev.events.slice(-RECENT_EVENTS_SHOWN) } : {}),
+    ...(s.gateway && typeof s.gateway === 'object' ? { gateway: s.gateway } : {}),
   };
 }
 
@@ -119,7 +122,7 @@ export async function nodeStatusView(
   }
 }
 
-function renderView(v: StatusView): string {
+export function renderView(v: StatusView): string {
   const rows: string[][] = [
     ['source', v.source === 'live' ? `live (${v.sourceDetail})` : v.sourceDetail],
     ['node', v.node],
@@ -147,6 +150,24 @@ function renderView(v: StatusView): string {
     ]);
   if (v.endpoints !== undefined) rows.push(['endpoints', String(v.endpoints)]);
   for (const [k, n] of Object.entries(v.counters ?? {})) rows.push([`counter ${k}`, String(n)]);
+  if (v.gateway) {
+    const g = v.gateway;
+    rows.push([
+      'gateway',
+      `${String(g.gateway)} (${String(g.role)}), BIRD ${g.running ? 'running' : 'not running'}${g.error ? `: ${String(g.error)}` : ''}`,
+    ]);
+    // The answer came over a socket: print only what has the expected shape.
+    for (const [name, p] of Object.entries(g.peers && typeof g.peers === 'object' ? g.peers : {}).slice(
+      0,
+      64,
+    )) {
+      if (!p || typeof p !== 'object') continue;
+      rows.push([
+        `bgp ${name}`,
+        `${String(p.address)} AS${String(p.asn)} ${String(p.bgpState)} since ${String(p.since)}, ${Number(p.imported)} in/${Number(p.exported)} out${p.lastError ? `, ${String(p.lastError)}` : ''}`,
+      ]);
+    }
+  }
   rows.push(['certificate expires', v.certNotAfter ?? 'unknown']);
   rows.push([
     'health',

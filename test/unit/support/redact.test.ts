@@ -1,0 +1,87 @@
+import { generateKeyPairSync } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { REDACTED, redactText } from '../../../src/node/support/redact.js';
+
+const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({
+  type: 'pkcs1',
+  format: 'pem',
+}) as string;
+const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+  type: 'pkcs8',
+  format: 'pem',
+}) as string;
+const keyBody = (pem: string) => pem.split('\n').filter((l) => l && !l.startsWith('-----'));
+const token = `T10${'ab'.repeat(32)}::abc123.${'q'.repeat(8)}w${'z'.repeat(23)}`;
+const cred = `x9y8z7.${'m'.repeat(31)}p`;
+
+describe('redactText', () => {
+  it('removes PEM private keys (PKCS#1, PKCS#8, unterminated), tokens, credentials and secret-named values', () => {
+    const text = [
+      rsa,
+      `credentials: {"keyPem":${JSON.stringify(ec)},"certPem":"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----"}`,
+      `token: ${token}`,
+      `joined with ${cred} yesterday`,
+      'db:',
+      '  password: hunter2-yaml',
+      '  user: admin',
+      'API_SECRET=envsecret42',
+      '{"name":"n1","clientSecret":"jsonsecret7","level":30}',
+      'tls:',
+      '  privateKey: |',
+      '    blockscalarsecret',
+      '    morescalar',
+      '  keep: visible',
+      '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n',
+    ].join('\n');
+    const r = redactText(text);
+    for (const secret of [
+      ...keyBody(rsa),
+      ...keyBody(ec),
+      token,
+      cred,
+      'hunter2-yaml',
+      'envsecret42',
+      'jsonsecret7',
+      'blockscalarsecret',
+      'morescalar',
+      'b3BlbnNzaC1rZXktdjEAAAAA',
+    ]) {
+      expect(r.text, secret).not.toContain(secret);
+    }
+    // What a technician needs stays.
+    expect(r.text).toContain('user: admin');
+    expect(r.text).toContain('keep: visible');
+    expect(r.text).toContain('BEGIN CERTIFICATE');
+    expect(r.text).toContain('"name":"n1"');
+    expect(r.count).toBeGreaterThanOrEqual(9);
+  });
+
+  it('is total and idempotent on any text, and never lets a planted secret through', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 400 }), fc.string({ maxLength: 400 }), (a, b) => {
+        const once = redactText(`${a}\npassword: ${'s3cr3tV4lue'}\n${b}`);
+        expect(once.text).not.toContain('s3cr3tV4lue');
+        expect(redactText(once.text).text).toBe(once.text);
+        const t = redactText(`${a}${token}${b}`);
+        expect(t.text).not.toContain(token);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('catches blank-separated secrets in BIRD and FRR configuration', () => {
+    const r = redactText(
+      'protocol bgp up1 {\n  password "bird-md5";\n}\n neighbor 192.0.2.1 password frr-md5\n',
+    );
+    expect(r.text).not.toMatch(/bird-md5|frr-md5/);
+    expect(r.text).toContain('neighbor 192.0.2.1 password');
+    expect(redactText(r.text).text).toBe(r.text);
+  });
+
+  it('leaves text without secrets unchanged', () => {
+    const plain = 'node: n1\nsite: s1\nnetworks:\n  - name: blue\n    vni: 100\n';
+    expect(redactText(plain)).toEqual({ text: plain, count: 0 });
+    expect(REDACTED).toBe('[redacted]');
+  });
+});
