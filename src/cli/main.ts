@@ -51,6 +51,10 @@ export const COMMANDS: readonly CommandModule[] = [
   },
   { names: ['lab'], load: async () => (await import('./commands/lab.js')).registerLab, profileKinds: true },
   { names: ['shell'], load: async () => (await import('./commands/shell.js')).registerShell },
+  {
+    names: ['completion'],
+    load: async () => (await import('./commands/completion.js')).completionCommand(() => buildProgram()),
+  },
 ];
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
