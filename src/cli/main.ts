@@ -72,6 +72,7 @@ export async function buildProgram(modules: readonly CommandModule[] = COMMANDS)
     .exitOverride();
   const registers = await Promise.all(modules.map((m) => m.load()));
   for (const register of registers) register(program);
+  (await import('./examples.js')).attachExamples(program);
   return program;
 }
 
