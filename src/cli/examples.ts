@@ -93,6 +93,10 @@ export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
     ],
   ],
   shell: [['shell du-01 --reason "INC-4711 check link" --config alice.yaml', 'a shell on du-01, audited']],
+  dashboard: [
+    ['dashboard', 'watch this node; q quits'],
+    ['dashboard --interval 5s --state-dir /var/lib/tether-node', 'slower refresh, another state directory'],
+  ],
   completion: [
     ['completion bash > /etc/bash_completion.d/tether', 'bash, for every user'],
     ['completion zsh > ~/.zsh/completions/_tether', 'zsh, with ~/.zsh/completions on $fpath before compinit'],

@@ -51,6 +51,7 @@ export const COMMANDS: readonly CommandModule[] = [
   },
   { names: ['lab'], load: async () => (await import('./commands/lab.js')).registerLab, profileKinds: true },
   { names: ['shell'], load: async () => (await import('./commands/shell.js')).registerShell },
+  { names: ['dashboard'], load: async () => (await import('./commands/dashboard.js')).registerDashboard },
   {
     names: ['completion'],
     load: async () => (await import('./commands/completion.js')).completionCommand(() => buildProgram()),
