@@ -54,6 +54,11 @@ export const COMMANDS: readonly CommandModule[] = [
   { names: ['diag'], load: async () => (await import('./commands/diag.js')).registerDiag },
   { names: ['logs'], load: async () => (await import('./commands/logs.js')).registerLogs },
   { names: ['bundle'], load: async () => (await import('./commands/bundle.js')).registerBundle },
+  { names: ['dashboard'], load: async () => (await import('./commands/dashboard.js')).registerDashboard },
+  {
+    names: ['completion'],
+    load: async () => (await import('./commands/completion.js')).completionCommand(() => buildProgram()),
+  },
 ];
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
@@ -71,6 +76,7 @@ export async function buildProgram(modules: readonly CommandModule[] = COMMANDS)
     .exitOverride();
   const registers = await Promise.all(modules.map((m) => m.load()));
   for (const register of registers) register(program);
+  (await import('./examples.js')).attachExamples(program);
   return program;
 }
 

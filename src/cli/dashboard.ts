@@ -1,0 +1,108 @@
+// `tether dashboard`: one screen for the technician at the box, redrawn from the node's control
+// API. Plain ANSI, no TUI library: the screen is a list of lines cut to the terminal's size.
+// Escape codes used: colour (SGR, only when useColor allows), and cursor control on a terminal
+// that is not TERM=dumb: CSI H (home), CSI 2J (clear), CSI ?25l / ?25h (hide/show cursor).
+// With TERM=dumb each frame is printed plainly after a blank line.
+import type { NodeEvent, NodeLiveStatus } from '../node/control-api.js';
+
+export interface Frame {
+  status?: NodeLiveStatus;
+  error?: string;
+  events: NodeEvent[];
+  at: Date;
+}
+
+type Paint = (text: string, color: 'red' | 'green' | 'yellow' | 'bold' | 'dim') => string;
+
+const SGR = { red: 31, green: 32, yellow: 33, bold: 1, dim: 2 } as const;
+export const colorPaint: Paint = (t, c) => `\u001b[${SGR[c]}m${t}\u001b[0m`;
+export const plainPaint: Paint = (t) => t;
+
+const ESC = '\u001b';
+/** Text without its SGR sequences (ESC [ digits/semicolons m), the only codes renderFrame emits. */
+function stripSgr(s: string): string {
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === ESC && s[i + 1] === '[') {
+      let j = i + 2;
+      while (j < s.length && /[0-9;]/.test(s[j] as string)) j++;
+      if (s[j] === 'm') {
+        i = j;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+/** Visible width of a line (SGR codes take no columns). */
+const visible = (s: string): number => stripSgr(s).length;
+
+function cut(line: string, cols: number): string {
+  if (visible(line) <= cols) return line;
+  // Cut the plain text: a coloured line that is too wide loses its colour rather than its end code.
+  return `${stripSgr(line).slice(0, Math.max(0, cols - 1))}…`;
+}
+
+function phaseColor(phase: string): 'green' | 'yellow' | 'red' {
+  if (phase === 'connected' || phase === 'up' || phase === 'Established') return 'green';
+  if (phase === 'connecting' || phase === 'start') return 'yellow';
+  return 'red';
+}
+
+/** The screen as lines, at most `rows` lines of at most `cols` columns. */
+export function renderFrame(f: Frame, cols: number, rows: number, paint: Paint): string[] {
+  const lines: string[] = [];
+  const s = f.status;
+  lines.push(
+    `${paint('tether dashboard', 'bold')}  ${s ? `${s.node} @ ${s.site}` : ''}  ${f.at.toISOString().slice(11, 19)}Z  (q quits)`,
+  );
+  if (!s) {
+    lines.push(paint(`control API not reachable: ${f.error ?? 'no answer'}`, 'red'));
+  } else {
+    const up = s.session.upstream ? ` via ${s.session.upstream.kind} ${s.session.upstream.address}` : '';
+    lines.push(
+      `session  ${paint(s.session.phase, phaseColor(s.session.phase))}${s.session.since ? ` since ${s.session.since}` : ''}${up}`,
+    );
+    const wan = s.proxy.wan ? `  WAN ${paint(s.proxy.wan.phase, phaseColor(s.proxy.wan.phase))}` : '';
+    lines.push(
+      `proxy    ${s.proxy.role}${s.proxy.activeNode ? ` (active: ${s.proxy.activeNode})` : ''}${wan}`,
+    );
+    lines.push(
+      `health   ${s.health.ok ? paint('ok', 'green') : paint(s.health.degraded ? 'degraded' : 'failing', 'red')}  revision ${s.revision}${s.health.reasons.length ? `  ${s.health.reasons.join('; ')}` : ''}`,
+    );
+    if (s.session.lastError) lines.push(paint(`last error: ${s.session.lastError}`, 'red'));
+    lines.push('');
+    lines.push(paint('NETWORK          VNI     LOCAL  REMOTE', 'bold'));
+    for (const n of s.networks) {
+      lines.push(
+        `${n.name.padEnd(16)} ${String(n.vni ?? '-').padEnd(7)} ${String(n.localEndpoints).padStart(5)}  ${String(n.remoteEndpoints).padStart(6)}`,
+      );
+    }
+    const counters = Object.entries(s.counters);
+    if (counters.length) {
+      lines.push('');
+      lines.push(paint('COUNTERS', 'bold'));
+      lines.push(counters.map(([k, v]) => `${k}=${v}`).join('  '));
+    }
+    const peers = Object.entries(s.gateway?.peers ?? {});
+    lines.push('');
+    lines.push(
+      paint(
+        `BGP${s.gateway ? ` (${s.gateway.gateway}, ${s.gateway.role})` : ': no gateway on this node'}`,
+        'bold',
+      ),
+    );
+    for (const [name, p] of peers) {
+      lines.push(
+        `${name.padEnd(16)} ${p.address.padEnd(16)} AS${p.asn}  ${paint(p.bgpState, phaseColor(p.bgpState))}`,
+      );
+    }
+  }
+  lines.push('');
+  lines.push(paint('EVENTS', 'bold'));
+  const room = Math.max(0, rows - lines.length);
+  for (const e of f.events.slice(-room))
+    lines.push(`${e.time.slice(11, 19)} ${e.type.padEnd(8)} ${e.message}`);
+  return lines.slice(0, rows).map((l) => cut(l, cols));
+}
