@@ -23,6 +23,16 @@ export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
     ],
   ],
   'controller start': [['controller start --data-dir /var/lib/tether-controller', 'serve the controller']],
+  'controller migrate': [
+    [
+      'controller migrate --from sqlite:/var/lib/tether-controller --to etcd://10.0.0.1:2379,10.0.0.2:2379 --dry-run',
+      'what would be copied, writing nothing',
+    ],
+    [
+      'controller migrate --from sqlite:/var/lib/tether-controller --to etcds://etcd-1:2379 --etcd-ca ca.pem --etcd-cert c.pem --etcd-key c.key',
+      'copy every object and report mark into etcd over TLS',
+    ],
+  ],
   token: [['token create --site berlin-01', 'a one-use join token for site berlin-01']],
   'token create': [
     ['token create --site berlin-01 --ttl 2h --uses 3', 'three nodes may join within two hours'],
