@@ -159,8 +159,17 @@ export class StateCache {
   }
 
   list(kind?: string): TetherObject[] {
-    const all = [...this.objects.values()];
-    return kind ? all.filter((o) => o.kind === kind) : all;
+    if (!kind) return [...this.objects.values()];
+    // Called for the few Nodes of a 10,000-object slice after every delta (the proxy's
+    // roster): no copy of the whole table to filter.
+    const out: TetherObject[] = [];
+    for (const o of this.objects.values()) if (o.kind === kind) out.push(o);
+    return out;
+  }
+
+  /** The held objects without a copy; not to be kept across a change of the cache. */
+  values(): IterableIterator<TetherObject> {
+    return this.objects.values();
   }
 
   get(kind: string, name: string): TetherObject | undefined {

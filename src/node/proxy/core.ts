@@ -271,21 +271,19 @@ export class ProxyCore {
    */
   applySnapshot(revision: number, objects: TetherObject[]): { swept: number } {
     const prev = this.cache.revision;
-    const before = new Map<string, string>();
-    for (const o of this.cache.list()) before.set(keyOf(o.kind, o.metadata.name), JSON.stringify(o));
+    // Compared object by object against what the cache holds, not through a table of every
+    // held object's JSON: that table (a few MB for a 10,000-object slice) was the peak of a
+    // snapshot burst, left as promoted garbage (BENCHMARKS.md, proxy-rss).
     const put: TetherObject[] = [];
     const seen = new Set<string>();
     for (const o of objects) {
-      const k = keyOf(o.kind, o.metadata.name);
-      seen.add(k);
-      if (before.get(k) !== JSON.stringify(o)) put.push(o);
+      seen.add(keyOf(o.kind, o.metadata.name));
+      const held = this.cache.get(o.kind, o.metadata.name);
+      if (!held || JSON.stringify(held) !== JSON.stringify(o)) put.push(o);
     }
     const deleted: Deleted[] = [];
-    for (const k of before.keys()) {
-      if (seen.has(k)) continue;
-      const i = k.indexOf('/');
-      deleted.push({ kind: k.slice(0, i), name: k.slice(i + 1) });
-    }
+    for (const o of this.cache.values())
+      if (!seen.has(keyOf(o.kind, o.metadata.name))) deleted.push({ kind: o.kind, name: o.metadata.name });
     const { swept } = this.cache.replace(revision, objects);
     const limits = this.opts.history ?? DEFAULT_HISTORY_LIMITS;
     this.recordHistory(() => {

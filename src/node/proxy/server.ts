@@ -91,6 +91,9 @@ export class ProxyServer {
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5000,
     'grpc.max_concurrent_streams': PROXY_MAX_CONCURRENT_STREAMS,
+    // Like the controller's: grpc-js otherwise keeps channelz counters, traces and child
+    // trackers for every agent connection and call, which nothing here reads (proxy-rss).
+    'grpc.enable_channelz': 0,
   });
   private readonly calls = new Set<grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>>();
   private readonly listener: GuardedListener;
