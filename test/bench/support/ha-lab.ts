@@ -10,8 +10,10 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TetherObject } from '../../../src/api/resource.js';
 import type { BirdConfig } from '../../../src/bgp/render.js';
 import type { HaGatewayArgs } from './ha-gateway.js';
+import type { HaNodeArgs } from './ha-node.js';
 import { REPO } from './proc.js';
 
 export const FIP = '203.0.113.10';
@@ -41,7 +43,12 @@ export class HaLab {
   private frrPids: string[] = [];
   readonly events: Array<{ node: string; t: number; [k: string]: unknown }> = [];
 
-  constructor(readonly router: RouterKind) {}
+  /** `monitor`: ha-gateway.ts (BIRD + HaMonitor); `node`: ha-node.ts, the gateway consumer and
+   *  HA wiring of `tether node run` (GatewayConsumer + GatewayHa) from a slice. */
+  constructor(
+    readonly router: RouterKind,
+    readonly mode: 'monitor' | 'node' = 'monitor',
+  ) {}
 
   private ip(...a: string[]): string {
     return execFileSync('ip', a, { encoding: 'utf8' });
@@ -222,6 +229,8 @@ ${nb}
       deadAfterMs: 1000,
       preemptHoldMs: 3000,
     };
+    const script = this.mode === 'node' ? 'ha-node.ts' : 'ha-gateway.ts';
+    const argv = this.mode === 'node' ? this.nodeArgs(args) : args;
     const c = spawn(
       'ip',
       [
@@ -231,8 +240,8 @@ ${nb}
         process.execPath,
         '--import',
         TSX,
-        `${REPO}test/bench/support/ha-gateway.ts`,
-        JSON.stringify(args),
+        `${REPO}test/bench/support/${script}`,
+        JSON.stringify(argv),
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
@@ -251,18 +260,73 @@ ${nb}
     this.gws[g] = c;
   }
 
+  /**
+   * The slice a gateway node's agent would hold for this lab: the Site, a Gateway listing both
+   * nodes (best first) with one peer per node's router address (each node reaches only its
+   * own: the other session stays down), and both Nodes with their site-LAN address as VTEP.
+   */
+  private nodeArgs(m: HaGatewayArgs): HaNodeArgs {
+    const obj = (kind: string, name: string, spec: unknown, status?: unknown): TetherObject =>
+      ({
+        apiVersion: 'tether.dev/v1',
+        kind,
+        metadata: { name },
+        spec,
+        ...(status ? { status } : {}),
+      }) as TetherObject;
+    const slice = [
+      obj('Site', 'cell', {}),
+      obj('Gateway', m.gateway, {
+        site: 'cell',
+        nodes: m.ranked,
+        localAsn: 65001,
+        pool: [`${FIP}/32`],
+        peers: (['a', 'b'] as const).map((x) => ({
+          name: `rtr-${x}`,
+          address: this.rtrIp[x],
+          asn: 65000,
+          holdSeconds: 9,
+          keepaliveSeconds: 3,
+          bfd: { enabled: true, ...BFD },
+        })),
+        announce: { prefixes: [`${FIP}/32`], floatingIps: false, acceptDefaultRoute: false },
+        gracefulRestartSeconds: 120,
+        llgrStaleSeconds: 0,
+      }),
+      ...(['a', 'b'] as const).map((x) => obj('Node', `gw-${x}`, { site: 'cell' }, { vtep: this.lan[x] })),
+    ];
+    return {
+      node: m.node,
+      site: 'cell',
+      slice,
+      bind: m.bind,
+      port: m.port,
+      stateDir: m.stateDir,
+      intervalMs: m.intervalMs,
+      deadAfterMs: m.deadAfterMs,
+      preemptHoldMs: m.preemptHoldMs,
+    };
+  }
+
+  /** The BIRD protocol of gateway g's session to the router. */
+  private proto(g: 'a' | 'b'): string {
+    return this.mode === 'node' ? `tp_rtr_${g}` : 'tp_rtr';
+  }
+
   /** BGP state of gateway g's session to the router (its BIRD, `show protocols`). */
   gwBgpState(g: 'a' | 'b'): string {
     try {
       const r = execFileSync(
         'birdc',
-        ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'show', 'protocols', 'tp_rtr'],
+        ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'show', 'protocols', this.proto(g)],
         {
           encoding: 'utf8',
           timeout: 2000,
         },
       );
-      return /tp_rtr\s+BGP\s+\S+\s+\S+\s+\S+ \S+\s+(\S+)/.exec(r)?.[1] ?? 'unknown';
+      return (
+        new RegExp(`${this.proto(g)}\\s+BGP\\s+\\S+\\s+\\S+\\s+\\S+ \\S+\\s+(\\S+)`).exec(r)?.[1] ?? 'unknown'
+      );
     } catch {
       return 'unknown';
     }
@@ -282,7 +346,7 @@ ${nb}
       for (const g of ['a', 'b'] as const)
         if (this.gwBgpState(g) !== 'Established')
           try {
-            execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'restart', 'tp_rtr'], {
+            execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'restart', this.proto(g)], {
               timeout: 2000,
             });
           } catch {}
