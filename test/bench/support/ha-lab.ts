@@ -48,6 +48,8 @@ export class HaLab {
   constructor(
     readonly router: RouterKind,
     readonly mode: 'monitor' | 'node' = 'monitor',
+    /** false: the baseline without BFD (BIRD router), only BGP's hold timer (9 s) ends a dead session. */
+    readonly bfd = true,
   ) {}
 
   private ip(...a: string[]): string {
@@ -110,7 +112,7 @@ export class HaLab {
       .map(
         (g) => `protocol bgp gw${g} {
   local ${this.rtrIp[g]} as 65000; neighbor ${this.up[g]} as 65001;
-  hold time 9; keepalive time 3; connect retry time 1; error wait time 5, 60; bfd on; graceful restart on;
+  hold time 9; keepalive time 3; connect retry time 1; error wait time 5, 60; bfd ${this.bfd ? 'on' : 'off'}; graceful restart on;
   ipv4 { import all; export none; };
 }`,
       )
@@ -208,7 +210,7 @@ ${nb}
           asn: 65000,
           holdSeconds: 9,
           keepaliveSeconds: 3,
-          bfd: BFD,
+          ...(this.bfd ? { bfd: BFD } : {}),
         },
       ],
       announce: [`${FIP}/32`],
@@ -287,7 +289,7 @@ ${nb}
           asn: 65000,
           holdSeconds: 9,
           keepaliveSeconds: 3,
-          bfd: { enabled: true, ...BFD },
+          ...(this.bfd ? { bfd: { enabled: true, ...BFD } } : {}),
         })),
         announce: { prefixes: [`${FIP}/32`], floatingIps: false, acceptDefaultRoute: false },
         gracefulRestartSeconds: 120,
