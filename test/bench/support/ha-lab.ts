@@ -321,10 +321,8 @@ ${nb}
       const r = execFileSync(
         'birdc',
         ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'show', 'protocols', this.proto(g)],
-        {
-          encoding: 'utf8',
-          timeout: 2000,
-        },
+        // A BIRD still starting has no socket yet: birdc's complaint is not news.
+        { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] },
       );
       return (
         new RegExp(`${this.proto(g)}\\s+BGP\\s+\\S+\\s+\\S+\\s+\\S+ \\S+\\s+(\\S+)`).exec(r)?.[1] ?? 'unknown'
