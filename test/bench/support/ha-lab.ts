@@ -6,12 +6,12 @@
 // fip.test.ts. Used by test/integration/gateway/ha.test.ts and test/bench/gateway-failover.ts.
 // Everything is named with a random prefix and removed by name; processes stopped by PID.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TetherObject } from '../../../src/api/resource.js';
 import type { BirdConfig } from '../../../src/bgp/render.js';
+import { NetnsSet } from '../../support/netns.js';
 import type { HaGatewayArgs } from './ha-gateway.js';
 import type { HaNodeArgs } from './ha-node.js';
 import { REPO } from './proc.js';
@@ -31,9 +31,10 @@ export interface PingResult {
 }
 
 export class HaLab {
-  readonly id = `ha${randomBytes(2).toString('hex')}`;
-  readonly rtr = `${this.id}-rtr`;
-  readonly ns = { a: `${this.id}-ga`, b: `${this.id}-gb` };
+  private readonly topo = new NetnsSet('ha');
+  readonly id = this.topo.id;
+  readonly rtr = this.topo.name('rtr');
+  readonly ns = { a: this.topo.name('ga'), b: this.topo.name('gb') };
   readonly up = { a: '10.96.1.2', b: '10.96.2.2' };
   readonly rtrIp = { a: '10.96.1.1', b: '10.96.2.1' };
   readonly lan = { a: '10.96.3.1', b: '10.96.3.2' };
@@ -57,50 +58,20 @@ export class HaLab {
   }
 
   async build(): Promise<void> {
-    for (const ns of [this.rtr, this.ns.a, this.ns.b]) {
-      this.ip('netns', 'add', ns);
-      this.ip('-n', ns, 'link', 'set', 'lo', 'up');
-    }
+    await this.topo.add('rtr', 'ga', 'gb');
     for (const g of ['a', 'b'] as const) {
-      this.ip(
-        '-n',
-        this.ns[g],
-        'link',
-        'add',
-        'up0',
-        'type',
-        'veth',
-        'peer',
-        'name',
-        `dn${g}`,
-        'netns',
-        this.rtr,
+      await this.topo.veth(
+        { ns: this.ns[g], ifname: 'up0', addrs: [`${this.up[g]}/24`] },
+        { ns: this.rtr, ifname: `dn${g}`, addrs: [`${this.rtrIp[g]}/24`] },
       );
-      this.ip('-n', this.ns[g], 'addr', 'add', `${this.up[g]}/24`, 'dev', 'up0');
-      this.ip('-n', this.ns[g], 'link', 'set', 'up0', 'up');
-      this.ip('-n', this.rtr, 'addr', 'add', `${this.rtrIp[g]}/24`, 'dev', `dn${g}`);
-      this.ip('-n', this.rtr, 'link', 'set', `dn${g}`, 'up');
       // The floating IP's dataplane stand-in: both nodes answer for it (pre-installed).
       this.ip('-n', this.ns[g], 'addr', 'add', `${FIP}/32`, 'dev', 'lo');
     }
-    this.ip(
-      '-n',
-      this.ns.a,
-      'link',
-      'add',
-      'lan0',
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'lan0',
-      'netns',
-      this.ns.b,
+    // The site LAN between the gateway nodes: the HA heartbeat.
+    await this.topo.veth(
+      { ns: this.ns.a, ifname: 'lan0', addrs: [`${this.lan.a}/24`] },
+      { ns: this.ns.b, ifname: 'lan0', addrs: [`${this.lan.b}/24`] },
     );
-    for (const g of ['a', 'b'] as const) {
-      this.ip('-n', this.ns[g], 'addr', 'add', `${this.lan[g]}/24`, 'dev', 'lan0');
-      this.ip('-n', this.ns[g], 'link', 'set', 'lan0', 'up');
-    }
     if (this.router === 'bird') this.startBirdRouter();
     else this.startFrrRouter();
     for (const g of ['a', 'b'] as const) this.startGateway(g);
@@ -465,10 +436,7 @@ ${nb}
       try {
         process.kill(Number(readFileSync(f, 'utf8').trim()), 'SIGTERM');
       } catch {}
-    for (const ns of [this.rtr, this.ns.a, this.ns.b])
-      try {
-        this.ip('netns', 'del', ns);
-      } catch {}
+    await this.topo.destroy();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
