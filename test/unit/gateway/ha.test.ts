@@ -7,6 +7,7 @@ import { silentLogger } from '../../../src/lib/log.js';
 import {
   birdConfigFor,
   decideRole,
+  desiredFor,
   encodeHeartbeat,
   type HaDecision,
   type HaInput,
@@ -17,6 +18,7 @@ import {
   STANDBY_PREPEND,
 } from '../../../src/node/gateway/ha.js';
 import { haGateway } from '../../../src/node/gateway/ha-role.js';
+import { fipTable } from '../../../src/node/gateway/model.js';
 
 const input = (over: Partial<HaInput> = {}): HaInput => ({
   self: 'gw-a',
@@ -152,6 +154,22 @@ describe('the standby announcement', () => {
     // Only the export line differs: BIRD takes it in place (a re-export, no session reset).
     const diff = text.split('\n').filter((l) => !renderBirdConfig(bird).split('\n').includes(l));
     expect(diff).toHaveLength(1);
+  });
+  it('both roles keep the same floating IP dataplane: a failover installs nothing, only the preference moves', () => {
+    const d = {
+      bird,
+      bindings: [
+        { name: 'r', address: '203.0.113.5', network: 'red', vni: 510, endpoint: 'e', ip: '10.1.0.50' },
+      ],
+      unbound: [{ name: 'x', reason: 'no matching endpoint on this node' }],
+    };
+    const s = desiredFor(d, 'standby');
+    const a = desiredFor(d, 'active');
+    expect(s.bindings).toEqual(a.bindings);
+    expect(s.unbound).toEqual(a.unbound);
+    expect(fipTable(s.bindings)).toEqual(fipTable(a.bindings));
+    expect({ ...s.bird, prepend: undefined }).toEqual({ ...a.bird, prepend: undefined });
+    expect(s.bird.prepend).toBe(STANDBY_PREPEND);
   });
   it('refuses an absurd prepend count', () => {
     expect(() => renderBirdConfig({ ...bird, prepend: 9 })).toThrow(/prepend/);
