@@ -141,6 +141,8 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
   }
 
   let ha: GatewayHa | undefined;
+  // The monitor could not start (its port taken): the node judges alone, as in a split.
+  let haFailed = false;
   // ── Local gateway ──────────────────────────────────────────────────────────────────────
   // After the vRouter in the same pass: floating IPs bind to the networks it just planned.
   // Idle (no BIRD) until the slice holds a Gateway naming this node's site.
@@ -160,7 +162,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
       (() =>
         ha
           ? ha.role()
-          : underlayIp && agent && haGateway(identity.name, identity.site, agent.cache.list())
+          : underlayIp && !haFailed && agent && haGateway(identity.name, identity.site, agent.cache.list())
             ? 'standby'
             : 'active'),
     roleReason: () => ha?.reason(),
@@ -284,7 +286,9 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
       await h.start();
       ha = h;
     } catch (e) {
+      haFailed = true;
       log.error({ err: (e as Error).message }, 'gateway HA not started: this node stays active');
+      void running.refresh();
     }
   }
 
