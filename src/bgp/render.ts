@@ -36,6 +36,9 @@ const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 const CIDR4 = /^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
 
 /** BIRD's protocol name for a peer. */
+/** How long a restarted BIRD waits for its peers' End-of-RIB before announcing anyway. */
+export const GR_WAIT_SECONDS = 10;
+
 export function peerProtocol(name: string): string {
   return `tp_${name.replace(/-/g, '_')}`;
 }
@@ -88,6 +91,11 @@ export function renderBirdConfig(c: BirdConfig): string {
     // ISO timestamps: "since" of a session is then exact, so a reset is visible as a change.
     'timeformat protocol iso long;',
     `router id ${c.routerId};`,
+    // After a restart (`bird -R`) BIRD holds its announcements until every peer has sent
+    // End-of-RIB, by default up to 240 s. A peer this node cannot reach (the other gateway
+    // node's router address, a dead router) would keep the site's routes unsent that long;
+    // the routers hold them as stale for the GR time meanwhile, so a short wait loses nothing.
+    `graceful restart wait ${GR_WAIT_SECONDS};`,
     '',
     'protocol device {',
     '  scan time 10;',

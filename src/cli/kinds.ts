@@ -139,7 +139,7 @@ export function tableFor(
       };
     case 'Gateway':
       return {
-        headers: ['name', 'site', 'peers', 'state', 'sent', 'received', 'error', 'revision', 'age'],
+        headers: ['name', 'site', 'peers', 'state', 'role', 'sent', 'received', 'error', 'revision', 'age'],
         rows: rows((_o, spec, st) => {
           // status.nodes[node].peers[peer]: what each gateway node's BIRD reports (docs/gateway.md).
           const nodes = (st.nodes ?? {}) as Record<string, Obj>;
@@ -147,7 +147,10 @@ export function tableFor(
           let sent = 0;
           let received = 0;
           const errors: string[] = [];
+          // ROLE: each gateway node's HA role as it reports it (docs/gateway.md "Gateway HA").
+          const roles: string[] = [];
           for (const [node, ns] of Object.entries(nodes)) {
+            roles.push(`${node}=${str(ns.role)}`);
             for (const [peer, p] of Object.entries((ns.peers ?? {}) as Record<string, Obj>)) {
               peers.push(`${node}/${peer}=${str(p.state)}`);
               sent += Number(p.exported ?? 0);
@@ -160,6 +163,7 @@ export function tableFor(
             str(spec.site),
             str(((spec.peers ?? []) as Obj[]).map((p) => `${str(p.address)}/AS${str(p.asn)}`)),
             peers.join(' ') || '-',
+            roles.join(' ') || '-',
             String(sent),
             String(received),
             errors.join('; '),

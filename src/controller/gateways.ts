@@ -47,6 +47,16 @@ export class GatewayReports {
       this.byNode.delete(node);
       return r.gateway ? `Gateway "${text(r.gateway)}" is not site ${site}'s` : undefined;
     }
+    // The role is a claim: only a node the Gateway lists (or any of its site's nodes when it
+    // lists none, then there is no HA and each is active) may say it is active or standby.
+    if (spec.nodes && !spec.nodes.includes(node)) {
+      this.byNode.delete(node);
+      return `node ${node} is not a gateway node of Gateway "${gw.metadata.name}"`;
+    }
+    if (r.role !== 'active' && r.role !== 'standby') {
+      this.byNode.delete(node);
+      return `role "${text(r.role)}" is neither active nor standby`;
+    }
     const names = new Set(spec.peers.map((p) => p.name));
     const peers: GatewayNodeReport['peers'] = {};
     for (const p of r.peers.slice(0, 16)) {
@@ -72,7 +82,7 @@ export class GatewayReports {
     }
     this.byNode.set(node, {
       gateway: gw.metadata.name,
-      role: r.role === 'standby' ? 'standby' : 'active',
+      role: r.role,
       running: Boolean(r.running),
       configHash: text(r.config_hash),
       error: text(r.error),

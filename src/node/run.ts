@@ -11,6 +11,7 @@ import type { StateConsumer } from './agent/reconcile.js';
 import { controllerUpstream, type Upstream, type UpstreamChooser } from './agent/upstream.js';
 import { type ControlApi, controlSocketPath, EventRing, startControlApi } from './control-api.js';
 import { GatewayConsumer, type GatewayRole, toReport } from './gateway/consumer.js';
+import { GatewayHa, haGateway } from './gateway/ha-role.js';
 import { loadIdentity } from './identity.js';
 import { liveStatus } from './live-status.js';
 import { nodeMetrics } from './metrics.js';
@@ -62,6 +63,8 @@ export interface NodeRunOptions {
     birdBin?: string;
     /** The HA decision (src/node/gateway/ha.ts); without one this node is always active. */
     role?: () => GatewayRole;
+    /** HA timers (tests): heartbeat interval, dead-after, preempt hold (ms). */
+    haTimers?: { intervalMs?: number; deadAfterMs?: number; preemptHoldMs?: number };
   };
 }
 
@@ -143,6 +146,9 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     consumers.push(networking);
   }
 
+  let ha: GatewayHa | undefined;
+  // The monitor could not start (its port taken): the node judges alone, as in a split.
+  let haFailed = false;
   // ── Local gateway ──────────────────────────────────────────────────────────────────────
   // After the vRouter in the same pass: floating IPs bind to the networks it just planned.
   // Idle (no BIRD) until the slice holds a Gateway naming this node's site.
@@ -154,7 +160,18 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     kernel: new IprouteKernel(opts.runner ?? new ProcessRunner()),
     log: log.child({ component: 'gateway' }),
     ...(opts.gateway?.birdBin ? { birdBin: opts.gateway.birdBin } : {}),
-    ...(opts.gateway?.role ? { role: opts.gateway.role } : {}),
+    // Gateway HA (below, once the agent's cache exists): its role unless the caller decides.
+    // Before the monitor runs (the first pass of a restart), an HA gateway node is standby:
+    // it must not claim the role before hearing whether the other node holds it.
+    role:
+      opts.gateway?.role ??
+      (() =>
+        ha
+          ? ha.role()
+          : underlayIp && !haFailed && agent && haGateway(identity.name, identity.site, agent.cache.list())
+            ? 'standby'
+            : 'active'),
+    roleReason: () => ha?.reason(),
     network: () => networking?.planned(),
     localEndpoints: () => networking?.localEndpointObjects() ?? [],
     // No Gateway any more: an empty report clears this node from the controller's view.
@@ -199,6 +216,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     stopping ??= (async () => {
       await metricsServer?.close();
       await control?.close();
+      ha?.stop();
       for (const r of [...roles].reverse()) {
         try {
           await r.stop();
@@ -256,6 +274,31 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     controller,
   };
   for (const r of roles) await r.start(ctx);
+
+  // ── Gateway HA (docs/gateway.md "Gateway HA") ─────────────────────────────────────────
+  // Decides only while the site's Gateway lists this node and another; heartbeats on the
+  // underlay address, so not with --no-vrouter. A role change re-runs the consumers: BIRD
+  // gets the (un)prepended config and the new role is reported upstream.
+  if (underlayIp && !opts.gateway?.role) {
+    const h = new GatewayHa({
+      node: identity.name,
+      site: identity.site,
+      slice: () => running.cache.list(),
+      bird: gateway.bird,
+      bindAddress: underlayIp,
+      onChange: () => void running.refresh(),
+      log: log.child({ component: 'gateway-ha' }),
+      ...(opts.gateway?.haTimers ? { timers: opts.gateway.haTimers } : {}),
+    });
+    try {
+      await h.start();
+      ha = h;
+    } catch (e) {
+      haFailed = true;
+      log.error({ err: (e as Error).message }, 'gateway HA not started: this node stays active');
+      void running.refresh();
+    }
+  }
 
   // The local control API last: what it reports exists by now. `tether status` and the field
   // tools read it instead of polling the status file.

@@ -37,6 +37,7 @@ export interface StatusView {
   lastError?: string | undefined;
   upstream?: NodeLiveStatus['session']['upstream'];
   proxy?: NodeLiveStatus['proxy'];
+  gateway?: NodeLiveStatus['gateway'];
   revision: number;
   objects?: number;
   networks?: NodeLiveStatus['networks'];
@@ -68,6 +69,7 @@ async function liveView(socket: string): Promise<StatusView> {
     lastError: s.session.lastError,
     ...(s.session.upstream ? { upstream: s.session.upstream } : {}),
     proxy: s.proxy,
+    ...(s.gateway ? { gateway: s.gateway } : {}),
     revision: s.revision,
     networks: s.networks,
     endpoints: s.endpoints.length,
@@ -140,6 +142,12 @@ export function renderView(v: StatusView): string {
     rows.push([
       'proxy role',
       `${v.proxy.role}${v.proxy.activeNode ? `, active: ${v.proxy.activeNode}` : ''}${v.proxy.agents !== undefined ? `, ${v.proxy.agents} agent(s)` : ''}${v.proxy.wan ? `, WAN ${v.proxy.wan.phase}` : ''}`,
+    ]);
+  // The gateway HA role, live (docs/gateway.md "Gateway HA").
+  if (v.gateway)
+    rows.push([
+      'gateway role',
+      `${v.gateway.role} (${v.gateway.gateway}${v.gateway.roleReason ? `: ${v.gateway.roleReason}` : ''})`,
     ]);
   rows.push(['revision held', String(v.revision)]);
   if (v.objects !== undefined) rows.push(['objects', String(v.objects)]);

@@ -53,6 +53,8 @@ export interface GatewayPeerStatus {
 export interface GatewayNodeStatus {
   gateway: string;
   role: GatewayRole;
+  /** Why this role (the HA decision's reason; absent without HA). */
+  roleReason?: string;
   running: boolean;
   configHash?: string;
   restarts: number;
@@ -91,6 +93,8 @@ export interface GatewayConsumerOptions {
    * Read on every pass; whoever changes it kicks the reconcile loop (`agent.refresh()`).
    */
   role?: () => GatewayRole;
+  /** The HA decision's reason, for status. */
+  roleReason?: () => string | undefined;
   /** BIRD restart backoff (tests shorten it). */
   birdBackoff?: { baseMs: number; capMs: number };
   now?: () => number;
@@ -468,7 +472,7 @@ export class GatewayConsumer implements StateConsumer {
   /** The node's gateway status (undefined: no Gateway for this node). */
   async status(): Promise<GatewayNodeStatus | undefined> {
     if (!this.last) return undefined;
-    return gatewayStatus({
+    const st = gatewayStatus({
       gateway: this.last.gateway,
       role: this.last.role,
       bird: await this.bird.status(),
@@ -476,6 +480,8 @@ export class GatewayConsumer implements StateConsumer {
       error: this.lastError,
       now: (this.opts.now ?? Date.now)(),
     });
+    const reason = this.opts.roleReason?.();
+    return reason ? { ...st, roleReason: reason } : st;
   }
 }
 

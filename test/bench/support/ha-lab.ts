@@ -6,12 +6,14 @@
 // fip.test.ts. Used by test/integration/gateway/ha.test.ts and test/bench/gateway-failover.ts.
 // Everything is named with a random prefix and removed by name; processes stopped by PID.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TetherObject } from '../../../src/api/resource.js';
 import type { BirdConfig } from '../../../src/bgp/render.js';
+import { NetnsSet } from '../../support/netns.js';
 import type { HaGatewayArgs } from './ha-gateway.js';
+import type { HaNodeArgs } from './ha-node.js';
 import { REPO } from './proc.js';
 
 export const FIP = '203.0.113.10';
@@ -29,9 +31,10 @@ export interface PingResult {
 }
 
 export class HaLab {
-  readonly id = `ha${randomBytes(2).toString('hex')}`;
-  readonly rtr = `${this.id}-rtr`;
-  readonly ns = { a: `${this.id}-ga`, b: `${this.id}-gb` };
+  private readonly topo = new NetnsSet('ha');
+  readonly id = this.topo.id;
+  readonly rtr = this.topo.name('rtr');
+  readonly ns = { a: this.topo.name('ga'), b: this.topo.name('gb') };
   readonly up = { a: '10.96.1.2', b: '10.96.2.2' };
   readonly rtrIp = { a: '10.96.1.1', b: '10.96.2.1' };
   readonly lan = { a: '10.96.3.1', b: '10.96.3.2' };
@@ -41,57 +44,34 @@ export class HaLab {
   private frrPids: string[] = [];
   readonly events: Array<{ node: string; t: number; [k: string]: unknown }> = [];
 
-  constructor(readonly router: RouterKind) {}
+  /** `monitor`: ha-gateway.ts (BIRD + HaMonitor); `node`: ha-node.ts, the gateway consumer and
+   *  HA wiring of `tether node run` (GatewayConsumer + GatewayHa) from a slice. */
+  constructor(
+    readonly router: RouterKind,
+    readonly mode: 'monitor' | 'node' = 'monitor',
+    /** false: the baseline without BFD (BIRD router), only BGP's hold timer (9 s) ends a dead session. */
+    readonly bfd = true,
+  ) {}
 
   private ip(...a: string[]): string {
     return execFileSync('ip', a, { encoding: 'utf8' });
   }
 
   async build(): Promise<void> {
-    for (const ns of [this.rtr, this.ns.a, this.ns.b]) {
-      this.ip('netns', 'add', ns);
-      this.ip('-n', ns, 'link', 'set', 'lo', 'up');
-    }
+    await this.topo.add('rtr', 'ga', 'gb');
     for (const g of ['a', 'b'] as const) {
-      this.ip(
-        '-n',
-        this.ns[g],
-        'link',
-        'add',
-        'up0',
-        'type',
-        'veth',
-        'peer',
-        'name',
-        `dn${g}`,
-        'netns',
-        this.rtr,
+      await this.topo.veth(
+        { ns: this.ns[g], ifname: 'up0', addrs: [`${this.up[g]}/24`] },
+        { ns: this.rtr, ifname: `dn${g}`, addrs: [`${this.rtrIp[g]}/24`] },
       );
-      this.ip('-n', this.ns[g], 'addr', 'add', `${this.up[g]}/24`, 'dev', 'up0');
-      this.ip('-n', this.ns[g], 'link', 'set', 'up0', 'up');
-      this.ip('-n', this.rtr, 'addr', 'add', `${this.rtrIp[g]}/24`, 'dev', `dn${g}`);
-      this.ip('-n', this.rtr, 'link', 'set', `dn${g}`, 'up');
       // The floating IP's dataplane stand-in: both nodes answer for it (pre-installed).
       this.ip('-n', this.ns[g], 'addr', 'add', `${FIP}/32`, 'dev', 'lo');
     }
-    this.ip(
-      '-n',
-      this.ns.a,
-      'link',
-      'add',
-      'lan0',
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'lan0',
-      'netns',
-      this.ns.b,
+    // The site LAN between the gateway nodes: the HA heartbeat.
+    await this.topo.veth(
+      { ns: this.ns.a, ifname: 'lan0', addrs: [`${this.lan.a}/24`] },
+      { ns: this.ns.b, ifname: 'lan0', addrs: [`${this.lan.b}/24`] },
     );
-    for (const g of ['a', 'b'] as const) {
-      this.ip('-n', this.ns[g], 'addr', 'add', `${this.lan[g]}/24`, 'dev', 'lan0');
-      this.ip('-n', this.ns[g], 'link', 'set', 'lan0', 'up');
-    }
     if (this.router === 'bird') this.startBirdRouter();
     else this.startFrrRouter();
     for (const g of ['a', 'b'] as const) this.startGateway(g);
@@ -103,7 +83,7 @@ export class HaLab {
       .map(
         (g) => `protocol bgp gw${g} {
   local ${this.rtrIp[g]} as 65000; neighbor ${this.up[g]} as 65001;
-  hold time 9; keepalive time 3; connect retry time 1; error wait time 5, 60; bfd on; graceful restart on;
+  hold time 9; keepalive time 3; connect retry time 1; error wait time 5, 60; bfd ${this.bfd ? 'on' : 'off'}; graceful restart on;
   ipv4 { import all; export none; };
 }`,
       )
@@ -201,7 +181,7 @@ ${nb}
           asn: 65000,
           holdSeconds: 9,
           keepaliveSeconds: 3,
-          bfd: BFD,
+          ...(this.bfd ? { bfd: BFD } : {}),
         },
       ],
       announce: [`${FIP}/32`],
@@ -222,6 +202,8 @@ ${nb}
       deadAfterMs: 1000,
       preemptHoldMs: 3000,
     };
+    const script = this.mode === 'node' ? 'ha-node.ts' : 'ha-gateway.ts';
+    const argv = this.mode === 'node' ? this.nodeArgs(args) : args;
     const c = spawn(
       'ip',
       [
@@ -231,8 +213,8 @@ ${nb}
         process.execPath,
         '--import',
         TSX,
-        `${REPO}test/bench/support/ha-gateway.ts`,
-        JSON.stringify(args),
+        `${REPO}test/bench/support/${script}`,
+        JSON.stringify(argv),
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
@@ -251,18 +233,71 @@ ${nb}
     this.gws[g] = c;
   }
 
+  /**
+   * The slice a gateway node's agent would hold for this lab: the Site, a Gateway listing both
+   * nodes (best first) with one peer per node's router address (each node reaches only its
+   * own: the other session stays down), and both Nodes with their site-LAN address as VTEP.
+   */
+  private nodeArgs(m: HaGatewayArgs): HaNodeArgs {
+    const obj = (kind: string, name: string, spec: unknown, status?: unknown): TetherObject =>
+      ({
+        apiVersion: 'tether.dev/v1',
+        kind,
+        metadata: { name },
+        spec,
+        ...(status ? { status } : {}),
+      }) as TetherObject;
+    const slice = [
+      obj('Site', 'cell', {}),
+      obj('Gateway', m.gateway, {
+        site: 'cell',
+        nodes: m.ranked,
+        localAsn: 65001,
+        pool: [`${FIP}/32`],
+        peers: (['a', 'b'] as const).map((x) => ({
+          name: `rtr-${x}`,
+          address: this.rtrIp[x],
+          asn: 65000,
+          holdSeconds: 9,
+          keepaliveSeconds: 3,
+          ...(this.bfd ? { bfd: { enabled: true, ...BFD } } : {}),
+        })),
+        announce: { prefixes: [`${FIP}/32`], floatingIps: false, acceptDefaultRoute: false },
+        gracefulRestartSeconds: 120,
+        llgrStaleSeconds: 0,
+      }),
+      ...(['a', 'b'] as const).map((x) => obj('Node', `gw-${x}`, { site: 'cell' }, { vtep: this.lan[x] })),
+    ];
+    return {
+      node: m.node,
+      site: 'cell',
+      slice,
+      bind: m.bind,
+      port: m.port,
+      stateDir: m.stateDir,
+      intervalMs: m.intervalMs,
+      deadAfterMs: m.deadAfterMs,
+      preemptHoldMs: m.preemptHoldMs,
+    };
+  }
+
+  /** The BIRD protocol of gateway g's session to the router. */
+  private proto(g: 'a' | 'b'): string {
+    return this.mode === 'node' ? `tp_rtr_${g}` : 'tp_rtr';
+  }
+
   /** BGP state of gateway g's session to the router (its BIRD, `show protocols`). */
   gwBgpState(g: 'a' | 'b'): string {
     try {
       const r = execFileSync(
         'birdc',
-        ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'show', 'protocols', 'tp_rtr'],
-        {
-          encoding: 'utf8',
-          timeout: 2000,
-        },
+        ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'show', 'protocols', this.proto(g)],
+        // A BIRD still starting has no socket yet: birdc's complaint is not news.
+        { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] },
       );
-      return /tp_rtr\s+BGP\s+\S+\s+\S+\s+\S+ \S+\s+(\S+)/.exec(r)?.[1] ?? 'unknown';
+      return (
+        new RegExp(`${this.proto(g)}\\s+BGP\\s+\\S+\\s+\\S+\\s+\\S+ \\S+\\s+(\\S+)`).exec(r)?.[1] ?? 'unknown'
+      );
     } catch {
       return 'unknown';
     }
@@ -282,7 +317,7 @@ ${nb}
       for (const g of ['a', 'b'] as const)
         if (this.gwBgpState(g) !== 'Established')
           try {
-            execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'restart', 'tp_rtr'], {
+            execFileSync('birdc', ['-s', join(this.dir, `gw-${g}`, 'bird.ctl'), 'restart', this.proto(g)], {
               timeout: 2000,
             });
           } catch {}
@@ -401,10 +436,7 @@ ${nb}
       try {
         process.kill(Number(readFileSync(f, 'utf8').trim()), 'SIGTERM');
       } catch {}
-    for (const ns of [this.rtr, this.ns.a, this.ns.b])
-      try {
-        this.ip('netns', 'del', ns);
-      } catch {}
+    await this.topo.destroy();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

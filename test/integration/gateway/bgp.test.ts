@@ -5,7 +5,6 @@
  * cases (bad peer, missing binary, refused config) leaving the previous config running.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,15 +13,16 @@ import { BirdClient } from '../../../src/bgp/birdc.js';
 import { BirdDaemon } from '../../../src/bgp/daemon.js';
 import { type BirdConfig, peerProtocol, renderBirdConfig } from '../../../src/bgp/render.js';
 import { ProcessRunner } from '../../../src/lib/exec.js';
+import { NetnsSet } from '../../support/netns.js';
 import { runProcess, waitFor } from '../support/proc.js';
 
 const isRoot = process.getuid?.() === 0;
 const sh = new ProcessRunner();
 
 describe.skipIf(!isRoot)('BIRD as the gateway speaker, against BIRD 2 and FRR site routers', () => {
-  const id = `bg${randomBytes(2).toString('hex')}`;
-  const node = `${id}-node`;
-  const router = `${id}-rtr`;
+  const topo = new NetnsSet('bg');
+  const node = topo.name('node');
+  const router = topo.name('rtr');
   const dir = mkdtempSync(join(tmpdir(), 'tether-bgp-'));
   const routerDir = join(dir, 'router');
   const frrDir = join(dir, 'frr');
@@ -64,29 +64,11 @@ describe.skipIf(!isRoot)('BIRD as the gateway speaker, against BIRD 2 and FRR si
     (await speaker.status()).peers.find((p) => p.protocol === peerProtocol(name));
 
   beforeAll(async () => {
-    for (const ns of [node, router]) {
-      await sh.run('ip', ['netns', 'add', ns]);
-      await sh.run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    }
-    await sh.run('ip', [
-      '-n',
-      node,
-      'link',
-      'add',
-      'up0',
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'dn0',
-      'netns',
-      router,
-    ]);
-    await sh.run('ip', ['-n', node, 'addr', 'add', `${NODE_IP}/24`, 'dev', 'up0']);
-    await sh.run('ip', ['-n', node, 'link', 'set', 'up0', 'up']);
-    await sh.run('ip', ['-n', router, 'addr', 'add', `${BIRD_RTR}/24`, 'dev', 'dn0']);
-    await sh.run('ip', ['-n', router, 'addr', 'add', `${FRR_RTR}/24`, 'dev', 'dn0']);
-    await sh.run('ip', ['-n', router, 'link', 'set', 'dn0', 'up']);
+    await topo.add('node', 'rtr');
+    await topo.veth(
+      { ns: node, ifname: 'up0', addrs: [`${NODE_IP}/24`] },
+      { ns: router, ifname: 'dn0', addrs: [`${BIRD_RTR}/24`, `${FRR_RTR}/24`] },
+    );
 
     // BIRD as a site router: announces a default route and a site network back.
     await sh.run('mkdir', ['-p', routerDir, frrDir]);
@@ -175,7 +157,7 @@ protocol bgp from_tether {
     try {
       process.kill(Number(readFileSync(join(frrDir, 'bgpd.pid'), 'utf8')), 'SIGTERM');
     } catch {}
-    for (const ns of [node, router]) await sh.run('ip', ['netns', 'del', ns], { allowFailure: true });
+    await topo.destroy();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -63,6 +63,33 @@ describe.skipIf(!isRoot || !has('bird') || !has('vtysh'))('gateway HA with BFD f
       }, 180_000);
   }
 
+  // The same faults against the product's composition (ha-node.ts: GatewayConsumer + GatewayHa
+  // as src/node/run.ts wires them, the slice naming both nodes): the role rendered by the
+  // consumer into BIRD's config, the old active back as standby first, then preempting.
+  for (const fault of ['silence', 'kill9'] as const)
+    it(`node wiring, bird: ${fault} of the active gateway node: the floating IP moves, pings resume, the old active comes back standby then preempts`, async () => {
+      lab = new HaLab('bird', 'node');
+      await lab.build();
+      const r = await failover(lab, fault);
+      console.log(JSON.stringify({ wiring: 'node', ...r }));
+      if (fault === 'silence') {
+        expect(r.routeMovedMs).toBeDefined();
+        expect(r.standbyRole).toBe('active');
+      }
+      expect(r.failover.received).toBeGreaterThan(r.failover.sent / 2);
+      // The restarted (or unsilenced) node was standby before it took the role back.
+      const a = lab.events.filter((e) => e.node === 'gw-a');
+      const firstActive = a.findIndex((e) => e.role === 'active');
+      const lastActive = a.findLastIndex((e) => e.role === 'active');
+      const standbyBetween = a.findIndex(
+        (e, i) => i > firstActive && i < lastActive && (e.role === 'standby' || e.applied === 'standby'),
+      );
+      expect(firstActive).toBeGreaterThanOrEqual(0);
+      expect(standbyBetween).toBeGreaterThan(firstActive);
+      expect(r.preemptedBack).toBe(true);
+      expect(r.recovery.received).toBeGreaterThan(0);
+    }, 180_000);
+
   it('bird: kill -9 of the active daemon and its BIRD: graceful restart keeps the route on it (its dataplane still forwards), the restart takes over', async () => {
     lab = new HaLab('bird');
     await lab.build();

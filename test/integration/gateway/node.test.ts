@@ -9,7 +9,6 @@
  * autonomy budget. GR 120 s as in production; for LLGR GR 3 s and autonomy 12 s, so it runs in seconds.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +20,7 @@ import { ProcessRunner } from '../../../src/lib/exec.js';
 import { silentLogger } from '../../../src/lib/log.js';
 import type { DurableState } from '../../../src/node/agent/session.js';
 import { GatewayConsumer, type GatewayNodeStatus } from '../../../src/node/gateway/consumer.js';
+import { NetnsSet } from '../../support/netns.js';
 import { runProcess, waitFor } from '../support/proc.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -44,9 +44,9 @@ class MemState implements DurableState {
 }
 
 describe.skipIf(!isRoot)('the gateway consumer of tether node run, against BIRD 2 and FRR routers', () => {
-  const id = `gn${randomBytes(2).toString('hex')}`;
-  const node = `${id}-node`;
-  const router = `${id}-rtr`;
+  const topo = new NetnsSet('gn');
+  const node = topo.name('node');
+  const router = topo.name('rtr');
   const dir = mkdtempSync(join(tmpdir(), 'tether-gwnode-'));
   const routerDir = join(dir, 'router');
   const frrDir = join(dir, 'frr');
@@ -126,29 +126,11 @@ describe.skipIf(!isRoot)('the gateway consumer of tether node run, against BIRD 
   };
 
   beforeAll(async () => {
-    for (const ns of [node, router]) {
-      await sh.run('ip', ['netns', 'add', ns]);
-      await sh.run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    }
-    await sh.run('ip', [
-      '-n',
-      node,
-      'link',
-      'add',
-      'up0',
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'dn0',
-      'netns',
-      router,
-    ]);
-    await sh.run('ip', ['-n', node, 'addr', 'add', `${NODE_IP}/24`, 'dev', 'up0']);
-    await sh.run('ip', ['-n', node, 'link', 'set', 'up0', 'up']);
-    await sh.run('ip', ['-n', router, 'addr', 'add', `${BIRD_RTR}/24`, 'dev', 'dn0']);
-    await sh.run('ip', ['-n', router, 'addr', 'add', `${FRR_RTR}/24`, 'dev', 'dn0']);
-    await sh.run('ip', ['-n', router, 'link', 'set', 'dn0', 'up']);
+    await topo.add('node', 'rtr');
+    await topo.veth(
+      { ns: node, ifname: 'up0', addrs: [`${NODE_IP}/24`] },
+      { ns: router, ifname: 'dn0', addrs: [`${BIRD_RTR}/24`, `${FRR_RTR}/24`] },
+    );
     await sh.run('mkdir', ['-p', routerDir, frrDir]);
     await sh.run('chmod', ['0755', dir]);
     // The site router keeps a restarting peer's routes (GR), then as long-lived stale (LLGR)
@@ -235,7 +217,7 @@ protocol bgp from_tether {
     try {
       process.kill(Number(readFileSync(join(frrDir, 'bgpd.pid'), 'utf8')), 'SIGTERM');
     } catch {}
-    for (const ns of [node, router]) await sh.run('ip', ['netns', 'del', ns], { allowFailure: true });
+    await topo.destroy();
     rmSync(dir, { recursive: true, force: true });
   });
 

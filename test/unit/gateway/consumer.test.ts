@@ -275,6 +275,27 @@ describe('GatewayReports (controller)', () => {
     expect(g.decorate(fip)).toBe(fip);
   });
 
+  it('takes a role only from a gateway node the Gateway lists; shows it in the ROLE column', () => {
+    const ha = obj('Gateway', 'gw2', { ...(gw.spec as Record<string, unknown>), nodes: ['n1', 'n2'] });
+    const g = new GatewayReports((k, n) => (k === 'Gateway' && n === 'gw2' ? ha : get(k, n)));
+    expect(g.accept('n1', 's1', report({ gateway: 'gw2', role: 'active', bound: [] }), 0)).toBeUndefined();
+    expect(g.accept('n2', 's1', report({ gateway: 'gw2', role: 'standby', bound: [] }), 0)).toBeUndefined();
+    // n3 is of the same site but not a gateway node: its claim to be active is dropped.
+    expect(g.accept('n3', 's1', report({ gateway: 'gw2', role: 'active', bound: [] }), 0)).toMatch(
+      /n3 is not a gateway node of Gateway "gw2"/,
+    );
+    expect(g.accept('n2', 's1', report({ gateway: 'gw2', role: 'boss', bound: [] }), 0)).toMatch(
+      /neither active nor standby/,
+    );
+    g.accept('n2', 's1', report({ gateway: 'gw2', role: 'standby', bound: [] }), 0);
+    const st = g.decorate(ha).status as { nodes: Record<string, { role: string }> };
+    expect(Object.keys(st.nodes).sort()).toEqual(['n1', 'n2']);
+    expect(st.nodes.n2!.role).toBe('standby');
+    const t = tableFor('Gateway', [g.decorate(ha)]);
+    const row = Object.fromEntries(t.headers.map((h, i) => [h, t.rows[0]![i]]));
+    expect(row.role).toBe('n1=active n2=standby');
+  });
+
   it('never throws and stays bounded on arbitrary reports (fuzz)', () => {
     const g = new GatewayReports(get);
     const peer = fc.record({

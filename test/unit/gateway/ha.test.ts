@@ -7,6 +7,7 @@ import { silentLogger } from '../../../src/lib/log.js';
 import {
   birdConfigFor,
   decideRole,
+  desiredFor,
   encodeHeartbeat,
   type HaDecision,
   type HaInput,
@@ -16,6 +17,8 @@ import {
   parseHeartbeat,
   STANDBY_PREPEND,
 } from '../../../src/node/gateway/ha.js';
+import { haGateway } from '../../../src/node/gateway/ha-role.js';
+import { fipTable } from '../../../src/node/gateway/model.js';
 
 const input = (over: Partial<HaInput> = {}): HaInput => ({
   self: 'gw-a',
@@ -152,6 +155,22 @@ describe('the standby announcement', () => {
     const diff = text.split('\n').filter((l) => !renderBirdConfig(bird).split('\n').includes(l));
     expect(diff).toHaveLength(1);
   });
+  it('both roles keep the same floating IP dataplane: a failover installs nothing, only the preference moves', () => {
+    const d = {
+      bird,
+      bindings: [
+        { name: 'r', address: '203.0.113.5', network: 'red', vni: 510, endpoint: 'e', ip: '10.1.0.50' },
+      ],
+      unbound: [{ name: 'x', reason: 'no matching endpoint on this node' }],
+    };
+    const s = desiredFor(d, 'standby');
+    const a = desiredFor(d, 'active');
+    expect(s.bindings).toEqual(a.bindings);
+    expect(s.unbound).toEqual(a.unbound);
+    expect(fipTable(s.bindings)).toEqual(fipTable(a.bindings));
+    expect({ ...s.bird, prepend: undefined }).toEqual({ ...a.bird, prepend: undefined });
+    expect(s.bird.prepend).toBe(STANDBY_PREPEND);
+  });
   it('refuses an absurd prepend count', () => {
     expect(() => renderBirdConfig({ ...bird, prepend: 9 })).toThrow(/prepend/);
   });
@@ -277,5 +296,58 @@ describe('HaMonitor over real UDP on loopback', () => {
       a.stop();
       b.stop();
     }
+  });
+});
+
+describe('the HA wiring of tether node run (haGateway)', () => {
+  const o = (kind: string, name: string, spec: Record<string, unknown>, status?: Record<string, unknown>) =>
+    ({
+      apiVersion: 'tether.dev/v1',
+      kind,
+      metadata: { name },
+      spec,
+      ...(status ? { status } : {}),
+    }) as TetherObject;
+  const gw = (nodes?: string[]) =>
+    o('Gateway', 'gw', {
+      site: 's1',
+      localAsn: 65001,
+      pool: ['203.0.113.0/28'],
+      peers: [],
+      announce: { prefixes: [], floatingIps: true, acceptDefaultRoute: false },
+      gracefulRestartSeconds: 120,
+      ...(nodes ? { nodes } : {}),
+    });
+  const nodes = [
+    o('Node', 'gw-a', { site: 's1' }, { vtep: '10.0.0.1' }),
+    o('Node', 'gw-b', { site: 's1' }, { vtep: '10.0.0.2' }),
+    o('Node', 'gw-c', { site: 's1' }),
+  ];
+  it('decides only for a Gateway listing this node and another; peers by their VTEP from the slice', () => {
+    expect(haGateway('gw-a', 's1', [gw(['gw-a', 'gw-b']), ...nodes])).toEqual({
+      name: 'gw',
+      ranked: ['gw-a', 'gw-b'],
+      peers: [{ node: 'gw-b', address: '10.0.0.2' }],
+    });
+    // One gateway node, none listed (every node serves, no HA), another site's: nothing to decide.
+    expect(haGateway('gw-a', 's1', [gw(['gw-a']), ...nodes])).toBeUndefined();
+    expect(haGateway('gw-a', 's1', [gw(), ...nodes])).toBeUndefined();
+    expect(haGateway('gw-a', 's2', [gw(['gw-a', 'gw-b']), ...nodes])).toBeUndefined();
+    // A listed peer without a known VTEP gets no heartbeat (and none is accepted from it).
+    expect(haGateway('gw-a', 's1', [gw(['gw-a', 'gw-c']), ...nodes])?.peers).toEqual([]);
+  });
+  it('without HA to decide the monitor says active; with HA it starts standby (it has not listened yet)', () => {
+    let view: ReturnType<typeof haGateway>;
+    const m = new HaMonitor({
+      node: 'gw-a',
+      gateway: () => view,
+      uplinkUp: async () => true,
+      bindAddress: '127.0.0.1',
+      onChange: () => {},
+      log: silentLogger(),
+    });
+    expect(m.role).toBe('active');
+    view = haGateway('gw-a', 's1', [gw(['gw-a', 'gw-b']), ...nodes]);
+    expect(m.role).toBe('standby');
   });
 });

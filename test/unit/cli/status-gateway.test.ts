@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { renderView, type StatusView } from '../../../src/cli/commands/status.js';
+
+describe('tether status: the gateway HA role', () => {
+  const base: StatusView = {
+    source: 'live',
+    sourceDetail: 'control API',
+    node: 'gw-a',
+    site: 'cell',
+    controller: 'c',
+    daemon: 'running',
+    session: 'synced',
+    revision: 1,
+    refusedEndpoints: [],
+  };
+  it('shows the live role and why; no row on a node without a gateway', () => {
+    const gateway = {
+      gateway: 'cell-gw',
+      role: 'standby' as const,
+      roleReason: 'gw-b is active; waiting out the preempt hold',
+      running: true,
+      restarts: 0,
+      peers: {},
+      announced: 1,
+      bound: [],
+      unbound: [],
+      updatedAt: '',
+    };
+    expect(renderView({ ...base, gateway })).toMatch(
+      /gateway role\s+standby \(cell-gw: gw-b is active; waiting out the preempt hold\)/,
+    );
+    expect(renderView(base)).not.toMatch(/gateway role/);
+  });
+});
