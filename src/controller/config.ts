@@ -39,6 +39,9 @@ export interface ControllerConfig {
   shellIdleSeconds: number;
   /** A remote shell ends after this long whatever happens. */
   shellMaxSeconds: number;
+  /** Where resources live: '' (the default) is SQLite in the data directory; else a
+   *  `--datastore` URL: sqlite:PATH or etcd[s]://host:port,...[/prefix/] (docs/controller.md). */
+  datastore: string;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -59,6 +62,7 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   sendQueueBytes: 8 * 1024 * 1024,
   shellIdleSeconds: 900,
   shellMaxSeconds: 4 * 3600,
+  datastore: '',
 };
 
 export function loadControllerConfig(path: string): ControllerConfig {

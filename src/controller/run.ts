@@ -5,9 +5,10 @@ import { registerProfileKind } from '../profiles/resource.js';
 import { loadControllerConfig } from './config.js';
 import { ControllerHealth } from './health.js';
 import { loadCa } from './init.js';
+import { StoreMirror } from './mirror.js';
 import { controllerPaths } from './paths.js';
 import { ControllerServer } from './server.js';
-import { SqliteStore } from './store/sqlite.js';
+import { type DatastoreTlsFiles, openDatastore, parseDatastoreUrl } from './store/open.js';
 
 export interface RunningController {
   server: ControllerServer;
@@ -22,12 +23,26 @@ export async function startController(opts: {
   dataDir: string;
   log: Logger;
   listen?: string;
+  /** `--datastore`: overrides the config file's `datastore` (default: SQLite in dataDir). */
+  datastore?: string;
+  datastoreTls?: DatastoreTlsFiles;
 }): Promise<RunningController> {
   registerProfileKind();
   const p = controllerPaths(opts.dataDir);
   const ca = loadCa(opts.dataDir);
   const config = loadControllerConfig(p.config);
-  const store = new SqliteStore(p.dataDir);
+  const url = opts.datastore ?? (config.datastore || `sqlite:${p.dataDir}`);
+  const spec = parseDatastoreUrl(
+    url,
+    opts.datastore !== undefined ? '--datastore' : `${p.config}: datastore`,
+  );
+  const datastore = await openDatastore(spec, opts.datastoreTls ? { tls: opts.datastoreTls } : {});
+  // Every module reads the mirror; changes reach it (and the sessions) only through the
+  // datastore's watch, also the ones this process wrote.
+  const store = await StoreMirror.open(datastore, {
+    log: opts.log.child({ component: 'store' }),
+    keepEvents: config.historyRevisions,
+  });
   const server = new ControllerServer({
     store,
     ca,
@@ -39,10 +54,14 @@ export async function startController(opts: {
   });
   const port = await server.listen(opts.listen ?? config.listen);
   opts.log.info(
-    { listen: opts.listen ?? config.listen, port, revision: store.revision() },
+    { listen: opts.listen ?? config.listen, port, revision: store.revision(), datastore: store.backend },
     'controller serving',
   );
-  const compactTimer = setInterval(() => store.compact(config.historyRevisions), 60_000);
+  const compactTimer = setInterval(() => {
+    store
+      .compact(config.historyRevisions)
+      .catch((e: Error) => opts.log.warn({ err: e.message }, 'store compaction failed'));
+  }, 60_000);
   compactTimer.unref();
   const health = new ControllerHealth({ store, maxLagMs: config.watchdogMaxLagMs });
   health.start();
@@ -54,7 +73,7 @@ export async function startController(opts: {
       health.stop();
       clearInterval(compactTimer);
       await server.close();
-      store.close();
+      await store.close();
     },
   };
 }
