@@ -41,6 +41,9 @@ export interface ControllerConfig {
   shellMaxSeconds: number;
   /** `off` or IPv4:PORT of /metrics, /livez and /readyz (docs/observability.md). */
   metricsListen: string;
+  /** Where resources live: '' (the default) is SQLite in the data directory; else a
+   *  `--datastore` URL: sqlite:PATH or etcd[s]://host:port,...[/prefix/] (docs/controller.md). */
+  datastore: string;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -62,6 +65,7 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   shellIdleSeconds: 900,
   shellMaxSeconds: 4 * 3600,
   metricsListen: 'off',
+  datastore: '',
 };
 
 export function loadControllerConfig(path: string): ControllerConfig {

@@ -10,7 +10,8 @@ import type { EndpointSpec, VirtualNetwork } from '../api/kinds.js';
 import type { TetherObject } from '../api/resource.js';
 import type { ReportMark } from '../api/signed-report.js';
 import type { Logger } from '../lib/log.js';
-import type { Store, StoreEvent, TxnOp } from './store/store.js';
+import type { ControllerStore } from './mirror.js';
+import type { StoreEvent, TxnOp } from './store/store.js';
 
 // The pure rules live in src/api/claims.ts (the site proxy checks with the same code); this
 // module keeps what needs the store: the index, the transaction, counting, pacing.
@@ -41,7 +42,7 @@ export class EndpointIndex {
   private readonly byMac = new Map<string, string>();
   private readonly unsubscribe: () => void;
 
-  constructor(store: Store) {
+  constructor(store: ControllerStore) {
     this.unsubscribe = store.subscribe((events) => this.onEvents(events));
     for (const it of store.list('Endpoint').items) this.add(it.name, it.object);
   }
@@ -124,7 +125,7 @@ export class EndpointClaims {
   private readonly perNode = new Map<string, RefusalStats>();
 
   constructor(
-    private readonly store: Store,
+    private readonly store: ControllerStore,
     private readonly log: Logger,
     private readonly limits: ClaimLimits = DEFAULT_CLAIM_LIMITS,
   ) {
@@ -146,7 +147,26 @@ export class EndpointClaims {
    * is stored in that same transaction, also when nothing else changes or the claims were
    * refused: once judged, the report cannot be replayed, also after a restart.
    */
-  report(node: string, site: string, reported: readonly Buffer[], mark?: ReportMark): ReportOutcome {
+  report(node: string, site: string, reported: readonly Buffer[], mark?: ReportMark): Promise<ReportOutcome> {
+    // One report at a time: its checks read the index and the store, and only the commit
+    // of the one before it (awaited, then seen by the index) makes those reads right; two
+    // reports interleaved could both take the same IP or MAC.
+    const run = this.queue.then(() => this.reportNow(node, site, reported, mark));
+    this.queue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private queue: Promise<void> = Promise.resolve();
+
+  private async reportNow(
+    node: string,
+    site: string,
+    reported: readonly Buffer[],
+    mark?: ReportMark,
+  ): Promise<ReportOutcome> {
     const store = this.store;
     const st = store.get('Node', node)?.object.status as { vtep?: string; phase?: string } | undefined;
     // The session of a revoked, reset or deleted node is closed in the same turn, but a report
@@ -185,14 +205,15 @@ export class EndpointClaims {
       );
     const extras = mark ? { reportMarks: [{ node, mark }] } : {};
     if (checked.whole) {
-      if (mark) store.txn([], extras);
+      if (mark) await store.txn([], extras, { split: true });
       return { revision: store.revision(), accepted: 0, refused: checked.refused };
     }
     const ops: TxnOp[] = checked.accepted.map((object) => ({ op: 'put', object }));
     const keep = new Set(checked.accepted.map((o) => o.metadata.name));
     for (const name of this.index.ofNode(node))
       if (!keep.has(name)) ops.push({ op: 'delete', kind: 'Endpoint', name });
-    const revision = ops.length || mark ? store.txn(ops, extras).revision : store.revision();
+    const revision =
+      ops.length || mark ? (await store.txn(ops, extras, { split: true })).revision : store.revision();
     return { revision, accepted: checked.accepted.length, refused: checked.refused };
   }
 

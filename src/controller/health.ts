@@ -1,8 +1,8 @@
 import { TetherError } from '../lib/errors.js';
-import type { Store } from './store/store.js';
+import type { ControllerStore } from './mirror.js';
 
 export interface ControllerHealthOptions {
-  store: Pick<Store, 'probe'>;
+  store: Pick<ControllerStore, 'probe'>;
   /** Unhealthy when the event loop ran this much later than asked, since the last check. */
   maxLagMs: number;
   /** How often the lag sampler runs (default 250 ms). */

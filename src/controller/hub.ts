@@ -7,8 +7,9 @@ import type { TetherObject } from '../api/resource.js';
 import { BoundedSession, type BoundedSessionState, missedHeartbeats } from '../lib/bounded-session.js';
 import { isTetherError, TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
+import type { ControllerStore } from './mirror.js';
 import { inSlice, type NetworkSites, nodeSummary, sitesOf, sliceView, vnCoversSite } from './slice.js';
-import type { Store, StoreEvent } from './store/store.js';
+import type { StoreEvent } from './store/store.js';
 
 export type SessionCall = grpc.ServerDuplexStream<NodeMessage__Output, ControllerMessage>;
 
@@ -163,7 +164,7 @@ export class SessionHub {
   readonly networkSites: NetworkSites = (n) => this.vnSites.get(n);
 
   constructor(
-    private readonly store: Store,
+    private readonly store: ControllerStore,
     private readonly log: Logger,
     private readonly opts: HubOptions,
   ) {

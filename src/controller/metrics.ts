@@ -3,7 +3,7 @@ import { asTetherError } from '../lib/errors.js';
 import { lazyCounter, lazyGauge } from '../lib/prom.js';
 import type { NodeStatus } from './registry.js';
 import type { ControllerServer } from './server.js';
-import type { Store } from './store/store.js';
+import type { ControllerStore } from './mirror.js';
 
 /**
  * The controller's `tether_controller_*` families (docs/observability.md). Label values are
@@ -75,12 +75,12 @@ export class ControllerMetrics {
    * Times the store's transactions and follows commits. The Store port has no hooks, so the
    * instance's `txn` is wrapped here rather than every store implementation growing one.
    */
-  instrumentStore(store: Store): void {
+  instrumentStore(store: ControllerStore): void {
     const txn = store.txn.bind(store);
-    store.txn = (ops, extras) => {
+    store.txn = async (ops, extras, opts) => {
       const end = this.txnSeconds.startTimer();
       try {
-        const res = txn(ops, extras);
+        const res = await txn(ops, extras, opts);
         end({ result: 'ok' });
         return res;
       } catch (e) {

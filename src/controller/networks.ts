@@ -2,7 +2,8 @@ import type { TetherObject } from '../api/resource.js';
 import { isTetherError } from '../lib/errors.js';
 import { type Cidr, formatCidr, parseCidr } from '../lib/ipv4.js';
 import type { Logger } from '../lib/log.js';
-import type { Store, TxnOp } from './store/store.js';
+import type { ControllerStore } from './mirror.js';
+import type { TxnOp } from './store/store.js';
 
 /** First VNI the controller hands out; lower ones are left for manual assignment. */
 export const VNI_BASE = 4096;
@@ -154,7 +155,7 @@ export function networkStatus(
 }
 
 /** Enrolled (or pending) nodes by site; revoked nodes give their share back. */
-export function nodesPerSite(store: Store): Map<string, string[]> {
+export function nodesPerSite(store: ControllerStore): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const n of store.list('Node').items) {
     if ((n.object.status as { phase?: string } | undefined)?.phase === 'Revoked') continue;
@@ -178,7 +179,7 @@ export class NetworkReconciler {
   private unsubscribe: (() => void) | undefined;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: ControllerStore,
     private readonly log: Logger,
   ) {}
 
@@ -199,16 +200,14 @@ export class NetworkReconciler {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      try {
-        this.reconcile();
-      } catch (e) {
+      this.reconcile().catch((e: Error) => {
         if (isTetherError(e, 'TETHER_E_CONFLICT')) this.schedule();
-        else this.log.error({ err: (e as Error).message }, 'network reconcile failed');
-      }
+        else this.log.error({ err: e.message }, 'network reconcile failed');
+      });
     });
   }
 
-  reconcile(): number {
+  async reconcile(): Promise<number> {
     const vns = this.store.list('VirtualNetwork').items;
     const updated = this.withStatus(vns.map((v) => v.object));
     const ops: TxnOp[] = [];
@@ -218,7 +217,7 @@ export class NetworkReconciler {
         ops.push({ op: 'put', object, expectRevision: v.revision });
       }
     });
-    if (ops.length) this.store.txn(ops);
+    if (ops.length) await this.store.txn(ops);
     return ops.length;
   }
 

@@ -12,7 +12,8 @@ import {
   normalizeSerial,
   signCsr,
 } from '../lib/pki.js';
-import type { Store, StoredObject, TxnOp } from './store/store.js';
+import type { ControllerStore } from './mirror.js';
+import type { StoredObject, TxnOp } from './store/store.js';
 import { hashSecret, newToken, secretMatches, tokenObjectName } from './tokens.js';
 
 export interface NodeStatus {
@@ -88,7 +89,7 @@ function nodeObject(
  */
 export class Registry {
   constructor(
-    private readonly store: Store,
+    private readonly store: ControllerStore,
     private readonly ca: CaMaterial,
     private readonly opts: {
       nodeCertSeconds: number;
@@ -107,12 +108,12 @@ export class Registry {
   }
 
   /** Creates a join token; the Site is created with defaults if it does not exist. */
-  createToken(
+  async createToken(
     site: string,
     ttlSeconds: number,
     uses: number,
     description = '',
-  ): { token: string; id: string; expiresAt: string; siteCreated: boolean } {
+  ): Promise<{ token: string; id: string; expiresAt: string; siteCreated: boolean }> {
     if (!NAME_RE.test(site))
       throw new TetherError('TETHER_E_INVALID', `bad site name "${site}"`, {
         field: 'site',
@@ -151,7 +152,7 @@ export class Registry {
         object: { apiVersion: API_VERSION, kind: 'Site', metadata: { name: site }, spec: {} },
       });
     }
-    this.store.txn(ops);
+    await this.store.txn(ops);
     return { token: t.text, id: t.id, expiresAt, siteCreated };
   }
 
@@ -204,7 +205,7 @@ export class Registry {
               ...carry,
             };
       try {
-        this.store.txn([
+        await this.store.txn([
           d.tokenUpdate,
           {
             op: 'put',
@@ -367,20 +368,20 @@ export class Registry {
         enrolledAt: this.now().toISOString(),
       },
     };
-    this.store.txn([{ op: 'put', object, expectRevision: n.revision }]);
+    await this.store.txn([{ op: 'put', object, expectRevision: n.revision }]);
     return this.requireNode(name).object;
   }
 
   /** Revokes a node; its endpoints go in the same transaction, so no other node keeps
    *  forwarding to it past that revision. */
-  revoke(name: string): TetherObject {
+  async revoke(name: string): Promise<TetherObject> {
     const n = this.requireNode(name);
     const st = statusOf(n);
     const object: TetherObject = {
       ...n.object,
       status: { ...st, phase: 'Revoked', certSerials: [], revokedAt: this.now().toISOString() },
     };
-    this.store.txn([{ op: 'put', object, expectRevision: n.revision }, ...this.endpointDeletes(name)]);
+    await this.store.txn([{ op: 'put', object, expectRevision: n.revision }, ...this.endpointDeletes(name)]);
     return this.requireNode(name).object;
   }
 
@@ -389,7 +390,7 @@ export class Registry {
    * endpoints, so that the name can enroll again with a token of its site. Who did it and
    * when stays on the record (status.lastReset and annotations), also after re-enrollment.
    */
-  reset(name: string, by: string): TetherObject {
+  async reset(name: string, by: string): Promise<TetherObject> {
     const n = this.requireNode(name);
     const site = (n.object.spec as { site: string }).site;
     const at = this.now().toISOString();
@@ -410,7 +411,7 @@ export class Registry {
         message: `reset by ${by}; may enroll again with a token of site ${site}`,
       },
     };
-    this.store.txn([{ op: 'put', object, expectRevision: n.revision }, ...this.endpointDeletes(name)]);
+    await this.store.txn([{ op: 'put', object, expectRevision: n.revision }, ...this.endpointDeletes(name)]);
     return this.requireNode(name).object;
   }
 
@@ -450,7 +451,7 @@ export class Registry {
    * declares one. That address, not what endpoint reports say, is the node's VTEP from then
    * on; a different one later, or one another node holds, is refused (TETHER_E_CLAIM).
    */
-  recordVtep(name: string, vtep: string): void {
+  async recordVtep(name: string, vtep: string): Promise<void> {
     const ip = parseIp(vtep);
     // Canonical form only (no leading zeros: "10.0.0.01" must not pass a string compare as a
     // second address), and a unicast address another host could send VXLAN to.
@@ -487,7 +488,7 @@ export class Registry {
           });
       }
       try {
-        this.store.txn([
+        await this.store.txn([
           {
             op: 'put',
             expectRevision: n.revision,
@@ -507,14 +508,14 @@ export class Registry {
    * whole picture and a sequence number: a repeated or reordered one (a queue flushed after
    * the WAN came back) never replaces a newer one.
    */
-  recordFirstBoot(name: string, report: FirstBootSummary): { seq: number } {
+  async recordFirstBoot(name: string, report: FirstBootSummary): Promise<{ seq: number }> {
     for (let attempt = 0; ; attempt++) {
       const n = this.requireNode(name);
       const st = statusOf(n);
       const cur = (st as { firstBoot?: FirstBootSummary }).firstBoot;
       if (cur && cur.seq >= report.seq) return { seq: cur.seq };
       try {
-        this.store.txn([
+        await this.store.txn([
           {
             op: 'put',
             expectRevision: n.revision,
@@ -569,7 +570,7 @@ export class Registry {
         issuedCertPem: cert.certPem,
       },
     };
-    this.store.txn([{ op: 'put', object, expectRevision: n.revision }]);
+    await this.store.txn([{ op: 'put', object, expectRevision: n.revision }]);
     return { certPem: cert.certPem };
   }
 }

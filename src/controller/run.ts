@@ -7,9 +7,10 @@ import { loadControllerConfig } from './config.js';
 import { ControllerHealth } from './health.js';
 import { loadCa } from './init.js';
 import { ControllerMetrics } from './metrics.js';
+import { StoreMirror } from './mirror.js';
 import { controllerPaths } from './paths.js';
 import { ControllerServer } from './server.js';
-import { SqliteStore } from './store/sqlite.js';
+import { type DatastoreTlsFiles, openDatastore, parseDatastoreUrl } from './store/open.js';
 
 export interface RunningController {
   server: ControllerServer;
@@ -28,6 +29,9 @@ export async function startController(opts: {
   listen?: string;
   /** `--metrics-listen`: overrides the config's `metricsListen` (docs/observability.md). */
   metricsListen?: string;
+  /** `--datastore`: overrides the config file's `datastore` (default: SQLite in dataDir). */
+  datastore?: string;
+  datastoreTls?: DatastoreTlsFiles;
 }): Promise<RunningController> {
   registerProfileKind();
   const p = controllerPaths(opts.dataDir);
@@ -37,7 +41,18 @@ export async function startController(opts: {
     opts.metricsListen ?? config.metricsListen,
     opts.metricsListen === undefined ? `${p.config}: metricsListen` : '--metrics-listen',
   );
-  const store = new SqliteStore(p.dataDir);
+  const url = opts.datastore ?? (config.datastore || `sqlite:${p.dataDir}`);
+  const spec = parseDatastoreUrl(
+    url,
+    opts.datastore !== undefined ? '--datastore' : `${p.config}: datastore`,
+  );
+  const datastore = await openDatastore(spec, opts.datastoreTls ? { tls: opts.datastoreTls } : {});
+  // Every module reads the mirror; changes reach it (and the sessions) only through the
+  // datastore's watch, also the ones this process wrote.
+  const store = await StoreMirror.open(datastore, {
+    log: opts.log.child({ component: 'store' }),
+    keepEvents: config.historyRevisions,
+  });
   const metrics = new ControllerMetrics();
   metrics.instrumentStore(store);
   const server = new ControllerServer({
@@ -53,10 +68,14 @@ export async function startController(opts: {
   metrics.attach(server);
   const port = await server.listen(opts.listen ?? config.listen);
   opts.log.info(
-    { listen: opts.listen ?? config.listen, port, revision: store.revision() },
+    { listen: opts.listen ?? config.listen, port, revision: store.revision(), datastore: store.backend },
     'controller serving',
   );
-  const compactTimer = setInterval(() => store.compact(config.historyRevisions), 60_000);
+  const compactTimer = setInterval(() => {
+    store
+      .compact(config.historyRevisions)
+      .catch((e: Error) => opts.log.warn({ err: e.message }, 'store compaction failed'));
+  }, 60_000);
   compactTimer.unref();
   const health = new ControllerHealth({ store, maxLagMs: config.watchdogMaxLagMs });
   health.start();
@@ -85,7 +104,7 @@ export async function startController(opts: {
       health.stop();
       clearInterval(compactTimer);
       await server.close();
-      store.close();
+      await store.close();
     },
   };
 }

@@ -6,6 +6,7 @@ import { gatewayClaimIssues } from '../api/gateway-kinds.js';
 import type { AdminHandlers } from '../api/gen/tether/v1/Admin.js';
 import type { ControllerMessage } from '../api/gen/tether/v1/ControllerMessage.js';
 import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
+import type { NodeMessage__Output } from '../api/gen/tether/v1/NodeMessage.js';
 import type { NodeSessionHandlers } from '../api/gen/tether/v1/NodeSession.js';
 import type { Resource, Resource__Output } from '../api/gen/tether/v1/Resource.js';
 import type { ShellHandlers } from '../api/gen/tether/v1/Shell.js';
@@ -31,11 +32,12 @@ import type { ControllerConfig } from './config.js';
 import { EndpointClaims, type ReportOutcome } from './endpoints.js';
 import { GatewayReports } from './gateways.js';
 import { type Session, SessionHub, toResource } from './hub.js';
+import type { ControllerStore } from './mirror.js';
 import { NetworkReconciler } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
 import { ShellBroker } from './shell.js';
 import { ShellAudit } from './shell-audit.js';
-import type { PutOp, Store, TxnOp } from './store/store.js';
+import type { PutOp, TxnOp } from './store/store.js';
 
 /** A ControllerMessage already serialized: fan-out encodes a change once per site and
  *  writes the same bytes to every session, instead of once per node. */
@@ -83,7 +85,7 @@ function serviceName(def: grpc.ServiceDefinition): string {
 }
 
 export interface ControllerServerDeps {
-  store: Store;
+  store: ControllerStore;
   ca: CaMaterial;
   serverCertPem: string;
   serverKeyPem: string;
@@ -415,7 +417,15 @@ export class ControllerServer {
         /** A proxy session's pacers, one per relayed node (only nodes of its site get one). */
         const relayPacers: RelayPacers = new Map();
         const refuse = (e: TetherError) => call.emit('error', toGrpcError(e));
-        call.on('data', (msg) => {
+        // The hello's store writes (the VTEP) and reads (report marks) are asynchronous:
+        // messages that come meanwhile wait here and are handled in order after the open.
+        let waiting: NodeMessage__Output[] | undefined;
+        let ended = false;
+        const onData = (msg: NodeMessage__Output): void => {
+          if (waiting) {
+            if (waiting.length < 1024) waiting.push(msg);
+            return;
+          }
           if (!session) {
             if (!msg.hello || msg.hello.node_name !== id.name) {
               refuse(
@@ -444,35 +454,59 @@ export class ControllerServer {
                 return;
               }
             }
-            const vtepRefusal = role === '' ? this.recordVtep(id.name, msg.hello.underlay_ip) : undefined;
-            try {
-              session = this.hub.open(
-                call,
-                id.name,
-                id.site,
-                Number(msg.hello.held_revision),
-                msg.hello.boot_id,
-                {
-                  role: role === 'proxy' ? 'proxy' : 'node',
-                  heartbeatMs: msg.hello.heartbeat_ms,
-                },
-              );
-            } catch (e) {
-              refuse(asTetherError(e));
-              return;
-            }
-            if (vtepRefusal) this.hub.notify(session, { endpoint_result: vtepRefusal });
-            this.deps.log.info(
-              { node: id.name, site: id.site, held: msg.hello.held_revision, role: role || 'node' },
-              role === 'proxy' ? 'site proxy session open' : 'node session open',
-            );
+            const hello = msg.hello;
+            waiting = [];
+            const prepared = Promise.all([
+              role === '' ? this.recordVtep(id.name, hello.underlay_ip) : undefined,
+              this.loadMarks(role === 'proxy' ? this.siteNodes(id.site) : [id.name]),
+            ]);
+            prepared
+              .then(([vtepRefusal]) => {
+                if (ended) return;
+                openSession(hello, role, vtepRefusal);
+                const queued = waiting ?? [];
+                waiting = undefined;
+                for (const m of queued) onData(m);
+              })
+              .catch((e: unknown) => refuse(asTetherError(e)));
             return;
           }
-          const open = session;
+          handleOpen(msg, session);
+        };
+        const openSession = (
+          hello: NonNullable<NodeMessage__Output['hello']>,
+          role: string,
+          vtepRefusal: ReportOutcome | undefined,
+        ): void => {
+          const msg = { hello };
+          try {
+            session = this.hub.open(
+              call,
+              id.name,
+              id.site,
+              Number(msg.hello.held_revision),
+              msg.hello.boot_id,
+              {
+                role: role === 'proxy' ? 'proxy' : 'node',
+                heartbeatMs: msg.hello.heartbeat_ms,
+              },
+            );
+          } catch (e) {
+            refuse(asTetherError(e));
+            return;
+          }
+          if (vtepRefusal) this.hub.notify(session, { endpoint_result: vtepRefusal });
+          this.deps.log.info(
+            { node: id.name, site: id.site, held: msg.hello.held_revision, role: role || 'node' },
+            role === 'proxy' ? 'site proxy session open' : 'node session open',
+          );
+        };
+        const handleOpen = (msg: NodeMessage__Output, open: Session): void => {
           if (open.role === 'node' && msg.endpoints) {
             pacer ??= new Pacer(this.deps.config.endpointReportIntervalMs, (r) => {
-              const result = this.endpointReport(id.name, id.site, r.eps, r.mark);
-              this.hub.notify(open, { endpoint_result: result });
+              void this.endpointReport(id.name, id.site, r.eps, r.mark).then((result) =>
+                this.hub.notify(open, { endpoint_result: result }),
+              );
             });
             const mark = msg.endpoints.signed
               ? this.noteDirectSigned(id.name, id.site, msg.endpoints.signed)
@@ -489,8 +523,10 @@ export class ControllerServer {
             if (msg.relayed_report) this.relayedReport(open, msg.relayed_report, relayPacers);
           }
           this.hub.onMessage(open, msg);
-        });
+        };
+        call.on('data', onData);
         const end = () => {
+          ended = true;
           pacer?.stop();
           for (const p of relayPacers.values()) p.stop();
           relayPacers.clear();
@@ -522,12 +558,16 @@ export class ControllerServer {
         try {
           const who = this.authenticate(call, 'node');
           const body = fromReport(call.request);
-          const r = this.registry.recordFirstBoot(who.id.name, {
-            ...body,
-            receivedAt: new Date().toISOString(),
-          });
-          this.deps.log.info({ node: who.id.name, phase: body.phase, seq: body.seq }, 'first-boot report');
-          cb(null, { seq: r.seq });
+          this.registry
+            .recordFirstBoot(who.id.name, { ...body, receivedAt: new Date().toISOString() })
+            .then((r) => {
+              this.deps.log.info(
+                { node: who.id.name, phase: body.phase, seq: body.seq },
+                'first-boot report',
+              );
+              cb(null, { seq: r.seq });
+            })
+            .catch((e: unknown) => fail(cb, e));
         } catch (e) {
           fail(cb, e);
         }
@@ -578,7 +618,7 @@ export class ControllerServer {
     const store = this.deps.store;
     const admin = (call: AnyCall) => this.authenticate(call, 'admin');
     return {
-      Apply: (call, cb) => {
+      Apply: async (call, cb) => {
         try {
           admin(call);
           const r = call.request;
@@ -613,7 +653,7 @@ export class ControllerServer {
           });
           this.checkGatewayClaims(objects, r.sources);
           this.withNetworkStatus(ops);
-          const res = store.txn(ops);
+          const res = await store.txn(ops);
           this.deps.onApply?.('ok');
           cb(null, {
             revision: res.revision,
@@ -654,14 +694,14 @@ export class ControllerServer {
           fail(cb, e);
         }
       },
-      Delete: (call, cb) => {
+      Delete: async (call, cb) => {
         try {
           admin(call);
           const { kind, name, expect_revision } = call.request;
           requireKnownKind(kind);
           if (!store.get(kind, name))
             throw new TetherError('TETHER_E_NOT_FOUND', `${kind} "${name}" not found`);
-          const res = store.txn(
+          const res = await store.txn(
             this.registry.deleteOps(kind, name, expect_revision > 0 ? expect_revision : undefined),
           );
           cb(null, { revision: res.revision });
@@ -711,11 +751,16 @@ export class ControllerServer {
         call.on('close', done);
         call.on('finish', done);
       },
-      CreateToken: (call, cb) => {
+      CreateToken: async (call, cb) => {
         try {
           admin(call);
           const r = call.request;
-          const t = this.registry.createToken(r.site, r.ttl_seconds || 3600, r.uses || 1, r.description);
+          const t = await this.registry.createToken(
+            r.site,
+            r.ttl_seconds || 3600,
+            r.uses || 1,
+            r.description,
+          );
           cb(null, { token: t.token, id: t.id, expires_at: t.expiresAt, site: r.site });
         } catch (e) {
           fail(cb, e);
@@ -732,10 +777,10 @@ export class ControllerServer {
           fail(cb, e);
         }
       },
-      ResetNode: (call, cb) => {
+      ResetNode: async (call, cb) => {
         try {
           const who = admin(call);
-          const o = this.registry.reset(call.request.name, who.id.name);
+          const o = await this.registry.reset(call.request.name, who.id.name);
           this.hub.closeNode(call.request.name, 'TETHER_E_REVOKED', 'node reset by an administrator');
           this.endpoints.forget(call.request.name);
           this.deps.log.warn(
@@ -747,10 +792,10 @@ export class ControllerServer {
           fail(cb, e);
         }
       },
-      RevokeNode: (call, cb) => {
+      RevokeNode: async (call, cb) => {
         try {
           admin(call);
-          const o = this.registry.revoke(call.request.name);
+          const o = await this.registry.revoke(call.request.name);
           this.hub.closeNode(call.request.name, 'TETHER_E_REVOKED', 'node revoked');
           cb(null, toResource(redact(o)));
         } catch (e) {
@@ -769,20 +814,20 @@ export class ControllerServer {
     site: string,
     reported: readonly Resource__Output[],
     mark?: ReportMark,
-  ): ReportOutcome {
-    try {
-      return this.endpoints.report(
+  ): Promise<ReportOutcome> {
+    return this.endpoints
+      .report(
         node,
         site,
         reported.map((r) => r.json),
         mark,
-      );
-    } catch (e) {
-      const err = asTetherError(e);
-      const refusal = { name: '*', code: err.code, message: err.message, field: err.details.field ?? '' };
-      this.endpoints.count(node, refusal);
-      return { revision: this.deps.store.revision(), accepted: 0, refused: [refusal] };
-    }
+      )
+      .catch((e: unknown) => {
+        const err = asTetherError(e);
+        const refusal = { name: '*', code: err.code, message: err.message, field: err.details.field ?? '' };
+        this.endpoints.count(node, refusal);
+        return { revision: this.deps.store.revision(), accepted: 0, refused: [refusal] };
+      });
   }
 
   /** The Node record of an Approved node of `site`, or a PERMISSION/REVOKED refusal. */
@@ -834,13 +879,12 @@ export class ControllerServer {
     let p = pacers.get(node);
     if (!p) {
       p = new Pacer(this.deps.config.endpointReportIntervalMs, ({ body, mark }) => {
-        const result = this.endpointReport(
+        void this.endpointReport(
           node,
           open.site,
           body.endpoints.map((o) => ({ json: Buffer.from(JSON.stringify(o)) }) as Resource__Output),
           mark,
-        );
-        this.hub.notify(open, { endpoint_result: { ...result, node } }, node);
+        ).then((result) => this.hub.notify(open, { endpoint_result: { ...result, node } }, node));
       });
       pacers.set(node, p);
     }
@@ -909,7 +953,28 @@ export class ControllerServer {
   /** The newest mark known for a node: the one checked last, else (after a restart) the
    *  stored one. */
   private lastMark(node: string): ReportMark | undefined {
-    return this.lastReports.get(node) ?? this.deps.store.reportMark(node);
+    return this.lastReports.get(node);
+  }
+
+  /** Brings the stored marks of these nodes into `lastReports` (a session's hello: the node
+   *  itself, or for a proxy every node of its site), so the replay checks that follow stay
+   *  synchronous and still refuse a report older than one stored before a restart or by
+   *  another replica. */
+  async loadMarks(nodes: readonly string[]): Promise<void> {
+    const missing = nodes.filter((n) => !this.lastReports.has(n));
+    const marks = await Promise.all(missing.map((n) => this.deps.store.reportMark(n)));
+    missing.forEach((n, i) => {
+      const m = marks[i];
+      const cur = this.lastReports.get(n);
+      if (m && (!cur || isNewerReport(cur, m))) this.lastReports.set(n, m);
+    });
+  }
+
+  private siteNodes(site: string): string[] {
+    return this.deps.store
+      .list('Node')
+      .items.filter((n) => (n.object.spec as { site?: unknown }).site === site)
+      .map((n) => n.name);
   }
 
   /** A direct report that carries its signed form moves the node's replay mark too (returned,
@@ -936,10 +1001,10 @@ export class ControllerServer {
   }
 
   /** Records the VTEP a hello declares; a refusal is counted and returned for the node. */
-  private recordVtep(node: string, vtep: string): ReportOutcome | undefined {
+  private async recordVtep(node: string, vtep: string): Promise<ReportOutcome | undefined> {
     if (!vtep) return undefined;
     try {
-      this.registry.recordVtep(node, vtep);
+      await this.registry.recordVtep(node, vtep);
       return undefined;
     } catch (e) {
       const err = asTetherError(e);

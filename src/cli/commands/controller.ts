@@ -112,56 +112,80 @@ export function registerController(program: Command): void {
     .option('--data-dir <dir>', 'data directory', DEFAULT_CONTROLLER_DIR)
     .option('--listen <host:port>', 'override the configured bind address')
     .option(
+      '--datastore <url>',
+      'sqlite:PATH or etcd[s]://host:port,...[/prefix/] (default: SQLite in the data dir)',
+    )
+    .option('--etcd-ca <file>', 'CA of the etcd members (etcds://)')
+    .option('--etcd-cert <file>', 'client certificate for etcd')
+    .option('--etcd-key <file>', 'client key for etcd')
+    .option(
       '--metrics-listen <off|ip:port>',
       '/metrics, /livez, /readyz listener (overrides metricsListen of controller.yaml; default off)',
     )
-    .action(async (o: { dataDir: string; listen?: string; metricsListen?: string }) => {
-      const log = createLogger({ name: 'tether-controller' });
-      const notifier = new SystemdNotifier();
-      const running = await startController({
-        dataDir: o.dataDir,
-        log,
-        listen: o.listen,
-        ...(o.metricsListen !== undefined ? { metricsListen: o.metricsListen } : {}),
-      });
-      // Under `node --expose-gc`, SIGUSR2 collects garbage: lets a benchmark read live
-      // memory instead of whatever the heap has not collected yet.
-      const gc = (globalThis as { gc?: () => void }).gc;
-      if (gc) process.on('SIGUSR2', () => gc());
-      const serving = `serving on port ${running.port}`;
-      notifier.ready();
-      notifier.status(serving);
-      // Fed only while the store takes writes and the event loop keeps time: a wedged
-      // controller is restarted by systemd. Transitions are logged and shown in STATUS=.
-      let unhealthy: string | undefined;
-      notifier.startWatchdog(() => {
-        try {
-          running.health.check();
-        } catch (e) {
-          const why = asTetherError(e).message;
-          if (unhealthy !== why) {
-            log.error({ err: why }, 'unhealthy: not feeding the watchdog');
-            notifier.status(`unhealthy: ${why}`);
-          }
-          unhealthy = why;
-          throw e;
-        }
-        if (unhealthy !== undefined) {
-          unhealthy = undefined;
-          log.info('healthy again');
-          notifier.status(serving);
-        }
-        return true;
-      });
-      await new Promise<void>((resolve) => {
-        const stop = (sig: string) => {
-          log.info({ sig }, 'shutting down');
-          notifier.stopping();
-          running.close().then(resolve, resolve);
+    .action(
+      async (o: {
+        dataDir: string;
+        listen?: string;
+        datastore?: string;
+        etcdCa?: string;
+        etcdCert?: string;
+        etcdKey?: string;
+        metricsListen?: string;
+      }) => {
+        const log = createLogger({ name: 'tether-controller' });
+        const notifier = new SystemdNotifier();
+        const tls = {
+          ...(o.etcdCa ? { caFile: o.etcdCa } : {}),
+          ...(o.etcdCert ? { certFile: o.etcdCert } : {}),
+          ...(o.etcdKey ? { keyFile: o.etcdKey } : {}),
         };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
-      notifier.stop();
-    });
+        const running = await startController({
+          dataDir: o.dataDir,
+          log,
+          listen: o.listen,
+          ...(o.datastore !== undefined ? { datastore: o.datastore } : {}),
+          ...(Object.keys(tls).length ? { datastoreTls: tls } : {}),
+          ...(o.metricsListen !== undefined ? { metricsListen: o.metricsListen } : {}),
+        });
+        // Under `node --expose-gc`, SIGUSR2 collects garbage: lets a benchmark read live
+        // memory instead of whatever the heap has not collected yet.
+        const gc = (globalThis as { gc?: () => void }).gc;
+        if (gc) process.on('SIGUSR2', () => gc());
+        const serving = `serving on port ${running.port}`;
+        notifier.ready();
+        notifier.status(serving);
+        // Fed only while the store takes writes and the event loop keeps time: a wedged
+        // controller is restarted by systemd. Transitions are logged and shown in STATUS=.
+        let unhealthy: string | undefined;
+        notifier.startWatchdog(() => {
+          try {
+            running.health.check();
+          } catch (e) {
+            const why = asTetherError(e).message;
+            if (unhealthy !== why) {
+              log.error({ err: why }, 'unhealthy: not feeding the watchdog');
+              notifier.status(`unhealthy: ${why}`);
+            }
+            unhealthy = why;
+            throw e;
+          }
+          if (unhealthy !== undefined) {
+            unhealthy = undefined;
+            log.info('healthy again');
+            notifier.status(serving);
+          }
+          return true;
+        });
+        await new Promise<void>((resolve) => {
+          const stop = (sig: string) => {
+            log.info({ sig }, 'shutting down');
+            notifier.stopping();
+            running.close().then(resolve, resolve);
+          };
+          process.once('SIGTERM', () => stop('SIGTERM'));
+          process.once('SIGINT', () => stop('SIGINT'));
+        });
+        notifier.stop();
+      },
+    );
 }

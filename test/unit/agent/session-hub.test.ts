@@ -1,5 +1,6 @@
 // The session contract against the real controller SessionHub over the in-memory store,
 // with a Sync handler shaped like src/controller/server.ts's (hello first, then the hub).
+
 import { X509Certificate } from 'node:crypto';
 import type { Hello__Output } from '../../../src/api/gen/tether/v1/Hello.js';
 import type { NodeMessage__Output } from '../../../src/api/gen/tether/v1/NodeMessage.js';
@@ -11,6 +12,7 @@ import { TetherError } from '../../../src/lib/errors.js';
 import { silentLogger } from '../../../src/lib/log.js';
 import { identityOf } from '../../../src/lib/pki.js';
 import { type MemoryServerCall, MemoryUpstream } from '../../../src/node/agent/upstream.js';
+import { syncControllerStore } from '../../support/sync-store.js';
 import { type ContractUpstream, sessionContract } from './session-contract.js';
 
 sessionContract('the controller SessionHub', async (env) => {
@@ -23,7 +25,7 @@ sessionContract('the controller SessionHub', async (env) => {
   ]);
   // The hub's own heartbeat timer is not started: it echoes every heartbeat it gets, which is
   // what an agent's liveness check runs on.
-  const hub = new SessionHub(store, silentLogger(), { heartbeatMs: 1000 });
+  const hub = new SessionHub(syncControllerStore(store), silentLogger(), { heartbeatMs: 1000 });
   const hellos: Hello__Output[] = [];
   const acked = new Map<string, number>();
   const handler = (call: MemoryServerCall) => {

@@ -1,11 +1,13 @@
 // A node may only speak for itself: every kind of endpoint claim a node must not make,
 // through the real claim checks, the real endpoint index and a real (in-memory) store.
+
 import { describe, expect, it } from 'vitest';
 import type { TetherObject } from '../../../src/api/resource.js';
 import { DEFAULT_CLAIM_LIMITS, EndpointClaims } from '../../../src/controller/endpoints.js';
 import { MemoryStore } from '../../../src/controller/store/memory.js';
 import type { Store } from '../../../src/controller/store/store.js';
 import { silentLogger } from '../../../src/lib/log.js';
+import { syncControllerStore } from '../../support/sync-store.js';
 
 const V = 'tether.dev/v1';
 
@@ -147,10 +149,10 @@ const bad: Array<[string, Record<string, unknown> | Buffer, string, string]> = [
 ];
 
 describe('endpoint claims', () => {
-  it('stores a good endpoint with node and site from the identity', () => {
+  it('stores a good endpoint with node and site from the identity', async () => {
     const store = world();
-    const claims = new EndpointClaims(store, silentLogger());
-    const out = claims.report('n1', 's1', [enc(good())]);
+    const claims = new EndpointClaims(syncControllerStore(store), silentLogger());
+    const out = await claims.report('n1', 's1', [enc(good())]);
     expect(out.refused).toEqual([]);
     expect(out.accepted).toBe(1);
     expect(store.get('Endpoint', 'n1.ok')?.object.spec).toMatchObject({
@@ -162,11 +164,11 @@ describe('endpoint claims', () => {
 
   it.each(bad)(
     'refuses %s, stores the rest of the report, leaves other nodes alone',
-    (_what, item, code, field) => {
+    async (_what, item, code, field) => {
       const store = world();
-      const claims = new EndpointClaims(store, silentLogger());
+      const claims = new EndpointClaims(syncControllerStore(store), silentLogger());
       const before = store.get('Endpoint', 'n2.a')!.revision;
-      const out = claims.report('n1', 's1', [enc(good()), Buffer.isBuffer(item) ? item : enc(item)]);
+      const out = await claims.report('n1', 's1', [enc(good()), Buffer.isBuffer(item) ? item : enc(item)]);
       expect(out.accepted).toBe(1);
       expect(out.refused).toHaveLength(1);
       expect(out.refused[0]).toMatchObject({ code, field });
@@ -179,10 +181,10 @@ describe('endpoint claims', () => {
     },
   );
 
-  it('refuses two endpoints of one report with the same IP or MAC (the second)', () => {
+  it('refuses two endpoints of one report with the same IP or MAC (the second)', async () => {
     const store = world();
-    const claims = new EndpointClaims(store, silentLogger());
-    const out = claims.report('n1', 's1', [
+    const claims = new EndpointClaims(syncControllerStore(store), silentLogger());
+    const out = await claims.report('n1', 's1', [
       enc(good('a')),
       enc(good('b', { mac: '02:00:00:00:01:06' })),
       enc(good('c', { ip: '10.1.0.7' })),
@@ -196,10 +198,10 @@ describe('endpoint claims', () => {
     expect(out.accepted).toBe(1);
   });
 
-  it('refuses every endpoint of a node whose hello declared no underlay address', () => {
+  it('refuses every endpoint of a node whose hello declared no underlay address', async () => {
     const store = world();
-    const claims = new EndpointClaims(store, silentLogger());
-    const out = claims.report('quiet', 's1', [
+    const claims = new EndpointClaims(syncControllerStore(store), silentLogger());
+    const out = await claims.report('quiet', 's1', [
       enc({
         ...good(),
         metadata: { name: 'q' },
@@ -210,39 +212,42 @@ describe('endpoint claims', () => {
     expect(store.list('Endpoint').items.filter((e) => e.name.startsWith('quiet.'))).toEqual([]);
   });
 
-  it('refuses a report with too many endpoints whole, changing nothing', () => {
+  it('refuses a report with too many endpoints whole, changing nothing', async () => {
     const store = world();
-    const claims = new EndpointClaims(store, silentLogger());
-    claims.report('n1', 's1', [enc(good())]);
+    const claims = new EndpointClaims(syncControllerStore(store), silentLogger());
+    await claims.report('n1', 's1', [enc(good())]);
     const rev = store.revision();
     const many = Array.from({ length: DEFAULT_CLAIM_LIMITS.maxEndpoints + 1 }, (_, i) => enc(good(`e${i}`)));
-    const out = claims.report('n1', 's1', many);
+    const out = await claims.report('n1', 's1', many);
     expect(out.refused).toEqual([expect.objectContaining({ name: '*', code: 'TETHER_E_TOO_LARGE' })]);
     expect(store.revision()).toBe(rev);
     expect(store.get('Endpoint', 'n1.ok')).toBeDefined();
   });
 
-  it('deletes the node’s endpoints missing from its report, in one revision', () => {
+  it('deletes the node’s endpoints missing from its report, in one revision', async () => {
     const store = world();
-    const claims = new EndpointClaims(store, silentLogger());
-    claims.report('n1', 's1', [enc(good('a')), enc(good('b', { ip: '10.1.0.9', mac: '02:00:00:00:01:09' }))]);
-    const out = claims.report('n1', 's1', [enc(good('a'))]);
+    const claims = new EndpointClaims(syncControllerStore(store), silentLogger());
+    await claims.report('n1', 's1', [
+      enc(good('a')),
+      enc(good('b', { ip: '10.1.0.9', mac: '02:00:00:00:01:09' })),
+    ]);
+    const out = await claims.report('n1', 's1', [enc(good('a'))]);
     expect(store.get('Endpoint', 'n1.b')).toBeUndefined();
     expect(store.get('Endpoint', 'n1.a')).toBeDefined();
     expect(out.revision).toBe(store.revision());
     // A refused endpoint that was stored before goes too: the report is the complete set.
-    claims.report('n1', 's1', [enc(good('a', { vtep: '192.0.2.99' }))]);
+    await claims.report('n1', 's1', [enc(good('a', { vtep: '192.0.2.99' }))]);
     expect(store.get('Endpoint', 'n1.a')).toBeUndefined();
   });
 
-  it('stores nothing for a node that is not (or no longer) approved, whatever it reports', () => {
+  it('stores nothing for a node that is not (or no longer) approved, whatever it reports', async () => {
     for (const phase of ['Revoked', 'Reset', 'Pending']) {
       const store = world();
-      const claims = new EndpointClaims(store, silentLogger());
+      const claims = new EndpointClaims(syncControllerStore(store), silentLogger());
       const n1 = store.get('Node', 'n1')!;
       store.txn([{ op: 'put', object: { ...n1.object, status: { ...n1.object.status, phase } } }]);
       const rev = store.revision();
-      const out = claims.report('n1', 's1', [enc(good())]);
+      const out = await claims.report('n1', 's1', [enc(good())]);
       expect(out.accepted, phase).toBe(0);
       expect(out.refused[0]).toMatchObject({ code: 'TETHER_E_PERMISSION' });
       expect(store.revision()).toBe(rev);
@@ -250,11 +255,14 @@ describe('endpoint claims', () => {
     const store = world();
     store.txn([{ op: 'delete', kind: 'Node', name: 'n1' }]);
     const rev = store.revision();
-    expect(new EndpointClaims(store, silentLogger()).report('n1', 's1', [enc(good())]).accepted).toBe(0);
+    expect(
+      (await new EndpointClaims(syncControllerStore(store), silentLogger()).report('n1', 's1', [enc(good())]))
+        .accepted,
+    ).toBe(0);
     expect(store.revision()).toBe(rev);
   });
 
-  it('handles a report by lookups: no list of all Endpoints per report', () => {
+  it('handles a report by lookups: no list of all Endpoints per report', async () => {
     const store = world();
     let lists = 0;
     const counting: Store = new Proxy(store, {
@@ -268,13 +276,15 @@ describe('endpoint claims', () => {
         return typeof v === 'function' ? v.bind(target) : v;
       },
     });
-    const claims = new EndpointClaims(counting, silentLogger());
+    const claims = new EndpointClaims(syncControllerStore(counting), silentLogger());
     const atStart = lists;
-    for (let i = 0; i < 5; i++) claims.report('n1', 's1', [enc(good()), enc(x({ ip: '10.1.0.6' }))]);
-    claims.report('n1', 's1', []);
+    for (let i = 0; i < 5; i++) await claims.report('n1', 's1', [enc(good()), enc(x({ ip: '10.1.0.6' }))]);
+    await claims.report('n1', 's1', []);
     expect(lists - atStart).toBe(0);
     // The index follows the store: n2's endpoints deleted elsewhere free their MAC.
     store.txn([{ op: 'delete', kind: 'Endpoint', name: 'n2.a' }]);
-    expect(claims.report('n1', 's1', [enc(good('m', { mac: '02:00:00:00:00:02' }))]).refused).toEqual([]);
+    expect((await claims.report('n1', 's1', [enc(good('m', { mac: '02:00:00:00:00:02' }))])).refused).toEqual(
+      [],
+    );
   });
 });

@@ -5,6 +5,7 @@ import type { TetherObject } from '../../../src/api/resource.js';
 import { type SessionCall, SessionHub, type SessionOptions } from '../../../src/controller/hub.js';
 import { MemoryStore } from '../../../src/controller/store/memory.js';
 import { silentLogger } from '../../../src/lib/log.js';
+import { syncControllerStore } from '../../support/sync-store.js';
 
 class FakeCall extends EventEmitter {
   sent: ControllerMessage[] = [];
@@ -57,7 +58,7 @@ const obj = (kind: string, name: string, spec: Record<string, unknown>): TetherO
 
 function setup(opts: { sendQueueBytes?: number } = {}) {
   const store = new MemoryStore();
-  const hub = new SessionHub(store, silentLogger(), { heartbeatMs: 1000, ...opts });
+  const hub = new SessionHub(syncControllerStore(store), silentLogger(), { heartbeatMs: 1000, ...opts });
   const open = (node: string, site: string, held: number, o: SessionOptions = {}) => {
     const call = new FakeCall();
     hub.open(call as unknown as SessionCall, node, site, held, 'boot', o);
@@ -91,7 +92,7 @@ function nodesSent(call: FakeCall): TetherObject[] {
 }
 
 describe('SessionHub', () => {
-  it('sends a node holding nothing a snapshot of its site slice, closed by an end marker', () => {
+  it('sends a node holding nothing a snapshot of its site slice, closed by an end marker', async () => {
     const { store, open } = setup();
     store.txn([
       { op: 'put', object: obj('Site', 'a', {}) },
@@ -136,7 +137,7 @@ describe('SessionHub', () => {
     expect(call.names().some((n) => n.startsWith('EnrollmentToken/'))).toBe(false);
   });
 
-  it('resumes a node from its revision with only what changed in its slice', () => {
+  it('resumes a node from its revision with only what changed in its slice', async () => {
     const { store, open } = setup();
     store.txn([{ op: 'put', object: obj('VirtualNetwork', 'red', { subnets: ['10.1.0.0/24'] }) }]);
     const held = store.revision();
@@ -158,7 +159,7 @@ describe('SessionHub', () => {
     expect(call.sent[0]!.delta!.revision).toBe(store.revision());
   });
 
-  it('falls back to a snapshot when a network the node held was deleted since its revision', () => {
+  it('falls back to a snapshot when a network the node held was deleted since its revision', async () => {
     const { store, open } = setup();
     store.txn([{ op: 'put', object: obj('VirtualNetwork', 'red', { subnets: ['10.1.0.0/24'] }) }]);
     const held = store.revision();
@@ -166,7 +167,7 @@ describe('SessionHub', () => {
     expect(open('n1', 'a', held).kinds()).toEqual(['snapshot_begin', 'snapshot_end']);
   });
 
-  it("falls back to a snapshot when a network changed its sites since the node's revision", () => {
+  it("falls back to a snapshot when a network changed its sites since the node's revision", async () => {
     const { store, open } = setup();
     store.txn([
       { op: 'put', object: obj('VirtualNetwork', 'red', { subnets: ['10.1.0.0/24'], sites: ['b'] }) },
@@ -178,7 +179,7 @@ describe('SessionHub', () => {
     expect(open('n1', 'a', held).kinds()[0]).toBe('snapshot_begin');
   });
 
-  it('streams deltas per site and moves endpoints in and out with their network', () => {
+  it('streams deltas per site and moves endpoints in and out with their network', async () => {
     const { store, open } = setup();
     store.txn([
       { op: 'put', object: obj('VirtualNetwork', 'red', { subnets: ['10.1.0.0/24'], sites: ['b'] }) },
@@ -218,7 +219,7 @@ describe('SessionHub', () => {
     expect(a.sent).toEqual([]);
   });
 
-  it('replaces an older session of the same node and closes on demand', () => {
+  it('replaces an older session of the same node and closes on demand', async () => {
     const { hub, open } = setup();
     const first = open('n1', 'a', 0);
     const second = open('n1', 'a', 0);
@@ -230,7 +231,7 @@ describe('SessionHub', () => {
     expect(hub.count()).toBe(0);
   });
 
-  it("carries the site roster: a summary of each of the site's nodes and nothing else of them", () => {
+  it("carries the site roster: a summary of each of the site's nodes and nothing else of them", async () => {
     const { store, open } = setup();
     store.txn([
       { op: 'put', object: obj('Site', 'a', {}) },
@@ -272,7 +273,7 @@ describe('SessionHub', () => {
     ]);
   });
 
-  it('keeps one proxy session per site next to node sessions, and a tiny record per proxied node', () => {
+  it('keeps one proxy session per site next to node sessions, and a tiny record per proxied node', async () => {
     const { store, hub, open } = setup();
     store.txn([
       { op: 'put', object: obj('Site', 'a', {}) },
@@ -339,7 +340,7 @@ describe('SessionHub', () => {
 describe('SessionHub heartbeats', () => {
   afterEach(() => vi.useRealTimers());
 
-  it("uses each peer's declared interval; a proxy only gets echoes and ends after 3 silent intervals", () => {
+  it("uses each peer's declared interval; a proxy only gets echoes and ends after 3 silent intervals", async () => {
     vi.useFakeTimers();
     const { hub, open } = setup();
     hub.start();
@@ -362,7 +363,7 @@ describe('SessionHub heartbeats', () => {
     hub.stop();
   });
 
-  it('bounds a declared interval and takes 0 as the configured default', () => {
+  it('bounds a declared interval and takes 0 as the configured default', async () => {
     vi.useFakeTimers();
     const { hub, open } = setup();
     hub.start();

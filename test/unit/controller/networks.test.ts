@@ -8,6 +8,7 @@ import {
 } from '../../../src/controller/networks.js';
 import { MemoryStore } from '../../../src/controller/store/memory.js';
 import { silentLogger } from '../../../src/lib/log.js';
+import { syncControllerStore } from '../../support/sync-store.js';
 
 const vn = (name: string, spec: Record<string, unknown>, status?: Record<string, unknown>): TetherObject => ({
   apiVersion: 'tether.dev/v1',
@@ -18,7 +19,7 @@ const vn = (name: string, spec: Record<string, unknown>, status?: Record<string,
 });
 
 describe('networkStatus', () => {
-  it('allocates the lowest free VNI, keeps a given one, honours spec.vni', () => {
+  it('allocates the lowest free VNI, keeps a given one, honours spec.vni', async () => {
     const a = vn('a', { subnets: ['10.1.0.0/24'] }, { vni: VNI_BASE });
     expect(networkStatus(vn('b', { subnets: ['10.2.0.0/24'] }), [a], []).vni).toBe(VNI_BASE + 1);
     expect(networkStatus(a, [a], []).vni).toBe(VNI_BASE);
@@ -28,7 +29,7 @@ describe('networkStatus', () => {
     expect(clash.message).toContain('already used');
   });
 
-  it('gives each covered site its own block and never moves a block in use', () => {
+  it('gives each covered site its own block and never moves a block in use', async () => {
     const s1 = networkStatus(vn('red', { subnets: ['10.1.0.0/24'] }), [], ['b', 'a']);
     expect(s1.siteBlocks).toEqual({ a: '10.1.0.0/26', b: '10.1.0.64/26' });
     // A new site sorting first must not take a's block.
@@ -43,13 +44,13 @@ describe('networkStatus', () => {
     ).toEqual({ x: '10.0.0.0/24' });
   });
 
-  it('says when sites outnumber blocks', () => {
+  it('says when sites outnumber blocks', async () => {
     const st = networkStatus(vn('tiny', { subnets: ['10.9.0.0/28'] }), [], ['a', 'b', 'c', 'd', 'e']);
     expect(Object.keys(st.siteBlocks ?? {})).toHaveLength(4);
     expect(st.message).toContain('no address block left for site e');
   });
 
-  it('splits a site block among its nodes so they never draw the same address', () => {
+  it('splits a site block among its nodes so they never draw the same address', async () => {
     expect(nodeBlockPrefix(26)).toBe(28);
     expect(nodeBlockPrefix(24)).toBe(28);
     const nodes = new Map([['a', ['n2', 'n1']]]);
@@ -69,7 +70,7 @@ describe('networkStatus', () => {
 describe('NetworkReconciler', () => {
   it('writes status for networks as sites and nodes appear, and is idempotent', async () => {
     const store = new MemoryStore();
-    const r = new NetworkReconciler(store, silentLogger());
+    const r = new NetworkReconciler(syncControllerStore(store), silentLogger());
     store.txn([
       { op: 'put', object: { apiVersion: 'tether.dev/v1', kind: 'Site', metadata: { name: 'a' }, spec: {} } },
       { op: 'put', object: vn('red', { subnets: ['10.1.0.0/24'] }) },
@@ -84,18 +85,18 @@ describe('NetworkReconciler', () => {
         },
       },
     ]);
-    expect(r.reconcile()).toBe(1);
+    expect(await r.reconcile()).toBe(1);
     expect(store.get('VirtualNetwork', 'red')!.object.status).toEqual({
       vni: VNI_BASE,
       siteBlocks: { a: '10.1.0.0/26' },
       nodeBlocks: { n1: '10.1.0.0/28' },
     });
-    expect(r.reconcile()).toBe(0);
+    expect(await r.reconcile()).toBe(0);
   });
 });
 
 describe('NetworkReconciler.withStatus', () => {
-  it('reads no Node for an apply without networks (every apply passes through it)', () => {
+  it('reads no Node for an apply without networks (every apply passes through it)', async () => {
     const store = new MemoryStore();
     const reads: Array<string | undefined> = [];
     const list = store.list.bind(store);
@@ -103,7 +104,7 @@ describe('NetworkReconciler.withStatus', () => {
       reads.push(kind);
       return list(kind);
     };
-    const r = new NetworkReconciler(store, silentLogger());
+    const r = new NetworkReconciler(syncControllerStore(store), silentLogger());
     expect(r.withStatus([])).toEqual([]);
     expect(reads).not.toContain('Node');
     // With a network it does read them (its node blocks depend on them).

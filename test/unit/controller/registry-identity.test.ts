@@ -1,6 +1,7 @@
 // Identity rules of the registry: tokens die with their site, no takeover of an enrolled
 // name without an audited reset, only the current certificate renews, a node's endpoints go
 // with it, concurrent enrollments race fairly, and only P-256 keys are signed.
+import { syncControllerStore } from '../../support/sync-store.js';
 import 'reflect-metadata';
 import { webcrypto, X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
@@ -18,8 +19,11 @@ beforeAll(async () => {
 
 function setup() {
   const store = new MemoryStore();
-  const index = new EndpointIndex(store);
-  const reg = new Registry(store, ca, { nodeCertSeconds: 3600, endpointsOf: (n) => index.ofNode(n) });
+  const index = new EndpointIndex(syncControllerStore(store));
+  const reg = new Registry(syncControllerStore(store), ca, {
+    nodeCertSeconds: 3600,
+    endpointsOf: (n) => index.ofNode(n),
+  });
   return { store, reg };
 }
 
@@ -55,8 +59,8 @@ function endpointOf(node: string, id: string, ip: string) {
 describe('tokens die with their site', () => {
   it('deleting a site kills its tokens in the same revision; enrolling is refused, also into a new site of that name', async () => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, 5);
-    const other = reg.createToken('site-b', 3600, 1);
+    const t = await reg.createToken('site-a', 3600, 5);
+    const other = await reg.createToken('site-b', 3600, 1);
     const res = store.txn(reg.deleteOps('Site', 'site-a'));
     expect(res.results.map((r) => r.revision)).toEqual([res.revision, res.revision]);
     expect(store.get('EnrollmentToken', `token-${other.id}`)!.object.status).not.toHaveProperty(
@@ -78,7 +82,7 @@ describe('tokens die with their site', () => {
 
   it('a token that outlived its site is refused with TETHER_E_SITE_GONE, and skips nothing', async () => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, 5);
+    const t = await reg.createToken('site-a', 3600, 5);
     store.txn([{ op: 'delete', kind: 'Site', name: 'site-a' }]);
     const rev = store.revision();
     await expect(enroll(reg, t.token, 'n1')).rejects.toMatchObject({ code: 'TETHER_E_SITE_GONE' });
@@ -89,7 +93,7 @@ describe('tokens die with their site', () => {
 describe('no takeover of an enrolled name', () => {
   it('refuses another key under an approved name until an admin resets it, and audits the reset', async () => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, 3);
+    const t = await reg.createToken('site-a', 3600, 3);
     const first = await enroll(reg, t.token, 'n1');
     expect(first.status).toBe('approved');
     const before = store.get('Node', 'n1')!;
@@ -99,8 +103,8 @@ describe('no takeover of an enrolled name', () => {
     });
     expect(store.get('Node', 'n1')!.revision).toBe(before.revision);
     store.txn([endpointOf('n1', 'a', '10.1.0.5')]);
-    reg.recordVtep('n1', '192.0.2.1');
-    const reset = reg.reset('n1', 'alice');
+    await reg.recordVtep('n1', '192.0.2.1');
+    const reset = await reg.reset('n1', 'alice');
     expect(reset.status).toMatchObject({ phase: 'Reset', certSerials: [], lastReset: { by: 'alice' } });
     expect(reset.status).not.toHaveProperty('vtep');
     expect(reset.metadata.annotations).toMatchObject({ 'tether.dev/reset-by': 'alice' });
@@ -126,7 +130,7 @@ describe('no takeover of an enrolled name', () => {
         },
       },
     ]);
-    const t = reg.createToken('m', 3600, 2);
+    const t = await reg.createToken('m', 3600, 2);
     expect((await enroll(reg, t.token, 'p1')).status).toBe('pending');
     const csr = (store.get('Node', 'p1')!.object.status as { csrPem: string }).csrPem;
     await expect(enroll(reg, t.token, 'p1')).rejects.toMatchObject({ code: 'TETHER_E_NODE_EXISTS' });
@@ -135,7 +139,7 @@ describe('no takeover of an enrolled name', () => {
 
   it('hands a retry of the same auto-approved request (answer lost) the same certificate', async () => {
     const { reg } = setup();
-    const t = reg.createToken('site-a', 3600, 1);
+    const t = await reg.createToken('site-a', 3600, 1);
     const k = await createKeyAndCsr('n1');
     const a = await enroll(reg, t.token, 'n1', k.csrPem);
     const b = await enroll(reg, t.token, 'n1', k.csrPem);
@@ -146,7 +150,7 @@ describe('no takeover of an enrolled name', () => {
 describe('renewal', () => {
   it('only the current certificate renews; the previous one cannot push it out', async () => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, 1);
+    const t = await reg.createToken('site-a', 3600, 1);
     const out = await enroll(reg, t.token, 'n1');
     if (out.status !== 'approved') throw new Error('expected approval');
     const s0 = serialOf(out.certPem);
@@ -174,7 +178,7 @@ describe('renewal', () => {
 
   it('a renewal whose answer was lost gets the same certificate when retried with the same key', async () => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, 1);
+    const t = await reg.createToken('site-a', 3600, 1);
     const out = await enroll(reg, t.token, 'n1');
     if (out.status !== 'approved') throw new Error('expected approval');
     const k = await createKeyAndCsr('n1');
@@ -188,12 +192,12 @@ describe('renewal', () => {
 
 describe("a node's endpoints go with it", () => {
   it.each([
-    ['revoke', (reg: Registry, store: MemoryStore) => reg.revoke('n1') && store],
-    ['delete', (reg: Registry, store: MemoryStore) => store.txn(reg.deleteOps('Node', 'n1')) && store],
-    ['reset', (reg: Registry, store: MemoryStore) => reg.reset('n1', 'admin') && store],
+    ['revoke', async (reg: Registry, store: MemoryStore) => (await reg.revoke('n1')) && store],
+    ['delete', async (reg: Registry, store: MemoryStore) => store.txn(reg.deleteOps('Node', 'n1')) && store],
+    ['reset', async (reg: Registry, store: MemoryStore) => (await reg.reset('n1', 'admin')) && store],
   ])('%s removes them in the same revision', async (_what, act) => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, 2);
+    const t = await reg.createToken('site-a', 3600, 2);
     await enroll(reg, t.token, 'n1');
     await enroll(reg, t.token, 'n2');
     store.txn([
@@ -203,7 +207,7 @@ describe("a node's endpoints go with it", () => {
     ]);
     const events: Array<{ kind: string; name: string; revision: number }> = [];
     store.subscribe((evs) => events.push(...evs));
-    act(reg, store);
+    await act(reg, store);
     expect(new Set(events.map((e) => e.revision)).size).toBe(1);
     expect(events.map((e) => `${e.kind}/${e.name}`).sort()).toEqual([
       'Endpoint/n1.a',
@@ -221,7 +225,7 @@ describe('concurrent enrollments', () => {
     [5, 5],
   ])('a token with uses %i: exactly that many of %i racing enrollments win', async (uses, n) => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, uses);
+    const t = await reg.createToken('site-a', 3600, uses);
     const csrs = await Promise.all(Array.from({ length: n }, (_, i) => createKeyAndCsr(`c${i}`)));
     const results = await Promise.allSettled(csrs.map((k, i) => enroll(reg, t.token, `c${i}`, k.csrPem)));
     const won = results.filter((r) => r.status === 'fulfilled');
@@ -277,7 +281,7 @@ describe('key types', () => {
     async (_name, [alg, sign], msg) => {
       const { store, reg } = setup();
       const csrPem = await csrWith(alg as webcrypto.RsaHashedKeyGenParams, sign as webcrypto.Algorithm);
-      const t = reg.createToken('site-a', 3600, 2);
+      const t = await reg.createToken('site-a', 3600, 2);
       const rev = store.revision();
       await expect(enroll(reg, t.token, 'n1', csrPem)).rejects.toMatchObject({
         code: 'TETHER_E_KEY_TYPE',
@@ -298,17 +302,17 @@ describe('key types', () => {
 describe('underlay address (VTEP)', () => {
   it('records the first one a node declares, holds it to it, and refuses another node’s', async () => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, 2);
+    const t = await reg.createToken('site-a', 3600, 2);
     await enroll(reg, t.token, 'n1');
     await enroll(reg, t.token, 'n2');
-    reg.recordVtep('n1', '192.0.2.1');
+    await reg.recordVtep('n1', '192.0.2.1');
     const rev = store.revision();
-    reg.recordVtep('n1', '192.0.2.1');
+    await reg.recordVtep('n1', '192.0.2.1');
     expect(store.revision()).toBe(rev);
-    expect(() => reg.recordVtep('n1', '192.0.2.9')).toThrow(
+    await expect(reg.recordVtep('n1', '192.0.2.9')).rejects.toThrow(
       expect.objectContaining({ code: 'TETHER_E_CLAIM' }),
     );
-    expect(() => reg.recordVtep('n2', '192.0.2.1')).toThrow(
+    await expect(reg.recordVtep('n2', '192.0.2.1')).rejects.toThrow(
       expect.objectContaining({ code: 'TETHER_E_CLAIM', message: expect.stringContaining('"n1"') }),
     );
     for (const bad of [
@@ -321,7 +325,7 @@ describe('underlay address (VTEP)', () => {
       '240.0.0.1',
       ' 192.0.2.2',
     ])
-      expect(() => reg.recordVtep('n2', bad), bad).toThrow(
+      await expect(reg.recordVtep('n2', bad), bad).rejects.toThrow(
         expect.objectContaining({ code: 'TETHER_E_INVALID' }),
       );
     expect(store.revision()).toBe(rev);

@@ -11,6 +11,7 @@ import {
   identityOf,
   verifyIssuedBy,
 } from '../../../src/lib/pki.js';
+import { syncControllerStore } from '../../support/sync-store.js';
 
 let ca: CaMaterial;
 let csr: { keyPem: string; csrPem: string };
@@ -22,7 +23,7 @@ beforeAll(async () => {
 
 function setup(now = () => new Date()) {
   const store = new MemoryStore();
-  return { store, reg: new Registry(store, ca, { nodeCertSeconds: 3600, now }) };
+  return { store, reg: new Registry(syncControllerStore(store), ca, { nodeCertSeconds: 3600, now }) };
 }
 
 const cred = (t: string) => {
@@ -31,7 +32,7 @@ const cred = (t: string) => {
 };
 
 describe('Registry', () => {
-  it("deletes a network's endpoints with it, in one transaction, and nothing of other networks", () => {
+  it("deletes a network's endpoints with it, in one transaction, and nothing of other networks", async () => {
     const { store, reg } = setup();
     const obj = (kind: string, name: string, spec: Record<string, unknown>) => ({
       op: 'put' as const,
@@ -53,9 +54,9 @@ describe('Registry', () => {
     expect(store.get('NetworkPolicy', 'p')).toBeDefined();
   });
 
-  it('issues a token that pins the CA and is stored hashed; creates the site', () => {
+  it('issues a token that pins the CA and is stored hashed; creates the site', async () => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, 1);
+    const t = await reg.createToken('site-a', 3600, 1);
     expect(parseToken(t.token).caFingerprint).toBe(certFingerprint(ca.certPem));
     const stored = store.get('EnrollmentToken', `token-${t.id}`)!;
     expect(JSON.stringify(stored.object)).not.toContain(parseToken(t.token).secret);
@@ -65,7 +66,7 @@ describe('Registry', () => {
 
   it('enrolls with a valid token: certificate bound to node and site, token used once', async () => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, 1);
+    const t = await reg.createToken('site-a', 3600, 1);
     const out = await reg.enroll({
       credential: cred(t.token),
       nodeName: 'n1',
@@ -99,7 +100,7 @@ describe('Registry', () => {
     ['an unknown id', () => `zzzzzz.${'a'.repeat(32)}`, 'unknown'],
   ])('refuses %s and writes nothing', async (_what, mangle, msg) => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, 1);
+    const t = await reg.createToken('site-a', 3600, 1);
     const rev = store.revision();
     await expect(
       reg.enroll({
@@ -119,7 +120,7 @@ describe('Registry', () => {
   it('refuses an expired token', async () => {
     let now = new Date('2026-01-01T00:00:00Z');
     const { store, reg } = setup(() => now);
-    const t = reg.createToken('site-a', 60, 1);
+    const t = await reg.createToken('site-a', 60, 1);
     now = new Date('2026-01-01T00:01:01Z');
     const rev = store.revision();
     await expect(
@@ -139,8 +140,8 @@ describe('Registry', () => {
 
   it('refuses a token for another site, both by expectation and for an existing node', async () => {
     const { reg } = setup();
-    const a = reg.createToken('site-a', 3600, 2);
-    const b = reg.createToken('site-b', 3600, 1);
+    const a = await reg.createToken('site-a', 3600, 2);
+    const b = await reg.createToken('site-b', 3600, 1);
     await expect(
       reg.enroll({
         credential: cred(b.token),
@@ -184,7 +185,7 @@ describe('Registry', () => {
         },
       },
     ]);
-    const t = reg.createToken('site-m', 3600, 1);
+    const t = await reg.createToken('site-m', 3600, 1);
     const req = {
       credential: cred(t.token),
       nodeName: 'n9',
@@ -207,7 +208,7 @@ describe('Registry', () => {
 
   it('refuses a revoked node and renews with both serials accepted', async () => {
     const { store, reg } = setup();
-    const t = reg.createToken('site-a', 3600, 3);
+    const t = await reg.createToken('site-a', 3600, 3);
     const out = await reg.enroll({
       credential: cred(t.token),
       nodeName: 'n1',
@@ -222,7 +223,7 @@ describe('Registry', () => {
     expect(serials).toContain(serial);
     expect(serials).toHaveLength(2);
     expect(identityOf(new X509Certificate(renewed.certPem))?.name).toBe('n1');
-    reg.revoke('n1');
+    await reg.revoke('n1');
     await expect(
       reg.enroll({
         credential: cred(t.token),

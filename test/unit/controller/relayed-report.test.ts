@@ -1,6 +1,7 @@
 // Reports a site proxy relays for its site's nodes: only a report the node itself signed,
 // with the certificate the controller issued to it and still accepts, for an Approved node
 // of the proxy's own site, newer than the last one accepted from that node.
+import { syncControllerStore } from '../../support/sync-store.js';
 import 'reflect-metadata';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -95,9 +96,12 @@ function seed(store: Store): void {
   ]);
 }
 
+/** Lets the endpoint claims' commit (a promise) finish and its answer go out. */
+const settle = () => new Promise<void>((r) => setImmediate(r));
+
 function serve(store: Store): ControllerServer {
   return new ControllerServer({
-    store,
+    store: syncControllerStore(store),
     ca,
     serverCertPem: server.certPem,
     serverKeyPem: server.keyPem,
@@ -160,7 +164,7 @@ function refusal(r: ReturnType<ControllerServer['checkRelayed']>) {
 }
 
 describe('relayed endpoint reports', () => {
-  it("accepts a report signed by the node's current certificate for a node of the proxy's site", () => {
+  it("accepts a report signed by the node's current certificate for a node of the proxy's site", async () => {
     const { srv, session } = setup();
     const r = srv.checkRelayed(session, { node: 'a2', signed: signed(body('a2', 'site-a', 1)) });
     expect('body' in r && r.body.seq).toBe(1);
@@ -189,7 +193,7 @@ describe('relayed endpoint reports', () => {
     expect(srv.endpoints.stats('a2')?.refused).toBe(4);
   });
 
-  it("refuses another site's node, even with that node's genuine signature, and an unknown name", () => {
+  it("refuses another site's node, even with that node's genuine signature, and an unknown name", async () => {
     const { srv, session } = setup();
     const r = srv.checkRelayed(session, { node: 'b1', signed: signed(body('b1', 'site-b', 1)) });
     expect(refusal(r)?.code).toBe('TETHER_E_PERMISSION');
@@ -206,7 +210,7 @@ describe('relayed endpoint reports', () => {
     expect(refusal(r4)?.field).toBe('signed.payload.site');
   });
 
-  it('refuses a replay: the same or a lower seq, of the same boot or another', () => {
+  it('refuses a replay: the same or a lower seq, of the same boot or another', async () => {
     const { srv, session } = setup();
     const r5 = signed(body('a2', 'site-a', 5));
     expect('body' in srv.checkRelayed(session, { node: 'a2', signed: r5 })).toBe(true);
@@ -223,7 +227,7 @@ describe('relayed endpoint reports', () => {
     expect(srv.endpoints.stats('a2')?.byCode.TETHER_E_CONFLICT).toBe(3);
   });
 
-  it('refuses a revoked, reset or pending node', () => {
+  it('refuses a revoked, reset or pending node', async () => {
     for (const phase of ['Revoked', 'Reset', 'Pending']) {
       const { store, srv, session } = setup();
       store.txn([{ op: 'put', object: nodeObj('a2', 'site-a', phase) }]);
@@ -262,6 +266,7 @@ describe('relayed endpoint reports', () => {
     for (const seq of [5, 6, 7]) {
       ({ session } = proxySession());
       srv.relayedReport(session, { node: 'a2', signed: signed(body('a2', 'site-a', seq)) }, new Map());
+      await settle();
     }
     expect(store.reportMark('a2')).toMatchObject({
       seq: 7,
@@ -275,6 +280,8 @@ describe('relayed endpoint reports', () => {
     store = new SqliteStore(dataDir);
     srv = serve(store);
     ({ session } = proxySession());
+    // What the proxy's hello does before its session opens: the site's stored marks.
+    await srv.loadMarks(['a2']);
     for (const seq of [7, 6, 1]) {
       const r = srv.checkRelayed(session, { node: 'a2', signed: signed(body('a2', 'site-a', seq)) });
       expect(refusal(r)?.code, `seq ${seq}`).toBe('TETHER_E_CONFLICT');
@@ -286,6 +293,7 @@ describe('relayed endpoint reports', () => {
     );
     // The node's next report goes through and moves the stored mark.
     srv.relayedReport(session, { node: 'a2', signed: signed(body('a2', 'site-a', 8)) }, new Map());
+    await settle();
     expect(store.reportMark('a2')?.seq).toBe(8);
     await srv.close();
     store.close();
@@ -347,7 +355,7 @@ describe('relayed endpoint reports', () => {
     expect(refusal(srv.checkRelayed(session, { node: 'a2', signed: first }))?.code).toBe('TETHER_E_CONFLICT');
   });
 
-  it('made-up node names do not grow the answers held for an overflowed proxy session, and are refused', () => {
+  it('made-up node names do not grow the answers held for an overflowed proxy session, and are refused', async () => {
     const { srv } = setup();
     const { session } = proxySession();
     // The proxy's WAN link stalled: answers are held (one per node) until it drains.
@@ -366,6 +374,7 @@ describe('relayed endpoint reports', () => {
     expect([...(session.held?.keys() ?? [])]).toEqual(['a1']);
     // A real node of the site keeps its own slot: its answer is not lost among the others.
     srv.relayedReport(session, { node: 'a2', signed: signed(body('a2', 'site-a', 1)) }, new Map());
+    await settle();
     expect([...(session.held?.keys() ?? [])].sort()).toEqual(['a1', 'a2']);
     // Each name was refused with a clear code, counted under the proxy's node, and the held
     // answer says which name and why (the name cut to 64 characters).
