@@ -1,9 +1,9 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import { asTetherError } from '../lib/errors.js';
 import { lazyCounter, lazyGauge } from '../lib/prom.js';
+import type { ControllerStore } from './mirror.js';
 import type { NodeStatus } from './registry.js';
 import type { ControllerServer } from './server.js';
-import type { ControllerStore } from './mirror.js';
 
 /**
  * The controller's `tether_controller_*` families (docs/observability.md). Label values are

@@ -37,7 +37,6 @@ export interface StatusView {
   lastError?: string | undefined;
   upstream?: NodeLiveStatus['session']['upstream'];
   proxy?: NodeLiveStatus['proxy'];
-  gateway?: NodeLiveStatus['gateway'];
   revision: number;
   objects?: number;
   networks?: NodeLiveStatus['networks'];
@@ -69,7 +68,6 @@ async function liveView(socket: string): Promise<StatusView> {
     lastError: s.session.lastError,
     ...(s.session.upstream ? { upstream: s.session.upstream } : {}),
     proxy: s.proxy,
-    ...(s.gateway ? { gateway: s.gateway } : {}),
     revision: s.revision,
     networks: s.networks,
     endpoints: s.endpoints.length,
@@ -143,12 +141,6 @@ export function renderView(v: StatusView): string {
       'proxy role',
       `${v.proxy.role}${v.proxy.activeNode ? `, active: ${v.proxy.activeNode}` : ''}${v.proxy.agents !== undefined ? `, ${v.proxy.agents} agent(s)` : ''}${v.proxy.wan ? `, WAN ${v.proxy.wan.phase}` : ''}`,
     ]);
-  // The gateway HA role, live (docs/gateway.md "Gateway HA").
-  if (v.gateway)
-    rows.push([
-      'gateway role',
-      `${v.gateway.role} (${v.gateway.gateway}${v.gateway.roleReason ? `: ${v.gateway.roleReason}` : ''})`,
-    ]);
   rows.push(['revision held', String(v.revision)]);
   if (v.objects !== undefined) rows.push(['objects', String(v.objects)]);
   for (const n of v.networks ?? [])
@@ -164,6 +156,8 @@ export function renderView(v: StatusView): string {
       'gateway',
       `${String(g.gateway)} (${String(g.role)}), BIRD ${g.running ? 'running' : 'not running'}${g.error ? `: ${String(g.error)}` : ''}`,
     ]);
+    // The gateway HA role and why (docs/gateway.md "Gateway HA").
+    if (typeof g.roleReason === 'string') rows.push(['gateway role', `${String(g.role)}: ${g.roleReason}`]);
     // The answer came over a socket: print only what has the expected shape.
     for (const [name, p] of Object.entries(g.peers && typeof g.peers === 'object' ? g.peers : {}).slice(
       0,

@@ -27,7 +27,7 @@ describe('tether status: the gateway HA role', () => {
       updatedAt: '',
     };
     expect(renderView({ ...base, gateway })).toMatch(
-      /gateway role\s+standby \(cell-gw: gw-b is active; waiting out the preempt hold\)/,
+      /gateway role\s+standby: gw-b is active; waiting out the preempt hold/,
     );
     expect(renderView(base)).not.toMatch(/gateway role/);
   });
