@@ -3,6 +3,8 @@
 // Escape codes used: colour (SGR, only when useColor allows), and cursor control on a terminal
 // that is not TERM=dumb: CSI H (home), CSI 2J (clear), CSI ?25l / ?25h (hide/show cursor).
 // With TERM=dumb each frame is printed plainly after a blank line.
+
+import { printableDeep } from '../lib/printable.js';
 import type { NodeEvent, NodeLiveStatus } from '../node/control-api.js';
 
 export interface Frame {
@@ -51,7 +53,9 @@ function phaseColor(phase: string): 'green' | 'yellow' | 'red' {
 }
 
 /** The screen as lines, at most `rows` lines of at most `cols` columns. */
-export function renderFrame(f: Frame, cols: number, rows: number, paint: Paint): string[] {
+export function renderFrame(raw: Frame, cols: number, rows: number, paint: Paint): string[] {
+  // Everything below came over the control API or from the node's event log.
+  const f = printableDeep(raw);
   const lines: string[] = [];
   const s = f.status;
   lines.push(

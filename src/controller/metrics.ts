@@ -178,10 +178,11 @@ export class ControllerMetrics {
       }
     };
     const reconcile = server.networks.reconcile.bind(server.networks);
-    server.networks.reconcile = () => {
+    // reconcile() is async: a failure is a rejection, not a throw.
+    server.networks.reconcile = async () => {
       this.reconcileRuns.inc();
       try {
-        return reconcile();
+        return await reconcile();
       } catch (e) {
         this.reconcileErrors.inc();
         throw e;

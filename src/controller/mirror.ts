@@ -38,6 +38,9 @@ export interface MirrorOptions {
   log?: Logger;
   /** Events kept for nodes' resume-by-delta (default 100,000; older ones: snapshot). */
   keepEvents?: number;
+  /** How long a write waits for the copy to see it before its caller gets
+   *  TETHER_E_UNAVAILABLE (the write is durable; the watch is stalled). Default 30 s. */
+  catchUpTimeoutMs?: number;
   /** Delay between watch retries when the Datastore is unreachable (ms, doubled to 5 s). */
   retryMs?: number;
 }
@@ -113,15 +116,20 @@ export class StoreMirror implements ControllerStore {
         if (signal.aborted) return;
         if (isTetherError(e, 'TETHER_E_COMPACTED')) {
           this.opts.log?.warn({ revision: this.head }, 'store watch fell behind compaction; resyncing');
-          await this.resync().catch((err: Error) =>
-            this.opts.log?.warn({ err: err.message }, 'store resync failed; retrying'),
+          const ok = await this.resync().then(
+            () => true,
+            (err: Error) => {
+              this.opts.log?.warn({ err: err.message }, 'store resync failed; retrying');
+              return false;
+            },
           );
-          continue;
-        }
-        this.opts.log?.warn(
-          { err: (e as Error).message, revision: this.head },
-          'store watch failed; retrying',
-        );
+          // A failed resync backs off like a failed watch instead of listing in a tight loop.
+          if (ok) continue;
+        } else
+          this.opts.log?.warn(
+            { err: (e as Error).message, revision: this.head },
+            'store watch failed; retrying',
+          );
       }
       await new Promise((r) => setTimeout(r, delay).unref());
       delay = Math.min(5000, delay * 2);
@@ -253,7 +261,29 @@ export class StoreMirror implements ControllerStore {
   }
   async txn(ops: readonly TxnOp[], extras?: TxnExtras, opts?: TxnOptions): Promise<TxnResult> {
     const r = await this.datastore.txn(ops, extras, opts);
-    await this.caughtUp(r.revision);
+    const ms = this.opts.catchUpTimeoutMs ?? 30_000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.caughtUp(r.revision),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new TetherError(
+                  'TETHER_E_UNAVAILABLE',
+                  `the write is durable at revision ${r.revision} but this controller's copy has not seen it within ${ms} ms`,
+                  { committedRevision: r.revision },
+                ),
+              ),
+            ms,
+          );
+          timer.unref();
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
     return r;
   }
   reportMark(node: string): Promise<ReportMark | undefined> {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { release } from 'node:os';
+import { hostname, release } from 'node:os';
 import type { Command } from 'commander';
 import { TetherError } from '../../lib/errors.js';
 import { ProcessRunner } from '../../lib/exec.js';
@@ -50,7 +50,14 @@ export function registerBundle(program: Command): void {
     )
     .action(async (o: { stateDir: string; output?: string; maxSize: string }) => {
       const cap = parsePositiveInt(o.maxSize, '--max-size');
-      const id = loadIdentity(o.stateDir);
+      // A bundle is most needed from a node that is not enrolled or whose credentials are
+      // damaged: fall back to the host name rather than refuse.
+      let id: { name: string };
+      try {
+        id = loadIdentity(o.stateDir);
+      } catch {
+        id = { name: hostname() };
+      }
       const runner = new ProcessRunner();
       const parts: Record<string, unknown> = {};
       parts.status = await nodeStatusView(o.stateDir).catch((e: unknown) => ({ error: String(e) }));

@@ -237,9 +237,11 @@ export class HaMonitor {
   }
 
   private receive(buf: Buffer, from: string): void {
-    const g = this.o.gateway();
+    // Parse first: a datagram that is not a heartbeat costs no look at the slice.
     const h = parseHeartbeat(buf);
-    if (!g || !h || h.gateway !== g.name) return;
+    if (!h) return;
+    const g = this.o.gateway();
+    if (!g || h.gateway !== g.name) return;
     // The claim is checked against what the slice says of that node: its own address only.
     if (!g.peers.some((p) => p.node === h.node && p.address === from)) return;
     this.views.set(h.node, {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
+  chmodSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -76,6 +77,11 @@ function stateFiles(root: string): { files: string[]; skipped: Array<{ path: str
       const p = join(dir, n);
       const st = lstatSync(p);
       const rel = relative(root, p);
+      // The daemon's own log files go in once, as logs.jsonl, not twice against the cap.
+      if (depth === 0 && n === 'logs' && st.isDirectory()) {
+        skipped.push({ path: rel, reason: 'the logs are in logs.jsonl' });
+        continue;
+      }
       if (st.isDirectory()) {
         if (depth < MAX_DEPTH) walk(p, depth + 1);
         else skipped.push({ path: rel, reason: `deeper than ${MAX_DEPTH} levels` });
@@ -219,6 +225,8 @@ export async function writeBundle(outFile: string, src: BundleSources): Promise<
       });
     }
     if (statSync(outFile).size === 0) throw new TetherError('TETHER_E_COMMAND', `empty bundle ${outFile}`);
+    // Redacted, but still the site's configuration and logs: only its owner reads it.
+    chmodSync(outFile, 0o600);
     return manifest;
   } finally {
     rmSync(work, { recursive: true, force: true });

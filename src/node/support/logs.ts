@@ -9,6 +9,7 @@ import {
   statSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { printable } from '../../lib/printable.js';
 
 /**
  * The node's logs for `tether logs` and the bundle (docs/field.md). The daemon writes pino JSON
@@ -155,16 +156,19 @@ export function formatLogRecord(
   r: LogRecord,
   paint: (s: string, colour: LogColour) => string = (s) => s,
 ): string {
-  if (r.raw !== undefined) return r.raw.replace(/[\r\n]+/g, ' ');
+  // One record is one line on the terminal, and nothing in it reaches the terminal as a
+  // control sequence: only the level's colour is painted after cleaning.
+  const clean = (t: string) => printable(t.replace(/[\r\n]+/g, ' '));
+  if (r.raw !== undefined) return clean(r.raw);
   const kv = Object.entries(r.fields)
     .map(
       ([k, v]) =>
         `${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`,
     )
     .join(' ');
-  const line = `${r.time ?? '-'} ${paint(r.level.toUpperCase().padEnd(5), COLOUR[r.level])} ${r.component ? `${r.component}: ` : ''}${r.msg}${kv ? ` ${kv}` : ''}`;
-  // One record is one line on the terminal, whatever the message holds.
-  return line.replace(/[\r\n]+/g, ' ');
+  const head = clean(`${r.time ?? '-'} `);
+  const rest = clean(` ${r.component ? `${r.component}: ` : ''}${r.msg}${kv ? ` ${kv}` : ''}`);
+  return `${head}${paint(r.level.toUpperCase().padEnd(5), COLOUR[r.level])}${rest}`;
 }
 
 /** The last `maxBytes` of a file, from the first whole line on. */

@@ -70,6 +70,28 @@ describe('redactText', () => {
     );
   });
 
+  it('catches secrets inline, after export/Environment=, in URL userinfo and in JSON containers', () => {
+    const cases: Array<[string, string]> = [
+      ['password = ini-secret1', 'ini-secret1'],
+      ['export DB_PASSWORD=env-secret2', 'env-secret2'],
+      ['Environment=TETHER_TOKEN=unit-secret3', 'unit-secret3'],
+      ['dial etcds://root:url-secret4@10.0.0.1:2379', 'url-secret4'],
+      ['{"msg":"login with password=msg-secret5","level":30}', 'msg-secret5'],
+      ['{"privateKey": ["arr-secret6", {"d": "arr-secret7"}], "n": 1}', 'arr-secret6'],
+      ['{"privateKey": {"d": "obj-secret8"}}', 'obj-secret8'],
+      ['key = "bare-key-secret9"', 'bare-key-secret9'],
+    ];
+    for (const [text, secret] of cases) {
+      const r = redactText(text);
+      expect(r.text, text).not.toContain(secret);
+      expect(redactText(r.text).text, text).toBe(r.text);
+    }
+    // JSON stays JSON when a secret sat inside one of its strings or under a container.
+    expect(() => JSON.parse(redactText(cases[4]?.[0] ?? '').text)).not.toThrow();
+    expect(JSON.parse(redactText(cases[5]?.[0] ?? '').text)).toEqual({ privateKey: REDACTED, n: 1 });
+    expect(redactText('tokenId: abc user: admin').text).toBe('tokenId: abc user: admin');
+  });
+
   it('catches blank-separated secrets in BIRD and FRR configuration', () => {
     const r = redactText(
       'protocol bgp up1 {\n  password "bird-md5";\n}\n neighbor 192.0.2.1 password frr-md5\n',
