@@ -6,6 +6,7 @@
 
 import { printableDeep } from '../lib/printable.js';
 import type { NodeEvent, NodeLiveStatus } from '../node/control-api.js';
+import { type Colour, sgr } from './term.js';
 
 export interface Frame {
   status?: NodeLiveStatus;
@@ -14,10 +15,9 @@ export interface Frame {
   at: Date;
 }
 
-type Paint = (text: string, color: 'red' | 'green' | 'yellow' | 'bold' | 'dim') => string;
+type Paint = (text: string, color: Colour) => string;
 
-const SGR = { red: 31, green: 32, yellow: 33, bold: 1, dim: 2 } as const;
-export const colorPaint: Paint = (t, c) => `\u001b[${SGR[c]}m${t}\u001b[0m`;
+export const colorPaint: Paint = sgr;
 export const plainPaint: Paint = (t) => t;
 
 const ESC = '\u001b';

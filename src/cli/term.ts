@@ -8,14 +8,16 @@ export function useColor(stream: NodeJS.WriteStream = process.stderr): boolean {
   return Boolean(stream.isTTY);
 }
 
-export function paint(
-  text: string,
-  color: 'red' | 'green' | 'yellow' | 'bold' | 'dim',
-  stream?: NodeJS.WriteStream,
-): string {
-  if (!useColor(stream)) return text;
-  const codes = { red: 31, green: 32, yellow: 33, bold: 1, dim: 2 } as const;
-  return `\u001b[${codes[color]}m${text}\u001b[0m`;
+export type Colour = 'red' | 'green' | 'yellow' | 'bold' | 'dim';
+const SGR = { red: 31, green: 32, yellow: 33, bold: 1, dim: 2 } as const;
+
+/** `text` in `color`, unconditionally (callers that already decided colour is on). */
+export function sgr(text: string, color: Colour): string {
+  return `\u001b[${SGR[color]}m${text}\u001b[0m`;
+}
+
+export function paint(text: string, color: Colour, stream?: NodeJS.WriteStream): string {
+  return useColor(stream) ? sgr(text, color) : text;
 }
 
 /** Left-aligned columns, kubectl style; headers upper-case. */

@@ -5,6 +5,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { TetherError } from '../../lib/errors.js';
 import type { CommandRunner } from '../../lib/exec.js';
 import { certFingerprint } from '../../lib/pki.js';
+import { splitHostPort } from '../connect.js';
 import { controlSocketPath, type NodeLiveStatus, readLiveStatus } from '../control-api.js';
 import { type LoadedIdentity, loadIdentity } from '../identity.js';
 
@@ -135,8 +136,13 @@ export function diskCheck(stateDir: string): DiagCheck {
 
 /** TLS handshake to the controller with the node's own certificate, pinned to ca.crt; the server's clock from the certificate is not used. */
 function controllerCheck(id: LoadedIdentity, timeoutMs: number): Promise<DiagCheck> {
-  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(id.controller);
-  if (!m)
+  let addr: { host: string; port: number } | undefined;
+  try {
+    addr = splitHostPort(id.controller);
+  } catch {
+    addr = undefined;
+  }
+  if (!addr || addr.port > 65535)
     return Promise.resolve(
       check(
         'controller',
@@ -145,14 +151,14 @@ function controllerCheck(id: LoadedIdentity, timeoutMs: number): Promise<DiagChe
         're-enroll with a correct --controller',
       ),
     );
-  const [, host, port] = m as unknown as [string, string, string];
+  const { host, port } = addr;
   const started = Date.now();
   return new Promise((resolve) => {
     let s: ReturnType<typeof tlsConnect>;
     try {
       s = tlsConnect({
         host,
-        port: Number(port),
+        port,
         ca: id.caPem,
         key: id.credentials.keyPem,
         cert: id.credentials.certPem,
