@@ -1,11 +1,15 @@
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
+  closeSync,
+  constants as fsc,
+  fstatSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
-  readFileSync,
+  readSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -75,8 +79,15 @@ function stateFiles(root: string): { files: string[]; skipped: Array<{ path: str
     for (const n of names) {
       if (files.length + skipped.length >= MAX_ENTRIES) return;
       const p = join(dir, n);
-      const st = lstatSync(p);
       const rel = relative(root, p);
+      let st: ReturnType<typeof lstatSync>;
+      try {
+        st = lstatSync(p);
+      } catch (e) {
+        // Gone between readdir and lstat (a daemon rotating a file): named, not fatal.
+        skipped.push({ path: rel, reason: `unreadable: ${(e as Error).message}` });
+        continue;
+      }
       // The daemon's own log files go in once, as logs.jsonl, not twice against the cap.
       if (depth === 0 && n === 'logs' && st.isDirectory()) {
         skipped.push({ path: rel, reason: 'the logs are in logs.jsonl' });
@@ -94,6 +105,31 @@ function stateFiles(root: string): { files: string[]; skipped: Array<{ path: str
   };
   walk(root, 0);
   return { files, skipped };
+}
+
+/**
+ * Reads a regular file without following a symlink at its last component and with a size
+ * bound checked on the open descriptor: the walk's lstat and this read are two steps, and a
+ * file swapped for a symlink (to a key outside the state directory) or grown in between must
+ * not end up in a bundle that leaves the site.
+ */
+export function readRegularFileNoFollow(path: string, maxBytes: number): Buffer {
+  const fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new TetherError('TETHER_E_INVALID', `${path}: not a regular file`);
+    if (st.size > maxBytes) throw new TetherError('TETHER_E_TOO_LARGE', `${path}: over ${maxBytes} bytes`);
+    const buf = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const n = readSync(fd, buf, off, buf.length - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Kernel state Tether owns: its nft tables, vxlan/bridge/veth devices, routes and rules, BIRD. */
@@ -199,7 +235,7 @@ export async function writeBundle(outFile: string, src: BundleSources): Promise<
     for (const rel of sf.files) {
       let text: string;
       try {
-        const b = readFileSync(join(src.stateDir, rel));
+        const b = readRegularFileNoFollow(join(src.stateDir, rel), MAX_STATE_FILE);
         if (b.includes(0)) {
           manifest.omitted.push({ path: `state/${rel}`, reason: 'binary' });
           continue;
