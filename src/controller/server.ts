@@ -206,8 +206,10 @@ export class ControllerServer {
       // every 2 h: an idle WAN session costs only its heartbeats (docs/controller.md).
       'grpc.keepalive_time_ms': 2 * 3600_000,
       'grpc.keepalive_timeout_ms': 20_000,
-      'grpc.keepalive_permit_without_calls': 1,
-      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+      // No ping-policing options: grpc-js 1.14's server reads neither
+      // `keepalive_permit_without_calls` nor `http2.min_ping_interval_without_data_ms` (only
+      // its client transport does). A client's pings are answered by Node's HTTP/2 layer;
+      // what bounds an abusive peer is the listener's per-connection caps (listener.ts).
       // Channelz keeps per-connection trace objects: memory we would pay 10,000 times.
       'grpc.enable_channelz': 0,
       // Tells the listener which connections have a call in progress: certificate-less

@@ -88,8 +88,7 @@ export class ProxyServer {
   private readonly server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 5000,
+    // No ping-policing options: grpc-js's server ignores them (see the controller's server).
     'grpc.max_concurrent_streams': PROXY_MAX_CONCURRENT_STREAMS,
     // Like the controller's: grpc-js otherwise keeps channelz counters, traces and child
     // trackers for every agent connection and call, which nothing here reads (proxy-rss).
