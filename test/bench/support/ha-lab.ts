@@ -16,6 +16,7 @@ import { gatewayHaKeys } from '../../../src/controller/ha-keys.js';
 import { NetnsSet } from '../../support/netns.js';
 import type { HaGatewayArgs } from './ha-gateway.js';
 import type { HaNodeArgs } from './ha-node.js';
+import type { HaSpoofArgs } from './ha-spoof.js';
 import { REPO } from './proc.js';
 
 export const FIP = '203.0.113.10';
@@ -410,6 +411,57 @@ ${nb}
     this.startGateway(g);
   }
 
+  /**
+   * A forger in gateway g's namespace, from g's own LAN address and heartbeat port (g must be
+   * dead: its port free), claiming g is up and active, signed with `keys`. Resolves once it
+   * sends; call the returned stop.
+   */
+  async spoof(g: 'a' | 'b', keys: ReturnType<HaLab['haKeys']>): Promise<() => Promise<void>> {
+    const other = g === 'a' ? 'b' : 'a';
+    const args: HaSpoofArgs = {
+      gateway: 'gw',
+      node: `gw-${g}`,
+      bind: this.lan[g],
+      to: this.lan[other],
+      port: 4791,
+      keys,
+    };
+    const c = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        this.ns[g],
+        process.execPath,
+        '--import',
+        TSX,
+        `${REPO}test/bench/support/ha-spoof.ts`,
+        JSON.stringify(args),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    this.spoofers.add(c);
+    await new Promise<void>((resolve, reject) => {
+      c.stdout!.once('data', () => resolve());
+      c.once('exit', (code) => reject(new Error(`spoofer exited (${code})`)));
+    });
+    return async () => {
+      if (c.exitCode !== null) return;
+      const done = new Promise<void>((r) => c.once('close', () => r()));
+      c.kill('SIGTERM');
+      await done;
+      this.spoofers.delete(c);
+    };
+  }
+
+  private readonly spoofers = new Set<ChildProcess>();
+
+  /** Gateway g's last heartbeat counters (ha-node.ts prints them once a second). */
+  heartbeats(g: 'a' | 'b'): { accepted: number; dropped: Record<string, number> } | undefined {
+    const last = this.events.filter((e) => e.node === `gw-${g}` && e.heartbeats !== undefined).at(-1);
+    return last?.heartbeats as { accepted: number; dropped: Record<string, number> } | undefined;
+  }
+
   linkDown(g: 'a' | 'b'): void {
     this.ip('-n', this.ns[g], 'link', 'set', 'up0', 'down');
   }
@@ -443,6 +495,7 @@ ${nb}
   }
 
   async destroy(): Promise<void> {
+    for (const c of this.spoofers) if (c.exitCode === null) c.kill('SIGKILL');
     for (const g of ['a', 'b'] as const) {
       const c = this.gws[g];
       if (c && c.exitCode === null) {

@@ -580,7 +580,10 @@ describe('memoHaGateway', () => {
     const view = memoHaGateway(
       'gw-a',
       's1',
-      () => (lists++, slice),
+      () => {
+        lists++;
+        return slice;
+      },
       () => revision,
     );
     expect(view()?.bfd).toBe(true);
