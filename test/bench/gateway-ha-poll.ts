@@ -64,7 +64,6 @@ export async function run(): Promise<Result> {
       bfd: { intervalMs: 300, multiplier: 3 },
     }));
     const announce = Array.from({ length: 1000 }, (_, i) => `10.${100 + (i >> 8)}.${i & 255}.0/24`);
-    await bird.start();
     await bird.apply(
       renderBirdConfig({
         routerId: '10.254.255.1',
