@@ -93,12 +93,12 @@ export async function run(): Promise<Result> {
       peers: PEERS,
       rounds: ROUNDS,
       'reads per round': READS,
-      'baseline show protocols all: CPU µs/read (median)': Math.round(allCpu),
-      'baseline show protocols all: wall µs/read (median)': Math.round(
-        median(all.map((x) => x.wallUsPerRead)),
+      'baseline show protocols all: CPU µs/read (median)': +allCpu.toFixed(1),
+      'baseline show protocols all: wall µs/read (median)': +median(all.map((x) => x.wallUsPerRead)).toFixed(
+        1,
       ),
-      'show protocols: CPU µs/read (median)': Math.round(cheapCpu),
-      'show protocols: wall µs/read (median)': Math.round(median(cheap.map((x) => x.wallUsPerRead))),
+      'show protocols: CPU µs/read (median)': +cheapCpu.toFixed(1),
+      'show protocols: wall µs/read (median)': +median(cheap.map((x) => x.wallUsPerRead)).toFixed(1),
       'cost per read vs baseline (x)': +(cheapCpu / allCpu).toFixed(2),
       // The monitor's budget: reads per second times CPU per read.
       'baseline monitor CPU ms/s (10 reads/s)': +((allCpu * 10) / 1000).toFixed(2),
