@@ -226,6 +226,17 @@ export class BirdDaemon {
     return st;
   }
 
+  /**
+   * Is any BGP session Established? `show protocols` without `all`: one line per protocol
+   * instead of channels and route counters, what the HA monitor reads every 100 ms.
+   */
+  async sessionsUp(): Promise<boolean> {
+    if (!this.child || !(await this.connected())) return false;
+    return parseProtocols(await this.client!.command('show protocols')).some(
+      (p) => p.bgpState === 'Established',
+    );
+  }
+
   /** A raw command for diagnostics and tests. */
   async command(cmd: string) {
     if (!(await this.connected())) throw new TetherError('TETHER_E_UNAVAILABLE', 'BIRD is not running');

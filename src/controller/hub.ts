@@ -83,6 +83,8 @@ export interface HubOptions {
   sizeOf?: (m: ControllerMessage) => number;
   /** Per-session limit on bytes written but not yet taken by the transport (default 8 MiB). */
   sendQueueBytes?: number;
+  /** Master of the Gateways' HA heartbeat keys (ha-keys.ts); absent: slices carry none. */
+  haMaster?: Uint8Array;
 }
 
 export const DEFAULT_SEND_QUEUE_BYTES = 8 * 1024 * 1024;
@@ -527,7 +529,7 @@ export class SessionHub {
   private addEvent(d: SiteDelta, site: string, ev: StoreEvent): void {
     const key = `${ev.kind}/${ev.name}`;
     if (ev.type === 'put' && inSlice(site, ev.object, this.networkSites)) {
-      d.put.set(key, sliceView(ev.object));
+      d.put.set(key, sliceView(ev.object, this.opts.haMaster));
       d.deleted.delete(key);
     } else if (ev.prev && inSlice(site, ev.prev, this.networkSites)) {
       d.put.delete(key);
@@ -538,7 +540,14 @@ export class SessionHub {
   /** Kinds a slice can hold besides its Site and Nodes (see slice.ts); listing only these
    *  keeps token rows out of every snapshot. Nodes, most of a big store, are grouped by site
    *  once per revision instead of being scanned once per site. */
-  private static readonly SLICE_KINDS = ['VirtualNetwork', 'Endpoint', 'NetworkPolicy', 'Profile'];
+  private static readonly SLICE_KINDS = [
+    'VirtualNetwork',
+    'Endpoint',
+    'NetworkPolicy',
+    'Profile',
+    'Gateway',
+    'FloatingIP',
+  ];
 
   private rosterOf(site: string): TetherObject[] {
     if (!this.snapCache.nodesBySite) {
@@ -571,7 +580,8 @@ export class SessionHub {
     if (own) objects.push(own.object);
     for (const kind of SessionHub.SLICE_KINDS) {
       for (const it of this.store.list(kind).items)
-        if (inSlice(site, it.object, this.networkSites)) objects.push(it.object);
+        if (inSlice(site, it.object, this.networkSites))
+          objects.push(sliceView(it.object, this.opts.haMaster));
     }
     objects.push(...this.rosterOf(site));
     const messages: ControllerMessage[] = [];

@@ -6,6 +6,7 @@ import { gatewayClaimIssues } from '../api/gateway-kinds.js';
 import type { AdminHandlers } from '../api/gen/tether/v1/Admin.js';
 import type { ControllerMessage } from '../api/gen/tether/v1/ControllerMessage.js';
 import type { EnrollmentHandlers } from '../api/gen/tether/v1/Enrollment.js';
+import type { GatewayReport__Output } from '../api/gen/tether/v1/GatewayReport.js';
 import type { NodeMessage__Output } from '../api/gen/tether/v1/NodeMessage.js';
 import type { NodeSessionHandlers } from '../api/gen/tether/v1/NodeSession.js';
 import type { Resource, Resource__Output } from '../api/gen/tether/v1/Resource.js';
@@ -31,6 +32,7 @@ import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssu
 import type { ControllerConfig } from './config.js';
 import { EndpointClaims, type ReportOutcome } from './endpoints.js';
 import { GatewayReports } from './gateways.js';
+import { haMasterKey } from './ha-keys.js';
 import { type Session, SessionHub, toResource } from './hub.js';
 import type { ControllerStore } from './mirror.js';
 import { NetworkReconciler } from './networks.js';
@@ -178,6 +180,7 @@ export class ControllerServer {
       encode: session.encode,
       sizeOf: session.sizeOf,
       sendQueueBytes: deps.config.sendQueueBytes,
+      haMaster: haMasterKey(deps.ca.keyPem),
     });
     if (deps.shellDir) {
       this.shellAudit = new ShellAudit(deps.shellDir);
@@ -523,6 +526,14 @@ export class ControllerServer {
           if (open.role === 'proxy') {
             if (msg.site_agents) this.hub.siteAgents(open, msg.site_agents);
             if (msg.relayed_report) this.relayedReport(open, msg.relayed_report, relayPacers);
+            if (msg.relayed_gateway) {
+              const dropped = this.relayedGateway(open, msg.relayed_gateway);
+              if (dropped)
+                this.deps.log.warn(
+                  { proxy: id.name, node: msg.relayed_gateway.node.slice(0, 64), why: dropped },
+                  'relayed gateway report dropped',
+                );
+            }
           }
           this.hub.onMessage(open, msg);
         };
@@ -858,6 +869,25 @@ export class ControllerServer {
    * One relayed report of a proxy session: checked at once (a refusal is answered at once),
    * stored through the node's pacer with its mark. `pacers` belong to the session.
    */
+  /**
+   * A gateway report a site proxy relays for one of its site's nodes: taken only for an
+   * Approved node of the proxy's own site, then checked as the node's own report would be
+   * (GatewayReports.accept: that site's Gateway, a node it lists, its peers, bounded). The
+   * reason it was dropped, or undefined.
+   */
+  relayedGateway(
+    open: Session,
+    r: { node: string; report?: GatewayReport__Output | null },
+  ): string | undefined {
+    const n = this.deps.store.get('Node', r.node)?.object;
+    const site = (n?.spec as { site?: unknown } | undefined)?.site;
+    const phase = (n?.status as NodeStatus | undefined)?.phase;
+    if (!n || site !== open.site || phase !== 'Approved')
+      return `node "${r.node.slice(0, 64)}" is not an approved node of site ${open.site}`;
+    if (!r.report) return 'no report';
+    return this.gateways.accept(r.node, open.site, r.report);
+  }
+
   relayedReport(
     open: Session,
     r: { node: string; signed?: { payload: Buffer; signature: Buffer; cert_serial: string } | null },

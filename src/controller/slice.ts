@@ -1,4 +1,5 @@
 import type { TetherObject } from '../api/resource.js';
+import { withHaKeys } from './ha-keys.js';
 
 /**
  * Which objects a site's nodes receive. Pure: membership of endpoints and policies depends on
@@ -8,7 +9,8 @@ import type { TetherObject } from '../api/resource.js';
  * - VirtualNetwork: when `spec.sites` is absent or names the site.
  * - Endpoint, NetworkPolicy: when their network is in the slice.
  * - Profile: all (a node picks its own by its Site's spec.profile).
- * - Gateway: the site's own. FloatingIP: when its network is in the slice.
+ * - Gateway: the site's own, with its HA heartbeat keys in `status.haKeys` (ha-keys.ts; the
+ *   slice is the only place they ever appear). FloatingIP: when its network is in the slice.
  * - Node: the site roster — a summary of each node of the site (`nodeSummary`: name,
  *   revision, site, phase, VTEP, certificate serials), never the whole object: no CSR, no
  *   certificate, no facts, nothing of another site's nodes. A site proxy authorises its
@@ -81,7 +83,10 @@ export function nodeSummary(node: TetherObject): TetherObject {
   };
 }
 
-/** The object as a site slice carries it (a Node as its summary, the rest whole). */
-export function sliceView(obj: TetherObject): TetherObject {
-  return obj.kind === 'Node' ? nodeSummary(obj) : obj;
+/** The object as a site slice carries it (a Node as its summary, a Gateway with its HA keys
+ *  when the controller has a master key, the rest whole). */
+export function sliceView(obj: TetherObject, haMaster?: Uint8Array): TetherObject {
+  if (obj.kind === 'Node') return nodeSummary(obj);
+  if (obj.kind === 'Gateway' && haMaster) return withHaKeys(obj, haMaster);
+  return obj;
 }

@@ -159,6 +159,20 @@ export function nodeMetrics(src: NodeMetricsSources): Registry {
       return g ? stateSet(['active', 'standby'] as const, g.role, 'role') : [];
     },
   );
+  lazyCounter(
+    reg,
+    'tether_node_gateway_ha_heartbeats_total',
+    'Gateway HA heartbeats received: accepted, or dropped with the reason (bad-mac, replay, …)',
+    ['result'],
+    () => {
+      const h = src.gateway()?.heartbeats;
+      if (!h) return [];
+      return [
+        [{ result: 'accepted' }, h.accepted] as const,
+        ...Object.entries(h.dropped).map(([reason, n]) => [{ result: reason }, n] as const),
+      ];
+    },
+  );
   lazyGauge(
     reg,
     'tether_node_bgp_peer_up',

@@ -172,6 +172,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
             ? 'standby'
             : 'active'),
     roleReason: () => ha?.reason(),
+    heartbeats: () => ha?.heartbeats(),
     network: () => networking?.planned(),
     localEndpoints: () => networking?.localEndpointObjects() ?? [],
     // No Gateway any more: an empty report clears this node from the controller's view.
@@ -284,6 +285,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
       node: identity.name,
       site: identity.site,
       slice: () => running.cache.list(),
+      revision: () => running.cache.revision,
       bird: gateway.bird,
       bindAddress: underlayIp,
       onChange: () => void running.refresh(),

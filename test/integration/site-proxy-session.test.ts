@@ -230,6 +230,51 @@ describe('site proxy sessions', () => {
     p.close();
   });
 
+  it("relays gateway reports of its site's nodes only; the site's slice carries the Gateway's HA keys, tether get does not", async () => {
+    const gw =
+      'apiVersion: tether.dev/v1\nkind: Gateway\nmetadata:\n  name: gw-a\nspec:\n  site: site-a\n  nodes: [a1, a2]\n  localAsn: 65001\n  pool: [203.0.113.0/28]\n  peers:\n    - {name: rtr, address: 10.0.0.1, asn: 65000}\n';
+    const r = await runTether(['apply', '-f', '-', '--config', ctl.cfg], { input: gw });
+    expect(r.code, r.stderr).toBe(0);
+    const p = peer('a1').hello({ role: 'proxy' });
+    const snap = await p.snapshot();
+    const inSlice = snap.objects.find((o) => o.kind === 'Gateway' && o.metadata.name === 'gw-a');
+    const keys = (inSlice?.status as { haKeys?: Array<{ generation: number; secret: string }> } | undefined)
+      ?.haKeys;
+    expect(keys?.map((k) => k.generation)).toEqual([0]);
+    expect(Buffer.from(keys![0]!.secret, 'base64').byteLength).toBe(32);
+    const report = (role: string) => ({
+      gateway: 'gw-a',
+      role,
+      running: true,
+      config_hash: 'h',
+      error: '',
+      peers: [],
+      bound: [],
+      announced: 1,
+    });
+    p.send({ relayed_gateway: { node: 'a2', report: report('standby') } });
+    p.send({ relayed_gateway: { node: 'b1', report: report('active') } });
+    const nodes = await waitFor('a2 gateway status via the proxy', async () => {
+      const st = (await admin.get('Gateway', 'gw-a')).status as
+        | { nodes?: Record<string, { role?: string }> }
+        | undefined;
+      return st?.nodes?.a2?.role === 'standby' ? st.nodes : undefined;
+    });
+    // Another site's node is not the proxy's to speak for.
+    expect(Object.keys(nodes)).toEqual(['a2']);
+    // What an operator reads holds no key material.
+    const got = await admin.get('Gateway', 'gw-a');
+    expect(JSON.stringify(got)).not.toContain(keys![0]!.secret);
+    expect((got.status as { haKeys?: unknown }).haKeys).toBeUndefined();
+    const out = await runTether(['get', 'gateways', '-o', 'yaml', '--config', ctl.cfg]);
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toContain('gw-a');
+    expect(out.stdout).not.toContain(keys![0]!.secret);
+    p.close();
+    const d = await runTether(['delete', 'gateway', 'gw-a', '--config', ctl.cfg]);
+    expect(d.code, d.stderr).toBe(0);
+  });
+
   it("stores a relayed report the node signed; refuses one the proxy's node signed for it, and a replay", async () => {
     const vn = await waitFor('share of red for a2', async () => {
       const o = await admin.get('VirtualNetwork', 'red');

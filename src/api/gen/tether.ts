@@ -39,6 +39,7 @@ import type { NodeRef as _tether_v1_NodeRef, NodeRef__Output as _tether_v1_NodeR
 import type { NodeSessionClient as _tether_v1_NodeSessionClient, NodeSessionDefinition as _tether_v1_NodeSessionDefinition } from './tether/v1/NodeSession.js';
 import type { ProbeRequest as _tether_v1_ProbeRequest, ProbeRequest__Output as _tether_v1_ProbeRequest__Output } from './tether/v1/ProbeRequest.js';
 import type { ProbeResponse as _tether_v1_ProbeResponse, ProbeResponse__Output as _tether_v1_ProbeResponse__Output } from './tether/v1/ProbeResponse.js';
+import type { RelayedGatewayReport as _tether_v1_RelayedGatewayReport, RelayedGatewayReport__Output as _tether_v1_RelayedGatewayReport__Output } from './tether/v1/RelayedGatewayReport.js';
 import type { RelayedReport as _tether_v1_RelayedReport, RelayedReport__Output as _tether_v1_RelayedReport__Output } from './tether/v1/RelayedReport.js';
 import type { RenewRequest as _tether_v1_RenewRequest, RenewRequest__Output as _tether_v1_RenewRequest__Output } from './tether/v1/RenewRequest.js';
 import type { RenewResponse as _tether_v1_RenewResponse, RenewResponse__Output as _tether_v1_RenewResponse__Output } from './tether/v1/RenewResponse.js';
@@ -106,6 +107,7 @@ export interface ProtoGrpcType {
       NodeSession: SubtypeConstructor<typeof grpc.Client, _tether_v1_NodeSessionClient> & { service: _tether_v1_NodeSessionDefinition }
       ProbeRequest: MessageTypeDefinition<_tether_v1_ProbeRequest, _tether_v1_ProbeRequest__Output>
       ProbeResponse: MessageTypeDefinition<_tether_v1_ProbeResponse, _tether_v1_ProbeResponse__Output>
+      RelayedGatewayReport: MessageTypeDefinition<_tether_v1_RelayedGatewayReport, _tether_v1_RelayedGatewayReport__Output>
       RelayedReport: MessageTypeDefinition<_tether_v1_RelayedReport, _tether_v1_RelayedReport__Output>
       RenewRequest: MessageTypeDefinition<_tether_v1_RenewRequest, _tether_v1_RenewRequest__Output>
       RenewResponse: MessageTypeDefinition<_tether_v1_RenewResponse, _tether_v1_RenewResponse__Output>

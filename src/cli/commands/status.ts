@@ -158,6 +158,18 @@ export function renderView(v: StatusView): string {
     ]);
     // The gateway HA role and why (docs/gateway.md "Gateway HA").
     if (typeof g.roleReason === 'string') rows.push(['gateway role', `${String(g.role)}: ${g.roleReason}`]);
+    // Heartbeats from the other gateway node: taken, and dropped by reason (forged, replayed…).
+    const hb = g.heartbeats;
+    if (hb && typeof hb === 'object' && typeof hb.accepted === 'number') {
+      const drops = Object.entries(hb.dropped && typeof hb.dropped === 'object' ? hb.dropped : {})
+        .filter(([, n]) => typeof n === 'number' && n > 0)
+        .slice(0, 16)
+        .map(([k, n]) => `${k} ${Number(n)}`);
+      rows.push([
+        'gateway heartbeats',
+        `${hb.accepted} accepted, ${drops.length ? `dropped: ${drops.join(', ')}` : 'none dropped'}`,
+      ]);
+    }
     // The answer came over a socket: print only what has the expected shape.
     for (const [name, p] of Object.entries(g.peers && typeof g.peers === 'object' ? g.peers : {}).slice(
       0,

@@ -16,7 +16,7 @@ import type { ApplyOutcome, StateConsumer } from '../agent/reconcile.js';
 import type { DurableState } from '../agent/session.js';
 import type { DesiredNodeNetwork } from '../vrouter/model.js';
 import { names } from '../vrouter/model.js';
-import { desiredFor, type GatewayRole } from './ha.js';
+import { desiredFor, type GatewayRole, type HeartbeatCounters } from './ha.js';
 import {
   desiredGateway,
   FIP_TABLE,
@@ -55,6 +55,8 @@ export interface GatewayNodeStatus {
   role: GatewayRole;
   /** Why this role (the HA decision's reason; absent without HA). */
   roleReason?: string;
+  /** HA heartbeats taken and dropped by reason (absent without HA; docs/gateway.md). */
+  heartbeats?: HeartbeatCounters;
   running: boolean;
   configHash?: string;
   restarts: number;
@@ -95,6 +97,8 @@ export interface GatewayConsumerOptions {
   role?: () => GatewayRole;
   /** The HA decision's reason, for status. */
   roleReason?: () => string | undefined;
+  /** The HA monitor's heartbeat counters, for the status (undefined without HA). */
+  heartbeats?: () => HeartbeatCounters | undefined;
   /** BIRD restart backoff (tests shorten it). */
   birdBackoff?: { baseMs: number; capMs: number };
   now?: () => number;
@@ -481,7 +485,12 @@ export class GatewayConsumer implements StateConsumer {
       now: (this.opts.now ?? Date.now)(),
     });
     const reason = this.opts.roleReason?.();
-    return reason ? { ...st, roleReason: reason } : st;
+    const heartbeats = this.opts.heartbeats?.();
+    return {
+      ...st,
+      ...(reason ? { roleReason: reason } : {}),
+      ...(heartbeats ? { heartbeats } : {}),
+    };
   }
 }
 

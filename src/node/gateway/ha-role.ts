@@ -6,9 +6,11 @@ import { gatewayFor } from './consumer.js';
 import {
   type GatewayRole,
   type HaDecision,
+  type HaGatewayView,
   HaMonitor,
   type HaMonitorOptions,
-  type HaPeer,
+  type HeartbeatCounters,
+  haKeysOf,
   haPeers,
 } from './ha.js';
 
@@ -25,23 +27,49 @@ export function haGateway(
   node: string,
   site: string,
   slice: readonly TetherObject[],
-): { name: string; ranked: readonly string[]; peers: readonly HaPeer[] } | undefined {
+): HaGatewayView | undefined {
   const gw = gatewayFor(node, site, slice);
-  const ranked = (gw?.spec as unknown as GatewaySpec | undefined)?.nodes ?? [];
+  const spec = gw?.spec as unknown as GatewaySpec | undefined;
+  const ranked = spec?.nodes ?? [];
   if (!gw || ranked.length < 2 || !ranked.includes(node)) return undefined;
-  return { name: gw.metadata.name, ranked, peers: haPeers(node, gw, slice) };
+  return {
+    name: gw.metadata.name,
+    ranked,
+    peers: haPeers(node, gw, slice),
+    keys: haKeysOf(gw),
+    bfd: (spec?.peers ?? []).some((p) => p.bfd?.enabled === true),
+  };
+}
+
+/**
+ * `haGateway` once per slice revision: the monitor asks every round (10 times a second) and
+ * on every datagram, and the slice changes only when the agent applies a delta.
+ */
+export function memoHaGateway(
+  node: string,
+  site: string,
+  slice: () => readonly TetherObject[],
+  revision: () => number,
+): () => HaGatewayView | undefined {
+  let memo: { revision: number; view: HaGatewayView | undefined } | undefined;
+  return () => {
+    const r = revision();
+    if (memo?.revision !== r) memo = { revision: r, view: haGateway(node, site, slice()) };
+    return memo.view;
+  };
 }
 
 /** Is any BGP session of this node's BIRD established? (With BFD, a BFD failure ends it.) */
-export async function birdUplinkUp(bird: BirdDaemon): Promise<boolean> {
-  const st = await bird.status();
-  return st.running && st.peers.some((p) => p.bgpState === 'Established');
+export function birdUplinkUp(bird: BirdDaemon): Promise<boolean> {
+  return bird.sessionsUp();
 }
 
 export interface GatewayHaOptions {
   node: string;
   site: string;
   slice: () => readonly TetherObject[];
+  /** The slice's revision (the agent's cache revision): the view is recomputed when it moves. */
+  revision: () => number;
   bird: BirdDaemon;
   /** The node's underlay address: heartbeats are received there. */
   bindAddress: string;
@@ -49,15 +77,18 @@ export interface GatewayHaOptions {
   onChange: (d: HaDecision) => void;
   log: Logger;
   /** Timers (tests); defaults of HaMonitor otherwise (100 ms, dead after 1 s, hold 5 s). */
-  timers?: Pick<HaMonitorOptions, 'intervalMs' | 'deadAfterMs' | 'preemptHoldMs' | 'port'>;
+  timers?: Pick<
+    HaMonitorOptions,
+    'intervalMs' | 'deadAfterMs' | 'preemptHoldMs' | 'port' | 'slowUplinkMs' | 'replayWindowMs'
+  >;
 }
 
 export class GatewayHa {
   readonly monitor: HaMonitor;
-  private readonly view: () => ReturnType<typeof haGateway>;
+  private readonly view: () => HaGatewayView | undefined;
 
   constructor(o: GatewayHaOptions) {
-    this.view = () => haGateway(o.node, o.site, o.slice());
+    this.view = memoHaGateway(o.node, o.site, o.slice, o.revision);
     this.monitor = new HaMonitor({
       node: o.node,
       gateway: this.view,
@@ -77,6 +108,11 @@ export class GatewayHa {
   /** Why (node status): undefined without HA. */
   reason(): string | undefined {
     return this.view() ? this.monitor.decision.reason : undefined;
+  }
+
+  /** Heartbeats taken and dropped (node status, metrics): undefined without HA. */
+  heartbeats(): HeartbeatCounters | undefined {
+    return this.view() ? this.monitor.heartbeats : undefined;
   }
 
   start(): Promise<void> {

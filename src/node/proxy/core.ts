@@ -5,6 +5,7 @@ import type { AgentState } from '../../api/gen/tether/v1/AgentState.js';
 import type { ControllerMessage } from '../../api/gen/tether/v1/ControllerMessage.js';
 import type { Deleted__Output as Deleted } from '../../api/gen/tether/v1/Deleted.js';
 import type { EndpointReportResult__Output } from '../../api/gen/tether/v1/EndpointReportResult.js';
+import type { GatewayReport__Output } from '../../api/gen/tether/v1/GatewayReport.js';
 import type { Hello__Output } from '../../api/gen/tether/v1/Hello.js';
 import type { NodeMessage__Output } from '../../api/gen/tether/v1/NodeMessage.js';
 import type { Resource } from '../../api/gen/tether/v1/Resource.js';
@@ -45,6 +46,8 @@ export interface Uplink {
   readonly up: boolean;
   siteAgents(m: SiteAgents): void;
   relay(node: string, wire: SignedReportWire): void;
+  /** An agent's gateway status (live, docs/gateway.md), for the controller's view. */
+  relayGateway(node: string, report: GatewayReport__Output): void;
 }
 
 export interface AgentSession extends BoundedSessionState {
@@ -142,6 +145,9 @@ export class ProxyCore {
   private readonly agents = new Map<string, AgentSession>();
   private readonly dirtyAgents = new Set<string>();
   private readonly relayed = new Map<string, number>();
+  /** Per agent node (admitted: at most the site roster), its latest gateway report: live
+   *  status the controller is sent again whenever the WAN session comes back. */
+  private readonly gatewayReports = new Map<string, GatewayReport__Output>();
   private agentsTimer: NodeJS.Timeout | undefined;
   private hbTimer: NodeJS.Timeout | undefined;
   private hbSeq = 0;
@@ -356,6 +362,7 @@ export class ProxyCore {
       this.relayed.set(p.node, p.order);
       up.relay(p.node, p.wire);
     }
+    for (const [node, r] of this.gatewayReports) up.relayGateway(node, r);
   }
 
   // ------------------------------------------------------------------ agent side
@@ -425,6 +432,11 @@ export class ProxyCore {
       this.markAgent(s);
     }
     if (m.endpoints) s.reports.offer(m.endpoints.signed ?? undefined);
+    // Relayed as the agent's own (its certificate's name); the controller checks the claims.
+    if (m.gateway) {
+      this.gatewayReports.set(s.peer.node, m.gateway);
+      if (this.uplink?.up) this.uplink.relayGateway(s.peer.node, m.gateway);
+    }
   }
 
   /** The agent's stream ended on its own. */

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { ControllerMessage__Output } from '../../api/gen/tether/v1/ControllerMessage.js';
+import type { GatewayReport } from '../../api/gen/tether/v1/GatewayReport.js';
 import type { NodeMessage } from '../../api/gen/tether/v1/NodeMessage.js';
 import type { NodeSessionClient } from '../../api/gen/tether/v1/NodeSession.js';
 import type { Resource__Output } from '../../api/gen/tether/v1/Resource.js';
@@ -105,6 +106,10 @@ export class WanSession implements Uplink {
 
   relay(node: string, wire: SignedReportWire): void {
     if (this.isUp) this.call?.write({ relayed_report: { node, signed: wire } });
+  }
+
+  relayGateway(node: string, report: GatewayReport): void {
+    if (this.isUp) this.call?.write({ relayed_gateway: { node, report } });
   }
 
   private setUp(up: boolean, err?: string): void {

@@ -4,11 +4,12 @@
 // consumer does it (birdConfigFor). Role changes are printed as JSON lines on stdout.
 //   argv[2]: JSON of HaGatewayArgs
 
+import type { GatewayHaKey } from '../../../src/api/gateway-kinds.js';
 import { BirdDaemon } from '../../../src/bgp/daemon.js';
 import type { BirdConfig } from '../../../src/bgp/render.js';
 import { renderBirdConfig } from '../../../src/bgp/render.js';
 import { silentLogger } from '../../../src/lib/log.js';
-import { birdConfigFor, HaMonitor, type HaPeer } from '../../../src/node/gateway/ha.js';
+import { birdConfigFor, HaMonitor, type HaPeer, haKeysOf } from '../../../src/node/gateway/ha.js';
 
 export interface HaGatewayArgs {
   node: string;
@@ -19,6 +20,8 @@ export interface HaGatewayArgs {
   port: number;
   stateDir: string;
   bird: BirdConfig;
+  /** The Gateway's HA keys as the slice carries them. */
+  keys: GatewayHaKey[];
   intervalMs: number;
   deadAfterMs: number;
   preemptHoldMs: number;
@@ -28,6 +31,19 @@ const a = JSON.parse(process.argv[2] ?? '{}') as HaGatewayArgs;
 const bird = new BirdDaemon({ stateDir: a.stateDir, backoff: { baseMs: 200, capMs: 1000 } });
 const out = (o: Record<string, unknown>): void => {
   process.stdout.write(`${JSON.stringify({ t: Date.now(), ...o })}\n`);
+};
+const view = {
+  name: a.gateway,
+  ranked: a.ranked,
+  peers: a.peers,
+  keys: haKeysOf({
+    apiVersion: 'tether.dev/v1',
+    kind: 'Gateway',
+    metadata: { name: a.gateway },
+    spec: {},
+    status: { haKeys: a.keys },
+  }),
+  bfd: a.bird.peers.some((p) => p.bfd !== undefined),
 };
 let chain = Promise.resolve();
 const render = (role: 'active' | 'standby') => {
@@ -41,8 +57,8 @@ const render = (role: 'active' | 'standby') => {
 };
 const ha = new HaMonitor({
   node: a.node,
-  gateway: () => ({ name: a.gateway, ranked: a.ranked, peers: a.peers }),
-  uplinkUp: async () => (await bird.status()).peers.some((p) => p.bgpState === 'Established'),
+  gateway: () => view,
+  uplinkUp: () => bird.sessionsUp(),
   bindAddress: a.bind,
   port: a.port,
   intervalMs: a.intervalMs,

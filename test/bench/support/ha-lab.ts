@@ -6,14 +6,17 @@
 // fip.test.ts. Used by test/integration/gateway/ha.test.ts and test/bench/gateway-failover.ts.
 // Everything is named with a random prefix and removed by name; processes stopped by PID.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TetherObject } from '../../../src/api/resource.js';
 import type { BirdConfig } from '../../../src/bgp/render.js';
+import { gatewayHaKeys } from '../../../src/controller/ha-keys.js';
 import { NetnsSet } from '../../support/netns.js';
 import type { HaGatewayArgs } from './ha-gateway.js';
 import type { HaNodeArgs } from './ha-node.js';
+import type { HaSpoofArgs } from './ha-spoof.js';
 import { REPO } from './proc.js';
 
 export const FIP = '203.0.113.10';
@@ -43,6 +46,10 @@ export class HaLab {
   private routerProc: ChildProcess | undefined;
   private frrPids: string[] = [];
   readonly events: Array<{ node: string; t: number; [k: string]: unknown }> = [];
+  /** The master the lab's "controller" derives the Gateway's HA keys from (ha-keys.ts). */
+  readonly haMaster = randomBytes(32);
+  /** The Gateway's key generation (a test raises it to rotate). */
+  haKeyGeneration = 0;
 
   /** `monitor`: ha-gateway.ts (BIRD + HaMonitor); `node`: ha-node.ts, the gateway consumer and
    *  HA wiring of `tether node run` (GatewayConsumer + GatewayHa) from a slice. */
@@ -198,6 +205,7 @@ ${nb}
       port: 4791,
       stateDir: join(this.dir, `gw-${g}`),
       bird,
+      keys: this.haKeys(),
       intervalMs: 100,
       deadAfterMs: 1000,
       preemptHoldMs: 3000,
@@ -233,6 +241,38 @@ ${nb}
     this.gws[g] = c;
   }
 
+  /** The Gateway object both modes share (site `cell`, both nodes, best first). */
+  private gatewayObject(ranked: readonly string[]): TetherObject {
+    return {
+      apiVersion: 'tether.dev/v1',
+      kind: 'Gateway',
+      metadata: { name: 'gw' },
+      spec: {
+        site: 'cell',
+        nodes: [...ranked],
+        localAsn: 65001,
+        pool: [`${FIP}/32`],
+        peers: (['a', 'b'] as const).map((x) => ({
+          name: `rtr-${x}`,
+          address: this.rtrIp[x],
+          asn: 65000,
+          holdSeconds: 9,
+          keepaliveSeconds: 3,
+          ...(this.bfd ? { bfd: { enabled: true, ...BFD } } : {}),
+        })),
+        announce: { prefixes: [`${FIP}/32`], floatingIps: false, acceptDefaultRoute: false },
+        gracefulRestartSeconds: 120,
+        llgrStaleSeconds: 0,
+        haKeyGeneration: this.haKeyGeneration,
+      },
+    };
+  }
+
+  /** The Gateway's HA keys as the controller puts them in the slice (current first). */
+  haKeys() {
+    return gatewayHaKeys(this.haMaster, this.gatewayObject(['gw-a', 'gw-b']));
+  }
+
   /**
    * The slice a gateway node's agent would hold for this lab: the Site, a Gateway listing both
    * nodes (best first) with one peer per node's router address (each node reaches only its
@@ -249,23 +289,8 @@ ${nb}
       }) as TetherObject;
     const slice = [
       obj('Site', 'cell', {}),
-      obj('Gateway', m.gateway, {
-        site: 'cell',
-        nodes: m.ranked,
-        localAsn: 65001,
-        pool: [`${FIP}/32`],
-        peers: (['a', 'b'] as const).map((x) => ({
-          name: `rtr-${x}`,
-          address: this.rtrIp[x],
-          asn: 65000,
-          holdSeconds: 9,
-          keepaliveSeconds: 3,
-          ...(this.bfd ? { bfd: { enabled: true, ...BFD } } : {}),
-        })),
-        announce: { prefixes: [`${FIP}/32`], floatingIps: false, acceptDefaultRoute: false },
-        gracefulRestartSeconds: 120,
-        llgrStaleSeconds: 0,
-      }),
+      // As the controller's slice carries it: with the HA keys in its status.
+      { ...this.gatewayObject(m.ranked), status: { haKeys: this.haKeys() } },
       ...(['a', 'b'] as const).map((x) => obj('Node', `gw-${x}`, { site: 'cell' }, { vtep: this.lan[x] })),
     ];
     return {
@@ -386,6 +411,57 @@ ${nb}
     this.startGateway(g);
   }
 
+  /**
+   * A forger in gateway g's namespace, from g's own LAN address and heartbeat port (g must be
+   * dead: its port free), claiming g is up and active, signed with `keys`. Resolves once it
+   * sends; call the returned stop.
+   */
+  async spoof(g: 'a' | 'b', keys: ReturnType<HaLab['haKeys']>): Promise<() => Promise<void>> {
+    const other = g === 'a' ? 'b' : 'a';
+    const args: HaSpoofArgs = {
+      gateway: 'gw',
+      node: `gw-${g}`,
+      bind: this.lan[g],
+      to: this.lan[other],
+      port: 4791,
+      keys,
+    };
+    const c = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        this.ns[g],
+        process.execPath,
+        '--import',
+        TSX,
+        `${REPO}test/bench/support/ha-spoof.ts`,
+        JSON.stringify(args),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    this.spoofers.add(c);
+    await new Promise<void>((resolve, reject) => {
+      c.stdout!.once('data', () => resolve());
+      c.once('exit', (code) => reject(new Error(`spoofer exited (${code})`)));
+    });
+    return async () => {
+      if (c.exitCode !== null) return;
+      const done = new Promise<void>((r) => c.once('close', () => r()));
+      c.kill('SIGTERM');
+      await done;
+      this.spoofers.delete(c);
+    };
+  }
+
+  private readonly spoofers = new Set<ChildProcess>();
+
+  /** Gateway g's last heartbeat counters (ha-node.ts prints them once a second). */
+  heartbeats(g: 'a' | 'b'): { accepted: number; dropped: Record<string, number> } | undefined {
+    const last = this.events.filter((e) => e.node === `gw-${g}` && e.heartbeats !== undefined).at(-1);
+    return last?.heartbeats as { accepted: number; dropped: Record<string, number> } | undefined;
+  }
+
   linkDown(g: 'a' | 'b'): void {
     this.ip('-n', this.ns[g], 'link', 'set', 'up0', 'down');
   }
@@ -419,6 +495,7 @@ ${nb}
   }
 
   async destroy(): Promise<void> {
+    for (const c of this.spoofers) if (c.exitCode === null) c.kill('SIGKILL');
     for (const g of ['a', 'b'] as const) {
       const c = this.gws[g];
       if (c && c.exitCode === null) {

@@ -69,6 +69,8 @@ ha = new GatewayHa({
   node: a.node,
   site: a.site,
   slice: () => a.slice,
+  // The slice is fixed for the process's life: one revision.
+  revision: () => 1,
   bird: gw.bird,
   bindAddress: a.bind,
   onChange: (d) => {
@@ -85,6 +87,12 @@ ha = new GatewayHa({
 });
 await ha.start();
 out({ started: a.node, pid: process.pid });
+// Heartbeat counters and uplink reads once a second: the spoof test reads the drops, the
+// failover bench the number of BIRD reads.
+setInterval(
+  () => out({ heartbeats: ha?.heartbeats(), uplinkChecks: ha?.monitor.uplinkChecks }),
+  1000,
+).unref();
 const stop = async () => {
   ha?.stop();
   await gw.stop();

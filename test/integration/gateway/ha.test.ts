@@ -90,6 +90,59 @@ describe.skipIf(!isRoot || !has('bird') || !has('vtysh'))('gateway HA with BFD f
       expect(r.recovery.received).toBeGreaterThan(0);
     }, 180_000);
 
+  // Heartbeat authentication (docs/gateway.md "Heartbeat authentication"): a host on the site
+  // LAN that takes the dead active's address and port and claims it is up and active no
+  // longer holds the standby back without the Gateway's key. The control (the same forger
+  // with the right key does hold it back) shows the forger is heard at all.
+  it('node wiring, bird: a forged heartbeat from the dead active address (right source, wrong key) does not hold the standby back', async () => {
+    lab = new HaLab('bird', 'node');
+    await lab.build();
+    await lab.settle();
+    const { until } = await import('../../bench/support/ha-lab.js');
+    await until(
+      'gw-a active, gw-b standby',
+      () => lab!.role('a') === 'active' && lab!.role('b') === 'standby',
+      60_000,
+    );
+    // gw-a dies (daemon and BIRD): its heartbeats stop and its port is free.
+    const birdA = lab.birdPid('a');
+    process.kill(lab.gatewayPid('a')!, 'SIGKILL');
+    process.kill(birdA, 'SIGKILL');
+    const master = Buffer.alloc(32, 0x5a);
+    const wrong = (await import('../../../src/controller/ha-keys.js')).gatewayHaKeys(master, {
+      apiVersion: 'tether.dev/v1',
+      kind: 'Gateway',
+      metadata: { name: 'gw' },
+      spec: { site: 'cell' },
+    });
+    const stopWrong = await lab.spoof('a', wrong);
+    try {
+      await until('gw-b active despite the forger', () => lab!.role('b') === 'active', 30_000);
+      const before = lab.heartbeats('b')?.dropped['bad-mac'] ?? 0;
+      // It stays active while the forger keeps sending, and every forged datagram is counted.
+      await until(
+        'forged heartbeats counted',
+        () => (lab!.heartbeats('b')?.dropped['bad-mac'] ?? 0) >= before + 20,
+        30_000,
+      );
+      expect(lab.role('b')).toBe('active');
+    } finally {
+      await stopWrong();
+    }
+    // Control: the same forger holding the Gateway's key is taken as gw-a, and gw-b yields.
+    const stopRight = await lab.spoof('a', lab.haKeys());
+    try {
+      await until(
+        'gw-b standby behind a forger that has the key',
+        () => lab!.role('b') === 'standby',
+        30_000,
+      );
+    } finally {
+      await stopRight();
+    }
+    console.log(JSON.stringify({ spoof: lab.heartbeats('b') }));
+  }, 180_000);
+
   it('bird: kill -9 of the active daemon and its BIRD: graceful restart keeps the route on it (its dataplane still forwards), the restart takes over', async () => {
     lab = new HaLab('bird');
     await lab.build();

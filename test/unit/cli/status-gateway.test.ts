@@ -30,5 +30,22 @@ describe('tether status: the gateway HA role', () => {
       /gateway role\s+standby: gw-b is active; waiting out the preempt hold/,
     );
     expect(renderView(base)).not.toMatch(/gateway role/);
+    expect(renderView({ ...base, gateway })).not.toMatch(/gateway heartbeats/);
+    const heartbeats = {
+      accepted: 120,
+      dropped: {
+        malformed: 0,
+        'unknown-key': 0,
+        'bad-mac': 7,
+        stale: 0,
+        replay: 2,
+        'wrong-source': 0,
+        'other-gateway': 0,
+        'no-key': 0,
+      },
+    };
+    expect(renderView({ ...base, gateway: { ...gateway, heartbeats } })).toMatch(
+      /gateway heartbeats\s+120 accepted, dropped: bad-mac 7, replay 2/,
+    );
   });
 });

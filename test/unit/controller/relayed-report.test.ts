@@ -403,3 +403,50 @@ function decode(m: ControllerMessage): ControllerMessage__Output {
     bytes,
   ) as ControllerMessage__Output;
 }
+
+describe('relayed gateway reports', () => {
+  const report = {
+    gateway: 'gw-a',
+    role: 'active',
+    running: true,
+    config_hash: 'h',
+    error: '',
+    peers: [],
+    bound: [],
+    announced: 1,
+  };
+  const gateway: TetherObject = {
+    apiVersion: 'tether.dev/v1',
+    kind: 'Gateway',
+    metadata: { name: 'gw-a' },
+    spec: {
+      site: 'site-a',
+      nodes: ['a1', 'a2'],
+      localAsn: 65001,
+      pool: [],
+      peers: [{ name: 'r', address: '10.0.0.1', asn: 65000 }],
+    },
+  };
+  it("takes a report for an approved node of the proxy's site, with the node's own checks", () => {
+    const { store, srv, session } = setup();
+    store.txn([{ op: 'put', object: gateway }]);
+    expect(srv.relayedGateway(session, { node: 'a2', report })).toBeUndefined();
+    // As the node's own report would be: a role from a node the Gateway does not list is not.
+    store.txn([{ op: 'put', object: { ...gateway, spec: { ...gateway.spec, nodes: ['a1'] } } }]);
+    expect(srv.relayedGateway(session, { node: 'a2', report })).toMatch(/not a gateway node/);
+  });
+  it("refuses another site's node, an unknown or unapproved name, and an empty relay", () => {
+    const { store, srv, session } = setup();
+    store.txn([
+      { op: 'put', object: gateway },
+      { op: 'put', object: nodeObj('a2', 'site-a', 'Pending') },
+    ]);
+    expect(srv.relayedGateway(session, { node: 'b1', report })).toMatch(
+      /not an approved node of site site-a/,
+    );
+    expect(srv.relayedGateway(session, { node: 'nobody', report })).toMatch(/not an approved node/);
+    expect(srv.relayedGateway(session, { node: 'a2', report })).toMatch(/not an approved node/);
+    store.txn([{ op: 'put', object: nodeObj('a2', 'site-a') }]);
+    expect(srv.relayedGateway(session, { node: 'a2', report: null })).toBe('no report');
+  });
+});

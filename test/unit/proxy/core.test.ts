@@ -101,6 +101,43 @@ const ep = (i: number) =>
   );
 
 describe('ProxyCore', () => {
+  it("relays an agent's gateway report as that agent's, and its latest again when the WAN comes back", () => {
+    const c = core(tmp());
+    c.applySnapshot(10, base());
+    const s2 = c.open(new Link(), peer(n2), hello('n2', 10));
+    const report = (role: string) => ({
+      gateway: 'gw',
+      role,
+      running: true,
+      config_hash: 'h',
+      error: '',
+      peers: [],
+      bound: [],
+      announced: 1,
+    });
+    const relayed: Array<[string, string]> = [];
+    const uplink = {
+      up: false,
+      siteAgents: () => {},
+      relay: () => {},
+      relayGateway: (node: string, r: { role: string }) => relayed.push([node, r.role]),
+    };
+    c.uplink = uplink;
+    // WAN down: kept, not sent.
+    c.message(s2, { msg: 'gateway', gateway: report('standby') });
+    c.message(s2, { msg: 'gateway', gateway: report('active') });
+    expect(relayed).toEqual([]);
+    uplink.up = true;
+    c.onUplinkUp();
+    expect(relayed).toEqual([['n2', 'active']]);
+    c.message(s2, { msg: 'gateway', gateway: report('standby') });
+    expect(relayed).toEqual([
+      ['n2', 'active'],
+      ['n2', 'standby'],
+    ]);
+    c.stop();
+  });
+
   it('answers a held revision with the merged deltas since, and an older one with a snapshot', () => {
     const c = core(tmp(), { history: { maxEntries: 3, maxObjects: 100 } });
     c.applySnapshot(10, base());
@@ -210,7 +247,12 @@ describe('ProxyCore', () => {
     expect(b.msgs[0]!.delta!.put!.map((r) => r!.name)).toEqual(['far.e1']);
     // A replayed report is relayed, in journal order, once the WAN is up.
     const relayed: string[] = [];
-    c.uplink = { up: true, siteAgents: () => {}, relay: (node) => relayed.push(node) };
+    c.uplink = {
+      up: true,
+      siteAgents: () => {},
+      relay: (node) => relayed.push(node),
+      relayGateway: () => {},
+    };
     c.onUplinkUp();
     expect(relayed).toEqual(['n2', 'n1']);
     c.onResult({
@@ -464,7 +506,12 @@ describe('relayed reports', () => {
     const c = core(tmp());
     c.applySnapshot(10, base());
     const relayed: Array<[string, number]> = [];
-    c.uplink = { up: true, siteAgents: () => {}, relay: (node, w) => relayed.push([node, seqOf(w)]) };
+    c.uplink = {
+      up: true,
+      siteAgents: () => {},
+      relay: (node, w) => relayed.push([node, seqOf(w)]),
+      relayGateway: () => {},
+    };
     const a = new Link();
     const s = c.open(a, peer(n1), hello('n1', 10));
     c.message(s, n1report(1, [n1ep(1)]));

@@ -103,6 +103,15 @@ describe('redactText', () => {
     expect(redactText(r.text).text).toBe(r.text);
   });
 
+  it("removes a cached Gateway's HA heartbeat keys (the slice on disk, docs/gateway.md)", () => {
+    const secret = Buffer.alloc(32, 7).toString('base64');
+    const gw = { kind: 'Gateway', status: { haKeys: [{ generation: 3, secret }] } };
+    for (const text of [JSON.stringify(gw), JSON.stringify(gw, null, 2)]) {
+      const r = redactText(text);
+      expect(r.text).not.toContain(secret);
+      expect(r.count).toBeGreaterThan(0);
+    }
+  });
   it('leaves text without secrets unchanged', () => {
     const plain = 'node: n1\nsite: s1\nnetworks:\n  - name: blue\n    vni: 100\n';
     expect(redactText(plain)).toEqual({ text: plain, count: 0 });

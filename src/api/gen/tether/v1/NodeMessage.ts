@@ -8,6 +8,7 @@ import type { SiteAgents as _tether_v1_SiteAgents, SiteAgents__Output as _tether
 import type { RelayedReport as _tether_v1_RelayedReport, RelayedReport__Output as _tether_v1_RelayedReport__Output } from '../../tether/v1/RelayedReport.js';
 import type { GatewayReport as _tether_v1_GatewayReport, GatewayReport__Output as _tether_v1_GatewayReport__Output } from '../../tether/v1/GatewayReport.js';
 import type { ShellFrame as _tether_v1_ShellFrame, ShellFrame__Output as _tether_v1_ShellFrame__Output } from '../../tether/v1/ShellFrame.js';
+import type { RelayedGatewayReport as _tether_v1_RelayedGatewayReport, RelayedGatewayReport__Output as _tether_v1_RelayedGatewayReport__Output } from '../../tether/v1/RelayedGatewayReport.js';
 
 export interface NodeMessage {
   'hello'?: (_tether_v1_Hello | null);
@@ -24,7 +25,11 @@ export interface NodeMessage {
    * Output and the end of a remote shell this node runs (docs/shell.md).
    */
   'shell'?: (_tether_v1_ShellFrame | null);
-  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report"|"gateway"|"shell";
+  /**
+   * Only on a proxy's WAN session: the gateway status of one of its site's nodes.
+   */
+  'relayed_gateway'?: (_tether_v1_RelayedGatewayReport | null);
+  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report"|"gateway"|"shell"|"relayed_gateway";
 }
 
 export interface NodeMessage__Output {
@@ -42,5 +47,9 @@ export interface NodeMessage__Output {
    * Output and the end of a remote shell this node runs (docs/shell.md).
    */
   'shell'?: (_tether_v1_ShellFrame__Output | null);
-  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report"|"gateway"|"shell";
+  /**
+   * Only on a proxy's WAN session: the gateway status of one of its site's nodes.
+   */
+  'relayed_gateway'?: (_tether_v1_RelayedGatewayReport__Output | null);
+  'msg'?: "hello"|"ack"|"heartbeat"|"endpoints"|"site_agents"|"relayed_report"|"gateway"|"shell"|"relayed_gateway";
 }

@@ -1,0 +1,51 @@
+// A forger on the site LAN (test/integration/gateway/ha.test.ts): run inside a gateway
+// node's namespace after that node died, it sends heartbeats from the dead node's own
+// address and port claiming it is up and active, signed with the keys it is given (the
+// wrong ones, or — the test's control — the right ones), every 100 ms until SIGTERM.
+//   argv[2]: JSON of HaSpoofArgs
+
+import { createSocket } from 'node:dgram';
+import type { GatewayHaKey } from '../../../src/api/gateway-kinds.js';
+import { encodeHeartbeat, haKeysOf } from '../../../src/node/gateway/ha.js';
+
+export interface HaSpoofArgs {
+  gateway: string;
+  /** The node it claims to be. */
+  node: string;
+  bind: string;
+  to: string;
+  port: number;
+  keys: GatewayHaKey[];
+}
+
+const a = JSON.parse(process.argv[2] ?? '{}') as HaSpoofArgs;
+const keys = haKeysOf({
+  apiVersion: 'tether.dev/v1',
+  kind: 'Gateway',
+  metadata: { name: a.gateway },
+  spec: {},
+  status: { haKeys: a.keys },
+});
+const sock = createSocket('udp4');
+await new Promise<void>((r) => sock.bind(a.port, a.bind, () => r()));
+let seq = 0;
+const timer = setInterval(() => {
+  const hb = encodeHeartbeat(
+    {
+      gateway: a.gateway,
+      node: a.node,
+      seq: seq++,
+      ts: Date.now(),
+      eligible: true,
+      eligibleForMs: 600_000,
+      role: 'active',
+    },
+    keys,
+  );
+  sock.send(hb, a.port, a.to);
+}, 100);
+process.stdout.write(`${JSON.stringify({ spoofing: a.node, pid: process.pid })}\n`);
+process.on('SIGTERM', () => {
+  clearInterval(timer);
+  sock.close(() => process.exit(0));
+});
