@@ -16,6 +16,8 @@ APT_PACKAGES=(
   containernetworking-plugins
   # a real container runtime (podman 4, CNI backend) driving tether-cni: CI fails on skipped tests
   podman runc busybox-static
+  # the zsh completion script is loaded by a real zsh (test/unit/cli/completion.test.ts)
+  zsh
 )
 
 export DEBIAN_FRONTEND=noninteractive
