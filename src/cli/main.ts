@@ -33,7 +33,11 @@ export const COMMANDS: readonly CommandModule[] = [
     load: async () => (await import('./commands/node.js')).registerNode,
     profileKinds: true,
   },
-  { names: ['status'], load: async () => (await import('./commands/status.js')).registerStatus },
+  {
+    names: ['status'],
+    load: async () => (await import('./commands/status.js')).registerStatus,
+    fast: async () => (await import('./commands/status-fast.js')).statusFast,
+  },
   {
     names: ['apply', 'get', 'describe', 'delete'],
     load: async () => (await import('./commands/resources.js')).registerResources,

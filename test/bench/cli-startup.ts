@@ -12,6 +12,7 @@
  *
  * `npx tsx test/bench/cli-startup.ts` or `BENCH_ONLY=cli-startup npm run bench`.
  *   CLI_STARTUP_RUNS  runs per variant (default 20)
+ *   CLI_STARTUP_ONLY  comma-separated variant names to run (default all; `node -e 0` always)
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -93,6 +94,9 @@ export async function run(): Promise<Record<string, number | string>> {
     'checkout --version': [join(REPO, 'bin/tether'), ['--version']],
     'checkout status': [join(REPO, 'bin/tether'), ['status', '--state-dir', dir]],
   };
+  const only = process.env.CLI_STARTUP_ONLY?.split(',').map((s) => s.trim());
+  if (only)
+    for (const k of Object.keys(variants)) if (k !== 'node -e 0' && !only.includes(k)) delete variants[k];
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
   try {
     // One warm-up each (page cache), then round-robin.
@@ -112,6 +116,7 @@ export async function run(): Promise<Record<string, number | string>> {
     out[`${name} p90 ms`] = +quantile(xs, 0.9).toFixed(1);
     if (name !== 'node -e 0') out[`${name} / node -e 0`] = +(quantile(xs, 0.5) / floor).toFixed(2);
   }
+  if (!times['bundle status']) return out;
   const ratio = quantile(times['bundle status'] as number[], 0.5) / floor;
   out.goal = `bundle status ≤ ${GOAL_RATIO}× node -e 0: ${ratio <= GOAL_RATIO ? 'met' : 'NOT met'} (${ratio.toFixed(2)}×)`;
   return out;

@@ -11,7 +11,7 @@ import {
   parseLogLine,
   tailFile,
 } from '../../node/support/logs.js';
-import { DEFAULT_NODE_DIR } from '../admin.js';
+import { DEFAULT_NODE_DIR } from '../defaults.js';
 import { parseDuration } from '../flags.js';
 import { out, paint, useColor } from '../term.js';
 
