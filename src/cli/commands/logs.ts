@@ -184,7 +184,13 @@ export function registerLogs(program: Command): void {
           // The recent lines, then what is appended from exactly where they ended.
           const tail = readLogFileTail(logFilePath(o.stateDir), TAIL_BYTES);
           for (const l of tail.text.split('\n')) if (l.trim() !== '') print(l);
-          await followLogFile(logFilePath(o.stateDir), print, tail.from ? { from: tail.from } : {});
+          // Ctrl-C ends following, as for the journal: exit 0, not death by signal.
+          const stop = new AbortController();
+          process.once('SIGINT', () => stop.abort());
+          await followLogFile(logFilePath(o.stateDir), print, {
+            signal: stop.signal,
+            ...(tail.from ? { from: tail.from } : {}),
+          });
           return;
         }
         if (!o.follow) {
