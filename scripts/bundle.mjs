@@ -105,7 +105,8 @@ for (const e of entries) {
   if (process.env.BUNDLE_METAFILE)
     writeFileSync(join(process.env.BUNDLE_METAFILE, `${e.out}.meta.json`), JSON.stringify(res.metafile));
   const code = Object.entries(res.metafile.outputs).filter(([k]) => k.endsWith('.mjs'));
-  const entryBytes = code.find(([, o]) => o.entryPoint)?.[1].bytes ?? 0;
+  // Every dynamically imported module is an entryPoint in the metafile too: find ours by name.
+  const entryBytes = code.find(([k]) => k.endsWith(`/${e.out}`) || k === e.out)?.[1].bytes ?? 0;
   const total = code.reduce((n, [, o]) => n + o.bytes, 0);
   const chunks = code.length - 1;
   console.log(
