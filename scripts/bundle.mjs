@@ -1,8 +1,15 @@
 #!/usr/bin/env node
-// Bundles the `tether` CLI (and the CNI plugin, when present) into single ESM files under
-// dist/. Native addons stay external and load from node_modules; the proto files are copied
-// next to the bundle because src/api/grpc.ts resolves them relative to its module URL.
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+// Bundles the `tether` CLI (and the CNI plugin, when present) into ESM files under dist/.
+// Native addons stay external and load from node_modules; the proto files are copied next to
+// the bundle because src/api/grpc.ts resolves them relative to its module URL.
+//
+// The CLI is split (esbuild `splitting`): dist/tether.mjs is a small entry and every lazily
+// imported command module, with what only it needs, is a chunk dist/tether-chunk-<hash>.mjs
+// loaded on use. As one 1.8 MB file, V8 compiled all of it before `tether status` could run
+// (BENCHMARKS.md "CLI start-up"). The chunks sit next to the entry, not in a subdirectory,
+// because bundled code resolves proto/, vendor/ and profiles relative to its own module URL.
+// CHUNK_PREFIX is what scripts/release.mjs and images/stage.mjs copy along with the entry.
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -45,12 +52,18 @@ const vendorDirname = {
   },
 };
 
+/** Output file names of the CLI's chunks (see the top of this file). */
+export const CHUNK_PREFIX = 'tether-chunk-';
+
 const entries = [
-  { src: 'src/cli/main.ts', out: 'tether.mjs' },
-  { src: 'src/cni/main.ts', out: 'tether-cni.mjs' },
+  { src: 'src/cli/main.ts', out: 'tether.mjs', split: true },
+  // The CNI plugin runs once per pod event and loads everything it has: one file.
+  { src: 'src/cni/main.ts', out: 'tether-cni.mjs', split: false },
 ];
 
 mkdirSync(dist, { recursive: true });
+// Chunk names carry a content hash: those of an earlier build would pile up.
+for (const f of readdirSync(dist)) if (f.startsWith(CHUNK_PREFIX)) rmSync(join(dist, f));
 for (const e of entries) {
   const entry = join(root, e.src);
   if (!existsSync(entry)) {
@@ -60,7 +73,15 @@ for (const e of entries) {
   const t0 = Date.now();
   const res = await build({
     entryPoints: [entry],
-    outfile: join(dist, e.out),
+    ...(e.split
+      ? {
+          outdir: dist,
+          splitting: true,
+          entryNames: e.out.replace(/\.mjs$/, ''),
+          chunkNames: `${CHUNK_PREFIX}[hash]`,
+          outExtension: { '.js': '.mjs' },
+        }
+      : { outfile: join(dist, e.out) }),
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -80,8 +101,19 @@ for (const e of entries) {
     // still reports its version (`tether --version`, the version a node tells the controller).
     define: { 'process.env.npm_package_version': JSON.stringify(version) },
   });
-  const bytes = Object.values(res.metafile.outputs).find((o) => o.entryPoint)?.bytes ?? 0;
-  console.log(`${e.src} → dist/${e.out} (${(bytes / 1024).toFixed(0)} KiB, ${Date.now() - t0} ms)`);
+  // BUNDLE_METAFILE=<dir>: esbuild's metafile for each entry (what each chunk holds and imports).
+  if (process.env.BUNDLE_METAFILE)
+    writeFileSync(join(process.env.BUNDLE_METAFILE, `${e.out}.meta.json`), JSON.stringify(res.metafile));
+  const code = Object.entries(res.metafile.outputs).filter(([k]) => k.endsWith('.mjs'));
+  // Every dynamically imported module is an entryPoint in the metafile too: find ours by name.
+  const entryBytes = code.find(([k]) => k.endsWith(`/${e.out}`) || k === e.out)?.[1].bytes ?? 0;
+  const total = code.reduce((n, [, o]) => n + o.bytes, 0);
+  const chunks = code.length - 1;
+  console.log(
+    `${e.src} → dist/${e.out} (${(entryBytes / 1024).toFixed(0)} KiB` +
+      (chunks > 0 ? ` + ${chunks} chunks, ${(total / 1024).toFixed(0)} KiB in all` : '') +
+      `, ${Date.now() - t0} ms)`,
+  );
 }
 
 const protoDst = join(dist, 'proto');

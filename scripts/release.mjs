@@ -5,7 +5,8 @@
 //   BUILDINFO        key=value: node ABI and arch the native addons were built for, commit
 //   SHA256SUMS       sha256sum(1) lines for every other file (install.sh checks them)
 //   install.sh       the installer (also the uninstaller: --uninstall)
-//   lib/             the bundle (tether.mjs, tether-cni.mjs, proto/, vendor/) and the
+//   lib/             the bundle (tether.mjs and its tether-chunk-*.mjs, tether-cni.mjs,
+//                    proto/, vendor/) and the
 //                    native addons it loads from lib/node_modules
 //   bin/             tether and tether-cni wrappers as installed to /usr/bin, /opt/cni/bin
 //   systemd/         the units;  profiles/  the shipped profiles;  doc/  README and docs
@@ -43,7 +44,19 @@ rmSync(join(dist, 'release'), { recursive: true, force: true });
 mkdirSync(stage, { recursive: true });
 
 step('bundle → lib/');
-for (const f of ['tether.mjs', 'tether.mjs.map', 'tether-cni.mjs', 'tether-cni.mjs.map', 'proto', 'vendor']) {
+// tether.mjs loads its chunks (scripts/bundle.mjs CHUNK_PREFIX) from next to itself.
+const chunks = readdirSync(dist).filter((f) => f.startsWith('tether-chunk-'));
+if (!chunks.some((f) => f.endsWith('.mjs')))
+  throw new Error('dist/tether-chunk-*.mjs are missing after the bundle');
+for (const f of [
+  'tether.mjs',
+  'tether.mjs.map',
+  ...chunks,
+  'tether-cni.mjs',
+  'tether-cni.mjs.map',
+  'proto',
+  'vendor',
+]) {
   if (!existsSync(join(dist, f))) {
     if (f.startsWith('tether-cni')) continue; // the CNI entry is optional in bundle.mjs
     throw new Error(`dist/${f} is missing after the bundle`);

@@ -19,8 +19,9 @@ import { TetherError } from '../lib/errors.js';
 import { parseJson, parseYaml, readInputFile } from '../lib/input.js';
 import { CHANNEL_OPTIONS, controllerCredentials } from '../node/connect.js';
 
-export const DEFAULT_CONTROLLER_DIR = '/var/lib/tether/controller';
-export const DEFAULT_NODE_DIR = '/var/lib/tether/node';
+import { DEFAULT_CONTROLLER_DIR } from './defaults.js';
+
+export { DEFAULT_CONTROLLER_DIR, DEFAULT_NODE_DIR } from './defaults.js';
 
 /** --config > $TETHER_CONFIG > ~/.config/tether/admin.yaml > the local controller's. */
 export function resolveClientConfigPath(flag?: string): string {

@@ -33,7 +33,11 @@ export const COMMANDS: readonly CommandModule[] = [
     load: async () => (await import('./commands/node.js')).registerNode,
     profileKinds: true,
   },
-  { names: ['status'], load: async () => (await import('./commands/status.js')).registerStatus },
+  {
+    names: ['status'],
+    load: async () => (await import('./commands/status.js')).registerStatus,
+    fast: async () => (await import('./commands/status-fast.js')).statusFast,
+  },
   {
     names: ['apply', 'get', 'describe', 'delete'],
     load: async () => (await import('./commands/resources.js')).registerResources,
@@ -171,6 +175,13 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/src/cli/main.ts')) {
+  // `tether logs | head`: the reader went away, which ends the command, not with a stack trace.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(EXIT.OK);
+      throw e;
+    });
+  }
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

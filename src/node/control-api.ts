@@ -1,11 +1,22 @@
 import { chmodSync, lstatSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import { TetherError } from '../lib/errors.js';
-import { parseJson } from '../lib/json-input.js';
 import type { Logger } from '../lib/log.js';
-import type { GatewayNodeStatus } from './gateway/consumer.js';
+import { DEFAULT_EVENTS_PER_ANSWER, MAX_STATUS_BYTES } from './control-client.js';
+import type { NodeEvent, NodeLiveStatus } from './control-types.js';
+
+// The client half lives in control-client.ts and the answers' types in control-types.ts (the
+// client must not load node:http: CLI start-up); what callers took from here still comes
+// from here.
+export {
+  CONTROL_SOCKET,
+  controlSocketPath,
+  MAX_STATUS_BYTES,
+  readEvents,
+  readLiveStatus,
+} from './control-client.js';
+export type { NodeEvent, NodeLiveStatus } from './control-types.js';
 
 /**
  * The node's local control API: HTTP/1.1 on a unix socket (default `<state-dir>/control.sock`,
@@ -18,74 +29,10 @@ import type { GatewayNodeStatus } from './gateway/consumer.js';
  * See docs/node.md.
  */
 
-export const CONTROL_SOCKET = 'control.sock';
-export const controlSocketPath = (stateDir: string): string => join(stateDir, CONTROL_SOCKET);
-
-/** What the composition root reports about the running node (a snapshot, taken per request). */
-export interface NodeLiveStatus {
-  node: string;
-  site: string;
-  /** The controller address the node was enrolled with. */
-  controller: string;
-  pid: number;
-  startedAt: string;
-  version?: string;
-  session: {
-    /** e.g. `connecting`, `connected`, `disconnected` (the session's own phases). */
-    phase: string;
-    since?: string;
-    lastError?: string;
-    /** What the agent syncs from: the controller directly or its site proxy. */
-    upstream?: { kind: 'controller' | 'proxy'; address: string; node?: string };
-  };
-  proxy: {
-    /** `active`: this node runs its site's proxy; `standby`: it could; `off`: `--proxy off`. */
-    role: 'active' | 'standby' | 'off';
-    /** The site's active proxy as this node sees it (node name), when known. */
-    activeNode?: string;
-    since?: string;
-    /** Agents attached to this proxy (role `active` only). */
-    agents?: number;
-    /** The WAN session of the proxy (role `active` only). */
-    wan?: { phase: string; since?: string; revision?: number };
-  };
-  revision: number;
-  snapshotRevision: number;
-  networks: Array<{ name: string; vni?: number; localEndpoints: number; remoteEndpoints: number }>;
-  endpoints: Array<{
-    name: string;
-    network: string;
-    ip: string;
-    mac: string;
-    node: string;
-    /** `local`: this node's own; `slice`: from the controller; `site-local`: from the proxy, not yet confirmed. */
-    origin: 'local' | 'slice' | 'site-local';
-  }>;
-  counters: Record<string, number>;
-  health: { ok: boolean; degraded?: boolean; reasons: string[] };
-  certNotAfter?: string;
-  refusedEndpoints?: Array<{ name: string; code: string; message: string; field?: string }>;
-  /** The local gateway (docs/gateway.md), on a node its site's Gateway names. */
-  gateway?: GatewayNodeStatus;
-}
-
-export interface NodeEvent {
-  /** Monotonic per daemon run, from 1. */
-  seq: number;
-  time: string;
-  type: string;
-  message: string;
-  fields?: Record<string, string | number | boolean>;
-}
-
 export const EVENT_RING_SIZE = 1000;
 export const MAX_EVENTS_PER_ANSWER = 1000;
-const DEFAULT_EVENTS_PER_ANSWER = 100;
 /** Largest field value and message kept in an event: a ring of 1000 stays well under 1 MiB. */
 const MAX_EVENT_TEXT = 512;
-/** Largest status answer; past it the endpoint list is cut (and says so). */
-export const MAX_STATUS_BYTES = 4 * 1024 * 1024;
-
 /** The last `capacity` events, with sequence numbers so a reader can ask for what it missed. */
 export class EventRing {
   private readonly buf: NodeEvent[] = [];
@@ -340,72 +287,4 @@ export async function startControlApi(opts: ControlApiOptions): Promise<ControlA
       rmSync(socketPath, { force: true });
     },
   };
-}
-
-// ------------------------------------------------------------------------------------------
-// client
-
-/** Largest answer the client accepts (the server's bound plus headroom). */
-const MAX_ANSWER_BYTES = MAX_STATUS_BYTES + 64 * 1024;
-
-function get(socketPath: string, path: string, timeoutMs: number): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: 'GET', timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (b: Buffer) => {
-        size += b.length;
-        if (size > MAX_ANSWER_BYTES) {
-          req.destroy();
-          reject(new TetherError('TETHER_E_TOO_LARGE', `control API answer over ${MAX_ANSWER_BYTES} bytes`));
-          return;
-        }
-        chunks.push(b);
-      });
-      res.on('end', () => {
-        try {
-          const body = parseJson(Buffer.concat(chunks), { source: `${socketPath} ${path}` }) as {
-            error?: { code?: string; message?: string };
-          };
-          if (res.statusCode !== 200) {
-            reject(
-              new TetherError(
-                'TETHER_E_COMMAND',
-                `control API ${path}: ${res.statusCode} ${body.error?.message ?? ''}`.trim(),
-              ),
-            );
-          } else resolve(body);
-        } catch (e) {
-          reject(e);
-        }
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (e: NodeJS.ErrnoException) =>
-      reject(
-        new TetherError('TETHER_E_UNAVAILABLE', `control API at ${socketPath}: ${e.message}`, {
-          ...(e.code ? { reason: e.code } : {}),
-        }),
-      ),
-    );
-    req.end();
-  });
-}
-
-export function readLiveStatus(socketPath: string, timeoutMs = 2000): Promise<NodeLiveStatus> {
-  return get(socketPath, '/v1/status', timeoutMs) as Promise<NodeLiveStatus>;
-}
-
-export function readEvents(
-  socketPath: string,
-  since = 0,
-  limit = DEFAULT_EVENTS_PER_ANSWER,
-  timeoutMs = 2000,
-): Promise<{ events: NodeEvent[]; latest: number; missed: number }> {
-  return get(socketPath, `/v1/events?since=${since}&limit=${limit}`, timeoutMs) as Promise<{
-    events: NodeEvent[];
-    latest: number;
-    missed: number;
-  }>;
 }

@@ -1,26 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { writeFileAtomic } from '../lib/atomic.js';
 import { TetherError } from '../lib/errors.js';
 import { parseJson, parseYaml, readInputFile } from '../lib/input.js';
+import { assertEnrolled, nodePaths } from './paths.js';
 
-/** Layout of a node's state directory (default /var/lib/tether/node). */
-export function nodePaths(stateDir: string) {
-  return {
-    stateDir,
-    identity: join(stateDir, 'identity.yaml'),
-    /** Key and certificate in one file so a rotation can never leave a mismatched pair. */
-    credentials: join(stateDir, 'credentials.json'),
-    ca: join(stateDir, 'ca.crt'),
-    cache: join(stateDir, 'cache.json'),
-    status: join(stateDir, 'status.json'),
-    /** Endpoints the site proxy sent that the controller has not confirmed (docs/proxy.md). */
-    siteLocal: join(stateDir, 'site-local.json'),
-    /** The upper bound of the endpoint reports' sequence numbers (src/lib/sequence.ts). */
-    reportSeq: join(stateDir, 'report-seq.json'),
-  };
-}
+// nodePaths lives in paths.ts, which loads neither yaml nor the PKI (`tether status`).
+export { nodePaths } from './paths.js';
 
 export interface NodeIdentity {
   name: string;
@@ -61,12 +47,7 @@ export function isEnrolled(stateDir: string): boolean {
 
 export function loadIdentity(stateDir: string): LoadedIdentity {
   const p = nodePaths(stateDir);
-  if (!existsSync(p.identity)) {
-    throw new TetherError('TETHER_E_STATE', `node is not enrolled (no ${p.identity})`, {
-      file: p.identity,
-      expected: 'run `tether node enroll --controller HOST:PORT --token TOKEN` first',
-    });
-  }
+  assertEnrolled(stateDir);
   const id = parseYaml(readInputFile(p.identity), { source: p.identity }) as NodeIdentity;
   for (const f of ['name', 'site', 'controller', 'caFingerprint'] as const) {
     if (typeof id?.[f] !== 'string')

@@ -12,6 +12,9 @@
  *
  * `npx tsx test/bench/cli-startup.ts` or `BENCH_ONLY=cli-startup npm run bench`.
  *   CLI_STARTUP_RUNS  runs per variant (default 20)
+ *   CLI_STARTUP_ONLY  comma-separated variant names to run (default all; `node -e 0` always)
+ *   CLI_STARTUP_BASELINE  another bundle's tether.mjs (e.g. main's, one file before the split),
+ *                     run as `baseline --version` / `baseline status` in the same rounds
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -93,6 +96,15 @@ export async function run(): Promise<Record<string, number | string>> {
     'checkout --version': [join(REPO, 'bin/tether'), ['--version']],
     'checkout status': [join(REPO, 'bin/tether'), ['status', '--state-dir', dir]],
   };
+  const baseline = process.env.CLI_STARTUP_BASELINE;
+  if (baseline) {
+    variants['baseline --version'] = [process.execPath, [baseline, '--version']];
+    variants['baseline status'] = [process.execPath, [baseline, 'status', '--state-dir', dir]];
+  }
+  const only = process.env.CLI_STARTUP_ONLY?.split(',').map((s) => s.trim());
+  if (only)
+    for (const k of Object.keys(variants))
+      if (k !== 'node -e 0' && !k.startsWith('baseline') && !only.includes(k)) delete variants[k];
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
   try {
     // One warm-up each (page cache), then round-robin.
@@ -112,6 +124,7 @@ export async function run(): Promise<Record<string, number | string>> {
     out[`${name} p90 ms`] = +quantile(xs, 0.9).toFixed(1);
     if (name !== 'node -e 0') out[`${name} / node -e 0`] = +(quantile(xs, 0.5) / floor).toFixed(2);
   }
+  if (!times['bundle status']) return out;
   const ratio = quantile(times['bundle status'] as number[], 0.5) / floor;
   out.goal = `bundle status ≤ ${GOAL_RATIO}× node -e 0: ${ratio <= GOAL_RATIO ? 'met' : 'NOT met'} (${ratio.toFixed(2)}×)`;
   return out;

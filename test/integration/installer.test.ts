@@ -154,6 +154,21 @@ describe('release tarball', () => {
     const v = run(process.execPath, [join(pkgDir, 'lib/tether.mjs'), '--version']);
     expect(v.stderr).toBe('');
     expect(v.stdout.trim()).toBe(VERSION);
+    // The CLI is split (scripts/bundle.mjs): status loads its chunks from next to the entry,
+    // and the whole command tree (help) every chunk a command module needs.
+    const chunks = readdirSync(join(pkgDir, 'lib')).filter((f) => /^tether-chunk-.*\.mjs$/.test(f));
+    expect(chunks.length).toBeGreaterThan(0);
+    const s = run(process.execPath, [
+      join(pkgDir, 'lib/tether.mjs'),
+      'status',
+      '--state-dir',
+      join(work, 'none'),
+    ]);
+    expect(s.stderr).toContain('node is not enrolled');
+    expect(s.stderr).toContain('[TETHER_E_STATE]');
+    const h = run(process.execPath, [join(pkgDir, 'lib/tether.mjs'), '--help']);
+    expect(h.stderr).toBe('');
+    expect(h.stdout).toContain('status');
     // Each addon from the tarball's own node_modules, not the checkout's.
     const probe = [
       "const r = require('module').createRequire(process.argv[1] + '/');",

@@ -4,14 +4,15 @@ import type { Command } from 'commander';
 import { TetherError } from '../../lib/errors.js';
 import { ProcessRunner } from '../../lib/exec.js';
 import {
+  followLogFile,
   formatLogRecord,
+  LineSplitter,
   type LogRecord,
   logFilePath,
-  MAX_LOG_LINE,
   parseLogLine,
-  tailFile,
+  readLogFileTail,
 } from '../../node/support/logs.js';
-import { DEFAULT_NODE_DIR } from '../admin.js';
+import { DEFAULT_NODE_DIR } from '../defaults.js';
 import { parseDuration } from '../flags.js';
 import { out, paint, useColor } from '../term.js';
 
@@ -58,16 +59,34 @@ export function keep(r: LogRecord, f: LogFilter): boolean {
   return true;
 }
 
+/** Where journalctl reads: the system journal, or journal files in a directory (`-D`). */
+export interface JournalPlace {
+  /** A directory of journal files (e.g. a box's /var/log/journal copied to a laptop). */
+  directory?: string;
+}
+
+/** journalctl's arguments for the node unit's entries as JSON: the last `lines`, then (follow) new ones. */
+export function journalArgs(
+  f: LogFilter,
+  opts: JournalPlace & { follow?: boolean; lines: number },
+): string[] {
+  const args = ['-u', NODE_UNIT, '-o', 'json', '--no-pager', '-n', String(opts.lines)];
+  if (opts.directory !== undefined) args.push('-D', opts.directory);
+  if (f.since) args.push('--since', `@${Math.floor(f.since.getTime() / 1000)}`);
+  if (opts.follow) args.push('-f');
+  return args;
+}
+
 /** Recent log lines (oldest first) as raw lines, for the bundle and `tether logs`. */
 export async function readLogLines(
   stateDir: string,
   source: LogSource,
   f: LogFilter = {},
+  place: JournalPlace = {},
 ): Promise<string[]> {
   let text: string;
   if (source === 'journal') {
-    const args = ['-u', NODE_UNIT, '-o', 'json', '--no-pager', '-n', '5000'];
-    if (f.since) args.push('--since', `@${Math.floor(f.since.getTime() / 1000)}`);
+    const args = journalArgs(f, { ...place, lines: 5000 });
     const r = await new ProcessRunner().run('journalctl', args, { allowFailure: true, timeoutMs: 20_000 });
     if (r.code !== 0) {
       throw new TetherError('TETHER_E_UNAVAILABLE', `journalctl failed: ${r.stderr.trim().slice(0, 300)}`, {
@@ -76,7 +95,7 @@ export async function readLogLines(
     }
     text = r.stdout;
   } else {
-    text = tailFile(`${logFilePath(stateDir)}.1`, TAIL_BYTES) + tailFile(logFilePath(stateDir), TAIL_BYTES);
+    text = readLogFileTail(logFilePath(stateDir), TAIL_BYTES).text;
   }
   return text.split('\n').filter((l) => l.trim() !== '' && keep(parseLogLine(l), f));
 }
@@ -92,10 +111,14 @@ export function registerLogs(program: Command): void {
     .option('--since <when>', 'only lines after this: 15m, 2h, 1d or an ISO 8601 time')
     .option('--component <name>', 'only this component (pino name: node, firstboot, or a component field)')
     .option('--source <src>', 'journal|file (default: journal when the unit runs under systemd)')
+    .option(
+      '--journal-dir <dir>',
+      "read journal files in this directory (journalctl -D), e.g. a box's /var/log/journal",
+    )
     .option('-o, --output <fmt>', 'json|pretty (default: pretty on a terminal)')
     .addHelpText(
       'after',
-      '\nExamples:\n  tether logs --since 15m\n  tether logs -f --component firstboot\n  tether logs -o json | jq .msg\n',
+      '\nExamples:\n  tether logs --since 15m\n  tether logs -f --component firstboot\n  tether logs -o json | jq .msg\n  tether logs --journal-dir /mnt/box/var/log/journal --since 2026-12-03T11:00:00Z\n',
     )
     .action(
       async (o: {
@@ -104,6 +127,7 @@ export function registerLogs(program: Command): void {
         since?: string;
         component?: string;
         source?: string;
+        journalDir?: string;
         output?: string;
       }) => {
         if (o.source !== undefined && o.source !== 'journal' && o.source !== 'file') {
@@ -122,7 +146,22 @@ export function registerLogs(program: Command): void {
           ...(o.since ? { since: parseSince(o.since) } : {}),
           ...(o.component ? { component: o.component } : {}),
         };
-        const source = (o.source as LogSource | undefined) ?? (await detectSource(o.stateDir));
+        if (o.journalDir !== undefined && o.source === 'file') {
+          throw new TetherError('TETHER_E_INVALID', '--journal-dir reads a journal, not the log file', {
+            field: '--journal-dir',
+            expected: 'no --source, or --source journal',
+          });
+        }
+        if (o.journalDir !== undefined && !existsSync(o.journalDir)) {
+          throw new TetherError('TETHER_E_NOT_FOUND', `no directory ${o.journalDir}`, {
+            field: '--journal-dir',
+            expected: 'a directory of journal files (*.journal)',
+          });
+        }
+        const place: JournalPlace = o.journalDir !== undefined ? { directory: o.journalDir } : {};
+        const source =
+          (o.source as LogSource | undefined) ??
+          (o.journalDir !== undefined ? 'journal' : await detectSource(o.stateDir));
         const pretty = o.output ? o.output === 'pretty' : Boolean(process.stdout.isTTY);
         const colour = useColor(process.stdout);
         const print = (line: string): void => {
@@ -141,64 +180,41 @@ export function registerLogs(program: Command): void {
             expected: 'a node daemon that has run with this --state-dir (or --source journal)',
           });
         }
-        if (!o.follow || source === 'file') {
-          for (const l of await readLogLines(o.stateDir, source, filter)) print(l);
+        if (source === 'file' && o.follow) {
+          // The recent lines, then what is appended from exactly where they ended.
+          const tail = readLogFileTail(logFilePath(o.stateDir), TAIL_BYTES);
+          for (const l of tail.text.split('\n')) if (l.trim() !== '') print(l);
+          // Ctrl-C ends following, as for the journal: exit 0, not death by signal.
+          const stop = new AbortController();
+          process.once('SIGINT', () => stop.abort());
+          await followLogFile(logFilePath(o.stateDir), print, {
+            signal: stop.signal,
+            ...(tail.from ? { from: tail.from } : {}),
+          });
+          return;
         }
-        if (!o.follow) return;
-        if (source === 'journal') {
-          const args = ['-u', NODE_UNIT, '-o', 'json', '--no-pager', '-f', '-n', '100'];
-          if (filter.since) args.push('--since', `@${Math.floor(filter.since.getTime() / 1000)}`);
-          await followStream(spawn('journalctl', args, { stdio: ['ignore', 'pipe', 'inherit'] }), print);
-        } else {
-          await followFile(logFilePath(o.stateDir), print);
+        if (!o.follow) {
+          for (const l of await readLogLines(o.stateDir, source, filter, place)) print(l);
+          return;
         }
+        const args = journalArgs(filter, { ...place, follow: true, lines: 100 });
+        await followStream(spawn('journalctl', args, { stdio: ['ignore', 'pipe', 'inherit'] }), print);
       },
     );
 }
 
 function followStream(child: ReturnType<typeof spawn>, print: (l: string) => void): Promise<void> {
   return new Promise((resolve) => {
-    let buf = '';
+    const split = new LineSplitter();
     child.stdout?.setEncoding('utf8');
     child.stdout?.on('data', (d: string) => {
-      buf += d;
-      let i = buf.indexOf('\n');
-      while (i >= 0) {
-        print(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-        i = buf.indexOf('\n');
-      }
-      if (buf.length > MAX_LOG_LINE) buf = '';
+      for (const l of split.push(d)) print(l);
     });
-    child.on('close', () => resolve());
+    child.on('close', () => {
+      for (const l of split.end()) print(l);
+      resolve();
+    });
     child.on('error', () => resolve());
     process.once('SIGINT', () => child.kill('SIGTERM'));
   });
-}
-
-/** Polls the file for growth; a shrunk file (rotated) is read again from its start. */
-async function followFile(path: string, print: (l: string) => void): Promise<void> {
-  const { statSync, openSync, readSync, closeSync } = await import('node:fs');
-  let pos = existsSync(path) ? statSync(path).size : 0;
-  let partial = '';
-  for (;;) {
-    await new Promise((r) => setTimeout(r, 500));
-    if (!existsSync(path)) continue;
-    const size = statSync(path).size;
-    if (size < pos) pos = 0;
-    if (size === pos) continue;
-    const fd = openSync(path, 'r');
-    try {
-      const n = Math.min(size - pos, TAIL_BYTES);
-      const b = Buffer.alloc(n);
-      readSync(fd, b, 0, n, pos);
-      pos += n;
-      const lines = (partial + b.toString('utf8')).split('\n');
-      partial = lines.pop() ?? '';
-      if (partial.length > MAX_LOG_LINE) partial = '';
-      for (const l of lines) if (l.trim()) print(l);
-    } finally {
-      closeSync(fd);
-    }
-  }
 }

@@ -1,18 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { TetherError } from '../../lib/errors.js';
-import { parseJson } from '../../lib/input.js';
+import { parseJson } from '../../lib/json-input.js';
 import type { NodeStatusFile } from '../../node/agent/daemon.js';
-import {
-  controlSocketPath,
-  type NodeEvent,
-  type NodeLiveStatus,
-  readEvents,
-  readLiveStatus,
-} from '../../node/control-api.js';
-import { loadIdentity, nodePaths } from '../../node/identity.js';
-import { DEFAULT_NODE_DIR } from '../admin.js';
-import { out, renderStructured, renderTable } from '../output.js';
+import { controlSocketPath, readEvents, readLiveStatus } from '../../node/control-client.js';
+import type { NodeEvent, NodeLiveStatus } from '../../node/control-types.js';
+import { assertEnrolled, nodePaths } from '../../node/paths.js';
+import { DEFAULT_NODE_DIR } from '../defaults.js';
+import { out, renderTable } from '../term.js';
 
 function pidAlive(pid: number): boolean {
   try {
@@ -54,8 +49,11 @@ export interface StatusView {
 export const RECENT_EVENTS_SHOWN = 10;
 
 async function liveView(socket: string): Promise<StatusView> {
-  const s = await readLiveStatus(socket);
-  const ev = await readEvents(socket, 0, 1000).catch(() => undefined);
+  // Both at once: one round trip of the start-up budget instead of two.
+  const [s, ev] = await Promise.all([
+    readLiveStatus(socket),
+    readEvents(socket, 0, 1000).catch(() => undefined),
+  ]);
   return {
     source: 'live',
     sourceDetail: `control API ${socket}`,
@@ -81,8 +79,9 @@ async function liveView(socket: string): Promise<StatusView> {
   };
 }
 
-function fileView(stateDir: string, why: string): StatusView {
-  const id = loadIdentity(stateDir);
+async function fileView(stateDir: string, why: string): Promise<StatusView> {
+  // identity.ts loads yaml and the live path does not need it (start-up, BENCHMARKS.md).
+  const id = (await import('../../node/identity.js')).loadIdentity(stateDir);
   const p = nodePaths(stateDir);
   const st = existsSync(p.status)
     ? (parseJson(readFileSync(p.status), { source: p.status }) as NodeStatusFile)
@@ -112,8 +111,9 @@ export async function nodeStatusView(
   stateDir: string,
   socket = controlSocketPath(stateDir),
 ): Promise<StatusView> {
-  // The identity is read first either way: a directory that is no node is an error, not "down".
-  loadIdentity(stateDir);
+  // A directory that is no node is an error, not "down". The live path reads no more of the
+  // identity than that it is there; the daemon serving the socket loaded all of it.
+  assertEnrolled(stateDir);
   try {
     return await liveView(socket);
   } catch (e) {
@@ -207,16 +207,28 @@ export function registerStatus(program: Command): void {
     .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
     .option('--socket <path>', 'control socket (default <state-dir>/control.sock)')
     .option('-o, --output <fmt>', 'json|yaml')
-    .action(async (o: { stateDir: string; socket?: string; output?: string }) => {
-      if (o.output !== undefined && o.output !== 'json' && o.output !== 'yaml') {
-        throw new TetherError('TETHER_E_INVALID', `bad output format "${o.output}"`, {
-          field: '--output',
-          expected: 'json or yaml',
-        });
-      }
-      const view = await nodeStatusView(o.stateDir, o.socket ?? controlSocketPath(o.stateDir));
-      if (o.output) out(renderStructured(view, o.output));
-      else out(renderView(view));
-      if (view.daemon !== 'running') process.exitCode = 1;
+    .action(async (o: StatusOptions) => {
+      process.exitCode = await runStatus(o);
     });
+}
+
+export interface StatusOptions {
+  stateDir: string;
+  socket?: string | undefined;
+  output?: string | undefined;
+}
+
+/** `tether status` once its flags are parsed, by commander or by status-fast.ts; the exit code. */
+export async function runStatus(o: StatusOptions): Promise<number> {
+  if (o.output !== undefined && o.output !== 'json' && o.output !== 'yaml') {
+    throw new TetherError('TETHER_E_INVALID', `bad output format "${o.output}"`, {
+      field: '--output',
+      expected: 'json or yaml',
+    });
+  }
+  const view = await nodeStatusView(o.stateDir, o.socket ?? controlSocketPath(o.stateDir));
+  // output.ts brings the yaml module: only -o loads it (start-up, BENCHMARKS.md).
+  if (o.output) out((await import('../output.js')).renderStructured(view, o.output));
+  else out(renderView(view));
+  return view.daemon !== 'running' ? 1 : 0;
 }

@@ -171,19 +171,163 @@ export function formatLogRecord(
   return `${head}${paint(r.level.toUpperCase().padEnd(5), COLOUR[r.level])}${rest}`;
 }
 
-/** The last `maxBytes` of a file, from the first whole line on. */
-export function tailFile(path: string, maxBytes: number): string {
-  if (!existsSync(path)) return '';
-  const fd = openSync(path, 'r');
+/**
+ * Cuts a byte stream into lines: the one place `tether logs` does that, for the file it
+ * tails, the file it follows and `journalctl -f`'s output. A line that grows past
+ * MAX_LOG_LINE without its newline is dropped whole (its tail too, up to the next newline),
+ * so a runaway writer costs bounded memory and never splices into the next line.
+ */
+export class LineSplitter {
+  private partial = '';
+  private skipping = false;
+
+  /** The complete lines in `chunk` (after what came before), without their newlines. */
+  push(chunk: string): string[] {
+    const parts = (this.partial + chunk).split('\n');
+    this.partial = parts.pop() ?? '';
+    const lines: string[] = [];
+    for (const p of parts) {
+      if (this.skipping) this.skipping = false;
+      else lines.push(p);
+    }
+    if (this.partial.length > MAX_LOG_LINE) {
+      this.partial = '';
+      this.skipping = true;
+    }
+    return lines;
+  }
+
+  /** The last line when the stream ends without a newline. */
+  end(): string[] {
+    const rest = this.skipping ? '' : this.partial;
+    this.partial = '';
+    this.skipping = false;
+    return rest === '' ? [] : [rest];
+  }
+}
+
+/** At most `maxBytes` of the file from byte `start` (fewer at its end); empty when it is gone. */
+function readRange(path: string, start: number, maxBytes: number): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return Buffer.alloc(0);
+  }
   try {
     const size = fstatSync(fd).size;
-    const start = Math.max(0, size - maxBytes);
-    const buf = Buffer.alloc(size - start);
-    readSync(fd, buf, 0, buf.length, start);
-    let s = buf.toString('utf8');
-    if (start > 0) s = s.slice(s.indexOf('\n') + 1);
-    return s;
+    const n = Math.max(0, Math.min(size - start, maxBytes));
+    const buf = Buffer.alloc(n);
+    const got = n > 0 ? readSync(fd, buf, 0, n, start) : 0;
+    return buf.subarray(0, got);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** The last `maxBytes` of a file (up to byte `end`, default its size), from the first whole line on. */
+export function tailFile(path: string, maxBytes: number, end?: number): string {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    return '';
+  }
+  const stop = Math.min(size, end ?? size);
+  const start = Math.max(0, stop - maxBytes);
+  const s = readRange(path, start, stop - start).toString('utf8');
+  return start > 0 ? s.slice(s.indexOf('\n') + 1) : s;
+}
+
+/** A place in the log file: which file (inode) and how far it has been read. */
+export interface LogFilePosition {
+  ino: number;
+  pos: number;
+}
+
+/**
+ * The newest `maxBytes` of each generation (`path.1`, then `path`), and where a follower
+ * (followLogFile `from`) goes on so that nothing between the two is lost or shown twice.
+ */
+export function readLogFileTail(path: string, maxBytes: number): { text: string; from?: LogFilePosition } {
+  let st: { ino: number; size: number } | undefined;
+  try {
+    st = statSync(path);
+  } catch {
+    st = undefined;
+  }
+  const text = tailFile(`${path}.1`, maxBytes) + (st ? tailFile(path, maxBytes, st.size) : '');
+  return st ? { text, from: { ino: st.ino, pos: st.size } } : { text };
+}
+
+export interface FollowOptions {
+  /** Stops following (the promise resolves). */
+  signal?: AbortSignal;
+  pollMs?: number;
+  /** Most bytes read at once. */
+  chunkBytes?: number;
+  /** Go on from here (readLogFileTail) instead of from the file's end now. */
+  from?: LogFilePosition;
+}
+
+/**
+ * Calls `onLine` for every line appended to the log file from now on, across rotations
+ * (RotatingLogFile renames `path` to `path.1` and starts a new `path`): when the file at `path`
+ * is another inode than before, the rest of the old one is read from `path.1` first, then the
+ * new file from its start, so no line is lost or shown twice. A file that shrank in place
+ * (truncated) is read again from its start. Polls: the log directory may be on any file system.
+ */
+export async function followLogFile(
+  path: string,
+  onLine: (line: string) => void,
+  opts: FollowOptions = {},
+): Promise<void> {
+  const pollMs = opts.pollMs ?? 250;
+  const chunkBytes = opts.chunkBytes ?? 4 * 1024 * 1024;
+  const stat = (p: string) => {
+    try {
+      const st = statSync(p);
+      return { ino: st.ino, size: st.size };
+    } catch {
+      return undefined;
+    }
+  };
+  let cur = opts.from ? { ino: opts.from.ino, size: opts.from.pos } : stat(path);
+  let pos = opts.from ? opts.from.pos : (cur?.size ?? 0);
+  let split = new LineSplitter();
+  const drain = (p: string, upTo: number) => {
+    while (pos < upTo) {
+      const b = readRange(p, pos, Math.min(chunkBytes, upTo - pos));
+      if (b.length === 0) break;
+      pos += b.length;
+      for (const l of split.push(b.toString('utf8'))) if (l.trim() !== '') onLine(l);
+    }
+  };
+  while (!opts.signal?.aborted) {
+    const now = stat(path);
+    if (now && cur && now.ino !== cur.ino) {
+      // Rotated: finish the old generation, if it is the one now at path.1.
+      const old = stat(`${path}.1`);
+      if (old && old.ino === cur.ino) drain(`${path}.1`, old.size);
+      for (const l of split.end()) if (l.trim() !== '') onLine(l);
+      split = new LineSplitter();
+      pos = 0;
+    } else if (now && now.size < pos) {
+      split = new LineSplitter();
+      pos = 0;
+    }
+    if (now) {
+      cur = now;
+      drain(path, now.size);
+    }
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        opts.signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const t = setTimeout(done, pollMs);
+      opts.signal?.addEventListener('abort', done, { once: true });
+    });
   }
 }

@@ -1,0 +1,60 @@
+// What the node's control API answers (src/node/control-api.ts serves it, control-client.ts
+// reads it): types only, so that the client loads nothing of the server.
+import type { GatewayNodeStatus } from './gateway/consumer.js';
+
+/** What the composition root reports about the running node (a snapshot, taken per request). */
+export interface NodeLiveStatus {
+  node: string;
+  site: string;
+  /** The controller address the node was enrolled with. */
+  controller: string;
+  pid: number;
+  startedAt: string;
+  version?: string;
+  session: {
+    /** e.g. `connecting`, `connected`, `disconnected` (the session's own phases). */
+    phase: string;
+    since?: string;
+    lastError?: string;
+    /** What the agent syncs from: the controller directly or its site proxy. */
+    upstream?: { kind: 'controller' | 'proxy'; address: string; node?: string };
+  };
+  proxy: {
+    /** `active`: this node runs its site's proxy; `standby`: it could; `off`: `--proxy off`. */
+    role: 'active' | 'standby' | 'off';
+    /** The site's active proxy as this node sees it (node name), when known. */
+    activeNode?: string;
+    since?: string;
+    /** Agents attached to this proxy (role `active` only). */
+    agents?: number;
+    /** The WAN session of the proxy (role `active` only). */
+    wan?: { phase: string; since?: string; revision?: number };
+  };
+  revision: number;
+  snapshotRevision: number;
+  networks: Array<{ name: string; vni?: number; localEndpoints: number; remoteEndpoints: number }>;
+  endpoints: Array<{
+    name: string;
+    network: string;
+    ip: string;
+    mac: string;
+    node: string;
+    /** `local`: this node's own; `slice`: from the controller; `site-local`: from the proxy, not yet confirmed. */
+    origin: 'local' | 'slice' | 'site-local';
+  }>;
+  counters: Record<string, number>;
+  health: { ok: boolean; degraded?: boolean; reasons: string[] };
+  certNotAfter?: string;
+  refusedEndpoints?: Array<{ name: string; code: string; message: string; field?: string }>;
+  /** The local gateway (docs/gateway.md), on a node its site's Gateway names. */
+  gateway?: GatewayNodeStatus;
+}
+
+export interface NodeEvent {
+  /** Monotonic per daemon run, from 1. */
+  seq: number;
+  time: string;
+  type: string;
+  message: string;
+  fields?: Record<string, string | number | boolean>;
+}
