@@ -331,6 +331,7 @@ async function scenario(
     r.restart_to_all_serving_s = +(((await serving) - tStart) / 1000).toFixed(2);
     const tBack = Math.max(...back.map((m) => m.at));
     r.resync_all_after_restart_s = +((tBack - tStart) / 1000).toFixed(2);
+    // Resyncs, not nodes: a node dropped again during the storm resyncs twice.
     r.resync_by_delta = back.reduce((x, m) => x + m.deltas, 0);
     r.resync_by_snapshot = back.reduce((x, m) => x + m.snapshots, 0);
     r.resync_connect_attempts = back.reduce((x, m) => x + m.attempts, 0);
@@ -340,6 +341,8 @@ async function scenario(
     log(
       `all replicas restarted: every node in sync again after ${r.resync_all_after_restart_s} s (${r.resync_by_delta} by delta, ${r.resync_by_snapshot} by snapshot)`,
     );
+    // Printed as soon as it exists: a run cut short still leaves this scenario's numbers.
+    log(JSON.stringify(r));
     return r;
   } finally {
     for (const a of admins) a.close();
