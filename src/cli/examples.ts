@@ -48,6 +48,10 @@ export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
       'node enroll --controller ctl.example.net:7443 --token TOKEN --wait 10m',
       'wait for approval up to 10 minutes',
     ],
+    [
+      'node enroll --controller 10.0.0.1:7443,10.0.0.2:7443 --token-file /run/tether/token',
+      'know both controller replicas (failover in this order)',
+    ],
   ],
   'node run': [
     ['node run --underlay-if eth0 --vtep-ip 198.51.100.7', 'the node daemon on underlay eth0'],

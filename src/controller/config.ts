@@ -1,4 +1,5 @@
 import { stringify } from 'yaml';
+import { MAX_CONTROLLERS, parseControllerList } from '../lib/controller-addresses.js';
 import { TetherError } from '../lib/errors.js';
 import { parseYaml, readInputFile } from '../lib/input.js';
 import { DEFAULT_CONNECTION_LIMITS } from '../lib/listener.js';
@@ -44,6 +45,10 @@ export interface ControllerConfig {
   /** Where resources live: '' (the default) is SQLite in the data directory; else a
    *  `--datastore` URL: sqlite:PATH or etcd[s]://host:port,...[/prefix/] (docs/controller.md). */
   datastore: string;
+  /** host:port of every controller replica on this datastore, in the failover order nodes
+   *  should use (issue 12): sent to every session after its initial sync, so nodes and site
+   *  proxies learn new replicas. Empty (the default): nothing is advertised. At most 8. */
+  replicas: string[];
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -66,6 +71,7 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   shellMaxSeconds: 4 * 3600,
   metricsListen: 'off',
   datastore: '',
+  replicas: [],
 };
 
 export function loadControllerConfig(path: string): ControllerConfig {
@@ -86,6 +92,24 @@ export function loadControllerConfig(path: string): ControllerConfig {
         field: k,
         expected: typeof v,
       });
+    }
+    if (Array.isArray(v)) {
+      // The only list: controller addresses, checked like a node checks them.
+      if (!Array.isArray(got))
+        throw new TetherError('TETHER_E_INVALID', `wrong type for ${k}`, {
+          file: path,
+          field: k,
+          expected: 'a list',
+        });
+      try {
+        if (got.length > 0) parseControllerList(got, k);
+      } catch (e) {
+        throw new TetherError('TETHER_E_INVALID', (e as Error).message, {
+          file: path,
+          field: k,
+          expected: `0 to ${MAX_CONTROLLERS} controller addresses HOST:PORT`,
+        });
+      }
     }
     if (typeof got === 'number' && !(Number.isFinite(got) && got >= 0)) {
       throw new TetherError('TETHER_E_INVALID', `${k} is ${got}`, {

@@ -159,6 +159,9 @@ export class SessionHub {
   /** The sessions' send queue bound: deltas stop behind a stalled peer, a snapshot follows. */
   private readonly sends: BoundedSession<Session, ControllerMessage>;
   private seq = 0;
+  /** How sessions were brought up to date when they opened: resumed by delta from the
+   *  revision they held, or sent a snapshot (a stat for metrics, tests and benchmarks). */
+  readonly initialSyncs = { delta: 0, snapshot: 0 };
   /** Snapshots resent after a send queue overflowed (a stat for tests and benchmarks). */
   get overflows(): number {
     return this.sends.overflows;
@@ -492,12 +495,14 @@ export class SessionHub {
             }),
           );
           s.sent = head;
+          this.initialSyncs.delta++;
           return;
         }
       } catch (e) {
         if (!isTetherError(e, 'TETHER_E_COMPACTED')) throw e;
       }
     }
+    this.initialSyncs.snapshot++;
     this.snapshot(
       s,
       held === 0

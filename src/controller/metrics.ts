@@ -123,6 +123,16 @@ export class ControllerMetrics {
         [{ role: 'proxy' }, hub.proxyCount()],
       ],
     );
+    lazyCounter(
+      this.registry,
+      'tether_controller_session_syncs_total',
+      'Sessions brought up to date when they opened, by how: delta (resumed from the revision the peer held) or snapshot',
+      ['kind'],
+      () => [
+        [{ kind: 'delta' }, hub.initialSyncs.delta],
+        [{ kind: 'snapshot' }, hub.initialSyncs.snapshot],
+      ],
+    );
     lazyGauge(this.registry, 'tether_controller_shell_sessions', 'Remote shells open now', [], () => [
       [{}, server.shell?.count() ?? 0],
     ]);

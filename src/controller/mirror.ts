@@ -23,6 +23,8 @@ export interface ControllerStore {
   list(kind?: string): { revision: number; items: StoredObject[] };
   /** Events kept in the copy with revision > fromRevision, in order. */
   history(fromRevision: number, kind?: string): StoreEvent[];
+  /** Resolves once the copy has applied `revision` (absent: the copy is the store). */
+  caughtUp?(revision: number): Promise<void>;
   /** Called with each applied batch, after the copy applied it; returns an unsubscribe. */
   subscribe(fn: (events: readonly StoreEvent[]) => void): () => void;
   txn(ops: readonly TxnOp[], extras?: TxnExtras, opts?: TxnOptions): Promise<TxnResult>;

@@ -86,6 +86,8 @@ function serviceName(def: grpc.ServiceDefinition): string {
   return m[1]!;
 }
 
+/** How long a hello waits for this replica's copy to reach the revision the node holds. */
+const HELLO_CATCH_UP_MS = 3000;
 export interface ControllerServerDeps {
   store: ControllerStore;
   ca: CaMaterial;
@@ -464,6 +466,7 @@ export class ControllerServer {
             const prepared = Promise.all([
               role === '' ? this.recordVtep(id.name, hello.underlay_ip) : undefined,
               this.loadMarks(role === 'proxy' ? this.siteNodes(id.site) : [id.name]),
+              this.catchUpTo(Number(hello.held_revision)),
             ]);
             prepared
               .then(([vtepRefusal]) => {
@@ -501,6 +504,13 @@ export class ControllerServer {
             return;
           }
           if (vtepRefusal) this.hub.notify(session, { endpoint_result: vtepRefusal });
+          // After the initial sync: the peer learns every replica it may fail over to.
+          if (this.deps.config.replicas.length)
+            this.hub.notify(
+              session,
+              { controllers: { addresses: this.deps.config.replicas } },
+              '\0controllers',
+            );
           this.deps.log.info(
             { node: id.name, site: id.site, held: msg.hello.held_revision, role: role || 'node' },
             role === 'proxy' ? 'site proxy session open' : 'node session open',
@@ -986,6 +996,27 @@ export class ControllerServer {
    *  stored one. */
   private lastMark(node: string): ReportMark | undefined {
     return this.lastReports.get(node);
+  }
+
+  /**
+   * A node that fails over from another replica may hold a revision this replica's copy has
+   * not seen yet (its watch is a few milliseconds behind the store). Its hello waits for the
+   * copy, bounded, so it resumes by delta instead of getting a snapshot as "ahead of the
+   * controller"; a revision the store never reaches (a node from a wiped store) costs at
+   * most the bound and then gets its snapshot as before.
+   */
+  private async catchUpTo(held: number): Promise<void> {
+    const store = this.deps.store;
+    if (!(held > store.revision()) || !store.caughtUp) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      store.caughtUp(held).catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, HELLO_CATCH_UP_MS);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Brings the stored marks of these nodes into `lastReports` (a session's hello: the node

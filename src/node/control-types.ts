@@ -8,6 +8,8 @@ export interface NodeLiveStatus {
   site: string;
   /** The controller address the node was enrolled with. */
   controller: string;
+  /** Every controller replica the node knows, in failover order (issue 12). */
+  controllers?: readonly string[];
   pid: number;
   startedAt: string;
   version?: string;

@@ -6,14 +6,17 @@ import { tetherProto } from '../api/grpc.js';
 import { fromGrpcError } from '../api/status.js';
 import { credentialOf, parseToken } from '../api/token.js';
 import { type BackoffPolicy, fullJitterDelay } from '../lib/backoff.js';
-import { TetherError } from '../lib/errors.js';
+import { parseControllerList } from '../lib/controller-addresses.js';
+import { isTetherError, TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { createKeyAndCsr } from '../lib/pki.js';
 import { CHANNEL_OPTIONS, controllerCredentials, fetchPinnedCa } from './connect.js';
 import { type NodeIdentity, saveIdentity } from './identity.js';
 
 export interface EnrollOptions {
-  controller: string;
+  /** Controller replicas, in failover order (1–8): enrollment goes to the first that answers
+   *  with the pinned CA; the identity stores them all. */
+  controllers: readonly string[];
   token: string;
   stateDir: string;
   nodeName?: string;
@@ -85,17 +88,27 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 export async function enrollNode(opts: EnrollOptions): Promise<NodeIdentity> {
   const say = opts.progress ?? (() => {});
   const tok = parseToken(opts.token);
-  say(`checking controller ${opts.controller} against the CA pinned in the token…`);
-  const caPem = await fetchPinnedCa(opts.controller, tok.caFingerprint);
+  const controllers = parseControllerList([...opts.controllers], 'controllers');
+  let caPem: string | undefined;
+  let controller = controllers[0]!;
+  for (const [i, addr] of controllers.entries()) {
+    say(`checking controller ${addr} against the CA pinned in the token…`);
+    try {
+      caPem = await fetchPinnedCa(addr, tok.caFingerprint);
+      controller = addr;
+      break;
+    } catch (e) {
+      // A wrong CA is never retried elsewhere: it means the token or the list is wrong.
+      if (!isTetherError(e, 'TETHER_E_UNAVAILABLE') || i === controllers.length - 1) throw e;
+      say(`${(e as Error).message}; trying the next controller`);
+    }
+  }
+  if (caPem === undefined) throw new TetherError('TETHER_E_UNAVAILABLE', 'no controller answered');
   say('controller CA verified');
   const nodeName = opts.nodeName ?? defaultNodeName();
   const { keyPem, csrPem } = opts.keyAndCsr ?? (await createKeyAndCsr(nodeName));
   const proto = tetherProto();
-  const client = new proto.tether.v1.Enrollment(
-    opts.controller,
-    controllerCredentials(caPem),
-    CHANNEL_OPTIONS,
-  );
+  const client = new proto.tether.v1.Enrollment(controller, controllerCredentials(caPem), CHANNEL_OPTIONS);
   const started = Date.now();
   const policy = opts.backoff ?? { baseMs: 2000, capMs: 60_000 };
   try {
@@ -124,7 +137,7 @@ export async function enrollNode(opts: EnrollOptions): Promise<NodeIdentity> {
         const id: NodeIdentity = {
           name: res.node_name,
           site: res.site,
-          controller: opts.controller,
+          controllers,
           caFingerprint: tok.caFingerprint,
         };
         saveIdentity(opts.stateDir, id, caPem, { keyPem, certPem: res.certificate_pem });

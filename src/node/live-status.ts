@@ -88,6 +88,7 @@ export function liveStatus(i: LiveStatusInput): NodeLiveStatus {
     node: a.node,
     site: a.site,
     controller: a.controller,
+    ...(a.controllers ? { controllers: a.controllers } : {}),
     pid: a.pid,
     startedAt: a.startedAt,
     ...(i.version ? { version: i.version } : {}),

@@ -6,10 +6,11 @@ import type { TetherError } from '../lib/errors.js';
 import { type CommandRunner, ProcessRunner } from '../lib/exec.js';
 import type { Logger } from '../lib/log.js';
 import { type MetricsListen, type MetricsServer, startMetricsServer } from '../lib/metrics-server.js';
-import { NodeAgent, type Notifier } from './agent/daemon.js';
+import { NodeAgent, type Notifier, persistControllers } from './agent/daemon.js';
 import type { StateConsumer } from './agent/reconcile.js';
 import { controllerUpstream, type Upstream, type UpstreamChooser } from './agent/upstream.js';
 import { type ControlApi, controlSocketPath, EventRing, startControlApi } from './control-api.js';
+import { ControllerSet } from './controllers.js';
 import { GatewayConsumer, type GatewayRole, toReport } from './gateway/consumer.js';
 import { GatewayHa, haGateway } from './gateway/ha-role.js';
 import { loadIdentity } from './identity.js';
@@ -199,7 +200,12 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
   // site proxy role replaces `chooseUpstream` with its election-based chooser ("the active
   // proxy of my site at <vtep>:<proxy port>, else the controller"), reading the site roster
   // from the cache (siteRoster, src/node/agent/roster.ts).
-  const controller = controllerUpstream(identity);
+  // One set of controller replicas for the session, renewal and the site proxy's WAN: a
+  // replica one of them finds dead moves all of them on (docs/node.md "Controller addresses").
+  const controllers = new ControllerSet(identity.controllers, (list) =>
+    persistControllers(opts.stateDir, identity, list, log),
+  );
+  const controller = controllerUpstream(identity, controllers);
   let chooseUpstream: UpstreamChooser = () => controller;
   const chooser: UpstreamChooser = (ctx) => chooseUpstream(ctx);
 
@@ -239,6 +245,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     consumers,
     chooseUpstream: chooser,
     controllerUpstream: controller,
+    controllers,
     ...(opts.notifier ? { notifier: opts.notifier } : {}),
     ...(opts.version !== undefined ? { version: opts.version } : {}),
     ...(underlayIp ? { underlayIp } : {}),

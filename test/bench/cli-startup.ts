@@ -60,7 +60,7 @@ export async function run(): Promise<Record<string, number | string>> {
   const dir = mkdtempSync(join(tmpdir(), 't11-clistart-'));
   saveIdentity(
     dir,
-    { name: 'bench-n1', site: 'bench-s1', controller: '127.0.0.1:7443', caFingerprint: 'ab' },
+    { name: 'bench-n1', site: 'bench-s1', controllers: ['127.0.0.1:7443'], caFingerprint: 'ab' },
     'ca',
     {
       keyPem: 'k',

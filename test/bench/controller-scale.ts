@@ -63,11 +63,11 @@ function vn(name: string, subnet: string, sites?: string[]): TetherObject {
   };
 }
 
-const siteName = (i: number) => `site-${String(i).padStart(3, '0')}`;
+export const siteName = (i: number) => `site-${String(i).padStart(3, '0')}`;
 const nodeName = (i: number) => `sim-${String(i).padStart(5, '0')}`;
 
 /** N node certificates from the CA, all over one key (each its own serial and identity). */
-async function issueCerts(
+export async function issueCerts(
   dataDir: string,
   n: number,
   sites: number,

@@ -107,7 +107,7 @@ export async function run(): Promise<Record<string, number | string>> {
         {
           name: 'n1',
           site: 's1',
-          controller: `127.0.0.1:${ctl.port}`,
+          controllers: [`127.0.0.1:${ctl.port}`],
           caFingerprint: certFingerprint(pki.ca.certPem),
         },
         pki.ca.certPem,

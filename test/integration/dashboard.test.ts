@@ -41,7 +41,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 't11-dash-'));
   saveIdentity(
     dir,
-    { name: 't11-n1', site: 't11-s1', controller: '127.0.0.1:7443', caFingerprint: 'ab' },
+    { name: 't11-n1', site: 't11-s1', controllers: ['127.0.0.1:7443'], caFingerprint: 'ab' },
     'ca',
     {
       keyPem: 'k',

@@ -21,7 +21,7 @@ let api: ControlApi;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tether-s11pty-'));
-  saveIdentity(dir, { name: 'n1', site: 's1', controller: '127.0.0.1:1', caFingerprint: 'ab' }, 'ca', {
+  saveIdentity(dir, { name: 'n1', site: 's1', controllers: ['127.0.0.1:1'], caFingerprint: 'ab' }, 'ca', {
     keyPem: 'k',
     certPem: 'c',
   });

@@ -34,7 +34,7 @@ beforeAll(async () => {
   });
   saveIdentity(
     dir,
-    { name: 'n1', site: 's1', controller: '127.0.0.1:1', caFingerprint: certFingerprint(ca.certPem) },
+    { name: 'n1', site: 's1', controllers: ['127.0.0.1:1'], caFingerprint: certFingerprint(ca.certPem) },
     ca.certPem,
     {
       keyPem,

@@ -7,6 +7,7 @@ import type { AgentState as _tether_v1_AgentState, AgentState__Output as _tether
 import type { ApplyRequest as _tether_v1_ApplyRequest, ApplyRequest__Output as _tether_v1_ApplyRequest__Output } from './tether/v1/ApplyRequest.js';
 import type { ApplyResponse as _tether_v1_ApplyResponse, ApplyResponse__Output as _tether_v1_ApplyResponse__Output } from './tether/v1/ApplyResponse.js';
 import type { ApplyResult as _tether_v1_ApplyResult, ApplyResult__Output as _tether_v1_ApplyResult__Output } from './tether/v1/ApplyResult.js';
+import type { ControllerList as _tether_v1_ControllerList, ControllerList__Output as _tether_v1_ControllerList__Output } from './tether/v1/ControllerList.js';
 import type { ControllerMessage as _tether_v1_ControllerMessage, ControllerMessage__Output as _tether_v1_ControllerMessage__Output } from './tether/v1/ControllerMessage.js';
 import type { CreateTokenRequest as _tether_v1_CreateTokenRequest, CreateTokenRequest__Output as _tether_v1_CreateTokenRequest__Output } from './tether/v1/CreateTokenRequest.js';
 import type { CreateTokenResponse as _tether_v1_CreateTokenResponse, CreateTokenResponse__Output as _tether_v1_CreateTokenResponse__Output } from './tether/v1/CreateTokenResponse.js';
@@ -75,6 +76,7 @@ export interface ProtoGrpcType {
       ApplyRequest: MessageTypeDefinition<_tether_v1_ApplyRequest, _tether_v1_ApplyRequest__Output>
       ApplyResponse: MessageTypeDefinition<_tether_v1_ApplyResponse, _tether_v1_ApplyResponse__Output>
       ApplyResult: MessageTypeDefinition<_tether_v1_ApplyResult, _tether_v1_ApplyResult__Output>
+      ControllerList: MessageTypeDefinition<_tether_v1_ControllerList, _tether_v1_ControllerList__Output>
       ControllerMessage: MessageTypeDefinition<_tether_v1_ControllerMessage, _tether_v1_ControllerMessage__Output>
       CreateTokenRequest: MessageTypeDefinition<_tether_v1_CreateTokenRequest, _tether_v1_CreateTokenRequest__Output>
       CreateTokenResponse: MessageTypeDefinition<_tether_v1_CreateTokenResponse, _tether_v1_CreateTokenResponse__Output>

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { parseControllerFlag } from '../../lib/controller-addresses.js';
 import { type ErrorCode, TetherError } from '../../lib/errors.js';
 import { ProcessRunner } from '../../lib/exec.js';
 import { parseIp } from '../../lib/ipv4.js';
@@ -28,7 +29,10 @@ export function registerNode(program: Command): void {
   node
     .command('enroll')
     .description('enroll this node with a join token (the key is generated here and never leaves)')
-    .requiredOption('--controller <host:port>', 'controller address')
+    .requiredOption(
+      '--controller <host:port,...>',
+      'controller address, or every replica comma-separated (1-8, tried in order, docs/node.md)',
+    )
     .option('--token <token>', 'join token (or $TETHER_TOKEN, or --token-file)')
     .option('--token-file <file>', 'read the join token from a file')
     .option('--name <name>', 'node name (default: hostname)')
@@ -67,7 +71,7 @@ export function registerNode(program: Command): void {
           );
         }
         const id = await enrollNode({
-          controller: o.controller,
+          controllers: parseControllerFlag(o.controller),
           token,
           stateDir: o.stateDir,
           nodeName: o.name,

@@ -92,7 +92,7 @@ async function fileView(stateDir: string, why: string): Promise<StatusView> {
     sourceDetail: `status file ${p.status} (${why})`,
     node: id.name,
     site: id.site,
-    controller: id.controller,
+    controller: id.controllers.join(','),
     daemon: running ? 'running' : 'not running',
     session: running ? (st?.session.phase ?? 'unknown') : 'none (daemon not running)',
     sessionSince: st?.session.since,

@@ -6,7 +6,14 @@ import type { TetherError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { DurableSequence } from '../../lib/sequence.js';
 import { StateCache } from '../cache.js';
-import { type LoadedIdentity, loadIdentity, nodePaths, saveCredentials } from '../identity.js';
+import { ControllerSet } from '../controllers.js';
+import {
+  type LoadedIdentity,
+  loadIdentity,
+  nodePaths,
+  saveControllers,
+  saveCredentials,
+} from '../identity.js';
 import { ShellHost } from '../shell.js';
 import { type LoopHealth, ReconcileLoop, type StateConsumer } from './reconcile.js';
 import { AgentSession, type DurableState, type SessionStatus } from './session.js';
@@ -28,7 +35,10 @@ export interface NodeStatusFile {
   pid: number;
   node: string;
   site: string;
+  /** The controller replica the node uses now (or tries next). */
   controller: string;
+  /** Every replica it knows, in failover order (issue 12). */
+  controllers: readonly string[];
   startedAt: string;
   updatedAt: string;
   session: SessionStatus;
@@ -54,6 +64,9 @@ export interface NodeAgentOptions {
   version?: string;
   /** The node's underlay (VTEP) address, declared upstream in every hello. */
   underlayIp?: string;
+  /** The controller replicas (shared with the site proxy's WAN session); default: the
+   *  identity's, persisted to identity.yaml when a controller advertises others. */
+  controllers?: ControllerSet;
   /** Default: always the controller (no proxy known). */
   chooseUpstream?: UpstreamChooser;
   /** The controller as an upstream: the only one that may revoke this node. */
@@ -79,6 +92,7 @@ export class NodeAgent {
   readonly session: AgentSession;
   readonly loop: ReconcileLoop;
   readonly shell: ShellHost | undefined;
+  readonly controllers: ControllerSet;
   private readonly clock: Clock;
   private readonly startedAt: string;
   private statusTimer: TimerHandle | undefined;
@@ -99,7 +113,11 @@ export class NodeAgent {
       ...opts.reconcile,
       onPass: () => this.writeStatus(),
     });
-    const controller = controllerUpstream(identity);
+    this.controllers =
+      opts.controllers ??
+      new ControllerSet(identity.controllers, (list) => persistControllers(stateDir, identity, list, log));
+    const controllers = this.controllers;
+    const controller = controllerUpstream(identity, controllers);
     const reportSeq = new DurableSequence(nodePaths(stateDir).reportSeq, {
       now: () => this.clock.now(),
       onDamaged: (file, why) =>
@@ -123,7 +141,13 @@ export class NodeAgent {
       log: log.child({ component: 'session' }),
       chooseUpstream: opts.chooseUpstream ?? (() => controller),
       controllerUpstream: opts.controllerUpstream ?? controller,
-      renew: opts.renew ?? controllerRenewer(identity),
+      renew: opts.renew ?? controllerRenewer(identity, controllers),
+      learnControllers: (list, from) => {
+        const r = controllers.learn(list, from);
+        if (r.error) log.warn({ from, err: r.error }, 'controller advertised a bad replica list; ignored');
+        else if (r.changed)
+          log.info({ from, controllers: controllers.addresses }, 'controller replicas learned');
+      },
       saveCredentials: (c) => saveCredentials(stateDir, c),
       siteLocal: this.siteLocal,
       reportSeq: () => reportSeq.next(),
@@ -189,7 +213,8 @@ export class NodeAgent {
       pid: process.pid,
       node: this.identity.name,
       site: this.identity.site,
-      controller: this.identity.controller,
+      controller: this.controllers.current,
+      controllers: this.controllers.addresses,
       startedAt: this.startedAt,
       updatedAt: new Date(this.clock.now()).toISOString(),
       session: s,
@@ -216,5 +241,21 @@ export class NodeAgent {
     this.opts.notifier?.status(
       `${file.session.phase}, revision ${file.cache.revision}${h.ok ? '' : `, ${h.state}: ${h.reasons[0] ?? ''}`}`,
     );
+  }
+}
+
+/** Stores a learned replica list (identity.yaml) and keeps the identity in memory current. */
+export function persistControllers(
+  stateDir: string,
+  identity: LoadedIdentity,
+  list: readonly string[],
+  log: Logger,
+): void {
+  identity.controllers = [...list];
+  try {
+    saveControllers(stateDir, list);
+  } catch (e) {
+    // Not fatal: the node keeps using the list in memory and learns it again next session.
+    log.warn({ err: (e as Error).message }, 'cannot store the learned controller list');
   }
 }

@@ -95,6 +95,9 @@ export interface SessionOptions {
   underlayIp?: string;
   /** Runs remote shells (src/node/shell.ts); absent: shell frames are ignored. */
   shell?: ShellEndpoint;
+  /** The controller at `from` advertised its replicas (ControllerList); only ever called
+   *  for a controller upstream, never for what a site proxy says. */
+  learnControllers?: (addresses: readonly string[], from: string) => void;
 }
 
 /** What the session hands shell frames to (docs/shell.md). */
@@ -210,7 +213,7 @@ export class AgentSession {
     if (this.stopped || this.status.phase === 'revoked') return;
     this.opts.log.info({ why }, 'reconnecting to upstream');
     this.attempt = 0;
-    this.endCall(why, 0);
+    this.endCall(why, 0, false);
   }
 
   /** Reports the complete set of local endpoints; queued while disconnected. */
@@ -384,18 +387,21 @@ export class AgentSession {
   }
 
   /** Ends the current call on our side and schedules the next attempt. */
-  private endCall(why: string, delayMs?: number): void {
+  private endCall(why: string, delayMs?: number, failure = true): void {
     const call = this.call;
     this.call = undefined;
     call?.cancel();
-    this.scheduleReconnect(why, delayMs);
+    this.scheduleReconnect(why, delayMs, failure);
   }
 
-  private scheduleReconnect(why: string, delayMs?: number): void {
+  /** `failure`: the upstream did not work (the next attempt may go to another controller
+   *  replica); false for a deliberate reconnect (the site's proxy moved). */
+  private scheduleReconnect(why: string, delayMs?: number, failure = true): void {
     this.clock.clear(this.hbTimer);
     this.opts.shell?.disconnected();
     this.staging = undefined;
     if (this.stopped || this.status.phase === 'revoked') return;
+    if (failure) this.upstream?.failed?.();
     const delay =
       delayMs ?? fullJitterDelay(this.attempt++, this.opts.backoff ?? DEFAULT_BACKOFF, this.opts.random);
     this.status.reconnects++;
@@ -514,6 +520,13 @@ export class AgentSession {
               },
             },
           });
+        return;
+      }
+      case 'controllers': {
+        const up = this.upstream;
+        // A site proxy is another node of the site: it may not tell us where the controller is.
+        if (up?.kind !== 'controller' || !m.controllers) return;
+        this.opts.learnControllers?.(m.controllers.addresses, up.address);
         return;
       }
       case 'goodbye': {

@@ -10,6 +10,7 @@ import { tetherProto } from '../../api/grpc.js';
 import { fromGrpcError } from '../../api/status.js';
 import { TetherError } from '../../lib/errors.js';
 import { CHANNEL_OPTIONS, controllerCredentials, siteNodeCredentials } from '../connect.js';
+import { ControllerSet } from '../controllers.js';
 import type { LoadedIdentity } from '../identity.js';
 
 /**
@@ -35,6 +36,9 @@ export interface Upstream {
   open(): UpstreamCall;
   /** Releases the channel; open() may be called again afterwards. */
   close(): void;
+  /** The call opened last failed or ended: the next open() may go elsewhere (the
+   *  controller's replicas rotate, src/node/controllers.ts). */
+  failed?(): void;
 }
 
 /**
@@ -100,13 +104,54 @@ export class GrpcUpstream implements Upstream {
   }
 }
 
-/** The controller the node enrolled with, checked by its controller identity. */
-export function controllerUpstream(identity: LoadedIdentity): GrpcUpstream {
-  return new GrpcUpstream({
-    kind: 'controller',
-    address: identity.controller,
-    credentials: () => controllerCredentials(identity.caPem, identity.credentials),
-  });
+/**
+ * The node's controller replicas (src/node/controllers.ts) as one upstream: open() dials the
+ * current one, failed() moves the set on to the next, so the session's backoff and jitter
+ * apply across the whole list. Checked by the controller identity in its certificate.
+ */
+export class ControllerUpstream implements Upstream {
+  readonly kind = 'controller';
+  private client: NodeSessionClient | undefined;
+  private openedTo: string | undefined;
+
+  constructor(
+    private readonly identity: LoadedIdentity,
+    readonly controllers: ControllerSet,
+  ) {}
+
+  get address(): string {
+    return this.controllers.current;
+  }
+
+  open(): UpstreamCall {
+    this.client?.close();
+    const proto = tetherProto();
+    const to = this.controllers.current;
+    this.openedTo = to;
+    this.client = new proto.tether.v1.NodeSession(
+      to,
+      controllerCredentials(this.identity.caPem, this.identity.credentials),
+      CHANNEL_OPTIONS,
+    );
+    return new GrpcCall(this.client.Sync(), this.kind);
+  }
+
+  failed(): void {
+    if (this.openedTo) this.controllers.failed(this.openedTo);
+  }
+
+  close(): void {
+    this.client?.close();
+    this.client = undefined;
+  }
+}
+
+/** The controller replicas the node knows, as its upstream (see ControllerUpstream). */
+export function controllerUpstream(
+  identity: LoadedIdentity,
+  controllers?: ControllerSet,
+): ControllerUpstream {
+  return new ControllerUpstream(identity, controllers ?? new ControllerSet(identity.controllers));
 }
 
 /**
@@ -121,24 +166,34 @@ export function siteProxyUpstream(identity: LoadedIdentity, address: string): Gr
   });
 }
 
-/** Certificate renewal always goes to the controller, whatever the session's upstream is. */
-export function controllerRenewer(identity: LoadedIdentity): (csrPem: string) => Promise<string> {
+/** Certificate renewal always goes to the controller, whatever the session's upstream is:
+ *  each replica in turn from the current one, while they are unreachable. */
+export function controllerRenewer(
+  identity: LoadedIdentity,
+  controllers: ControllerSet = new ControllerSet(identity.controllers),
+): (csrPem: string) => Promise<string> {
   return async (csrPem) => {
     const proto = tetherProto();
-    const client = new proto.tether.v1.NodeSession(
-      identity.controller,
-      controllerCredentials(identity.caPem, identity.credentials),
-      CHANNEL_OPTIONS,
-    );
-    try {
-      return await new Promise<string>((resolve, reject) =>
-        client.RenewCertificate({ csr_pem: csrPem }, { deadline: Date.now() + 30_000 }, (err, r) =>
-          err || !r ? reject(fromGrpcError(err)) : resolve(r.certificate_pem),
-        ),
+    const order = controllers.inOrder();
+    for (const [i, addr] of order.entries()) {
+      const client = new proto.tether.v1.NodeSession(
+        addr,
+        controllerCredentials(identity.caPem, identity.credentials),
+        CHANNEL_OPTIONS,
       );
-    } finally {
-      client.close();
+      try {
+        return await new Promise<string>((resolve, reject) =>
+          client.RenewCertificate({ csr_pem: csrPem }, { deadline: Date.now() + 30_000 }, (err, r) =>
+            err || !r ? reject(fromGrpcError(err)) : resolve(r.certificate_pem),
+          ),
+        );
+      } catch (e) {
+        if (!(e instanceof TetherError && e.retryable) || i === order.length - 1) throw e;
+      } finally {
+        client.close();
+      }
     }
+    throw new TetherError('TETHER_E_UNAVAILABLE', 'no controller to renew with');
   };
 }
 

@@ -175,28 +175,34 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
     if (st.reportedSeq >= st.seq || !isEnrolled(opts.stateDir)) return st.reportedSeq >= st.seq;
     const id = loadIdentity(opts.stateDir);
     const proto = tetherProto();
-    const client = new proto.tether.v1.NodeSession(
-      id.controller,
-      controllerCredentials(id.caPem, id.credentials),
-      CHANNEL_OPTIONS,
-    );
-    try {
-      const seq = st.seq;
-      await new Promise<FirstBootAck__Output>((resolve, reject) =>
-        client.ReportFirstBoot(toReport(summary()), { deadline: Date.now() + 10_000 }, (err, r) =>
-          err || !r ? reject(fromGrpcError(err)) : resolve(r),
-        ),
+    const seq = st.seq;
+    // Every controller replica in turn: the report reaches whichever of them answers.
+    for (const [i, addr] of id.controllers.entries()) {
+      const client = new proto.tether.v1.NodeSession(
+        addr,
+        controllerCredentials(id.caPem, id.credentials),
+        CHANNEL_OPTIONS,
       );
-      st.reportedSeq = seq;
-      // Not a transition: written without a new seq, so the report stays current.
-      writeFileAtomic(paths.state, `${JSON.stringify(st, null, 1)}\n`, 0o600);
-      return true;
-    } catch (e) {
-      opts.log.warn({ err: asTetherError(e).message }, 'first-boot report not delivered; queued');
-      return false;
-    } finally {
-      client.close();
+      try {
+        await new Promise<FirstBootAck__Output>((resolve, reject) =>
+          client.ReportFirstBoot(toReport(summary()), { deadline: Date.now() + 10_000 }, (err, r) =>
+            err || !r ? reject(fromGrpcError(err)) : resolve(r),
+          ),
+        );
+        st.reportedSeq = seq;
+        // Not a transition: written without a new seq, so the report stays current.
+        writeFileAtomic(paths.state, `${JSON.stringify(st, null, 1)}\n`, 0o600);
+        return true;
+      } catch (e) {
+        const err = asTetherError(e);
+        if (err.retryable && i < id.controllers.length - 1) continue;
+        opts.log.warn({ err: err.message }, 'first-boot report not delivered; queued');
+        return false;
+      } finally {
+        client.close();
+      }
     }
+    return false;
   };
 
   // ── phases ─────────────────────────────────────────────────────────────────────────────
@@ -323,7 +329,10 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
         writeFileAtomic(paths.pendingEnroll, JSON.stringify(pending), 0o600);
       }
       const id = await enrollNode({
-        controller: st.controller ?? c.controllers[0]!,
+        // The whole list is stored (issue 12); the one preflight reached is tried first.
+        controllers: st.controller
+          ? [st.controller, ...c.controllers.filter((a) => a !== st.controller)]
+          : c.controllers,
         token: c.token,
         stateDir: opts.stateDir,
         nodeName: pending.nodeName,
@@ -344,7 +353,7 @@ export async function runFirstBoot(opts: FirstBootOptions): Promise<FirstBootOut
       const env = [
         `TETHER_NODE=${id.name}`,
         `TETHER_SITE=${id.site}`,
-        `TETHER_CONTROLLER=${id.controller}`,
+        `TETHER_CONTROLLER=${id.controllers.join(',')}`,
         `TETHER_PROFILE=${c.profile ?? ''}`,
       ];
       writeFileAtomic(paths.env, `${env.join('\n')}\n`, 0o644);

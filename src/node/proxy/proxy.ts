@@ -5,6 +5,7 @@ import type { BackoffPolicy } from '../../lib/backoff.js';
 import type { ConnectionLimits, ListenerStats } from '../../lib/listener.js';
 import type { Logger } from '../../lib/log.js';
 import { StateCache } from '../cache.js';
+import type { ControllerSet } from '../controllers.js';
 import { ProxyCore } from './core.js';
 import { Election, type Leader } from './election.js';
 import { type RosterEntry, rosterOf } from './roster.js';
@@ -17,8 +18,8 @@ export interface SiteProxyOptions {
   stateDir: string;
   node: string;
   site: string;
-  /** The controller's address (the WAN session's peer). */
-  controller: string;
+  /** The controller replicas (the WAN session's peers), shared with the node's agent. */
+  controllers: ControllerSet;
   caPem: string;
   credentials: { keyPem: string; certPem: string };
   /** This node's underlay address: where the proxy port listens. */
@@ -135,7 +136,7 @@ export class SiteProxy {
   upstream(): UpstreamChoice {
     const l = this.election.leader;
     if (l?.address) return { kind: 'proxy', node: l.node, address: l.address };
-    return { kind: 'controller', address: this.opts.controller };
+    return { kind: 'controller', address: this.opts.controllers.current };
   }
 
   /** The proxy port's connection counters (refused over a cap, handshakes cut, open). */
@@ -216,7 +217,7 @@ export class SiteProxy {
     this.core = core;
     this.activeSince = Date.now();
     this.wan = new WanSession({
-      controller: this.opts.controller,
+      controllers: this.opts.controllers,
       caPem: this.opts.caPem,
       credentials: this.opts.credentials,
       node: this.opts.node,

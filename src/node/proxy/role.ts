@@ -48,7 +48,7 @@ export function siteProxyRole(): {
         stateDir: ctx.options.stateDir,
         node: id.name,
         site: id.site,
-        controller: id.controller,
+        controllers: agent.controllers,
         caPem: id.caPem,
         credentials: id.credentials,
         vtep: address,

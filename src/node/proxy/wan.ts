@@ -15,10 +15,13 @@ import { asTetherError } from '../../lib/errors.js';
 import { parseJson } from '../../lib/input.js';
 import type { Logger } from '../../lib/log.js';
 import { controllerCredentials } from '../connect.js';
+import type { ControllerSet } from '../controllers.js';
 import type { ProxyCore, Uplink } from './core.js';
 
 export interface WanOptions {
-  controller: string;
+  /** The controller replicas (shared with the node's agent): the session dials the current
+   *  one and moves on to the next when a session fails (src/node/controllers.ts). */
+  controllers: ControllerSet;
   caPem: string;
   credentials: { keyPem: string; certPem: string };
   node: string;
@@ -38,6 +41,10 @@ export interface WanStatus {
   revision: number;
   reconnects: number;
   lastError?: string;
+  /** The controller replica the session is opened to (or was last). */
+  controller?: string;
+  /** How the last (re)connect synced: resumed by delta, or a snapshot. */
+  lastSync?: 'snapshot' | 'delta';
 }
 
 export const DEFAULT_WAN_HEARTBEAT_MS = 30_000;
@@ -74,6 +81,8 @@ export class WanSession implements Uplink {
   private seq = 0;
   private staging: TetherObject[] | undefined;
   private isUp = false;
+  /** The replica the current call was opened to. */
+  private target = '';
   readonly status: WanStatus;
 
   constructor(private readonly opts: WanOptions) {
@@ -128,8 +137,11 @@ export class WanSession implements Uplink {
     if (this.stopped) return;
     this.client?.close();
     const proto = tetherProto();
+    const target = this.opts.controllers.current;
+    this.target = target;
+    this.status.controller = target;
     this.client = new proto.tether.v1.NodeSession(
-      this.opts.controller,
+      target,
       controllerCredentials(this.opts.caPem, this.opts.credentials),
       WAN_CHANNEL_OPTIONS,
     );
@@ -142,6 +154,8 @@ export class WanSession implements Uplink {
       ended = true;
       clearInterval(this.hbTimer);
       this.staging = undefined;
+      // The next attempt goes to the next replica (the agent's session moves with it).
+      if (!this.stopped) this.opts.controllers.failed(target);
       this.setUp(false, why);
       this.scheduleReconnect(why);
     };
@@ -211,6 +225,7 @@ export class WanSession implements Uplink {
         this.staging = undefined;
         this.call?.write({ ack: { revision: rev } });
         this.attempt = 0;
+        this.status.lastSync = 'snapshot';
         this.opts.log.info({ revision: rev, swept }, 'site proxy applied snapshot');
         this.setUp(true);
         return;
@@ -220,12 +235,27 @@ export class WanSession implements Uplink {
         core.applyDelta(d.revision, d.put.map(decode), d.deleted);
         this.call?.write({ ack: { revision: core.revision } });
         this.attempt = 0;
+        if (!this.isUp) this.status.lastSync = 'delta';
         this.setUp(true);
         return;
       }
       case 'endpoint_result':
         core.onResult(m.endpoint_result!);
         return;
+      case 'controllers': {
+        const r = this.opts.controllers.learn(m.controllers?.addresses ?? [], this.target);
+        if (r.error)
+          this.opts.log.warn(
+            { from: this.target, err: r.error },
+            'controller advertised a bad replica list; ignored',
+          );
+        else if (r.changed)
+          this.opts.log.info(
+            { from: this.target, controllers: this.opts.controllers.addresses },
+            'controller replicas learned',
+          );
+        return;
+      }
       case 'goodbye':
         this.opts.log.warn(
           { code: m.goodbye?.code, reason: m.goodbye?.reason },

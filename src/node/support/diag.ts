@@ -135,10 +135,10 @@ export function diskCheck(stateDir: string): DiagCheck {
 }
 
 /** TLS handshake to the controller with the node's own certificate, pinned to ca.crt; the server's clock from the certificate is not used. */
-function controllerCheck(id: LoadedIdentity, timeoutMs: number): Promise<DiagCheck> {
+function controllerCheck(id: LoadedIdentity, target: string, timeoutMs: number): Promise<DiagCheck> {
   let addr: { host: string; port: number } | undefined;
   try {
-    addr = splitHostPort(id.controller);
+    addr = splitHostPort(target);
   } catch {
     addr = undefined;
   }
@@ -147,7 +147,7 @@ function controllerCheck(id: LoadedIdentity, timeoutMs: number): Promise<DiagChe
       check(
         'controller',
         'fail',
-        `controller address "${id.controller}" is not HOST:PORT`,
+        `controller address "${target}" is not HOST:PORT`,
         're-enroll with a correct --controller',
       ),
     );
@@ -188,7 +188,7 @@ function controllerCheck(id: LoadedIdentity, timeoutMs: number): Promise<DiagChe
         check(
           'controller',
           'pass',
-          `TLS to ${id.controller} in ${Date.now() - started} ms, certificate issued by the pinned CA`,
+          `TLS to ${target} in ${Date.now() - started} ms, certificate issued by the pinned CA`,
         ),
       ),
     );
@@ -197,7 +197,7 @@ function controllerCheck(id: LoadedIdentity, timeoutMs: number): Promise<DiagChe
         check(
           'controller',
           'fail',
-          `no answer from ${id.controller} within ${timeoutMs} ms (WAN down or filtered)`,
+          `no answer from ${target} within ${timeoutMs} ms (WAN down or filtered)`,
           `check the WAN link and the route to ${host} (ip route get ${host}); a firewall must allow TCP ${port} outbound`,
         ),
       ),
@@ -209,13 +209,13 @@ function controllerCheck(id: LoadedIdentity, timeoutMs: number): Promise<DiagChe
           ? check(
               'controller',
               'fail',
-              `TLS to ${id.controller} failed: ${e.message}`,
+              `TLS to ${target} failed: ${e.message}`,
               "the controller is not the one this node was enrolled with, or this node's certificate is refused: compare the CA pin, check the certificate check, re-enroll if revoked",
             )
           : check(
               'controller',
               'fail',
-              `cannot reach ${id.controller}: ${e.code ?? e.message}`,
+              `cannot reach ${target}: ${e.code ?? e.message}`,
               `check the WAN link and the route to ${host} (ip route get ${host}); is the controller up?`,
             ),
       );
@@ -332,7 +332,14 @@ export async function runDiag(o: DiagOptions): Promise<DiagResult> {
     });
   } else why = `no control socket ${sock}`;
   checks.push(sessionCheck(live, why));
-  checks.push(await controllerCheck(id, timeoutMs));
+  // Each controller replica in failover order until one answers (issue 12): the node needs one.
+  for (const [i, target] of id.controllers.entries()) {
+    const c = await controllerCheck(id, target, timeoutMs);
+    if (c.verdict === 'pass' || i === id.controllers.length - 1) {
+      checks.push(c);
+      break;
+    }
+  }
   checks.push(caPinCheck(id));
   checks.push(certificateCheck(id.credentials.certPem, now, o.certWarnDays));
   checks.push(diskCheck(o.stateDir));

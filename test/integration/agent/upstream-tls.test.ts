@@ -107,10 +107,10 @@ describe('gRPC upstreams over TLS', () => {
   });
 
   it('the controller upstream accepts a controller and refuses a node posing as one', async () => {
-    const ok = controllerUpstream({ ...me, controller: await at({ role: 'controller', name: 'ctl' }) });
+    const ok = controllerUpstream({ ...me, controllers: [await at({ role: 'controller', name: 'ctl' })] });
     const bad = controllerUpstream({
       ...me,
-      controller: await at({ role: 'node', name: 'n2', site: 'site-a' }),
+      controllers: [await at({ role: 'node', name: 'n2', site: 'site-a' })],
     });
     upstreams.push(ok, bad);
     expect((await attempt(ok)).reason).toBeDefined();

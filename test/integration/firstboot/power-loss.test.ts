@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import type { FirstBootState } from '../../../src/node/bootstrap/firstboot.js';
 import { tempMachine } from '../../fixtures/hw/build.js';
 import { initTestController, startTestController, type TestController } from '../support/controller.js';
@@ -182,6 +182,21 @@ describe('first boot against a real controller', () => {
     const again = firstboot('clean', bootstrap('clean', tok));
     expect(await exitOf(again), again.log()).toBe(0);
     await expectOneIdentity('clean', tok);
+  });
+
+  it('a list of controllers: the unreachable first one is skipped and the whole list is stored', {
+    timeout: 180_000,
+  }, async () => {
+    const tok = await token();
+    const dead = `127.0.0.1:${await freePort()}`;
+    const d = firstboot('list', bootstrap('list', tok, { controllers: [dead, ctl.addr] }));
+    expect(await exitOf(d), d.log()).toBe(0);
+    const id = parse(readFileSync(join(dir, 'list', 'identity.yaml'), 'utf8')) as { controllers: string[] };
+    // Every replica kept for failover, the one preflight reached first.
+    expect(id.controllers).toEqual([ctl.addr, dead]);
+    expect(readFileSync(join(dir, 'list', 'node.env'), 'utf8')).toContain(
+      `TETHER_CONTROLLER=${ctl.addr},${dead}`,
+    );
   });
 
   for (const point of [

@@ -16,6 +16,7 @@ import { formatIp, parseCidr } from '../../../src/lib/ipv4.js';
 import { silentLogger } from '../../../src/lib/log.js';
 import { serialOf } from '../../../src/lib/pki.js';
 import { CHANNEL_OPTIONS, controllerCredentials } from '../../../src/node/connect.js';
+import { ControllerSet } from '../../../src/node/controllers.js';
 import { loadIdentity } from '../../../src/node/identity.js';
 import { SiteProxy } from '../../../src/node/proxy/proxy.js';
 import { initTestController, startTestController, type TestController } from '../support/controller.js';
@@ -131,7 +132,7 @@ describe('site proxy against the real controller', () => {
           stateDir: nodeDir(n),
           node: n,
           site: 'site-a',
-          controller: ctl.addr,
+          controllers: new ControllerSet([ctl.addr]),
           caPem: id.caPem,
           credentials: id.credentials,
           vtep: VTEP[n]!,

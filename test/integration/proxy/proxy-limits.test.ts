@@ -10,6 +10,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ConnectionLimits } from '../../../src/lib/listener.js';
 import { silentLogger } from '../../../src/lib/log.js';
+import { ControllerSet } from '../../../src/node/controllers.js';
 import { SiteProxy } from '../../../src/node/proxy/proxy.js';
 import { freePort, waitFor } from '../support/proc.js';
 import { type FakeSite, fakeSite, network, TestAgent, until } from '../support/site.js';
@@ -54,7 +55,7 @@ async function proxy(
     stateDir: join(dir, name),
     node: 'n1',
     site: 's1',
-    controller: `127.0.0.1:${site.ctl.port}`,
+    controllers: new ControllerSet([`127.0.0.1:${site.ctl.port}`]),
     caPem: site.pki.ca.certPem,
     credentials: site.creds.get('n1')!,
     vtep: VTEP.n1,

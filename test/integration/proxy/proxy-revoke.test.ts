@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/lib/log.js';
+import { ControllerSet } from '../../../src/node/controllers.js';
 import { SiteProxy } from '../../../src/node/proxy/proxy.js';
 import { freePort, waitFor } from '../support/proc.js';
 import { type FakeSite, fakeSite, network, nodeSummary, TestAgent, until } from '../support/site.js';
@@ -39,7 +40,7 @@ beforeAll(async () => {
     stateDir: join(dir, 'n1'),
     node: 'n1',
     site: 's1',
-    controller: `127.0.0.1:${site.ctl.port}`,
+    controllers: new ControllerSet([`127.0.0.1:${site.ctl.port}`]),
     caPem: site.pki.ca.certPem,
     credentials: site.creds.get('n1')!,
     vtep: VTEP.n1,

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/lib/log.js';
+import { ControllerSet } from '../../../src/node/controllers.js';
 import { SiteProxy } from '../../../src/node/proxy/proxy.js';
 import { freePort } from '../support/proc.js';
 import {
@@ -44,7 +45,7 @@ describe('site proxy over TLS', () => {
       stateDir: join(dir, n),
       node: n,
       site: 's1',
-      controller: `127.0.0.1:${ctl.port}`,
+      controllers: new ControllerSet([`127.0.0.1:${ctl.port}`]),
       caPem: pki.ca.certPem,
       credentials: c,
       vtep: VTEP[n],

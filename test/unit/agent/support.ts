@@ -26,7 +26,7 @@ export async function testIdentity(name: string, site: string): Promise<LoadedId
   return {
     name,
     site,
-    controller: 'memory:0',
+    controllers: ['memory:1'],
     caFingerprint: 'test',
     caPem: c.certPem,
     credentials: { keyPem, certPem: cert.certPem },

@@ -66,6 +66,41 @@ describe('StoreMirror', () => {
     await m.close();
   });
 
+  it('two replicas on one datastore: a node that held a revision of A resumes on B by delta once B caught up', async () => {
+    const inner = new MemoryStore();
+    const ds = new LocalDatastore(inner, 'memory');
+    await ds.txn([{ op: 'put', object: obj('Site', 's1', {}) }]);
+    const a = await StoreMirror.open(ds);
+    const b = await StoreMirror.open(ds);
+    const held = (
+      await a.txn([{ op: 'put', object: obj('VirtualNetwork', 'v1', { vni: 100, sites: ['s1'] }) }])
+    ).revision;
+    await b.caughtUp(held);
+    // Written through A after the node's last ack; B only ever saw it through its watch.
+    const head = (
+      await a.txn([{ op: 'put', object: obj('VirtualNetwork', 'v2', { vni: 101, sites: ['s1'] }) }])
+    ).revision;
+    // What the server's hello does on B (catchUpTo): wait for the copy, then open. Without
+    // the wait a copy behind the node would answer "ahead of the controller" with a snapshot.
+    await b.caughtUp(head);
+    const hub = new SessionHub(b, silentLogger(), { heartbeatMs: 1000 });
+    const call = new Call();
+    hub.open(call as unknown as SessionCall, 'n1', 's1', held, 'boot');
+    expect(Object.keys(call.sent[0]!)).toEqual(['delta']);
+    const names = ((call.sent[0]!.delta as { put: Array<{ name: string }> }).put ?? []).map((r) => r.name);
+    expect(names).toEqual(['v2']);
+    expect(hub.initialSyncs).toEqual({ delta: 1, snapshot: 0 });
+    // A node claiming a revision B's copy has not reached gets a snapshot (the old fallback,
+    // still right for a node from another store).
+    const ahead = new Call();
+    hub.open(ahead as unknown as SessionCall, 'n2', 's1', head + 10, 'boot');
+    expect(Object.keys(ahead.sent[0]!)).toEqual(['snapshot_begin']);
+    expect(hub.initialSyncs).toEqual({ delta: 1, snapshot: 1 });
+    hub.stop();
+    await a.close();
+    await b.close();
+  });
+
   it('resyncs by snapshot diff when its watch falls behind compaction', async () => {
     const inner = new MemoryStore();
     const ds = new LocalDatastore(inner, 'memory', 2);

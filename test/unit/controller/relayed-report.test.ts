@@ -305,7 +305,7 @@ describe('relayed endpoint reports', () => {
     const identity = {
       name: 'a2',
       site: 'site-a',
-      controller: 'memory:0',
+      controllers: ['memory:1'],
       caFingerprint: 'test',
       caPem: ca.certPem,
       credentials: { keyPem: k.keyPem, certPem: k.certPem },

@@ -249,10 +249,15 @@ describe('control API over a unix socket', () => {
 describe('tether status', () => {
   function enrolledDir(): string {
     const dir = tmp();
-    saveIdentity(dir, { name: 'n1', site: 's1', controller: '127.0.0.1:7443', caFingerprint: 'ab' }, 'ca', {
-      keyPem: 'k',
-      certPem: 'c',
-    });
+    saveIdentity(
+      dir,
+      { name: 'n1', site: 's1', controllers: ['127.0.0.1:7443'], caFingerprint: 'ab' },
+      'ca',
+      {
+        keyPem: 'k',
+        certPem: 'c',
+      },
+    );
     return dir;
   }
 

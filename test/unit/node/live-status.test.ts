@@ -16,6 +16,7 @@ const agent: NodeStatusFile = {
   node: 'n1',
   site: 's1',
   controller: 'c:7443',
+  controllers: ['c:7443'],
   startedAt: 't0',
   updatedAt: 't1',
   session: {

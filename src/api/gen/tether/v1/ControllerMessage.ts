@@ -8,6 +8,7 @@ import type { Goodbye as _tether_v1_Goodbye, Goodbye__Output as _tether_v1_Goodb
 import type { EndpointReportResult as _tether_v1_EndpointReportResult, EndpointReportResult__Output as _tether_v1_EndpointReportResult__Output } from '../../tether/v1/EndpointReportResult.js';
 import type { SiteLocal as _tether_v1_SiteLocal, SiteLocal__Output as _tether_v1_SiteLocal__Output } from '../../tether/v1/SiteLocal.js';
 import type { ShellFrame as _tether_v1_ShellFrame, ShellFrame__Output as _tether_v1_ShellFrame__Output } from '../../tether/v1/ShellFrame.js';
+import type { ControllerList as _tether_v1_ControllerList, ControllerList__Output as _tether_v1_ControllerList__Output } from '../../tether/v1/ControllerList.js';
 
 export interface ControllerMessage {
   'snapshot_begin'?: (_tether_v1_SnapshotBegin | null);
@@ -29,7 +30,12 @@ export interface ControllerMessage {
    * close (docs/shell.md).
    */
   'shell'?: (_tether_v1_ShellFrame | null);
-  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result"|"site_local"|"shell";
+  /**
+   * The controller replicas a node may fail over to (issue 12), sent after the initial
+   * sync when the controller is configured with `replicas`. Only from the controller.
+   */
+  'controllers'?: (_tether_v1_ControllerList | null);
+  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result"|"site_local"|"shell"|"controllers";
 }
 
 export interface ControllerMessage__Output {
@@ -52,5 +58,10 @@ export interface ControllerMessage__Output {
    * close (docs/shell.md).
    */
   'shell'?: (_tether_v1_ShellFrame__Output | null);
-  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result"|"site_local"|"shell";
+  /**
+   * The controller replicas a node may fail over to (issue 12), sent after the initial
+   * sync when the controller is configured with `replicas`. Only from the controller.
+   */
+  'controllers'?: (_tether_v1_ControllerList__Output | null);
+  'msg'?: "snapshot_begin"|"snapshot_chunk"|"snapshot_end"|"delta"|"heartbeat"|"goodbye"|"endpoint_result"|"site_local"|"shell"|"controllers";
 }
