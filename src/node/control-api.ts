@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { TetherError } from '../lib/errors.js';
 import { parseJson } from '../lib/json-input.js';
 import type { Logger } from '../lib/log.js';
+import type { RttSnapshot } from '../lib/rtt.js';
 import type { GatewayNodeStatus } from './gateway/consumer.js';
 
 /**
@@ -37,7 +38,15 @@ export interface NodeLiveStatus {
     lastError?: string;
     /** What the agent syncs from: the controller directly or its site proxy. */
     upstream?: { kind: 'controller' | 'proxy'; address: string; node?: string };
+    /** Round trip and clock offset to that upstream, from heartbeat echoes. */
+    rtt?: RttSnapshot;
   };
+  /**
+   * The WAN path to the controller as this node measures it: its own session when that goes
+   * to the controller, the site proxy's WAN session when this node is the active proxy;
+   * absent when the node reaches the controller through another node's proxy.
+   */
+  wan?: { via: 'session' | 'proxy'; rtt: RttSnapshot };
   proxy: {
     /** `active`: this node runs its site's proxy; `standby`: it could; `off`: `--proxy off`. */
     role: 'active' | 'standby' | 'off';
@@ -47,7 +56,7 @@ export interface NodeLiveStatus {
     /** Agents attached to this proxy (role `active` only). */
     agents?: number;
     /** The WAN session of the proxy (role `active` only). */
-    wan?: { phase: string; since?: string; revision?: number };
+    wan?: { phase: string; since?: string; revision?: number; rtt?: RttSnapshot };
   };
   revision: number;
   snapshotRevision: number;
@@ -67,6 +76,20 @@ export interface NodeLiveStatus {
   refusedEndpoints?: Array<{ name: string; code: string; message: string; field?: string }>;
   /** The local gateway (docs/gateway.md), on a node its site's Gateway names. */
   gateway?: GatewayNodeStatus;
+  /** What the vRouter programs (absent with --no-vrouter or before its first pass). */
+  vtep?: VtepStatus;
+}
+
+/** This node's VTEP and the peer VTEPs its vRouter sends VXLAN to (`tether diag` probes them). */
+export interface VtepStatus {
+  ip: string;
+  ifname: string;
+  /** Underlay MTU the vRouter assumes; the overlay gets `mtu − 50`. */
+  mtu: number;
+  /** The namespace holding the VTEP (undefined: the daemon's own). */
+  netns?: string;
+  vxlanPort: number;
+  peers: Array<{ vtep: string; node?: string; site?: string; networks: string[] }>;
 }
 
 export interface NodeEvent {

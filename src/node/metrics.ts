@@ -169,6 +169,31 @@ export function nodeMetrics(src: NodeMetricsSources): Registry {
         ([peer, p]) => [{ peer }, p.bgpState === 'Established' ? 1 : 0] as const,
       ),
   );
+  // Both sessions measure from heartbeat echoes (src/lib/rtt.ts): `agent` is this node's own
+  // session to its upstream (the controller, or its site's proxy), `proxy_wan` the site
+  // proxy's WAN session to the controller (on the active proxy only).
+  const rtts = () => {
+    const out: Array<[{ session: string }, { srttMs: number; offsetMs?: number }]> = [];
+    const a = status().session.rtt;
+    if (a) out.push([{ session: 'agent' }, a]);
+    const w = src.proxy?.()?.wan?.rtt;
+    if (w && src.proxy?.()?.active) out.push([{ session: 'proxy_wan' }, w]);
+    return out;
+  };
+  lazyGauge(
+    reg,
+    'tether_node_wan_rtt_seconds',
+    'Smoothed heartbeat round trip to the upstream (session=agent) or, on the active site proxy, to the controller (session=proxy_wan)',
+    ['session'],
+    () => rtts().map(([l, r]) => [l, r.srttMs / 1000] as const),
+  );
+  lazyGauge(
+    reg,
+    'tether_node_clock_offset_seconds',
+    "Upstream clock minus this node's clock, from heartbeat echoes (error up to half the round trip)",
+    ['session'],
+    () => rtts().flatMap(([l, r]) => (r.offsetMs === undefined ? [] : [[l, r.offsetMs / 1000] as const])),
+  );
   lazyGauge(reg, 'tether_node_networks', 'Virtual networks programmed on this node', [], () => [
     [{}, src.networking?.planned()?.networks.length ?? 0],
   ]);

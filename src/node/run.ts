@@ -318,6 +318,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
         local: networking?.localEndpointObjects() ?? [],
         counters: {},
         ...(gateway.lastStatus ? { gateway: gateway.lastStatus } : {}),
+        ...(networking?.planned() ? { planned: networking.planned() } : {}),
       }),
   }).catch((e: unknown) => {
     log.error(

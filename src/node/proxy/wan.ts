@@ -13,6 +13,7 @@ import { type BackoffPolicy, DEFAULT_BACKOFF, fullJitterDelay } from '../../lib/
 import { asTetherError } from '../../lib/errors.js';
 import { parseJson } from '../../lib/input.js';
 import type { Logger } from '../../lib/log.js';
+import { HeartbeatRtt, type RttSnapshot } from '../../lib/rtt.js';
 import { controllerCredentials } from '../connect.js';
 import type { ProxyCore, Uplink } from './core.js';
 
@@ -37,6 +38,8 @@ export interface WanStatus {
   revision: number;
   reconnects: number;
   lastError?: string;
+  /** Round trip and clock offset to the controller, from heartbeat echoes (src/lib/rtt.ts). */
+  rtt?: RttSnapshot;
 }
 
 export const DEFAULT_WAN_HEARTBEAT_MS = 30_000;
@@ -70,7 +73,7 @@ export class WanSession implements Uplink {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private hbTimer: NodeJS.Timeout | undefined;
   private lastHeard = 0;
-  private seq = 0;
+  private readonly hbRtt = new HeartbeatRtt(() => Date.now());
   private staging: TetherObject[] | undefined;
   private isUp = false;
   readonly status: WanStatus;
@@ -130,6 +133,7 @@ export class WanSession implements Uplink {
     );
     const call = this.client.Sync();
     this.call = call;
+    this.hbRtt.reset();
     this.lastHeard = Date.now();
     let ended = false;
     const onEnd = (why: string) => {
@@ -174,7 +178,7 @@ export class WanSession implements Uplink {
         call.cancel();
         return;
       }
-      call.write({ heartbeat: { seq: ++this.seq, unix_ms: Date.now() } });
+      call.write({ heartbeat: this.hbRtt.next() });
     }, this.hbMs);
     this.hbTimer.unref();
   }
@@ -220,6 +224,13 @@ export class WanSession implements Uplink {
       }
       case 'endpoint_result':
         core.onResult(m.endpoint_result!);
+        return;
+      case 'heartbeat':
+        // Not reported through onStatus (a write per heartbeat): status readers see it here.
+        if (this.hbRtt.echo(m.heartbeat?.seq, m.heartbeat?.unix_ms)) {
+          const r = this.hbRtt.snapshot();
+          if (r) this.status.rtt = r;
+        }
         return;
       case 'goodbye':
         this.opts.log.warn(

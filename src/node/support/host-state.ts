@@ -1,0 +1,233 @@
+import { readFileSync } from 'node:fs';
+import { FIRST_BOOT_PHASES } from '../../api/firstboot.js';
+import { attr, type HostFs } from '../../kernel/hw/hostfs.js';
+import { pciDir, readVfs } from '../../kernel/hw/inventory.js';
+import type { CommandRunner } from '../../lib/exec.js';
+import { observe, readApplied } from '../../profiles/apply.js';
+import { loadProfile, shippedProfilesDir } from '../../profiles/load.js';
+import { OWNED, planProfile } from '../../profiles/plan.js';
+import { validateProfile } from '../../profiles/validate.js';
+import { firstBootPaths } from '../bootstrap/firstboot.js';
+
+/**
+ * What `tether status` and `tether diag` read from the host rather than the daemon: the
+ * profile's apply state (src/profiles, `/var/lib/tether/profile/`), first boot's phase
+ * (`<state-dir>/firstboot.json`) and the SR-IOV VFs the profile configured, read back from
+ * sysfs. Everything is read through a HostFs (the real `/`, or a fixture tree in tests);
+ * a file that is missing or malformed is reported as such, never thrown.
+ */
+
+/** Largest state file looked at (the journal of a big profile is a few KiB). */
+const MAX_STATE_FILE = 1024 * 1024;
+/** VFs listed per PF (the kernel allows 256 on the largest NICs). */
+const MAX_VFS_SHOWN = 256;
+
+export interface ProfileState {
+  /** The profile applied or being applied; absent when this node has none. */
+  name?: string;
+  /** `applied`: converged (applied.json); `applying`: a journal runs; `awaiting-reboot`;
+   *  `rebooted`: the boot part took effect, the runtime part waits for the next apply. */
+  state: 'none' | 'applied' | 'applying' | 'awaiting-reboot' | 'rebooted';
+  /** Boot-time steps waiting for the reboot (their summaries), when a reboot is pending. */
+  pendingReboot?: string[];
+  /** Steps done / total of the journal, while it is not `done`. */
+  progress?: { done: number; total: number };
+  /** Why the state could not be read fully (a damaged file). */
+  problem?: string;
+}
+
+export interface FirstBootView {
+  phase: string;
+  failedPhase?: string;
+  lastError?: { phase: string; code: string; message: string };
+  reboots: { done: number; planned?: number; pending: boolean };
+  /** Phase N of M (1-based), for a phase of the list. */
+  step?: { n: number; of: number };
+}
+
+export interface VfView {
+  pf: string;
+  /** The PF's netdev (absent when unbound). */
+  netdev?: string;
+  numVfs: number;
+  totalVfs?: number;
+  vfs: Array<{ index: number; pci: string; driver?: string; netdev?: string }>;
+}
+
+export interface HostStateView {
+  profile: ProfileState;
+  firstBoot?: FirstBootView;
+  vfs: VfView[];
+}
+
+interface JournalShape {
+  profile?: unknown;
+  bootId?: unknown;
+  state?: unknown;
+  done?: unknown;
+  ops?: unknown;
+}
+
+async function readJson(fs: HostFs, path: string): Promise<{ v?: unknown; problem?: string }> {
+  const t = await fs.read(path);
+  if (t === undefined) return {};
+  if (t.length > MAX_STATE_FILE) return { problem: `${path} is over ${MAX_STATE_FILE} bytes` };
+  try {
+    return { v: JSON.parse(t) as unknown };
+  } catch {
+    return { problem: `${path} is not JSON` };
+  }
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v.length <= 256 ? v : undefined);
+
+export async function readProfileState(fs: HostFs): Promise<ProfileState> {
+  const bootId = attr(await fs.read('/proc/sys/kernel/random/boot_id'));
+  const j = await readJson(fs, OWNED.journal);
+  const a = await readJson(fs, OWNED.applied);
+  const appliedName = str((a.v as { profile?: unknown } | undefined)?.profile);
+  const problem = j.problem ?? a.problem;
+  const base = problem ? { problem } : {};
+  const jr = j.v as JournalShape | undefined;
+  if (jr && typeof jr === 'object' && jr.state !== 'done') {
+    const name = str(jr.profile);
+    const ops = Array.isArray(jr.ops) ? (jr.ops as Array<{ phase?: unknown; summary?: unknown }>) : [];
+    const done = typeof jr.done === 'number' && Number.isInteger(jr.done) ? jr.done : 0;
+    const named = name ? { name } : appliedName ? { name: appliedName } : {};
+    if (jr.state === 'awaiting-reboot') {
+      const boot = ops
+        .filter((o) => o.phase === 'boot')
+        .map((o) => str(o.summary) ?? 'boot configuration')
+        .slice(0, 32);
+      // The journal names the boot it was written in: another boot id means the reboot happened.
+      if (bootId !== undefined && str(jr.bootId) !== undefined && jr.bootId !== bootId)
+        return { ...named, state: 'rebooted', ...base };
+      return { ...named, state: 'awaiting-reboot', pendingReboot: boot, ...base };
+    }
+    if (jr.state === 'running')
+      return { ...named, state: 'applying', progress: { done, total: ops.length }, ...base };
+  }
+  if (appliedName) return { name: appliedName, state: 'applied', ...base };
+  return { state: 'none', ...base };
+}
+
+export function readFirstBoot(stateDir: string): FirstBootView | undefined {
+  let v: unknown;
+  try {
+    const t = readFileSync(firstBootPaths(stateDir).state);
+    if (t.length > MAX_STATE_FILE)
+      return { phase: 'unknown (state file too large)', reboots: { done: 0, pending: false } };
+    v = JSON.parse(t.toString('utf8'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return { phase: 'unknown (state file unreadable)', reboots: { done: 0, pending: false } };
+  }
+  const s = v as {
+    phase?: unknown;
+    failedPhase?: unknown;
+    lastError?: { phase?: unknown; code?: unknown; message?: unknown };
+    reboots?: { planned?: unknown; done?: unknown; pending?: unknown };
+  };
+  const phase = str(s?.phase) ?? 'unknown';
+  const idx = (FIRST_BOOT_PHASES as readonly string[]).indexOf(phase);
+  const le = s?.lastError;
+  const planned = s?.reboots?.planned;
+  return {
+    phase,
+    ...(str(s?.failedPhase) ? { failedPhase: str(s.failedPhase) as string } : {}),
+    ...(le && typeof le === 'object'
+      ? {
+          lastError: {
+            phase: str(le.phase) ?? '',
+            code: str(le.code) ?? '',
+            message: (typeof le.message === 'string' ? le.message : '').slice(0, 512),
+          },
+        }
+      : {}),
+    reboots: {
+      done: typeof s?.reboots?.done === 'number' ? s.reboots.done : 0,
+      ...(typeof planned === 'number' ? { planned } : {}),
+      pending: typeof s?.reboots?.pending === 'object' && s.reboots.pending !== null,
+    },
+    ...(idx >= 0 ? { step: { n: idx + 1, of: FIRST_BOOT_PHASES.length } } : {}),
+  };
+}
+
+/** The VFs of every PF the applied profile configured (applied.json `pfs`), from sysfs. */
+export async function readProfileVfs(fs: HostFs): Promise<VfView[]> {
+  const a = await readJson(fs, OWNED.applied);
+  const pfs = (a.v as { pfs?: unknown } | undefined)?.pfs;
+  if (!Array.isArray(pfs)) return [];
+  const out: VfView[] = [];
+  for (const pf of pfs.slice(0, 64)) {
+    // A PCI address only: the name becomes a sysfs path.
+    if (typeof pf !== 'string' || !/^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/.test(pf)) continue;
+    const d = pciDir(pf);
+    const numVfs = Number(attr(await fs.read(`${d}/sriov_numvfs`)) ?? 0) || 0;
+    const total = Number(attr(await fs.read(`${d}/sriov_totalvfs`)));
+    const netdev = (await fs.list(`${d}/net`))[0];
+    const vfs = (await readVfs(fs, pf)).slice(0, MAX_VFS_SHOWN);
+    out.push({
+      pf,
+      ...(netdev ? { netdev } : {}),
+      numVfs,
+      ...(Number.isFinite(total) ? { totalVfs: total } : {}),
+      vfs: vfs.map((v) => ({
+        index: v.index,
+        pci: v.pci,
+        ...(v.driverOverride && !v.driver
+          ? { driver: `(${v.driverOverride})` }
+          : v.driver
+            ? { driver: v.driver }
+            : {}),
+        ...(v.netdevs[0] ? { netdev: v.netdevs[0] } : {}),
+      })),
+    });
+  }
+  return out;
+}
+
+export async function readHostState(fs: HostFs, stateDir: string): Promise<HostStateView> {
+  const firstBoot = readFirstBoot(stateDir);
+  return {
+    profile: await readProfileState(fs),
+    ...(firstBoot ? { firstBoot } : {}),
+    vfs: await readProfileVfs(fs),
+  };
+}
+
+export interface DriftResult {
+  profile: string;
+  /** Steps apply would run now, with their summaries (empty: converged). */
+  steps: Array<{ phase: 'boot' | 'runtime'; summary: string }>;
+  /** The boot configuration is written; only the reboot is missing. */
+  rebootPending: boolean;
+  /** Hardware problems validation found (the profile does not fit any more). */
+  errors: string[];
+}
+
+/**
+ * Profile drift: the profile's desired state planned against a fresh read-back of the host
+ * (the same observe → plan as `tether profile plan`), so anything changed behind Tether's back
+ * (VF count, driver binding, MTU, a sysctl, a deleted drop-in) shows as a step to re-apply.
+ */
+export async function profileDrift(
+  fs: HostFs,
+  runner: CommandRunner,
+  name: string,
+  profilesDirs: readonly string[] = [],
+): Promise<DriftResult> {
+  const p = loadProfile(name, { searchPath: [...profilesDirs, shippedProfilesDir()] });
+  const obs = await observe(fs, runner, p);
+  const errors = validateProfile(p, obs.inv)
+    .filter((i) => i.severity === 'error')
+    .map((i) => i.message);
+  if (errors.length) return { profile: p.name, steps: [], rebootPending: false, errors };
+  const plan = planProfile(p, obs, readApplied(obs));
+  return {
+    profile: p.name,
+    steps: plan.ops.map((o) => ({ phase: o.phase, summary: o.summary })),
+    rebootPending: plan.reboot.pending,
+    errors: [],
+  };
+}
