@@ -2,12 +2,14 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, lstatSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import { type HostFs, RootedHostFs } from '../../kernel/hw/hostfs.js';
 import { TetherError } from '../../lib/errors.js';
 import type { CommandRunner } from '../../lib/exec.js';
 import { certFingerprint } from '../../lib/pki.js';
 import { splitHostPort } from '../connect.js';
 import { controlSocketPath, type NodeLiveStatus, readLiveStatus } from '../control-api.js';
 import { type LoadedIdentity, loadIdentity } from '../identity.js';
+import { clockCheck, profileCheck, vtepChecks } from './diag-net.js';
 
 /**
  * `tether diag` (docs/field.md): live checks, each with a verdict and, unless it passed, one
@@ -38,6 +40,10 @@ export interface DiagOptions {
   /** Certificate life left under which the check warns. */
   certWarnDays?: number;
   timeoutMs?: number;
+  /** The host the profile is checked on (default the real `/`). */
+  host?: HostFs;
+  /** Where profiles are looked for before the shipped ones. */
+  profilesDirs?: readonly string[];
 }
 
 const DAY = 86_400_000;
@@ -333,10 +339,13 @@ export async function runDiag(o: DiagOptions): Promise<DiagResult> {
   } else why = `no control socket ${sock}`;
   checks.push(sessionCheck(live, why));
   checks.push(await controllerCheck(id, timeoutMs));
+  checks.push(clockCheck(live));
   checks.push(caPinCheck(id));
   checks.push(certificateCheck(id.credentials.certPem, now, o.certWarnDays));
   checks.push(diskCheck(o.stateDir));
+  checks.push(...(await vtepChecks(live, o.runner, timeoutMs)));
   checks.push(...(await gatewayChecks(o.stateDir, timeoutMs)));
+  checks.push(await profileCheck(o.host ?? new RootedHostFs('/'), o.runner, o.profilesDirs));
   const order: Verdict[] = ['pass', 'warn', 'fail'];
   const worst = checks.reduce<Verdict>(
     (w, c) => (order.indexOf(c.verdict) > order.indexOf(w) ? c.verdict : w),
