@@ -3,7 +3,7 @@ import type { HostFs } from '../../kernel/hw/hostfs.js';
 import { asTetherError } from '../../lib/errors.js';
 import type { CommandRunner } from '../../lib/exec.js';
 import type { NodeLiveStatus, VtepStatus } from '../control-api.js';
-import type { DiagCheck, Verdict } from './diag.js';
+import { check, type DiagCheck } from './diag-check.js';
 import { profileDrift, readProfileState } from './host-state.js';
 
 /**
@@ -11,12 +11,6 @@ import { profileDrift, readProfileState } from './host-state.js';
  * files (docs/field.md): clock skew against the controller, VTEP reachability and path MTU per
  * peer, profile drift. Like the rest of diag they never throw.
  */
-
-function check(name: string, verdict: Verdict, detail: string, remedy?: string): DiagCheck {
-  return verdict === 'pass' || remedy === undefined
-    ? { name, verdict, detail }
-    : { name, verdict, detail, remedy };
-}
 
 /** Offset (beyond its error bound) above which the clock check warns, and fails. The failing
  *  bound is the 60 s of back-dating the controller gives every certificate it signs

@@ -9,6 +9,7 @@ import { certFingerprint } from '../../lib/pki.js';
 import { splitHostPort } from '../connect.js';
 import { controlSocketPath, type NodeLiveStatus, readLiveStatus } from '../control-api.js';
 import { type LoadedIdentity, loadIdentity } from '../identity.js';
+import { check, type DiagCheck, type Verdict } from './diag-check.js';
 import { clockCheck, profileCheck, vtepChecks } from './diag-net.js';
 
 /**
@@ -17,15 +18,7 @@ import { clockCheck, profileCheck, vtepChecks } from './diag-net.js';
  * `warn` naming why. Exit code: 0 all pass, 1 a warning, 7 (CHECK_FAILED) a failure.
  */
 
-export type Verdict = 'pass' | 'warn' | 'fail';
-
-export interface DiagCheck {
-  name: string;
-  verdict: Verdict;
-  detail: string;
-  /** What to do; absent on pass. */
-  remedy?: string;
-}
+export type { DiagCheck, Verdict } from './diag-check.js';
 
 export interface DiagResult {
   node?: string;
@@ -47,12 +40,6 @@ export interface DiagOptions {
 }
 
 const DAY = 86_400_000;
-
-function check(name: string, verdict: Verdict, detail: string, remedy?: string): DiagCheck {
-  return verdict === 'pass' || remedy === undefined
-    ? { name, verdict, detail }
-    : { name, verdict, detail, remedy };
-}
 
 export function certificateCheck(certPem: string, now: Date, warnDays = 14): DiagCheck {
   let cert: X509Certificate;
