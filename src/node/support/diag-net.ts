@@ -84,7 +84,9 @@ async function ping(
   timeoutMs: number,
 ): Promise<PingResult> {
   const wait = String(Math.max(1, Math.ceil(timeoutMs / 1000)));
-  const args = ['-n', '-q', '-c', '2', '-i', '0.2', '-W', wait, '-I', v.ip];
+  // Not -q: the per-packet lines carry the MTU a router reported ("Frag needed and DF set
+  // (mtu = 1400)", then "message too long, mtu=1400" from the route cache).
+  const args = ['-n', '-c', '2', '-i', '0.2', '-W', wait, '-I', v.ip];
   if (size !== undefined) args.push('-M', 'do', '-s', String(size));
   args.push(peer);
   const r = await runner
@@ -114,7 +116,7 @@ async function bisect(
   timeoutMs: number,
 ): Promise<number> {
   let steps = 0;
-  while (hi - lo > 8 && steps++ < 10) {
+  while (hi - lo > 1 && steps++ < 12) {
     const mid = Math.floor((lo + hi) / 2);
     if ((await ping(runner, v, peer, mid - ICMP_HEADERS, timeoutMs)).ok) lo = mid;
     else hi = mid;

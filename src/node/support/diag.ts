@@ -224,8 +224,22 @@ function sessionCheck(s: NodeLiveStatus | undefined, why: string): DiagCheck {
       `node daemon not answering: ${why}`,
       'start it: systemctl start tether-node (then `tether logs --since 5m`)',
     );
+  // The active site proxy's agents stay connected to it when the WAN is down: its own WAN
+  // session to the controller is what tells.
+  const w = s.proxy.role === 'active' ? s.proxy.wan : undefined;
+  if (s.session.phase === 'connected' && w && w.phase !== 'connected')
+    return check(
+      'session',
+      'fail',
+      `this node is its site's proxy and its WAN session to the controller is ${w.phase}${w.since ? ` since ${w.since}` : ''}: the site runs headless on its last state`,
+      'see the controller check below for why the WAN is down; the site keeps forwarding meanwhile',
+    );
   if (s.session.phase === 'connected')
-    return check('session', 'pass', `connected${s.session.since ? ` since ${s.session.since}` : ''}`);
+    return check(
+      'session',
+      'pass',
+      `connected${s.session.since ? ` since ${s.session.since}` : ''}${w ? ' (site proxy, WAN session connected)' : ''}`,
+    );
   return check(
     'session',
     'fail',
