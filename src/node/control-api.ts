@@ -15,6 +15,7 @@ import type { GatewayNodeStatus } from './gateway/consumer.js';
  *
  *   GET /v1/status          NodeLiveStatus
  *   GET /v1/events?since=N  events with seq > N (at most `limit`, default 100, max 1000)
+ *   GET /v1/traffic         NodeTraffic: link counters per network, policy counters
  *
  * See docs/node.md.
  */
@@ -91,6 +92,24 @@ export interface VtepStatus {
   vxlanPort: number;
   peers: Array<{ vtep: string; node?: string; site?: string; networks: string[] }>;
 }
+
+/** Kernel counters of the node's networks (src/node/traffic.ts), for the dashboard. */
+export interface NodeTraffic {
+  at: string;
+  links: Array<{
+    network: string;
+    link: 'vxlan' | 'bridge';
+    rxBytes: number;
+    rxPackets: number;
+    txBytes: number;
+    txPackets: number;
+  }>;
+  /** Per policy rule; `rule: '(default)'` counts the network's default-deny drops. */
+  policy: Array<{ network: string; policy: string; rule: string; packets: number; bytes: number }>;
+}
+
+/** Entries of each list in a traffic answer (the slice limits keep real nodes far below). */
+export const MAX_TRAFFIC_ENTRIES = 2048;
 
 export interface NodeEvent {
   /** Monotonic per daemon run, from 1. */
@@ -172,6 +191,8 @@ export interface ControlApiOptions {
   status: () => NodeLiveStatus;
   events: EventRing;
   log: Logger;
+  /** Absent: /v1/traffic answers 404 (a node without a vRouter). */
+  traffic?: () => Promise<NodeTraffic>;
 }
 
 export interface ControlApi {
@@ -227,7 +248,7 @@ export function boundedStatusJson(s: NodeLiveStatus, maxBytes = MAX_STATUS_BYTES
   };
 }
 
-const ROUTES = new Set(['/v1/status', '/v1/events']);
+const ROUTES = new Set(['/v1/status', '/v1/events', '/v1/traffic']);
 
 function handle(opts: ControlApiOptions, req: IncomingMessage, res: ServerResponse): void {
   // Requests carry no body; one that sends one is not read (and the connection is closed).
@@ -237,7 +258,7 @@ function handle(opts: ControlApiOptions, req: IncomingMessage, res: ServerRespon
       res,
       404,
       'TETHER_E_NOT_FOUND',
-      `no such path ${url.pathname.slice(0, 200)}; try /v1/status or /v1/events`,
+      `no such path ${url.pathname.slice(0, 200)}; try /v1/status, /v1/events or /v1/traffic`,
     );
     return;
   }
@@ -263,6 +284,27 @@ function handle(opts: ControlApiOptions, req: IncomingMessage, res: ServerRespon
       return;
     }
     sendJson(res, 200, boundedStatusJson(s));
+    return;
+  }
+  if (url.pathname === '/v1/traffic') {
+    const t = opts.traffic;
+    if (!t) {
+      sendError(res, 404, 'TETHER_E_NOT_FOUND', 'no traffic counters: this node runs no vRouter');
+      return;
+    }
+    t().then(
+      (v) =>
+        sendJson(res, 200, {
+          at: v.at,
+          links: v.links.slice(0, MAX_TRAFFIC_ENTRIES),
+          policy: v.policy.slice(0, MAX_TRAFFIC_ENTRIES),
+        }),
+      (e: unknown) => {
+        opts.log.warn({ err: (e as Error).message }, 'control API: traffic read failed');
+        if (!res.headersSent)
+          sendError(res, 500, 'TETHER_E_INTERNAL', `traffic unavailable: ${(e as Error).message}`);
+      },
+    );
     return;
   }
   const num = (name: string, def: number, max: number): number | undefined => {
@@ -418,6 +460,10 @@ function get(socketPath: string, path: string, timeoutMs: number): Promise<unkno
 
 export function readLiveStatus(socketPath: string, timeoutMs = 2000): Promise<NodeLiveStatus> {
   return get(socketPath, '/v1/status', timeoutMs) as Promise<NodeLiveStatus>;
+}
+
+export function readTraffic(socketPath: string, timeoutMs = 5000): Promise<NodeTraffic> {
+  return get(socketPath, '/v1/traffic', timeoutMs) as Promise<NodeTraffic>;
 }
 
 export function readEvents(

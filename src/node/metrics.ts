@@ -6,7 +6,7 @@ import type { SessionPhase } from './agent/session.js';
 import type { GatewayNodeStatus } from './gateway/consumer.js';
 import type { NodeNetworking } from './networking.js';
 import type { SiteProxyStatus } from './proxy/proxy.js';
-import { names } from './vrouter/model.js';
+import { type TrafficReader, trafficReader } from './traffic.js';
 
 /**
  * The node's `tether_node_*` families (docs/observability.md). Everything is read at scrape
@@ -23,50 +23,8 @@ const PHASES: readonly SessionPhase[] = [
   'revoked',
   'stopped',
 ];
-/** Largest `ip -s -j link` answer looked at; a network namespace holds a handful of links. */
-export const MAX_LINK_JSON_BYTES = 1024 * 1024;
-const IP_TIMEOUT_MS = 5000;
 
-export interface LinkCounters {
-  ifname: string;
-  rxBytes: number;
-  rxPackets: number;
-  txBytes: number;
-  txPackets: number;
-}
-
-function count(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0;
-}
-
-/** `ip -s -j link show` output → counters per link; anything malformed is skipped, not thrown. */
-export function parseLinkStats(text: string): LinkCounters[] {
-  if (text.length > MAX_LINK_JSON_BYTES) return [];
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return [];
-  }
-  if (!Array.isArray(v)) return [];
-  const out: LinkCounters[] = [];
-  for (const l of v.slice(0, 256)) {
-    if (typeof l !== 'object' || l === null) continue;
-    const o = l as {
-      ifname?: unknown;
-      stats64?: { rx?: Record<string, unknown>; tx?: Record<string, unknown> };
-    };
-    if (typeof o.ifname !== 'string' || typeof o.stats64 !== 'object' || o.stats64 === null) continue;
-    out.push({
-      ifname: o.ifname.slice(0, 15),
-      rxBytes: count(o.stats64.rx?.bytes),
-      rxPackets: count(o.stats64.rx?.packets),
-      txBytes: count(o.stats64.tx?.bytes),
-      txPackets: count(o.stats64.tx?.packets),
-    });
-  }
-  return out;
-}
+export { type LinkCounters, MAX_LINK_JSON_BYTES, parseLinkStats } from './traffic.js';
 
 export interface NodeMetricsSources {
   agent: NodeAgent;
@@ -76,6 +34,8 @@ export interface NodeMetricsSources {
   /** undefined: --proxy off. */
   proxy: (() => SiteProxyStatus | undefined) | undefined;
   version?: string;
+  /** Shared with the control API; made here when absent. */
+  traffic?: TrafficReader;
 }
 
 type Dir = 'rxBytes' | 'rxPackets' | 'txBytes' | 'txPackets';
@@ -198,38 +158,10 @@ export function nodeMetrics(src: NodeMetricsSources): Registry {
     [{}, src.networking?.planned()?.networks.length ?? 0],
   ]);
 
-  // One read of every network's links per scrape, shared by the four families below.
-  let linkRead:
-    | { at: number; p: Promise<Array<{ network: string; link: string; c: LinkCounters }>> }
-    | undefined;
-  const links = () => {
-    const now = performance.now();
-    if (!linkRead || now - linkRead.at > 500) linkRead = { at: now, p: readLinks() };
-    return linkRead.p;
-  };
-  const readLinks = async () => {
-    const d = src.networking?.planned();
-    if (!d) return [];
-    const per = await Promise.all(
-      d.networks.map(async (n) => {
-        const r = await src.runner
-          .run('ip', ['-n', names.vnNetns(d.netnsPrefix, n.vni), '-s', '-j', 'link', 'show'], {
-            allowFailure: true,
-            timeoutMs: IP_TIMEOUT_MS,
-          })
-          .catch(() => undefined);
-        if (r?.code !== 0) return [];
-        const want = new Map([
-          [names.vxlan(n.vni), 'vxlan'],
-          [names.bridge, 'bridge'],
-        ]);
-        return parseLinkStats(r.stdout)
-          .filter((c) => want.has(c.ifname))
-          .map((c) => ({ network: n.name, link: want.get(c.ifname) as string, c }));
-      }),
-    );
-    return per.flat();
-  };
+  // One read of every network's links per scrape, shared by the four families below (and,
+  // through the same reader, with the control API's /v1/traffic).
+  const traffic = src.traffic ?? trafficReader(src.networking, src.runner);
+  const links = () => traffic.links();
   const family = (name: string, help: string, dir: Dir) =>
     lazyCounter(reg, name, help, ['network', 'link'], async () =>
       (await links()).map(
@@ -248,7 +180,7 @@ export function nodeMetrics(src: NodeMetricsSources): Registry {
     "Packets dropped by a network's default-deny policy rule (nft counter)",
     ['network'],
     async () => {
-      const cs = (await src.networking?.counters().catch(() => [])) ?? [];
+      const cs = await traffic.policy();
       return cs
         .filter((c) => c.rule === '(default)')
         .map((c) => [{ network: c.network }, c.packets] as const);

@@ -17,6 +17,7 @@ import { liveStatus } from './live-status.js';
 import { nodeMetrics } from './metrics.js';
 import { NodeNetworking } from './networking.js';
 import { siteProxyRole } from './proxy/role.js';
+import { trafficReader } from './traffic.js';
 
 /** The vRouter side of `tether node run` (absent with --no-vrouter). */
 export interface VRouterRunOptions {
@@ -303,11 +304,29 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
   // The local control API last: what it reports exists by now. `tether status` and the field
   // tools read it instead of polling the status file.
   const events = opts.events ?? new EventRing();
+  // One kernel read shared by the control API (dashboard) and /metrics.
+  const traffic = trafficReader(networking, opts.runner ?? new ProcessRunner());
   // Forwarding does not depend on it: a socket that cannot be bound is logged, not fatal.
   control = await startControlApi({
     socketPath: opts.controlSocket ?? controlSocketPath(opts.stateDir),
     events,
     log: log.child({ component: 'control-api' }),
+    ...(networking
+      ? {
+          traffic: async () => ({
+            at: new Date().toISOString(),
+            links: (await traffic.links()).map(({ network, link, c }) => ({
+              network,
+              link,
+              rxBytes: c.rxBytes,
+              rxPackets: c.rxPackets,
+              txBytes: c.txBytes,
+              txPackets: c.txPackets,
+            })),
+            policy: await traffic.policy(),
+          }),
+        }
+      : {}),
     status: () =>
       liveStatus({
         agent: running.statusSnapshot(),
@@ -337,6 +356,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
       runner: opts.runner ?? new ProcessRunner(),
       gateway: () => gateway.lastStatus,
       proxy: proxyRole ? () => proxyRole.status() : undefined,
+      traffic,
       ...(opts.version ? { version: opts.version } : {}),
     });
     try {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCa } from '../../src/controller/init.js';
 import { defaultBinaries, defaultLabStateDir, Lab, listNetns } from '../../src/lab/index.js';
 import { createCsrForKey, signCsr } from '../../src/lib/pki.js';
+import { controlSocketPath, readTraffic } from '../../src/node/control-api.js';
 import { nodePaths } from '../../src/node/identity.js';
 import { waitFor } from '../integration/support/proc.js';
 
@@ -100,6 +101,16 @@ describe.skipIf(!isRoot)('tether status and tether diag on a lab node', () => {
     expect(text.stdout).toMatch(/controller clock/);
     expect(text.stdout).toMatch(new RegExp(`peer s2n1\\s+${peerVtep.replaceAll('.', '\\.')}`));
     expect(text.stdout).toMatch(/pending reboots\s+0/);
+
+    // The dashboard's traffic counters: the kernel's link counters of the red network's
+    // namespace (VXLAN and bridge), read through the control API.
+    const t = await readTraffic(controlSocketPath(lab.node('s1n1').stateDir));
+    expect(t.links.map((l) => [l.network, l.link]).sort()).toEqual([
+      ['red', 'bridge'],
+      ['red', 'vxlan'],
+    ]);
+    for (const l of t.links) expect(l.txPackets + l.rxPackets).toBeGreaterThanOrEqual(0);
+    expect(Array.isArray(t.policy)).toBe(true);
 
     const d = await diag('s1n1');
     for (const n of ['session', 'controller', 'clock', 'ca-pin', 'certificate', 'vtep s2n1', 'profile'])
