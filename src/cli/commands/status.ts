@@ -291,7 +291,7 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description(
-      "this node: session, proxy role, revision, networks, endpoints, counters, recent events (live from the daemon's control socket; the status file when the daemon is down)",
+      "this node: session and WAN RTT, proxy role, revision, networks, endpoints, peer VTEPs, profile and pending reboots, first-boot phase, VFs, counters, recent events (live from the daemon's control socket; the status file when the daemon is down)",
     )
     .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
     .option('--socket <path>', 'control socket (default <state-dir>/control.sock)')
