@@ -40,6 +40,11 @@ export interface DiagOptions {
 }
 
 const DAY = 86_400_000;
+/** HTTP/2 client connection preface and an empty SETTINGS frame (RFC 9113 §3.4, §6.5). */
+const H2_PREFACE = Buffer.concat([
+  Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'),
+  Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+]);
 
 export function certificateCheck(certPem: string, now: Date, warnDays = 14): DiagCheck {
   let cert: X509Certificate;
@@ -176,12 +181,31 @@ function controllerCheck(id: LoadedIdentity, timeoutMs: number): Promise<DiagChe
       s.destroy();
       resolve(c);
     };
-    s.once('secureConnect', () =>
+    // With TLS 1.3 the client's handshake ends before the server has judged the client's
+    // certificate: an expired or revoked one is refused only after, with an alert. So the
+    // check speaks HTTP/2 first (preface and an empty SETTINGS frame) and passes only when the
+    // server's own SETTINGS come back.
+    let secured = false;
+    s.once('secureConnect', () => {
+      secured = true;
+      s.write(H2_PREFACE);
+    });
+    s.once('data', () =>
       done(
         check(
           'controller',
           'pass',
-          `TLS to ${id.controller} in ${Date.now() - started} ms, certificate issued by the pinned CA`,
+          `TLS to ${id.controller} in ${Date.now() - started} ms, certificate issued by the pinned CA, this node's certificate accepted`,
+        ),
+      ),
+    );
+    s.once('end', () =>
+      done(
+        check(
+          'controller',
+          'fail',
+          `${id.controller} closed the connection ${secured ? 'right after the TLS handshake' : 'during the TLS handshake'}`,
+          "the controller refuses this node's certificate (expired, revoked, or from another CA): see the certificate check; re-enroll if it is revoked",
         ),
       ),
     );
