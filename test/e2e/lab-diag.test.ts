@@ -106,6 +106,8 @@ describe.skipIf(!isRoot)('tether status and tether diag on a lab node', () => {
     // namespace (VXLAN and bridge), read through the control API.
     const t = await readTraffic(controlSocketPath(lab.node('s1n1').stateDir));
     expect(t.links.map((l) => [l.network, l.link]).sort()).toEqual([
+      ['blue', 'bridge'],
+      ['blue', 'vxlan'],
       ['red', 'bridge'],
       ['red', 'vxlan'],
     ]);
@@ -206,6 +208,11 @@ describe.skipIf(!isRoot)('tether status and tether diag on a lab node', () => {
       expect(c?.verdict).toBe('fail');
       expect(c?.detail).toMatch(/node certificate expired/);
       expect(c?.remedy).toMatch(/tether node enroll/);
+      // The controller refuses it (after the TLS 1.3 handshake): the controller check says so.
+      expect(named(d.checks, 'controller')).toMatchObject({
+        verdict: 'fail',
+        remedy: expect.stringMatching(/certificate/),
+      });
       expect(d.code).toBe(7);
       expect(d.text).toMatch(/^FAIL {2}certificate: node certificate expired/m);
     } finally {
