@@ -2,9 +2,13 @@ import { isIPv4 } from 'node:net';
 import type { HostFs } from '../../kernel/hw/hostfs.js';
 import { asTetherError } from '../../lib/errors.js';
 import type { CommandRunner } from '../../lib/exec.js';
+import { observe, readApplied } from '../../profiles/apply.js';
+import { loadProfile, shippedProfilesDir } from '../../profiles/load.js';
+import { planProfile } from '../../profiles/plan.js';
+import { validateProfile } from '../../profiles/validate.js';
 import type { NodeLiveStatus, VtepStatus } from '../control-api.js';
 import { check, type DiagCheck } from './diag-check.js';
-import { profileDrift, readProfileState } from './host-state.js';
+import { readProfileState } from './host-state.js';
 
 /**
  * The `tether diag` checks that need the daemon's view or the host beyond the node's own
@@ -263,4 +267,40 @@ export async function profileCheck(
       '`tether profile plan PROFILE` shows the error in full',
     );
   }
+}
+
+export interface DriftResult {
+  profile: string;
+  /** Steps apply would run now, with their summaries (empty: converged). */
+  steps: Array<{ phase: 'boot' | 'runtime'; summary: string }>;
+  /** The boot configuration is written; only the reboot is missing. */
+  rebootPending: boolean;
+  /** Hardware problems validation found (the profile does not fit any more). */
+  errors: string[];
+}
+
+/**
+ * Profile drift: the profile's desired state planned against a fresh read-back of the host
+ * (the same observe → plan as `tether profile plan`), so anything changed behind Tether's back
+ * (VF count, driver binding, MTU, a sysctl, a deleted drop-in) shows as a step to re-apply.
+ */
+export async function profileDrift(
+  fs: HostFs,
+  runner: CommandRunner,
+  name: string,
+  profilesDirs: readonly string[] = [],
+): Promise<DriftResult> {
+  const p = loadProfile(name, { searchPath: [...profilesDirs, shippedProfilesDir()] });
+  const obs = await observe(fs, runner, p);
+  const errors = validateProfile(p, obs.inv)
+    .filter((i) => i.severity === 'error')
+    .map((i) => i.message);
+  if (errors.length) return { profile: p.name, steps: [], rebootPending: false, errors };
+  const plan = planProfile(p, obs, readApplied(obs));
+  return {
+    profile: p.name,
+    steps: plan.ops.map((o) => ({ phase: o.phase, summary: o.summary })),
+    rebootPending: plan.reboot.pending,
+    errors: [],
+  };
 }

@@ -1,21 +1,21 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { FIRST_BOOT_PHASES } from '../../api/firstboot.js';
 import { attr, type HostFs } from '../../kernel/hw/hostfs.js';
 import { pciDir, readVfs } from '../../kernel/hw/inventory.js';
-import type { CommandRunner } from '../../lib/exec.js';
-import { observe, readApplied } from '../../profiles/apply.js';
-import { loadProfile, shippedProfilesDir } from '../../profiles/load.js';
-import { OWNED, planProfile } from '../../profiles/plan.js';
-import { validateProfile } from '../../profiles/validate.js';
-import { firstBootPaths } from '../bootstrap/firstboot.js';
+import { OWNED } from '../../profiles/owned.js';
 
 /**
  * What `tether status` and `tether diag` read from the host rather than the daemon: the
  * profile's apply state (src/profiles, `/var/lib/tether/profile/`), first boot's phase
  * (`<state-dir>/firstboot.json`) and the SR-IOV VFs the profile configured, read back from
  * sysfs. Everything is read through a HostFs (the real `/`, or a fixture tree in tests);
- * a file that is missing or malformed is reported as such, never thrown.
+ * a file that is missing or malformed is reported as such, never thrown. `tether status` loads
+ * this module: it imports neither the planner nor first boot (gRPC, ajv), to start fast.
  */
+
+/** `firstBootPaths(stateDir).state` (src/node/bootstrap/firstboot.ts), without loading first boot. */
+const FIRST_BOOT_STATE = 'firstboot.json';
 
 /** Largest state file looked at (the journal of a big profile is a few KiB). */
 const MAX_STATE_FILE = 1024 * 1024;
@@ -114,7 +114,7 @@ export async function readProfileState(fs: HostFs): Promise<ProfileState> {
 export function readFirstBoot(stateDir: string): FirstBootView | undefined {
   let v: unknown;
   try {
-    const t = readFileSync(firstBootPaths(stateDir).state);
+    const t = readFileSync(join(stateDir, FIRST_BOOT_STATE));
     if (t.length > MAX_STATE_FILE)
       return { phase: 'unknown (state file too large)', reboots: { done: 0, pending: false } };
     v = JSON.parse(t.toString('utf8'));
@@ -193,41 +193,5 @@ export async function readHostState(fs: HostFs, stateDir: string): Promise<HostS
     profile: await readProfileState(fs),
     ...(firstBoot ? { firstBoot } : {}),
     vfs: await readProfileVfs(fs),
-  };
-}
-
-export interface DriftResult {
-  profile: string;
-  /** Steps apply would run now, with their summaries (empty: converged). */
-  steps: Array<{ phase: 'boot' | 'runtime'; summary: string }>;
-  /** The boot configuration is written; only the reboot is missing. */
-  rebootPending: boolean;
-  /** Hardware problems validation found (the profile does not fit any more). */
-  errors: string[];
-}
-
-/**
- * Profile drift: the profile's desired state planned against a fresh read-back of the host
- * (the same observe → plan as `tether profile plan`), so anything changed behind Tether's back
- * (VF count, driver binding, MTU, a sysctl, a deleted drop-in) shows as a step to re-apply.
- */
-export async function profileDrift(
-  fs: HostFs,
-  runner: CommandRunner,
-  name: string,
-  profilesDirs: readonly string[] = [],
-): Promise<DriftResult> {
-  const p = loadProfile(name, { searchPath: [...profilesDirs, shippedProfilesDir()] });
-  const obs = await observe(fs, runner, p);
-  const errors = validateProfile(p, obs.inv)
-    .filter((i) => i.severity === 'error')
-    .map((i) => i.message);
-  if (errors.length) return { profile: p.name, steps: [], rebootPending: false, errors };
-  const plan = planProfile(p, obs, readApplied(obs));
-  return {
-    profile: p.name,
-    steps: plan.ops.map((o) => ({ phase: o.phase, summary: o.summary })),
-    rebootPending: plan.reboot.pending,
-    errors: [],
   };
 }

@@ -4,12 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  profileDrift,
-  readFirstBoot,
-  readProfileState,
-  readProfileVfs,
-} from '../../../src/node/support/host-state.js';
+import { profileDrift } from '../../../src/node/support/diag-net.js';
+import { readFirstBoot, readProfileState, readProfileVfs } from '../../../src/node/support/host-state.js';
 import { applyProfile } from '../../../src/profiles/apply.js';
 import { machine, profile } from '../../fixtures/hw/scenario.js';
 
