@@ -1,4 +1,5 @@
 import { Registry } from 'prom-client';
+import { type HostFs, RootedHostFs } from '../kernel/hw/hostfs.js';
 import type { CommandRunner } from '../lib/exec.js';
 import { lazyCounter, lazyGauge, type Sample, stateSet } from '../lib/prom.js';
 import type { NodeAgent } from './agent/daemon.js';
@@ -6,6 +7,7 @@ import type { SessionPhase } from './agent/session.js';
 import type { GatewayNodeStatus } from './gateway/consumer.js';
 import type { NodeNetworking } from './networking.js';
 import type { SiteProxyStatus } from './proxy/proxy.js';
+import { readProfileState, readProfileVfs } from './support/host-state.js';
 import { type TrafficReader, trafficReader } from './traffic.js';
 
 /**
@@ -34,6 +36,8 @@ export interface NodeMetricsSources {
   /** undefined: --proxy off. */
   proxy: (() => SiteProxyStatus | undefined) | undefined;
   version?: string;
+  /** The host the profile's VFs and reboot state are read from (default the real `/`). */
+  host?: HostFs;
   /** Shared with the control API; made here when absent. */
   traffic?: TrafficReader;
 }
@@ -153,6 +157,26 @@ export function nodeMetrics(src: NodeMetricsSources): Registry {
     "Upstream clock minus this node's clock, from heartbeat echoes (error up to half the round trip)",
     ['session'],
     () => rtts().flatMap(([l, r]) => (r.offsetMs === undefined ? [] : [[l, r.offsetMs / 1000] as const])),
+  );
+  // The profile's SR-IOV VFs and reboot state, read back from sysfs and Tether's profile files
+  // at scrape time (src/node/support/host-state.ts, as `tether status` shows them).
+  const host = src.host ?? new RootedHostFs('/');
+  lazyGauge(
+    reg,
+    'tether_node_sriov_vfs',
+    'SR-IOV VFs present on each PF the applied profile configured (sriov_numvfs)',
+    ['pf'],
+    async () => (await readProfileVfs(host).catch(() => [])).map((v) => [{ pf: v.pf }, v.numVfs] as const),
+  );
+  lazyGauge(
+    reg,
+    'tether_node_profile_reboot_pending',
+    "1 while the profile's boot configuration waits for a reboot",
+    [],
+    async () => {
+      const st = await readProfileState(host).catch(() => undefined);
+      return [[{}, st?.state === 'awaiting-reboot' ? 1 : 0]];
+    },
   );
   lazyGauge(reg, 'tether_node_networks', 'Virtual networks programmed on this node', [], () => [
     [{}, src.networking?.planned()?.networks.length ?? 0],

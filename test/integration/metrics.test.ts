@@ -148,6 +148,9 @@ describe('metrics', () => {
     expect(n.body).toMatch(/^tether_node_session_state\{state="connected"\} 1$/m);
     expect(n.body).toMatch(/^tether_node_info\{node="m1",site="msite",/m);
     expect(n.body).toMatch(/^tether_node_cert_expiry_timestamp_seconds \d/m);
+    // The profile state of this host (no profile applied here): families present, no VFs.
+    expect(n.body).toMatch(/^tether_node_profile_reboot_pending 0$/m);
+    expect(n.body).toMatch(/^# TYPE tether_node_sriov_vfs gauge$/m);
     // Heartbeat echoes from the controller (1 s heartbeats): a round trip and a clock offset.
     await waitFor(
       'a WAN RTT sample',
