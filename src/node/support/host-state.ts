@@ -91,7 +91,9 @@ export async function readProfileState(fs: HostFs): Promise<ProfileState> {
   const jr = j.v as JournalShape | undefined;
   if (jr && typeof jr === 'object' && jr.state !== 'done') {
     const name = str(jr.profile);
-    const ops = Array.isArray(jr.ops) ? (jr.ops as Array<{ phase?: unknown; summary?: unknown }>) : [];
+    const ops = (Array.isArray(jr.ops) ? (jr.ops as unknown[]) : []).filter(
+      (o): o is { phase?: unknown; summary?: unknown } => typeof o === 'object' && o !== null,
+    );
     const done = typeof jr.done === 'number' && Number.isInteger(jr.done) ? jr.done : 0;
     const named = name ? { name } : appliedName ? { name: appliedName } : {};
     if (jr.state === 'awaiting-reboot') {

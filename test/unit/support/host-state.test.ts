@@ -3,6 +3,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { profileDrift } from '../../../src/node/support/diag-net.js';
 import { readFirstBoot, readProfileState, readProfileVfs } from '../../../src/node/support/host-state.js';
@@ -102,5 +103,71 @@ describe('profile state, pending reboot, VFs and drift', () => {
     });
     writeFileSync(join(d, 'firstboot.json'), '\u0000garbage');
     expect(readFirstBoot(d)?.phase).toMatch(/unknown/);
+  });
+});
+
+describe('host state readers never throw on damaged files (fuzz)', () => {
+  const json = fc.oneof(
+    fc.string({ maxLength: 200 }),
+    fc.jsonValue().map((v) => JSON.stringify(v)),
+    fc
+      .record({
+        profile: fc.anything(),
+        bootId: fc.anything(),
+        state: fc.constantFrom('running', 'awaiting-reboot', 'done', 7, null),
+        done: fc.anything(),
+        ops: fc.anything(),
+        pfs: fc.anything(),
+        phase: fc.anything(),
+        failedPhase: fc.anything(),
+        lastError: fc.anything(),
+        reboots: fc.anything(),
+      })
+      .map((v) => JSON.stringify(v)),
+  );
+  it('readProfileState and readProfileVfs', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        json,
+        json,
+        fc.option(fc.string({ maxLength: 40 })),
+        async (journal, applied, boot) => {
+          const files: Record<string, string | undefined> = {
+            '/var/lib/tether/profile/journal.json': journal,
+            '/var/lib/tether/profile/applied.json': applied,
+            '/proc/sys/kernel/random/boot_id': boot ?? undefined,
+          };
+          const fs = {
+            root: '/',
+            read: async (p: string) => files[p],
+            exists: async () => false,
+            isDir: async () => false,
+            list: async () => [],
+            readlink: async () => undefined,
+            resolve: async () => undefined,
+            writeAttr: async () => {},
+            writeConfig: async () => {},
+            remove: async () => {},
+          };
+          const st = await readProfileState(fs);
+          expect(['none', 'applied', 'applying', 'awaiting-reboot', 'rebooted']).toContain(st.state);
+          expect(Array.isArray(await readProfileVfs(fs))).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+  it('readFirstBoot', () => {
+    const d = mkdtempSync(join(tmpdir(), 'tfbz-'));
+    dirs.push(d);
+    fc.assert(
+      fc.property(json, (text) => {
+        writeFileSync(join(d, 'firstboot.json'), text);
+        const v = readFirstBoot(d);
+        expect(typeof v?.phase).toBe('string');
+        expect(typeof v?.reboots.done).toBe('number');
+      }),
+      { numRuns: 300 },
+    );
   });
 });
