@@ -1,6 +1,7 @@
 // The clock, VTEP and profile checks of `tether diag` on plain inputs: the control API's view
 // as values, a scripted ping (the real one runs in test/e2e/lab-diag.test.ts) and the fake
 // kernel's sysfs fixtures for the profile.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { RunOptions, RunResult } from '../../../src/lib/exec.js';
 import type { NodeLiveStatus } from '../../../src/node/control-api.js';
@@ -133,6 +134,40 @@ describe('VTEP checks', () => {
       },
     ]);
     expect(await vtepChecks(live({}), runner, 1000)).toEqual([]);
+  });
+});
+
+describe('VTEP checks on whatever ping prints (fuzz)', () => {
+  it('never throws, always one verdict per peer with a remedy on failure', async () => {
+    const vtep = {
+      ip: '10.201.0.11',
+      ifname: 'lan0',
+      mtu: 1500,
+      vxlanPort: 4789,
+      peers: [{ vtep: '10.202.0.11', node: 's2n1', networks: ['red'] }],
+    };
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.integer({ min: -1, max: 2 }), fc.string({ maxLength: 300 })), {
+          minLength: 1,
+          maxLength: 16,
+        }),
+        async (answers) => {
+          let i = 0;
+          const runner = {
+            run: async (): Promise<RunResult> => {
+              const [code, stdout] = answers[i++ % answers.length] as [number, string];
+              return { code, stdout, stderr: '' };
+            },
+          };
+          const c = await vtepChecks(live({ vtep }), runner, 100);
+          expect(c).toHaveLength(1);
+          expect(['pass', 'fail']).toContain(c[0]?.verdict);
+          if (c[0]?.verdict === 'fail') expect(c[0].remedy).toBeTruthy();
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
 
