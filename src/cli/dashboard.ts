@@ -5,11 +5,14 @@
 // With TERM=dumb each frame is printed plainly after a blank line.
 
 import { printableDeep } from '../lib/printable.js';
-import type { NodeEvent, NodeLiveStatus } from '../node/control-api.js';
+import type { NodeEvent, NodeLiveStatus, NodeTraffic } from '../node/control-api.js';
 import { type Colour, sgr } from './term.js';
 
 export interface Frame {
   status?: NodeLiveStatus;
+  /** Kernel counters from /v1/traffic, and the previous answer (for rates). */
+  traffic?: NodeTraffic;
+  prevTraffic?: NodeTraffic;
   error?: string;
   events: NodeEvent[];
   at: Date;
@@ -52,6 +55,49 @@ function phaseColor(phase: string): 'green' | 'yellow' | 'red' {
   return 'red';
 }
 
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+function bytes(n: number): string {
+  let v = Number.isFinite(n) && n > 0 ? n : 0;
+  let u = 0;
+  while (v >= 1024 && u < UNITS.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v : v.toFixed(1)} ${UNITS[u]}`;
+}
+
+/** Traffic rows: per network and link, totals and the rate since the previous answer. */
+function trafficLines(t: NodeTraffic, prev: NodeTraffic | undefined, paint: Paint): string[] {
+  const lines: string[] = [
+    paint('TRAFFIC          LINK    RX            TX            RX/s        TX/s', 'bold'),
+  ];
+  const secs = prev ? (Date.parse(t.at) - Date.parse(prev.at)) / 1000 : 0;
+  for (const l of t.links) {
+    const p = prev?.links.find((x) => x.network === l.network && x.link === l.link);
+    // A counter that went down (the namespace was re-created) has no rate.
+    const rate = (now: number, before: number | undefined) =>
+      p && secs > 0 && before !== undefined && now >= before ? `${bytes((now - before) / secs)}/s` : '-';
+    lines.push(
+      `${String(l.network).padEnd(16)} ${String(l.link).padEnd(7)} ${bytes(l.rxBytes).padEnd(13)} ${bytes(l.txBytes).padEnd(13)} ${rate(l.rxBytes, p?.rxBytes).padEnd(11)} ${rate(l.txBytes, p?.txBytes)}`,
+    );
+  }
+  const drops = new Map<string, number>();
+  const rules: string[] = [];
+  for (const c of t.policy) {
+    if (c.rule === '(default)') drops.set(c.network, (drops.get(c.network) ?? 0) + Number(c.packets));
+    else if (Number(c.packets) > 0) rules.push(`${c.network}/${c.policy}/${c.rule}=${c.packets}`);
+  }
+  lines.push('');
+  lines.push(paint('POLICY DROPS (default deny, packets)', 'bold'));
+  lines.push(
+    drops.size
+      ? [...drops].map(([n, v]) => `${n}=${v > 0 ? paint(String(v), 'yellow') : '0'}`).join('  ')
+      : 'no policies on this node',
+  );
+  if (rules.length) lines.push(`rule hits: ${rules.join('  ')}`);
+  return lines;
+}
+
 /** The screen as lines, at most `rows` lines of at most `cols` columns. */
 export function renderFrame(raw: Frame, cols: number, rows: number, paint: Paint): string[] {
   // Everything below came over the control API or from the node's event log.
@@ -72,6 +118,10 @@ export function renderFrame(raw: Frame, cols: number, rows: number, paint: Paint
     lines.push(
       `proxy    ${s.proxy.role}${s.proxy.activeNode ? ` (active: ${s.proxy.activeNode})` : ''}${wan}`,
     );
+    if (s.wan)
+      lines.push(
+        `WAN RTT  ${s.wan.rtt.srttMs} ms (${s.wan.via === 'proxy' ? 'proxy WAN session' : 'own session'})${s.wan.rtt.offsetMs !== undefined ? `  controller clock ${s.wan.rtt.offsetMs >= 0 ? '+' : ''}${s.wan.rtt.offsetMs} ms` : ''}`,
+      );
     lines.push(
       `health   ${s.health.ok ? paint('ok', 'green') : paint(s.health.degraded ? 'degraded' : 'failing', 'red')}  revision ${s.revision}${s.health.reasons.length ? `  ${s.health.reasons.join('; ')}` : ''}`,
     );
@@ -82,6 +132,10 @@ export function renderFrame(raw: Frame, cols: number, rows: number, paint: Paint
       lines.push(
         `${n.name.padEnd(16)} ${String(n.vni ?? '-').padEnd(7)} ${String(n.localEndpoints).padStart(5)}  ${String(n.remoteEndpoints).padStart(6)}`,
       );
+    }
+    if (f.traffic) {
+      lines.push('');
+      lines.push(...trafficLines(f.traffic, f.prevTraffic, paint));
     }
     const counters = Object.entries(s.counters);
     if (counters.length) {

@@ -4,7 +4,12 @@ import { connect } from 'node:net';
 import { TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { DEFAULT_EVENTS_PER_ANSWER, MAX_STATUS_BYTES } from './control-client.js';
-import type { NodeEvent, NodeLiveStatus } from './control-types.js';
+import {
+  MAX_TRAFFIC_ENTRIES,
+  type NodeEvent,
+  type NodeLiveStatus,
+  type NodeTraffic,
+} from './control-types.js';
 
 // The client half lives in control-client.ts and the answers' types in control-types.ts (the
 // client must not load node:http: CLI start-up); what callers took from here still comes
@@ -15,8 +20,10 @@ export {
   MAX_STATUS_BYTES,
   readEvents,
   readLiveStatus,
+  readTraffic,
 } from './control-client.js';
-export type { NodeEvent, NodeLiveStatus } from './control-types.js';
+export type { NodeEvent, NodeLiveStatus, NodeTraffic, VtepStatus } from './control-types.js';
+export { MAX_TRAFFIC_ENTRIES } from './control-types.js';
 
 /**
  * The node's local control API: HTTP/1.1 on a unix socket (default `<state-dir>/control.sock`,
@@ -25,6 +32,7 @@ export type { NodeEvent, NodeLiveStatus } from './control-types.js';
  *
  *   GET /v1/status          NodeLiveStatus
  *   GET /v1/events?since=N  events with seq > N (at most `limit`, default 100, max 1000)
+ *   GET /v1/traffic         NodeTraffic: link counters per network, policy counters
  *
  * See docs/node.md.
  */
@@ -96,6 +104,8 @@ export interface ControlApiOptions {
   status: () => NodeLiveStatus;
   events: EventRing;
   log: Logger;
+  /** Absent: /v1/traffic answers 404 (a node without a vRouter). */
+  traffic?: () => Promise<NodeTraffic>;
 }
 
 export interface ControlApi {
@@ -151,7 +161,7 @@ export function boundedStatusJson(s: NodeLiveStatus, maxBytes = MAX_STATUS_BYTES
   };
 }
 
-const ROUTES = new Set(['/v1/status', '/v1/events']);
+const ROUTES = new Set(['/v1/status', '/v1/events', '/v1/traffic']);
 
 function handle(opts: ControlApiOptions, req: IncomingMessage, res: ServerResponse): void {
   // Requests carry no body; one that sends one is not read (and the connection is closed).
@@ -161,7 +171,7 @@ function handle(opts: ControlApiOptions, req: IncomingMessage, res: ServerRespon
       res,
       404,
       'TETHER_E_NOT_FOUND',
-      `no such path ${url.pathname.slice(0, 200)}; try /v1/status or /v1/events`,
+      `no such path ${url.pathname.slice(0, 200)}; try /v1/status, /v1/events or /v1/traffic`,
     );
     return;
   }
@@ -187,6 +197,27 @@ function handle(opts: ControlApiOptions, req: IncomingMessage, res: ServerRespon
       return;
     }
     sendJson(res, 200, boundedStatusJson(s));
+    return;
+  }
+  if (url.pathname === '/v1/traffic') {
+    const t = opts.traffic;
+    if (!t) {
+      sendError(res, 404, 'TETHER_E_NOT_FOUND', 'no traffic counters: this node runs no vRouter');
+      return;
+    }
+    t().then(
+      (v) =>
+        sendJson(res, 200, {
+          at: v.at,
+          links: v.links.slice(0, MAX_TRAFFIC_ENTRIES),
+          policy: v.policy.slice(0, MAX_TRAFFIC_ENTRIES),
+        }),
+      (e: unknown) => {
+        opts.log.warn({ err: (e as Error).message }, 'control API: traffic read failed');
+        if (!res.headersSent)
+          sendError(res, 500, 'TETHER_E_INTERNAL', `traffic unavailable: ${(e as Error).message}`);
+      },
+    );
     return;
   }
   const num = (name: string, def: number, max: number): number | undefined => {

@@ -11,7 +11,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { TetherError } from '../lib/errors.js';
 import { parseJson } from '../lib/json-input.js';
-import type { NodeEvent, NodeLiveStatus } from './control-types.js';
+import type { NodeEvent, NodeLiveStatus, NodeTraffic } from './control-types.js';
 
 export const CONTROL_SOCKET = 'control.sock';
 export const controlSocketPath = (stateDir: string): string => join(stateDir, CONTROL_SOCKET);
@@ -162,6 +162,10 @@ function get(socketPath: string, path: string, timeoutMs: number): Promise<unkno
 
 export function readLiveStatus(socketPath: string, timeoutMs = 2000): Promise<NodeLiveStatus> {
   return get(socketPath, '/v1/status', timeoutMs) as Promise<NodeLiveStatus>;
+}
+
+export function readTraffic(socketPath: string, timeoutMs = 5000): Promise<NodeTraffic> {
+  return get(socketPath, '/v1/traffic', timeoutMs) as Promise<NodeTraffic>;
 }
 
 export function readEvents(

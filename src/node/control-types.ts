@@ -1,5 +1,6 @@
 // What the node's control API answers (src/node/control-api.ts serves it, control-client.ts
 // reads it): types only, so that the client loads nothing of the server.
+import type { RttSnapshot } from '../lib/rtt.js';
 import type { GatewayNodeStatus } from './gateway/consumer.js';
 
 /** What the composition root reports about the running node (a snapshot, taken per request). */
@@ -20,7 +21,15 @@ export interface NodeLiveStatus {
     lastError?: string;
     /** What the agent syncs from: the controller directly or its site proxy. */
     upstream?: { kind: 'controller' | 'proxy'; address: string; node?: string };
+    /** Round trip and clock offset to that upstream, from heartbeat echoes. */
+    rtt?: RttSnapshot;
   };
+  /**
+   * The WAN path to the controller as this node measures it: its own session when that goes
+   * to the controller, the site proxy's WAN session when this node is the active proxy;
+   * absent when the node reaches the controller through another node's proxy.
+   */
+  wan?: { via: 'session' | 'proxy'; rtt: RttSnapshot };
   proxy: {
     /** `active`: this node runs its site's proxy; `standby`: it could; `off`: `--proxy off`. */
     role: 'active' | 'standby' | 'off';
@@ -30,7 +39,7 @@ export interface NodeLiveStatus {
     /** Agents attached to this proxy (role `active` only). */
     agents?: number;
     /** The WAN session of the proxy (role `active` only). */
-    wan?: { phase: string; since?: string; revision?: number };
+    wan?: { phase: string; since?: string; revision?: number; rtt?: RttSnapshot };
   };
   revision: number;
   snapshotRevision: number;
@@ -50,7 +59,39 @@ export interface NodeLiveStatus {
   refusedEndpoints?: Array<{ name: string; code: string; message: string; field?: string }>;
   /** The local gateway (docs/gateway.md), on a node its site's Gateway names. */
   gateway?: GatewayNodeStatus;
+  /** What the vRouter programs (absent with --no-vrouter or before its first pass). */
+  vtep?: VtepStatus;
 }
+
+/** This node's VTEP and the peer VTEPs its vRouter sends VXLAN to (`tether diag` probes them). */
+export interface VtepStatus {
+  ip: string;
+  ifname: string;
+  /** Underlay MTU the vRouter assumes; the overlay gets `mtu − 50`. */
+  mtu: number;
+  /** The namespace holding the VTEP (undefined: the daemon's own). */
+  netns?: string;
+  vxlanPort: number;
+  peers: Array<{ vtep: string; node?: string; site?: string; networks: string[] }>;
+}
+
+/** Kernel counters of the node's networks (src/node/traffic.ts), for the dashboard. */
+export interface NodeTraffic {
+  at: string;
+  links: Array<{
+    network: string;
+    link: 'vxlan' | 'bridge';
+    rxBytes: number;
+    rxPackets: number;
+    txBytes: number;
+    txPackets: number;
+  }>;
+  /** Per policy rule; `rule: '(default)'` counts the network's default-deny drops. */
+  policy: Array<{ network: string; policy: string; rule: string; packets: number; bytes: number }>;
+}
+
+/** Entries of each list in a traffic answer (the slice limits keep real nodes far below). */
+export const MAX_TRAFFIC_ENTRIES = 2048;
 
 export interface NodeEvent {
   /** Monotonic per daemon run, from 1. */

@@ -3,6 +3,11 @@ import type { NodeStatusFile } from './agent/daemon.js';
 import type { EventRing, NodeLiveStatus } from './control-api.js';
 import type { GatewayNodeStatus } from './gateway/consumer.js';
 import type { SiteProxyStatus } from './proxy/proxy.js';
+import type { DesiredNodeNetwork } from './vrouter/model.js';
+
+/** Peers listed in the live status: a node programs a handful of sites, not thousands. */
+export const MAX_VTEP_PEERS = 512;
+const DEFAULT_VXLAN_PORT = 4789;
 
 /** What the daemon knows at one moment, as plain values; `liveStatus` turns it into the
  *  control API's answer (a pure function, so it is tested without a daemon). */
@@ -17,6 +22,52 @@ export interface LiveStatusInput {
   local: readonly TetherObject[];
   counters: Record<string, number>;
   gateway?: GatewayNodeStatus;
+  /** The vRouter's last plan (NodeNetworking.planned()). */
+  planned?: DesiredNodeNetwork;
+}
+
+/** The VTEPs the plan sends VXLAN to, with the nodes and networks behind each. */
+export function vtepStatus(d: DesiredNodeNetwork, slice: readonly TetherObject[]): NodeLiveStatus['vtep'] {
+  // Node objects of the slice carry their VTEP (status.vtep) and site: the authoritative names.
+  const byVtep = new Map<string, { node: string; site?: string }>();
+  for (const o of slice) {
+    if (o.kind !== 'Node') continue;
+    const st = (o.status ?? {}) as { vtep?: unknown };
+    const site = (o.spec as { site?: unknown } | undefined)?.site;
+    if (typeof st.vtep === 'string' && st.vtep)
+      byVtep.set(st.vtep, { node: o.metadata.name, ...(typeof site === 'string' ? { site } : {}) });
+  }
+  const peers = new Map<string, { vtep: string; node?: string; site?: string; networks: Set<string> }>();
+  for (const n of d.networks) {
+    for (const r of n.remoteEndpoints) {
+      if (r.vtep === d.underlay.vtepIp) continue;
+      let p = peers.get(r.vtep);
+      if (!p) {
+        if (peers.size >= MAX_VTEP_PEERS) continue;
+        const known = byVtep.get(r.vtep);
+        const fromId = r.id?.includes('.') ? r.id.slice(0, r.id.indexOf('.')) : undefined;
+        const node = known?.node ?? fromId;
+        p = {
+          vtep: r.vtep,
+          ...(node ? { node } : {}),
+          ...(known?.site ? { site: known.site } : {}),
+          networks: new Set(),
+        };
+        peers.set(r.vtep, p);
+      }
+      p.networks.add(n.name);
+    }
+  }
+  return {
+    ip: d.underlay.vtepIp,
+    ifname: d.underlay.ifname,
+    mtu: d.underlay.mtu,
+    ...(d.underlay.netns ? { netns: d.underlay.netns } : {}),
+    vxlanPort: d.underlay.vxlanPort ?? DEFAULT_VXLAN_PORT,
+    peers: [...peers.values()]
+      .map((p) => ({ ...p, networks: [...p.networks].sort() }))
+      .sort((a, b) => (a.vtep < b.vtep ? -1 : a.vtep > b.vtep ? 1 : 0)),
+  };
 }
 
 interface EndpointSpec {
@@ -79,11 +130,20 @@ export function liveStatus(i: LiveStatusInput): NodeLiveStatus {
                 phase: p.wan.up ? 'connected' : 'disconnected',
                 since: p.wan.since,
                 revision: p.wan.revision,
+                ...(p.wan.rtt ? { rtt: p.wan.rtt } : {}),
               },
             }
           : {}),
       };
   const upstream = upstreamOf(a.session.upstream);
+  // The node's own measurement of the WAN: the proxy's WAN session when it is the active
+  // proxy, else its own session if that goes to the controller directly.
+  const wan: NodeLiveStatus['wan'] =
+    p?.active && p.wan?.rtt
+      ? { via: 'proxy', rtt: p.wan.rtt }
+      : upstream?.kind === 'controller' && a.session.rtt
+        ? { via: 'session', rtt: a.session.rtt }
+        : undefined;
   return {
     node: a.node,
     site: a.site,
@@ -97,7 +157,9 @@ export function liveStatus(i: LiveStatusInput): NodeLiveStatus {
       since: a.session.since,
       ...(a.session.lastError ? { lastError: a.session.lastError } : {}),
       ...(upstream ? { upstream } : {}),
+      ...(a.session.rtt ? { rtt: a.session.rtt } : {}),
     },
+    ...(wan ? { wan } : {}),
     proxy,
     revision: a.cache.revision,
     snapshotRevision: a.cache.snapshotRevision,
@@ -120,6 +182,7 @@ export function liveStatus(i: LiveStatusInput): NodeLiveStatus {
     certNotAfter: a.certNotAfter,
     ...(a.session.endpoints?.refused.length ? { refusedEndpoints: a.session.endpoints.refused } : {}),
     ...(i.gateway ? { gateway: i.gateway } : {}),
+    ...(i.planned ? { vtep: vtepStatus(i.planned, i.slice) } : {}),
   };
 }
 

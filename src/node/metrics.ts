@@ -1,4 +1,5 @@
 import { Registry } from 'prom-client';
+import { type HostFs, RootedHostFs } from '../kernel/hw/hostfs.js';
 import type { CommandRunner } from '../lib/exec.js';
 import { lazyCounter, lazyGauge, type Sample, stateSet } from '../lib/prom.js';
 import type { NodeAgent } from './agent/daemon.js';
@@ -6,7 +7,8 @@ import type { SessionPhase } from './agent/session.js';
 import type { GatewayNodeStatus } from './gateway/consumer.js';
 import type { NodeNetworking } from './networking.js';
 import type { SiteProxyStatus } from './proxy/proxy.js';
-import { names } from './vrouter/model.js';
+import { readProfileState, readProfileVfs } from './support/host-state.js';
+import { type TrafficReader, trafficReader } from './traffic.js';
 
 /**
  * The node's `tether_node_*` families (docs/observability.md). Everything is read at scrape
@@ -23,50 +25,8 @@ const PHASES: readonly SessionPhase[] = [
   'revoked',
   'stopped',
 ];
-/** Largest `ip -s -j link` answer looked at; a network namespace holds a handful of links. */
-export const MAX_LINK_JSON_BYTES = 1024 * 1024;
-const IP_TIMEOUT_MS = 5000;
 
-export interface LinkCounters {
-  ifname: string;
-  rxBytes: number;
-  rxPackets: number;
-  txBytes: number;
-  txPackets: number;
-}
-
-function count(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0;
-}
-
-/** `ip -s -j link show` output → counters per link; anything malformed is skipped, not thrown. */
-export function parseLinkStats(text: string): LinkCounters[] {
-  if (text.length > MAX_LINK_JSON_BYTES) return [];
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return [];
-  }
-  if (!Array.isArray(v)) return [];
-  const out: LinkCounters[] = [];
-  for (const l of v.slice(0, 256)) {
-    if (typeof l !== 'object' || l === null) continue;
-    const o = l as {
-      ifname?: unknown;
-      stats64?: { rx?: Record<string, unknown>; tx?: Record<string, unknown> };
-    };
-    if (typeof o.ifname !== 'string' || typeof o.stats64 !== 'object' || o.stats64 === null) continue;
-    out.push({
-      ifname: o.ifname.slice(0, 15),
-      rxBytes: count(o.stats64.rx?.bytes),
-      rxPackets: count(o.stats64.rx?.packets),
-      txBytes: count(o.stats64.tx?.bytes),
-      txPackets: count(o.stats64.tx?.packets),
-    });
-  }
-  return out;
-}
+export { type LinkCounters, MAX_LINK_JSON_BYTES, parseLinkStats } from './traffic.js';
 
 export interface NodeMetricsSources {
   agent: NodeAgent;
@@ -76,6 +36,10 @@ export interface NodeMetricsSources {
   /** undefined: --proxy off. */
   proxy: (() => SiteProxyStatus | undefined) | undefined;
   version?: string;
+  /** The host the profile's VFs and reboot state are read from (default the real `/`). */
+  host?: HostFs;
+  /** Shared with the control API; made here when absent. */
+  traffic?: TrafficReader;
 }
 
 type Dir = 'rxBytes' | 'rxPackets' | 'txBytes' | 'txPackets';
@@ -183,42 +147,59 @@ export function nodeMetrics(src: NodeMetricsSources): Registry {
         ([peer, p]) => [{ peer }, p.bgpState === 'Established' ? 1 : 0] as const,
       ),
   );
+  // Both sessions measure from heartbeat echoes (src/lib/rtt.ts): `agent` is this node's own
+  // session to its upstream (the controller, or its site's proxy), `proxy_wan` the site
+  // proxy's WAN session to the controller (on the active proxy only).
+  const rtts = () => {
+    const out: Array<[{ session: string }, { srttMs: number; offsetMs?: number }]> = [];
+    const a = status().session.rtt;
+    if (a) out.push([{ session: 'agent' }, a]);
+    const w = src.proxy?.()?.wan?.rtt;
+    if (w && src.proxy?.()?.active) out.push([{ session: 'proxy_wan' }, w]);
+    return out;
+  };
+  lazyGauge(
+    reg,
+    'tether_node_wan_rtt_seconds',
+    'Smoothed heartbeat round trip to the upstream (session=agent) or, on the active site proxy, to the controller (session=proxy_wan)',
+    ['session'],
+    () => rtts().map(([l, r]) => [l, r.srttMs / 1000] as const),
+  );
+  lazyGauge(
+    reg,
+    'tether_node_clock_offset_seconds',
+    "Upstream clock minus this node's clock, from heartbeat echoes (error up to half the round trip)",
+    ['session'],
+    () => rtts().flatMap(([l, r]) => (r.offsetMs === undefined ? [] : [[l, r.offsetMs / 1000] as const])),
+  );
+  // The profile's SR-IOV VFs and reboot state, read back from sysfs and Tether's profile files
+  // at scrape time (src/node/support/host-state.ts, as `tether status` shows them).
+  const host = src.host ?? new RootedHostFs('/');
+  lazyGauge(
+    reg,
+    'tether_node_sriov_vfs',
+    'SR-IOV VFs present on each PF the applied profile configured (sriov_numvfs)',
+    ['pf'],
+    async () => (await readProfileVfs(host).catch(() => [])).map((v) => [{ pf: v.pf }, v.numVfs] as const),
+  );
+  lazyGauge(
+    reg,
+    'tether_node_profile_reboot_pending',
+    "1 while the profile's boot configuration waits for a reboot",
+    [],
+    async () => {
+      const st = await readProfileState(host).catch(() => undefined);
+      return [[{}, st?.state === 'awaiting-reboot' ? 1 : 0]];
+    },
+  );
   lazyGauge(reg, 'tether_node_networks', 'Virtual networks programmed on this node', [], () => [
     [{}, src.networking?.planned()?.networks.length ?? 0],
   ]);
 
-  // One read of every network's links per scrape, shared by the four families below.
-  let linkRead:
-    | { at: number; p: Promise<Array<{ network: string; link: string; c: LinkCounters }>> }
-    | undefined;
-  const links = () => {
-    const now = performance.now();
-    if (!linkRead || now - linkRead.at > 500) linkRead = { at: now, p: readLinks() };
-    return linkRead.p;
-  };
-  const readLinks = async () => {
-    const d = src.networking?.planned();
-    if (!d) return [];
-    const per = await Promise.all(
-      d.networks.map(async (n) => {
-        const r = await src.runner
-          .run('ip', ['-n', names.vnNetns(d.netnsPrefix, n.vni), '-s', '-j', 'link', 'show'], {
-            allowFailure: true,
-            timeoutMs: IP_TIMEOUT_MS,
-          })
-          .catch(() => undefined);
-        if (r?.code !== 0) return [];
-        const want = new Map([
-          [names.vxlan(n.vni), 'vxlan'],
-          [names.bridge, 'bridge'],
-        ]);
-        return parseLinkStats(r.stdout)
-          .filter((c) => want.has(c.ifname))
-          .map((c) => ({ network: n.name, link: want.get(c.ifname) as string, c }));
-      }),
-    );
-    return per.flat();
-  };
+  // One read of every network's links per scrape, shared by the four families below (and,
+  // through the same reader, with the control API's /v1/traffic).
+  const traffic = src.traffic ?? trafficReader(src.networking, src.runner);
+  const links = () => traffic.links();
   const family = (name: string, help: string, dir: Dir) =>
     lazyCounter(reg, name, help, ['network', 'link'], async () =>
       (await links()).map(
@@ -237,7 +218,7 @@ export function nodeMetrics(src: NodeMetricsSources): Registry {
     "Packets dropped by a network's default-deny policy rule (nft counter)",
     ['network'],
     async () => {
-      const cs = (await src.networking?.counters().catch(() => [])) ?? [];
+      const cs = await traffic.policy();
       return cs
         .filter((c) => c.rule === '(default)')
         .map((c) => [{ network: c.network }, c.packets] as const);

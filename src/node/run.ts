@@ -18,6 +18,7 @@ import { liveStatus } from './live-status.js';
 import { nodeMetrics } from './metrics.js';
 import { NodeNetworking } from './networking.js';
 import { siteProxyRole } from './proxy/role.js';
+import { trafficReader } from './traffic.js';
 
 /** The vRouter side of `tether node run` (absent with --no-vrouter). */
 export interface VRouterRunOptions {
@@ -312,11 +313,29 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
   // The local control API last: what it reports exists by now. `tether status` and the field
   // tools read it instead of polling the status file.
   const events = opts.events ?? new EventRing();
+  // One kernel read shared by the control API (dashboard) and /metrics.
+  const traffic = trafficReader(networking, opts.runner ?? new ProcessRunner());
   // Forwarding does not depend on it: a socket that cannot be bound is logged, not fatal.
   control = await startControlApi({
     socketPath: opts.controlSocket ?? controlSocketPath(opts.stateDir),
     events,
     log: log.child({ component: 'control-api' }),
+    ...(networking
+      ? {
+          traffic: async () => ({
+            at: new Date().toISOString(),
+            links: (await traffic.links()).map(({ network, link, c }) => ({
+              network,
+              link,
+              rxBytes: c.rxBytes,
+              rxPackets: c.rxPackets,
+              txBytes: c.txBytes,
+              txPackets: c.txPackets,
+            })),
+            policy: await traffic.policy(),
+          }),
+        }
+      : {}),
     status: () =>
       liveStatus({
         agent: running.statusSnapshot(),
@@ -327,6 +346,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
         local: networking?.localEndpointObjects() ?? [],
         counters: {},
         ...(gateway.lastStatus ? { gateway: gateway.lastStatus } : {}),
+        ...(networking?.planned() ? { planned: networking.planned() } : {}),
       }),
   }).catch((e: unknown) => {
     log.error(
@@ -345,6 +365,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
       runner: opts.runner ?? new ProcessRunner(),
       gateway: () => gateway.lastStatus,
       proxy: proxyRole ? () => proxyRole.status() : undefined,
+      traffic,
       ...(opts.version ? { version: opts.version } : {}),
     });
     try {

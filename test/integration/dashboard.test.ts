@@ -11,6 +11,7 @@ import {
   controlSocketPath,
   EventRing,
   type NodeLiveStatus,
+  type NodeTraffic,
   startControlApi,
 } from '../../src/node/control-api.js';
 import { saveIdentity } from '../../src/node/identity.js';
@@ -37,6 +38,21 @@ const status = (): NodeLiveStatus => ({
   health: { ok: true, reasons: [] },
 });
 
+// Counters that grow by 1 MiB received per answer, as a busy network's would.
+let reads = 0;
+const traffic = async (): Promise<NodeTraffic> => {
+  reads++;
+  const c = (n: number) => ({ rxBytes: n * 1048576, rxPackets: n * 700, txBytes: 4096, txPackets: 3 });
+  return {
+    at: new Date().toISOString(),
+    links: [
+      { network: 'radio-a', link: 'vxlan', ...c(reads) },
+      { network: 'radio-a', link: 'bridge', ...c(reads) },
+    ],
+    policy: [{ network: 'radio-a', policy: '(all)', rule: '(default)', packets: 17, bytes: 1700 }],
+  };
+};
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 't11-dash-'));
   saveIdentity(
@@ -49,7 +65,13 @@ beforeAll(async () => {
     },
   );
   events.push('session', 'connected to controller');
-  api = await startControlApi({ socketPath: controlSocketPath(dir), status, events, log: silentLogger() });
+  api = await startControlApi({
+    socketPath: controlSocketPath(dir),
+    status,
+    events,
+    traffic,
+    log: silentLogger(),
+  });
 });
 afterAll(async () => {
   await api.close();
@@ -81,6 +103,10 @@ describe('tether dashboard', () => {
       expect(d.out()).toContain('connected to controller');
       // Colour on a TTY without NO_COLOR.
       expect(d.out()).toContain('\u001b[32mconnected');
+      // Traffic per network with a rate from two answers, and the default-deny drops.
+      await waitFor('traffic rates', () => /radio-a\s+vxlan\s+\d[\d.]* MiB .* MiB\/s/.test(d.out()), 10_000);
+      expect(d.out()).toMatch(/POLICY DROPS/);
+      expect(d.out()).toMatch(/radio-a=\S*17/);
       phase = 'disconnected';
       events.push('session', 'WAN lost: t11 planted');
       await waitFor(

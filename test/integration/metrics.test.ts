@@ -148,6 +148,21 @@ describe('metrics', () => {
     expect(n.body).toMatch(/^tether_node_session_state\{state="connected"\} 1$/m);
     expect(n.body).toMatch(/^tether_node_info\{node="m1",site="msite",/m);
     expect(n.body).toMatch(/^tether_node_cert_expiry_timestamp_seconds \d/m);
+    // The profile state of this host (no profile applied here): families present, no VFs.
+    expect(n.body).toMatch(/^tether_node_profile_reboot_pending 0$/m);
+    expect(n.body).toMatch(/^# TYPE tether_node_sriov_vfs gauge$/m);
+    // Heartbeat echoes from the controller (1 s heartbeats): a round trip and a clock offset.
+    await waitFor(
+      'a WAN RTT sample',
+      async () =>
+        /^tether_node_wan_rtt_seconds\{session="agent"\} \d/m.test(
+          (await get(nodeMetricsPort, '/metrics')).body,
+        ),
+      15_000,
+    );
+    const r = await get(nodeMetricsPort, '/metrics');
+    const off = /^tether_node_clock_offset_seconds\{session="agent"\} (\S+)$/m.exec(r.body);
+    expect(Math.abs(Number(off?.[1]))).toBeLessThan(1); // one machine, one clock
   });
 
   it('promtool check metrics passes on both scrapes', { timeout: 30_000 }, async (t) => {

@@ -1,5 +1,12 @@
 import type { Command } from 'commander';
-import { controlSocketPath, type NodeEvent, readEvents, readLiveStatus } from '../../node/control-api.js';
+import {
+  controlSocketPath,
+  type NodeEvent,
+  type NodeTraffic,
+  readEvents,
+  readLiveStatus,
+  readTraffic,
+} from '../../node/control-api.js';
 import { DEFAULT_NODE_DIR } from '../admin.js';
 import { colorPaint, type Frame, plainPaint, renderFrame } from '../dashboard.js';
 import { parseDuration } from '../flags.js';
@@ -12,7 +19,9 @@ const QUIT_KEYS = new Set(['q', 'Q', '\u0003', '\u0004']);
 export function registerDashboard(program: Command): void {
   program
     .command('dashboard')
-    .description('live console screen of this node: session, WAN, networks, counters, BGP, events (q quits)')
+    .description(
+      'live console screen of this node: session, WAN, networks, traffic per network, policy drops, counters, BGP, events (q quits)',
+    )
     .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
     .option('--socket <path>', 'control API socket (default: <state-dir>/control.sock)')
     .option('--interval <duration>', 'refresh period', '1s')
@@ -25,6 +34,7 @@ export function registerDashboard(program: Command): void {
       const events: NodeEvent[] = [];
       let since = 0;
       let frame: Frame = { events, at: new Date() };
+      let traffic: NodeTraffic | undefined;
 
       const draw = (): void => {
         const cols = process.stdout.columns || 80;
@@ -39,7 +49,16 @@ export function registerDashboard(program: Command): void {
           events.push(...ev.events);
           events.splice(0, Math.max(0, events.length - EVENTS_KEPT));
           since = ev.latest;
-          frame = { status, events, at: new Date() };
+          // A node without a vRouter has no traffic counters: the rest of the screen still shows.
+          const prevTraffic = traffic;
+          traffic = await readTraffic(socket).catch(() => undefined);
+          frame = {
+            status,
+            events,
+            at: new Date(),
+            ...(traffic ? { traffic } : {}),
+            ...(prevTraffic ? { prevTraffic } : {}),
+          };
         } catch (e) {
           frame = { events, at: new Date(), error: e instanceof Error ? e.message : String(e) };
         }

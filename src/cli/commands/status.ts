@@ -1,11 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { type HostFs, RootedHostFs } from '../../kernel/hw/hostfs.js';
 import { TetherError } from '../../lib/errors.js';
 import { parseJson } from '../../lib/json-input.js';
+import type { RttSnapshot } from '../../lib/rtt.js';
 import type { NodeStatusFile } from '../../node/agent/daemon.js';
 import { controlSocketPath, readEvents, readLiveStatus } from '../../node/control-client.js';
-import type { NodeEvent, NodeLiveStatus } from '../../node/control-types.js';
+import type { NodeEvent, NodeLiveStatus, VtepStatus } from '../../node/control-types.js';
 import { assertEnrolled, nodePaths } from '../../node/paths.js';
+import { type HostStateView, readHostState } from '../../node/support/host-state.js';
 import { DEFAULT_NODE_DIR } from '../defaults.js';
 import { out, renderTable } from '../term.js';
 
@@ -31,6 +34,10 @@ export interface StatusView {
   sessionSince?: string | undefined;
   lastError?: string | undefined;
   upstream?: NodeLiveStatus['session']['upstream'];
+  /** Heartbeat round trip to the upstream (which may be the site proxy). */
+  upstreamRtt?: RttSnapshot;
+  /** The WAN round trip and controller clock offset, where this node measures them. */
+  wan?: NodeLiveStatus['wan'];
   proxy?: NodeLiveStatus['proxy'];
   revision: number;
   objects?: number;
@@ -44,6 +51,10 @@ export interface StatusView {
   recentEvents?: NodeEvent[];
   /** The local gateway and its BGP peers (live only, on a node its site's Gateway names). */
   gateway?: NodeLiveStatus['gateway'];
+  /** This node's VTEP and the peer VTEPs the vRouter programs (live only). */
+  vtep?: VtepStatus;
+  /** Profile and its pending reboots, first-boot phase, SR-IOV VFs (read from the host). */
+  host?: HostStateView;
 }
 
 export const RECENT_EVENTS_SHOWN = 10;
@@ -65,6 +76,8 @@ async function liveView(socket: string): Promise<StatusView> {
     sessionSince: s.session.since,
     lastError: s.session.lastError,
     ...(s.session.upstream ? { upstream: s.session.upstream } : {}),
+    ...(s.session.rtt ? { upstreamRtt: s.session.rtt } : {}),
+    ...(s.wan ? { wan: s.wan } : {}),
     proxy: s.proxy,
     revision: s.revision,
     networks: s.networks,
@@ -76,6 +89,7 @@ async function liveView(socket: string): Promise<StatusView> {
     refusedEndpoints: s.refusedEndpoints ?? [],
     ...(ev ? { recentEvents: ev.events.slice(-RECENT_EVENTS_SHOWN) } : {}),
     ...(s.gateway && typeof s.gateway === 'object' ? { gateway: s.gateway } : {}),
+    ...(s.vtep && typeof s.vtep === 'object' && Array.isArray(s.vtep.peers) ? { vtep: s.vtep } : {}),
   };
 }
 
@@ -110,16 +124,73 @@ async function fileView(stateDir: string, why: string): Promise<StatusView> {
 export async function nodeStatusView(
   stateDir: string,
   socket = controlSocketPath(stateDir),
+  host: HostFs = new RootedHostFs('/'),
 ): Promise<StatusView> {
   // A directory that is no node is an error, not "down". The live path reads no more of the
   // identity than that it is there; the daemon serving the socket loaded all of it.
   assertEnrolled(stateDir);
+  let v: StatusView;
   try {
-    return await liveView(socket);
+    v = await liveView(socket);
   } catch (e) {
     const why = e instanceof TetherError ? e.message : String(e);
-    return fileView(stateDir, `live API not reachable: ${why}`);
+    v = await fileView(stateDir, `live API not reachable: ${why}`);
   }
+  // From the host either way: a daemon that is down does not change the profile's state.
+  v.host = await readHostState(host, stateDir);
+  return v;
+}
+
+const ms = (v: number): string => `${v < 10 ? v.toFixed(1) : Math.round(v)} ms`;
+
+/** `+1.2 s`, `-340 ms`: the peer's clock minus ours. */
+function offset(v: number): string {
+  const a = Math.abs(v);
+  const t = a >= 1000 ? `${(a / 1000).toFixed(1)} s` : `${Math.round(a)} ms`;
+  return `${v < 0 ? '-' : '+'}${t}`;
+}
+
+/** Rows for profile, pending reboots, first boot and VFs. */
+function hostRows(h: HostStateView): string[][] {
+  const rows: string[][] = [];
+  const p = h.profile;
+  const state: Record<typeof p.state, string> = {
+    none: 'none applied',
+    applied: 'applied',
+    applying: `applying (${p.progress?.done ?? 0}/${p.progress?.total ?? 0} steps done)`,
+    'awaiting-reboot': 'boot configuration written, reboot pending',
+    rebooted: 'rebooted; runtime part waits for `tether profile apply`',
+  };
+  rows.push([
+    'profile',
+    `${p.name ? `${p.name}: ` : ''}${state[p.state]}${p.problem ? ` (${p.problem})` : ''}`,
+  ]);
+  const pending = p.pendingReboot ?? [];
+  rows.push([
+    'pending reboots',
+    pending.length
+      ? `1 (${pending.slice(0, 3).join('; ')}${pending.length > 3 ? `; +${pending.length - 3} more` : ''})`
+      : h.firstBoot?.reboots.pending
+        ? '1 (first boot is rebooting)'
+        : '0',
+  ]);
+  const f = h.firstBoot;
+  if (f)
+    rows.push([
+      'first boot',
+      f.phase === 'failed'
+        ? `failed in ${f.failedPhase ?? '?'}${f.lastError ? `: ${f.lastError.code} ${f.lastError.message}` : ''}`
+        : `${f.phase}${f.step ? ` (${f.step.n}/${f.step.of})` : ''}${f.reboots.done ? `, ${f.reboots.done} reboot(s)` : ''}`,
+    ]);
+  for (const v of h.vfs) {
+    const drivers = new Map<string, number>();
+    for (const x of v.vfs) drivers.set(x.driver ?? 'unbound', (drivers.get(x.driver ?? 'unbound') ?? 0) + 1);
+    rows.push([
+      `VFs ${v.netdev ?? v.pf}`,
+      `${v.numVfs}${v.totalVfs !== undefined ? ` of ${v.totalVfs}` : ''} on ${v.pf}${drivers.size ? ` (${[...drivers].map(([d, n]) => `${n} ${d}`).join(', ')})` : ''}`,
+    ]);
+  }
+  return rows;
 }
 
 export function renderView(v: StatusView): string {
@@ -136,6 +207,23 @@ export function renderView(v: StatusView): string {
       'upstream',
       `${v.upstream.kind} ${v.upstream.address}${v.upstream.node ? ` (${v.upstream.node})` : ''}`,
     ]);
+  if (v.wan) {
+    const r = v.wan.rtt;
+    rows.push([
+      'WAN RTT',
+      `${ms(r.srttMs)} (last ${ms(r.lastRttMs)}, ${r.samples} sample(s), ${v.wan.via === 'proxy' ? "site proxy's WAN session" : 'own session'})`,
+    ]);
+    if (r.offsetMs !== undefined)
+      rows.push([
+        'controller clock',
+        `${offset(r.offsetMs)} against this node (±${ms(r.offsetErrorMs ?? 0)})`,
+      ]);
+  } else if (v.upstreamRtt && v.upstream?.kind === 'proxy')
+    rows.push([
+      'upstream RTT',
+      `${ms(v.upstreamRtt.srttMs)} to the site proxy (WAN RTT: see the proxy node)`,
+    ]);
+  else if (v.source === 'live') rows.push(['WAN RTT', 'not measured yet']);
   if (v.proxy)
     rows.push([
       'proxy role',
@@ -149,6 +237,18 @@ export function renderView(v: StatusView): string {
       `${n.vni !== undefined ? `VNI ${n.vni}, ` : ''}${n.localEndpoints} local, ${n.remoteEndpoints} remote endpoint(s)`,
     ]);
   if (v.endpoints !== undefined) rows.push(['endpoints', String(v.endpoints)]);
+  if (v.vtep) {
+    rows.push([
+      'vtep',
+      `${String(v.vtep.ip)} on ${String(v.vtep.ifname)}, underlay MTU ${Number(v.vtep.mtu)}, ${v.vtep.peers.length} peer VTEP(s)`,
+    ]);
+    for (const p of v.vtep.peers.slice(0, 64))
+      rows.push([
+        `peer ${String(p.node ?? p.vtep)}`,
+        `${String(p.vtep)}${p.site ? ` (site ${String(p.site)})` : ''}: ${Array.isArray(p.networks) ? p.networks.map(String).join(', ') : ''}`,
+      ]);
+  }
+  if (v.host) rows.push(...hostRows(v.host));
   for (const [k, n] of Object.entries(v.counters ?? {})) rows.push([`counter ${k}`, String(n)]);
   if (v.gateway) {
     const g = v.gateway;
@@ -202,7 +302,7 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description(
-      "this node: session, proxy role, revision, networks, endpoints, counters, recent events (live from the daemon's control socket; the status file when the daemon is down)",
+      "this node: session and WAN RTT, proxy role, revision, networks, endpoints, peer VTEPs, profile and pending reboots, first-boot phase, VFs, counters, recent events (live from the daemon's control socket; the status file when the daemon is down)",
     )
     .option('--state-dir <dir>', 'node state directory', DEFAULT_NODE_DIR)
     .option('--socket <path>', 'control socket (default <state-dir>/control.sock)')

@@ -11,6 +11,7 @@ import { asTetherError, TetherError } from '../../lib/errors.js';
 import { parseJson } from '../../lib/input.js';
 import type { Logger } from '../../lib/log.js';
 import { createKeyAndCsr } from '../../lib/pki.js';
+import { HeartbeatRtt, type RttSnapshot } from '../../lib/rtt.js';
 import type { LoadedIdentity, NodeCredentials } from '../identity.js';
 import type { SiteLocalSet } from './site-local.js';
 import type { Upstream, UpstreamCall, UpstreamChooser } from './upstream.js';
@@ -36,6 +37,8 @@ export interface SessionStatus {
   };
   /** Endpoints of the site's other nodes the site proxy sent, not yet confirmed centrally. */
   siteLocal?: { seq: number; endpoints: number };
+  /** Round trip and clock offset to the upstream, from heartbeat echoes (src/lib/rtt.ts). */
+  rtt?: RttSnapshot;
 }
 
 /**
@@ -143,7 +146,7 @@ export class AgentSession {
    * what never reached the disk.
    */
   private held: number;
-  private hbSeq = 0;
+  private readonly hbRtt: HeartbeatRtt;
   private readonly reportSeq: () => number;
   private staging: TetherObject[] | undefined;
   private renewing = false;
@@ -175,6 +178,7 @@ export class AgentSession {
     this.hbMs = opts.heartbeatMs ?? 5000;
     this.clock = opts.clock ?? systemClock;
     this.held = opts.cache.revision;
+    this.hbRtt = new HeartbeatRtt(() => this.clock.now());
     let seq = Math.max(0, Math.floor(this.clock.now()));
     this.reportSeq = opts.reportSeq ?? (() => seq++);
     this.status = {
@@ -373,6 +377,7 @@ export class AgentSession {
     if (this.endpoints) this.sendReport();
     if (this.gateway) call.write({ gateway: this.gateway });
     this.clock.clear(this.hbTimer);
+    this.hbRtt.reset();
     this.hbTimer = this.clock.setInterval(() => this.heartbeat(call), this.hbMs);
   }
 
@@ -383,7 +388,7 @@ export class AgentSession {
       this.endCall('upstream heartbeat lost');
       return;
     }
-    call.write({ heartbeat: { seq: ++this.hbSeq, unix_ms: this.clock.now() } });
+    call.write({ heartbeat: this.hbRtt.next() });
   }
 
   /** Ends the current call on our side and schedules the next attempt. */
@@ -527,6 +532,15 @@ export class AgentSession {
         // A site proxy is another node of the site: it may not tell us where the controller is.
         if (up?.kind !== 'controller' || !m.controllers) return;
         this.opts.learnControllers?.(m.controllers.addresses, up.address);
+        return;
+      }
+      case 'heartbeat': {
+        // Not written to the status file (that would be a write per heartbeat): the live
+        // status reads it from here.
+        if (this.hbRtt.echo(m.heartbeat?.seq, m.heartbeat?.unix_ms)) {
+          const r = this.hbRtt.snapshot();
+          if (r) this.status.rtt = r;
+        }
         return;
       }
       case 'goodbye': {

@@ -14,6 +14,7 @@ import { type BackoffPolicy, DEFAULT_BACKOFF, fullJitterDelay } from '../../lib/
 import { asTetherError } from '../../lib/errors.js';
 import { parseJson } from '../../lib/input.js';
 import type { Logger } from '../../lib/log.js';
+import { HeartbeatRtt, type RttSnapshot } from '../../lib/rtt.js';
 import { controllerCredentials } from '../connect.js';
 import type { ControllerSet } from '../controllers.js';
 import type { ProxyCore, Uplink } from './core.js';
@@ -45,6 +46,8 @@ export interface WanStatus {
   controller?: string;
   /** How the last (re)connect synced: resumed by delta, or a snapshot. */
   lastSync?: 'snapshot' | 'delta';
+  /** Round trip and clock offset to the controller, from heartbeat echoes (src/lib/rtt.ts). */
+  rtt?: RttSnapshot;
 }
 
 export const DEFAULT_WAN_HEARTBEAT_MS = 30_000;
@@ -78,7 +81,7 @@ export class WanSession implements Uplink {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private hbTimer: NodeJS.Timeout | undefined;
   private lastHeard = 0;
-  private seq = 0;
+  private readonly hbRtt = new HeartbeatRtt(() => Date.now());
   private staging: TetherObject[] | undefined;
   private isUp = false;
   /** The replica the current call was opened to. */
@@ -147,6 +150,7 @@ export class WanSession implements Uplink {
     );
     const call = this.client.Sync();
     this.call = call;
+    this.hbRtt.reset();
     this.lastHeard = Date.now();
     let ended = false;
     const onEnd = (why: string) => {
@@ -193,7 +197,7 @@ export class WanSession implements Uplink {
         call.cancel();
         return;
       }
-      call.write({ heartbeat: { seq: ++this.seq, unix_ms: Date.now() } });
+      call.write({ heartbeat: this.hbRtt.next() });
     }, this.hbMs);
     this.hbTimer.unref();
   }
@@ -256,6 +260,13 @@ export class WanSession implements Uplink {
           );
         return;
       }
+      case 'heartbeat':
+        // Not reported through onStatus (a write per heartbeat): status readers see it here.
+        if (this.hbRtt.echo(m.heartbeat?.seq, m.heartbeat?.unix_ms)) {
+          const r = this.hbRtt.snapshot();
+          if (r) this.status.rtt = r;
+        }
+        return;
       case 'goodbye':
         this.opts.log.warn(
           { code: m.goodbye?.code, reason: m.goodbye?.reason },

@@ -2,12 +2,15 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, lstatSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import { type HostFs, RootedHostFs } from '../../kernel/hw/hostfs.js';
 import { TetherError } from '../../lib/errors.js';
 import type { CommandRunner } from '../../lib/exec.js';
 import { certFingerprint } from '../../lib/pki.js';
 import { splitHostPort } from '../connect.js';
 import { controlSocketPath, type NodeLiveStatus, readLiveStatus } from '../control-api.js';
 import { type LoadedIdentity, loadIdentity } from '../identity.js';
+import { check, type DiagCheck, type Verdict } from './diag-check.js';
+import { clockCheck, profileCheck, vtepChecks } from './diag-net.js';
 
 /**
  * `tether diag` (docs/field.md): live checks, each with a verdict and, unless it passed, one
@@ -15,15 +18,7 @@ import { type LoadedIdentity, loadIdentity } from '../identity.js';
  * `warn` naming why. Exit code: 0 all pass, 1 a warning, 7 (CHECK_FAILED) a failure.
  */
 
-export type Verdict = 'pass' | 'warn' | 'fail';
-
-export interface DiagCheck {
-  name: string;
-  verdict: Verdict;
-  detail: string;
-  /** What to do; absent on pass. */
-  remedy?: string;
-}
+export type { DiagCheck, Verdict } from './diag-check.js';
 
 export interface DiagResult {
   node?: string;
@@ -38,15 +33,18 @@ export interface DiagOptions {
   /** Certificate life left under which the check warns. */
   certWarnDays?: number;
   timeoutMs?: number;
+  /** The host the profile is checked on (default the real `/`). */
+  host?: HostFs;
+  /** Where profiles are looked for before the shipped ones. */
+  profilesDirs?: readonly string[];
 }
 
 const DAY = 86_400_000;
-
-function check(name: string, verdict: Verdict, detail: string, remedy?: string): DiagCheck {
-  return verdict === 'pass' || remedy === undefined
-    ? { name, verdict, detail }
-    : { name, verdict, detail, remedy };
-}
+/** HTTP/2 client connection preface and an empty SETTINGS frame (RFC 9113 §3.4, §6.5). */
+const H2_PREFACE = Buffer.concat([
+  Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'),
+  Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+]);
 
 export function certificateCheck(certPem: string, now: Date, warnDays = 14): DiagCheck {
   let cert: X509Certificate;
@@ -183,12 +181,33 @@ function controllerCheck(id: LoadedIdentity, target: string, timeoutMs: number):
       s.destroy();
       resolve(c);
     };
-    s.once('secureConnect', () =>
+    // With TLS 1.3 the client's handshake ends before the server has judged the client's
+    // certificate: a server that demands one refuses a bad one only after, with an alert. So
+    // the check speaks HTTP/2 first (preface and an empty SETTINGS frame) and passes only when
+    // the server's own SETTINGS come back. The controller itself serves enrollment on the same
+    // port and judges node certificates per call, so an expired one is named by the
+    // certificate check, not here.
+    let secured = false;
+    s.once('secureConnect', () => {
+      secured = true;
+      s.write(H2_PREFACE);
+    });
+    s.once('data', () =>
       done(
         check(
           'controller',
           'pass',
-          `TLS to ${target} in ${Date.now() - started} ms, certificate issued by the pinned CA`,
+          `TLS to ${target} in ${Date.now() - started} ms, certificate issued by the pinned CA, HTTP/2 answered`,
+        ),
+      ),
+    );
+    s.once('end', () =>
+      done(
+        check(
+          'controller',
+          'fail',
+          `${target} closed the connection ${secured ? 'right after the TLS handshake' : 'during the TLS handshake'}`,
+          "the controller refuses this node's certificate (expired, revoked, or from another CA): see the certificate check; re-enroll if it is revoked",
         ),
       ),
     );
@@ -231,8 +250,22 @@ function sessionCheck(s: NodeLiveStatus | undefined, why: string): DiagCheck {
       `node daemon not answering: ${why}`,
       'start it: systemctl start tether-node (then `tether logs --since 5m`)',
     );
+  // The active site proxy's agents stay connected to it when the WAN is down: its own WAN
+  // session to the controller is what tells.
+  const w = s.proxy.role === 'active' ? s.proxy.wan : undefined;
+  if (s.session.phase === 'connected' && w && w.phase !== 'connected')
+    return check(
+      'session',
+      'fail',
+      `this node is its site's proxy and its WAN session to the controller is ${w.phase}${w.since ? ` since ${w.since}` : ''}: the site runs headless on its last state`,
+      'see the controller check below for why the WAN is down; the site keeps forwarding meanwhile',
+    );
   if (s.session.phase === 'connected')
-    return check('session', 'pass', `connected${s.session.since ? ` since ${s.session.since}` : ''}`);
+    return check(
+      'session',
+      'pass',
+      `connected${s.session.since ? ` since ${s.session.since}` : ''}${w ? ' (site proxy, WAN session connected)' : ''}`,
+    );
   return check(
     'session',
     'fail',
@@ -340,10 +373,13 @@ export async function runDiag(o: DiagOptions): Promise<DiagResult> {
       break;
     }
   }
+  checks.push(clockCheck(live));
   checks.push(caPinCheck(id));
   checks.push(certificateCheck(id.credentials.certPem, now, o.certWarnDays));
   checks.push(diskCheck(o.stateDir));
+  checks.push(...(await vtepChecks(live, o.runner, timeoutMs)));
   checks.push(...(await gatewayChecks(o.stateDir, timeoutMs)));
+  checks.push(await profileCheck(o.host ?? new RootedHostFs('/'), o.runner, o.profilesDirs));
   const order: Verdict[] = ['pass', 'warn', 'fail'];
   const worst = checks.reduce<Verdict>(
     (w, c) => (order.indexOf(c.verdict) > order.indexOf(w) ? c.verdict : w),

@@ -12,9 +12,11 @@ import {
   controlSocketPath,
   EventRing,
   MAX_STATUS_BYTES,
+  MAX_TRAFFIC_ENTRIES,
   type NodeLiveStatus,
   readEvents,
   readLiveStatus,
+  readTraffic,
   startControlApi,
 } from '../../../src/node/control-api.js';
 import { saveIdentity } from '../../../src/node/identity.js';
@@ -177,6 +179,50 @@ describe('control API over a unix socket', () => {
     await expect(readLiveStatus(socketPath)).rejects.toThrow(/500/);
     fail = false;
     expect((await readLiveStatus(socketPath)).node).toBe('n1');
+  });
+
+  it('serves traffic counters when a provider is given: 404 without, 500 when it fails, lists bounded', async () => {
+    const { socketPath } = await serve(() => liveStatus());
+    const none = await raw(socketPath, 'GET', '/v1/traffic');
+    expect(none.code).toBe(404);
+    expect(none.body.error.message).toMatch(/no vRouter/);
+    let fail = false;
+    const dir = tmp();
+    const sock = controlSocketPath(dir);
+    const link = {
+      network: 'red',
+      link: 'vxlan' as const,
+      rxBytes: 1,
+      rxPackets: 1,
+      txBytes: 2,
+      txPackets: 2,
+    };
+    const api = await startControlApi({
+      socketPath: sock,
+      status: () => liveStatus(),
+      events: new EventRing(),
+      log: silentLogger(),
+      traffic: async () => {
+        if (fail) throw new Error('nft not answering');
+        return {
+          at: 't',
+          links: Array.from({ length: MAX_TRAFFIC_ENTRIES + 5 }, () => link),
+          policy: [{ network: 'red', policy: '(all)', rule: '(default)', packets: 3, bytes: 300 }],
+        };
+      },
+    });
+    apis.push(api);
+    const t = await readTraffic(sock);
+    expect(t.links).toHaveLength(MAX_TRAFFIC_ENTRIES);
+    expect(t.policy).toEqual([
+      { network: 'red', policy: '(all)', rule: '(default)', packets: 3, bytes: 300 },
+    ]);
+    fail = true;
+    const r = await raw(sock, 'GET', '/v1/traffic');
+    expect(r.code).toBe(500);
+    expect(r.body.error.message).toMatch(/nft not answering/);
+    fail = false;
+    expect((await readTraffic(sock)).at).toBe('t');
   });
 
   it('bounds the status answer: a huge endpoint list is cut and says so', async () => {

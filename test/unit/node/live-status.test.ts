@@ -83,3 +83,100 @@ describe('live status', () => {
     expect(evs[0]!.fields).toEqual({ changes: 2 });
   });
 });
+
+describe('live status: WAN RTT and peer VTEPs', () => {
+  const rtt = (srttMs: number) => ({
+    srttMs,
+    lastRttMs: srttMs,
+    offsetMs: 12,
+    offsetErrorMs: 3,
+    samples: 4,
+    at: 't',
+  });
+  const base = { slice: [], siteLocal: [], local: [], counters: {} };
+  it('takes the WAN RTT from the own session to the controller, or the active proxy WAN session, never a neighbour proxy', () => {
+    const direct = { ...agent, session: { ...agent.session, upstream: 'controller c:7443', rtt: rtt(80) } };
+    expect(liveStatus({ ...base, agent: direct, proxy: undefined }).wan).toEqual({
+      via: 'session',
+      rtt: rtt(80),
+    });
+    const viaNeighbour = { ...agent, session: { ...agent.session, rtt: rtt(1) } };
+    const s = liveStatus({
+      ...base,
+      agent: viaNeighbour,
+      proxy: { active: false, revision: 0, agents: 0, siteLocal: 0 },
+    });
+    expect(s.wan).toBeUndefined();
+    expect(s.session.rtt?.srttMs).toBe(1);
+    const active = liveStatus({
+      ...base,
+      agent: viaNeighbour,
+      proxy: {
+        active: true,
+        revision: 0,
+        agents: 2,
+        siteLocal: 0,
+        wan: { up: true, since: 't', revision: 3, reconnects: 0, rtt: rtt(95) },
+      },
+    });
+    expect(active.wan).toEqual({ via: 'proxy', rtt: rtt(95) });
+    expect(active.proxy.wan?.rtt?.srttMs).toBe(95);
+  });
+
+  it('lists each peer VTEP once with its node, site and networks, not its own', () => {
+    const node = (name: string, site: string, vtep: string): TetherObject => ({
+      apiVersion: 'tether.dev/v1',
+      kind: 'Node',
+      metadata: { name },
+      spec: { site },
+      status: { vtep },
+    });
+    const remote = (id: string, vtep: string) => ({
+      id,
+      mac: '02:00:00:00:00:09',
+      ip: '10.1.0.9',
+      vtep,
+      labels: {},
+    });
+    const net = (name: string, vni: number, remotes: ReturnType<typeof remote>[]) => ({
+      name,
+      vni,
+      subnets: ['10.1.0.0/24'],
+      gateway: '10.1.0.1',
+      gatewayMac: '02:00:00:00:00:01',
+      localBreakout: false,
+      localEndpoints: [],
+      remoteEndpoints: remotes,
+      policies: [],
+    });
+    const s = liveStatus({
+      ...base,
+      agent,
+      proxy: undefined,
+      slice: [node('s2n1', 's2', '10.202.0.11')],
+      planned: {
+        node: 'n1',
+        netnsPrefix: 't1',
+        underlay: { ifname: 'lan0', vtepIp: '10.201.0.11', mtu: 1500 },
+        networks: [
+          net('red', 100, [
+            remote('s2n1.w1', '10.202.0.11'),
+            remote('s1n2.w1', '10.201.0.12'),
+            remote('n1.x', '10.201.0.11'),
+          ]),
+          net('blue', 200, [remote('s2n1.w2', '10.202.0.11')]),
+        ],
+      },
+    });
+    expect(s.vtep).toEqual({
+      ip: '10.201.0.11',
+      ifname: 'lan0',
+      mtu: 1500,
+      vxlanPort: 4789,
+      peers: [
+        { vtep: '10.201.0.12', node: 's1n2', networks: ['red'] },
+        { vtep: '10.202.0.11', node: 's2n1', site: 's2', networks: ['blue', 'red'] },
+      ],
+    });
+  });
+});
