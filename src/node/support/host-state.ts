@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIRST_BOOT_PHASES } from '../../api/firstboot.js';
 import { attr, type HostFs } from '../../kernel/hw/hostfs.js';
-import { pciDir, readVfs } from '../../kernel/hw/inventory.js';
 import { OWNED } from '../../profiles/owned.js';
 
 /**
@@ -160,6 +159,9 @@ export async function readProfileVfs(fs: HostFs): Promise<VfView[]> {
   const a = await readJson(fs, OWNED.applied);
   const pfs = (a.v as { pfs?: unknown } | undefined)?.pfs;
   if (!Array.isArray(pfs)) return [];
+  // Loaded only on a node whose profile configured VFs: `tether status` elsewhere does not
+  // pay for the hardware inventory's code (CLI start-up, test/unit/cli/startup-closure).
+  const { pciDir, readVfs } = await import('../../kernel/hw/inventory.js');
   const out: VfView[] = [];
   for (const pf of pfs.slice(0, 64)) {
     // A PCI address only: the name becomes a sysfs path.
