@@ -74,7 +74,8 @@ copyFileSync(nodeBin, join(stage, 'usr/bin/node'));
 chmodSync(join(stage, 'usr/bin/node'), 0o755);
 
 const launcher = (file, entry) => {
-  writeFileSync(file, `#!/bin/sh\nexec /usr/bin/node /usr/lib/tether/${entry} "$@"\n`);
+  // TETHER_NODE_FLAGS: node flags that NODE_OPTIONS refuses (the node unit sets --lite-mode).
+  writeFileSync(file, `#!/bin/sh\nexec /usr/bin/node \${TETHER_NODE_FLAGS:-} /usr/lib/tether/${entry} "$@"\n`);
   chmodSync(file, 0o755);
 };
 launcher(join(stage, 'usr/bin/tether'), 'tether.mjs');

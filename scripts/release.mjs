@@ -108,7 +108,8 @@ step('wrappers, units, profiles, docs, installer');
 mkdirSync(join(stage, 'bin'));
 const wrapper = (entry, what) =>
   `#!/bin/sh\n# ${what} (installed by Tether's install.sh; see /usr/share/doc/tether/install.md)\n` +
-  `exec node /usr/lib/tether/${entry} "$@"\n`;
+  '# TETHER_NODE_FLAGS: node flags that NODE_OPTIONS refuses (the node unit sets --lite-mode).\n' +
+  `exec node \${TETHER_NODE_FLAGS:-} /usr/lib/tether/${entry} "$@"\n`;
 writeFileSync(join(stage, 'bin/tether'), wrapper('tether.mjs', 'The tether CLI'));
 if (existsSync(join(stage, 'lib/tether-cni.mjs')))
   writeFileSync(join(stage, 'bin/tether-cni'), wrapper('tether-cni.mjs', 'The tether-cni CNI plugin'));

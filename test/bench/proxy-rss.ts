@@ -24,7 +24,7 @@ import {
   TestAgent,
   until,
 } from '../integration/support/site.js';
-import { anonKiB, bundleExists, REPO, rssKiB, sleep, spawnNode, tetherArgv } from './support/proc.js';
+import { anonKiB, bundleExists, cpuMs, REPO, rssKiB, sleep, spawnNode, tetherArgv } from './support/proc.js';
 
 const REMOTE = Number(process.env.BENCH_PROXY_ENDPOINTS ?? 10_000);
 const AGENTS = Number(process.env.BENCH_PROXY_AGENTS ?? 20);
@@ -118,7 +118,12 @@ export async function run(): Promise<Record<string, number | string>> {
       // BENCH_HEAPSNAP_DIR=dir: a heap snapshot of the daemon after the measurement (analysis).
       const snapDir = process.env.BENCH_HEAPSNAP_DIR;
       const snapFile = snapDir ? join(snapDir, `${proxy ? 'proxy' : 'direct'}.heapsnapshot`) : undefined;
+      // node's own command line: the unit's TETHER_NODE_FLAGS (the wrapper puts them there:
+      // V8 flags that NODE_OPTIONS refuses, like --lite-mode), then BENCH_NODE_ARGS (trials).
       const args = [
+        ...`${daemonEnv.TETHER_NODE_FLAGS ?? ''} ${process.env.BENCH_NODE_ARGS ?? ''}`
+          .split(/\s+/)
+          .filter(Boolean),
         '--import',
         `${REPO}test/bench/support/mem-probe.mjs`,
         ...tetherArgv(flavor),
@@ -172,6 +177,8 @@ export async function run(): Promise<Record<string, number | string>> {
             180_000,
           );
           out[`${mode}: ${AGENTS - 1} agents synced from nothing, ms`] = Date.now() - t0;
+          // What the start, the WAN snapshot and the 19 agents' snapshots cost the daemon.
+          out[`${mode}: daemon CPU to here, ms`] = cpuMs(child.pid);
           // Like real agents (--heartbeat 5s): the proxy ends a session silent for 3 intervals.
           hb = setInterval(() => {
             for (const a of agents) a.heartbeat();
@@ -212,6 +219,7 @@ export async function run(): Promise<Record<string, number | string>> {
             last = n;
           }
         }
+        out[`${mode}: daemon CPU when settled, ms`] = cpuMs(child.pid);
         if (proxy) {
           // Resync bytes: the proxy is away while 1% of the endpoints change, then resumes.
           const full = ctl.list('Endpoint').reduce((n, o) => n + JSON.stringify(o).length, 0);
@@ -226,6 +234,7 @@ export async function run(): Promise<Record<string, number | string>> {
           const hellos0 = ctl.hellos.length;
           const acks0 = ctl.siteAgents.length;
           const tRestore = Date.now();
+          const cpu0 = cpuMs(child.pid);
           await ctl.restore();
           await until(
             'the proxy back on the WAN',
@@ -241,6 +250,7 @@ export async function run(): Promise<Record<string, number | string>> {
           };
           await until('every agent of the site acked the head at the controller', siteAcked, 120_000);
           const tDone = Date.now();
+          out['resync: daemon CPU, ms'] = cpuMs(child.pid) - cpu0;
           await until(
             'proxy and agents resynced',
             () => {

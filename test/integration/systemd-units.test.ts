@@ -173,6 +173,28 @@ describe('systemd units', () => {
     ]);
   });
 
+  // The node unit's TETHER_NODE_FLAGS (V8 lite mode, which NODE_OPTIONS refuses) only help if
+  // the wrapper puts them on node's command line and node takes them without a word.
+  it('the node unit runs V8 in lite mode through the wrapper, silently', () => {
+    const text = readFileSync(join(unitsDir, 'tether-node.service'), 'utf8');
+    const flags = /^Environment="TETHER_NODE_FLAGS=([^"]*)"$/m.exec(text)?.[1];
+    expect(flags).toContain('--lite-mode');
+    const env = { ...process.env, TETHER_NODE_FLAGS: flags };
+    // Lite mode implies jitless, which takes WebAssembly away: visible from inside.
+    const probe = spawnSync('sh', ['-c', 'exec node $TETHER_NODE_FLAGS -p "typeof WebAssembly"'], {
+      env,
+      encoding: 'utf8',
+    });
+    expect(probe.stderr).toBe('');
+    expect(probe.stdout.trim()).toBe('undefined');
+    // The checkout's wrapper (what the integration tests start) passes them the same way.
+    const cli = spawnSync(join(REPO, 'bin/tether'), ['--version'], { env, encoding: 'utf8' });
+    expect(cli.stderr).toBe('');
+    expect(cli.status).toBe(0);
+    const release = readFileSync(join(REPO, 'scripts/release.mjs'), 'utf8');
+    expect(release).toMatch(/exec node \\\$\{TETHER_NODE_FLAGS:-\} \/usr\/lib\/tether\//);
+  });
+
   // The marker decides whether first boot ever runs again: only a state whose own phase is
   // Ready may write it, never a failed one, one in the middle, or a reboot in flight.
   it.each([

@@ -73,6 +73,15 @@ export function rssKiB(pid: number): { rss: number; hwm: number } {
   return { rss: field('VmRSS'), hwm: field('VmHWM') };
 }
 
+/** CPU time (user + system) a process has used so far, ms (/proc/PID/stat, clock ticks of
+ *  1/100 s on Linux). */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
 /**
  * Anonymous resident memory of a process by kind of mapping (/proc/PID/smaps): `brk` is
  * malloc's main heap ([heap]; with MALLOC_ARENA_MAX=1 its only arena, apart from the large
