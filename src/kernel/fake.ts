@@ -36,6 +36,9 @@ interface FakeNs {
   fdb: Map<string, { dev: string; mac: string; target: 'self' | 'master'; dst?: string }>;
   nft: Map<string, { table: NftTable; sets: Map<string, string[]>; counters: Map<string, number> }>;
   sysctl: Map<string, string>;
+  /** Policy routing: fwmark rules by `priority fwmark table`, routes of numbered tables. */
+  rules: Map<string, { priority: number; fwmark: number; table: number }>;
+  tableRoutes: Map<string, { dst: string; via?: string; dev: string; table: number; onlink?: boolean }>;
 }
 
 /** Key of the caller's own namespace in the fake. */
@@ -62,6 +65,8 @@ function newNs(facts: PolicyKernelFacts): FakeNs {
     fdb: new Map(),
     nft: new Map(),
     sysctl,
+    rules: new Map(),
+    tableRoutes: new Map(),
   };
 }
 
@@ -212,6 +217,10 @@ export class FakeKernel implements Kernel {
       nft: [],
       sysctl: {},
     };
+    if (opts.rules) {
+      state.rules = [...ns.rules.values()].map((r) => ({ ...r }));
+      state.tableRoutes = [...ns.tableRoutes.values()].map((r) => ({ ...r }));
+    }
     for (const w of opts.nftTables ?? []) {
       const t = ns.nft.get(`${w.family} ${w.name}`);
       if (!t) continue;
@@ -310,6 +319,7 @@ export class FakeKernel implements Kernel {
 
   private flushDev(ns: FakeNs, dev: string): void {
     for (const [k, r] of ns.routes) if (r.dev === dev) ns.routes.delete(k);
+    for (const [k, r] of ns.tableRoutes) if (r.dev === dev) ns.tableRoutes.delete(k);
     for (const [k, n] of ns.neighs) if (n.dev === dev) ns.neighs.delete(k);
     for (const [k, f] of ns.fdb) if (f.dev === dev) ns.fdb.delete(k);
   }
@@ -456,6 +466,17 @@ export class FakeKernel implements Kernel {
       case 'route-replace': {
         const ns = this.ns(op.netns);
         this.link(ns, op.dev);
+        if (op.table !== undefined) {
+          const r: { dst: string; via?: string; dev: string; table: number; onlink?: boolean } = {
+            dst: op.dst,
+            dev: op.dev,
+            table: op.table,
+          };
+          if (op.via) r.via = op.via;
+          if (op.onlink) r.onlink = true;
+          ns.tableRoutes.set(`${op.table} ${op.dst}`, r);
+          return;
+        }
         const r: { dst: string; via?: string; dev: string } = { dst: op.dst, dev: op.dev };
         if (op.via) r.via = op.via;
         ns.routes.set(op.dst, r);
@@ -463,8 +484,27 @@ export class FakeKernel implements Kernel {
       }
       case 'route-del': {
         const ns = this.ns(op.netns);
+        if (op.table !== undefined) {
+          if (!ns.tableRoutes.delete(`${op.table} ${op.dst}`))
+            throw new KernelErr('RTNETLINK answers: No such process');
+          return;
+        }
         if (!ns.routes.has(op.dst)) throw new KernelErr('RTNETLINK answers: No such process');
         ns.routes.delete(op.dst);
+        return;
+      }
+      case 'rule-add': {
+        const ns = this.ns(op.netns);
+        const k = `${op.priority} ${op.fwmark} ${op.table}`;
+        // The kernel refuses an identical rule (EEXIST) since 4.x with NLM_F_EXCL (`ip rule add`).
+        if (ns.rules.has(k)) throw new KernelErr('RTNETLINK answers: File exists');
+        ns.rules.set(k, { priority: op.priority, fwmark: op.fwmark, table: op.table });
+        return;
+      }
+      case 'rule-del': {
+        const ns = this.ns(op.netns);
+        if (!ns.rules.delete(`${op.priority} ${op.fwmark} ${op.table}`))
+          throw new KernelErr('RTNETLINK answers: No such file or directory');
         return;
       }
       case 'neigh-replace': {
