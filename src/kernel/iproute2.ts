@@ -118,7 +118,8 @@ export function parseRoutes(json: { dst: string; gateway?: string; dev: string }
 export function parseRules(json: { priority?: number; fwmark?: string; table?: string }[]): ObservedRule[] {
   const out: ObservedRule[] = [];
   for (const r of json) {
-    if (typeof r.priority !== 'number' || typeof r.fwmark !== 'string' || !/^\d+$/.test(r.table ?? '')) continue;
+    if (typeof r.priority !== 'number' || typeof r.fwmark !== 'string' || !/^\d+$/.test(r.table ?? ''))
+      continue;
     const mark = Number(r.fwmark.split('/')[0]);
     if (!Number.isSafeInteger(mark)) continue;
     out.push({ priority: r.priority, fwmark: mark, table: Number(r.table) });
@@ -260,7 +261,9 @@ export class IprouteKernel implements Kernel {
       sysctl: {},
     };
     if (opts.rules) {
-      state.rules = parseRules((outs[rulesAt] ?? []) as { priority?: number; fwmark?: string; table?: string }[]);
+      state.rules = parseRules(
+        (outs[rulesAt] ?? []) as { priority?: number; fwmark?: string; table?: string }[],
+      );
       state.tableRoutes = parseTableRoutes(
         (outs[rulesAt + 1] ?? []) as { dst: string; gateway?: string; dev: string; table?: string }[],
       );

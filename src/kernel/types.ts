@@ -61,7 +61,15 @@ export type KernelOp =
    * main table (the only one the vRouter reads); with one, a policy-routing table
    * (`ReadOptions.rules` reads those back).
    */
-  | { op: 'route-replace'; netns: NetnsRef; dst: string; via?: string; dev: string; table?: number; onlink?: boolean }
+  | {
+      op: 'route-replace';
+      netns: NetnsRef;
+      dst: string;
+      via?: string;
+      dev: string;
+      table?: number;
+      onlink?: boolean;
+    }
   | { op: 'route-del'; netns: NetnsRef; dst: string; via?: string; dev: string; table?: number }
   /** Policy routing rule `ip rule add priority P fwmark M table T` (there is no `replace`). */
   | { op: 'rule-add'; netns: NetnsRef; priority: number; fwmark: number; table: number }

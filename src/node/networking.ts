@@ -8,11 +8,11 @@ import type { CommandRunner } from '../lib/exec.js';
 import type { Logger } from '../lib/log.js';
 import type { ApplyOutcome, StateConsumer } from './agent/reconcile.js';
 import type { DurableState } from './agent/session.js';
-import { type FipReturn, withFipReturns } from './gateway/model.js';
 import { siteBlockOf } from './cni/blocks.js';
 import { FileIpam } from './cni/file-ipam.js';
 import type { AllocateRequest, AttachmentKey, EndpointRegistry, LocalEndpoint } from './cni/registry.js';
 import { CniServer } from './cni/server.js';
+import { type FipReturn, withFipReturns } from './gateway/model.js';
 import { PortmapApplier, renderPortmaps } from './portmap.js';
 import { VRouter } from './vrouter/agent.js';
 import {

@@ -279,16 +279,19 @@ export function planFip(i: FipPlanInput): FipPlan {
           table: r.table,
           ...(r.via ? { via: r.via } : {}),
         });
-    for (const r of routing.routes) if (!haveRouteKeys.has(routeKey(r)) && wantRoutes.has(routeKey(r))) ipOps.push(r);
+    for (const r of routing.routes)
+      if (!haveRouteKeys.has(routeKey(r)) && wantRoutes.has(routeKey(r))) ipOps.push(r);
     if (ipOps.length) vnIp.push({ netns: ns, ops: ipOps });
     // Redirects off while this namespace forwards gateways' traffic back out of its bridge;
     // back to the kernel's default (1) once it no longer does, if it was ours.
     const sys: KernelOp[] = [];
-    for (const key of FIP_SYSCTLS) {
+    for (const { key, want, restore } of FIP_SYSCTLS) {
       const v = obs.sysctl[key];
       if (v === undefined) continue;
-      if (ret && v !== '0') sys.push({ op: 'sysctl', netns: ns, key, value: '0' });
-      if (!ret && v === '0' && owned.has(`nft:${ns}`)) sys.push({ op: 'sysctl', netns: ns, key, value: '1' });
+      if (ret && v !== want) sys.push({ op: 'sysctl', netns: ns, key, value: want });
+      // Forwarding stays on (the vRouter turns it on for breakout and never off).
+      if (!ret && restore && v !== restore && owned.has(`nft:${ns}`))
+        sys.push({ op: 'sysctl', netns: ns, key, value: restore });
     }
     if (sys.length) vnSysctl.push({ netns: ns, ops: sys });
   }
@@ -561,7 +564,7 @@ export class GatewayConsumer implements StateConsumer {
             { family: 'bridge', name: FIP_TABLE },
           ],
           rules: true,
-          sysctls: FIP_SYSCTLS,
+          sysctls: FIP_SYSCTLS.map((x) => x.key),
         }),
       );
     const node = await k.readNs(this.opts.nodeNetns);

@@ -58,7 +58,8 @@ export function selectEndpoint(
   const matching = endpoints
     .filter((e) => {
       const es = e.spec as unknown as EndpointSpec;
-      if (es.network !== fip.network || es.site !== gw.site) return false;
+      // This node's own endpoints are its site's; another node's must say it is there.
+      if (es.network !== fip.network || (es.node !== from && es.site !== gw.site)) return false;
       if (fip.target.endpoint !== undefined) return e.metadata.name === fip.target.endpoint;
       return Object.entries(fip.target.matchLabels ?? {}).every(([k, v]) => es.labels?.[k] === v);
     })
@@ -231,7 +232,9 @@ export function fipReturnFor(args: {
   const hops = gatewayHops(gwObj, args.objects);
   const endpoints = args.objects.filter((o) => o.kind === 'Endpoint');
   const fips = args.objects
-    .filter((o) => o.kind === 'FloatingIP' && (o.spec as unknown as FloatingIPSpec).gateway === gwObj.metadata.name)
+    .filter(
+      (o) => o.kind === 'FloatingIP' && (o.spec as unknown as FloatingIPSpec).gateway === gwObj.metadata.name,
+    )
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   const out: FipReturn[] = [];
   for (const net of [...args.networks].sort((a, b) => a.vni - b.vni)) {
@@ -241,9 +244,7 @@ export function fipReturnFor(args: {
       const spec = f.spec as unknown as FloatingIPSpec;
       if (spec.network !== net.name) continue;
       const selfBinds =
-        gw.nodes.includes(args.node) &&
-        net.breakout &&
-        selectEndpoint(spec, gw, endpoints, args.node);
+        gw.nodes.includes(args.node) && net.breakout && selectEndpoint(spec, gw, endpoints, args.node);
       for (const h of hops) {
         if (h.node === args.node) continue;
         const ep = selectEndpoint(spec, gw, endpoints, h.node);
@@ -271,7 +272,13 @@ export function fipReturnFor(args: {
 /** The vRouter entries (VXLAN FDB, bridge FDB, proxy-ARP neighbour) that make each gateway's
  *  next hop resolve to its MAC at its VTEP: added to the network's remote endpoints. */
 export function gatewayHopEndpoints(ret: FipReturn): RemoteEndpoint[] {
-  return ret.hops.map((h) => ({ id: `gateway.${h.node}`, mac: h.mac, ip: h.nextHop, vtep: h.vtep, labels: {} }));
+  return ret.hops.map((h) => ({
+    id: `gateway.${h.node}`,
+    mac: h.mac,
+    ip: h.nextHop,
+    vtep: h.vtep,
+    labels: {},
+  }));
 }
 
 /**
@@ -418,7 +425,13 @@ export function fipReturnRouting(
   netns: string,
 ): { rules: Array<KernelOp & { op: 'rule-add' }>; routes: Array<KernelOp & { op: 'route-replace' }> } {
   return {
-    rules: ret.hops.map((h) => ({ op: 'rule-add', netns, priority: h.priority, fwmark: h.mark, table: h.table })),
+    rules: ret.hops.map((h) => ({
+      op: 'rule-add',
+      netns,
+      priority: h.priority,
+      fwmark: h.mark,
+      table: h.table,
+    })),
     routes: ret.hops.map((h) => ({
       op: 'route-replace',
       netns,
@@ -440,10 +453,18 @@ export const isFipRule = (r: { fwmark: number; table: number; priority: number }
 export const isFipTable = (table: number): boolean =>
   table >= FIP_ROUTE_TABLE_BASE && table < FIP_ROUTE_TABLE_BASE + 16;
 
-/** An endpoint's node forwards a gateway's traffic back out of the bridge it came in on:
- *  the kernel would tell the client (off-link) to use the gateway directly. */
-export const FIP_SYSCTLS = ['net.ipv4.conf.all.send_redirects', `net.ipv4.conf.${names.bridge}.send_redirects`];
-
+/**
+ * Sysctls of an endpoint's node's network namespace while it carries a return path, and what
+ * they go back to when it no longer does. It forwards (a network without breakout has
+ * forwarding off), and sends no redirects: it forwards a gateway's traffic back out of the
+ * bridge it came in on, and the kernel would tell the workload to use the gateway's next hop
+ * directly, around the connection mark.
+ */
+export const FIP_SYSCTLS: ReadonlyArray<{ key: string; want: string; restore?: string }> = [
+  { key: 'net.ipv4.ip_forward', want: '1' },
+  { key: 'net.ipv4.conf.all.send_redirects', want: '0', restore: '1' },
+  { key: `net.ipv4.conf.${names.bridge}.send_redirects`, want: '0', restore: '1' },
+];
 /** Node-namespace routes that steer each floating IP into its network's namespace. */
 export function fipRoutes(
   bindings: readonly FipBinding[],
