@@ -54,7 +54,10 @@ export const TEST_VM_POLICY_FACTS: PolicyKernelFacts = {
 };
 
 function newNs(facts: PolicyKernelFacts): FakeNs {
-  const sysctl = new Map([['net.ipv4.ip_forward', '0']]);
+  const sysctl = new Map([
+    ['net.ipv4.ip_forward', '0'],
+    ['net.ipv4.conf.all.send_redirects', '1'],
+  ]);
   // The kernel starts every namespace with all bridge-nf-call-* on.
   if (facts.brNetfilter) for (const k of BRIDGE_NF_CALLS) sysctl.set(k, '1');
   return {
@@ -373,6 +376,8 @@ export class FakeKernel implements Kernel {
           up: false,
           addrs: [],
         });
+        // Per-device IPv4 settings appear with the device, with the kernel's defaults.
+        ns.sysctl.set(`net.ipv4.conf.${op.name}.send_redirects`, '1');
         return;
       }
       case 'veth-add': {
