@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { FloatingIPSpec, GatewaySpec } from '../../../src/api/gateway-kinds.js';
 import type { TetherObject } from '../../../src/api/resource.js';
+import { tableFor } from '../../../src/cli/kinds.js';
 import { GatewayReports } from '../../../src/controller/gateways.js';
 import { FakeKernel } from '../../../src/kernel/fake.js';
 import { planFip } from '../../../src/node/gateway/consumer.js';
@@ -351,6 +352,8 @@ describe('FloatingIP.status.bound names the endpoint node, a claim checked again
       ip: '10.1.0.5',
       endpointNode: 'e1',
     });
+    // `tether get fips`: the BOUND column names the endpoint's node when it is another.
+    expect(tableFor('FloatingIP', [reports.decorate(store[1]!)]).rows[0]).toContain('g1:10.1.0.5@e1');
     reports.accept('g1', 's1', report(['f=203.0.113.5>10.1.0.5@x9']));
     expect(reports.decorate(store[1]!).status?.bound).toEqual({ node: 'g1', ip: '10.1.0.5' });
   });
