@@ -118,8 +118,8 @@ export function parseRoutes(json: { dst: string; gateway?: string; dev: string }
 export function parseRules(json: { priority?: number; fwmark?: string; table?: string }[]): ObservedRule[] {
   const out: ObservedRule[] = [];
   for (const r of json) {
-    if (typeof r.priority !== 'number' || typeof r.fwmark !== 'string' || !/^\d+$/.test(r.table ?? ''))
-      continue;
+    if (typeof r.priority !== 'number' || typeof r.fwmark !== 'string') continue;
+    if (typeof r.table !== 'string' || !/^\d{1,10}$/.test(r.table)) continue;
     const mark = Number(r.fwmark.split('/')[0]);
     if (!Number.isSafeInteger(mark)) continue;
     out.push({ priority: r.priority, fwmark: mark, table: Number(r.table) });
@@ -133,10 +133,12 @@ export function parseTableRoutes(
 ): ObservedTableRoute[] {
   const out: ObservedTableRoute[] = [];
   for (const r of json) {
-    if (!/^\d+$/.test(r.table ?? '')) continue;
+    // What iproute2 prints, checked anyway: a shape we did not expect is skipped, not a crash.
+    if (typeof r.table !== 'string' || !/^\d{1,10}$/.test(r.table)) continue;
+    if (typeof r.dst !== 'string' || typeof r.dev !== 'string') continue;
     const route: ObservedTableRoute = { dst: normDst(r.dst), dev: r.dev, table: Number(r.table) };
-    if (r.gateway) route.via = r.gateway;
-    if (r.flags?.includes('onlink')) route.onlink = true;
+    if (typeof r.gateway === 'string') route.via = r.gateway;
+    if (Array.isArray(r.flags) && r.flags.includes('onlink')) route.onlink = true;
     out.push(route);
   }
   return out;
