@@ -181,7 +181,14 @@ export function tableFor(
                 .map(([k, v]) => `${k}=${str(v)}`)
                 .join(',');
           const b = (st.bound ?? {}) as Obj;
-          return [str(spec.address), str(spec.network), target, b.node ? `${str(b.node)}:${str(b.ip)}` : '-'];
+          // `gw-a:10.1.0.5@worker-3`: bound on gw-a, the endpoint on worker-3 (over VXLAN).
+          const at = b.endpointNode && b.endpointNode !== b.node ? `@${str(b.endpointNode)}` : '';
+          return [
+            str(spec.address),
+            str(spec.network),
+            target,
+            b.node ? `${str(b.node)}:${str(b.ip)}${at}` : '-',
+          ];
         }),
       };
     default:

@@ -23,7 +23,9 @@ export interface GatewayNodeReport {
     string,
     { state: string; protocol: string; imported: number; exported: number; since: string; lastError?: string }
   >;
-  bound: Array<{ name: string; ip: string }>;
+  /** `endpointNode`: the node hosting the endpoint (absent from nodes before cross-node
+   *  floating IPs, which bound only local endpoints). */
+  bound: Array<{ name: string; ip: string; endpointNode?: string }>;
   announced: number;
   reportedAt: string;
 }
@@ -73,12 +75,17 @@ export class GatewayReports {
     }
     const bound: GatewayNodeReport['bound'] = [];
     for (const b of r.bound.slice(0, MAX_BOUND)) {
-      const m = /^([a-z0-9-]{1,63})=([\d.]{7,15})>([\d.]{7,15})$/.exec(b);
+      const m = /^([a-z0-9-]{1,63})=([\d.]{7,15})>([\d.]{7,15})(?:@([a-z0-9][-a-z0-9]{0,62}))?$/.exec(b);
       if (!m || !IPV4.test(m[3]!)) continue;
       const f = this.get('FloatingIP', m[1]!);
       const fs = f?.spec as unknown as FloatingIPSpec | undefined;
       if (fs?.gateway !== gw.metadata.name || fs.address !== m[2]) continue;
-      bound.push({ name: m[1]!, ip: m[3]! });
+      // The endpoint's node is a claim too: a node of this Gateway's site, or it is left out.
+      const epNode = m[4];
+      const epSite = epNode
+        ? (this.get('Node', epNode)?.spec as { site?: unknown } | undefined)?.site
+        : undefined;
+      bound.push({ name: m[1]!, ip: m[3]!, ...(epNode && epSite === site ? { endpointNode: epNode } : {}) });
     }
     this.byNode.set(node, {
       gateway: gw.metadata.name,
@@ -114,7 +121,14 @@ export class GatewayReports {
         .sort(([, a], [, b]) => (a.role === b.role ? 0 : a.role === 'active' ? -1 : 1));
       for (const [node, r] of hits) {
         const b = r.bound.find((x) => x.name === obj.metadata.name);
-        if (b) return { ...obj, status: { ...(obj.status ?? {}), bound: { node, ip: b.ip } } };
+        if (b)
+          return {
+            ...obj,
+            status: {
+              ...(obj.status ?? {}),
+              bound: { node, ip: b.ip, ...(b.endpointNode ? { endpointNode: b.endpointNode } : {}) },
+            },
+          };
       }
     }
     return obj;

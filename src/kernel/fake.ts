@@ -36,6 +36,9 @@ interface FakeNs {
   fdb: Map<string, { dev: string; mac: string; target: 'self' | 'master'; dst?: string }>;
   nft: Map<string, { table: NftTable; sets: Map<string, string[]>; counters: Map<string, number> }>;
   sysctl: Map<string, string>;
+  /** Policy routing: fwmark rules by `priority fwmark table`, routes of numbered tables. */
+  rules: Map<string, { priority: number; fwmark: number; table: number }>;
+  tableRoutes: Map<string, { dst: string; via?: string; dev: string; table: number; onlink?: boolean }>;
 }
 
 /** Key of the caller's own namespace in the fake. */
@@ -51,7 +54,10 @@ export const TEST_VM_POLICY_FACTS: PolicyKernelFacts = {
 };
 
 function newNs(facts: PolicyKernelFacts): FakeNs {
-  const sysctl = new Map([['net.ipv4.ip_forward', '0']]);
+  const sysctl = new Map([
+    ['net.ipv4.ip_forward', '0'],
+    ['net.ipv4.conf.all.send_redirects', '1'],
+  ]);
   // The kernel starts every namespace with all bridge-nf-call-* on.
   if (facts.brNetfilter) for (const k of BRIDGE_NF_CALLS) sysctl.set(k, '1');
   return {
@@ -62,6 +68,8 @@ function newNs(facts: PolicyKernelFacts): FakeNs {
     fdb: new Map(),
     nft: new Map(),
     sysctl,
+    rules: new Map(),
+    tableRoutes: new Map(),
   };
 }
 
@@ -212,6 +220,10 @@ export class FakeKernel implements Kernel {
       nft: [],
       sysctl: {},
     };
+    if (opts.rules) {
+      state.rules = [...ns.rules.values()].map((r) => ({ ...r }));
+      state.tableRoutes = [...ns.tableRoutes.values()].map((r) => ({ ...r }));
+    }
     for (const w of opts.nftTables ?? []) {
       const t = ns.nft.get(`${w.family} ${w.name}`);
       if (!t) continue;
@@ -310,6 +322,7 @@ export class FakeKernel implements Kernel {
 
   private flushDev(ns: FakeNs, dev: string): void {
     for (const [k, r] of ns.routes) if (r.dev === dev) ns.routes.delete(k);
+    for (const [k, r] of ns.tableRoutes) if (r.dev === dev) ns.tableRoutes.delete(k);
     for (const [k, n] of ns.neighs) if (n.dev === dev) ns.neighs.delete(k);
     for (const [k, f] of ns.fdb) if (f.dev === dev) ns.fdb.delete(k);
   }
@@ -363,6 +376,8 @@ export class FakeKernel implements Kernel {
           up: false,
           addrs: [],
         });
+        // Per-device IPv4 settings appear with the device, with the kernel's defaults.
+        ns.sysctl.set(`net.ipv4.conf.${op.name}.send_redirects`, '1');
         return;
       }
       case 'veth-add': {
@@ -456,6 +471,17 @@ export class FakeKernel implements Kernel {
       case 'route-replace': {
         const ns = this.ns(op.netns);
         this.link(ns, op.dev);
+        if (op.table !== undefined) {
+          const r: { dst: string; via?: string; dev: string; table: number; onlink?: boolean } = {
+            dst: op.dst,
+            dev: op.dev,
+            table: op.table,
+          };
+          if (op.via) r.via = op.via;
+          if (op.onlink) r.onlink = true;
+          ns.tableRoutes.set(`${op.table} ${op.dst}`, r);
+          return;
+        }
         const r: { dst: string; via?: string; dev: string } = { dst: op.dst, dev: op.dev };
         if (op.via) r.via = op.via;
         ns.routes.set(op.dst, r);
@@ -463,8 +489,27 @@ export class FakeKernel implements Kernel {
       }
       case 'route-del': {
         const ns = this.ns(op.netns);
+        if (op.table !== undefined) {
+          if (!ns.tableRoutes.delete(`${op.table} ${op.dst}`))
+            throw new KernelErr('RTNETLINK answers: No such process');
+          return;
+        }
         if (!ns.routes.has(op.dst)) throw new KernelErr('RTNETLINK answers: No such process');
         ns.routes.delete(op.dst);
+        return;
+      }
+      case 'rule-add': {
+        const ns = this.ns(op.netns);
+        const k = `${op.priority} ${op.fwmark} ${op.table}`;
+        // The kernel refuses an identical rule (EEXIST) since 4.x with NLM_F_EXCL (`ip rule add`).
+        if (ns.rules.has(k)) throw new KernelErr('RTNETLINK answers: File exists');
+        ns.rules.set(k, { priority: op.priority, fwmark: op.fwmark, table: op.table });
+        return;
+      }
+      case 'rule-del': {
+        const ns = this.ns(op.netns);
+        if (!ns.rules.delete(`${op.priority} ${op.fwmark} ${op.table}`))
+          throw new KernelErr('RTNETLINK answers: No such file or directory');
         return;
       }
       case 'neigh-replace': {

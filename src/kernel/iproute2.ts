@@ -13,6 +13,8 @@ import type {
   ObservedNeigh,
   ObservedNftTable,
   ObservedRoute,
+  ObservedRule,
+  ObservedTableRoute,
   OpFailure,
   PolicyKernelFacts,
   ReadOptions,
@@ -112,6 +114,36 @@ export function parseRoutes(json: { dst: string; gateway?: string; dev: string }
   });
 }
 
+/** `ip -j rule show` → the rules that select by fwmark and name a numbered table. */
+export function parseRules(json: { priority?: number; fwmark?: string; table?: string }[]): ObservedRule[] {
+  const out: ObservedRule[] = [];
+  for (const r of json) {
+    if (typeof r.priority !== 'number' || typeof r.fwmark !== 'string') continue;
+    if (typeof r.table !== 'string' || !/^\d{1,10}$/.test(r.table)) continue;
+    const mark = Number(r.fwmark.split('/')[0]);
+    if (!Number.isSafeInteger(mark)) continue;
+    out.push({ priority: r.priority, fwmark: mark, table: Number(r.table) });
+  }
+  return out;
+}
+
+/** `ip -j route show table all proto 183` → routes of numbered tables (main/local skipped). */
+export function parseTableRoutes(
+  json: { dst: string; gateway?: string; dev: string; table?: string; flags?: string[] }[],
+): ObservedTableRoute[] {
+  const out: ObservedTableRoute[] = [];
+  for (const r of json) {
+    // What iproute2 prints, checked anyway: a shape we did not expect is skipped, not a crash.
+    if (typeof r.table !== 'string' || !/^\d{1,10}$/.test(r.table)) continue;
+    if (typeof r.dst !== 'string' || typeof r.dev !== 'string') continue;
+    const route: ObservedTableRoute = { dst: normDst(r.dst), dev: r.dev, table: Number(r.table) };
+    if (typeof r.gateway === 'string') route.via = r.gateway;
+    if (Array.isArray(r.flags) && r.flags.includes('onlink')) route.onlink = true;
+    out.push(route);
+  }
+  return out;
+}
+
 export function parseNeighs(json: { dst: string; dev: string; lladdr?: string }[]): ObservedNeigh[] {
   return json.filter((n) => n.lladdr).map((n) => ({ ip: n.dst, dev: n.dev, mac: n.lladdr! }));
 }
@@ -185,6 +217,9 @@ export class IprouteKernel implements Kernel {
   async readNs(netns: NetnsRef, opts: ReadOptions = {}): Promise<NsState | undefined> {
     const lines = ['addr show', `route show proto ${TETHER_ROUTE_PROTO}`];
     if (opts.entries) lines.push('neigh show nud permanent');
+    // Appended after the others so their line positions do not depend on this option.
+    const rulesAt = lines.length;
+    if (opts.rules) lines.push('rule show', `route show table all proto ${TETHER_ROUTE_PROTO}`);
     // The reads are independent: run them concurrently.
     const [ip, br, nft, sys] = await Promise.all([
       this.runner.run('ip', [...nsArgs(netns), '-d', '-j', '-batch', '-'], {
@@ -227,6 +262,14 @@ export class IprouteKernel implements Kernel {
       nft: [],
       sysctl: {},
     };
+    if (opts.rules) {
+      state.rules = parseRules(
+        (outs[rulesAt] ?? []) as { priority?: number; fwmark?: string; table?: string }[],
+      );
+      state.tableRoutes = parseTableRoutes(
+        (outs[rulesAt + 1] ?? []) as { dst: string; gateway?: string; dev: string; table?: string }[],
+      );
+    }
     if (br) {
       if (br.code !== 0)
         throw new TetherError(

@@ -44,12 +44,16 @@ export function renderIpLines(op: KernelOp): string[] {
       return [`addr del ${op.cidr} dev ${op.dev}`];
     case 'route-replace':
       return [
-        `route replace ${op.dst}${op.via ? ` via ${op.via}` : ''} dev ${op.dev} proto ${TETHER_ROUTE_PROTO}`,
+        `route replace ${op.dst}${op.via ? ` via ${op.via}` : ''} dev ${op.dev}${op.onlink ? ' onlink' : ''}${op.table !== undefined ? ` table ${op.table}` : ''} proto ${TETHER_ROUTE_PROTO}`,
       ];
     case 'route-del':
       return [
-        `route del ${op.dst}${op.via ? ` via ${op.via}` : ''} dev ${op.dev} proto ${TETHER_ROUTE_PROTO}`,
+        `route del ${op.dst}${op.via ? ` via ${op.via}` : ''} dev ${op.dev}${op.table !== undefined ? ` table ${op.table}` : ''} proto ${TETHER_ROUTE_PROTO}`,
       ];
+    case 'rule-add':
+      return [`rule add priority ${op.priority} fwmark 0x${op.fwmark.toString(16)} table ${op.table}`];
+    case 'rule-del':
+      return [`rule del priority ${op.priority} fwmark 0x${op.fwmark.toString(16)} table ${op.table}`];
     case 'neigh-replace':
       return [`neigh replace ${op.ip} lladdr ${op.mac} dev ${op.dev} nud permanent`];
     case 'neigh-del':

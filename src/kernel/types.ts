@@ -56,9 +56,24 @@ export type KernelOp =
   /** `ip addr replace CIDR dev DEV`. */
   | { op: 'addr-replace'; netns: NetnsRef; dev: string; cidr: string }
   | { op: 'addr-del'; netns: NetnsRef; dev: string; cidr: string }
-  /** `ip route replace DST [via GW] dev DEV proto 183`. */
-  | { op: 'route-replace'; netns: NetnsRef; dst: string; via?: string; dev: string }
-  | { op: 'route-del'; netns: NetnsRef; dst: string; via?: string; dev: string }
+  /**
+   * `ip route replace DST [via GW] dev DEV [onlink] [table T] proto 183`. Without `table`, the
+   * main table (the only one the vRouter reads); with one, a policy-routing table
+   * (`ReadOptions.rules` reads those back).
+   */
+  | {
+      op: 'route-replace';
+      netns: NetnsRef;
+      dst: string;
+      via?: string;
+      dev: string;
+      table?: number;
+      onlink?: boolean;
+    }
+  | { op: 'route-del'; netns: NetnsRef; dst: string; via?: string; dev: string; table?: number }
+  /** Policy routing rule `ip rule add priority P fwmark M table T` (there is no `replace`). */
+  | { op: 'rule-add'; netns: NetnsRef; priority: number; fwmark: number; table: number }
+  | { op: 'rule-del'; netns: NetnsRef; priority: number; fwmark: number; table: number }
   /** Permanent neighbour entry (`ip neigh replace IP lladdr MAC dev DEV nud permanent`). */
   | { op: 'neigh-replace'; netns: NetnsRef; dev: string; ip: string; mac: string }
   | { op: 'neigh-del'; netns: NetnsRef; dev: string; ip: string }
@@ -137,6 +152,19 @@ export interface ObservedRoute {
   dev: string;
 }
 
+/** A route of a table other than main (read with `ReadOptions.rules`), Tether's protocol only. */
+export interface ObservedTableRoute extends ObservedRoute {
+  table: number;
+  onlink?: boolean;
+}
+
+/** A policy routing rule that selects by firewall mark (other rules are not read). */
+export interface ObservedRule {
+  priority: number;
+  fwmark: number;
+  table: number;
+}
+
 export interface ObservedNeigh {
   dev: string;
   ip: string;
@@ -161,6 +189,9 @@ export interface NsState {
   fdb: ObservedFdb[];
   nft: ObservedNftTable[];
   sysctl: Record<string, string>;
+  /** With `ReadOptions.rules`: fwmark rules and the proto-183 routes of non-main tables. */
+  rules?: ObservedRule[];
+  tableRoutes?: ObservedTableRoute[];
 }
 
 /** Per-namespace br_netfilter switch: bridged IPv4 frames traverse the inet hooks when 1. */
@@ -190,6 +221,8 @@ export interface ReadOptions {
   /** nft tables to read (family + name); others are ignored. */
   nftTables?: { family: NftFamily; name: string }[];
   sysctls?: string[];
+  /** Read fwmark rules and the Tether routes of tables other than main. */
+  rules?: boolean;
 }
 
 export interface OpFailure {

@@ -12,6 +12,7 @@ import { siteBlockOf } from './cni/blocks.js';
 import { FileIpam } from './cni/file-ipam.js';
 import type { AllocateRequest, AttachmentKey, EndpointRegistry, LocalEndpoint } from './cni/registry.js';
 import { CniServer } from './cni/server.js';
+import { type FipReturn, withFipReturns } from './gateway/model.js';
 import { PortmapApplier, renderPortmaps } from './portmap.js';
 import { VRouter } from './vrouter/agent.js';
 import {
@@ -148,6 +149,7 @@ export class NodeNetworking implements StateConsumer {
   private readonly cni: CniServer;
   private cache: DurableState | undefined;
   private lastDesired: DesiredNodeNetwork | undefined;
+  private lastReturns: readonly FipReturn[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly portmaps: PortmapApplier;
   private sweeping: Promise<void> | undefined;
@@ -509,6 +511,11 @@ export class NodeNetworking implements StateConsumer {
   }
 
   desired(cache: DurableState): DesiredNodeNetwork {
+    return this.plan(cache).desired;
+  }
+
+  /** The vRouter's desired state and the floating IP return paths it carries next hops for. */
+  private plan(cache: DurableState): { desired: DesiredNodeNetwork; returns: FipReturn[] } {
     const objects = desiredObjects({
       node: this.opts.node,
       slice: cache.list(),
@@ -516,7 +523,7 @@ export class NodeNetworking implements StateConsumer {
       siteLocalNodes: this.opts.siteLocalNodes?.() ?? [],
       local: this.localEndpointObjects(),
     });
-    return desiredFromResources(
+    const d = desiredFromResources(
       {
         nodeName: this.opts.node,
         site: this.opts.site,
@@ -527,12 +534,14 @@ export class NodeNetworking implements StateConsumer {
       },
       (p) => this.opts.log.debug({ problem: p }, 'vrouter: skipping unusable resource'),
     );
+    return withFipReturns(d, this.opts.node, this.opts.site, objects);
   }
 
   async apply(cache: DurableState): Promise<ApplyOutcome> {
     this.cache = cache;
-    const desired = this.desired(cache);
+    const { desired, returns } = this.plan(cache);
     this.lastDesired = desired;
+    this.lastReturns = returns;
     const report = await this.vrouter.sync(desired);
     if (!report.ok) {
       throw new TetherError(
@@ -542,6 +551,12 @@ export class NodeNetworking implements StateConsumer {
     }
     await this.portmaps.apply(renderPortmaps(desired, this.ipam.list()));
     return { changes: report.changes };
+  }
+
+  /** The floating IP return paths of the last pass's plan (the gateway consumer applies
+   *  their nft tables and policy routing; their next hops are in the plan's networks). */
+  fipReturns(): readonly FipReturn[] {
+    return this.lastReturns;
   }
 
   /** The plan of the last pass (the gateway consumer, which runs after it, binds to it). */

@@ -177,6 +177,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     heartbeats: () => ha?.heartbeats(),
     network: () => networking?.planned(),
     localEndpoints: () => networking?.localEndpointObjects() ?? [],
+    fipReturns: () => networking?.fipReturns() ?? [],
     // No Gateway any more: an empty report clears this node from the controller's view.
     onStatus: (s) =>
       agent?.session.reportGateway(

@@ -19,11 +19,18 @@ import { names } from '../vrouter/model.js';
 import { desiredFor, type GatewayRole, type HeartbeatCounters } from './ha.js';
 import {
   desiredGateway,
+  FIP_SYSCTLS,
   FIP_TABLE,
   type FipBinding,
+  type FipReturn,
+  fipBridgeTable,
+  fipMacFor,
+  fipReturnRouting,
   fipRoutes,
   fipTable,
   type GatewayDesired,
+  isFipRule,
+  isFipTable,
 } from './model.js';
 
 /**
@@ -66,7 +73,17 @@ export interface GatewayNodeStatus {
   peers: Record<string, GatewayPeerStatus>;
   /** Prefixes this node asks BIRD to announce. */
   announced: number;
-  bound: Array<{ name: string; address: string; network: string; endpoint: string; ip: string }>;
+  bound: Array<{
+    name: string;
+    address: string;
+    network: string;
+    endpoint: string;
+    ip: string;
+    /** The node hosting the endpoint (this one, or another reached over VXLAN). */
+    endpointNode: string;
+  }>;
+  /** Networks where this node is the endpoint's node of another gateway's floating IPs. */
+  returnPaths?: Array<{ network: string; gateways: string[]; workloads: string[] }>;
   unbound: Array<{ name: string; reason: string }>;
   updatedAt: string;
 }
@@ -89,6 +106,9 @@ export interface GatewayConsumerOptions {
   network?: () => DesiredNodeNetwork | undefined;
   /** The node's own endpoints (from its CNI registry), which floating IPs may target. */
   localEndpoints?: () => readonly TetherObject[];
+  /** The floating IP return paths of the vRouter's plan of this pass (NodeNetworking
+   *  computes them with `fipReturnFor` and adds the gateways' next hops to its networks). */
+  fipReturns?: () => readonly FipReturn[];
   /**
    * The HA decision input (src/node/gateway/ha.ts builds it): a standby node keeps its BGP
    * sessions and its floating IP dataplane, and announces everything with its AS prepended.
@@ -124,7 +144,7 @@ export function toReport(s: GatewayNodeStatus): GatewayReport {
       since: p.since,
       last_error: p.lastError ?? '',
     })),
-    bound: s.bound.map((b) => `${b.name}=${b.address}>${b.ip}`),
+    bound: s.bound.map((b) => `${b.name}=${b.address}>${b.ip}@${b.endpointNode}`),
     announced: s.announced,
   };
 }
@@ -144,6 +164,16 @@ export function gatewayFor(
     });
 }
 
+/** The site's endpoints a floating IP may target: this node's own (its CNI registry, the
+ *  freshest) and the others' from the slice. */
+export function siteEndpoints(
+  slice: readonly TetherObject[],
+  local: readonly TetherObject[],
+): TetherObject[] {
+  const mine = new Set(local.map((e) => e.metadata.name));
+  return [...local, ...slice.filter((o) => o.kind === 'Endpoint' && !mine.has(o.metadata.name))];
+}
+
 const fp = (t: Omit<NftTable, 'fingerprint'>): string =>
   createHash('sha256').update(JSON.stringify(t)).digest('hex').slice(0, 16);
 
@@ -151,7 +181,13 @@ export interface FipPlanInput {
   bindings: readonly FipBinding[];
   network: DesiredNodeNetwork | undefined;
   nodeNetns: NetnsRef;
-  /** Read-back of each network namespace (only the tether_fip table), by VNI. */
+  /** This node's name and VTEP (its MAC for bindings whose endpoint is elsewhere). */
+  node?: string;
+  vtep?: string;
+  /** Return paths this node serves as an endpoint's node (`fipReturnFor`). */
+  returns?: readonly FipReturn[];
+  /** Read-back of each network namespace (the tether_fip tables, fwmark rules and the
+   *  routes of numbered tables, the redirect sysctls), by VNI. */
   vnState: ReadonlyMap<number, NsState | undefined>;
   /** Tether-protocol routes of the node namespace. */
   nodeRoutes: readonly ObservedRoute[];
@@ -162,6 +198,9 @@ export interface FipPlanInput {
 export interface FipPlan {
   /** Per network namespace: nft ops (one transaction each). */
   nft: Array<{ netns: string; ops: KernelOp[] }>;
+  /** Per network namespace: policy routing ops (one ip batch each) and sysctls. */
+  vnIp: Array<{ netns: string; ops: KernelOp[] }>;
+  vnSysctl: Array<{ netns: string; ops: KernelOp[] }>;
   /** Node namespace route ops (one ip batch). */
   routes: KernelOp[];
   /** /32s and `nft:<netns>` tables that exist after this plan (the new record). */
@@ -169,40 +208,102 @@ export interface FipPlan {
 }
 
 /**
- * Plans the floating IP dataplane against the kernel's read-back: a `tether_fip` table in each
- * network namespace with bindings (replaced when its fingerprint differs, deleted where no
- * binding is left), a /32 per floating IP in the node namespace; routes this consumer once
- * installed and no longer wants are deleted, and nobody else's. Pure.
+ * Plans the floating IP dataplane against the kernel's read-back: in each network namespace
+ * the `ip` and `bridge` `tether_fip` tables (replaced when a fingerprint differs, deleted when
+ * not wanted), the return path's fwmark rules and tables; a /32 per floating IP in the node
+ * namespace. Routes this consumer once installed and no longer wants are deleted, and
+ * nobody else's (rules and tables by their reserved numbers, in Tether's namespaces). Pure.
  */
 export function planFip(i: FipPlanInput): FipPlan {
   const nft: FipPlan['nft'] = [];
+  const vnIp: FipPlan['vnIp'] = [];
+  const vnSysctl: FipPlan['vnSysctl'] = [];
   const tables: string[] = [];
   const prefix = i.network?.netnsPrefix;
   const byVni = new Map<number, FipBinding[]>();
   for (const b of i.bindings) byVni.set(b.vni, [...(byVni.get(b.vni) ?? []), b]);
+  const retByVni = new Map((i.returns ?? []).map((r) => [r.vni, r]));
+  const owned = new Set(i.owned);
   for (const net of i.network?.networks ?? []) {
     if (!prefix) break;
     const ns = names.vnNetns(prefix, net.vni);
     const obs = i.vnState.get(net.vni);
     if (!obs) continue; // the vRouter has not made it yet: next pass
-    const t = fipTable(byVni.get(net.vni) ?? []);
-    const have = obs.nft.find((x) => x.family === 'ip' && x.name === FIP_TABLE);
-    if (!t) {
-      if (have)
-        nft.push({ netns: ns, ops: [{ op: 'nft-table-del', netns: ns, family: 'ip', table: FIP_TABLE }] });
-      continue;
+    const mine = byVni.get(net.vni) ?? [];
+    const ret = retByVni.get(net.vni);
+    const away = i.node !== undefined && i.vtep !== undefined && mine.some((b) => b.endpointNode !== i.node);
+    const want = [
+      fipTable(mine, { ...(i.node !== undefined ? { node: i.node } : {}), ret }),
+      fipBridgeTable({
+        vni: net.vni,
+        gatewayMac: net.gatewayMac,
+        ...(away ? { selfMac: fipMacFor(i.vtep!) } : {}),
+        ...(ret ? { ret } : {}),
+      }),
+    ];
+    const ops: KernelOp[] = [];
+    for (const [family, t] of [
+      ['ip', want[0]],
+      ['bridge', want[1]],
+    ] as const) {
+      const have = obs.nft.find((x) => x.family === family && x.name === FIP_TABLE);
+      if (!t) {
+        if (have) ops.push({ op: 'nft-table-del', netns: ns, family, table: FIP_TABLE });
+        continue;
+      }
+      const w = { ...t, fingerprint: fp(t) };
+      if (have?.fingerprint !== w.fingerprint) ops.push({ op: 'nft-table', netns: ns, table: w });
     }
-    tables.push(`nft:${ns}`);
-    const want = { ...t, fingerprint: fp(t) };
-    if (have?.fingerprint !== want.fingerprint)
-      nft.push({ netns: ns, ops: [{ op: 'nft-table', netns: ns, table: want }] });
+    if (ops.length) nft.push({ netns: ns, ops });
+    if (want[0] || want[1]) tables.push(`nft:${ns}`);
+    // Policy routing of the return path.
+    const routing = ret ? fipReturnRouting(ret, ns) : { rules: [], routes: [] };
+    const ipOps: KernelOp[] = [];
+    const ruleKey = (r: { priority: number; fwmark: number; table: number }) =>
+      `${r.priority} ${r.fwmark} ${r.table}`;
+    const haveRules = (obs.rules ?? []).filter(isFipRule);
+    const wantRules = new Set(routing.rules.map(ruleKey));
+    const haveRuleKeys = new Set(haveRules.map(ruleKey));
+    for (const r of haveRules)
+      if (!wantRules.has(ruleKey(r))) ipOps.push({ op: 'rule-del', netns: ns, ...r });
+    for (const r of routing.rules) if (!haveRuleKeys.has(ruleKey(r))) ipOps.push(r);
+    const routeKey = (r: { table?: number; dst: string; via?: string; dev: string; onlink?: boolean }) =>
+      `${r.table} ${r.dst} ${r.via ?? ''} ${r.dev} ${r.onlink ? 'onlink' : ''}`;
+    const haveRoutes = (obs.tableRoutes ?? []).filter((r) => isFipTable(r.table));
+    const wantRoutes = new Set(routing.routes.map(routeKey));
+    const wantTables = new Set(routing.routes.map((r) => `${r.table} ${r.dst}`));
+    const haveRouteKeys = new Set(haveRoutes.map(routeKey));
+    for (const r of haveRoutes)
+      if (!wantTables.has(`${r.table} ${r.dst}`))
+        ipOps.push({
+          op: 'route-del',
+          netns: ns,
+          dst: r.dst,
+          dev: r.dev,
+          table: r.table,
+          ...(r.via ? { via: r.via } : {}),
+        });
+    for (const r of routing.routes)
+      if (!haveRouteKeys.has(routeKey(r)) && wantRoutes.has(routeKey(r))) ipOps.push(r);
+    if (ipOps.length) vnIp.push({ netns: ns, ops: ipOps });
+    // Redirects off while this namespace forwards gateways' traffic back out of its bridge;
+    // back to the kernel's default (1) once it no longer does, if it was ours.
+    const sys: KernelOp[] = [];
+    for (const { key, want, restore } of FIP_SYSCTLS) {
+      const v = obs.sysctl[key];
+      if (v === undefined) continue;
+      if (ret && v !== want) sys.push({ op: 'sysctl', netns: ns, key, value: want });
+      // Forwarding stays on (the vRouter turns it on for breakout and never off).
+      if (!ret && restore && v !== restore && owned.has(`nft:${ns}`))
+        sys.push({ op: 'sysctl', netns: ns, key, value: restore });
+    }
+    if (sys.length) vnSysctl.push({ netns: ns, ops: sys });
   }
   const transit = new Map((i.network?.networks ?? []).map((n) => [n.vni, n.breakoutTransit?.vnIp]));
   const want = fipRoutes(i.bindings, (v) => transit.get(v), i.nodeNetns);
   const wantDst = new Set(want.map((o) => (o as { dst: string }).dst));
   const key = (r: { dst: string; via?: string; dev: string }) => `${r.dst} ${r.via ?? ''} ${r.dev}`;
   const have = new Set(i.nodeRoutes.map(key));
-  const owned = new Set(i.owned);
   const routes: KernelOp[] = [];
   for (const r of i.nodeRoutes) {
     if (!owned.has(r.dst) || wantDst.has(r.dst)) continue;
@@ -215,7 +316,7 @@ export function planFip(i: FipPlanInput): FipPlan {
     });
   }
   for (const o of want) if (!have.has(key(o as { dst: string; via?: string; dev: string }))) routes.push(o);
-  return { nft, routes, owned: [...wantDst, ...tables].sort() };
+  return { nft, vnIp, vnSysctl, routes, owned: [...wantDst, ...tables].sort() };
 }
 
 /** The status of one node's gateway from BIRD's answer: pure, so it is unit-tested. */
@@ -226,6 +327,7 @@ export function gatewayStatus(args: {
   desired: GatewayDesired | undefined;
   error: string | undefined;
   now: number;
+  returns?: readonly FipReturn[];
 }): GatewayNodeStatus {
   const spec = args.gateway.spec as unknown as GatewaySpec;
   const peers: Record<string, GatewayPeerStatus> = {};
@@ -259,8 +361,18 @@ export function gatewayStatus(args: {
       network: b.network,
       endpoint: b.endpoint,
       ip: b.ip,
+      endpointNode: b.endpointNode,
     })),
     unbound: args.desired?.unbound ?? [],
+    ...(args.returns?.length
+      ? {
+          returnPaths: args.returns.map((r) => ({
+            network: r.network,
+            gateways: r.hops.map((h) => h.node),
+            workloads: r.workloads.map((w) => w.ip),
+          })),
+        }
+      : {}),
     updatedAt: new Date(args.now).toISOString(),
   };
 }
@@ -271,7 +383,14 @@ const MAX_OWNED_BYTES = 1 << 20;
 export class GatewayConsumer implements StateConsumer {
   readonly name = 'gateway';
   readonly bird: BirdDaemon;
-  private last: { gateway: TetherObject; desired: GatewayDesired | undefined; role: GatewayRole } | undefined;
+  private last:
+    | {
+        gateway: TetherObject;
+        desired: GatewayDesired | undefined;
+        role: GatewayRole;
+        returns: readonly FipReturn[];
+      }
+    | undefined;
   private lastError: string | undefined;
   private owned: string[];
   private statusTimer: NodeJS.Timeout | undefined;
@@ -364,11 +483,14 @@ export class GatewayConsumer implements StateConsumer {
     const slice = state.list();
     const gw = gatewayFor(this.opts.node, this.opts.site, slice);
     const changes: string[] = [];
+    // The return path of other gateways' floating IPs whose endpoint is here: on any node of
+    // the site, gateway or not.
+    const returns = this.opts.fipReturns?.() ?? [];
     if (!gw) {
       const had = this.last !== undefined || (await this.bird.status()).running;
       this.last = undefined;
       this.lastError = undefined;
-      await this.applyFip([], changes);
+      await this.applyFip([], returns, changes);
       if (had) {
         await this.bird.stop();
         changes.push('gateway removed: BIRD stopped, routes withdrawn');
@@ -395,7 +517,7 @@ export class GatewayConsumer implements StateConsumer {
           (o) =>
             o.kind === 'FloatingIP' && (o.spec as unknown as FloatingIPSpec).gateway === gw.metadata.name,
         ),
-        endpoints: this.opts.localEndpoints?.() ?? [],
+        endpoints: siteEndpoints(slice, this.opts.localEndpoints?.() ?? []),
         vniOf: (n) => breakoutVni.get(n),
       });
       // Both roles install the same dataplane; a standby only announces with a longer AS
@@ -404,11 +526,11 @@ export class GatewayConsumer implements StateConsumer {
     } catch (e) {
       errors.push(`gateway ${gw.metadata.name}: ${asTetherError(e).message}`);
     }
-    this.last = { gateway: gw, desired, role };
+    this.last = { gateway: gw, desired, role, returns };
     if (desired) {
       // Dataplane first: a floating IP is announced only once it forwards.
       try {
-        await this.applyFip(desired.bindings, changes);
+        await this.applyFip(desired.bindings, returns, changes);
       } catch (e) {
         errors.push(asTetherError(e).message);
       }
@@ -426,10 +548,14 @@ export class GatewayConsumer implements StateConsumer {
     return { changes };
   }
 
-  private async applyFip(bindings: readonly FipBinding[], changes: string[]): Promise<void> {
+  private async applyFip(
+    bindings: readonly FipBinding[],
+    returns: readonly FipReturn[],
+    changes: string[],
+  ): Promise<void> {
     // Nothing wanted and nothing of ours left: no read-back (a node without floating IPs
     // pays no process per pass).
-    if (!bindings.length && !this.owned.length) return;
+    if (!bindings.length && !returns.length && !this.owned.length) return;
     const k = this.opts.kernel;
     const network = this.opts.network?.();
     const vnState = new Map<number, NsState | undefined>();
@@ -437,7 +563,12 @@ export class GatewayConsumer implements StateConsumer {
       vnState.set(
         n.vni,
         await k.readNs(names.vnNetns(network!.netnsPrefix, n.vni), {
-          nftTables: [{ family: 'ip', name: FIP_TABLE }],
+          nftTables: [
+            { family: 'ip', name: FIP_TABLE },
+            { family: 'bridge', name: FIP_TABLE },
+          ],
+          rules: true,
+          sysctls: FIP_SYSCTLS.map((x) => x.key),
         }),
       );
     const node = await k.readNs(this.opts.nodeNetns);
@@ -445,6 +576,9 @@ export class GatewayConsumer implements StateConsumer {
       bindings,
       network,
       nodeNetns: this.opts.nodeNetns,
+      node: this.opts.node,
+      ...(this.opts.vtep ? { vtep: this.opts.vtep } : {}),
+      returns,
       vnState,
       nodeRoutes: node?.routes ?? [],
       owned: this.owned,
@@ -457,7 +591,20 @@ export class GatewayConsumer implements StateConsumer {
     for (const t of plan.nft) {
       const r = await k.apply('nft', t.netns, t.ops);
       failures.push(...r.failures.map((f) => `${t.netns}: ${f.message}`));
-      if (!r.failures.length) changes.push(`${t.netns}: ${t.ops.map((o) => o.op).join(',')} ${FIP_TABLE}`);
+      if (!r.failures.length)
+        changes.push(
+          `${t.netns}: ${t.ops.map((o) => o.op).join(',')} ${FIP_TABLE} (${t.ops.map((o) => (o.op === 'nft-table' ? o.table.family : o.op === 'nft-table-del' ? o.family : '')).join(',')})`,
+        );
+    }
+    for (const t of plan.vnIp) {
+      const r = await k.apply('ip', t.netns, t.ops);
+      failures.push(...r.failures.map((f) => `${t.netns}: ${f.message}`));
+      changes.push(...t.ops.map((o) => `${t.netns}: ${o.op}`));
+    }
+    for (const t of plan.vnSysctl) {
+      const r = await k.apply('sysctl', t.netns, t.ops);
+      failures.push(...r.failures.map((f) => `${t.netns}: ${f.message}`));
+      changes.push(...t.ops.map((o) => `${t.netns}: ${o.op === 'sysctl' ? `${o.key}=${o.value}` : o.op}`));
     }
     if (plan.routes.length) {
       const r = await k.apply('ip', this.opts.nodeNetns, plan.routes);
@@ -481,6 +628,7 @@ export class GatewayConsumer implements StateConsumer {
       role: this.last.role,
       bird: await this.bird.status(),
       desired: this.last.desired,
+      returns: this.last.returns,
       error: this.lastError,
       now: (this.opts.now ?? Date.now)(),
     });

@@ -271,6 +271,9 @@ export function describeOps(ops: readonly KernelOp[]): string[] {
         return `${op.op} ${op.family} ${op.table}${where}`;
       case 'sysctl':
         return `${op.op} ${op.key}=${op.value}${where}`;
+      case 'rule-add':
+      case 'rule-del':
+        return `${op.op} fwmark 0x${op.fwmark.toString(16)} table ${op.table}${where}`;
       default:
         return `${op.op} ${op.name}${where}`;
     }

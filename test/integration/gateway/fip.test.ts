@@ -45,8 +45,24 @@ describe.skipIf(!isRoot)('floating IPs on the real kernel', () => {
     const r = await new VRouter(topo.runner, silentLogger()).sync(d);
     expect(r.ok, JSON.stringify(r.failures)).toBe(true);
     const bindings: FipBinding[] = [
-      { name: 'r', address: '203.0.113.5', network: 'red', vni: 510, endpoint: 'r', ip: '10.1.0.50' },
-      { name: 'b', address: '203.0.113.6', network: 'blue', vni: 520, endpoint: 'b', ip: '10.1.0.50' },
+      {
+        name: 'r',
+        address: '203.0.113.5',
+        network: 'red',
+        vni: 510,
+        endpoint: 'r',
+        ip: '10.1.0.50',
+        endpointNode: 'node-a',
+      },
+      {
+        name: 'b',
+        address: '203.0.113.6',
+        network: 'blue',
+        vni: 520,
+        endpoint: 'b',
+        ip: '10.1.0.50',
+        endpointNode: 'node-a',
+      },
     ];
     const kernel = new IprouteKernel(topo.runner);
     for (const net of d.networks) {

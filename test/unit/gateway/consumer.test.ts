@@ -39,6 +39,7 @@ const red: FipBinding = {
   vni: 510,
   endpoint: 'e',
   ip: '10.1.0.50',
+  endpointNode: 'n1',
 };
 
 describe('gatewayFor', () => {
@@ -186,7 +187,7 @@ describe('gatewayStatus and the report', () => {
     expect(s.announced).toBe(2);
     expect(s.error).toMatch(/refused/);
     const r = toReport(s);
-    expect(r.bound).toEqual(['r=203.0.113.5>10.1.0.50']);
+    expect(r.bound).toEqual(['r=203.0.113.5>10.1.0.50@n1']);
     expect(r.peers?.[0]).toMatchObject({ name: 'rtr', bgp_state: 'Established', exported: 3 });
   });
 });
@@ -220,7 +221,7 @@ describe('GatewayReports (controller)', () => {
         last_error: '',
       },
     ],
-    bound: ['r=203.0.113.5>10.1.0.50'],
+    bound: ['r=203.0.113.5>10.1.0.50@n1'],
     announced: 2,
     ...over,
   });

@@ -166,7 +166,15 @@ describe('the standby announcement', () => {
     const d = {
       bird,
       bindings: [
-        { name: 'r', address: '203.0.113.5', network: 'red', vni: 510, endpoint: 'e', ip: '10.1.0.50' },
+        {
+          name: 'r',
+          address: '203.0.113.5',
+          network: 'red',
+          vni: 510,
+          endpoint: 'e',
+          ip: '10.1.0.50',
+          endpointNode: 'n1',
+        },
       ],
       unbound: [{ name: 'x', reason: 'no matching endpoint on this node' }],
     };
