@@ -44,6 +44,9 @@ export interface ControllerConfig {
   /** Where resources live: '' (the default) is SQLite in the data directory; else a
    *  `--datastore` URL: sqlite:PATH or etcd[s]://host:port,...[/prefix/] (docs/controller.md). */
   datastore: string;
+  /** TTL (s) of the leader election's etcd lease: a dead leader is replaced within about
+   *  this long (docs/controller.md, "Replicas"). Unused on SQLite. */
+  leaseTtlSeconds: number;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -66,6 +69,7 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   shellMaxSeconds: 4 * 3600,
   metricsListen: 'off',
   datastore: '',
+  leaseTtlSeconds: 5,
 };
 
 export function loadControllerConfig(path: string): ControllerConfig {
