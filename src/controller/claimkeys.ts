@@ -70,6 +70,25 @@ export function takeClaim(
   return { op: 'put', object, expectRevision: cur.revision };
 }
 
+/**
+ * A claim on a whole set of objects whose checks span several of them (one Gateway per site,
+ * pools apart, a floating IP held once): every write to the set also rewrites this claim
+ * with a CAS on the revision the check read, so of two writers that checked the same state
+ * one commits and the other re-plans against a copy that has the first one's objects.
+ */
+export function serializeOn(store: ControllerStore, name: string): TxnOp {
+  const cur = store.get(CLAIM_KIND, name);
+  const seq = (cur?.object.spec as { seq?: unknown } | undefined)?.seq;
+  const next = typeof seq === 'number' && Number.isSafeInteger(seq) ? seq + 1 : 1;
+  return {
+    op: 'put',
+    // The sequence makes every write a change: an unchanged put does not bump the revision,
+    // and two of them would both pass the CAS.
+    object: { ...claimObject(name, { kind: 'Set', name }), spec: { holder: { kind: 'Set', name }, seq: next } },
+    expectRevision: cur?.revision ?? 0,
+  };
+}
+
 /** True for a CAS failure on a Claim: the caller lost a race and should re-plan. */
 export function isClaimConflict(e: unknown): boolean {
   const d = (e as { code?: string; details?: { kind?: unknown } } | undefined) ?? {};

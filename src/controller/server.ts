@@ -28,7 +28,7 @@ import { GuardedListener, type ListenerStats } from '../lib/listener.js';
 import type { Logger } from '../lib/log.js';
 import { Pacer } from '../lib/pacer.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
-import { txnWithClaims } from './claimkeys.js';
+import { serializeOn, txnWithClaims } from './claimkeys.js';
 import type { ControllerConfig } from './config.js';
 import { EndpointClaims, type ReportOutcome } from './endpoints.js';
 import { GatewayReports } from './gateways.js';
@@ -661,6 +661,10 @@ export class ControllerServer {
                 : { op: 'put', object: withStatus };
             });
             this.checkGatewayClaims(objects, r.sources);
+            // The gateway checks read this replica's copy: another apply in flight (here or
+            // on another replica) that passed them on the same state loses the race instead.
+            if (objects.some((o) => o.kind === 'Gateway' || o.kind === 'FloatingIP'))
+              ops.push(serializeOn(store, 'gateways'));
             return this.withNetworkStatus(ops);
           };
           const res = await txnWithClaims(store, plan);

@@ -3,15 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { gatewayClaimIssues } from '../../src/api/gateway-kinds.js';
 import type { TetherObject } from '../../src/api/resource.js';
-import { CLAIM_KIND, checkSharedCa, txnWithClaims } from '../../src/controller/claimkeys.js';
+import { CLAIM_KIND, checkSharedCa, serializeOn, txnWithClaims } from '../../src/controller/claimkeys.js';
 import { EtcdElection, type Leadership } from '../../src/controller/leader.js';
 import { StoreMirror } from '../../src/controller/mirror.js';
 import { NetworkReconciler, vniClaimOps } from '../../src/controller/networks.js';
 import { Registry } from '../../src/controller/registry.js';
 import type { EtcdStore } from '../../src/controller/store/etcd.js';
 import { openDatastore, parseDatastoreUrl } from '../../src/controller/store/open.js';
-import { isTetherError } from '../../src/lib/errors.js';
+import { isTetherError, TetherError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { createCA } from '../../src/lib/pki.js';
 import { etcdAvailable, startEtcd, type TestEtcd } from '../support/etcd.js';
@@ -180,6 +181,42 @@ describe.skipIf(!have)('leader election, fencing and claim keys on a real etcd',
       );
       expect(holders.length).toBe(1);
     }
+  });
+
+  it('two applies of a Gateway for one site on two store clients: the set claim lets exactly one through', async () => {
+    const url = etcd.url();
+    const m1 = await StoreMirror.open(await etcdStore(url), { log });
+    const m2 = await StoreMirror.open(await etcdStore(url), { log });
+    closers.push(
+      () => m1.close(),
+      () => m2.close(),
+    );
+    const gw = (name: string, site: string, pool: string): TetherObject => ({
+      apiVersion: 'tether.dev/v1',
+      kind: 'Gateway',
+      metadata: { name },
+      spec: { site, localAsn: 65001, pool: [pool], peers: [{ name: 'r', address: '10.0.0.1', asn: 65000 }] },
+    });
+    // What Admin.Apply does for Gateway/FloatingIP objects: the cross-object check on the
+    // copy, then the write together with the set's claim.
+    const apply = (m: StoreMirror, o: TetherObject) =>
+      txnWithClaims(m, () => {
+        const after = [...m.list('Gateway').items.map((i) => i.object), o];
+        const issues = gatewayClaimIssues(after, new Set([`Gateway/${o.metadata.name}`]));
+        if (issues.length) throw new TetherError('TETHER_E_CLAIM', issues[0]!.message);
+        return [{ op: 'put', object: o }, serializeOn(m, 'gateways')];
+      });
+    for (let round = 0; round < 5; round++) {
+      const site = `gs${round}`;
+      const out = await Promise.allSettled([
+        apply(m1, gw(`${site}-a`, site, `198.51.100.${round * 32}/28`)),
+        apply(m2, gw(`${site}-b`, site, `198.51.100.${round * 32 + 16}/28`)),
+      ]);
+      expect(out.filter((o) => o.status === 'fulfilled').length).toBe(1);
+      const refused = out.find((o) => o.status === 'rejected') as PromiseRejectedResult;
+      expect(isTetherError(refused.reason, 'TETHER_E_CLAIM')).toBe(true);
+    }
+    await waitFor('the copy to see every gateway', () => m1.list('Gateway').items.length === 5);
   });
 
   it('a replica with another CA is refused with TETHER_E_CONFIG', async () => {
