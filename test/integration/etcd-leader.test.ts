@@ -6,6 +6,7 @@ import { parse, stringify } from 'yaml';
 import { gatewayClaimIssues } from '../../src/api/gateway-kinds.js';
 import type { TetherObject } from '../../src/api/resource.js';
 import { CLAIM_KIND, checkSharedCa, serializeOn, txnWithClaims } from '../../src/controller/claimkeys.js';
+import { EndpointClaims } from '../../src/controller/endpoints.js';
 import { EtcdElection, type Leadership } from '../../src/controller/leader.js';
 import { StoreMirror } from '../../src/controller/mirror.js';
 import { NetworkReconciler, vniClaimOps } from '../../src/controller/networks.js';
@@ -117,6 +118,26 @@ describe.skipIf(!have)('leader election, fencing and claim keys on a real etcd',
     expect((await nextStore.get('Site', 'fenced'))?.object.spec).toEqual({ v: 3 });
   });
 
+  it('kill -9 and restart of etcd: the leader steps down without keepalive answers; afterwards exactly one leads', async () => {
+    const url = etcd.url();
+    const [s1, s2] = [await etcdStore(url), await etcdStore(url)];
+    const [e1, e2] = [election(s1), election(s2)];
+    const leaders = () => [e1, e2].filter((e) => e.isLeader());
+    await waitFor('a leader', () => leaders().length === 1, 30_000);
+    const before = leaders()[0]!.fence()!.createRevision;
+    await etcd.kill9();
+    // TTL 2 s: no answer for 1.6 s ends the term on the replica's own clock.
+    await waitFor('the leader to step down while etcd is down', () => leaders().length === 0, 30_000);
+    await etcd.restart();
+    await waitFor('one leader again', () => leaders().length === 1, 60_000);
+    for (let i = 0; i < 10; i++) {
+      expect(leaders().length).toBe(1);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // A new term (a new key), so writes fenced with the old one are refused.
+    expect(leaders()[0]!.fence()!.createRevision).toBeGreaterThan(before);
+  }, 120_000);
+
   it('two writers create networks at once on two store clients: every network gets exactly one VNI, all distinct', async () => {
     const url = etcd.url();
     const m1 = await StoreMirror.open(await etcdStore(url), { log });
@@ -217,6 +238,79 @@ describe.skipIf(!have)('leader election, fencing and claim keys on a real etcd',
       expect(isTetherError(refused.reason, 'TETHER_E_CLAIM')).toBe(true);
     }
     await waitFor('the copy to see every gateway', () => m1.list('Gateway').items.length === 5);
+  });
+
+  it('two nodes report one MAC at once through two store clients: exactly one endpoint is stored', async () => {
+    const url = etcd.url();
+    const m1 = await StoreMirror.open(await etcdStore(url), { log });
+    const m2 = await StoreMirror.open(await etcdStore(url), { log });
+    closers.push(
+      () => m1.close(),
+      () => m2.close(),
+    );
+    const n = (name: string, vtep: string): TetherObject => ({
+      ...node(name),
+      status: { phase: 'Approved', vtep },
+    });
+    await m1.txn([
+      {
+        op: 'put',
+        object: { apiVersion: 'tether.dev/v1', kind: 'Site', metadata: { name: 's1' }, spec: {} },
+      },
+      { op: 'put', object: n('na', '192.0.2.101') },
+      { op: 'put', object: n('nb', '192.0.2.102') },
+      { op: 'put', object: vn('red') },
+    ]);
+    await new NetworkReconciler(m1, log).reconcile();
+    await waitFor('the second copy to see the network status', () =>
+      (m2.get('VirtualNetwork', 'red')?.object.status as { nodeBlocks?: Record<string, string> } | undefined)
+        ?.nodeBlocks?.nb
+        ? true
+        : undefined,
+    );
+    const blocks = (m1.get('VirtualNetwork', 'red')!.object.status as { nodeBlocks: Record<string, string> })
+      .nodeBlocks;
+    const ipIn = (cidr: string, i: number) => {
+      const [base] = cidr.split('/');
+      const o = base!.split('.').map(Number);
+      return `${o[0]}.${o[1]}.${o[2]}.${o[3]! + i}`;
+    };
+    const report = (who: string, vtep: string, round: number) => [
+      Buffer.from(
+        JSON.stringify({
+          metadata: { name: `w${round}` },
+          spec: {
+            network: 'red',
+            ip: ipIn(blocks[who]!, 2 + round),
+            mac: `02:00:00:00:10:${10 + round}`,
+            vtep,
+          },
+        }),
+      ),
+    ];
+    const e1 = new EndpointClaims(m1, log);
+    const e2 = new EndpointClaims(m2, log);
+    closers.push(async () => {
+      e1.close();
+      e2.close();
+    });
+    for (let round = 0; round < 5; round++) {
+      const [ra, rb] = await Promise.all([
+        e1.report('na', 's1', report('na', '192.0.2.101', round)),
+        e2.report('nb', 's1', report('nb', '192.0.2.102', round)),
+      ]);
+      // Each report keeps only its own current endpoint: both reports are judged in full.
+      expect(ra.accepted + rb.accepted).toBe(1);
+      const refused = [...ra.refused, ...rb.refused];
+      expect(refused.map((r) => r.code)).toEqual(['TETHER_E_CLAIM']);
+      await waitFor('the copy to have the winner', () =>
+        m1.list('Endpoint').items.some((i) => i.name.endsWith(`.w${round}`)),
+      );
+      const stored = m1
+        .list('Endpoint')
+        .items.filter((i) => (i.object.spec as { mac: string }).mac === `02:00:00:00:10:${10 + round}`);
+      expect(stored.length).toBe(1);
+    }
   });
 
   it('a replica with another CA is refused with TETHER_E_CONFIG', async () => {
