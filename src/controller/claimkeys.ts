@@ -84,7 +84,10 @@ export function serializeOn(store: ControllerStore, name: string): TxnOp {
     op: 'put',
     // The sequence makes every write a change: an unchanged put does not bump the revision,
     // and two of them would both pass the CAS.
-    object: { ...claimObject(name, { kind: 'Set', name }), spec: { holder: { kind: 'Set', name }, seq: next } },
+    object: {
+      ...claimObject(name, { kind: 'Set', name }),
+      spec: { holder: { kind: 'Set', name }, seq: next },
+    },
     expectRevision: cur?.revision ?? 0,
   };
 }
