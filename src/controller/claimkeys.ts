@@ -105,12 +105,17 @@ const CLAIM_ATTEMPTS = 20;
  * Plans and commits; a lost claim race re-plans after a short wait (the copy then sees the
  * winner, and the plan picks another value or refuses with TETHER_E_CLAIM).
  */
-export async function txnWithClaims(store: ControllerStore, plan: () => TxnOp[]): Promise<TxnResult> {
+export async function txnWithClaims(
+  store: ControllerStore,
+  plan: () => TxnOp[],
+  /** Other conflicts that mean "re-plan" (a CAS the plan added itself, not the caller's). */
+  replan: (e: unknown) => boolean = () => false,
+): Promise<TxnResult> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await store.txn(plan());
     } catch (e) {
-      if (!isClaimConflict(e) || attempt >= CLAIM_ATTEMPTS) throw e;
+      if (!(isClaimConflict(e) || replan(e)) || attempt >= CLAIM_ATTEMPTS) throw e;
       await new Promise((r) => setTimeout(r, 20 + attempt * 20));
     }
   }

@@ -22,7 +22,7 @@ import {
 } from '../api/signed-report.js';
 import { toGrpcError } from '../api/status.js';
 import { validateObject } from '../api/validate.js';
-import { asTetherError, TetherError } from '../lib/errors.js';
+import { asTetherError, isTetherError, TetherError } from '../lib/errors.js';
 import { parseJson } from '../lib/input.js';
 import { GuardedListener, type ListenerStats } from '../lib/listener.js';
 import type { Logger } from '../lib/log.js';
@@ -667,7 +667,16 @@ export class ControllerServer {
               ops.push(serializeOn(store, 'gateways'));
             return this.withNetworkStatus(ops);
           };
-          const res = await txnWithClaims(store, plan);
+          // Without the caller's expect_revision a network's status is written with a CAS
+          // of our own (withNetworkStatus), whose failure means re-plan, not refuse.
+          const res = await txnWithClaims(
+            store,
+            plan,
+            (e) =>
+              r.expect_revision === 0 &&
+              isTetherError(e, 'TETHER_E_CONFLICT') &&
+              e.details.kind === 'VirtualNetwork',
+          );
           this.deps.onApply?.('ok');
           cb(null, {
             revision: res.revision,
@@ -1071,6 +1080,9 @@ export class ControllerServer {
     const statused = this.networks.withStatus(puts.map((op) => op.object));
     puts.forEach((op, i) => {
       op.object = statused[i]!;
+      // The status was computed from this copy: a block the leader's reconciler gave a site
+      // meanwhile (on this replica or another) must not be overwritten by an older picture.
+      op.expectRevision ??= this.deps.store.get('VirtualNetwork', op.object.metadata.name)?.revision ?? 0;
     });
     return [...ops, ...vniClaimOps(this.deps.store, statused)];
   }
