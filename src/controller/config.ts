@@ -49,6 +49,9 @@ export interface ControllerConfig {
    *  should use (issue 12): sent to every session after its initial sync, so nodes and site
    *  proxies learn new replicas. Empty (the default): nothing is advertised. At most 8. */
   replicas: string[];
+  /** TTL (s) of the leader election's etcd lease: a dead leader is replaced within about
+   *  this long (docs/controller.md, "Replicas"). Unused on SQLite. */
+  leaseTtlSeconds: number;
 }
 
 export const DEFAULT_CONFIG: ControllerConfig = {
@@ -72,6 +75,7 @@ export const DEFAULT_CONFIG: ControllerConfig = {
   metricsListen: 'off',
   datastore: '',
   replicas: [],
+  leaseTtlSeconds: 5,
 };
 
 export function loadControllerConfig(path: string): ControllerConfig {

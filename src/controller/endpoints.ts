@@ -9,7 +9,9 @@ import {
 import type { EndpointSpec, VirtualNetwork } from '../api/kinds.js';
 import type { TetherObject } from '../api/resource.js';
 import type { ReportMark } from '../api/signed-report.js';
+import { isTetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
+import { type ClaimHolder, claimName, isClaimConflict, takeClaim } from './claimkeys.js';
 import type { ControllerStore } from './mirror.js';
 import type { StoreEvent, TxnOp } from './store/store.js';
 
@@ -105,6 +107,52 @@ export class EndpointIndex {
   }
 }
 
+const CLAIM_RETRIES = 20;
+
+/**
+ * Claims on each accepted endpoint's IP and MAC in its network (`Claim/ip.<net>.<ip>`,
+ * `Claim/mac.<net>.<mac>`), for the ones not already held by it. A claim held by an endpoint
+ * that is gone, moved to another address, or is this node's own (a rename within the node) is
+ * taken over; one held by another node's live endpoint would have been refused by the
+ * checks on the copy, unless that node's report committed meanwhile: then the CAS fails.
+ */
+export function endpointClaimOps(
+  store: ControllerStore,
+  node: string,
+  accepted: readonly TetherObject[],
+): { ops: TxnOp[]; refused: EndpointRefusal[] } {
+  const ops: TxnOp[] = [];
+  const refused: EndpointRefusal[] = [];
+  for (const o of accepted) {
+    const ep = o.spec as Partial<EndpointSpec>;
+    const me: ClaimHolder = { kind: 'Endpoint', name: o.metadata.name };
+    const claims: Array<[string, (s: Partial<EndpointSpec>) => boolean]> = [
+      [claimName('ip', `${ep.network}.${ep.ip}`), (s) => s.network === ep.network && s.ip === ep.ip],
+      [claimName('mac', `${ep.network}.${ep.mac}`), (s) => s.network === ep.network && s.mac === ep.mac],
+    ];
+    const mine: TxnOp[] = [];
+    try {
+      for (const [name, same] of claims) {
+        const op = takeClaim(store, name, me, (h) => {
+          const held = h.kind === 'Endpoint' ? store.get('Endpoint', h.name)?.object.spec : undefined;
+          const s = held as Partial<EndpointSpec> | undefined;
+          return s !== undefined && s.node !== node && same(s);
+        });
+        if (op) mine.push(op);
+      }
+    } catch (e) {
+      // Held by another node's endpoint the index does not name as holder (two endpoints
+      // stored with one address before the checks existed): refused, as the index would.
+      if (!isTetherError(e, 'TETHER_E_CLAIM')) throw e;
+      const field = String(e.details.claim ?? '').startsWith('mac.') ? 'spec.mac' : 'spec.ip';
+      refused.push({ name: o.metadata.name, code: 'TETHER_E_CLAIM', message: e.message, field });
+      continue;
+    }
+    ops.push(...mine);
+  }
+  return { ops, refused };
+}
+
 export interface ReportOutcome {
   revision: number;
   accepted: number;
@@ -151,7 +199,7 @@ export class EndpointClaims {
     // One report at a time: its checks read the index and the store, and only the commit
     // of the one before it (awaited, then seen by the index) makes those reads right; two
     // reports interleaved could both take the same IP or MAC.
-    const run = this.queue.then(() => this.reportNow(node, site, reported, mark));
+    const run = this.queue.then(() => this.reportClaimed(node, site, reported, mark));
     this.queue = run.then(
       () => undefined,
       () => undefined,
@@ -160,6 +208,27 @@ export class EndpointClaims {
   }
 
   private queue: Promise<void> = Promise.resolve();
+
+  /**
+   * The queue orders this replica's reports; another replica's are ordered by the claim keys
+   * (claimkeys.ts) each report commits with its endpoints. A report that loses a claim race
+   * runs again once the copy has seen the winner, whose address it is then refused.
+   */
+  private async reportClaimed(
+    node: string,
+    site: string,
+    reported: readonly Buffer[],
+    mark?: ReportMark,
+  ): Promise<ReportOutcome> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.reportNow(node, site, reported, mark);
+      } catch (e) {
+        if (!isClaimConflict(e) || attempt >= CLAIM_RETRIES) throw e;
+        await new Promise((r) => setTimeout(r, 20 * (attempt + 1)));
+      }
+    }
+  }
 
   private async reportNow(
     node: string,
@@ -208,13 +277,20 @@ export class EndpointClaims {
       if (mark) await store.txn([], extras, { split: true });
       return { revision: store.revision(), accepted: 0, refused: checked.refused };
     }
-    const ops: TxnOp[] = checked.accepted.map((object) => ({ op: 'put', object }));
-    const keep = new Set(checked.accepted.map((o) => o.metadata.name));
+    // Claims first: a split transaction commits its chunks in order and stops at the first
+    // that fails, so an endpoint is never stored without the claims on its IP and MAC.
+    const claimed = endpointClaimOps(store, node, checked.accepted);
+    for (const r of claimed.refused) this.count(node, r);
+    const lost = new Set(claimed.refused.map((r) => r.name));
+    const accepted = checked.accepted.filter((o) => !lost.has(o.metadata.name));
+    const ops: TxnOp[] = claimed.ops;
+    for (const object of accepted) ops.push({ op: 'put', object });
+    const keep = new Set(accepted.map((o) => o.metadata.name));
     for (const name of this.index.ofNode(node))
       if (!keep.has(name)) ops.push({ op: 'delete', kind: 'Endpoint', name });
     const revision =
       ops.length || mark ? (await store.txn(ops, extras, { split: true })).revision : store.revision();
-    return { revision, accepted: checked.accepted.length, refused: checked.refused };
+    return { revision, accepted: accepted.length, refused: [...checked.refused, ...claimed.refused] };
   }
 
   /** Counts a refusal and logs it as an event with its code. */

@@ -1,6 +1,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import { asTetherError } from '../lib/errors.js';
 import { lazyCounter, lazyGauge } from '../lib/prom.js';
+import type { Leadership } from './leader.js';
 import type { ControllerStore } from './mirror.js';
 import type { NodeStatus } from './registry.js';
 import type { ControllerServer } from './server.js';
@@ -100,6 +101,7 @@ export class ControllerMetrics {
     lazyGauge(this.registry, 'tether_controller_store_revision', 'Current store revision', [], () => [
       [{}, store.revision()],
     ]);
+
     lazyGauge(this.registry, 'tether_controller_nodes', 'Node records by phase', ['phase'], () => {
       const counts = new Map<string, number>(NODE_PHASES.map((p) => [p, 0]));
       for (const n of store.list('Node').items) {
@@ -108,6 +110,17 @@ export class ControllerMetrics {
       }
       return [...counts].map(([phase, v]) => [{ phase }, v] as const);
     });
+  }
+
+  /** tether_controller_leader: 1 on the replica that runs the single writers. */
+  instrumentLeadership(leadership: Leadership): void {
+    lazyGauge(
+      this.registry,
+      'tether_controller_leader',
+      'Whether this replica is the leader (runs VNI/block allocation, compaction): 1 or 0',
+      [],
+      () => [[{}, leadership.isLeader() ? 1 : 0]],
+    );
   }
 
   /** Reads sessions, shells and connections at scrape time; times acks and enrollments. */

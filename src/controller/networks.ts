@@ -2,6 +2,8 @@ import type { TetherObject } from '../api/resource.js';
 import { isTetherError } from '../lib/errors.js';
 import { type Cidr, formatCidr, parseCidr } from '../lib/ipv4.js';
 import type { Logger } from '../lib/log.js';
+import { claimName, takeClaim } from './claimkeys.js';
+import { type Leadership, SoleWriter } from './leader.js';
 import type { ControllerStore } from './mirror.js';
 import type { TxnOp } from './store/store.js';
 
@@ -177,10 +179,14 @@ export function nodesPerSite(store: ControllerStore): Map<string, string[]> {
 export class NetworkReconciler {
   private scheduled = false;
   private unsubscribe: (() => void) | undefined;
+  private unlead: (() => void) | undefined;
 
   constructor(
     private readonly store: ControllerStore,
     private readonly log: Logger,
+    /** Only the leader reconciles (one writer of allocations); a new leader starts with a
+     *  full pass, so nothing a deposed one left half done stays so. */
+    private readonly leadership: Leadership = new SoleWriter(),
   ) {}
 
   start(): void {
@@ -188,11 +194,15 @@ export class NetworkReconciler {
       if (events.some((e) => e.kind === 'VirtualNetwork' || e.kind === 'Site' || e.kind === 'Node'))
         this.schedule();
     });
+    this.unlead = this.leadership.subscribe((leader) => {
+      if (leader) this.schedule();
+    });
     this.schedule();
   }
 
   stop(): void {
     this.unsubscribe?.();
+    this.unlead?.();
   }
 
   private schedule(): void {
@@ -202,12 +212,16 @@ export class NetworkReconciler {
       this.scheduled = false;
       this.reconcile().catch((e: Error) => {
         if (isTetherError(e, 'TETHER_E_CONFLICT')) this.schedule();
+        else if (isTetherError(e, 'TETHER_E_PRECONDITION') && !this.leadership.isLeader())
+          this.log.info({ err: e.message }, 'network reconcile stopped: no longer the leader');
         else this.log.error({ err: e.message }, 'network reconcile failed');
       });
     });
   }
 
   async reconcile(): Promise<number> {
+    if (!this.leadership.isLeader()) return 0;
+    const fence = this.leadership.fence();
     const vns = this.store.list('VirtualNetwork').items;
     const updated = this.withStatus(vns.map((v) => v.object));
     const ops: TxnOp[] = [];
@@ -217,7 +231,10 @@ export class NetworkReconciler {
         ops.push({ op: 'put', object, expectRevision: v.revision });
       }
     });
-    if (ops.length) await this.store.txn(ops);
+    if (ops.length) {
+      const claims = vniClaimOps(this.store, updated);
+      await this.store.txn([...ops, ...claims], fence ? { fence } : {});
+    }
     return ops.length;
   }
 
@@ -242,4 +259,34 @@ export class NetworkReconciler {
       return object;
     });
   }
+}
+
+function vniOf(o: TetherObject | undefined): number | undefined {
+  const v = (o?.status as NetworkStatus | undefined)?.vni;
+  return typeof v === 'number' ? v : undefined;
+}
+
+/**
+ * The claim ops (claimkeys.ts) for the VNIs of `networks`, to commit with them: a VNI is
+ * held once across every writer (replicas applying at the same moment, the leader's
+ * reconciler), not only on this replica's copy. A claim whose network is gone or now has
+ * another VNI is stale and taken over.
+ */
+export function vniClaimOps(store: ControllerStore, networks: readonly TetherObject[]): TxnOp[] {
+  const inTxn = new Map(networks.map((n) => [n.metadata.name, n] as const));
+  const ops: TxnOp[] = [];
+  for (const n of networks) {
+    const vni = vniOf(n);
+    if (vni === undefined) continue;
+    const op = takeClaim(
+      store,
+      claimName('vni', String(vni)),
+      { kind: 'VirtualNetwork', name: n.metadata.name },
+      (h) =>
+        h.kind === 'VirtualNetwork' &&
+        vniOf(inTxn.get(h.name) ?? store.get('VirtualNetwork', h.name)?.object) === vni,
+    );
+    if (op) ops.push(op);
+  }
+  return ops;
 }

@@ -12,6 +12,7 @@ import {
   normalizeSerial,
   signCsr,
 } from '../lib/pki.js';
+import { claimName, isClaimConflict, takeClaim } from './claimkeys.js';
 import type { ControllerStore } from './mirror.js';
 import type { StoredObject, TxnOp } from './store/store.js';
 import { hashSecret, newToken, secretMatches, tokenObjectName } from './tokens.js';
@@ -480,24 +481,43 @@ export class Registry {
         );
       }
       // Once per node lifetime, so a scan of the nodes is affordable here.
-      for (const other of this.store.list('Node').items) {
-        if (other.name !== name && statusOf(other).vtep === vtep)
-          throw new TetherError('TETHER_E_CLAIM', `underlay ${vtep} is the VTEP of node "${other.name}"`, {
-            field: 'hello.underlay_ip',
-            expected: "this node's own underlay address",
-          });
-      }
+      const taken = (other: string) => {
+        throw new TetherError('TETHER_E_CLAIM', `underlay ${vtep} is the VTEP of node "${other}"`, {
+          field: 'hello.underlay_ip',
+          expected: "this node's own underlay address",
+        });
+      };
+      for (const other of this.store.list('Node').items)
+        if (other.name !== name && statusOf(other).vtep === vtep) taken(other.name);
       try {
+        // The scan read this replica's copy; the claim makes the check hold across two hellos
+        // in flight (here or on another replica): exactly one of them creates Claim/vtep.<ip>.
+        let claim: TxnOp | undefined;
+        try {
+          claim = takeClaim(this.store, claimName('vtep', vtep), { kind: 'Node', name }, (h) => {
+            const holder = h.kind === 'Node' ? this.store.get('Node', h.name) : undefined;
+            return holder !== undefined && statusOf(holder).vtep === vtep;
+          });
+        } catch (e) {
+          if (isTetherError(e, 'TETHER_E_CLAIM'))
+            taken(String((e.details.holder as { name?: unknown }).name));
+          throw e;
+        }
         await this.store.txn([
           {
             op: 'put',
             expectRevision: n.revision,
             object: { ...n.object, status: { ...st, vtep, vtepRecordedAt: this.now().toISOString() } },
           },
+          ...(claim ? [claim] : []),
         ]);
         return;
       } catch (e) {
-        if (isTetherError(e, 'TETHER_E_CONFLICT') && attempt < MAX_ENROLL_ATTEMPTS) continue;
+        if (isTetherError(e, 'TETHER_E_CONFLICT') && attempt < MAX_ENROLL_ATTEMPTS) {
+          // A lost claim race: wait for the copy to see the winner, whose VTEP then refuses us.
+          if (isClaimConflict(e)) await new Promise((r) => setTimeout(r, Math.min(500, 50 * (attempt + 1))));
+          continue;
+        }
         throw e;
       }
     }

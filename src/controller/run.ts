@@ -3,9 +3,11 @@ import { join } from 'node:path';
 import type { Logger } from '../lib/log.js';
 import { type MetricsServer, parseMetricsListen, startMetricsServer } from '../lib/metrics-server.js';
 import { registerProfileKind } from '../profiles/resource.js';
+import { checkSharedCa } from './claimkeys.js';
 import { loadControllerConfig } from './config.js';
 import { ControllerHealth } from './health.js';
 import { loadCa } from './init.js';
+import { type Leadership, openLeadership } from './leader.js';
 import { ControllerMetrics } from './metrics.js';
 import { StoreMirror } from './mirror.js';
 import { controllerPaths } from './paths.js';
@@ -17,6 +19,9 @@ export interface RunningController {
   /** What the systemd watchdog is fed on (store probe, event-loop lag). */
   health: ControllerHealth;
   port: number;
+  /** Who runs the single writers: always this process on SQLite/memory, an etcd election
+   *  among the replicas on etcd. */
+  leadership: Leadership;
   /** Port of /metrics, /livez, /readyz; undefined when metrics are off. */
   metricsPort: number | undefined;
   close(): Promise<void>;
@@ -32,6 +37,8 @@ export async function startController(opts: {
   /** `--datastore`: overrides the config file's `datastore` (default: SQLite in dataDir). */
   datastore?: string;
   datastoreTls?: DatastoreTlsFiles;
+  /** Lease TTL of the leader election on etcd (seconds); default: the config's. */
+  leaseTtlSeconds?: number;
 }): Promise<RunningController> {
   registerProfileKind();
   const p = controllerPaths(opts.dataDir);
@@ -53,8 +60,17 @@ export async function startController(opts: {
     log: opts.log.child({ component: 'store' }),
     keepEvents: config.historyRevisions,
   });
+  // Replicas on one store must share one CA (docs/controller.md, "Replicas"): a node enrolled
+  // by one must be accepted by every other. The first start records its fingerprint.
+  if (datastore.backend === 'etcd') await checkSharedCa(store, ca.certPem);
+  const leadership = openLeadership(datastore, {
+    log: opts.log.child({ component: 'leader' }),
+    ttlSeconds: opts.leaseTtlSeconds ?? config.leaseTtlSeconds,
+    addr: opts.listen ?? config.listen,
+  });
   const metrics = new ControllerMetrics();
   metrics.instrumentStore(store);
+  metrics.instrumentLeadership(leadership);
   const server = new ControllerServer({
     store,
     ca,
@@ -64,6 +80,7 @@ export async function startController(opts: {
     log: opts.log,
     shellDir: join(p.dataDir, 'shell'),
     onApply: metrics.onApply,
+    leadership,
   });
   metrics.attach(server);
   const port = await server.listen(opts.listen ?? config.listen);
@@ -72,6 +89,8 @@ export async function startController(opts: {
     'controller serving',
   );
   const compactTimer = setInterval(() => {
+    // Compaction is cluster-wide on etcd: one replica (the leader) does it.
+    if (!leadership.isLeader()) return;
     store
       .compact(config.historyRevisions)
       .catch((e: Error) => opts.log.warn({ err: e.message }, 'store compaction failed'));
@@ -96,6 +115,7 @@ export async function startController(opts: {
     server,
     health,
     port,
+    leadership,
     metricsPort: metricsServer?.port,
     async close() {
       closing = true;
@@ -104,6 +124,8 @@ export async function startController(opts: {
       health.stop();
       clearInterval(compactTimer);
       await server.close();
+      // Resign before the store closes: the next leader need not wait for the lease TTL.
+      await leadership.close();
       await store.close();
     },
   };

@@ -23,19 +23,21 @@ import {
 } from '../api/signed-report.js';
 import { toGrpcError } from '../api/status.js';
 import { validateObject } from '../api/validate.js';
-import { asTetherError, TetherError } from '../lib/errors.js';
+import { asTetherError, isTetherError, TetherError } from '../lib/errors.js';
 import { parseJson } from '../lib/input.js';
 import { GuardedListener, type ListenerStats } from '../lib/listener.js';
 import type { Logger } from '../lib/log.js';
 import { Pacer } from '../lib/pacer.js';
 import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssuedBy } from '../lib/pki.js';
+import { serializeOn, txnWithClaims } from './claimkeys.js';
 import type { ControllerConfig } from './config.js';
 import { EndpointClaims, type ReportOutcome } from './endpoints.js';
 import { GatewayReports } from './gateways.js';
 import { haMasterKey } from './ha-keys.js';
 import { type Session, SessionHub, toResource } from './hub.js';
+import type { Leadership } from './leader.js';
 import type { ControllerStore } from './mirror.js';
-import { NetworkReconciler } from './networks.js';
+import { NetworkReconciler, vniClaimOps } from './networks.js';
 import { type NodeStatus, Registry } from './registry.js';
 import { ShellBroker } from './shell.js';
 import { ShellAudit } from './shell-audit.js';
@@ -99,6 +101,8 @@ export interface ControllerServerDeps {
   shellDir?: string;
   /** Told of every Admin.Apply's outcome: a TetherError code, or 'ok' (docs/observability.md). */
   onApply?: (result: string) => void;
+  /** Who runs the single writers (leader.ts); absent: this process alone (SQLite, memory). */
+  leadership?: Leadership;
 }
 
 /** Kinds an admin may write with apply; the rest are owned by the controller itself. */
@@ -175,7 +179,11 @@ export class ControllerServer {
       nodeCertSeconds: deps.config.nodeCertSeconds,
       endpointsOf: (node) => this.endpoints.index.ofNode(node),
     });
-    this.networks = new NetworkReconciler(deps.store, deps.log.child({ component: 'networks' }));
+    this.networks = new NetworkReconciler(
+      deps.store,
+      deps.log.child({ component: 'networks' }),
+      deps.leadership,
+    );
     const session = sessionServiceDefinition();
     this.hub = new SessionHub(deps.store, deps.log.child({ component: 'hub' }), {
       heartbeatMs: deps.config.heartbeatSeconds * 1000,
@@ -663,20 +671,35 @@ export class ControllerServer {
             }
             return obj;
           });
-          const ops: TxnOp[] = objects.map((object) => {
-            const current = store.get(object.kind, object.metadata.name);
-            // Status belongs to the controller: keep what it computed.
-            const withStatus = current?.object.status
-              ? { ...object, status: current.object.status }
-              : { ...object, status: undefined };
-            if (withStatus.status === undefined) delete (withStatus as Partial<TetherObject>).status;
-            return r.expect_revision > 0
-              ? { op: 'put', object: withStatus, expectRevision: r.expect_revision }
-              : { op: 'put', object: withStatus };
-          });
-          this.checkGatewayClaims(objects, r.sources);
-          this.withNetworkStatus(ops);
-          const res = await store.txn(ops);
+          const plan = (): TxnOp[] => {
+            const ops: TxnOp[] = objects.map((object) => {
+              const current = store.get(object.kind, object.metadata.name);
+              // Status belongs to the controller: keep what it computed.
+              const withStatus = current?.object.status
+                ? { ...object, status: current.object.status }
+                : { ...object, status: undefined };
+              if (withStatus.status === undefined) delete (withStatus as Partial<TetherObject>).status;
+              return r.expect_revision > 0
+                ? { op: 'put', object: withStatus, expectRevision: r.expect_revision }
+                : { op: 'put', object: withStatus };
+            });
+            this.checkGatewayClaims(objects, r.sources);
+            // The gateway checks read this replica's copy: another apply in flight (here or
+            // on another replica) that passed them on the same state loses the race instead.
+            if (objects.some((o) => o.kind === 'Gateway' || o.kind === 'FloatingIP'))
+              ops.push(serializeOn(store, 'gateways'));
+            return this.withNetworkStatus(ops);
+          };
+          // Without the caller's expect_revision a network's status is written with a CAS
+          // of our own (withNetworkStatus), whose failure means re-plan, not refuse.
+          const res = await txnWithClaims(
+            store,
+            plan,
+            (e) =>
+              r.expect_revision === 0 &&
+              isTetherError(e, 'TETHER_E_CONFLICT') &&
+              e.details.kind === 'VirtualNetwork',
+          );
           this.deps.onApply?.('ok');
           cb(null, {
             revision: res.revision,
@@ -1115,12 +1138,16 @@ export class ControllerServer {
    * Gives applied VirtualNetworks their VNI and site blocks in the same transaction, so
    * nodes see one revision per apply instead of the apply and then the status.
    */
-  private withNetworkStatus(ops: TxnOp[]): void {
+  private withNetworkStatus(ops: TxnOp[]): TxnOp[] {
     const puts = ops.filter((op): op is PutOp => op.op === 'put' && op.object.kind === 'VirtualNetwork');
     const statused = this.networks.withStatus(puts.map((op) => op.object));
     puts.forEach((op, i) => {
       op.object = statused[i]!;
+      // The status was computed from this copy: a block the leader's reconciler gave a site
+      // meanwhile (on this replica or another) must not be overwritten by an older picture.
+      op.expectRevision ??= this.deps.store.get('VirtualNetwork', op.object.metadata.name)?.revision ?? 0;
     });
+    return [...ops, ...vniClaimOps(this.deps.store, statused)];
   }
 
   /** Adds live session facts to Node objects on read (never stored: they change every second). */

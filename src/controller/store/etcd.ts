@@ -2,11 +2,14 @@ import * as grpc from '@grpc/grpc-js';
 import {
   type EtcdCompare,
   type EtcdKeyValue,
+  type EtcdLeaseKeepAliveRequest,
+  type EtcdLeaseKeepAliveResponse,
   type EtcdRequestOp,
   type EtcdTxnResponse,
   type EtcdWatchResponse,
   etcdProto,
   type KVClient,
+  type LeaseClient,
   type WatchClient,
 } from '../../api/etcd-grpc.js';
 import type { TetherObject } from '../../api/resource.js';
@@ -69,6 +72,7 @@ export class EtcdStore implements Datastore {
   readonly backend = 'etcd';
   private readonly kv: KVClient;
   private readonly watcher: WatchClient;
+  private readonly leases: LeaseClient;
   private readonly prefix: string;
   private readonly maxTxnOps: number;
   private readonly callTimeoutMs: number;
@@ -95,6 +99,10 @@ export class EtcdStore implements Datastore {
     this.kv = new proto.etcdserverpb.KV(target, creds, channelOptions);
     // The watch shares the KV client's channel: one connection per controller.
     this.watcher = new proto.etcdserverpb.Watch(target, creds, {
+      ...channelOptions,
+      channelOverride: this.kv.getChannel(),
+    });
+    this.leases = new proto.etcdserverpb.Lease(target, creds, {
       ...channelOptions,
       channelOverride: this.kv.getChannel(),
     });
@@ -167,9 +175,9 @@ export class EtcdStore implements Datastore {
           },
         );
       }
-      return this.splitTxn(ops, marks, extras.keepCreationTimestamp);
+      return this.splitTxn(ops, marks, extras.keepCreationTimestamp, extras.fence);
     }
-    return this.atomicTxn(ops, marks, extras.keepCreationTimestamp);
+    return this.atomicTxn(ops, marks, extras.keepCreationTimestamp, extras.fence);
   }
 
   /** Success ops a transaction needs: its writes, the head key, marks and the marks of
@@ -183,6 +191,7 @@ export class EtcdStore implements Datastore {
     ops: readonly TxnOp[],
     marks: NonNullable<TxnExtras['reportMarks']>,
     keepTs?: boolean,
+    fence?: TxnExtras['fence'],
   ): Promise<TxnResult> {
     if (marks.length + 1 > this.maxTxnOps) {
       throw new TetherError('TETHER_E_TOO_LARGE', `${marks.length} report marks in one transaction`, {
@@ -206,7 +215,7 @@ export class EtcdStore implements Datastore {
     if (this.cost(last, marks.length) > this.maxTxnOps) chunks.push([]);
     const out: TxnResult = { revision: 0, results: [] };
     for (const [i, chunk] of chunks.entries()) {
-      const r = await this.atomicTxn(chunk, i === chunks.length - 1 ? marks : [], keepTs);
+      const r = await this.atomicTxn(chunk, i === chunks.length - 1 ? marks : [], keepTs, fence);
       out.revision = Math.max(out.revision, r.revision);
       out.results.push(...r.results);
     }
@@ -217,6 +226,7 @@ export class EtcdStore implements Datastore {
     ops: readonly TxnOp[],
     marks: NonNullable<TxnExtras['reportMarks']>,
     keepTs = false,
+    fence?: TxnExtras['fence'],
   ): Promise<TxnResult> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const keys = ops.map((op, i) => {
@@ -260,8 +270,24 @@ export class EtcdStore implements Datastore {
         mod_revision: modRevs[i]!,
         target_union: 'mod_revision',
       }));
-      const r: EtcdTxnResponse = await this.unary('Txn', { compare, success });
-      if (!r.succeeded) continue; // a key moved since the read: plan again on fresh rows
+      // The fence is one more compare; on failure etcd then answers the election key, which
+      // tells a lost term (refused, nothing written) from a key that moved (plan again).
+      const fenceKey = fence ? this.key(fence.key) : undefined;
+      if (fence && fenceKey)
+        compare.push({
+          key: fenceKey,
+          target: 'CREATE',
+          result: 'EQUAL',
+          create_revision: fence.createRevision,
+          target_union: 'create_revision',
+        });
+      const failure: EtcdRequestOp[] = fenceKey ? [{ request_range: { key: fenceKey } }] : [];
+      const r: EtcdTxnResponse = await this.unary('Txn', { compare, success, failure });
+      if (!r.succeeded) {
+        const held = r.responses[0]?.response_range?.kvs[0]?.create_revision ?? 0;
+        if (fence && held !== fence.createRevision) throw fenceError(fence, held);
+        continue; // a key moved since the read: plan again on fresh rows
+      }
       if (plan.writes.length === 0) return plan.result;
       const rev = r.header?.revision ?? 0;
       return {
@@ -274,6 +300,118 @@ export class EtcdStore implements Datastore {
       `transaction lost the race for its keys ${MAX_ATTEMPTS} times in a row; retry`,
       { attempts: MAX_ATTEMPTS },
     );
+  }
+
+  // ---- Primitives of the leader election (src/controller/leader.ts) ----
+
+  /** Grants a lease of `ttlSeconds` under an ID of our choosing: etcd's own IDs use all 63
+   *  bits, which a JS number (this proto's longs) cannot carry exactly. */
+  async leaseGrant(ttlSeconds: number, id: number): Promise<{ id: number; ttl: number }> {
+    const r = await this.leaseCall<{ ID: number; TTL: number; error: string }>('LeaseGrant', {
+      TTL: ttlSeconds,
+      ID: id,
+    });
+    if (r.error) throw new TetherError('TETHER_E_STATE', `etcd refused the lease: ${r.error}`);
+    if (r.ID !== id) throw new TetherError('TETHER_E_STATE', `etcd granted lease ${r.ID}, asked for ${id}`);
+    return { id: r.ID, ttl: r.TTL };
+  }
+
+  /** Revokes a lease: etcd deletes every key attached to it in the same revision. */
+  async leaseRevoke(id: number): Promise<void> {
+    await this.leaseCall('LeaseRevoke', { ID: id });
+  }
+
+  /** The keepalive stream; the caller writes `{ID}` and reads the remaining TTL (0: gone). */
+  leaseKeepAlive(): grpc.ClientDuplexStream<EtcdLeaseKeepAliveRequest, EtcdLeaseKeepAliveResponse> {
+    this.open();
+    const call = this.leases.LeaseKeepAlive();
+    const c = call as unknown as grpc.ClientDuplexStream<unknown, unknown>;
+    this.calls.add(c);
+    call.once('close', () => this.calls.delete(c));
+    return call;
+  }
+
+  /**
+   * Creates key `suffix` with `value` attached to `lease` if it does not exist, in one Txn;
+   * either way answers the key as it is after the Txn, and etcd's revision then.
+   */
+  async createIfAbsent(suffix: string, value: Buffer, lease: number): Promise<CreatedKey> {
+    const key = this.key(suffix);
+    const r = await this.unary('Txn', {
+      compare: [
+        { key, target: 'CREATE', result: 'EQUAL', create_revision: 0, target_union: 'create_revision' },
+      ],
+      success: [{ request_put: { key, value, lease } }, { request_range: { key } }],
+      failure: [{ request_range: { key } }],
+    });
+    const kv = r.responses.at(-1)?.response_range?.kvs[0];
+    return {
+      created: r.succeeded,
+      revision: r.header?.revision ?? 0,
+      ...(kv ? { kv: rawKv(kv) } : {}),
+    };
+  }
+
+  /** Key `suffix` and etcd's revision of the read. */
+  async getKey(suffix: string): Promise<{ revision: number; kv?: RawKv }> {
+    const r = await this.unary('Range', { key: this.key(suffix) });
+    const kv = r.kvs[0];
+    return { revision: r.header?.revision ?? 0, ...(kv ? { kv: rawKv(kv) } : {}) };
+  }
+
+  /**
+   * Changes of key `suffix` after `fromRevision`, until `signal` aborts. Not resumed on a
+   * broken stream or compaction: the caller re-reads the key (getKey) and watches again,
+   * which is all an election needs.
+   */
+  async *watchKey(suffix: string, fromRevision: number, signal: AbortSignal): AsyncGenerator<KeyChange> {
+    this.open();
+    const call = this.watcher.Watch();
+    const c = call as grpc.ClientDuplexStream<unknown, unknown>;
+    this.calls.add(c);
+    const onAbort = () => call.cancel();
+    signal.addEventListener('abort', onAbort);
+    try {
+      call.write({ create_request: { key: this.key(suffix), start_revision: fromRevision + 1 } });
+      for await (const msg of call as AsyncIterable<EtcdWatchResponse>) {
+        if (msg.compact_revision > 0 || msg.canceled)
+          throw new TetherError(
+            'TETHER_E_COMPACTED',
+            `watch of ${suffix} ended: ${msg.cancel_reason || 'compacted'}`,
+          );
+        for (const ev of msg.events)
+          if (ev.kv)
+            yield {
+              type: ev.type === 'PUT' ? 'put' : 'delete',
+              revision: ev.kv.mod_revision,
+              kv: rawKv(ev.kv),
+            };
+      }
+      if (!signal.aborted) throw new TetherError('TETHER_E_UNAVAILABLE', `watch of ${suffix} ended`);
+    } catch (e) {
+      if (signal.aborted) return;
+      throw grpcError(e);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.calls.delete(c);
+      call.cancel();
+    }
+  }
+
+  private leaseCall<R>(method: 'LeaseGrant' | 'LeaseRevoke', req: object): Promise<R> {
+    this.open();
+    return new Promise((resolve, reject) => {
+      const deadline = new Date(Date.now() + this.callTimeoutMs);
+      const fn = this.leases[method] as unknown as (
+        r: unknown,
+        o: grpc.CallOptions,
+        cb: (e: grpc.ServiceError | null, v?: unknown) => void,
+      ) => void;
+      fn.call(this.leases, req, { deadline }, (err, res) => {
+        if (err || res === undefined) reject(grpcError(err ?? new Error(`etcd ${method} returned nothing`)));
+        else resolve(res as R);
+      });
+    });
   }
 
   async history(fromRevision: number, kind?: string): Promise<StoreEvent[]> {
@@ -484,6 +622,45 @@ export class EtcdStore implements Datastore {
       });
     });
   }
+}
+
+/** A key of the election as etcd holds it. */
+export interface RawKv {
+  createRevision: number;
+  modRevision: number;
+  lease: number;
+  value: Buffer;
+}
+
+export interface CreatedKey {
+  created: boolean;
+  revision: number;
+  kv?: RawKv;
+}
+
+export interface KeyChange {
+  type: 'put' | 'delete';
+  revision: number;
+  kv: RawKv;
+}
+
+function rawKv(kv: EtcdKeyValue): RawKv {
+  return {
+    createRevision: kv.create_revision,
+    modRevision: kv.mod_revision,
+    lease: kv.lease,
+    value: kv.value,
+  };
+}
+
+function fenceError(fence: NonNullable<TxnExtras['fence']>, held: number): TetherError {
+  return new TetherError(
+    'TETHER_E_PRECONDITION',
+    held === 0
+      ? 'this controller is no longer the leader: the election key is gone (lease expired or revoked)'
+      : `this controller is no longer the leader: the election key was re-created at revision ${held}, this term began at ${fence.createRevision}`,
+    { field: 'leader', expected: `election term ${fence.createRevision}`, fence: fence.createRevision, held },
+  );
 }
 
 /** Response type of one KV method (the callback's value). */

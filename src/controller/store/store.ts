@@ -61,6 +61,15 @@ export interface TxnExtras {
   /** A created object keeps the creationTimestamp it carries instead of the store's clock
    *  (`tether controller migrate` copies objects with their history of record). */
   keepCreationTimestamp?: boolean;
+  /**
+   * Leader fencing (src/controller/leader.ts): the transaction commits only while the
+   * election key `key` (relative to the store's prefix) still has this create revision, that
+   * is while the writer is still the leader of the term it won. Checked in the same etcd Txn
+   * as the writes, so a deposed leader's late write fails (TETHER_E_PRECONDITION, nothing
+   * written) instead of racing the new leader. Stores with one writer by construction
+   * (memory, SQLite) have no election and ignore it.
+   */
+  fence?: { key: string; createRevision: number };
 }
 
 export interface Store {
