@@ -32,7 +32,6 @@ import { type CaMaterial, type Identity, identityOf, normalizeSerial, verifyIssu
 import type { ControllerConfig } from './config.js';
 import { EndpointClaims, type ReportOutcome } from './endpoints.js';
 import { GatewayReports } from './gateways.js';
-import { haMasterKey } from './ha-keys.js';
 import { type Session, SessionHub, toResource } from './hub.js';
 import type { ControllerStore } from './mirror.js';
 import { NetworkReconciler } from './networks.js';
@@ -180,7 +179,6 @@ export class ControllerServer {
       encode: session.encode,
       sizeOf: session.sizeOf,
       sendQueueBytes: deps.config.sendQueueBytes,
-      haMaster: haMasterKey(deps.ca.keyPem),
     });
     if (deps.shellDir) {
       this.shellAudit = new ShellAudit(deps.shellDir);
