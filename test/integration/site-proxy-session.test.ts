@@ -171,7 +171,7 @@ describe('site proxy sessions', () => {
     const nodes = snap.objects.filter((o) => o.kind === 'Node');
     expect(nodes.map((n) => n.metadata.name).sort()).toEqual(['a1', 'a2']);
     for (const n of nodes) {
-      expect(Object.keys(n.status ?? {}).sort()).toEqual(['certSerials', 'phase', 'vtep']);
+      expect(Object.keys(n.status ?? {}).sort()).toEqual(['certSerials', 'phase', 'publicKey', 'vtep']);
       expect(JSON.stringify(n)).not.toMatch(/BEGIN|facts|csr|issued/i);
     }
     expect(snap.objects.some((o) => o.kind === 'VirtualNetwork' && o.metadata.name === 'red')).toBe(true);
