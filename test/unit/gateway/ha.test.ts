@@ -474,6 +474,49 @@ describe('HaMonitor.receive: what it takes and what it counts', () => {
       }),
     );
   });
+  it('rollover: gw-a renews; its peer, still on the old key, keeps hearing it (both keys sign); then the new key alone', () => {
+    let now = 1_700_000_000_000;
+    let view: readonly HaVerifyKey[] = [A.verify];
+    const monitor = new HaMonitor({
+      node: 'gw-b',
+      gateway: () => ({
+        name: 'gw',
+        ranked: ['gw-a', 'gw-b'],
+        peers: [{ node: 'gw-a', address: '10.0.0.1' }],
+        keys: view,
+        bfd: true,
+      }),
+      uplinkUp: async () => true,
+      bindAddress: '127.0.0.1',
+      signers: () => [B.signer],
+      onChange: () => {},
+      log: silentLogger(),
+      now: () => now,
+    });
+    let pem = A.pem;
+    const senderKeys = new NodeHaSigners(
+      () => pem,
+      silentLogger(),
+      () => now,
+    );
+    const send = () => monitor.receive(encodeHeartbeat(hb({ ts: now }), senderKeys.signers()), '10.0.0.1');
+    send();
+    const A2 = ident('gw-a');
+    pem = A2.pem; // renewed: credentials replaced
+    now += 100;
+    send(); // signed with new and previous: the old key in the view verifies it
+    expect(monitor.heartbeats.accepted).toBe(2);
+    view = [A2.verify]; // the roster delta with the new key arrives
+    now += 100;
+    send();
+    expect(monitor.heartbeats.accepted).toBe(3);
+    // A sender that restarted right after renewing signs with the new key only: a receiver
+    // whose slice is behind counts it as unknown-key, and nothing throws.
+    view = [A.verify];
+    now += 100;
+    monitor.receive(encodeHeartbeat(hb({ ts: now }), [A2.signer]), '10.0.0.1');
+    expect(monitor.heartbeats.dropped['unknown-key']).toBe(1);
+  });
   it('without peer keys nothing is taken, and the node judges alone (says so)', async () => {
     const m = mk({ keys: [] });
     m.receive(encodeHeartbeat(hb(), [A.signer]), '10.0.0.1');
