@@ -60,23 +60,7 @@ export interface GatewaySpec {
   gracefulRestartSeconds: number;
   /** RFC 9494 long-lived stale time; absent: the site's autonomySeconds. */
   llgrStaleSeconds?: number;
-  /** Generation of the HA heartbeat key (docs/gateway.md "Heartbeat authentication"):
-   *  raising it rotates the key; nodes accept the current and the previous one. Default 0. */
-  haKeyGeneration?: number;
 }
-
-/**
- * One HA heartbeat key as the site slice carries it in `Gateway.status.haKeys` (newest
- * first, at most two): derived by the controller, never stored, never in `tether get`.
- */
-export interface GatewayHaKey {
-  generation: number;
-  /** 32 bytes, base64. */
-  secret: string;
-}
-
-/** Largest key generation: it travels as a u32 in every heartbeat. */
-export const MAX_HA_KEY_GENERATION = 0xffffffff;
 
 export interface FloatingIPSpec {
   gateway: string;
@@ -197,12 +181,6 @@ export const GATEWAY_SPEC_SCHEMA: JsonSchema = {
       minimum: 0,
       maximum: 16777215,
       description: 'seconds from 0 to 16777215 (RFC 9494)',
-    },
-    haKeyGeneration: {
-      type: 'integer',
-      minimum: 0,
-      maximum: 4294967295,
-      description: 'an integer from 0 to 4294967295 (raise it to rotate the HA heartbeat key)',
     },
   },
 };

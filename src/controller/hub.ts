@@ -83,8 +83,6 @@ export interface HubOptions {
   sizeOf?: (m: ControllerMessage) => number;
   /** Per-session limit on bytes written but not yet taken by the transport (default 8 MiB). */
   sendQueueBytes?: number;
-  /** Master of the Gateways' HA heartbeat keys (ha-keys.ts); absent: slices carry none. */
-  haMaster?: Uint8Array;
 }
 
 export const DEFAULT_SEND_QUEUE_BYTES = 8 * 1024 * 1024;
@@ -534,7 +532,7 @@ export class SessionHub {
   private addEvent(d: SiteDelta, site: string, ev: StoreEvent): void {
     const key = `${ev.kind}/${ev.name}`;
     if (ev.type === 'put' && inSlice(site, ev.object, this.networkSites)) {
-      d.put.set(key, sliceView(ev.object, this.opts.haMaster));
+      d.put.set(key, sliceView(ev.object));
       d.deleted.delete(key);
     } else if (ev.prev && inSlice(site, ev.prev, this.networkSites)) {
       d.put.delete(key);
@@ -585,8 +583,7 @@ export class SessionHub {
     if (own) objects.push(own.object);
     for (const kind of SessionHub.SLICE_KINDS) {
       for (const it of this.store.list(kind).items)
-        if (inSlice(site, it.object, this.networkSites))
-          objects.push(sliceView(it.object, this.opts.haMaster));
+        if (inSlice(site, it.object, this.networkSites)) objects.push(sliceView(it.object));
     }
     objects.push(...this.rosterOf(site));
     const messages: ControllerMessage[] = [];

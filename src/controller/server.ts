@@ -33,7 +33,6 @@ import { serializeOn, txnWithClaims } from './claimkeys.js';
 import type { ControllerConfig } from './config.js';
 import { EndpointClaims, type ReportOutcome } from './endpoints.js';
 import { GatewayReports } from './gateways.js';
-import { haMasterKey } from './ha-keys.js';
 import { type Session, SessionHub, toResource } from './hub.js';
 import type { Leadership } from './leader.js';
 import type { ControllerStore } from './mirror.js';
@@ -190,7 +189,6 @@ export class ControllerServer {
       encode: session.encode,
       sizeOf: session.sizeOf,
       sendQueueBytes: deps.config.sendQueueBytes,
-      haMaster: haMasterKey(deps.ca.keyPem),
     });
     if (deps.shellDir) {
       this.shellAudit = new ShellAudit(deps.shellDir);

@@ -126,7 +126,7 @@ export function nodeMetrics(src: NodeMetricsSources): Registry {
   lazyCounter(
     reg,
     'tether_node_gateway_ha_heartbeats_total',
-    'Gateway HA heartbeats received: accepted, or dropped with the reason (bad-mac, replay, …)',
+    'Gateway HA heartbeats received: accepted, or dropped with the reason (unknown-key, bad-signature, replay, …)',
     ['result'],
     () => {
       const h = src.gateway()?.heartbeats;

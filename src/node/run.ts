@@ -296,6 +296,8 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
       slice: () => running.cache.list(),
       revision: () => running.cache.revision,
       bird: gateway.bird,
+      // The session replaces identity.credentials on renewal: read it every round.
+      keyPem: () => identity.credentials.keyPem,
       bindAddress: underlayIp,
       onChange: () => void running.refresh(),
       log: log.child({ component: 'gateway-ha' }),

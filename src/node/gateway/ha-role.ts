@@ -9,9 +9,10 @@ import {
   type HaGatewayView,
   HaMonitor,
   type HaMonitorOptions,
+  type HaSigner,
   type HeartbeatCounters,
-  haKeysOf,
   haPeers,
+  haSignerOf,
 } from './ha.js';
 
 /**
@@ -32,11 +33,12 @@ export function haGateway(
   const spec = gw?.spec as unknown as GatewaySpec | undefined;
   const ranked = spec?.nodes ?? [];
   if (!gw || ranked.length < 2 || !ranked.includes(node)) return undefined;
+  const { peers, keys } = haPeers(node, gw, slice);
   return {
     name: gw.metadata.name,
     ranked,
-    peers: haPeers(node, gw, slice),
-    keys: haKeysOf(gw),
+    peers,
+    keys,
     bfd: (spec?.peers ?? []).some((p) => p.bfd?.enabled === true),
   };
 }
@@ -59,6 +61,50 @@ export function memoHaGateway(
   };
 }
 
+/** How long a node keeps signing with its previous key after its certificate was renewed:
+ *  the other gateway node gets the new key with the next slice delta, normally within
+ *  seconds; ten minutes also cover a WAN cut or a controller restart in between. */
+export const PREVIOUS_KEY_MS = 10 * 60_000;
+
+/**
+ * The node's signing keys from its credentials (`keyPem()` is read every round: the session
+ * replaces the credentials on renewal). After a change the previous key signs too, for
+ * `PREVIOUS_KEY_MS`, so a peer whose slice still has the old public key keeps hearing this
+ * node. An unreadable key signs nothing (the node then judges alone on the peer's side).
+ */
+export class NodeHaSigners {
+  private pem: string | undefined;
+  private current: HaSigner | undefined;
+  private previous: { signer: HaSigner; untilMs: number } | undefined;
+
+  constructor(
+    private readonly keyPem: () => string,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  signers(): HaSigner[] {
+    const pem = this.keyPem();
+    if (pem !== this.pem) {
+      const old = this.current;
+      this.pem = pem;
+      try {
+        this.current = haSignerOf(pem);
+      } catch (e) {
+        this.current = undefined;
+        this.log.error({ err: (e as Error).message }, 'gateway HA: cannot sign heartbeats');
+      }
+      if (old && this.current && !old.keyId.equals(this.current.keyId))
+        this.previous = { signer: old, untilMs: this.now() + PREVIOUS_KEY_MS };
+    }
+    if (this.previous && this.now() > this.previous.untilMs) this.previous = undefined;
+    const out: HaSigner[] = [];
+    if (this.current) out.push(this.current);
+    if (this.previous) out.push(this.previous.signer);
+    return out;
+  }
+}
+
 /** Is any BGP session of this node's BIRD established? (With BFD, a BFD failure ends it.) */
 export function birdUplinkUp(bird: BirdDaemon): Promise<boolean> {
   return bird.sessionsUp();
@@ -71,6 +117,8 @@ export interface GatewayHaOptions {
   /** The slice's revision (the agent's cache revision): the view is recomputed when it moves. */
   revision: () => number;
   bird: BirdDaemon;
+  /** The node's private key (PEM; its node certificate's): heartbeats are signed with it. */
+  keyPem: () => string;
   /** The node's underlay address: heartbeats are received there. */
   bindAddress: string;
   /** A role change: the caller re-runs the gateway consumer. */
@@ -89,7 +137,9 @@ export class GatewayHa {
 
   constructor(o: GatewayHaOptions) {
     this.view = memoHaGateway(o.node, o.site, o.slice, o.revision);
+    const signers = new NodeHaSigners(o.keyPem, o.log);
     this.monitor = new HaMonitor({
+      signers: () => signers.signers(),
       node: o.node,
       gateway: this.view,
       uplinkUp: () => birdUplinkUp(o.bird),

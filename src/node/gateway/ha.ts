@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import type { GatewaySpec } from '../../api/gateway-kinds.js';
 import type { TetherObject } from '../../api/resource.js';
@@ -119,24 +119,38 @@ export interface Heartbeat {
   role: GatewayRole;
 }
 
-/** One HA heartbeat key (`Gateway.status.haKeys` in the slice, decoded). */
-export interface HaKey {
-  generation: number;
-  key: Buffer;
+/**
+ * One public key a gateway node signs its heartbeats with: the SPKI of its node certificate
+ * (ECDSA P-256), as its site-roster summary in the slice carries it (`Node.status.publicKey`).
+ */
+export interface HaPublicKey {
+  /** First 8 bytes of SHA-256 of the SPKI DER: which key a signature claims to be from. */
+  keyId: Buffer;
+  key: KeyObject;
+}
+
+/** This node's own private key (the key of its node certificate) with its key id. */
+export interface HaSigner {
+  keyId: Buffer;
+  key: KeyObject;
 }
 
 /**
  * Why a datagram on the heartbeat port was not taken (counted per reason, never thrown):
- * `malformed` not a heartbeat at all (size, header, body), `unknown-key` signed only with key
- * generations this node does not hold, `bad-mac` a held generation whose MAC does not verify
- * (wrong key, altered), `stale` its timestamp outside the replay window, `replay` not newer
- * than the last one taken from that node, `wrong-source` a name the slice does not place at
- * the sender's address, `other-gateway` another Gateway's, `no-key` this node holds no key.
+ * `malformed` not a heartbeat at all (size, header, body), `unknown-key` signed only with
+ * keys that are not those of a node this Gateway lists (a node not listed, or a listed node
+ * whose renewed key the slice does not carry yet), `bad-signature` a listed node's key id
+ * whose signature does not verify (forged, altered), `wrong-signer` a body naming another
+ * node than the one whose key signed it, `stale` its timestamp outside the replay window,
+ * `replay` not newer than the last one taken from that node, `wrong-source` not from the
+ * address the slice gives that node, `other-gateway` another Gateway's, `no-key` the slice
+ * carries no key of any other node of this Gateway.
  */
 export type HeartbeatDrop =
   | 'malformed'
   | 'unknown-key'
-  | 'bad-mac'
+  | 'bad-signature'
+  | 'wrong-signer'
   | 'stale'
   | 'replay'
   | 'wrong-source'
@@ -146,7 +160,8 @@ export type HeartbeatDrop =
 export const HEARTBEAT_DROPS: readonly HeartbeatDrop[] = [
   'malformed',
   'unknown-key',
-  'bad-mac',
+  'bad-signature',
+  'wrong-signer',
   'stale',
   'replay',
   'wrong-source',
@@ -160,97 +175,146 @@ export interface HeartbeatCounters {
 }
 
 const NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const BASE64 = /^[A-Za-z0-9+/]{43}=$/;
-const KEY_BYTES = 32;
-const MAX_KEYS = 2;
+/** A P-256 SPKI is 91 bytes DER (124 base64 characters); room for nothing else. */
+const MAX_SPKI_B64 = 128;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+const KEY_ID_BYTES = 8;
+const SIG_BYTES = 64;
+/** Signatures per heartbeat: the current key, and the previous one right after a renewal. */
+const MAX_SIGS = 2;
+
+/** The key id of an SPKI (DER). */
+export function keyIdOf(spkiDer: Uint8Array): Buffer {
+  return createHash('sha256').update(spkiDer).digest().subarray(0, KEY_ID_BYTES);
+}
+
+const isP256 = (k: KeyObject): boolean =>
+  k.asymmetricKeyType === 'ec' && k.asymmetricKeyDetails?.namedCurve === 'prime256v1';
 
 /**
- * The heartbeat keys of a Gateway as the slice carries them (`status.haKeys`, current first):
- * at most two, each a u32 generation and 32 bytes of base64; anything else is left out.
+ * The public key a Node summary carries (`status.publicKey`, base64 SPKI DER); undefined for
+ * anything that is not exactly a P-256 public key. Never throws: the slice may come through
+ * a site proxy.
  */
-export function haKeysOf(gateway: TetherObject): HaKey[] {
-  const raw = (gateway.status as { haKeys?: unknown } | undefined)?.haKeys;
-  if (!Array.isArray(raw)) return [];
-  const out: HaKey[] = [];
-  for (const k of raw.slice(0, MAX_KEYS)) {
-    if (typeof k !== 'object' || k === null) continue;
-    const { generation, secret } = k as { generation?: unknown; secret?: unknown };
-    if (typeof generation !== 'number' || !Number.isSafeInteger(generation)) continue;
-    if (generation < 0 || generation > 0xffffffff) continue;
-    if (typeof secret !== 'string' || !BASE64.test(secret)) continue;
-    if (out.some((o) => o.generation === generation)) continue;
-    const key = Buffer.from(secret, 'base64');
-    if (key.byteLength === KEY_BYTES) out.push({ generation, key });
+export function haPublicKeyOf(node: TetherObject | undefined): HaPublicKey | undefined {
+  const raw = (node?.status as { publicKey?: unknown } | undefined)?.publicKey;
+  if (typeof raw !== 'string' || raw.length > MAX_SPKI_B64 || !BASE64.test(raw)) return undefined;
+  const der = Buffer.from(raw, 'base64');
+  try {
+    const key = createPublicKey({ key: der, format: 'der', type: 'spki' });
+    return isP256(key) ? { keyId: keyIdOf(der), key } : undefined;
+  } catch {
+    return undefined;
   }
-  return out;
+}
+
+/** The signer of a private key (PEM, the node's credentials); throws TETHER_E_STATE. */
+export function haSignerOf(keyPem: string): HaSigner {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch (e) {
+    throw new TetherError('TETHER_E_STATE', `gateway HA: node key unreadable: ${(e as Error).message}`);
+  }
+  if (!isP256(key)) throw new TetherError('TETHER_E_STATE', 'gateway HA: the node key is not ECDSA P-256');
+  const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  return { keyId: keyIdOf(spki), key };
 }
 
 /*
- * Wire format (version 2; version 1 was unsigned JSON and is refused):
+ * Wire format (version 3; version 2 carried HMACs of a site-wide key, version 1 was unsigned
+ * JSON; both are refused):
  *   0  'T' 'H'            magic
- *   2  0x02               version
- *   3  n                  MACs that follow, 1 or 2
- *   4  n × (generation u32 BE, HMAC-SHA256 32 bytes)
+ *   2  0x03               version
+ *   3  n                  signatures that follow, 1 or 2
+ *   4  n × (key id 8 bytes, ECDSA P-256 / SHA-256 signature 64 bytes, IEEE P1363 r‖s)
  *   …  body: UTF-8 JSON {gateway, node, seq, ts, eligible, eligibleForMs, role}
- * Each MAC is HMAC-SHA256(key of that generation, DOMAIN ‖ body). A sender signs with every
- * key it holds (current and previous), so during a rotation a node that has the new slice
- * and one that has not yet still hear each other.
+ * Each signature is over DOMAIN ‖ body with the sending node's own key. A node signs with its
+ * current key and, for a while after its certificate was renewed, its previous one too, so a
+ * receiver whose slice does not carry the new key yet still hears it.
  */
 const MAGIC0 = 0x54;
 const MAGIC1 = 0x48;
-const VERSION = 2;
-const MAC_BYTES = 32;
-const DOMAIN = Buffer.from('tether gateway-ha heartbeat v2\0');
+const VERSION = 3;
+const SIG_ENTRY = KEY_ID_BYTES + SIG_BYTES;
+const DOMAIN = Buffer.from('tether gateway-ha heartbeat v3\0');
 
-const mac = (key: Buffer, body: Buffer): Buffer =>
-  createHmac('sha256', key).update(DOMAIN).update(body).digest();
+const signed = (body: Buffer): Buffer => Buffer.concat([DOMAIN, body]);
 
-/** The datagram of `h` signed with `keys` (current first; at most two are used). */
-export function encodeHeartbeat(h: Heartbeat, keys: readonly HaKey[]): Buffer {
-  const ks = keys.slice(0, MAX_KEYS);
-  if (!ks.length) throw new TetherError('TETHER_E_INTERNAL', 'gateway HA: a heartbeat needs a key');
+/** The datagram of `h` signed with `signers` (current first; at most two are used). */
+export function encodeHeartbeat(h: Heartbeat, signers: readonly HaSigner[]): Buffer {
+  const ss = signers.slice(0, MAX_SIGS);
+  if (!ss.length) throw new TetherError('TETHER_E_INTERNAL', 'gateway HA: a heartbeat needs a key');
   const body = Buffer.from(JSON.stringify(h));
-  const head = Buffer.alloc(4 + ks.length * (4 + MAC_BYTES));
+  const msg = signed(body);
+  const head = Buffer.alloc(4 + ss.length * SIG_ENTRY);
   head[0] = MAGIC0;
   head[1] = MAGIC1;
   head[2] = VERSION;
-  head[3] = ks.length;
-  ks.forEach((k, i) => {
-    const at = 4 + i * (4 + MAC_BYTES);
-    head.writeUInt32BE(k.generation, at);
-    mac(k.key, body).copy(head, at + 4);
+  head[3] = ss.length;
+  ss.forEach((s, i) => {
+    const at = 4 + i * SIG_ENTRY;
+    s.keyId.copy(head, at);
+    sign('sha256', msg, { key: s.key, dsaEncoding: 'ieee-p1363' }).copy(head, at + KEY_ID_BYTES);
   });
   return Buffer.concat([head, body]);
 }
 
-export type OpenedHeartbeat = { ok: true; heartbeat: Heartbeat } | { ok: false; drop: HeartbeatDrop };
+/** The keys a receiver verifies with: those of the other nodes its Gateway lists. */
+export interface HaVerifyKey extends HaPublicKey {
+  node: string;
+}
+
+export type OpenedHeartbeat =
+  | { ok: true; heartbeat: Heartbeat; signer: string }
+  | { ok: false; drop: HeartbeatDrop };
 
 /**
- * Authenticates and parses a datagram: the MAC is checked (constant time) before the body is
- * parsed, so unauthenticated bytes never reach JSON.parse. Never throws: this reads the LAN.
+ * Authenticates and parses a datagram: a signature must verify with the key of a node the
+ * Gateway lists before the body is parsed, so bytes signed by nobody listed never reach
+ * JSON.parse, and the body must name the node whose key signed it. Never throws: this reads
+ * the LAN.
  */
-export function openHeartbeat(buf: Uint8Array, keys: readonly HaKey[]): OpenedHeartbeat {
+export function openHeartbeat(buf: Uint8Array, keys: readonly HaVerifyKey[]): OpenedHeartbeat {
   if (buf.byteLength > MAX_HEARTBEAT_BYTES || buf.byteLength < 4) return { ok: false, drop: 'malformed' };
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (b[0] !== MAGIC0 || b[1] !== MAGIC1 || b[2] !== VERSION) return { ok: false, drop: 'malformed' };
   const n = b[3]!;
-  const bodyAt = 4 + n * (4 + MAC_BYTES);
-  if (n < 1 || n > MAX_KEYS || b.byteLength <= bodyAt) return { ok: false, drop: 'malformed' };
+  const bodyAt = 4 + n * SIG_ENTRY;
+  if (n < 1 || n > MAX_SIGS || b.byteLength <= bodyAt) return { ok: false, drop: 'malformed' };
   if (!keys.length) return { ok: false, drop: 'no-key' };
   const body = b.subarray(bodyAt);
-  let held = false;
-  let verified = false;
-  for (let i = 0; i < n && !verified; i++) {
-    const at = 4 + i * (4 + MAC_BYTES);
-    const k = keys.find((x) => x.generation === b.readUInt32BE(at));
-    if (!k) continue;
-    held = true;
-    verified = timingSafeEqual(mac(k.key, body), b.subarray(at + 4, at + 4 + MAC_BYTES));
+  let msg: Buffer | undefined;
+  let known = false;
+  let signer: string | undefined;
+  for (let i = 0; i < n && signer === undefined; i++) {
+    const at = 4 + i * SIG_ENTRY;
+    const id = b.subarray(at, at + KEY_ID_BYTES);
+    const sig = b.subarray(at + KEY_ID_BYTES, at + SIG_ENTRY);
+    for (const k of keys) {
+      if (!k.keyId.equals(id)) continue;
+      known = true;
+      msg ??= signed(body);
+      let ok = false;
+      try {
+        ok = verify('sha256', msg, { key: k.key, dsaEncoding: 'ieee-p1363' }, sig);
+      } catch {
+        // A signature that is not even a P1363 pair: the same as one that does not verify.
+        ok = false;
+      }
+      if (ok) {
+        signer = k.node;
+        break;
+      }
+    }
   }
-  if (!verified) return { ok: false, drop: held ? 'bad-mac' : 'unknown-key' };
+  if (signer === undefined) return { ok: false, drop: known ? 'bad-signature' : 'unknown-key' };
   const h = parseHeartbeatBody(body);
-  // Signed by a key holder yet not a heartbeat: a bug of that node, counted as malformed.
-  return h ? { ok: true, heartbeat: h } : { ok: false, drop: 'malformed' };
+  // Signed by a listed node yet not a heartbeat: a bug of that node, counted as malformed.
+  if (!h) return { ok: false, drop: 'malformed' };
+  // A listed node may speak only for itself.
+  if (h.node !== signer) return { ok: false, drop: 'wrong-signer' };
+  return { ok: true, heartbeat: h, signer };
 }
 
 /**
@@ -284,17 +348,28 @@ export interface HaPeer {
   address: string;
 }
 
-/** The other gateway nodes and their underlay addresses (`Node.status.vtep` in the slice). */
-export function haPeers(self: string, gateway: TetherObject, slice: readonly TetherObject[]): HaPeer[] {
+/**
+ * The other gateway nodes, their underlay addresses (`Node.status.vtep` in the slice) and
+ * the keys they sign heartbeats with (`Node.status.publicKey`). Only nodes the Gateway lists:
+ * any other node of the site holds a valid key of its own, which must not count here.
+ */
+export function haPeers(
+  self: string,
+  gateway: TetherObject,
+  slice: readonly TetherObject[],
+): { peers: HaPeer[]; keys: HaVerifyKey[] } {
   const nodes = (gateway.spec as unknown as GatewaySpec).nodes ?? [];
-  const out: HaPeer[] = [];
+  const peers: HaPeer[] = [];
+  const keys: HaVerifyKey[] = [];
   for (const n of nodes) {
     if (n === self) continue;
     const obj = slice.find((o) => o.kind === 'Node' && o.metadata.name === n);
     const vtep = (obj?.status as { vtep?: unknown } | undefined)?.vtep;
-    if (typeof vtep === 'string') out.push({ node: n, address: vtep });
+    if (typeof vtep === 'string') peers.push({ node: n, address: vtep });
+    const k = haPublicKeyOf(obj);
+    if (k) keys.push({ ...k, node: n });
   }
-  return out;
+  return { peers, keys };
 }
 
 /** What the monitor needs of the node's Gateway (ha-role.ts builds it from the slice). */
@@ -302,9 +377,9 @@ export interface HaGatewayView {
   name: string;
   ranked: readonly string[];
   peers: readonly HaPeer[];
-  /** Heartbeat keys, current first. None: no heartbeat is sent or taken, the node judges
-   *  alone as in a split (a slice from a controller that distributes no keys). */
-  keys: readonly HaKey[];
+  /** The listed peers' public keys. None: no heartbeat is taken, the node judges alone as
+   *  in a split (a slice from a controller that puts no keys in the roster). */
+  keys: readonly HaVerifyKey[];
   /** Some peer of the Gateway runs BFD: the session can end within a BFD detection time, so
    *  the uplink is read every round; without BFD only BGP's hold timer (≥ 3 s) ends it. */
   bfd: boolean;
@@ -328,6 +403,9 @@ export interface HaMonitorOptions {
   /** A heartbeat whose timestamp is further than this from the local clock is dropped as
    *  stale (default 30 s: the site's nodes' clocks may drift apart while headless). */
   replayWindowMs?: number;
+  /** This node's own signing keys, current first (its node certificate's key; after a
+   *  renewal the previous one too, for a while). Read every round: a renewal applies. */
+  signers: () => readonly HaSigner[];
   onChange: (d: HaDecision) => void;
   log: Logger;
   now?: () => number;
@@ -343,9 +421,10 @@ interface ReplayMark {
  * Runs the decision on this node: every interval it checks its own uplink (bounded: a BIRD
  * that does not answer counts as down; without BFD at most once a second), sends a signed
  * heartbeat to each peer gateway node and recomputes the role. A heartbeat is taken only
- * when its MAC verifies with a key of this Gateway, its timestamp is inside the replay
- * window and newer than the last one of that node, and it comes from that node's known
- * address carrying that node's name and this Gateway's name. Everything else is counted.
+ * when it is signed with the key of another node this Gateway lists and names that node,
+ * its timestamp is inside the replay window and newer than the last one of that node, and
+ * it comes from that node's known address carrying this Gateway's name. Everything else is
+ * counted.
  */
 export class HaMonitor {
   private sock: Socket | undefined;
@@ -448,7 +527,8 @@ export class HaMonitor {
 
   /** The heartbeat a datagram carries, or why it is not taken. */
   private judge(g: HaGatewayView, buf: Buffer, from: string, now: number): Heartbeat | HeartbeatDrop {
-    // The MAC first: an unauthenticated datagram costs one HMAC, never a JSON parse.
+    // The signature first: a datagram no listed node signed costs at most two ECDSA
+    // verifications (none when no key id matches), never a JSON parse.
     const r = openHeartbeat(buf, g.keys);
     if (!r.ok) return r.drop;
     const h = r.heartbeat;
@@ -499,7 +579,7 @@ export class HaMonitor {
         self: this.o.node,
         ranked: g.ranked.length ? g.ranked : [this.o.node],
         uplinkUpSinceMs: this.upSince,
-        // Without keys nothing is heard: what was heard under a previous slice is not used.
+        // Without peer keys nothing is heard: what was heard under a previous slice is not used.
         peers: keyed ? this.views : new Map(),
         nowMs: now,
         deadAfterMs: this.o.deadAfterMs ?? 1000,
@@ -507,8 +587,9 @@ export class HaMonitor {
         previous: this.current.role,
         listening: keyed && g.peers.length > 0 && now - this.startedAt < (this.o.deadAfterMs ?? 1000),
       });
-      if (!keyed) d.reason = `${d.reason} (no HA key in the slice: heartbeats off, judging alone)`;
-      if (keyed && this.sock) {
+      if (!keyed) d.reason = `${d.reason} (no peer HA key in the slice: judging alone)`;
+      const signers = this.o.signers();
+      if (signers.length && this.sock) {
         this.lastTs = Math.max(now, this.lastTs + 1);
         const msg = encodeHeartbeat(
           {
@@ -520,7 +601,7 @@ export class HaMonitor {
             eligibleForMs: this.upSince === undefined ? 0 : now - this.upSince,
             role: d.role,
           },
-          g.keys,
+          signers,
         );
         for (const p of g.peers) this.sock.send(msg, this.o.port ?? HA_PORT, p.address);
       }

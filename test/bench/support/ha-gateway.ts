@@ -4,12 +4,19 @@
 // consumer does it (birdConfigFor). Role changes are printed as JSON lines on stdout.
 //   argv[2]: JSON of HaGatewayArgs
 
-import type { GatewayHaKey } from '../../../src/api/gateway-kinds.js';
+import { readFileSync } from 'node:fs';
 import { BirdDaemon } from '../../../src/bgp/daemon.js';
 import type { BirdConfig } from '../../../src/bgp/render.js';
 import { renderBirdConfig } from '../../../src/bgp/render.js';
 import { silentLogger } from '../../../src/lib/log.js';
-import { birdConfigFor, HaMonitor, type HaPeer, haKeysOf } from '../../../src/node/gateway/ha.js';
+import {
+  birdConfigFor,
+  HaMonitor,
+  type HaPeer,
+  type HaVerifyKey,
+  haPublicKeyOf,
+  haSignerOf,
+} from '../../../src/node/gateway/ha.js';
 
 export interface HaGatewayArgs {
   node: string;
@@ -20,8 +27,10 @@ export interface HaGatewayArgs {
   port: number;
   stateDir: string;
   bird: BirdConfig;
-  /** The Gateway's HA keys as the slice carries them. */
-  keys: GatewayHaKey[];
+  /** This node's private key (PEM file): it signs its heartbeats. */
+  keyFile: string;
+  /** The peers' public keys as the roster carries them (`Node.status.publicKey`). */
+  peerKeys: Array<{ node: string; spki: string }>;
   intervalMs: number;
   deadAfterMs: number;
   preemptHoldMs: number;
@@ -36,12 +45,15 @@ const view = {
   name: a.gateway,
   ranked: a.ranked,
   peers: a.peers,
-  keys: haKeysOf({
-    apiVersion: 'tether.dev/v1',
-    kind: 'Gateway',
-    metadata: { name: a.gateway },
-    spec: {},
-    status: { haKeys: a.keys },
+  keys: a.peerKeys.flatMap((p): HaVerifyKey[] => {
+    const k = haPublicKeyOf({
+      apiVersion: 'tether.dev/v1',
+      kind: 'Node',
+      metadata: { name: p.node },
+      spec: {},
+      status: { publicKey: p.spki },
+    });
+    return k ? [{ ...k, node: p.node }] : [];
   }),
   bfd: a.bird.peers.some((p) => p.bfd !== undefined),
 };
@@ -55,8 +67,10 @@ const render = (role: 'active' | 'standby') => {
     );
   return chain;
 };
+const signers = [haSignerOf(readFileSync(a.keyFile, 'utf8'))];
 const ha = new HaMonitor({
   node: a.node,
+  signers: () => signers,
   gateway: () => view,
   uplinkUp: () => bird.sessionsUp(),
   bindAddress: a.bind,

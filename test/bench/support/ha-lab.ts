@@ -6,13 +6,12 @@
 // fip.test.ts. Used by test/integration/gateway/ha.test.ts and test/bench/gateway-failover.ts.
 // Everything is named with a random prefix and removed by name; processes stopped by PID.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TetherObject } from '../../../src/api/resource.js';
 import type { BirdConfig } from '../../../src/bgp/render.js';
-import { gatewayHaKeys } from '../../../src/controller/ha-keys.js';
 import { NetnsSet } from '../../support/netns.js';
 import type { HaGatewayArgs } from './ha-gateway.js';
 import type { HaNodeArgs } from './ha-node.js';
@@ -33,6 +32,8 @@ export interface PingResult {
   maxGapMs: number;
 }
 
+export type LabNode = 'gw-a' | 'gw-b' | 'site-c';
+
 export class HaLab {
   private readonly topo = new NetnsSet('ha');
   readonly id = this.topo.id;
@@ -46,10 +47,10 @@ export class HaLab {
   private routerProc: ChildProcess | undefined;
   private frrPids: string[] = [];
   readonly events: Array<{ node: string; t: number; [k: string]: unknown }> = [];
-  /** The master the lab's "controller" derives the Gateway's HA keys from (ha-keys.ts). */
-  readonly haMaster = randomBytes(32);
-  /** The Gateway's key generation (a test raises it to rotate). */
-  haKeyGeneration = 0;
+  /** Node keys as enrolment makes them (ECDSA P-256): both gateway nodes, and `site-c`, an
+   *  enrolled node of the same site the Gateway does not list. Private keys in files of the
+   *  lab's directory (0600), public keys as the roster carries them (`Node.status.publicKey`). */
+  private readonly keys = new Map<LabNode, { keyFile: string; spki: string }>();
 
   /** `monitor`: ha-gateway.ts (BIRD + HaMonitor); `node`: ha-node.ts, the gateway consumer and
    *  HA wiring of `tether node run` (GatewayConsumer + GatewayHa) from a slice. */
@@ -59,6 +60,19 @@ export class HaLab {
     /** false: the baseline without BFD (BIRD router), only BGP's hold timer (9 s) ends a dead session. */
     readonly bfd = true,
   ) {}
+
+  /** Gateway node `n`'s (or site-c's) key: its private key file and public SPKI (base64). */
+  nodeKey(n: LabNode): { keyFile: string; spki: string } {
+    let k = this.keys.get(n);
+    if (!k) {
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+      const keyFile = join(this.dir, `${n}.key`);
+      writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+      k = { keyFile, spki: publicKey.export({ type: 'spki', format: 'der' }).toString('base64') };
+      this.keys.set(n, k);
+    }
+    return k;
+  }
 
   private ip(...a: string[]): string {
     return execFileSync('ip', a, { encoding: 'utf8' });
@@ -205,7 +219,8 @@ ${nb}
       port: 4791,
       stateDir: join(this.dir, `gw-${g}`),
       bird,
-      keys: this.haKeys(),
+      keyFile: this.nodeKey(`gw-${g}`).keyFile,
+      peerKeys: [{ node: `gw-${other}`, spki: this.nodeKey(`gw-${other}`).spki }],
       intervalMs: 100,
       deadAfterMs: 1000,
       preemptHoldMs: 3000,
@@ -263,20 +278,16 @@ ${nb}
         announce: { prefixes: [`${FIP}/32`], floatingIps: false, acceptDefaultRoute: false },
         gracefulRestartSeconds: 120,
         llgrStaleSeconds: 0,
-        haKeyGeneration: this.haKeyGeneration,
       },
     };
-  }
-
-  /** The Gateway's HA keys as the controller puts them in the slice (current first). */
-  haKeys() {
-    return gatewayHaKeys(this.haMaster, this.gatewayObject(['gw-a', 'gw-b']));
   }
 
   /**
    * The slice a gateway node's agent would hold for this lab: the Site, a Gateway listing both
    * nodes (best first) with one peer per node's router address (each node reaches only its
-   * own: the other session stays down), and both Nodes with their site-LAN address as VTEP.
+   * own: the other session stays down), and the site's Nodes (both gateway nodes with their
+   * site-LAN address as VTEP, and site-c, which the Gateway does not list) with their public
+   * keys, as the controller's roster carries them.
    */
   private nodeArgs(m: HaGatewayArgs): HaNodeArgs {
     const obj = (kind: string, name: string, spec: unknown, status?: unknown): TetherObject =>
@@ -289,9 +300,16 @@ ${nb}
       }) as TetherObject;
     const slice = [
       obj('Site', 'cell', {}),
-      // As the controller's slice carries it: with the HA keys in its status.
-      { ...this.gatewayObject(m.ranked), status: { haKeys: this.haKeys() } },
-      ...(['a', 'b'] as const).map((x) => obj('Node', `gw-${x}`, { site: 'cell' }, { vtep: this.lan[x] })),
+      this.gatewayObject(m.ranked),
+      ...(['a', 'b'] as const).map((x) =>
+        obj(
+          'Node',
+          `gw-${x}`,
+          { site: 'cell' },
+          { vtep: this.lan[x], publicKey: this.nodeKey(`gw-${x}`).spki },
+        ),
+      ),
+      obj('Node', 'site-c', { site: 'cell' }, { vtep: '10.96.3.3', publicKey: this.nodeKey('site-c').spki }),
     ];
     return {
       node: m.node,
@@ -300,6 +318,7 @@ ${nb}
       bind: m.bind,
       port: m.port,
       stateDir: m.stateDir,
+      keyFile: m.keyFile,
       intervalMs: m.intervalMs,
       deadAfterMs: m.deadAfterMs,
       preemptHoldMs: m.preemptHoldMs,
@@ -413,10 +432,11 @@ ${nb}
 
   /**
    * A forger in gateway g's namespace, from g's own LAN address and heartbeat port (g must be
-   * dead: its port free), claiming g is up and active, signed with `keys`. Resolves once it
-   * sends; call the returned stop.
+   * dead: its port free), claiming g is up and active, signed with the key of `signer` (g's
+   * own: the control; site-c's: an enrolled node of the site the Gateway does not list).
+   * Resolves once it sends; call the returned stop.
    */
-  async spoof(g: 'a' | 'b', keys: ReturnType<HaLab['haKeys']>): Promise<() => Promise<void>> {
+  async spoof(g: 'a' | 'b', signer: LabNode): Promise<() => Promise<void>> {
     const other = g === 'a' ? 'b' : 'a';
     const args: HaSpoofArgs = {
       gateway: 'gw',
@@ -424,7 +444,7 @@ ${nb}
       bind: this.lan[g],
       to: this.lan[other],
       port: 4791,
-      keys,
+      keyFile: this.nodeKey(signer).keyFile,
     };
     const c = spawn(
       'ip',

@@ -7,6 +7,7 @@
 // durable cache would hold). Role changes and applies are printed as JSON lines on stdout.
 //   argv[2]: JSON of HaNodeArgs
 
+import { readFileSync } from 'node:fs';
 import type { TetherObject } from '../../../src/api/resource.js';
 import { IprouteKernel } from '../../../src/kernel/iproute2.js';
 import { ProcessRunner } from '../../../src/lib/exec.js';
@@ -22,6 +23,8 @@ export interface HaNodeArgs {
   bind: string;
   port: number;
   stateDir: string;
+  /** The node's private key (PEM file), as credentials.json would hold it. */
+  keyFile: string;
   intervalMs: number;
   deadAfterMs: number;
   preemptHoldMs: number;
@@ -39,6 +42,7 @@ const state: DurableState = {
   applyDelta: () => {},
   replace: () => ({ swept: 0 }),
 };
+const keyPem = readFileSync(a.keyFile, 'utf8');
 let ha: GatewayHa | undefined;
 const gw = new GatewayConsumer({
   node: a.node,
@@ -72,6 +76,7 @@ ha = new GatewayHa({
   // The slice is fixed for the process's life: one revision.
   revision: () => 1,
   bird: gw.bird,
+  keyPem: () => keyPem,
   bindAddress: a.bind,
   onChange: (d) => {
     out({ role: d.role, reason: d.reason });

@@ -1,12 +1,13 @@
 // A forger on the site LAN (test/integration/gateway/ha.test.ts): run inside a gateway
 // node's namespace after that node died, it sends heartbeats from the dead node's own
-// address and port claiming it is up and active, signed with the keys it is given (the
-// wrong ones, or — the test's control — the right ones), every 100 ms until SIGTERM.
+// address and port claiming it is up and active, signed with the node key it is given (an
+// enrolled site node's own key that the Gateway does not list, or — the test's control — the
+// dead node's own key), every 100 ms until SIGTERM.
 //   argv[2]: JSON of HaSpoofArgs
 
 import { createSocket } from 'node:dgram';
-import type { GatewayHaKey } from '../../../src/api/gateway-kinds.js';
-import { encodeHeartbeat, haKeysOf } from '../../../src/node/gateway/ha.js';
+import { readFileSync } from 'node:fs';
+import { encodeHeartbeat, haSignerOf } from '../../../src/node/gateway/ha.js';
 
 export interface HaSpoofArgs {
   gateway: string;
@@ -15,17 +16,12 @@ export interface HaSpoofArgs {
   bind: string;
   to: string;
   port: number;
-  keys: GatewayHaKey[];
+  /** The private key (PEM file) it signs with. */
+  keyFile: string;
 }
 
 const a = JSON.parse(process.argv[2] ?? '{}') as HaSpoofArgs;
-const keys = haKeysOf({
-  apiVersion: 'tether.dev/v1',
-  kind: 'Gateway',
-  metadata: { name: a.gateway },
-  spec: {},
-  status: { haKeys: a.keys },
-});
+const keys = [haSignerOf(readFileSync(a.keyFile, 'utf8'))];
 const sock = createSocket('udp4');
 await new Promise<void>((r) => sock.bind(a.port, a.bind, () => r()));
 let seq = 0;

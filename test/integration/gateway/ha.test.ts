@@ -90,11 +90,12 @@ describe.skipIf(!isRoot || !has('bird') || !has('vtysh'))('gateway HA with BFD f
       expect(r.recovery.received).toBeGreaterThan(0);
     }, 180_000);
 
-  // Heartbeat authentication (docs/gateway.md "Heartbeat authentication"): a host on the site
-  // LAN that takes the dead active's address and port and claims it is up and active no
-  // longer holds the standby back without the Gateway's key. The control (the same forger
-  // with the right key does hold it back) shows the forger is heard at all.
-  it('node wiring, bird: a forged heartbeat from the dead active address (right source, wrong key) does not hold the standby back', async () => {
+  // Heartbeat authentication (docs/gateway.md "Heartbeat authentication"): an enrolled node
+  // of the site that takes the dead active's address and port and claims to be it, signing
+  // with its own valid node key, does not hold the standby back: only the keys of the nodes
+  // the Gateway lists count. The control (the same forger with gw-a's own key does hold it
+  // back) shows the forger is heard at all.
+  it("node wiring, bird: a site node not listed in the Gateway, signing with its own valid key from the dead active's address, does not hold the standby back", async () => {
     lab = new HaLab('bird', 'node');
     await lab.build();
     await lab.settle();
@@ -108,29 +109,24 @@ describe.skipIf(!isRoot || !has('bird') || !has('vtysh'))('gateway HA with BFD f
     const birdA = lab.birdPid('a');
     process.kill(lab.gatewayPid('a')!, 'SIGKILL');
     process.kill(birdA, 'SIGKILL');
-    const master = Buffer.alloc(32, 0x5a);
-    const wrong = (await import('../../../src/controller/ha-keys.js')).gatewayHaKeys(master, {
-      apiVersion: 'tether.dev/v1',
-      kind: 'Gateway',
-      metadata: { name: 'gw' },
-      spec: { site: 'cell' },
-    });
-    const stopWrong = await lab.spoof('a', wrong);
+    // site-c: an enrolled node of the same site, in the roster with a valid key of its own,
+    // that the Gateway does not list. Its heartbeats as gw-a, from gw-a's address, are unknown-key.
+    const stopWrong = await lab.spoof('a', 'site-c');
     try {
       await until('gw-b active despite the forger', () => lab!.role('b') === 'active', 30_000);
-      const before = lab.heartbeats('b')?.dropped['bad-mac'] ?? 0;
+      const before = lab.heartbeats('b')?.dropped['unknown-key'] ?? 0;
       // It stays active while the forger keeps sending, and every forged datagram is counted.
       await until(
         'forged heartbeats counted',
-        () => (lab!.heartbeats('b')?.dropped['bad-mac'] ?? 0) >= before + 20,
+        () => (lab!.heartbeats('b')?.dropped['unknown-key'] ?? 0) >= before + 20,
         30_000,
       );
       expect(lab.role('b')).toBe('active');
     } finally {
       await stopWrong();
     }
-    // Control: the same forger holding the Gateway's key is taken as gw-a, and gw-b yields.
-    const stopRight = await lab.spoof('a', lab.haKeys());
+    // Control: the same forger holding gw-a's own key is taken as gw-a, and gw-b yields.
+    const stopRight = await lab.spoof('a', 'gw-a');
     try {
       await until(
         'gw-b standby behind a forger that has the key',

@@ -36,7 +36,8 @@ describe('tether status: the gateway HA role', () => {
       dropped: {
         malformed: 0,
         'unknown-key': 0,
-        'bad-mac': 7,
+        'bad-signature': 7,
+        'wrong-signer': 0,
         stale: 0,
         replay: 2,
         'wrong-source': 0,
@@ -45,7 +46,7 @@ describe('tether status: the gateway HA role', () => {
       },
     };
     expect(renderView({ ...base, gateway: { ...gateway, heartbeats } })).toMatch(
-      /gateway heartbeats\s+120 accepted, dropped: bad-mac 7, replay 2/,
+      /gateway heartbeats\s+120 accepted, dropped: bad-signature 7, replay 2/,
     );
   });
 });

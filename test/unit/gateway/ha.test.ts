@@ -1,10 +1,9 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { TetherObject } from '../../../src/api/resource.js';
 import { type BirdConfig, renderBirdConfig } from '../../../src/bgp/render.js';
-import { gatewayHaKeys } from '../../../src/controller/ha-keys.js';
 import { silentLogger } from '../../../src/lib/log.js';
 import {
   birdConfigFor,
@@ -14,17 +13,24 @@ import {
   type HaDecision,
   type HaGatewayView,
   type HaInput,
-  type HaKey,
   HaMonitor,
+  type HaSigner,
+  type HaVerifyKey,
   type Heartbeat,
-  haKeysOf,
   haPeers,
+  haPublicKeyOf,
+  haSignerOf,
   openHeartbeat,
   type PeerView,
   parseHeartbeatBody,
   STANDBY_PREPEND,
 } from '../../../src/node/gateway/ha.js';
-import { haGateway, memoHaGateway } from '../../../src/node/gateway/ha-role.js';
+import {
+  haGateway,
+  memoHaGateway,
+  NodeHaSigners,
+  PREVIOUS_KEY_MS,
+} from '../../../src/node/gateway/ha-role.js';
 import { fipTable } from '../../../src/node/gateway/model.js';
 
 const input = (over: Partial<HaInput> = {}): HaInput => ({
@@ -191,10 +197,25 @@ describe('the standby announcement', () => {
   });
 });
 
-const key = (generation: number, fill?: number): HaKey => ({
-  generation,
-  key: fill === undefined ? randomBytes(32) : Buffer.alloc(32, fill),
-});
+interface Ident {
+  node: string;
+  pem: string;
+  signer: HaSigner;
+  spki: string;
+  verify: HaVerifyKey;
+}
+/** A node's key pair as enrolment makes it (ECDSA P-256) and what the roster says of it. */
+const ident = (node: string): Ident => {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const spki = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+  const pub = haPublicKeyOf(nodeObj(node, { publicKey: spki }));
+  if (!pub) throw new Error('test key not accepted');
+  return { node, pem, signer: haSignerOf(pem), spki, verify: { ...pub, node } };
+};
+function nodeObj(name: string, status: Record<string, unknown>): TetherObject {
+  return { apiVersion: 'tether.dev/v1', kind: 'Node', metadata: { name }, spec: { site: 's' }, status };
+}
 const hb = (over: Partial<Heartbeat> = {}): Heartbeat => ({
   gateway: 'gw',
   node: 'gw-a',
@@ -205,69 +226,116 @@ const hb = (over: Partial<Heartbeat> = {}): Heartbeat => ({
   role: 'active',
   ...over,
 });
+const A = ident('gw-a');
+const B = ident('gw-b');
+/** An enrolled node of the same site that the Gateway does not list: a valid key of its own. */
+const C = ident('site-c');
 
-describe('heartbeat datagrams (HMAC-SHA256)', () => {
-  const k0 = key(0, 1);
-  const k1 = key(1, 2);
-  it('round-trips with the key it was signed with, current or previous', () => {
-    expect(openHeartbeat(encodeHeartbeat(hb(), [k0]), [k0])).toEqual({ ok: true, heartbeat: hb() });
-    // Signed with both (a node holding current and previous): a node that holds either hears it.
-    const both = encodeHeartbeat(hb(), [k1, k0]);
-    expect(openHeartbeat(both, [k0]).ok).toBe(true);
-    expect(openHeartbeat(both, [k1]).ok).toBe(true);
-    expect(openHeartbeat(both, [key(2), k1]).ok).toBe(true);
-    // A node with the new slice (k1, k0) signs with both; one still on k0 hears it, and back.
-    expect(openHeartbeat(encodeHeartbeat(hb(), [k0]), [k1, k0]).ok).toBe(true);
+describe("heartbeat datagrams (version 3, signed with the sender's own node key)", () => {
+  it("round-trips with the sender's public key; the signer is the key's node", () => {
+    expect(openHeartbeat(encodeHeartbeat(hb(), [A.signer]), [A.verify, B.verify])).toEqual({
+      ok: true,
+      heartbeat: hb(),
+      signer: 'gw-a',
+    });
+    // After a renewal the node signs with new and previous key: a receiver that knows either hears it.
+    const A2 = ident('gw-a');
+    const both = encodeHeartbeat(hb(), [A2.signer, A.signer]);
+    expect(openHeartbeat(both, [A.verify]).ok).toBe(true);
+    expect(openHeartbeat(both, [A2.verify]).ok).toBe(true);
   });
-  it('a wrong key is bad-mac, a generation not held unknown-key, no key no-key', () => {
-    expect(openHeartbeat(encodeHeartbeat(hb(), [key(0, 9)]), [k0])).toEqual({ ok: false, drop: 'bad-mac' });
-    expect(openHeartbeat(encodeHeartbeat(hb(), [k1]), [k0])).toEqual({ ok: false, drop: 'unknown-key' });
-    expect(openHeartbeat(encodeHeartbeat(hb(), [k0]), [])).toEqual({ ok: false, drop: 'no-key' });
+  it('a key the receiver does not know is unknown-key (a renewal not in the slice yet), not a crash', () => {
+    const A2 = ident('gw-a');
+    expect(openHeartbeat(encodeHeartbeat(hb(), [A2.signer]), [A.verify])).toEqual({
+      ok: false,
+      drop: 'unknown-key',
+    });
+    expect(openHeartbeat(encodeHeartbeat(hb(), [A.signer]), [])).toEqual({ ok: false, drop: 'no-key' });
     expect(() => encodeHeartbeat(hb(), [])).toThrow(/needs a key/);
   });
-  it('the old unsigned JSON (version 1), oversized, empty: malformed', () => {
-    const v1 = Buffer.from(JSON.stringify({ v: 1, ...hb() }));
-    expect(openHeartbeat(v1, [k0])).toEqual({ ok: false, drop: 'malformed' });
-    expect(openHeartbeat(Buffer.alloc(513, 0x20), [k0])).toEqual({ ok: false, drop: 'malformed' });
-    expect(openHeartbeat(Buffer.alloc(0), [k0])).toEqual({ ok: false, drop: 'malformed' });
-    const big = encodeHeartbeat(hb({ gateway: 'g'.repeat(63), node: 'n'.repeat(63) }), [k0, k1]);
-    expect(big.byteLength).toBeLessThan(512);
-    expect(openHeartbeat(Buffer.concat([big, Buffer.alloc(512 - big.byteLength + 1, 0x20)]), [k0]).ok).toBe(
-      false,
-    );
+  it('a site node NOT listed in the Gateway, holding its own valid key, cannot pass as gw-a', () => {
+    // Its key is not among the listed nodes' keys: unknown-key, whatever name the body claims.
+    expect(openHeartbeat(encodeHeartbeat(hb(), [C.signer]), [A.verify])).toEqual({
+      ok: false,
+      drop: 'unknown-key',
+    });
+    // Claiming gw-a's key id with its own signature: the signature does not verify.
+    const forged = encodeHeartbeat(hb(), [C.signer]);
+    A.verify.keyId.copy(forged, 4);
+    expect(openHeartbeat(forged, [A.verify])).toEqual({ ok: false, drop: 'bad-signature' });
+    // A listed node speaking for another listed node: wrong-signer.
+    expect(openHeartbeat(encodeHeartbeat(hb({ node: 'gw-a' }), [B.signer]), [A.verify, B.verify])).toEqual({
+      ok: false,
+      drop: 'wrong-signer',
+    });
   });
-  it('a key holder signing a body that is not a heartbeat: malformed, not a crash', () => {
-    const good = encodeHeartbeat(hb(), [k0]);
-    const headLen = 4 + 36;
+  it('the HMAC version 2, the unsigned version 1, oversized, empty: malformed', () => {
+    const v1 = Buffer.from(JSON.stringify({ v: 1, ...hb() }));
+    expect(openHeartbeat(v1, [A.verify])).toEqual({ ok: false, drop: 'malformed' });
+    const v2 = encodeHeartbeat(hb(), [A.signer]);
+    v2[2] = 2;
+    expect(openHeartbeat(v2, [A.verify])).toEqual({ ok: false, drop: 'malformed' });
+    expect(openHeartbeat(Buffer.alloc(513, 0x20), [A.verify])).toEqual({ ok: false, drop: 'malformed' });
+    expect(openHeartbeat(Buffer.alloc(0), [A.verify])).toEqual({ ok: false, drop: 'malformed' });
+    const big = encodeHeartbeat(
+      hb({ gateway: 'g'.repeat(63), node: 'n'.repeat(63), seq: 2 ** 53 - 1, ts: 2 ** 53 - 1 }),
+      [A.signer, B.signer],
+    );
+    expect(big.byteLength).toBeLessThan(512);
+    const padded = Buffer.concat([big, Buffer.alloc(512 - big.byteLength + 1, 0x20)]);
+    expect(openHeartbeat(padded, [A.verify]).ok).toBe(false);
+  });
+  it('a listed node signing a body that is not a heartbeat: malformed, not a crash', () => {
     for (const body of ['not json', '[]', '{"gateway":"GW"}', JSON.stringify({ ...hb(), ts: -1 })]) {
       const b = Buffer.from(body);
-      const dg = encodeHeartbeat(hb(), [k0]);
-      // Re-sign the odd body with k0 by building the datagram the same way.
-      const forged = Buffer.concat([dg.subarray(0, headLen), b]);
-      createHmacInto(forged, k0, headLen);
-      expect(openHeartbeat(forged, [k0])).toEqual({ ok: false, drop: 'malformed' });
+      const sig = sign('sha256', Buffer.concat([Buffer.from('tether gateway-ha heartbeat v3\0'), b]), {
+        key: A.signer.key,
+        dsaEncoding: 'ieee-p1363',
+      });
+      const forged = Buffer.concat([Buffer.from([0x54, 0x48, 3, 1]), A.signer.keyId, sig, b]);
+      expect(openHeartbeat(forged, [A.verify])).toEqual({ ok: false, drop: 'malformed' });
     }
-    expect(openHeartbeat(good, [k0]).ok).toBe(true);
   });
   it('every truncation and every single-byte change of a valid datagram is refused (fuzzed)', () => {
-    const good = encodeHeartbeat(hb(), [k0]);
-    for (let n = 0; n < good.byteLength; n++) expect(openHeartbeat(good.subarray(0, n), [k0]).ok).toBe(false);
+    const good = encodeHeartbeat(hb(), [A.signer]);
+    for (let n = 0; n < good.byteLength; n++)
+      expect(openHeartbeat(good.subarray(0, n), [A.verify]).ok).toBe(false);
+    // Every byte, every one of a few flips (the property below covers the rest at random).
+    for (let at = 0; at < good.byteLength; at++)
+      for (const x of [0x01, 0x80, 0xff]) {
+        const b = Buffer.from(good);
+        b[at] = b[at]! ^ x;
+        expect(openHeartbeat(b, [A.verify]).ok).toBe(false);
+      }
     fc.assert(
       fc.property(fc.nat({ max: good.byteLength - 1 }), fc.integer({ min: 1, max: 255 }), (at, x) => {
         const b = Buffer.from(good);
         b[at] = b[at]! ^ x;
-        return !openHeartbeat(b, [k0]).ok;
+        return !openHeartbeat(b, [A.verify]).ok;
       }),
+      { numRuns: 300 },
     );
   });
   it('random bytes and random JSON never throw and never pass (fuzzed)', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 700 }), (b) => !openHeartbeat(b, [k0, k1]).ok));
-    // Random bytes behind a valid-looking header.
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 600 }), fc.constantFrom(0, 1, 2, 3, 255), (b, n) => {
-        const d = Buffer.concat([Buffer.from([0x54, 0x48, 2, n]), b]);
-        return !openHeartbeat(d, [k0, k1]).ok;
-      }),
+      fc.property(fc.uint8Array({ maxLength: 700 }), (b) => !openHeartbeat(b, [A.verify, B.verify]).ok),
+    );
+    // Random bytes behind a valid-looking header, some with a listed key id in front.
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 600 }),
+        fc.constantFrom(0, 1, 2, 3, 255),
+        fc.boolean(),
+        (b, n, id) => {
+          const d = Buffer.concat([
+            Buffer.from([0x54, 0x48, 3, n]),
+            id ? A.verify.keyId : Buffer.alloc(0),
+            b,
+          ]);
+          return !openHeartbeat(d, [A.verify, B.verify]).ok;
+        },
+      ),
+      { numRuns: 300 },
     );
     fc.assert(
       fc.property(fc.jsonValue(), (v) => {
@@ -276,67 +344,73 @@ describe('heartbeat datagrams (HMAC-SHA256)', () => {
       }),
     );
   });
-  it('keys from the slice: at most two, u32 generations, 32 bytes of base64; the rest left out (fuzzed)', () => {
-    const gw = (haKeys: unknown): TetherObject => ({
-      apiVersion: 'tether.dev/v1',
-      kind: 'Gateway',
-      metadata: { name: 'gw' },
-      spec: { site: 's' },
-      status: { haKeys },
-    });
-    const derived = gatewayHaKeys(randomBytes(32), {
-      ...gw(undefined),
-      spec: { site: 's', haKeyGeneration: 4 },
-    });
-    expect(haKeysOf(gw(derived)).map((k) => k.generation)).toEqual([4, 3]);
-    expect(haKeysOf(gw(derived))[0]!.key.byteLength).toBe(32);
-    expect(haKeysOf(gw(undefined))).toEqual([]);
-    expect(haKeysOf(gw([{ generation: -1, secret: derived[0]!.secret }]))).toEqual([]);
-    expect(haKeysOf(gw([{ generation: 2 ** 32, secret: derived[0]!.secret }]))).toEqual([]);
-    expect(haKeysOf(gw([{ generation: 1, secret: 'c2hvcnQ=' }]))).toEqual([]);
-    expect(haKeysOf(gw([...derived, { generation: 9, secret: derived[0]!.secret }]))).toHaveLength(2);
+  it('public keys from the roster: only a P-256 SPKI of bounded size; the rest left out (fuzzed)', () => {
+    expect(haPublicKeyOf(nodeObj('n', { publicKey: A.spki }))?.keyId.equals(A.signer.keyId)).toBe(true);
+    expect(haPublicKeyOf(nodeObj('n', {}))).toBeUndefined();
+    expect(haPublicKeyOf(undefined)).toBeUndefined();
+    expect(haPublicKeyOf(nodeObj('n', { publicKey: 'c2hvcnQ=' }))).toBeUndefined();
+    expect(haPublicKeyOf(nodeObj('n', { publicKey: `${A.spki}AAAA` }))).toBeUndefined();
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey;
+    const rsaSpki = rsa.export({ type: 'spki', format: 'der' }).toString('base64');
+    expect(haPublicKeyOf(nodeObj('n', { publicKey: rsaSpki }))).toBeUndefined();
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).publicKey;
+    const p384Spki = p384.export({ type: 'spki', format: 'der' }).toString('base64');
+    expect(haPublicKeyOf(nodeObj('n', { publicKey: p384Spki }))).toBeUndefined();
     fc.assert(
-      fc.property(fc.jsonValue(), (v) => {
-        const ks = haKeysOf(gw(v));
-        return ks.length <= 2 && ks.every((k) => k.key.byteLength === 32);
+      fc.property(fc.jsonValue(), (v) => haPublicKeyOf(nodeObj('n', { publicKey: v })) === undefined),
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 100 }), (b) => {
+        const k = haPublicKeyOf(nodeObj('n', { publicKey: Buffer.from(b).toString('base64') }));
+        return k === undefined || k.key.asymmetricKeyType === 'ec';
       }),
     );
+    expect(() => haSignerOf('not a key')).toThrow(/unreadable/);
   });
 });
 
 describe('heartbeat peers', () => {
-  it("peers come from the slice: the Gateway's other nodes at their recorded underlay address", () => {
+  it("peers and keys come from the slice: only the Gateway's other nodes, at their recorded underlay address", () => {
     const gw: TetherObject = {
       apiVersion: 'tether.dev/v1',
       kind: 'Gateway',
       metadata: { name: 'gw' },
       spec: { site: 's', nodes: ['gw-a', 'gw-b'] },
     };
-    const node = (name: string, vtep?: string): TetherObject => ({
-      apiVersion: 'tether.dev/v1',
-      kind: 'Node',
-      metadata: { name },
-      spec: { site: 's' },
-      status: vtep ? { vtep } : {},
-    });
-    expect(haPeers('gw-a', gw, [gw, node('gw-a', '10.0.0.1'), node('gw-b', '10.0.0.2')])).toEqual([
-      { node: 'gw-b', address: '10.0.0.2' },
-    ]);
-    expect(haPeers('gw-a', gw, [gw, node('gw-b')])).toEqual([]);
+    const slice = [
+      gw,
+      nodeObj('gw-a', { vtep: '10.0.0.1', publicKey: A.spki }),
+      nodeObj('gw-b', { vtep: '10.0.0.2', publicKey: B.spki }),
+      nodeObj('site-c', { vtep: '10.0.0.3', publicKey: C.spki }),
+    ];
+    const r = haPeers('gw-a', gw, slice);
+    expect(r.peers).toEqual([{ node: 'gw-b', address: '10.0.0.2' }]);
+    expect(r.keys.map((k) => k.node)).toEqual(['gw-b']);
+    expect(haPeers('gw-a', gw, [gw, nodeObj('gw-b', {})])).toEqual({ peers: [], keys: [] });
   });
 });
 
-/** Re-computes the first MAC of a datagram (tests only: a key holder sending junk). */
-function createHmacInto(d: Buffer, k: HaKey, bodyAt: number): void {
-  createHmac('sha256', k.key)
-    .update(Buffer.from('tether gateway-ha heartbeat v2\0'))
-    .update(d.subarray(bodyAt))
-    .digest()
-    .copy(d, 8);
-}
+describe('NodeHaSigners: the node key, and the previous one for a while after a renewal', () => {
+  it('signs with the current key; after a change with both for PREVIOUS_KEY_MS; an unreadable key signs nothing', () => {
+    let now = 0;
+    let pem = A.pem;
+    const s = new NodeHaSigners(
+      () => pem,
+      silentLogger(),
+      () => now,
+    );
+    expect(s.signers().map((k) => k.keyId)).toEqual([A.signer.keyId]);
+    const A2 = ident('gw-a');
+    pem = A2.pem;
+    expect(s.signers().map((k) => k.keyId)).toEqual([A2.signer.keyId, A.signer.keyId]);
+    now += PREVIOUS_KEY_MS + 1;
+    expect(s.signers().map((k) => k.keyId)).toEqual([A2.signer.keyId]);
+    pem = 'garbage';
+    expect(s.signers()).toEqual([]);
+  });
+});
 
 describe('HaMonitor.receive: what it takes and what it counts', () => {
-  const k0 = key(0);
   const mk = (view: Partial<HaGatewayView> = {}, now = () => 1_700_000_000_000) =>
     new HaMonitor({
       node: 'gw-b',
@@ -344,12 +418,13 @@ describe('HaMonitor.receive: what it takes and what it counts', () => {
         name: 'gw',
         ranked: ['gw-a', 'gw-b'],
         peers: [{ node: 'gw-a', address: '10.0.0.1' }],
-        keys: [k0],
+        keys: [A.verify],
         bfd: true,
         ...view,
       }),
       uplinkUp: async () => true,
       bindAddress: '127.0.0.1',
+      signers: () => [B.signer],
       onChange: () => {},
       log: silentLogger(),
       now,
@@ -357,44 +432,45 @@ describe('HaMonitor.receive: what it takes and what it counts', () => {
     });
   it('takes a fresh signed heartbeat once; the same datagram again is a replay, an older one too', () => {
     const m = mk();
-    const d = encodeHeartbeat(hb(), [k0]);
+    const d = encodeHeartbeat(hb(), [A.signer]);
     m.receive(d, '10.0.0.1');
     m.receive(d, '10.0.0.1');
-    m.receive(encodeHeartbeat(hb({ ts: hb().ts - 1 }), [k0]), '10.0.0.1');
-    m.receive(encodeHeartbeat(hb({ ts: hb().ts + 100 }), [k0]), '10.0.0.1');
+    m.receive(encodeHeartbeat(hb({ ts: hb().ts - 1 }), [A.signer]), '10.0.0.1');
+    m.receive(encodeHeartbeat(hb({ ts: hb().ts + 100 }), [A.signer]), '10.0.0.1');
     expect(m.heartbeats.accepted).toBe(2);
     expect(m.heartbeats.dropped.replay).toBe(2);
   });
   it('outside the window is stale; from another address wrong-source; another Gateway other-gateway', () => {
     const m = mk();
-    m.receive(encodeHeartbeat(hb({ ts: hb().ts - 10_001 }), [k0]), '10.0.0.1');
-    m.receive(encodeHeartbeat(hb({ ts: hb().ts + 10_001 }), [k0]), '10.0.0.1');
-    m.receive(encodeHeartbeat(hb(), [k0]), '10.0.0.9');
-    m.receive(encodeHeartbeat(hb({ node: 'gw-c' }), [k0]), '10.0.0.1');
-    m.receive(encodeHeartbeat(hb({ gateway: 'other' }), [k0]), '10.0.0.1');
-    m.receive(encodeHeartbeat(hb(), [key(0)]), '10.0.0.1');
+    m.receive(encodeHeartbeat(hb({ ts: hb().ts - 10_001 }), [A.signer]), '10.0.0.1');
+    m.receive(encodeHeartbeat(hb({ ts: hb().ts + 10_001 }), [A.signer]), '10.0.0.1');
+    m.receive(encodeHeartbeat(hb(), [A.signer]), '10.0.0.9');
+    m.receive(encodeHeartbeat(hb({ node: 'gw-c' }), [A.signer]), '10.0.0.1');
+    m.receive(encodeHeartbeat(hb({ gateway: 'other' }), [A.signer]), '10.0.0.1');
+    m.receive(encodeHeartbeat(hb(), [C.signer]), '10.0.0.1');
     m.receive(Buffer.from('hello'), '10.0.0.1');
     const { accepted, dropped } = m.heartbeats;
     expect(accepted).toBe(0);
     expect(dropped).toMatchObject({
       stale: 2,
-      'wrong-source': 2,
+      'wrong-source': 1,
+      'wrong-signer': 1,
       'other-gateway': 1,
-      'bad-mac': 1,
+      'unknown-key': 1,
       malformed: 1,
     });
   });
   it('a node silent for two windows is forgotten: after its clock stepped back it is heard again', () => {
     let now = 1_700_000_000_000;
     const m = mk({}, () => now);
-    m.receive(encodeHeartbeat(hb({ ts: now }), [k0]), '10.0.0.1');
+    m.receive(encodeHeartbeat(hb({ ts: now }), [A.signer]), '10.0.0.1');
     now += 5000;
     // Its clock went back 2 s: refused while the mark is fresh…
-    m.receive(encodeHeartbeat(hb({ ts: now - 7000 }), [k0]), '10.0.0.1');
+    m.receive(encodeHeartbeat(hb({ ts: now - 7000 }), [A.signer]), '10.0.0.1');
     expect(m.heartbeats.dropped.replay).toBe(1);
     // …heard again once it was silent for two windows (what it sent before is stale by then).
     now += 20_001;
-    m.receive(encodeHeartbeat(hb({ ts: now - 2000 }), [k0]), '10.0.0.1');
+    m.receive(encodeHeartbeat(hb({ ts: now - 2000 }), [A.signer]), '10.0.0.1');
     expect(m.heartbeats.accepted).toBe(2);
   });
   it('random datagrams from the peer address never throw and are never taken (fuzzed)', () => {
@@ -406,22 +482,64 @@ describe('HaMonitor.receive: what it takes and what it counts', () => {
       }),
     );
   });
-  it('without keys nothing is sent or taken, and the node judges alone (says so)', async () => {
+  it('rollover: gw-a renews; its peer, still on the old key, keeps hearing it (both keys sign); then the new key alone', () => {
+    let now = 1_700_000_000_000;
+    let view: readonly HaVerifyKey[] = [A.verify];
+    const monitor = new HaMonitor({
+      node: 'gw-b',
+      gateway: () => ({
+        name: 'gw',
+        ranked: ['gw-a', 'gw-b'],
+        peers: [{ node: 'gw-a', address: '10.0.0.1' }],
+        keys: view,
+        bfd: true,
+      }),
+      uplinkUp: async () => true,
+      bindAddress: '127.0.0.1',
+      signers: () => [B.signer],
+      onChange: () => {},
+      log: silentLogger(),
+      now: () => now,
+    });
+    let pem = A.pem;
+    const senderKeys = new NodeHaSigners(
+      () => pem,
+      silentLogger(),
+      () => now,
+    );
+    const send = () => monitor.receive(encodeHeartbeat(hb({ ts: now }), senderKeys.signers()), '10.0.0.1');
+    send();
+    const A2 = ident('gw-a');
+    pem = A2.pem; // renewed: credentials replaced
+    now += 100;
+    send(); // signed with new and previous: the old key in the view verifies it
+    expect(monitor.heartbeats.accepted).toBe(2);
+    view = [A2.verify]; // the roster delta with the new key arrives
+    now += 100;
+    send();
+    expect(monitor.heartbeats.accepted).toBe(3);
+    // A sender that restarted right after renewing signs with the new key only: a receiver
+    // whose slice is behind counts it as unknown-key, and nothing throws.
+    view = [A.verify];
+    now += 100;
+    monitor.receive(encodeHeartbeat(hb({ ts: now }), [A2.signer]), '10.0.0.1');
+    expect(monitor.heartbeats.dropped['unknown-key']).toBe(1);
+  });
+  it('without peer keys nothing is taken, and the node judges alone (says so)', async () => {
     const m = mk({ keys: [] });
-    m.receive(encodeHeartbeat(hb(), [k0]), '10.0.0.1');
+    m.receive(encodeHeartbeat(hb(), [A.signer]), '10.0.0.1');
     expect(m.heartbeats.dropped['no-key']).toBe(1);
     await m.tick();
     expect(m.decision.role).toBe('active');
-    expect(m.decision.reason).toMatch(/no HA key/);
+    expect(m.decision.reason).toMatch(/no peer HA key/);
   });
 });
 
 describe('HaMonitor over real UDP on loopback', () => {
-  it('two monitors agree; the first going silent hands the role over; a spoofed heartbeat (right address, wrong key) is dropped', async () => {
+  it("two monitors agree; the first going silent hands the role over; a site node not listed in the Gateway, with its own valid key and gw-a's address, cannot make the standby stand back", async () => {
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     const up = { a: true, b: true };
     const changes: Record<string, HaDecision[]> = { a: [], b: [] };
-    const keys = [key(1), key(0)];
     const mk = (self: 'a' | 'b', addr: string, other: string) =>
       new HaMonitor({
         node: `gw-${self}`,
@@ -429,7 +547,7 @@ describe('HaMonitor over real UDP on loopback', () => {
           name: 'gw',
           ranked: ['gw-a', 'gw-b'],
           peers: [{ node: self === 'a' ? 'gw-b' : 'gw-a', address: other }],
-          keys,
+          keys: [self === 'a' ? B.verify : A.verify],
           bfd: true,
         }),
         uplinkUp: async () => up[self],
@@ -438,16 +556,17 @@ describe('HaMonitor over real UDP on loopback', () => {
         intervalMs: 20,
         deadAfterMs: 200,
         preemptHoldMs: 300,
+        signers: () => [(self === 'a' ? A : B).signer],
         onChange: (d) => changes[self]!.push(d),
         log: silentLogger(),
       });
     const a = mk('a', '127.0.0.61', '127.0.0.62');
     const b = mk('b', '127.0.0.62', '127.0.0.61');
     const until = async (f: () => boolean) => {
-      for (let i = 0; i < 300 && !f(); i++) await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 3000 && !f(); i++) await new Promise((r) => setTimeout(r, 10));
       return f();
     };
-    const spoof = async (sign: HaKey[], n: number) => {
+    const spoof = async (sign: HaSigner[], n: number) => {
       // From gw-a's own address (gw-a is gone, its port free): only the key tells them apart.
       const s = createSocket('udp4');
       await new Promise<void>((r) => s.bind(port, '127.0.0.61', () => r()));
@@ -468,16 +587,17 @@ describe('HaMonitor over real UDP on loopback', () => {
       expect(b.heartbeats.accepted).toBeGreaterThan(0);
       a.stop(); // gw-a dies: silent
       expect(await until(() => b.role === 'active')).toBe(true);
-      // Control: a forger holding the key (and gw-a's address) does hold gw-b back…
-      const held = spoof(keys, 40);
+      // Control: a forger holding gw-a's own key (and its address) does hold gw-b back…
+      const held = spoof([A.signer], 40);
       expect(await until(() => b.role === 'standby')).toBe(true);
       await held;
       expect(await until(() => b.role === 'active')).toBe(true);
-      // …one without it (right address, wrong key) does not: dropped and counted.
-      const bad = b.heartbeats.dropped['bad-mac'];
-      await spoof([key(1)], 20);
+      // …an enrolled node of the site the Gateway does not list, signing with its own valid
+      // key, does not: dropped and counted as unknown-key.
+      const unknown = b.heartbeats.dropped['unknown-key'];
+      await spoof([C.signer], 20);
       expect(b.role).toBe('active');
-      expect(b.heartbeats.dropped['bad-mac']).toBeGreaterThanOrEqual(bad + 15);
+      expect(b.heartbeats.dropped['unknown-key']).toBeGreaterThanOrEqual(unknown + 15);
       // gw-a returns: it waits out the hold while gw-b is active, then takes the role back.
       const a2 = mk('a', '127.0.0.61', '127.0.0.62');
       await a2.start();
@@ -497,7 +617,8 @@ describe('HaMonitor over real UDP on loopback', () => {
     const mk = (bfd: boolean) =>
       new HaMonitor({
         node: 'gw-a',
-        gateway: () => ({ name: 'gw', ranked: ['gw-a', 'gw-b'], peers: [], keys: [key(0)], bfd }),
+        gateway: () => ({ name: 'gw', ranked: ['gw-a', 'gw-b'], peers: [], keys: [B.verify], bfd }),
+        signers: () => [A.signer],
         uplinkUp: async () => {
           reads[bfd ? 'bfd' : 'none']++;
           return true;
@@ -565,6 +686,7 @@ describe('the HA wiring of tether node run (haGateway)', () => {
       gateway: () => view,
       uplinkUp: async () => true,
       bindAddress: '127.0.0.1',
+      signers: () => [A.signer],
       onChange: () => {},
       log: silentLogger(),
     });

@@ -103,14 +103,17 @@ describe('redactText', () => {
     expect(redactText(r.text).text).toBe(r.text);
   });
 
-  it("removes a cached Gateway's HA heartbeat keys (the slice on disk, docs/gateway.md)", () => {
-    const secret = Buffer.alloc(32, 7).toString('base64');
-    const gw = { kind: 'Gateway', status: { haKeys: [{ generation: 3, secret }] } };
-    for (const text of [JSON.stringify(gw), JSON.stringify(gw, null, 2)]) {
-      const r = redactText(text);
-      expect(r.text).not.toContain(secret);
-      expect(r.count).toBeGreaterThan(0);
-    }
+  it("removes the node's private key (it signs HA heartbeats), keeps the roster's public keys", () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const spki = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+    const creds = JSON.stringify({ keyPem, certPem: '' });
+    const r = redactText(creds);
+    expect(r.text).not.toContain(keyPem.split('\n')[1]!);
+    expect(r.count).toBeGreaterThan(0);
+    // The slice on disk (cache.json) holds only public keys now: nothing to redact there.
+    const node = JSON.stringify({ kind: 'Node', metadata: { name: 'gw-a' }, status: { publicKey: spki } });
+    expect(redactText(node)).toEqual({ text: node, count: 0 });
   });
   it('leaves text without secrets unchanged', () => {
     const plain = 'node: n1\nsite: s1\nnetworks:\n  - name: blue\n    vni: 100\n';
