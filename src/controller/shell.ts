@@ -39,10 +39,6 @@ export interface ShellBrokerOptions {
   maxMs: number;
   /** The first message (start) must come within this long. */
   startTimeoutMs?: number;
-  /** Open shells on nodes reached only through their site proxy. Off until the proxy relays
-   *  shell frames (src/node/proxy/wan.ts does not yet): else the open would vanish there and
-   *  the operator wait for the idle timeout. */
-  viaProxy?: boolean;
 }
 
 /** Operator input waits (the operator's stream is paused) while the node's session holds more. */
@@ -163,11 +159,6 @@ export class ShellBroker {
       throw new TetherError('TETHER_E_UNAVAILABLE', `node "${node}" has no live session to the controller`, {
         field: 'start.node',
         expected: 'a connected node (tether get nodes shows its session)',
-      });
-    if (route.role === 'proxy' && !this.o.viaProxy)
-      throw new TetherError('TETHER_E_UNAVAILABLE', `node "${node}" is reached only through its site proxy`, {
-        field: 'start.node',
-        expected: 'a node with its own session (site proxies do not relay remote shells yet)',
       });
     if ([...this.live.values()].filter((l) => l.rec.node === node).length >= SHELL_LIMITS.maxSessionsPerNode)
       throw new TetherError(

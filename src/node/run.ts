@@ -250,7 +250,13 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
     controllers,
     ...(opts.notifier ? { notifier: opts.notifier } : {}),
     ...(opts.version !== undefined ? { version: opts.version } : {}),
-    ...(underlayIp ? { underlayIp } : {}),
+    // Without a vRouter, a proxy candidate declares its --proxy-address as its underlay: the
+    // site's election ranks only nodes with a recorded VTEP (docs/proxy.md).
+    ...(underlayIp
+      ? { underlayIp }
+      : opts.proxy.enabled && opts.proxy.address
+        ? { underlayIp: opts.proxy.address }
+        : {}),
     ...(opts.reconcileIntervalMs ? { reconcile: { intervalMs: opts.reconcileIntervalMs } } : {}),
     ...(opts.shell !== undefined ? { shell: opts.shell } : {}),
     onRevoked: (err) => {

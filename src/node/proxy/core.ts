@@ -9,6 +9,7 @@ import type { GatewayReport__Output } from '../../api/gen/tether/v1/GatewayRepor
 import type { Hello__Output } from '../../api/gen/tether/v1/Hello.js';
 import type { NodeMessage__Output } from '../../api/gen/tether/v1/NodeMessage.js';
 import type { Resource } from '../../api/gen/tether/v1/Resource.js';
+import type { ShellFrame, ShellFrame__Output } from '../../api/gen/tether/v1/ShellFrame.js';
 import type { SiteAgents } from '../../api/gen/tether/v1/SiteAgents.js';
 import type { VirtualNetwork } from '../../api/kinds.js';
 import type { TetherObject } from '../../api/resource.js';
@@ -23,6 +24,7 @@ import { encodedBytes } from './encoded.js';
 import { type LocalResult, SiteLocalSet, type SliceView } from './headless.js';
 import { DEFAULT_HISTORY_LIMITS, DeltaHistory, type HistoryLimits } from './history.js';
 import { type RosterEntry, rosterOf, rosterRefusal } from './roster.js';
+import { ShellRelay } from './shell-relay.js';
 
 /** The agent on the other end of a session, as its TLS certificate names it. */
 export interface AgentPeer {
@@ -48,6 +50,9 @@ export interface Uplink {
   relay(node: string, wire: SignedReportWire): void;
   /** An agent's gateway status (live, docs/gateway.md), for the controller's view. */
   relayGateway(node: string, report: GatewayReport__Output): void;
+  /** A remote-shell frame of an agent, named by its certificate (docs/shell.md); false when
+   *  the WAN session is down. */
+  relayShell(f: ShellFrame): boolean;
 }
 
 export interface AgentSession extends BoundedSessionState {
@@ -66,6 +71,9 @@ export interface AgentSession extends BoundedSessionState {
   heldResult?: ControllerMessage;
   /** Endpoint reports, newest wins, at most one per `reportIntervalMs` reaches the journal. */
   reports: Pacer<SignedWire | undefined>;
+  /** Shells ended while the send queue was overflowed: their end frames go after the drain,
+   *  so the agent's pty does not outlive them. */
+  shellEnds?: ShellFrame[];
 }
 
 type SignedWire = { payload: Buffer; signature: Buffer; cert_serial: string };
@@ -112,6 +120,10 @@ function sizeOf(m: ControllerMessage): number {
   const body = m.delta ?? m.snapshot_chunk;
   for (const r of body?.put ?? []) n += (r.json as Buffer | undefined)?.length ?? 0;
   for (const r of m.site_local?.endpoints ?? []) n += (r.json as Buffer | undefined)?.length ?? 0;
+  // Operator input: what an agent that stops reading would otherwise let pile up uncounted.
+  n += (m.shell?.data as Uint8Array | undefined)?.length ?? 0;
+  n += (m.shell?.open?.payload as Uint8Array | undefined)?.length ?? 0;
+  n += m.shell?.open?.cert_pem?.length ?? 0;
   return n;
 }
 
@@ -143,6 +155,8 @@ export class ProxyCore {
   uplink: Uplink | undefined;
   private roster: Map<string, RosterEntry>;
   private readonly agents = new Map<string, AgentSession>();
+  /** Remote shells relayed between the controller and this site's attached agents. */
+  readonly shells: ShellRelay;
   private readonly dirtyAgents = new Set<string>();
   private readonly relayed = new Map<string, number>();
   /** Per agent node (admitted: at most the site roster), its latest gateway report: live
@@ -188,6 +202,11 @@ export class ProxyCore {
       },
       isOpen: (s) => !s.closed,
       drained: (s) => this.drained(s),
+    });
+    this.shells = new ShellRelay({
+      log: opts.log.child({ component: 'shell-relay' }),
+      toAgent: (node, f) => this.shellToAgent(node, f),
+      toController: (f) => this.uplink?.relayShell(f) ?? false,
     });
     this.cache = new StateCache(join(opts.dir, 'slice.json'));
     this.history = new DeltaHistory(join(opts.dir, 'history'), opts.history ?? DEFAULT_HISTORY_LIMITS);
@@ -365,6 +384,40 @@ export class ProxyCore {
     for (const [node, r] of this.gatewayReports) up.relayGateway(node, r);
   }
 
+  /** The WAN session ended: the shells it carried are over (the controller ended them). */
+  onUplinkDown(): void {
+    this.shells.uplinkGone();
+  }
+
+  /** A shell frame from the controller for one of this site's agents. */
+  shellFromController(f: ShellFrame__Output): void {
+    this.shells.fromController(f);
+  }
+
+  private shellToAgent(node: string, f: ShellFrame): boolean {
+    const s = this.agents.get(node);
+    if (!s || s.closed) return false;
+    if (this.send(s, { shell: f })) return true;
+    // Over its bound: input is dropped and the relay ends the shell; the end itself must
+    // still reach the agent once it drains.
+    if (s.overflowed) {
+      s.shellEnds ??= [];
+      if (s.shellEnds.length < 64 && !s.shellEnds.some((e) => e.session_id === f.session_id))
+        s.shellEnds.push({
+          session_id: f.session_id,
+          node,
+          end: {
+            ending: 'node-lost',
+            exit_code: -1,
+            signal: 0,
+            code: 'TETHER_E_UNAVAILABLE',
+            message: 'the node stopped reading its session',
+          },
+        });
+    }
+    return false;
+  }
+
   // ------------------------------------------------------------------ agent side
 
   /**
@@ -437,6 +490,8 @@ export class ProxyCore {
       this.gatewayReports.set(s.peer.node, m.gateway);
       if (this.uplink?.up) this.uplink.relayGateway(s.peer.node, m.gateway);
     }
+    // Named by the certificate; the relay checks the agent runs that shell.
+    if (m.shell) this.shells.fromAgent(s.peer.node, m.shell);
   }
 
   /** The agent's stream ended on its own. */
@@ -447,6 +502,8 @@ export class ProxyCore {
     if (this.agents.get(s.peer.node) === s) {
       this.agents.delete(s.peer.node);
       this.markAgent(s);
+      // Its pty host ends them on its side when the session drops (src/node/agent/session.ts).
+      this.shells.agentGone(s.peer.node);
     }
   }
 
@@ -724,14 +781,16 @@ export class ProxyCore {
     this.agentsTimer.unref();
   }
 
-  private send(s: AgentSession, m: ControllerMessage, whole = false): void {
-    if (s.closed) return;
+  private send(s: AgentSession, m: ControllerMessage, whole = false): boolean {
+    if (s.closed) return false;
     if (!m.msg && !encodedBytes(m)) {
       const k = Object.keys(m).find((x) => x !== 'msg') as ControllerMessage['msg'];
       m = { ...m, msg: k };
     }
     // Everything else is replaced by the snapshot after the drain; an answer is not.
-    if (!this.sends.send(s, m, whole) && s.overflowed && m.endpoint_result) s.heldResult = m;
+    const sent = this.sends.send(s, m, whole);
+    if (!sent && s.overflowed && m.endpoint_result) s.heldResult = m;
+    return sent;
   }
 
   /** The agent's send queue drained after an overflow: resync it. */
@@ -743,6 +802,9 @@ export class ProxyCore {
     const held = s.heldResult;
     s.heldResult = undefined;
     if (held) this.send(s, held, true);
+    const ends = s.shellEnds ?? [];
+    s.shellEnds = undefined;
+    for (const shell of ends) this.send(s, { shell }, true);
   }
 
   private tick(): void {

@@ -5,6 +5,7 @@ import type { GatewayReport } from '../../api/gen/tether/v1/GatewayReport.js';
 import type { NodeMessage } from '../../api/gen/tether/v1/NodeMessage.js';
 import type { NodeSessionClient } from '../../api/gen/tether/v1/NodeSession.js';
 import type { Resource__Output } from '../../api/gen/tether/v1/Resource.js';
+import type { ShellFrame } from '../../api/gen/tether/v1/ShellFrame.js';
 import type { SiteAgents } from '../../api/gen/tether/v1/SiteAgents.js';
 import { MAX_MESSAGE_BYTES, tetherProto } from '../../api/grpc.js';
 import type { TetherObject } from '../../api/resource.js';
@@ -124,6 +125,12 @@ export class WanSession implements Uplink {
     if (this.isUp) this.call?.write({ relayed_gateway: { node, report } });
   }
 
+  relayShell(f: ShellFrame): boolean {
+    if (!this.isUp || !this.call) return false;
+    this.call.write({ shell: f });
+    return true;
+  }
+
   private setUp(up: boolean, err?: string): void {
     if (err !== undefined) this.status.lastError = err;
     this.status.revision = this.opts.core.revision;
@@ -161,6 +168,8 @@ export class WanSession implements Uplink {
       // The next attempt goes to the next replica (the agent's session moves with it).
       if (!this.stopped) this.opts.controllers.failed(target);
       this.setUp(false, why);
+      // The controller ended the shells this session carried (its hub's onDetach).
+      this.opts.core.onUplinkDown();
       this.scheduleReconnect(why);
     };
     call.on('data', (m: ControllerMessage__Output) => {
@@ -266,6 +275,9 @@ export class WanSession implements Uplink {
           const r = this.hbRtt.snapshot();
           if (r) this.status.rtt = r;
         }
+        return;
+      case 'shell':
+        if (m.shell) core.shellFromController(m.shell);
         return;
       case 'goodbye':
         this.opts.log.warn(

@@ -70,7 +70,6 @@ beforeEach(() => {
     approvedSite: (n) => sites[n],
     idleMs: 60_000,
     maxMs: 600_000,
-    viaProxy: true,
   };
   broker = new ShellBroker(o);
 });
@@ -196,30 +195,6 @@ describe('ShellBroker', () => {
     const chunk = 'x'.repeat(64 * 1024);
     for (let i = 0; i < 5; i++) broker.fromNode(n1, data(id, 'n1', chunk));
     expect(audit.get(id)).toMatchObject({ ending: 'error', code: 'TETHER_E_TOO_LARGE' });
-  });
-});
-
-describe('ShellBroker without proxy relay', () => {
-  it('refuses a node reached only through its site proxy before any audit record', () => {
-    const b = new ShellBroker({
-      hub,
-      audit,
-      keyPem: KEY,
-      certPem: 'x',
-      log: silentLogger(),
-      approvedSite: (n) => sites[n],
-      idleMs: 60_000,
-      maxMs: 600_000,
-    });
-    hub.routes.set('n1', sess('px-east', 'east', 'proxy'));
-    const call = new FakeCall();
-    const errs: { details?: string }[] = [];
-    call.on('error', (e: { details?: string }) => errs.push(e));
-    b.open(call as unknown as ShellCall, { role: 'operator', name: 'alice' });
-    call.emit('data', { msg: 'start', start: { node: 'n1', reason: 'debug the disk', cols: 80, rows: 24 } });
-    expect(errs[0]?.details).toMatch(/only through its site proxy/);
-    expect(audit.list()).toEqual([]);
-    expect(hub.sent).toEqual([]);
   });
 });
 

@@ -121,6 +121,7 @@ describe('ProxyCore', () => {
       siteAgents: () => {},
       relay: () => {},
       relayGateway: (node: string, r: { role: string }) => relayed.push([node, r.role]),
+      relayShell: () => true,
     };
     c.uplink = uplink;
     // WAN down: kept, not sent.
@@ -252,6 +253,7 @@ describe('ProxyCore', () => {
       siteAgents: () => {},
       relay: (node) => relayed.push(node),
       relayGateway: () => {},
+      relayShell: () => true,
     };
     c.onUplinkUp();
     expect(relayed).toEqual(['n2', 'n1']);
@@ -511,6 +513,7 @@ describe('relayed reports', () => {
       siteAgents: () => {},
       relay: (node, w) => relayed.push([node, seqOf(w)]),
       relayGateway: () => {},
+      relayShell: () => true,
     };
     const a = new Link();
     const s = c.open(a, peer(n1), hello('n1', 10));
