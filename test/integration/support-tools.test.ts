@@ -102,7 +102,7 @@ describe('tether diag', () => {
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
     const port = (srv.address() as { port: number }).port;
     const id = readFileSync(join(dir, 'identity.yaml'), 'utf8');
-    writeFileSync(join(dir, 'identity.yaml'), id.replace('127.0.0.1:1', `127.0.0.1:${port}`));
+    writeFileSync(join(dir, 'identity.yaml'), id.replaceAll('127.0.0.1:1', `127.0.0.1:${port}`));
     try {
       const r = await runTether(['diag', '--state-dir', dir, '-o', 'json', '--timeout', '500']);
       const c = (JSON.parse(r.stdout) as { checks: Array<{ name: string; detail: string }> }).checks.find(
