@@ -4,7 +4,7 @@ import type { Deleted } from '../api/gen/tether/v1/Deleted.js';
 import type { NodeMessage__Output } from '../api/gen/tether/v1/NodeMessage.js';
 import type { Resource } from '../api/gen/tether/v1/Resource.js';
 import type { TetherObject } from '../api/resource.js';
-import { BoundedSession, type BoundedSessionState, missedHeartbeats } from '../lib/bounded-session.js';
+import { BoundedSession, type BoundedSessionState, ListenClock, missedHeartbeats } from '../lib/bounded-session.js';
 import { isTetherError, TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { ControllerStore } from './mirror.js';
@@ -27,6 +27,8 @@ export interface Session extends BoundedSessionState {
   /** Highest revision sent. */
   sent: number;
   lastHeard: number;
+  /** lastHeard on the hub's listen clock: what silence is judged by. */
+  heardAt: number;
   connectedAt: number;
   /** The peer's heartbeat interval (Hello.heartbeat_ms, bounded; else the configured one). */
   heartbeatMs: number;
@@ -157,6 +159,8 @@ export class SessionHub {
   /** The sessions' send queue bound: deltas stop behind a stalled peer, a snapshot follows. */
   private readonly sends: BoundedSession<Session, ControllerMessage>;
   private seq = 0;
+  /** Silence is judged on this clock, which leaves out the hub's own stalls. */
+  private listen = new ListenClock(50);
   /** How sessions were brought up to date when they opened: resumed by delta from the
    *  revision they held, or sent a snapshot (a stat for metrics, tests and benchmarks). */
   readonly initialSyncs = { delta: 0, snapshot: 0 };
@@ -201,6 +205,7 @@ export class SessionHub {
     // Sessions keep their own intervals (Hello.heartbeat_ms); the tick only needs to be
     // finer than the shortest of them.
     const tickMs = Math.max(50, Math.min(HEARTBEAT_BOUNDS_MS.min, this.opts.heartbeatMs));
+    this.listen = new ListenClock(tickMs);
     this.heartbeatTimer = setInterval(() => this.tick(), tickMs);
     this.heartbeatTimer.unref();
   }
@@ -331,6 +336,7 @@ export class SessionHub {
       acked: heldRevision,
       sent: heldRevision,
       lastHeard: now,
+      heardAt: this.listen.at(now),
       connectedAt: now,
       heartbeatMs: sessionHeartbeatMs(opts.heartbeatMs, this.opts.heartbeatMs),
       lastBeat: now,
@@ -391,6 +397,7 @@ export class SessionHub {
 
   onMessage(s: Session, msg: NodeMessage__Output): void {
     s.lastHeard = Date.now();
+    s.heardAt = this.listen.at(s.lastHeard);
     // Echo heartbeats so each peer's dead-WAN detection runs at its own interval.
     if (msg.heartbeat)
       this.send(s, this.encode({ heartbeat: { seq: msg.heartbeat.seq, unix_ms: Date.now() } }));
@@ -706,9 +713,10 @@ export class SessionHub {
 
   private tick(): void {
     const now = Date.now();
+    const listening = this.listen.tick(now);
     let hb: ControllerMessage | undefined;
     for (const s of [...this.byNode.values(), ...this.proxyBySite.values()]) {
-      if (missedHeartbeats(s.lastHeard, s.heartbeatMs, now)) {
+      if (missedHeartbeats(s.heardAt, s.heartbeatMs, listening)) {
         this.log.info({ node: s.node, role: s.role }, 'peer silent for 3 heartbeats; closing its session');
         this.close(s, 'TETHER_E_TIMEOUT', 'no heartbeat from peer');
         s.call.destroy?.();

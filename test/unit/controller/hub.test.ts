@@ -363,6 +363,32 @@ describe('SessionHub heartbeats', () => {
     hub.stop();
   });
 
+  it("does not count its own stall as the peers' silence, and still ends a peer silent while it listened", async () => {
+    vi.useFakeTimers();
+    const { hub, open } = setup();
+    hub.start();
+    const live = new FakeCall();
+    const s1 = hub.open(live as unknown as SessionCall, 'n1', 'a', 0, 'boot', { heartbeatMs: 3000 });
+    const dead = open('n2', 'a', 0, { heartbeatMs: 3000 });
+    vi.advanceTimersByTime(2000);
+    // The event loop blocked for 20 s (wall time moves, no timer runs): on waking, the tick
+    // comes first, before the sockets are read, and must not take both peers for dead.
+    vi.setSystemTime(Date.now() + 20_000);
+    vi.advanceTimersByTime(100);
+    expect(live.ended).toBe(false);
+    expect(dead.ended).toBe(false);
+    // What n1 sent meanwhile is read now; n2 stays silent while the hub listens.
+    hub.onMessage(s1, { heartbeat: { seq: 1, unix_ms: 1 } } as never);
+    vi.advanceTimersByTime(7000);
+    expect(dead.ended).toBe(false);
+    hub.onMessage(s1, { heartbeat: { seq: 2, unix_ms: 1 } } as never);
+    vi.advanceTimersByTime(1500);
+    expect(dead.ended).toBe(true);
+    expect(dead.sent.at(-1)?.goodbye?.code).toBe('TETHER_E_TIMEOUT');
+    expect(live.ended).toBe(false);
+    hub.stop();
+  });
+
   it('bounds a declared interval and takes 0 as the configured default', async () => {
     vi.useFakeTimers();
     const { hub, open } = setup();

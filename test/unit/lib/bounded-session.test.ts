@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   BoundedSession,
   type BoundedSessionState,
+  ListenClock,
   missedHeartbeats,
 } from '../../../src/lib/bounded-session.js';
 
@@ -105,5 +106,25 @@ describe('BoundedSession', () => {
   it('a peer is gone after three silent heartbeat intervals, not before', () => {
     expect(missedHeartbeats(1000, 100, 1300)).toBe(false);
     expect(missedHeartbeats(1000, 100, 1301)).toBe(true);
+  });
+});
+
+describe('ListenClock', () => {
+  it('leaves out only stalls of more than a period, and never runs backwards', () => {
+    const c = new ListenClock(50);
+    expect(c.tick(1000)).toBe(1000);
+    // Jitter within a period is not a stall.
+    expect(c.tick(1090)).toBe(1090);
+    // 10 s with no tick: all of the lateness is credited.
+    expect(c.tick(11_140)).toBe(1140);
+    expect(c.at(11_150)).toBe(1150);
+    expect(c.stalledMs).toBe(10_000);
+    let prev = c.tick(11_190);
+    for (let i = 0, t = 11_190; i < 500; i++) {
+      t += Math.floor(Math.random() * 400);
+      const l = c.tick(t);
+      expect(l).toBeGreaterThanOrEqual(prev);
+      prev = l;
+    }
   });
 });
