@@ -4,7 +4,12 @@ import type { Deleted } from '../api/gen/tether/v1/Deleted.js';
 import type { NodeMessage__Output } from '../api/gen/tether/v1/NodeMessage.js';
 import type { Resource } from '../api/gen/tether/v1/Resource.js';
 import type { TetherObject } from '../api/resource.js';
-import { BoundedSession, type BoundedSessionState, ListenClock, missedHeartbeats } from '../lib/bounded-session.js';
+import {
+  BoundedSession,
+  type BoundedSessionState,
+  ListenClock,
+  missedHeartbeats,
+} from '../lib/bounded-session.js';
 import { isTetherError, TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { ControllerStore } from './mirror.js';
