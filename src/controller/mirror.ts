@@ -2,6 +2,7 @@ import type { ReportMark } from '../api/signed-report.js';
 import { isTetherError, TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { Datastore, TxnOptions, WatchBatch } from './store/datastore.js';
+import { byKindName, objectKey } from './store/keys.js';
 import type { StoredObject, StoreEvent, TxnExtras, TxnOp, TxnResult } from './store/store.js';
 
 /**
@@ -89,7 +90,7 @@ export class StoreMirror implements ControllerStore {
   private async load(): Promise<void> {
     const snap = await this.datastore.list();
     this.objects.clear();
-    for (const it of snap.items) this.objects.set(key(it.kind, it.name), it);
+    for (const it of snap.items) this.objects.set(objectKey(it.kind, it.name), it);
     this.head = snap.revision;
     this.floor = snap.revision;
     this.hist = [];
@@ -142,7 +143,7 @@ export class StoreMirror implements ControllerStore {
   private apply(b: WatchBatch): void {
     if (b.revision <= this.head) return;
     for (const ev of b.events) {
-      const k = key(ev.kind, ev.name);
+      const k = objectKey(ev.kind, ev.name);
       if (ev.type === 'put') {
         const old = this.objects.get(k);
         this.objects.set(k, {
@@ -173,7 +174,7 @@ export class StoreMirror implements ControllerStore {
     const events: StoreEvent[] = [];
     const seen = new Set<string>();
     for (const it of snap.items) {
-      const k = key(it.kind, it.name);
+      const k = objectKey(it.kind, it.name);
       seen.add(k);
       const old = this.objects.get(k);
       if (old && old.revision === it.revision) continue;
@@ -240,12 +241,12 @@ export class StoreMirror implements ControllerStore {
     return this.floor;
   }
   get(kind: string, name: string): StoredObject | undefined {
-    return this.objects.get(key(kind, name));
+    return this.objects.get(objectKey(kind, name));
   }
   list(kind?: string): { revision: number; items: StoredObject[] } {
     const items = [...this.objects.values()]
       .filter((o) => kind === undefined || o.kind === kind)
-      .sort((a, b) => cmp(a.kind, b.kind) || cmp(a.name, b.name));
+      .sort(byKindName);
     return { revision: this.head, items };
   }
   history(fromRevision: number, kind?: string): StoreEvent[] {
@@ -320,12 +321,4 @@ export class StoreMirror implements ControllerStore {
     this.subs.clear();
     await this.datastore.close();
   }
-}
-
-function key(kind: string, name: string): string {
-  return `${kind}/${name}`;
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -2,6 +2,7 @@
 // reads it): types only, so that the client loads nothing of the server.
 import type { RttSnapshot } from '../lib/rtt.js';
 import type { GatewayNodeStatus } from './gateway/consumer.js';
+import type { ShellDropCounts } from './proxy/shell-relay.js';
 
 /** What the composition root reports about the running node (a snapshot, taken per request). */
 export interface NodeLiveStatus {
@@ -40,6 +41,9 @@ export interface NodeLiveStatus {
     agents?: number;
     /** The WAN session of the proxy (role `active` only). */
     wan?: { phase: string; since?: string; revision?: number; rtt?: RttSnapshot };
+    /** Remote shells this node relays as its site's proxy now (0 unless active), and the
+     *  frames the relay dropped since the daemon started (absent with `--proxy off`). */
+    shells?: { open: number; dropped: ShellDropCounts };
   };
   revision: number;
   snapshotRevision: number;

@@ -134,6 +134,7 @@ export function liveStatus(i: LiveStatusInput): NodeLiveStatus {
               },
             }
           : {}),
+        shells: { open: p.shells.open, dropped: { ...p.shells.dropped } },
       };
   const upstream = upstreamOf(a.session.upstream);
   // The node's own measurement of the WAN: the proxy's WAN session when it is the active

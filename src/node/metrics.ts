@@ -7,6 +7,7 @@ import type { SessionPhase } from './agent/session.js';
 import type { GatewayNodeStatus } from './gateway/consumer.js';
 import type { NodeNetworking } from './networking.js';
 import type { SiteProxyStatus } from './proxy/proxy.js';
+import type { ShellDropCounts } from './proxy/shell-relay.js';
 import { readProfileState, readProfileVfs } from './support/host-state.js';
 import { type TrafficReader, trafficReader } from './traffic.js';
 
@@ -24,6 +25,14 @@ const PHASES: readonly SessionPhase[] = [
   'disconnected',
   'revoked',
   'stopped',
+];
+
+/** The relay's counters by their metric label. */
+const SHELL_DROP_REASONS: ReadonlyArray<readonly [keyof ShellDropCounts, string]> = [
+  ['bad', 'bad'],
+  ['notOwner', 'not_owner'],
+  ['notAttached', 'not_attached'],
+  ['notAllowed', 'not_allowed'],
 ];
 
 export { type LinkCounters, MAX_LINK_JSON_BYTES, parseLinkStats } from './traffic.js';
@@ -111,6 +120,24 @@ export function nodeMetrics(src: NodeMetricsSources): Registry {
         !src.proxy ? 'off' : p?.active ? 'active' : 'standby',
         'role',
       );
+    },
+  );
+  // The site proxy's relay of remote shells (src/node/proxy/shell-relay.ts, docs/shell.md).
+  lazyGauge(
+    reg,
+    'tether_node_proxy_shells',
+    "Remote shells relayed now through this node as its site's proxy (0 unless active)",
+    [],
+    () => [[{}, src.proxy?.()?.shells.open ?? 0]],
+  );
+  lazyCounter(
+    reg,
+    'tether_node_proxy_shells_dropped_total',
+    'Shell frames the site proxy dropped since start, by reason (bad, not_owner, not_attached, not_allowed; none with --proxy off)',
+    ['reason'],
+    () => {
+      const d = src.proxy?.()?.shells.dropped;
+      return d ? SHELL_DROP_REASONS.map(([k, reason]) => [{ reason }, d[k]] as const) : [];
     },
   );
   lazyGauge(

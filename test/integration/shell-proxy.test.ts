@@ -2,96 +2,60 @@
 // `tether node run --no-vrouter` in the proxy role (a-px, 127.0.0.1) and a second real node
 // (b-sh, 127.0.0.2) that syncs through it, an operator on Shell.Open and `tether shell` in a
 // real pty. A third enrolled node of the site (c-ev) speaks to the proxy itself and tries to
-// inject output into b-sh's shell.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+// inject output into b-sh's shell. The proxy's relayed shells and dropped frames are read
+// back from `tether status` and its metrics while the shell is open.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as pty from 'node-pty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ShellClient } from '../../src/api/gen/tether/v1/Shell.js';
-import type { ShellServerMessage__Output } from '../../src/api/gen/tether/v1/ShellServerMessage.js';
-import { tetherProto } from '../../src/api/grpc.js';
-import { loadClientConfig } from '../../src/cli/admin.js';
 import { siteProxyUpstream, type UpstreamCall } from '../../src/node/agent/upstream.js';
-import { CHANNEL_OPTIONS, controllerCredentials } from '../../src/node/connect.js';
+import type { NodeLiveStatus } from '../../src/node/control-types.js';
 import { loadIdentity } from '../../src/node/identity.js';
-import { initTestController, startTestController, type TestController } from './support/controller.js';
+import type { TestController } from './support/controller.js';
+import { type Daemon, freePort, runProcess, runTether, startTether, waitFor } from './support/proc.js';
 import {
-  type Daemon,
-  enrollArgs,
-  freePort,
-  runTether,
-  startTether,
-  TETHER,
-  waitFor,
-} from './support/proc.js';
+  createOperator,
+  nodeStatusFile,
+  openShell,
+  ptyShellRoundTrip,
+  ShellClients,
+  shellController,
+  shellRecords,
+} from './support/shell.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-shell-px-it-'));
 const ctlDir = join(dir, 'controller');
 const pxDir = join(dir, 'node-a-px');
 const shDir = join(dir, 'node-b-sh');
 const evDir = join(dir, 'node-c-ev');
+const alice = join(dir, 'alice.yaml');
 let ctl: TestController | undefined;
 let proxyPort = 0;
+let pxMetricsPort = 0;
 const daemons: Daemon[] = [];
-const clients: ShellClient[] = [];
+const clients = new ShellClients();
 const calls: UpstreamCall[] = [];
 
-function shellClient(cfgPath: string): ShellClient {
-  const c = loadClientConfig(cfgPath);
-  const proto = tetherProto();
-  const client = new proto.tether.v1.Shell(
-    c.server,
-    controllerCredentials(c.ca, { keyPem: c.key, certPem: c.cert }),
-    CHANNEL_OPTIONS,
-  ) as unknown as ShellClient;
-  clients.push(client);
-  return client;
+/** The proxy node's view of its relayed shells, as `tether status -o json` prints it. */
+async function pxShells(): Promise<NodeLiveStatus['proxy']['shells']> {
+  const r = await runTether(['status', '--state-dir', pxDir, '-o', 'json']);
+  if (r.code !== 0) throw new Error(`tether status: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { proxy?: NodeLiveStatus['proxy'] }).proxy?.shells;
 }
 
-function open(client: ShellClient, reason: string) {
-  const call = client.Open();
-  const got: ShellServerMessage__Output[] = [];
-  let err: { details?: string } | undefined;
-  call.on('data', (m: ShellServerMessage__Output) => got.push(m));
-  call.on('error', (e: { details?: string }) => {
-    err = e;
-  });
-  call.write({ start: { node: 'b-sh', reason, cols: 80, rows: 24 } });
-  const output = () =>
-    got
-      .filter((m) => m.output)
-      .map((m) => Buffer.from(m.output!).toString())
-      .join('');
-  return { call, got, output, error: () => err };
+async function pxMetrics(): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${pxMetricsPort}/metrics`)).text();
 }
-
-const status = (d: string) => {
-  const p = join(d, 'status.json');
-  try {
-    return existsSync(p)
-      ? (JSON.parse(readFileSync(p, 'utf8')) as { session: Record<string, unknown> })
-      : undefined;
-  } catch {
-    return undefined; // caught mid-write
-  }
-};
 
 beforeAll(async () => {
-  const init = await initTestController(ctlDir, { heartbeatSeconds: 1 });
-  ctl = await startTestController(ctlDir, init);
-  proxyPort = await freePort();
-  for (const [name, d] of [
+  ctl = await shellController(ctlDir, 'pxsite', [
     ['a-px', pxDir],
     ['b-sh', shDir],
     ['c-ev', evDir],
-  ] as const) {
-    const tok = await runTether(['token', 'create', '--site', 'pxsite', '--config', init.cfg]);
-    expect(tok.code, tok.stderr).toBe(0);
-    const en = await runTether(enrollArgs(init.addr, tok.stdout.trim(), name, d));
-    expect(en.code, en.stderr).toBe(0);
-  }
-  const run = (d: string, addr: string) =>
+  ]);
+  proxyPort = await freePort();
+  pxMetricsPort = await freePort();
+  const run = (d: string, addr: string, extra: readonly string[] = []) =>
     startTether([
       'node',
       'run',
@@ -106,34 +70,26 @@ beforeAll(async () => {
       String(proxyPort),
       '--proxy-address',
       addr,
+      ...extra,
     ]);
-  daemons.push(run(pxDir, '127.0.0.1'));
-  await waitFor('a-px connected', () => status(pxDir)?.session.phase === 'connected', 60_000);
+  daemons.push(run(pxDir, '127.0.0.1', ['--metrics-listen', `127.0.0.1:${pxMetricsPort}`]));
+  await waitFor('a-px connected', () => nodeStatusFile(pxDir)?.session.phase === 'connected', 60_000);
   daemons.push(run(shDir, '127.0.0.2'));
   // b-sh ranks after a-px, so it follows a-px's proxy once the election has run.
   await waitFor(
     'b-sh synced through the site proxy',
     () => {
-      const s = status(shDir)?.session;
+      const s = nodeStatusFile(shDir)?.session;
       return s?.phase === 'connected' && JSON.stringify(s.upstream ?? '').includes('proxy');
     },
     90_000,
   );
-  const op = await runTether([
-    'controller',
-    'operator',
-    'alice',
-    '--data-dir',
-    ctlDir,
-    '--out',
-    join(dir, 'alice.yaml'),
-  ]);
-  expect(op.code, op.stderr).toBe(0);
+  await createOperator(ctlDir, 'alice', alice);
 }, 180_000);
 
 afterAll(async () => {
   for (const c of calls) c.cancel();
-  for (const c of clients) c.close();
+  clients.close();
   for (const d of daemons.reverse()) await d.stop();
   await ctl?.daemon.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -145,13 +101,13 @@ describe('remote shell through the site proxy', () => {
   }, async () => {
     // The controller learns that b-sh sits behind a-px from the proxy's SiteAgents: retry
     // the open until it routes there.
-    let s = open(shellClient(join(dir, 'alice.yaml')), 'INC-7 behind the proxy');
+    let s = openShell(clients.client(alice), 'b-sh', 'INC-7 behind the proxy');
     const id = await waitFor(
       'shell started through the proxy',
       () => {
         const st = s.got.find((m) => m.started)?.started;
         if (st) return st.session_id;
-        if (s.error()) s = open(shellClient(join(dir, 'alice.yaml')), 'INC-7 behind the proxy');
+        if (s.error()) s = openShell(clients.client(alice), 'b-sh', 'INC-7 behind the proxy');
         return undefined;
       },
       60_000,
@@ -196,21 +152,41 @@ describe('remote shell through the site proxy', () => {
     expect(s.output()).not.toContain('FORGED');
     expect(s.got.find((m) => m.end)).toBeUndefined();
 
+    // While the shell is open the proxy counts it, and c-ev's two data frames as dropped (not
+    // its shell; an end for a shell an agent does not run is not counted).
+    const seen = await waitFor(
+      "c-ev's frames counted by the proxy",
+      async () => {
+        const sh = await pxShells();
+        return sh && sh.dropped.notOwner >= 2 ? sh : undefined;
+      },
+      15_000,
+      250,
+    );
+    expect(seen).toEqual({ open: 1, dropped: { bad: 0, notOwner: 2, notAttached: 0, notAllowed: 0 } });
+    const human = await runTether(['status', '--state-dir', pxDir]);
+    expect(human.stdout).toMatch(/proxy role\s+active.*, 1 shell\(s\) relayed/);
+    expect(human.stdout).toMatch(/proxy shell drops\s+2 frame\(s\) since start \(not its shell 2\)/);
+    const scrape = await pxMetrics();
+    expect(scrape).toMatch(/^tether_node_proxy_shells 1$/m);
+    expect(scrape).toMatch(/^tether_node_proxy_shells_dropped_total\{reason="not_owner"\} 2$/m);
+    expect(scrape).toMatch(/^tether_node_proxy_shells_dropped_total\{reason="bad"\} 0$/m);
+    const lint = await runProcess('promtool', ['check', 'metrics'], { input: scrape, timeoutMs: 20_000 });
+    expect(lint.code, `${lint.stdout}${lint.stderr}`).toBe(0);
+
     s.call.write({ input: Buffer.from('exit 3\r') });
     const end = await waitFor('end', () => s.got.find((m) => m.end)?.end, 30_000);
     expect(end).toMatchObject({ ending: 'exit', exit_code: 3 });
+    // The relay forgot the shell with its end; the drops stay counted (a credit of the
+    // controller's that crossed the end may add one).
+    await waitFor('the proxy relays no shell', async () => (await pxShells())?.open === 0, 15_000, 250);
+    expect((await pxShells())?.dropped.notOwner).toBeGreaterThanOrEqual(2);
+    expect(await pxMetrics()).toMatch(/^tether_node_proxy_shells 0$/m);
     const text = readFileSync(join(ctlDir, 'shell', 'recordings', `${id}.cast`), 'utf8');
     expect(text).toMatch(/px/);
     expect(text).toContain('30 100');
     expect(text).not.toContain('FORGED');
-    const client = shellClient(join(dir, 'alice.yaml'));
-    const recs = await new Promise<Record<string, unknown>[]>((resolve, reject) =>
-      client.ListSessions({ node: 'b-sh', limit: 10 }, (e, r) =>
-        e || !r
-          ? reject(e)
-          : resolve(r.records.map((b) => JSON.parse(Buffer.from(b).toString()) as Record<string, unknown>)),
-      ),
-    );
+    const recs = await shellRecords(clients.client(alice), 'b-sh');
     expect(recs.find((r) => r.id === id)).toMatchObject({
       operator: 'alice',
       node: 'b-sh',
@@ -225,41 +201,14 @@ describe('remote shell through the site proxy', () => {
   it('`tether shell b-sh` in a real pty through the proxy: echo, resize, remote exit code', {
     timeout: 90_000,
   }, async () => {
-    const term = pty.spawn(
-      TETHER,
-      ['shell', 'b-sh', '--reason', 'INC-8 cli via proxy', '--config', join(dir, 'alice.yaml')],
-      { cols: 80, rows: 24, env: process.env as Record<string, string> },
-    );
-    let out = '';
-    term.onData((d) => {
-      out += d;
+    const code = await ptyShellRoundTrip({
+      node: 'b-sh',
+      reason: 'INC-8 cli via proxy',
+      cfg: alice,
+      promptMs: 30_000,
+      echoMs: 20_000,
+      resizeMs: 30_000,
     });
-    const exited = new Promise<number>((resolve) => term.onExit((e) => resolve(e.exitCode)));
-    try {
-      await waitFor('remote prompt', () => /[#$] ?$/.test(`${out.trimEnd()} `), 30_000);
-      term.write('echo c""li\r');
-      await waitFor('echo through the cli', () => /\bcli\r*\n/.test(out), 20_000).catch((e: Error) => {
-        throw new Error(`${e.message}; terminal so far: ${JSON.stringify(out)}`);
-      });
-      term.resize(100, 30);
-      await waitFor(
-        'stty size 30 100',
-        () => {
-          if (out.includes('30 100')) return true;
-          term.write('stty size\r');
-          return false;
-        },
-        30_000,
-        500,
-      );
-      term.write('exit 4\r');
-      expect(await exited).toBe(4);
-    } finally {
-      try {
-        term.kill();
-      } catch {
-        /* already gone */
-      }
-    }
+    expect(code).toBe(4);
   });
 });

@@ -8,6 +8,7 @@ import type { NodeStatusFile } from '../../node/agent/daemon.js';
 import { controlSocketPath, readEvents, readLiveStatus } from '../../node/control-client.js';
 import type { NodeEvent, NodeLiveStatus, VtepStatus } from '../../node/control-types.js';
 import { assertEnrolled, nodePaths } from '../../node/paths.js';
+import type { ShellDropCounts } from '../../node/proxy/shell-relay.js';
 import { type HostStateView, readHostState } from '../../node/support/host-state.js';
 import { DEFAULT_NODE_DIR } from '../defaults.js';
 import { out, renderTable } from '../term.js';
@@ -193,6 +194,24 @@ function hostRows(h: HostStateView): string[][] {
   return rows;
 }
 
+const SHELL_DROP_REASONS = [
+  ['bad', 'bad frame'],
+  ['notOwner', 'not its shell'],
+  ['notAttached', 'node not attached'],
+  ['notAllowed', 'not allowed'],
+] as const;
+
+/** `3 frame(s) since start (bad frame 1, not its shell 2)`; undefined when none were dropped. */
+function shellDropsText(d: ShellDropCounts | undefined): string | undefined {
+  if (!d || typeof d !== 'object') return undefined;
+  const parts = SHELL_DROP_REASONS.map(([k, what]) => [what, Number(d[k]) || 0] as const).filter(
+    ([, n]) => n > 0,
+  );
+  if (parts.length === 0) return undefined;
+  const total = parts.reduce((t, [, n]) => t + n, 0);
+  return `${total} frame(s) since start (${parts.map(([w, n]) => `${w} ${n}`).join(', ')})`;
+}
+
 export function renderView(v: StatusView): string {
   const rows: string[][] = [
     ['source', v.source === 'live' ? `live (${v.sourceDetail})` : v.sourceDetail],
@@ -224,11 +243,15 @@ export function renderView(v: StatusView): string {
       `${ms(v.upstreamRtt.srttMs)} to the site proxy (WAN RTT: see the proxy node)`,
     ]);
   else if (v.source === 'live') rows.push(['WAN RTT', 'not measured yet']);
-  if (v.proxy)
+  if (v.proxy) {
+    const sh = v.proxy.shells;
     rows.push([
       'proxy role',
-      `${v.proxy.role}${v.proxy.activeNode ? `, active: ${v.proxy.activeNode}` : ''}${v.proxy.agents !== undefined ? `, ${v.proxy.agents} agent(s)` : ''}${v.proxy.wan ? `, WAN ${v.proxy.wan.phase}` : ''}`,
+      `${v.proxy.role}${v.proxy.activeNode ? `, active: ${v.proxy.activeNode}` : ''}${v.proxy.agents !== undefined ? `, ${v.proxy.agents} agent(s)` : ''}${v.proxy.role === 'active' && sh ? `, ${Number(sh.open)} shell(s) relayed` : ''}${v.proxy.wan ? `, WAN ${v.proxy.wan.phase}` : ''}`,
     ]);
+    const drops = shellDropsText(sh?.dropped);
+    if (drops) rows.push(['proxy shell drops', drops]);
+  }
   rows.push(['revision held', String(v.revision)]);
   if (v.objects !== undefined) rows.push(['objects', String(v.objects)]);
   for (const n of v.networks ?? [])

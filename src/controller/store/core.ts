@@ -1,5 +1,6 @@
 import type { TetherObject } from '../../api/resource.js';
 import { TetherError } from '../../lib/errors.js';
+import { objectKey } from './keys.js';
 import type { StoredObject, StoreEvent, TxnOp, TxnResult } from './store.js';
 
 /**
@@ -51,7 +52,7 @@ export function planTxn(
   // 1. Shape and CAS checks for every op, before anything is decided.
   ops.forEach((op, i) => {
     const { kind, name } = opKey(op, i);
-    const key = `${kind}/${name}`;
+    const key = objectKey(kind, name);
     if (seen.has(key)) {
       throw new TetherError('TETHER_E_INVALID', `${key} appears more than once in one transaction`, {
         field: `ops[${i}]`,

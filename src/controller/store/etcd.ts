@@ -17,6 +17,7 @@ import type { ReportMark } from '../../api/signed-report.js';
 import { TetherError } from '../../lib/errors.js';
 import { compactedError, compactTarget, opKey, planTxn, type Row, toStored } from './core.js';
 import type { Datastore, TxnOptions, WatchBatch, WatchOptions } from './datastore.js';
+import { byKindName, objectKey } from './keys.js';
 import type { StoredObject, StoreEvent, TxnExtras, TxnOp, TxnResult } from './store.js';
 
 export interface EtcdTls {
@@ -141,7 +142,7 @@ export class EtcdStore implements Datastore {
     });
     const head = r.responses[0]?.response_range?.kvs[0]?.mod_revision ?? 0;
     const rows = (r.responses[1]?.response_range?.kvs ?? []).map((kv) => this.row(kv));
-    rows.sort((a, b) => cmp(a.kind, b.kind) || cmp(a.name, b.name));
+    rows.sort(byKindName);
     return { revision: head, items: rows.map(toStored) };
   }
 
@@ -244,10 +245,10 @@ export class EtcdStore implements Datastore {
         modRevs.push(kv?.mod_revision ?? 0);
         if (kv) {
           const row = this.row(kv);
-          rows.set(`${row.kind}/${row.name}`, row);
+          rows.set(objectKey(row.kind, row.name), row);
         }
       });
-      const plan = planTxn(ops, head, (k, n) => rows.get(`${k}/${n}`), this.now, keepTs);
+      const plan = planTxn(ops, head, (k, n) => rows.get(objectKey(k, n)), this.now, keepTs);
       const success: EtcdRequestOp[] = [];
       for (const w of plan.writes) {
         const key = this.objKey(w.kind, w.name);
@@ -800,8 +801,4 @@ export function grpcError(e: unknown): TetherError {
     default:
       return new TetherError('TETHER_E_STATE', `etcd: ${msg}`, details, { cause: e });
   }
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

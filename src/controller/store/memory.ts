@@ -11,6 +11,7 @@ import {
   Subscribers,
   toStored,
 } from './core.js';
+import { byKindName, objectKey } from './keys.js';
 import type { Store, StoredObject, StoreEvent, TxnExtras, TxnOp, TxnResult } from './store.js';
 
 interface HistoryRow {
@@ -54,7 +55,7 @@ export class MemoryStore implements Store {
 
   get(kind: string, name: string): StoredObject | undefined {
     this.open();
-    const row = this.objects.get(`${kind}/${name}`);
+    const row = this.objects.get(objectKey(kind, name));
     return row && toStored(row);
   }
 
@@ -62,7 +63,7 @@ export class MemoryStore implements Store {
     this.open();
     const rows = [...this.objects.values()]
       .filter((r) => kind === undefined || r.kind === kind)
-      .sort((a, b) => cmp(a.kind, b.kind) || cmp(a.name, b.name));
+      .sort(byKindName);
     return { revision: this.head, items: rows.map(toStored) };
   }
 
@@ -71,7 +72,7 @@ export class MemoryStore implements Store {
     const plan = planTxn(
       ops,
       this.head,
-      (k, n) => this.objects.get(`${k}/${n}`),
+      (k, n) => this.objects.get(objectKey(k, n)),
       this.now,
       extras.keepCreationTimestamp,
     );
@@ -80,7 +81,7 @@ export class MemoryStore implements Store {
     if (plan.writes.length === 0) return plan.result;
     const revision = this.head + 1;
     for (const w of plan.writes) {
-      const key = `${w.kind}/${w.name}`;
+      const key = objectKey(w.kind, w.name);
       if (w.type === 'put') this.objects.set(key, w.row!);
       else this.objects.delete(key);
       this.hist.push({
@@ -136,8 +137,4 @@ export class MemoryStore implements Store {
   private open(): void {
     if (this.closed) throw new TetherError('TETHER_E_STATE', 'store is closed');
   }
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

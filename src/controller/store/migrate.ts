@@ -2,6 +2,7 @@ import type { ReportMark } from '../../api/signed-report.js';
 import { TetherError } from '../../lib/errors.js';
 import { canonical } from './core.js';
 import type { Datastore } from './datastore.js';
+import { objectKey } from './keys.js';
 import type { StoredObject, TxnOp } from './store.js';
 
 export interface MigrateOptions {
@@ -33,7 +34,7 @@ export interface MigrateReport {
 const DEFAULT_BATCH = 100;
 const MARK_BATCH = 50;
 
-const key = (o: { kind: string; name: string }) => `${o.kind}/${o.name}`;
+const key = (o: { kind: string; name: string }) => objectKey(o.kind, o.name);
 
 /**
  * One-way copy of every object and report mark from one Datastore to another (SQLite to

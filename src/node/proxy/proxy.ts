@@ -10,6 +10,7 @@ import { ProxyCore } from './core.js';
 import { Election, type Leader } from './election.js';
 import { type RosterEntry, rosterOf } from './roster.js';
 import { ProxyServer } from './server.js';
+import { addShellDrops, noShellDrops, type ShellDropCounts } from './shell-relay.js';
 import { DEFAULT_PROXY_PORT } from './tls.js';
 import { WanSession, type WanStatus } from './wan.js';
 
@@ -62,6 +63,9 @@ export interface SiteProxyStatus {
   agents: number;
   wan?: WanStatus;
   siteLocal: number;
+  /** Remote shells relayed now (0 unless active), and the relay's dropped frames since the
+   *  daemon started, over every spell as the active proxy (docs/shell.md). */
+  shells: { open: number; dropped: ShellDropCounts };
 }
 
 /**
@@ -77,6 +81,8 @@ export class SiteProxy {
   private activeSince = 0;
   private lastRoster: ReadonlyMap<string, RosterEntry> | undefined;
   private boundPort = 0;
+  /** Dropped shell frames of the cores of earlier active spells: the counts stay monotonic. */
+  private shellDropsBefore: ShellDropCounts = noShellDrops();
 
   constructor(private readonly opts: SiteProxyOptions) {
     this.server = new ProxyServer({
@@ -163,6 +169,12 @@ export class SiteProxy {
       agents: this.core?.agentCount() ?? 0,
       ...(this.wan ? { wan: { ...this.wan.status } } : {}),
       siteLocal: this.core?.local.set.endpoints.length ?? 0,
+      shells: {
+        open: this.core?.shells.count() ?? 0,
+        dropped: this.core
+          ? addShellDrops(this.shellDropsBefore, this.core.shells.dropped)
+          : { ...this.shellDropsBefore },
+      },
     };
   }
 
@@ -241,6 +253,8 @@ export class SiteProxy {
     if (core) {
       this.lastRoster = core.siteRoster();
       core.stop('this node is no longer the site proxy');
+      // After stop: whatever its last frames dropped is counted too.
+      this.shellDropsBefore = addShellDrops(this.shellDropsBefore, core.shells.dropped);
     }
   }
 }

@@ -21,6 +21,30 @@ interface Relayed {
 
 const NAME = /^[a-z0-9.-]{1,253}$/;
 
+/** Frames the relay dropped, by reason: `bad` (failed the frame checks), `notOwner` (for no
+ *  shell relayed to that node), `notAttached` (the agent was gone or not reading: the shell
+ *  ended), `notAllowed` (an op that side may not send, or a second open). */
+export interface ShellDropCounts {
+  bad: number;
+  notOwner: number;
+  notAttached: number;
+  notAllowed: number;
+}
+
+export function noShellDrops(): ShellDropCounts {
+  return { bad: 0, notOwner: 0, notAttached: 0, notAllowed: 0 };
+}
+
+/** a + b per reason (the site proxy carries a finished core's counts over a takeover). */
+export function addShellDrops(a: ShellDropCounts, b: ShellDropCounts): ShellDropCounts {
+  return {
+    bad: a.bad + b.bad,
+    notOwner: a.notOwner + b.notOwner,
+    notAttached: a.notAttached + b.notAttached,
+    notAllowed: a.notAllowed + b.notAllowed,
+  };
+}
+
 /** A frame built again from its checked fields: nothing a peer added travels further. */
 export function frameOf(c: CheckedFrame, node: string): ShellFrame {
   const base = { session_id: c.id, node };
@@ -67,7 +91,7 @@ function endFrame(id: string, node: string, ending: string, code: string, messag
 export class ShellRelay {
   private readonly shells = new Map<string, Relayed>();
   /** Dropped frames since start, by reason (status, tests). */
-  readonly dropped = { bad: 0, notOwner: 0, notAttached: 0, notAllowed: 0 };
+  readonly dropped: ShellDropCounts = noShellDrops();
 
   constructor(private readonly o: ShellRelayOptions) {}
 

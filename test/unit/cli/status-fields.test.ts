@@ -88,4 +88,20 @@ describe('tether status: RTT, VTEPs, profile, first boot, VFs', () => {
     expect(failed).toMatch(/first boot\s+failed in enroll: TETHER_E_TOKEN token expired/);
     expect(failed).toMatch(/pending reboots\s+0/);
   });
+
+  it('shows the shells the site proxy relays and the shell frames it dropped', () => {
+    const none = { bad: 0, notOwner: 0, notAttached: 0, notAllowed: 0 };
+    const active = renderView({
+      ...base,
+      proxy: { role: 'active', agents: 2, shells: { open: 1, dropped: { ...none, bad: 1, notOwner: 2 } } },
+    });
+    expect(active).toMatch(/proxy role\s+active, 2 agent\(s\), 1 shell\(s\) relayed/);
+    expect(active).toMatch(/proxy shell drops\s+3 frame\(s\) since start \(bad frame 1, not its shell 2\)/);
+    const standby = renderView({
+      ...base,
+      proxy: { role: 'standby', activeNode: 'n2', shells: { open: 0, dropped: none } },
+    });
+    expect(standby).toMatch(/proxy role\s+standby, active: n2$/m);
+    expect(standby).not.toContain('proxy shell drops');
+  });
 });

@@ -3,6 +3,9 @@ import type { TetherObject } from '../../../src/api/resource.js';
 import type { NodeStatusFile } from '../../../src/node/agent/daemon.js';
 import { EventRing } from '../../../src/node/control-api.js';
 import { eventFromLogLine, liveStatus } from '../../../src/node/live-status.js';
+import { noShellDrops } from '../../../src/node/proxy/shell-relay.js';
+
+const noShells = { open: 0, dropped: noShellDrops() };
 
 const ep = (name: string, node: string, ip: string): TetherObject => ({
   apiVersion: 'tether.dev/v1',
@@ -50,6 +53,7 @@ describe('live status', () => {
         revision: 0,
         agents: 0,
         siteLocal: 0,
+        shells: noShells,
       },
       slice: [vn, ep('n1.a', 'n1', '10.1.0.2'), ep('n2.b', 'n2', '10.1.0.3')],
       siteLocal: [ep('n2.b', 'n2', '10.1.0.3'), ep('n3.c', 'n3', '10.1.0.4')],
@@ -62,13 +66,14 @@ describe('live status', () => {
       ['n3.c', 'site-local'],
     ]);
     expect(s.networks).toEqual([{ name: 'red', vni: 4096, localEndpoints: 1, remoteEndpoints: 2 }]);
-    expect(s.proxy).toEqual({ role: 'standby', activeNode: 'n2' });
+    expect(s.proxy).toEqual({ role: 'standby', activeNode: 'n2', shells: noShells });
     expect(s.session.upstream).toEqual({ kind: 'proxy', address: '10.0.0.2:7444' });
   });
 
   it('says "off" without a proxy role', () => {
     const s = liveStatus({ agent, proxy: undefined, slice: [], siteLocal: [], local: [], counters: {} });
     expect(s.proxy.role).toBe('off');
+    expect(s.proxy.shells).toBeUndefined();
   });
 
   it('keeps warnings, errors and event lines in the ring, nothing else, and never throws on junk', () => {
@@ -104,7 +109,7 @@ describe('live status: WAN RTT and peer VTEPs', () => {
     const s = liveStatus({
       ...base,
       agent: viaNeighbour,
-      proxy: { active: false, revision: 0, agents: 0, siteLocal: 0 },
+      proxy: { active: false, revision: 0, agents: 0, siteLocal: 0, shells: noShells },
     });
     expect(s.wan).toBeUndefined();
     expect(s.session.rtt?.srttMs).toBe(1);
@@ -116,6 +121,7 @@ describe('live status: WAN RTT and peer VTEPs', () => {
         revision: 0,
         agents: 2,
         siteLocal: 0,
+        shells: noShells,
         wan: { up: true, since: 't', revision: 3, reconnects: 0, rtt: rtt(95) },
       },
     });
@@ -178,5 +184,18 @@ describe('live status: WAN RTT and peer VTEPs', () => {
         { vtep: '10.202.0.11', node: 's2n1', site: 's2', networks: ['blue', 'red'] },
       ],
     });
+  });
+
+  it("reports the proxy's relayed shells and its dropped shell frames", () => {
+    const dropped = { bad: 1, notOwner: 2, notAttached: 0, notAllowed: 3 };
+    const s = liveStatus({
+      agent,
+      proxy: { active: true, revision: 0, agents: 2, siteLocal: 0, shells: { open: 1, dropped } },
+      slice: [],
+      siteLocal: [],
+      local: [],
+      counters: {},
+    });
+    expect(s.proxy).toMatchObject({ role: 'active', agents: 2, shells: { open: 1, dropped } });
   });
 });

@@ -8,7 +8,7 @@ import type { ShellFrame, ShellFrame__Output } from '../../../src/api/gen/tether
 import { SHELL_LIMITS } from '../../../src/api/shell.js';
 import { silentLogger } from '../../../src/lib/log.js';
 import { type AgentPeer, ProxyCore } from '../../../src/node/proxy/core.js';
-import { ShellRelay } from '../../../src/node/proxy/shell-relay.js';
+import { addShellDrops, noShellDrops, ShellRelay } from '../../../src/node/proxy/shell-relay.js';
 import { type NodeCreds, network, nodeSummary, sitePki } from '../../integration/support/site.js';
 
 const ID = 'sess-0001-abcd';
@@ -293,5 +293,19 @@ describe('ProxyCore shell relay', () => {
     c.shellFromController(open());
     c.onUplinkDown();
     expect(a2.shells().at(-1)!.end).toMatchObject({ ending: 'node-lost' });
+  });
+});
+
+describe('shell drop counts', () => {
+  it('add per reason, leaving both operands as they were (a takeover carries them over)', () => {
+    const a = { bad: 1, notOwner: 2, notAttached: 3, notAllowed: 4 };
+    const b = { bad: 10, notOwner: 20, notAttached: 30, notAllowed: 40 };
+    expect(addShellDrops(a, b)).toEqual({ bad: 11, notOwner: 22, notAttached: 33, notAllowed: 44 });
+    expect(a.bad).toBe(1);
+    expect(addShellDrops(noShellDrops(), a)).toEqual(a);
+    // A fresh set each call: one relay's counting does not move another's.
+    const z = noShellDrops();
+    z.bad++;
+    expect(noShellDrops().bad).toBe(0);
   });
 });
