@@ -345,6 +345,8 @@ async function scenario(
     log(JSON.stringify(r));
     return r;
   } finally {
+    // A run cut short (a timeout) still prints what it measured before.
+    if (r.resync_all_after_restart_s === undefined) log(`partial: ${JSON.stringify(r)}`);
     for (const a of admins) a.close();
     for (const w of workers) {
       try {
