@@ -79,6 +79,8 @@ export class EtcdStore implements Datastore {
   private readonly now: () => Date;
   private readonly calls = new Set<grpc.ClientDuplexStream<unknown, unknown>>();
   private seenCompacted = 0;
+  /** Report-mark reads waiting for this turn's batch (reportMark). */
+  private markReads: Map<string, MarkWaiter[]> | undefined;
   private probes = 0;
   private closed = false;
 
@@ -145,10 +147,62 @@ export class EtcdStore implements Datastore {
     return { revision: head, items: rows.map(toStored) };
   }
 
-  async reportMark(node: string): Promise<ReportMark | undefined> {
-    const r = await this.unary('Range', { key: this.key(`m/${node}`) });
-    const kv = r.kvs[0];
-    return kv && parseMark(kv.value, this.keyName(kv.key));
+  /**
+   * A node's mark, read fresh from etcd (a replay check must see what another replica stored).
+   * Hellos of a reconnect storm come in bursts: the reads asked for in one turn of the event
+   * loop share one Txn of Ranges per `maxTxnOps` nodes, one linearizable read of etcd each,
+   * instead of a round trip per hello.
+   */
+  reportMark(node: string): Promise<ReportMark | undefined> {
+    this.open();
+    return new Promise((resolve, reject) => {
+      if (!this.markReads) {
+        this.markReads = new Map();
+        setImmediate(() => this.readMarks());
+      }
+      let waiting = this.markReads.get(node);
+      if (!waiting) {
+        waiting = [];
+        this.markReads.set(node, waiting);
+      }
+      waiting.push({ resolve, reject });
+    });
+  }
+
+  private readMarks(): void {
+    const reads = this.markReads ?? new Map<string, MarkWaiter[]>();
+    this.markReads = undefined;
+    const nodes = [...reads.keys()];
+    for (let i = 0; i < nodes.length; i += this.maxTxnOps) {
+      const chunk = nodes.slice(i, i + this.maxTxnOps);
+      const settle = (n: string, fn: (w: MarkWaiter) => void) => {
+        for (const w of reads.get(n) ?? []) fn(w);
+      };
+      let call: Promise<EtcdTxnResponse>;
+      try {
+        call = this.unary('Txn', {
+          success: chunk.map((n) => ({ request_range: { key: this.key(`m/${n}`) } })),
+        });
+      } catch (e) {
+        for (const n of chunk) settle(n, (w) => w.reject(e as Error));
+        continue;
+      }
+      call.then(
+        (r) =>
+          chunk.forEach((n, j) => {
+            const kv = r.responses[j]?.response_range?.kvs[0];
+            try {
+              const mark = kv && parseMark(kv.value, this.keyName(kv.key));
+              settle(n, (w) => w.resolve(mark));
+            } catch (e) {
+              settle(n, (w) => w.reject(e as Error));
+            }
+          }),
+        (e: Error) => {
+          for (const n of chunk) settle(n, (w) => w.reject(e));
+        },
+      );
+    }
   }
 
   async txn(ops: readonly TxnOp[], extras: TxnExtras = {}, opts: TxnOptions = {}): Promise<TxnResult> {
@@ -622,6 +676,11 @@ export class EtcdStore implements Datastore {
       });
     });
   }
+}
+
+interface MarkWaiter {
+  resolve: (m: ReportMark | undefined) => void;
+  reject: (e: Error) => void;
 }
 
 /** A key of the election as etcd holds it. */
