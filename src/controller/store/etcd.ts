@@ -15,7 +15,7 @@ import {
 import type { TetherObject } from '../../api/resource.js';
 import type { ReportMark } from '../../api/signed-report.js';
 import { TetherError } from '../../lib/errors.js';
-import { compactedError, compactTarget, opKey, planTxn, type Row, toStored } from './core.js';
+import { compactedError, compactTarget, opKey, planTxn, type Row } from './core.js';
 import type { Datastore, TxnOptions, WatchBatch, WatchOptions } from './datastore.js';
 import type { StoredObject, StoreEvent, TxnExtras, TxnOp, TxnResult } from './store.js';
 
@@ -129,7 +129,7 @@ export class EtcdStore implements Datastore {
   async get(kind: string, name: string): Promise<StoredObject | undefined> {
     const r = await this.unary('Range', { key: this.objKey(kind, name) });
     const kv = r.kvs[0];
-    return kv && toStored(this.row(kv));
+    return kv && this.stored(kv);
   }
 
   async list(kind?: string): Promise<{ revision: number; items: StoredObject[] }> {
@@ -142,9 +142,9 @@ export class EtcdStore implements Datastore {
       ],
     });
     const head = r.responses[0]?.response_range?.kvs[0]?.mod_revision ?? 0;
-    const rows = (r.responses[1]?.response_range?.kvs ?? []).map((kv) => this.row(kv));
-    rows.sort((a, b) => cmp(a.kind, b.kind) || cmp(a.name, b.name));
-    return { revision: head, items: rows.map(toStored) };
+    const items = (r.responses[1]?.response_range?.kvs ?? []).map((kv) => this.stored(kv));
+    items.sort((a, b) => cmp(a.kind, b.kind) || cmp(a.name, b.name));
+    return { revision: head, items };
   }
 
   /**
@@ -644,7 +644,19 @@ export class EtcdStore implements Datastore {
   }
 
   private stamped(kv: EtcdKeyValue): TetherObject {
-    return JSON.parse(this.row(kv).json) as TetherObject;
+    const { kind, name } = this.parseObjKey(kv.key);
+    return stampObject(kv.value, kind, name, kv.mod_revision, kv.create_revision);
+  }
+
+  private stored(kv: EtcdKeyValue): StoredObject {
+    const { kind, name } = this.parseObjKey(kv.key);
+    return {
+      kind,
+      name,
+      revision: kv.mod_revision,
+      createRevision: kv.create_revision,
+      object: stampObject(kv.value, kind, name, kv.mod_revision, kv.create_revision),
+    };
   }
 
   private row(kv: EtcdKeyValue): Row {
@@ -752,6 +764,18 @@ export function stampValue(
   revision: number,
   createRevision: number,
 ): string {
+  return JSON.stringify(stampObject(value, kind, name, revision, createRevision));
+}
+
+/** stampValue without the round trip through a string: what reads (list, watch) hand out.
+ *  One JSON.parse per value instead of parse, stringify and parse again. */
+export function stampObject(
+  value: Buffer,
+  kind: string,
+  name: string,
+  revision: number,
+  createRevision: number,
+): TetherObject {
   const where = `etcd key o/${kind}/${name}`;
   if (value.length > MAX_VALUE_BYTES)
     throw new TetherError('TETHER_E_STATE', `${where}: value of ${value.length} bytes`, {
@@ -775,7 +799,7 @@ export function stampValue(
       expected: `a JSON object with kind ${kind} and metadata.name ${name}`,
     });
   obj.metadata = { ...obj.metadata, revision, createRevision };
-  return JSON.stringify(obj);
+  return obj as TetherObject;
 }
 
 function unstamp(json: string): Buffer {
