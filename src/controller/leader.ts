@@ -342,6 +342,9 @@ export class EtcdElection implements Leadership {
         clearInterval(timer);
         clearTimeout(stepDown);
         call.cancel();
+        // The term ends now, not once the round has cleaned up: revoking the lost lease can
+        // itself hang for a call timeout on a path to etcd that went silent.
+        this.setTerm(0, this.current?.id === this.self.id ? undefined : this.current);
         if (!round.signal.aborted) {
           this.opts.log.warn({ lease: id, why }, 'election lease lost');
           round.abort();

@@ -117,8 +117,11 @@ describe.skipIf(!have)('EtcdStore on a real etcd', () => {
   });
 
   it('a burst of report-mark reads shares Txns of at most --max-txn-ops ranges, each node gets its own mark, fresh', async () => {
-    const s = await store();
-    const other = await store();
+    // Two clients of one prefix: this replica and another.
+    const url = etcd.url();
+    const s = await openDatastore(parseDatastoreUrl(url), { maxTxnOps: LIMIT });
+    const other = await openDatastore(parseDatastoreUrl(url), { maxTxnOps: LIMIT });
+    open.push(s, other);
     const mark = (i: number) => ({ serial: `s${i}`, bootId: `b${i}`, seq: i, at: 1000 + i });
     for (let i = 0; i < 40; i += 10)
       await s.txn([], {

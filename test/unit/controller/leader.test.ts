@@ -38,7 +38,10 @@ function fakeStore() {
       lease = id;
       return { id, ttl };
     },
-    async leaseRevoke() {},
+    async leaseRevoke() {
+      // Like a real call on a silent path: it hangs until its deadline.
+      if (!answer) await new Promise((_, reject) => setTimeout(() => reject(new Error('deadline')), 5000));
+    },
     leaseKeepAlive() {
       const c = new FakeCall();
       const write = c.write.bind(c);
@@ -147,7 +150,7 @@ describe('EtcdElection clock', () => {
     expect(e.isLeader()).toBe(true);
     expect(e.term()).toBeGreaterThan(101);
     const closing = e.close();
-    await vi.advanceTimersByTimeAsync(100);
+    await vi.advanceTimersByTimeAsync(10_000);
     await closing;
   });
 
@@ -166,7 +169,7 @@ describe('EtcdElection clock', () => {
     expect(() => e.fence()).toThrow(/not the leader/);
     vi.mocked(performance.now).mockRestore();
     const closing = e.close();
-    await vi.advanceTimersByTimeAsync(100);
+    await vi.advanceTimersByTimeAsync(10_000);
     await closing;
   });
 });
