@@ -222,6 +222,14 @@ export class SessionHub {
       this.close(s, 'TETHER_E_UNAVAILABLE', reason);
   }
 
+  /** Ends every session (each peer then fails over to another replica), keeping the hub
+   *  running for the sessions that come later. */
+  closeAll(code: string, reason: string): number {
+    const all = [...this.byNode.values(), ...this.proxyBySite.values()];
+    for (const s of all) this.close(s, code, reason);
+    return all.length;
+  }
+
   /** Direct node sessions. */
   count(): number {
     return this.byNode.size;

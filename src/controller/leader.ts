@@ -22,6 +22,16 @@ export interface Leadership {
   subscribe(fn: (leader: boolean) => void): () => void;
   /** The current leader as far as this process knows (for status, logs, metrics). */
   leader(): LeaderInfo | undefined;
+  /** The term this process holds (the election key's create revision); 0 when not leader. */
+  term(): number;
+  /**
+   * Whether this replica still hears from its datastore: on etcd, some lease call (grant or
+   * keepalive) was answered within the last lease TTL. A replica that lost etcd serves a copy
+   * that no longer moves, so it reports not ready and hands its sessions to the others.
+   */
+  reachable(): boolean;
+  /** Called on every change of reachable(); returns an unsubscribe. */
+  onReachable(fn: (reachable: boolean) => void): () => void;
   /** This replica's identity in the election. */
   readonly self: LeaderInfo;
   /** Gives the term up at once (revokes the lease), so another replica takes over without
@@ -83,6 +93,15 @@ export class SoleWriter implements Leadership {
   leader(): LeaderInfo {
     return this.self;
   }
+  term(): number {
+    return 0;
+  }
+  reachable(): boolean {
+    return true;
+  }
+  onReachable(): () => void {
+    return () => undefined;
+  }
   async close(): Promise<void> {}
 }
 
@@ -105,9 +124,17 @@ export class EtcdElection implements Leadership {
   readonly self: LeaderInfo;
   private readonly ttl: number;
   private readonly key: string;
-  private term = 0;
+  /** Create revision of the key we hold (0: none). Trusted only until `validUntil`. */
+  private held = 0;
+  /** performance.now() of sending the newest lease request etcd answered (grant or
+   *  keepalive): etcd counts the TTL from when it took that request, so not earlier. */
+  private leaseSentAt = 0;
+  private contactAt = performance.now();
+  private isReachable = true;
+  private contactTimer: NodeJS.Timeout | undefined;
   private current: LeaderInfo | undefined;
   private readonly subs = new Set<(leader: boolean) => void>();
+  private readonly reachSubs = new Set<(reachable: boolean) => void>();
   private readonly abort = new AbortController();
   private loop: Promise<void> = Promise.resolve();
   private lease: number | undefined;
@@ -128,19 +155,65 @@ export class EtcdElection implements Leadership {
 
   start(): void {
     this.loop = this.run();
+    // Reachability is judged on our own clock like the term: a whole TTL without any answer
+    // from etcd means it expired our lease, whatever happens on the stream later.
+    this.contactTimer = setInterval(() => {
+      if (this.isReachable && performance.now() - this.contactAt >= this.ttl * 1000)
+        this.setReachable(false, `no answer from etcd for ${this.ttl} s`);
+    }, 250);
+    this.contactTimer.unref();
+  }
+
+  /** Until when the term is certainly still ours: 80% of a TTL after the newest answered
+   *  lease request was sent. Checked on every call, so a timer that fires late (a loaded
+   *  event loop) cannot make this replica believe in a term etcd already ended. */
+  private validUntil(): number {
+    return this.leaseSentAt + this.ttl * 800;
   }
 
   isLeader(): boolean {
-    return this.term > 0;
+    return this.held > 0 && performance.now() < this.validUntil();
+  }
+
+  term(): number {
+    return this.isLeader() ? this.held : 0;
+  }
+
+  reachable(): boolean {
+    return this.isReachable;
+  }
+
+  onReachable(fn: (reachable: boolean) => void): () => void {
+    this.reachSubs.add(fn);
+    return () => this.reachSubs.delete(fn);
+  }
+
+  /** etcd answered something: it is reachable now. */
+  private contact(): void {
+    this.contactAt = performance.now();
+    if (!this.isReachable) this.setReachable(true, 'etcd answers again');
+  }
+
+  private setReachable(ok: boolean, why: string): void {
+    this.isReachable = ok;
+    if (ok) this.opts.log.info({ id: this.self.id, why }, 'datastore reachable again');
+    else this.opts.log.warn({ id: this.self.id, why }, 'datastore unreachable');
+    for (const fn of this.reachSubs) {
+      try {
+        fn(ok);
+      } catch (e) {
+        this.opts.log.error({ err: (e as Error).message }, 'reachability subscriber failed');
+      }
+    }
   }
 
   fence(): TxnExtras['fence'] {
-    if (this.term === 0)
+    if (!this.isLeader())
       throw new TetherError('TETHER_E_PRECONDITION', 'this controller is not the leader', {
         field: 'leader',
         expected: `the leader (${this.current?.id ?? 'none elected yet'})`,
       });
-    return { key: this.key, createRevision: this.term };
+    return { key: this.key, createRevision: this.held };
   }
 
   subscribe(fn: (leader: boolean) => void): () => void {
@@ -155,12 +228,13 @@ export class EtcdElection implements Leadership {
   async close(): Promise<void> {
     if (this.abort.signal.aborted) return;
     this.abort.abort();
+    clearInterval(this.contactTimer);
     await this.loop;
   }
 
   private setTerm(term: number, holder: LeaderInfo | undefined): void {
-    const was = this.term > 0;
-    this.term = term;
+    const was = this.held > 0;
+    this.held = term;
     this.current = holder;
     if (was !== term > 0) {
       this.opts.log.info(
@@ -211,15 +285,19 @@ export class EtcdElection implements Leadership {
   /** One lease: campaign, lead or follow, until the lease is lost or `round` aborts. */
   private async round(round: AbortController): Promise<void> {
     const id = randomInt(1, 2 ** 47) * 32 + randomInt(0, 32); // < 2^52: exact as a JS number
+    const grantSent = performance.now();
     await this.store.leaseGrant(this.ttl, id);
+    this.contact();
+    this.leaseSentAt = grantSent;
     this.lease = id;
-    const lost = this.keepAlive(id, round);
+    const lost = this.keepAlive(id, round, grantSent);
     const value = Buffer.from(
       JSON.stringify({ id: this.self.id, ...(this.self.addr ? { addr: this.self.addr } : {}) }),
     );
     try {
       while (!round.signal.aborted) {
         const r = await this.store.createIfAbsent(this.key, value, id);
+        this.contact();
         const kv = r.kv;
         if (kv && kv.lease === id) {
           // Ours: just created, or created by an earlier attempt whose answer was lost.
@@ -229,7 +307,7 @@ export class EtcdElection implements Leadership {
         }
         // Wait for the key to change hands (or vanish), then campaign again.
         await Promise.race([this.untilChanged(kv, r.revision, round.signal), lost]);
-        if (this.term > 0 && !round.signal.aborted) {
+        if (this.held > 0 && !round.signal.aborted) {
           // Our key went away (revoked by an operator, or expired): end the term at once.
           this.setTerm(0, undefined);
         }
@@ -246,49 +324,64 @@ export class EtcdElection implements Leadership {
 
   /**
    * Keeps lease `id` alive; resolves (and aborts `round`) once it is lost: etcd answered TTL
-   * 0, the stream failed, or no answer came for a whole TTL. Never rejects.
+   * 0, the stream failed, or no answer came for 80% of a TTL counted from when the last
+   * answered request was sent. Never rejects.
    */
-  private keepAlive(id: number, round: AbortController): Promise<void> {
+  private keepAlive(id: number, round: AbortController, grantSent: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const call = this.store.leaseKeepAlive();
       // etcd renews the lease when it takes a keepalive, so an answer proves the lease good
       // for a TTL from when its request was SENT, not from when the answer came back.
       const sent: number[] = [];
-      let lastAck = Date.now();
+      let lastAck = grantSent;
       let done = false;
+      let stepDown: NodeJS.Timeout | undefined;
       const finish = (why: string) => {
         if (done) return;
         done = true;
         clearInterval(timer);
+        clearTimeout(stepDown);
         call.cancel();
+        // The term ends now, not once the round has cleaned up: revoking the lost lease can
+        // itself hang for a call timeout on a path to etcd that went silent.
+        this.setTerm(0, this.current?.id === this.self.id ? undefined : this.current);
         if (!round.signal.aborted) {
           this.opts.log.warn({ lease: id, why }, 'election lease lost');
           round.abort();
         }
         resolve();
       };
-      const timer = setInterval(
-        () => {
-          // Step down a little before etcd would expire it: a term we are unsure of is over.
-          if (Date.now() - lastAck >= this.ttl * 800) finish('no keepalive answer for most of a TTL');
-          else send();
-        },
-        Math.max(200, (this.ttl * 1000) / 3),
-      );
-      timer.unref();
+      // Its own deadline, not a check on the next send tick: ticks every TTL/3 would end the
+      // term up to a whole TTL after the last answer, when etcd may have expired it already.
+      const arm = () => {
+        clearTimeout(stepDown);
+        stepDown = setTimeout(
+          () => finish('no keepalive answer for most of a TTL'),
+          Math.max(0, lastAck + this.ttl * 800 - performance.now()),
+        );
+        stepDown.unref();
+      };
       const send = () => {
-        sent.push(Date.now());
+        sent.push(performance.now());
         if (sent.length > 64) sent.shift();
         call.write({ ID: id });
       };
+      const timer = setInterval(send, Math.max(200, (this.ttl * 1000) / 3));
+      timer.unref();
       call.on('data', (m: { TTL: number }) => {
         const at = sent.shift();
+        this.contact();
         if (m.TTL <= 0) finish('etcd says the lease is gone');
-        else if (at !== undefined) lastAck = Math.max(lastAck, at);
+        else if (at !== undefined && at > lastAck) {
+          lastAck = at;
+          this.leaseSentAt = Math.max(this.leaseSentAt, at);
+          arm();
+        }
       });
       call.on('error', (e: Error) => finish(`keepalive stream failed: ${e.message}`));
       call.on('end', () => finish('keepalive stream ended'));
       round.signal.addEventListener('abort', () => finish('round ended'));
+      arm();
       send();
     });
   }
@@ -314,6 +407,7 @@ export class EtcdElection implements Leadership {
         if (!isTetherError(e)) throw e;
         await sleep(200);
         const now = await this.store.getKey(this.key);
+        this.contact();
         if ((now.kv?.createRevision ?? 0) !== want) return;
         from = now.revision;
       }

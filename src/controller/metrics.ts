@@ -121,6 +121,20 @@ export class ControllerMetrics {
       [],
       () => [[{}, leadership.isLeader() ? 1 : 0]],
     );
+    lazyGauge(
+      this.registry,
+      'tether_controller_leader_term',
+      'The election term this replica holds (etcd revision at which it began); 0 when not the leader or on SQLite',
+      [],
+      () => [[{}, leadership.term()]],
+    );
+    lazyGauge(
+      this.registry,
+      'tether_controller_datastore_reachable',
+      'Whether this replica hears from its datastore (an etcd lease call answered within the lease TTL); always 1 on SQLite',
+      [],
+      () => [[{}, leadership.reachable() ? 1 : 0]],
+    );
   }
 
   /** Reads sessions, shells and connections at scrape time; times acks and enrollments. */

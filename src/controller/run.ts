@@ -108,7 +108,7 @@ export async function startController(opts: {
           livez: () => ({ ok: true, reasons: [] }),
           // Ready once the gRPC port serves, until shutdown begins. Not health.check(): that
           // writes a store probe and resets the watchdog's lag window on every probe.
-          readyz: () => (closing ? { ok: false, reasons: ['shutting down'] } : { ok: true, reasons: [] }),
+          readyz: () => readiness(leadership, closing),
         });
   if (metricsServer) opts.log.info({ metricsPort: metricsServer.port }, 'controller metrics serving');
   return {
@@ -129,4 +129,28 @@ export async function startController(opts: {
       await store.close();
     },
   };
+}
+
+/**
+ * /readyz: ready while serving and (on etcd) hearing from the datastore; the body also says
+ * whether this replica holds the election, its term and who leads, so an operator or a load
+ * balancer sees the leader without a client certificate.
+ */
+export function readiness(
+  leadership: Leadership,
+  closing: boolean,
+): { ok: boolean; reasons: string[]; detail: string[] } {
+  const reasons: string[] = [];
+  if (closing) reasons.push('shutting down');
+  if (!leadership.reachable())
+    reasons.push('datastore unreachable (no etcd lease answer within the lease TTL)');
+  const holder = leadership.leader();
+  const detail = [
+    `leader: ${leadership.isLeader() ? 'yes' : 'no'}`,
+    `term: ${leadership.term()}`,
+    `replica: ${leadership.self.id}`,
+    `datastore: ${leadership.reachable() ? 'reachable' : 'unreachable'}`,
+  ];
+  if (holder) detail.push(`leader_id: ${holder.id}`, ...(holder.addr ? [`leader_addr: ${holder.addr}`] : []));
+  return { ok: reasons.length === 0, reasons, detail };
 }

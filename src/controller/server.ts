@@ -104,6 +104,8 @@ export interface ControllerServerDeps {
   leadership?: Leadership;
 }
 
+const LOST_DATASTORE = 'this controller replica cannot reach its datastore; use another replica';
+
 /** Kinds an admin may write with apply; the rest are owned by the controller itself. */
 const READ_ONLY_KINDS = new Set(['EnrollmentToken', 'Node']);
 /** Fields of status the controller owns; apply keeps the stored status, not the input's. */
@@ -270,6 +272,16 @@ export class ControllerServer {
       accepts: (der) => this.acceptsCert(der),
       log: deps.log.child({ component: 'listener' }),
     });
+    // A replica that lost its datastore serves a copy that no longer moves: its sessions go
+    // (each peer fails over to the next replica) and new ones are refused until it is back.
+    deps.leadership?.onReachable((ok) => {
+      if (ok) return;
+      const n = this.hub.closeAll('TETHER_E_UNAVAILABLE', LOST_DATASTORE);
+      deps.log.warn(
+        { sessions: n },
+        'datastore unreachable: sessions closed so the peers move to another replica',
+      );
+    });
     // Revocation takes effect on the live session at once, not at the next reconnect.
     deps.store.subscribe((events) => {
       for (const ev of events) {
@@ -422,6 +434,10 @@ export class ControllerServer {
           who = this.authenticate(call, 'node');
         } catch (e) {
           call.emit('error', toGrpcError(asTetherError(e)));
+          return;
+        }
+        if (this.deps.leadership && !this.deps.leadership.reachable()) {
+          call.emit('error', toGrpcError(new TetherError('TETHER_E_UNAVAILABLE', LOST_DATASTORE)));
           return;
         }
         const id = who.id as Extract<Identity, { role: 'node' }>;

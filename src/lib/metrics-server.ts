@@ -29,8 +29,9 @@ export function parseMetricsListen(s: string, field = 'metrics listen'): Metrics
   return { host: m[1] as string, port };
 }
 
-/** A probe answers ok, or the reasons it is not. */
-export type Probe = () => { ok: boolean; reasons: string[] };
+/** A probe answers ok, or the reasons it is not; `detail` lines ("key: value") follow the
+ *  verdict in the body either way (who leads, which term). */
+export type Probe = () => { ok: boolean; reasons: string[]; detail?: string[] };
 
 export interface MetricsServer {
   port: number;
@@ -51,13 +52,17 @@ export async function startMetricsServer(opts: {
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'GET only\n');
     if (path === '/livez' || path === '/readyz') {
-      let r: { ok: boolean; reasons: string[] };
+      let r: ReturnType<Probe>;
       try {
         r = (path === '/livez' ? opts.livez : opts.readyz)();
       } catch (e) {
         r = { ok: false, reasons: [(e as Error).message] };
       }
-      return text(r.ok ? 200 : 503, r.ok ? 'ok\n' : `not ok: ${r.reasons.join('; ').slice(0, 2000)}\n`);
+      const detail = (r.detail ?? []).map((l) => `${l.slice(0, 500)}\n`).join('');
+      return text(
+        r.ok ? 200 : 503,
+        (r.ok ? 'ok\n' : `not ok: ${r.reasons.join('; ').slice(0, 2000)}\n`) + detail,
+      );
     }
     if (path === '/metrics') {
       opts.registry.metrics().then(

@@ -159,9 +159,12 @@ async function scenario(
   let controllers: Child[] = [];
   const workers: Worker[] = [];
   const admins: Admin[] = [];
+  // BENCH_CONTROLLER_ARGS: extra node flags for the controllers (e.g. --cpu-prof
+  // --cpu-prof-dir=DIR: the replicas started after the kill write a profile on their clean stop).
+  const extra = (process.env.BENCH_CONTROLLER_ARGS ?? '').split(' ').filter(Boolean);
   const startAll = () =>
     dataDirs.map((d, i) =>
-      spawnNode(['--expose-gc', ...tetherArgv(flavor), 'controller', 'start', '--data-dir', d], {
+      spawnNode(['--expose-gc', ...extra, ...tetherArgv(flavor), 'controller', 'start', '--data-dir', d], {
         logFile: join(dir, `controller-${i}.log`),
       }),
     );
@@ -329,6 +332,18 @@ async function scenario(
     ).then(() => nowMs());
     const back = await resynced;
     r.restart_to_all_serving_s = +(((await serving) - tStart) / 1000).toFixed(2);
+    // When each replica's gRPC port opened (its "controller serving" log line), apart from
+    // when an admin call first got through the storm.
+    r.restart_to_listening_s = dataDirs
+      .map((_, i) => {
+        const lines = readFileSync(join(dir, `controller-${i}.log`), 'utf8').split('\n');
+        const t = lines
+          .filter((l) => l.includes('"controller serving"'))
+          .map((l) => Date.parse((JSON.parse(l) as { time: string }).time))
+          .filter((x) => x >= tStart - 1000)[0];
+        return t === undefined ? 'n/a' : ((t - tStart) / 1000).toFixed(2);
+      })
+      .join('/');
     const tBack = Math.max(...back.map((m) => m.at));
     r.resync_all_after_restart_s = +((tBack - tStart) / 1000).toFixed(2);
     // Resyncs, not nodes: a node dropped again during the storm resyncs twice.

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Datastore, WatchBatch } from '../../src/controller/store/datastore.js';
 import { EtcdStore } from '../../src/controller/store/etcd.js';
 import { follow } from '../../src/controller/store/follow.js';
@@ -114,6 +114,30 @@ describe.skipIf(!have)('EtcdStore on a real etcd', () => {
     const r2 = (await mine.txn([{ op: 'put', object: obj('Site', 'y') }])).revision;
     expect(((await next).value as WatchBatch).revision).toBe(r2);
     await it.return?.();
+  });
+
+  it('a burst of report-mark reads shares Txns of at most --max-txn-ops ranges, each node gets its own mark, fresh', async () => {
+    // Two clients of one prefix: this replica and another.
+    const url = etcd.url();
+    const s = await openDatastore(parseDatastoreUrl(url), { maxTxnOps: LIMIT });
+    const other = await openDatastore(parseDatastoreUrl(url), { maxTxnOps: LIMIT });
+    open.push(s, other);
+    const mark = (i: number) => ({ serial: `s${i}`, bootId: `b${i}`, seq: i, at: 1000 + i });
+    for (let i = 0; i < 40; i += 10)
+      await s.txn([], {
+        reportMarks: Array.from({ length: 10 }, (_, j) => ({ node: `n${i + j}`, mark: mark(i + j) })),
+      });
+    const unary = vi.spyOn(s as unknown as { unary: (...a: unknown[]) => unknown }, 'unary');
+    // 50 nodes (10 without a mark), each asked twice in the same turn, as a storm's hellos.
+    const nodes = Array.from({ length: 50 }, (_, i) => `n${i}`);
+    const got = await Promise.all([...nodes, ...nodes].map((n) => s.reportMark(n)));
+    const calls = unary.mock.calls.length;
+    unary.mockRestore();
+    expect(calls).toBe(Math.ceil(50 / LIMIT));
+    for (const [i, m] of got.entries()) expect(m).toEqual(i % 50 < 40 ? mark(i % 50) : undefined);
+    // Not a cache: a mark another replica stores afterwards is what the next read answers.
+    await other.txn([], { reportMarks: [{ node: 'n3', mark: mark(99) }] });
+    expect(await s.reportMark('n3')).toEqual(mark(99));
   });
 
   it('grpcTarget and the URL agree: a mixed member list is refused before dialling', () => {

@@ -28,7 +28,7 @@ describe('metrics server', () => {
       listen: { host: '127.0.0.1', port: 0 },
       registry,
       livez: () => ({ ok: true, reasons: [] }),
-      readyz: () => ({ ok: false, reasons: ['reconcile not converged'] }),
+      readyz: () => ({ ok: false, reasons: ['reconcile not converged'], detail: ['leader: no', 'term: 0'] }),
     });
     try {
       const base = `http://127.0.0.1:${m.port}`;
@@ -37,7 +37,7 @@ describe('metrics server', () => {
       expect((await fetch(`${base}/livez`)).status).toBe(200);
       const ready = await fetch(`${base}/readyz`);
       expect(ready.status).toBe(503);
-      expect(await ready.text()).toContain('reconcile not converged');
+      expect(await ready.text()).toBe('not ok: reconcile not converged\nleader: no\nterm: 0\n');
       expect((await fetch(`${base}/nope`)).status).toBe(404);
     } finally {
       await m.close();
