@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { hostname } from 'node:os';
+import { ListenClock } from '../lib/bounded-session.js';
 import { isTetherError, TetherError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { Datastore } from './store/datastore.js';
@@ -129,6 +130,9 @@ export class EtcdElection implements Leadership {
   /** performance.now() of sending the newest lease request etcd answered (grant or
    *  keepalive): etcd counts the TTL from when it took that request, so not earlier. */
   private leaseSentAt = 0;
+  /** Reachability is judged on this clock, which leaves out this process's own stalls. */
+  private readonly listen = new ListenClock(250);
+  /** When etcd last answered, on the listen clock. */
   private contactAt = performance.now();
   private isReachable = true;
   private contactTimer: NodeJS.Timeout | undefined;
@@ -157,8 +161,13 @@ export class EtcdElection implements Leadership {
     this.loop = this.run();
     // Reachability is judged on our own clock like the term: a whole TTL without any answer
     // from etcd means it expired our lease, whatever happens on the stream later.
+    // Judged on the listen clock (src/lib/bounded-session.ts): this replica's own stalls do
+    // not count, since the answers that came meanwhile are read only after the timer runs. A
+    // storm of thousands of hellos stalled both replicas for seconds at a time, and each such
+    // false "unreachable" closed all of a replica's sessions onto the other one.
     this.contactTimer = setInterval(() => {
-      if (this.isReachable && performance.now() - this.contactAt >= this.ttl * 1000)
+      const listening = this.listen.tick(performance.now());
+      if (this.isReachable && listening - this.contactAt >= this.ttl * 1000)
         this.setReachable(false, `no answer from etcd for ${this.ttl} s`);
     }, 250);
     this.contactTimer.unref();
@@ -190,7 +199,7 @@ export class EtcdElection implements Leadership {
 
   /** etcd answered something: it is reachable now. */
   private contact(): void {
-    this.contactAt = performance.now();
+    this.contactAt = this.listen.at(performance.now());
     if (!this.isReachable) this.setReachable(true, 'etcd answers again');
   }
 
