@@ -165,7 +165,7 @@ export class SessionHub {
   private readonly sends: BoundedSession<Session, ControllerMessage>;
   private seq = 0;
   /** Silence is judged on this clock, which leaves out the hub's own stalls. */
-  private listen = new ListenClock(50);
+  private listen = new ListenClock(50, Date.now());
   /** How sessions were brought up to date when they opened: resumed by delta from the
    *  revision they held, or sent a snapshot (a stat for metrics, tests and benchmarks). */
   readonly initialSyncs = { delta: 0, snapshot: 0 };
@@ -210,7 +210,7 @@ export class SessionHub {
     // Sessions keep their own intervals (Hello.heartbeat_ms); the tick only needs to be
     // finer than the shortest of them.
     const tickMs = Math.max(50, Math.min(HEARTBEAT_BOUNDS_MS.min, this.opts.heartbeatMs));
-    this.listen = new ListenClock(tickMs);
+    this.listen = new ListenClock(tickMs, Date.now());
     this.heartbeatTimer = setInterval(() => this.tick(), tickMs);
     this.heartbeatTimer.unref();
   }

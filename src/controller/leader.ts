@@ -131,7 +131,7 @@ export class EtcdElection implements Leadership {
    *  keepalive): etcd counts the TTL from when it took that request, so not earlier. */
   private leaseSentAt = 0;
   /** Reachability is judged on this clock, which leaves out this process's own stalls. */
-  private readonly listen = new ListenClock(250);
+  private readonly listen = new ListenClock(250, performance.now());
   /** When etcd last answered, on the listen clock. */
   private contactAt = performance.now();
   private isReachable = true;

@@ -95,7 +95,14 @@ export class ListenClock {
   private last: number | undefined;
   private stalled = 0;
 
-  constructor(private readonly periodMs: number) {}
+  /** `startMs`: when listening began; without it the first tick only sets the reference, and
+   *  a stall before that first tick would be taken for silence. */
+  constructor(
+    private readonly periodMs: number,
+    startMs?: number,
+  ) {
+    this.last = startMs;
+  }
 
   /** Called by the periodic tick with the wall time; returns the listening time now. */
   tick(now: number): number {

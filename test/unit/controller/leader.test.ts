@@ -154,6 +154,33 @@ describe('EtcdElection clock', () => {
     await closing;
   });
 
+  it("a replica's own stall is not etcd's silence; silence while it listens is", async () => {
+    const f = fakeStore();
+    const e = new EtcdElection(f.store, { log: silentLogger(), ttlSeconds: TTL });
+    const reach: boolean[] = [];
+    e.onReachable((ok) => reach.push(ok));
+    e.start();
+    await vi.advanceTimersByTimeAsync(50);
+    expect(e.reachable()).toBe(true);
+    const fakeNow = performance.now.bind(performance);
+    let stall = 0;
+    vi.spyOn(performance, 'now').mockImplementation(() => fakeNow() + stall);
+    // Nothing is answered from here on, and the event loop is blocked for two TTLs: on waking
+    // the contact check runs before any socket is read. That stall is not etcd's silence.
+    f.cut();
+    stall = TTL * 2000;
+    await vi.advanceTimersByTimeAsync(260);
+    expect(reach).toEqual([]);
+    expect(e.reachable()).toBe(true);
+    // A whole TTL of listening with no answer is.
+    for (let t = 0; t < TTL * 1000 + 500 && e.reachable(); t += 10) await vi.advanceTimersByTimeAsync(10);
+    expect(reach).toEqual([false]);
+    vi.mocked(performance.now).mockRestore();
+    const closing = e.close();
+    await vi.advanceTimersByTimeAsync(10_000);
+    await closing;
+  });
+
   it('isLeader() is false past the deadline even when the step-down timer has not run yet', async () => {
     const f = fakeStore();
     const e = new EtcdElection(f.store, { log: silentLogger(), ttlSeconds: TTL });
