@@ -247,8 +247,12 @@ export async function run(): Promise<Result> {
         String(HAND.vni),
         'local',
         local,
+        'dev',
+        'ul0',
+        'dstport',
+        '4789',
+        'nolearning',
       );
-      ip('-n', ns, 'link', 'set', 'hvx0', 'type', 'vxlan', 'nolearning');
       ip('-n', ns, 'link', 'set', 'hvx0', 'master', 'hbr0', 'up');
       ip('-n', ns, 'link', 'set', 'hbr0', 'up');
       execFileSync('bridge', [
