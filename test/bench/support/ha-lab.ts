@@ -613,11 +613,13 @@ ${nb}
   }
 
   /** Gateway g goes silent towards the router with its link still up (a dead or hung node
-   *  behind a switch): everything it sends on its uplink is dropped, so only BFD can tell. */
+   *  behind a switch): everything it sends on its uplink is dropped, so only BFD can tell.
+   *  Postrouting, not output: in the real mode the echo replies are forwarded (un-DNATed
+   *  from the workload on E), and an output hook would let them through. */
   silence(g: 'a' | 'b'): void {
     execFileSync('ip', ['netns', 'exec', this.ns[g], 'nft', '-f', '-'], {
       input:
-        'table ip tether_ha_lab { chain out { type filter hook output priority 0; policy accept; oifname "up0" drop; }; }\n',
+        'table ip tether_ha_lab { chain out { type filter hook postrouting priority 0; policy accept; oifname "up0" drop; }; }\n',
     });
   }
 
