@@ -87,6 +87,11 @@ export async function run(): Promise<Result> {
     const site = lab.site('s1');
     const n = lab.node('s1n1');
     const nodePid = lab.nodeProcess('s1n1')!.pid;
+    // What the measured process runs with: node's own flags (the wrapper execs in place).
+    r.node_flags = readFileSync(`/proc/${nodePid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((a) => a.startsWith('--'))
+      .join(' ');
     const HAND_IP = site.lan.replace(/\.0\/24$/, '.250');
     // The site router: BIRD in the site router's namespace, peering with the node and with
     // the hand-run BIRD of the baseline.
