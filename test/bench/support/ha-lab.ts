@@ -124,7 +124,7 @@ export class HaLab {
       if (this.fip === 'loopback') this.ip('-n', this.ns[g], 'addr', 'add', `${FIP}/32`, 'dev', 'lo');
     }
     if (this.fip === 'real') await this.buildRealFip();
-    // The site LAN between the gateway nodes: the HA heartbeat.
+    // Otherwise the site LAN is one link between the gateway nodes: the HA heartbeat.
     else
       await this.topo.veth(
         { ns: this.ns.a, ifname: 'lan0', addrs: [`${this.lan.a}/24`] },
