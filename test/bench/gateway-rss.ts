@@ -88,9 +88,15 @@ export async function run(): Promise<Result> {
     const n = lab.node('s1n1');
     const nodePid = lab.nodeProcess('s1n1')!.pid;
     // What the measured process runs with: node's own flags (the wrapper execs in place).
-    r.node_flags = readFileSync(`/proc/${nodePid}/cmdline`, 'utf8')
-      .split('\0')
-      .filter((a) => a.startsWith('--'))
+    const argv = readFileSync(`/proc/${nodePid}/cmdline`, 'utf8').split('\0').slice(1);
+    r.node_flags = argv
+      .slice(
+        0,
+        Math.max(
+          0,
+          argv.findIndex((a) => !a.startsWith('--')),
+        ),
+      )
       .join(' ');
     const HAND_IP = site.lan.replace(/\.0\/24$/, '.250');
     // The site router: BIRD in the site router's namespace, peering with the node and with
