@@ -1,6 +1,8 @@
 /**
- * Memory of a gateway node: the real `tether node run` (bundle, with the unit's node flags
- * and MALLOC_ARENA_MAX=1) in a 1-site lab (src/lab), its site's Gateway announcing 10,000
+ * Memory of a gateway node: the real `tether node run` (bundle, with the node unit's
+ * environment read from installer/systemd/tether-node.service as proxy-rss does: NODE_OPTIONS,
+ * MALLOC_*, and TETHER_NODE_FLAGS (lite mode) on node's own command line, as /usr/bin/tether
+ * puts them) in a 1-site lab (src/lab), its site's Gateway announcing 10,000
  * prefixes through the BIRD it supervises to a BIRD 2 site router in the site router's
  * namespace. Reported: the node daemon's VmRSS before the Gateway exists (same run, same
  * daemon), after (settled), BIRD's VmRSS, and the sum against the goal (≤ 90 MB); and a
@@ -8,7 +10,8 @@
  * its own with the same session to the same router (so it holds the same 10,000 routes).
  *
  * Needs root, bird, and dist/tether.mjs (`npm run bundle`; built here when missing).
- * Usage: `npx tsx test/bench/gateway-rss.ts` (BENCH_GW_PREFIXES, BENCH_GW_SETTLE_S).
+ * Usage: `npx tsx test/bench/gateway-rss.ts` (BENCH_GW_PREFIXES, BENCH_GW_SETTLE_S;
+ * BENCH_UNIT_FLAGS=0 runs without the unit's environment).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -26,7 +29,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BirdClient } from '../../src/bgp/birdc.js';
 import { defaultLabStateDir, Lab } from '../../src/lab/index.js';
-import { BUNDLE, REPO, rssKiB, sleep, waitFor } from './support/proc.js';
+import { BUNDLE, REPO, rssKiB, shellQuote, sleep, unitEnv, unitNodeFlags, waitFor } from './support/proc.js';
 
 type Result = Record<string, number | string>;
 const N = Number(process.env.BENCH_GW_PREFIXES ?? 10_000);
@@ -52,12 +55,19 @@ export async function run(): Promise<Result> {
   const r: Result = { prefixes: N };
   if (!existsSync(BUNDLE)) execFileSync('npm', ['run', 'bundle'], { cwd: REPO, stdio: 'ignore' });
   const dir = mkdtempSync(join(tmpdir(), 'tether-gwrss-'));
-  // The node daemon as the unit runs it (installer/systemd/tether-node.service).
+  // The node daemon as the unit runs it (installer/systemd/tether-node.service), through a
+  // wrapper that does what /usr/bin/tether does with TETHER_NODE_FLAGS.
+  const env = unitEnv();
   const wrapper = join(dir, 'tether');
   writeFileSync(
     wrapper,
-    `#!/bin/sh\nexport NODE_ENV=production MALLOC_ARENA_MAX=1 NODE_OPTIONS="--max-semi-space-size=1 --expose-gc"\nexec node ${BUNDLE} "$@"\n`,
+    `#!/bin/sh\nexport NODE_ENV=production${Object.entries(env)
+      .map(([k, v]) => ` ${k}=${shellQuote(v)}`)
+      .join('')}\nexec ${[process.execPath, ...unitNodeFlags(env), BUNDLE].map(shellQuote).join(' ')} "$@"\n`,
   );
+  r.unitEnv = Object.entries(env)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
   chmodSync(wrapper, 0o755);
   process.env.TETHER_LAB_TETHER = wrapper;
   const name = `gr${randomBytes(2).toString('hex')}`;
@@ -77,6 +87,17 @@ export async function run(): Promise<Result> {
     const site = lab.site('s1');
     const n = lab.node('s1n1');
     const nodePid = lab.nodeProcess('s1n1')!.pid;
+    // What the measured process runs with: node's own flags (the wrapper execs in place).
+    const argv = readFileSync(`/proc/${nodePid}/cmdline`, 'utf8').split('\0').slice(1);
+    r.node_flags = argv
+      .slice(
+        0,
+        Math.max(
+          0,
+          argv.findIndex((a) => !a.startsWith('--')),
+        ),
+      )
+      .join(' ');
     const HAND_IP = site.lan.replace(/\.0\/24$/, '.250');
     // The site router: BIRD in the site router's namespace, peering with the node and with
     // the hand-run BIRD of the baseline.

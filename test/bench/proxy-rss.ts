@@ -24,7 +24,17 @@ import {
   TestAgent,
   until,
 } from '../integration/support/site.js';
-import { anonKiB, bundleExists, cpuMs, REPO, rssKiB, sleep, spawnNode, tetherArgv } from './support/proc.js';
+import {
+  anonKiB,
+  bundleExists,
+  cpuMs,
+  REPO,
+  rssKiB,
+  sleep,
+  spawnNode,
+  tetherArgv,
+  unitEnv,
+} from './support/proc.js';
 
 const REMOTE = Number(process.env.BENCH_PROXY_ENDPOINTS ?? 10_000);
 const AGENTS = Number(process.env.BENCH_PROXY_AGENTS ?? 20);
@@ -35,18 +45,6 @@ function remote(i: number, gen = 0): TetherObject {
   const ip = `10.${100 + Math.floor(i / 65536)}.${Math.floor(i / 256) % 256}.${i % 256}`;
   const mac = `02:01:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}:${gen.toString(16).padStart(2, '0')}`;
   return endpoint(`far${i % 50}`, `w${i}`, 'red', ip, mac, `192.0.2.${1 + (i % 50)}`, 's2');
-}
-
-/** The environment of the shipped systemd unit (V8 heap flags, malloc arenas), so the daemon
- *  runs as it ships; BENCH_UNIT_FLAGS=0 measures without it. */
-function unitEnv(): Record<string, string> {
-  if (process.env.BENCH_UNIT_FLAGS === '0') return {};
-  const unit = readFileSync(`${REPO}installer/systemd/tether-node.service`, 'utf8');
-  const env: Record<string, string> = {};
-  // Environment=K=V or Environment="K=V W" (a value with spaces is quoted whole).
-  for (const m of unit.matchAll(/^Environment=("?)([A-Z_]+)=(.*?)\1$/gm))
-    if (m[2] !== 'NODE_ENV') env[m[2]!] = m[3]!.trim();
-  return env;
 }
 
 export async function run(): Promise<Record<string, number | string>> {

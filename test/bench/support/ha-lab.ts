@@ -1,9 +1,14 @@
 // The gateway HA lab: a site router namespace (BIRD 2 or FRR 8.4 with bfdd) and two gateway
 // node namespaces, each with a link to the router and one site-LAN link between them (the
 // HA heartbeat). Each gateway runs ha-gateway.ts (Tether's BIRD + the HA monitor). The
-// floating IP's dataplane on each gateway is the address on its loopback: what is measured
-// here is the routing change, the floating IP's NAT is covered by test/integration/gateway/
-// fip.test.ts. Used by test/integration/gateway/ha.test.ts and test/bench/gateway-failover.ts.
+// floating IP's dataplane on each gateway is, by default, the address on its loopback: what
+// is measured then is the routing change alone. With `fip: 'real'` (node wiring only) the
+// site LAN is a switch (a bridge in a namespace of its own) joining both gateway nodes and a
+// third node E; all three run the vRouter (synced from this process, as fip-ha.test.ts does)
+// and E hosts the workload that is the FloatingIP's endpoint: both gateways bind it (DNAT
+// over VXLAN to E, the return path on E by the gateway's MAC) and the workload answers the
+// pings. Used by test/integration/gateway/{ha,fip-failover}.test.ts and
+// test/bench/gateway-failover.ts.
 // Everything is named with a random prefix and removed by name; processes stopped by PID.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -12,6 +17,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TetherObject } from '../../../src/api/resource.js';
 import type { BirdConfig } from '../../../src/bgp/render.js';
+import { IprouteKernel } from '../../../src/kernel/iproute2.js';
+import { ProcessRunner } from '../../../src/lib/exec.js';
+import { silentLogger } from '../../../src/lib/log.js';
+import type { DurableState } from '../../../src/node/agent/session.js';
+import { GatewayConsumer } from '../../../src/node/gateway/consumer.js';
+import { withFipReturns } from '../../../src/node/gateway/model.js';
+import { VRouter } from '../../../src/node/vrouter/agent.js';
+import { type DesiredNodeNetwork, names } from '../../../src/node/vrouter/model.js';
+import { network, OVERLAY_MTU, UNDERLAY_MTU } from '../../integration/vrouter/topo.js';
 import { NetnsSet } from '../../support/netns.js';
 import type { HaGatewayArgs } from './ha-gateway.js';
 import type { HaNodeArgs } from './ha-node.js';
@@ -34,14 +48,31 @@ export interface PingResult {
 
 export type LabNode = 'gw-a' | 'gw-b' | 'site-c';
 
+/** `loopback`: the floating IP is an address on each gateway's loopback (the routing change
+ *  alone); `real`: a FloatingIP bound by both gateways to a workload on a third node. */
+export type FipMode = 'loopback' | 'real';
+
+/** The real mode's virtual network, workload and node E (its VTEP on the site LAN). */
+const VNI = 730;
+const WORKLOAD = { ip: '10.1.0.50', gateway: '10.1.0.1', mac: '02:00:0a:01:00:32', ifname: 'wl0' };
+export const ECHO_PORT = 7000;
+
 export class HaLab {
   private readonly topo = new NetnsSet('ha');
   readonly id = this.topo.id;
   readonly rtr = this.topo.name('rtr');
   readonly ns = { a: this.topo.name('ga'), b: this.topo.name('gb') };
+  /** Real mode: the site LAN's switch, node E and E's workload. */
+  readonly sw = this.topo.name('sw');
+  readonly nodeE = this.topo.name('ne');
+  readonly workload = this.topo.name('w');
   readonly up = { a: '10.96.1.2', b: '10.96.2.2' };
   readonly rtrIp = { a: '10.96.1.1', b: '10.96.2.1' };
-  readonly lan = { a: '10.96.3.1', b: '10.96.3.2' };
+  readonly lan = { a: '10.96.3.1', b: '10.96.3.2', e: '10.96.3.4' };
+  /** Real mode: each node's vRouter plan (synced by build(), torn down by destroy()). */
+  private readonly vr: Partial<Record<'a' | 'b' | 'e', DesiredNodeNetwork>> = {};
+  private endpointNode: GatewayConsumer | undefined;
+  private echo: ChildProcess | undefined;
   readonly dir = mkdtempSync(join(tmpdir(), 'tether-ha-'));
   private gws: Partial<Record<'a' | 'b', ChildProcess>> = {};
   private routerProc: ChildProcess | undefined;
@@ -59,7 +90,11 @@ export class HaLab {
     readonly mode: 'monitor' | 'node' = 'monitor',
     /** false: the baseline without BFD (BIRD router), only BGP's hold timer (9 s) ends a dead session. */
     readonly bfd = true,
-  ) {}
+    readonly fip: FipMode = 'loopback',
+  ) {
+    if (fip === 'real' && mode !== 'node')
+      throw new Error("HaLab: a real FloatingIP needs the node wiring (mode 'node')");
+  }
 
   /** Gateway node `n`'s (or site-c's) key: its private key file and public SPKI (base64). */
   nodeKey(n: LabNode): { keyFile: string; spki: string } {
@@ -86,16 +121,152 @@ export class HaLab {
         { ns: this.rtr, ifname: `dn${g}`, addrs: [`${this.rtrIp[g]}/24`] },
       );
       // The floating IP's dataplane stand-in: both nodes answer for it (pre-installed).
-      this.ip('-n', this.ns[g], 'addr', 'add', `${FIP}/32`, 'dev', 'lo');
+      if (this.fip === 'loopback') this.ip('-n', this.ns[g], 'addr', 'add', `${FIP}/32`, 'dev', 'lo');
     }
-    // The site LAN between the gateway nodes: the HA heartbeat.
-    await this.topo.veth(
-      { ns: this.ns.a, ifname: 'lan0', addrs: [`${this.lan.a}/24`] },
-      { ns: this.ns.b, ifname: 'lan0', addrs: [`${this.lan.b}/24`] },
-    );
+    if (this.fip === 'real') await this.buildRealFip();
+    // Otherwise the site LAN is one link between the gateway nodes: the HA heartbeat.
+    else
+      await this.topo.veth(
+        { ns: this.ns.a, ifname: 'lan0', addrs: [`${this.lan.a}/24`] },
+        { ns: this.ns.b, ifname: 'lan0', addrs: [`${this.lan.b}/24`] },
+      );
     if (this.router === 'bird') this.startBirdRouter();
     else this.startFrrRouter();
     for (const g of ['a', 'b'] as const) this.startGateway(g);
+  }
+
+  /**
+   * The real FloatingIP's dataplane, before the gateway processes start: the site LAN as a
+   * switch (each node's `lan0` a plain veth whose peer is a port of the switch's bridge, so
+   * no node holds its VTEP on a bridge device), E's workload attached as a CNI plugin would,
+   * the three vRouters synced, and E's return path installed by a GatewayConsumer of its own
+   * (E is in no Gateway's node list: that consumer only installs the return path).
+   */
+  private async buildRealFip(): Promise<void> {
+    await this.topo.add('sw', 'ne', 'w');
+    this.ip('-n', this.sw, 'link', 'add', 'br0', 'type', 'bridge');
+    this.ip('-n', this.sw, 'link', 'set', 'br0', 'up');
+    for (const [n, ns] of [
+      ['a', this.ns.a],
+      ['b', this.ns.b],
+      ['e', this.nodeE],
+    ] as const) {
+      await this.topo.veth(
+        { ns, ifname: 'lan0', addrs: [`${this.lan[n]}/24`] },
+        { ns: this.sw, ifname: `p${n}` },
+      );
+      this.ip('-n', this.sw, 'link', 'set', `p${n}`, 'master', 'br0');
+    }
+    // The workload: its end configured in its namespace, the host end left in E's.
+    this.ip(
+      '-n',
+      this.nodeE,
+      'link',
+      'add',
+      WORKLOAD.ifname,
+      'mtu',
+      String(OVERLAY_MTU),
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      this.workload,
+    );
+    this.ip(
+      '-n',
+      this.workload,
+      'link',
+      'set',
+      'eth0',
+      'address',
+      WORKLOAD.mac,
+      'mtu',
+      String(OVERLAY_MTU),
+      'up',
+    );
+    this.ip('-n', this.workload, 'addr', 'add', `${WORKLOAD.ip}/24`, 'dev', 'eth0');
+    this.ip('-n', this.workload, 'route', 'add', 'default', 'via', WORKLOAD.gateway);
+    const slice = this.slice();
+    const w = { id: this.workload, mac: WORKLOAD.mac, ip: WORKLOAD.ip, labels: {} };
+    for (const n of ['a', 'b', 'e'] as const) {
+      const red = network('red', VNI, { breakout: n !== 'e' });
+      if (n === 'e') red.localEndpoints = [{ ...w, hostIfname: WORKLOAD.ifname }];
+      else red.remoteEndpoints = [{ ...w, vtep: this.lan.e }];
+      const d: DesiredNodeNetwork = {
+        node: this.nodeName(n),
+        netnsPrefix: `${this.id}${n}`,
+        underlay: { ifname: 'lan0', vtepIp: this.lan[n], mtu: UNDERLAY_MTU, netns: this.nsOf(n) },
+        ...(n === 'e' ? {} : { breakout: { uplinkIfname: 'up0' } }),
+        networks: [red],
+      };
+      const planned = withFipReturns(d, this.nodeName(n), 'cell', slice);
+      this.vr[n] = planned.desired;
+      const r = await new VRouter(new ProcessRunner(), silentLogger()).sync(planned.desired);
+      if (!r.ok) throw new Error(`vRouter of ${n}: ${JSON.stringify(r.failures)}`);
+      if (n !== 'e') continue;
+      const state: DurableState = {
+        revision: 1,
+        snapshotRevision: 1,
+        list: (kind?: string) => (kind ? slice.filter((o) => o.kind === kind) : slice),
+        get: (kind: string, name: string) => slice.find((o) => o.kind === kind && o.metadata.name === name),
+        applyDelta: () => {},
+        replace: () => ({ swept: 0 }),
+      };
+      this.endpointNode = new GatewayConsumer({
+        node: 'node-e',
+        site: 'cell',
+        vtep: this.lan.e,
+        stateDir: join(this.dir, 'node-e'),
+        kernel: new IprouteKernel(new ProcessRunner()),
+        log: silentLogger(),
+        nodeNetns: this.nodeE,
+        network: () => this.vr.e,
+        localEndpoints: () => slice.filter((o) => o.kind === 'Endpoint'),
+        fipReturns: () => planned.returns,
+      });
+      await this.endpointNode.apply(state);
+    }
+    // The workload's echo: who it saw the request come from.
+    this.echo = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        this.workload,
+        'socat',
+        `UDP-LISTEN:${ECHO_PORT},fork`,
+        'SYSTEM:echo $SOCAT_PEERADDR',
+      ],
+      { stdio: 'ignore' },
+    );
+  }
+
+  private nodeName(n: 'a' | 'b' | 'e'): string {
+    return n === 'e' ? 'node-e' : `gw-${n}`;
+  }
+
+  private nsOf(n: 'a' | 'b' | 'e'): string {
+    return n === 'e' ? this.nodeE : this.ns[n];
+  }
+
+  /**
+   * Real mode: a UDP request from the router's side to the floating IP; the address the
+   * workload saw it come from ('' when nothing answered within the tries).
+   */
+  clientSeen(tries = 10): string {
+    for (let i = 0; i < tries; i++) {
+      try {
+        const r = execFileSync(
+          'ip',
+          ['netns', 'exec', this.rtr, 'socat', '-T1', '-', `UDP:${FIP}:${ECHO_PORT}`],
+          { encoding: 'utf8', input: 'x\n', timeout: 5000, stdio: ['pipe', 'pipe', 'ignore'] },
+        ).trim();
+        if (r) return r;
+      } catch {}
+    }
+    return '';
   }
 
   private startBirdRouter(): void {
@@ -257,7 +428,7 @@ ${nb}
   }
 
   /** The Gateway object both modes share (site `cell`, both nodes, best first). */
-  private gatewayObject(ranked: readonly string[]): TetherObject {
+  private gatewayObject(ranked: readonly string[] = ['gw-a', 'gw-b']): TetherObject {
     return {
       apiVersion: 'tether.dev/v1',
       kind: 'Gateway',
@@ -275,7 +446,11 @@ ${nb}
           keepaliveSeconds: 3,
           ...(this.bfd ? { bfd: { enabled: true, ...BFD } } : {}),
         })),
-        announce: { prefixes: [`${FIP}/32`], floatingIps: false, acceptDefaultRoute: false },
+        // Real mode: the floating IP is announced because it is bound (its dataplane first).
+        announce:
+          this.fip === 'real'
+            ? { prefixes: [], floatingIps: true, acceptDefaultRoute: false }
+            : { prefixes: [`${FIP}/32`], floatingIps: false, acceptDefaultRoute: false },
         gracefulRestartSeconds: 120,
         llgrStaleSeconds: 0,
       },
@@ -290,6 +465,24 @@ ${nb}
    * keys, as the controller's roster carries them.
    */
   private nodeArgs(m: HaGatewayArgs): HaNodeArgs {
+    const g = m.node === 'gw-a' ? 'a' : 'b';
+    return {
+      node: m.node,
+      site: 'cell',
+      slice: this.slice(),
+      ...(this.vr[g] ? { network: this.vr[g] } : {}),
+      bind: m.bind,
+      port: m.port,
+      stateDir: m.stateDir,
+      keyFile: m.keyFile,
+      intervalMs: m.intervalMs,
+      deadAfterMs: m.deadAfterMs,
+      preemptHoldMs: m.preemptHoldMs,
+    };
+  }
+
+  /** The site's slice (real mode: with node E, its workload's Endpoint and the FloatingIP). */
+  private slice(): TetherObject[] {
     const obj = (kind: string, name: string, spec: unknown, status?: unknown): TetherObject =>
       ({
         apiVersion: 'tether.dev/v1',
@@ -298,9 +491,9 @@ ${nb}
         spec,
         ...(status ? { status } : {}),
       }) as TetherObject;
-    const slice = [
+    const out = [
       obj('Site', 'cell', {}),
-      this.gatewayObject(m.ranked),
+      this.gatewayObject(),
       ...(['a', 'b'] as const).map((x) =>
         obj(
           'Node',
@@ -311,18 +504,25 @@ ${nb}
       ),
       obj('Node', 'site-c', { site: 'cell' }, { vtep: '10.96.3.3', publicKey: this.nodeKey('site-c').spki }),
     ];
-    return {
-      node: m.node,
-      site: 'cell',
-      slice,
-      bind: m.bind,
-      port: m.port,
-      stateDir: m.stateDir,
-      keyFile: m.keyFile,
-      intervalMs: m.intervalMs,
-      deadAfterMs: m.deadAfterMs,
-      preemptHoldMs: m.preemptHoldMs,
-    };
+    if (this.fip === 'real')
+      out.push(
+        obj('Node', 'node-e', { site: 'cell' }, { vtep: this.lan.e }),
+        obj('Endpoint', 'node-e.w', {
+          network: 'red',
+          node: 'node-e',
+          site: 'cell',
+          mac: WORKLOAD.mac,
+          ip: WORKLOAD.ip,
+          vtep: this.lan.e,
+        }),
+        obj('FloatingIP', 'f', {
+          gateway: 'gw',
+          address: FIP,
+          network: 'red',
+          target: { endpoint: 'node-e.w' },
+        }),
+      );
+    return out;
   }
 
   /** The BIRD protocol of gateway g's session to the router. */
@@ -413,11 +613,13 @@ ${nb}
   }
 
   /** Gateway g goes silent towards the router with its link still up (a dead or hung node
-   *  behind a switch): everything it sends on its uplink is dropped, so only BFD can tell. */
+   *  behind a switch): everything it sends on its uplink is dropped, so only BFD can tell.
+   *  Postrouting, not output: in the real mode the echo replies are forwarded (un-DNATed
+   *  from the workload on E), and an output hook would let them through. */
   silence(g: 'a' | 'b'): void {
     execFileSync('ip', ['netns', 'exec', this.ns[g], 'nft', '-f', '-'], {
       input:
-        'table ip tether_ha_lab { chain out { type filter hook output priority 0; policy accept; oifname "up0" drop; }; }\n',
+        'table ip tether_ha_lab { chain out { type filter hook postrouting priority 0; policy accept; oifname "up0" drop; }; }\n',
     });
   }
 
@@ -529,6 +731,16 @@ ${nb}
       } catch {}
     }
     this.routerProc?.kill('SIGTERM');
+    this.echo?.kill('SIGTERM');
+    await this.endpointNode?.stop().catch(() => undefined);
+    // Real mode: the vRouters' namespaces, by the names their plans gave them.
+    for (const d of Object.values(this.vr)) {
+      await new VRouter(new ProcessRunner(), silentLogger()).teardown(d).catch(() => undefined);
+      for (const n of d.networks)
+        try {
+          execFileSync('ip', ['netns', 'del', names.vnNetns(d.netnsPrefix, n.vni)], { stdio: 'ignore' });
+        } catch {}
+    }
     for (const f of this.frrPids)
       try {
         process.kill(Number(readFileSync(f, 'utf8').trim()), 'SIGTERM');
@@ -552,6 +764,7 @@ export type Fault = 'silence' | 'sigstop-bird' | 'kill9';
 export interface FailoverResult {
   router: RouterKind;
   fault: Fault;
+  fip: FipMode;
   /** Pings every 10 ms from the router's side through the floating IP, fault to recovery. */
   failover: PingResult;
   /** Fault to the router's kernel route pointing at the standby (undefined: it never moved). */
@@ -561,6 +774,9 @@ export interface FailoverResult {
   /** The old active back (fault undone): pings through the preempt back to it. */
   recovery: PingResult;
   preemptedBack: boolean;
+  /** Real mode: the client address the workload saw for a request sent after the failover
+   *  (the router's address on the link it used: which gateway the flow came through). */
+  seenDuring?: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -600,6 +816,7 @@ export async function failover(lab: HaLab, fault: Fault): Promise<FailoverResult
   }
   if (routeMovedMs !== undefined) await until('gw-b active', () => lab.role('b') === 'active', 10_000);
   await sleep(1500);
+  const seenDuring = lab.fip === 'real' ? lab.clientSeen() : undefined;
   const failoverPing = await p.stop();
   const standbyRole = lab.role('b');
 
@@ -622,10 +839,12 @@ export async function failover(lab: HaLab, fault: Fault): Promise<FailoverResult
   return {
     router: lab.router,
     fault,
+    fip: lab.fip,
     failover: failoverPing,
     routeMovedMs,
     standbyRole,
     recovery,
     preemptedBack,
+    ...(seenDuring !== undefined ? { seenDuring } : {}),
   };
 }

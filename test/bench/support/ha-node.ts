@@ -15,6 +15,7 @@ import { silentLogger } from '../../../src/lib/log.js';
 import type { DurableState } from '../../../src/node/agent/session.js';
 import { GatewayConsumer } from '../../../src/node/gateway/consumer.js';
 import { GatewayHa } from '../../../src/node/gateway/ha-role.js';
+import type { DesiredNodeNetwork } from '../../../src/node/vrouter/model.js';
 
 export interface HaNodeArgs {
   node: string;
@@ -28,6 +29,9 @@ export interface HaNodeArgs {
   intervalMs: number;
   deadAfterMs: number;
   preemptHoldMs: number;
+  /** The vRouter's plan of this node (the lab synced it): with it the consumer binds the
+   *  slice's FloatingIPs (HaLab's real mode); without, the lab's floating IP is an address. */
+  network?: DesiredNodeNetwork;
 }
 
 const a = JSON.parse(process.argv[2] ?? '{}') as HaNodeArgs;
@@ -55,6 +59,7 @@ const gw = new GatewayConsumer({
   // As run.ts: standby until the monitor runs, then the monitor's role.
   role: () => ha?.role() ?? 'standby',
   roleReason: () => ha?.reason(),
+  ...(a.network ? { network: () => a.network } : {}),
 });
 // The reconcile loop's part: one pass at a time, a pass per role change.
 let chain = Promise.resolve();

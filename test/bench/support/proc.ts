@@ -17,11 +17,30 @@ export function tetherArgv(flavor: Flavor): string[] {
   return flavor === 'bundle' ? [BUNDLE] : ['--import', TSX_LOADER, `${REPO}src/cli/main.ts`];
 }
 
+/** The environment of the shipped node unit (installer/systemd/tether-node.service: V8 heap
+ *  flags, malloc settings, TETHER_NODE_FLAGS), so a bench runs the daemon as it ships;
+ *  BENCH_UNIT_FLAGS=0 measures without it. NODE_ENV is left to the caller. */
+export function unitEnv(): Record<string, string> {
+  if (process.env.BENCH_UNIT_FLAGS === '0') return {};
+  const unit = readFileSync(`${REPO}installer/systemd/tether-node.service`, 'utf8');
+  const env: Record<string, string> = {};
+  // Environment=K=V or Environment="K=V W" (a value with spaces is quoted whole).
+  for (const m of unit.matchAll(/^Environment=("?)([A-Z_]+)=(.*?)\1$/gm))
+    if (m[2] !== 'NODE_ENV') env[m[2]!] = m[3]!.trim();
+  return env;
+}
+
+/** The flags the unit's wrapper (/usr/bin/tether) puts on node's own command line: V8 flags
+ *  NODE_OPTIONS refuses, like --lite-mode. */
+export function unitNodeFlags(env: Record<string, string> = unitEnv()): string[] {
+  return (env.TETHER_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+}
+
 export function bundleExists(): boolean {
   return existsSync(BUNDLE);
 }
 
-function shellQuote(s: string): string {
+export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
