@@ -353,7 +353,8 @@ describe.skipIf(!isRoot)('a cross-node floating IP with two gateway nodes (real 
     expect(await flows(redA, 7101)).toHaveLength(0);
     // B: the flow opened before keeps A's mark (its replies still go back through A), the new
     // one has C's.
-    const mark = async (port: number) => (await flows(redB, port)).map((l) => /mark=(\d+)/.exec(l)?.[1]);
+    const mark = async (port: number) =>
+      new Set((await flows(redB, port)).map((l) => /mark=(\d+)/.exec(l)?.[1]));
     expect(await mark(7100)).toEqual(new Set([String(0x74670001)]));
     expect(await mark(7101)).toEqual(new Set([String(0x74670002)]));
 

@@ -51,6 +51,8 @@ const state: DurableState = {
 };
 const keyPem = readFileSync(a.keyFile, 'utf8');
 let ha: GatewayHa | undefined;
+/** The active gateway the last pass planned with (what it read, not what is heard after). */
+let usedActive: string | undefined;
 const c = a.consumer;
 const gw = c
   ? new GatewayConsumer({
@@ -65,7 +67,10 @@ const gw = c
       localEndpoints: () =>
         a.slice.filter((o) => o.kind === 'Endpoint' && (o.spec as { node?: string }).node === a.node),
       fipReturns: () => c.returns,
-      activeGateway: () => ha?.active(),
+      activeGateway: () => {
+        usedActive = ha?.active();
+        return usedActive;
+      },
     })
   : undefined;
 // The reconcile loop's part: one pass at a time, one per change of the active gateway.
@@ -75,7 +80,7 @@ const pass = () => {
   chain = chain
     .then(() => gw.apply(state))
     .then(
-      (r) => out({ applied: true, active: ha?.active() ?? null, changes: r.changes }),
+      (r) => out({ applied: true, active: usedActive ?? null, changes: r.changes }),
       (e: unknown) => out({ error: (e as Error).message }),
     );
   return chain;
