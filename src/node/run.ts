@@ -174,6 +174,10 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
             ? 'standby'
             : 'active'),
     roleReason: () => ha?.reason(),
+    // Which gateway node is active, from the heartbeats this node hears (also as the
+    // endpoint's node of another node's floating IP): its workloads' new outbound flows
+    // leave through it (docs/gateway.md "Floating IPs on another node").
+    activeGateway: () => ha?.active(),
     heartbeats: () => ha?.heartbeats(),
     network: () => networking?.planned(),
     localEndpoints: () => networking?.localEndpointObjects() ?? [],
@@ -292,7 +296,8 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
   for (const r of roles) await r.start(ctx);
 
   // ── Gateway HA (docs/gateway.md "Gateway HA") ─────────────────────────────────────────
-  // Decides only while the site's Gateway lists this node and another; heartbeats on the
+  // Decides only while the site's Gateway lists this node and another, and listens (decides
+  // nothing) on a node that hosts an endpoint of their floating IPs; heartbeats on the
   // underlay address, so not with --no-vrouter. A role change re-runs the consumers: BIRD
   // gets the (un)prepended config and the new role is reported upstream.
   if (underlayIp && !opts.gateway?.role) {
@@ -306,6 +311,7 @@ export async function startNode(opts: NodeRunOptions): Promise<RunningNode> {
       keyPem: () => identity.credentials.keyPem,
       bindAddress: underlayIp,
       onChange: () => void running.refresh(),
+      onActiveChange: () => void running.refresh(),
       log: log.child({ component: 'gateway-ha' }),
       ...(opts.gateway?.haTimers ? { timers: opts.gateway.haTimers } : {}),
     });

@@ -27,6 +27,7 @@ import {
   fipMacFor,
   fipReturnRouting,
   fipRoutes,
+  fipSysctls,
   fipTable,
   type GatewayDesired,
   isFipRule,
@@ -115,6 +116,10 @@ export interface GatewayConsumerOptions {
    * Read on every pass; whoever changes it kicks the reconcile loop (`agent.refresh()`).
    */
   role?: () => GatewayRole;
+  /** The gateway node this node hears is active (GatewayHa.active(): the HA heartbeats of
+   *  the Gateway's nodes, also on the endpoint's node of their floating IPs). Read on every
+   *  pass; a change kicks the reconcile loop. Absent or undefined: the first-ranked. */
+  activeGateway?: () => string | undefined;
   /** The HA decision's reason, for status. */
   roleReason?: () => string | undefined;
   /** The HA monitor's heartbeat counters, for the status (undefined without HA). */
@@ -186,6 +191,9 @@ export interface FipPlanInput {
   vtep?: string;
   /** Return paths this node serves as an endpoint's node (`fipReturnFor`). */
   returns?: readonly FipReturn[];
+  /** The gateway node believed active (the HA heartbeats this node hears): the return
+   *  paths' workloads' own new outbound flows take its mark; absent, the first-ranked's. */
+  active?: string | undefined;
   /** Read-back of each network namespace (the tether_fip tables, fwmark rules and the
    *  routes of numbered tables, the redirect sysctls), by VNI. */
   vnState: ReadonlyMap<number, NsState | undefined>;
@@ -233,7 +241,7 @@ export function planFip(i: FipPlanInput): FipPlan {
     const ret = retByVni.get(net.vni);
     const away = i.node !== undefined && i.vtep !== undefined && mine.some((b) => b.endpointNode !== i.node);
     const want = [
-      fipTable(mine, { ...(i.node !== undefined ? { node: i.node } : {}), ret }),
+      fipTable(mine, { ...(i.node !== undefined ? { node: i.node } : {}), ret, active: i.active }),
       fipBridgeTable({
         vni: net.vni,
         gatewayMac: net.gatewayMac,
@@ -255,7 +263,6 @@ export function planFip(i: FipPlanInput): FipPlan {
       if (have?.fingerprint !== w.fingerprint) ops.push({ op: 'nft-table', netns: ns, table: w });
     }
     if (ops.length) nft.push({ netns: ns, ops });
-    if (want[0] || want[1]) tables.push(`nft:${ns}`);
     // Policy routing of the return path.
     const routing = ret ? fipReturnRouting(ret, ns) : { rules: [], routes: [] };
     const ipOps: KernelOp[] = [];
@@ -286,18 +293,18 @@ export function planFip(i: FipPlanInput): FipPlan {
     for (const r of routing.routes)
       if (!haveRouteKeys.has(routeKey(r)) && wantRoutes.has(routeKey(r))) ipOps.push(r);
     if (ipOps.length) vnIp.push({ netns: ns, ops: ipOps });
-    // Redirects off while this namespace forwards gateways' traffic back out of its bridge;
-    // back to the kernel's default (1) once it no longer does, if it was ours.
+    // Redirects off while this namespace forwards gateways' traffic back out of its bridge,
+    // the kernel's default (1) whenever it does not: a desired value of every pass that reads
+    // the namespace back, so a restore interrupted by a crash or a failed write is done by a
+    // later pass (the namespace stays in the record until it is). Forwarding has no value
+    // without a return path: the vRouter turns it on for breakout and never off.
     const sys: KernelOp[] = [];
-    for (const { key, want, restore } of FIP_SYSCTLS) {
+    for (const { key, value } of fipSysctls(ret !== undefined)) {
       const v = obs.sysctl[key];
-      if (v === undefined) continue;
-      if (ret && v !== want) sys.push({ op: 'sysctl', netns: ns, key, value: want });
-      // Forwarding stays on (the vRouter turns it on for breakout and never off).
-      if (!ret && restore && v !== restore && owned.has(`nft:${ns}`))
-        sys.push({ op: 'sysctl', netns: ns, key, value: restore });
+      if (v !== undefined && v !== value) sys.push({ op: 'sysctl', netns: ns, key, value });
     }
     if (sys.length) vnSysctl.push({ netns: ns, ops: sys });
+    if (want[0] || want[1] || sys.length) tables.push(`nft:${ns}`);
   }
   const transit = new Map((i.network?.networks ?? []).map((n) => [n.vni, n.breakoutTransit?.vnIp]));
   const want = fipRoutes(i.bindings, (v) => transit.get(v), i.nodeNetns);
@@ -486,11 +493,12 @@ export class GatewayConsumer implements StateConsumer {
     // The return path of other gateways' floating IPs whose endpoint is here: on any node of
     // the site, gateway or not.
     const returns = this.opts.fipReturns?.() ?? [];
+    const active = this.opts.activeGateway?.();
     if (!gw) {
       const had = this.last !== undefined || (await this.bird.status()).running;
       this.last = undefined;
       this.lastError = undefined;
-      await this.applyFip([], returns, changes);
+      await this.applyFip([], returns, active, changes);
       if (had) {
         await this.bird.stop();
         changes.push('gateway removed: BIRD stopped, routes withdrawn');
@@ -530,7 +538,7 @@ export class GatewayConsumer implements StateConsumer {
     if (desired) {
       // Dataplane first: a floating IP is announced only once it forwards.
       try {
-        await this.applyFip(desired.bindings, returns, changes);
+        await this.applyFip(desired.bindings, returns, active, changes);
       } catch (e) {
         errors.push(asTetherError(e).message);
       }
@@ -551,6 +559,7 @@ export class GatewayConsumer implements StateConsumer {
   private async applyFip(
     bindings: readonly FipBinding[],
     returns: readonly FipReturn[],
+    active: string | undefined,
     changes: string[],
   ): Promise<void> {
     // Nothing wanted and nothing of ours left: no read-back (a node without floating IPs
@@ -579,6 +588,7 @@ export class GatewayConsumer implements StateConsumer {
       node: this.opts.node,
       ...(this.opts.vtep ? { vtep: this.opts.vtep } : {}),
       returns,
+      active,
       vnState,
       nodeRoutes: node?.routes ?? [],
       owned: this.owned,

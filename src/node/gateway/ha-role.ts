@@ -9,11 +9,13 @@ import {
   type HaGatewayView,
   HaMonitor,
   type HaMonitorOptions,
+  type HaPeer,
   type HaSigner,
   type HeartbeatCounters,
   haPeers,
   haSignerOf,
 } from './ha.js';
+import { fipEndpointNodes, siteGateway } from './model.js';
 
 /**
  * Gateway HA as `tether node run` runs it (docs/gateway.md "Gateway HA"): the HA monitor of
@@ -34,17 +36,54 @@ export function haGateway(
   const ranked = spec?.nodes ?? [];
   if (!gw || ranked.length < 2 || !ranked.includes(node)) return undefined;
   const { peers, keys } = haPeers(node, gw, slice);
+  const followers = vtepsOf(
+    fipEndpointNodes(gw, slice).filter((n) => !ranked.includes(n)),
+    slice,
+  );
   return {
     name: gw.metadata.name,
     ranked,
     peers,
     keys,
     bfd: (spec?.peers ?? []).some((p) => p.bfd?.enabled === true),
+    ...(followers.length ? { followers } : {}),
   };
 }
 
+/** The nodes' underlay addresses (`Node.status.vtep` in the slice); a node without one is left out. */
+function vtepsOf(nodes: readonly string[], slice: readonly TetherObject[]): HaPeer[] {
+  const out: HaPeer[] = [];
+  for (const n of nodes) {
+    const vtep = (slice.find((o) => o.kind === 'Node' && o.metadata.name === n)?.status as { vtep?: unknown })
+      ?.vtep;
+    if (typeof vtep === 'string') out.push({ node: n, address: vtep });
+  }
+  return out;
+}
+
 /**
- * `haGateway` once per slice revision: the monitor asks every round (10 times a second) and
+ * The listening view of a node the site's Gateway does not list but whose endpoint some
+ * listed node maps a floating IP to (`fipEndpointNodes`): it hears the gateway nodes'
+ * heartbeats, to send its workloads' own new outbound flows through the active one. The same
+ * checks as between the gateway nodes (`HaMonitor.receive`): signed by a listed node's key
+ * from the roster, from that node's address, this Gateway's name, fresh and in order.
+ * Undefined when there is nothing to follow (fewer than two listed nodes: no HA).
+ */
+export function haObserver(
+  node: string,
+  site: string,
+  slice: readonly TetherObject[],
+): HaGatewayView | undefined {
+  const gw = siteGateway(site, slice);
+  const ranked = (gw?.spec as unknown as GatewaySpec | undefined)?.nodes ?? [];
+  if (!gw || ranked.length < 2 || ranked.includes(node)) return undefined;
+  if (!fipEndpointNodes(gw, slice).includes(node)) return undefined;
+  const { peers, keys } = haPeers(node, gw, slice);
+  return { name: gw.metadata.name, ranked, peers, keys, bfd: false, observer: true };
+}
+
+/**
+ * `haGateway` (or, on a node the Gateway does not list, `haObserver`) once per slice revision: the monitor asks every round (10 times a second) and
  * on every datagram, and the slice changes only when the agent applies a delta.
  */
 export function memoHaGateway(
@@ -56,7 +95,10 @@ export function memoHaGateway(
   let memo: { revision: number; view: HaGatewayView | undefined } | undefined;
   return () => {
     const r = revision();
-    if (memo?.revision !== r) memo = { revision: r, view: haGateway(node, site, slice()) };
+    if (memo?.revision !== r) {
+      const s = slice();
+      memo = { revision: r, view: haGateway(node, site, s) ?? haObserver(node, site, s) };
+    }
     return memo.view;
   };
 }
@@ -123,6 +165,11 @@ export interface GatewayHaOptions {
   bindAddress: string;
   /** A role change: the caller re-runs the gateway consumer. */
   onChange: (d: HaDecision) => void;
+  /** The active gateway heard changed: the caller re-runs the gateway consumer (the
+   *  outbound mark of the floating IP workloads here follows it). */
+  onActiveChange?: (active: string | undefined) => void;
+  /** Replaces the read of BIRD's sessions (tests and labs without a site router). */
+  uplinkUp?: () => Promise<boolean>;
   log: Logger;
   /** Timers (tests); defaults of HaMonitor otherwise (100 ms, dead after 1 s, hold 5 s). */
   timers?: Pick<
@@ -142,9 +189,10 @@ export class GatewayHa {
       signers: () => signers.signers(),
       node: o.node,
       gateway: this.view,
-      uplinkUp: () => birdUplinkUp(o.bird),
+      uplinkUp: o.uplinkUp ?? (() => birdUplinkUp(o.bird)),
       bindAddress: o.bindAddress,
       onChange: o.onChange,
+      ...(o.onActiveChange ? { onActiveChange: o.onActiveChange } : {}),
       log: o.log,
       ...(o.timers ?? {}),
     });
@@ -155,14 +203,21 @@ export class GatewayHa {
     return this.monitor.role;
   }
 
-  /** Why (node status): undefined without HA. */
+  /** Why (node status): undefined without HA (or on a node that only listens). */
   reason(): string | undefined {
-    return this.view() ? this.monitor.decision.reason : undefined;
+    const v = this.view();
+    return v && !v.observer ? this.monitor.decision.reason : undefined;
   }
 
   /** Heartbeats taken and dropped (node status, metrics): undefined without HA. */
   heartbeats(): HeartbeatCounters | undefined {
     return this.view() ? this.monitor.heartbeats : undefined;
+  }
+
+  /** The gateway node heard to be active (`HaMonitor.active`): undefined when nothing is
+   *  heard, or there is no Gateway with HA to follow. */
+  active(): string | undefined {
+    return this.monitor.active();
   }
 
   start(): Promise<void> {

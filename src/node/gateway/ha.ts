@@ -69,14 +69,21 @@ export interface HaDecision {
  * heartbeat (split), each node judges alone: both may be active, and the router chooses
  * between two equal announcements (docs/gateway.md).
  */
+/**
+ * A gateway node that counts: heard within the dead interval and with its session to the
+ * router up. The one liveness rule of the role decision and of `activeGateway`.
+ */
+export function peerAlive(v: PeerView | undefined, nowMs: number, deadAfterMs: number): v is PeerView {
+  return v !== undefined && nowMs - v.lastSeenMs <= deadAfterMs && v.eligible;
+}
+
 export function decideRole(i: HaInput): HaDecision {
   if (i.uplinkUpSinceMs === undefined) return { role: 'standby', reason: 'no session to the site router' };
   const myRank = i.ranked.indexOf(i.self);
   if (myRank < 0) return { role: 'standby', reason: 'not a gateway node of this Gateway' };
   if (i.listening) return { role: 'standby', reason: 'listening for the other gateway nodes' };
   const upFor = i.nowMs - i.uplinkUpSinceMs;
-  const alive = (v: PeerView | undefined): v is PeerView =>
-    v !== undefined && i.nowMs - v.lastSeenMs <= i.deadAfterMs && v.eligible;
+  const alive = (v: PeerView | undefined): v is PeerView => peerAlive(v, i.nowMs, i.deadAfterMs);
   for (const n of i.ranked.slice(0, myRank)) {
     const v = i.peers.get(n);
     if (!alive(v)) continue;
@@ -91,6 +98,28 @@ export function decideRole(i: HaInput): HaDecision {
         return { role: 'standby', reason: `${n} is active; waiting out the preempt hold` };
     }
   return { role: 'active', reason: myRank === 0 ? 'first-ranked and up' : 'no node ranked above is up' };
+}
+
+/**
+ * Which gateway node is active, as a node that is not deciding (the endpoint's node of a
+ * floating IP, docs/gateway.md) sees it from the heartbeats: the best-ranked node that is
+ * alive (`peerAlive`, the decision's own rule) and says it is active. The gateways' own
+ * rule (`decideRole`) is what made that node say so; following its word rather than
+ * re-deciding keeps an observer in step with the router, which prefers the node that
+ * announces without the standby's prepend (during a preempt hold the better node is alive
+ * and up but still standby). In a split both say active and the best-ranked is taken.
+ * Undefined when no live node says it is active (nothing heard yet): the caller falls back.
+ */
+export function activeGateway(i: {
+  ranked: readonly string[];
+  peers: ReadonlyMap<string, PeerView>;
+  nowMs: number;
+  deadAfterMs: number;
+}): string | undefined {
+  return i.ranked.find((n) => {
+    const v = i.peers.get(n);
+    return peerAlive(v, i.nowMs, i.deadAfterMs) && v.role === 'active';
+  });
 }
 
 /**
@@ -383,6 +412,13 @@ export interface HaGatewayView {
   /** Some peer of the Gateway runs BFD: the session can end within a BFD detection time, so
    *  the uplink is read every round; without BFD only BGP's hold timer (≥ 3 s) ends it. */
   bfd: boolean;
+  /** Nodes that are sent this node's heartbeats but send none back: the endpoint nodes of
+   *  this Gateway's floating IPs, which follow the active gateway for their workloads' own
+   *  outbound flows (docs/gateway.md "Floating IPs on another node"). */
+  followers?: readonly HaPeer[];
+  /** This node is not listed: it only listens (to `peers`, all the listed nodes), to know
+   *  which one is active. It decides nothing and sends nothing. */
+  observer?: boolean;
 }
 
 export interface HaMonitorOptions {
@@ -407,6 +443,9 @@ export interface HaMonitorOptions {
    *  renewal the previous one too, for a while). Read every round: a renewal applies. */
   signers: () => readonly HaSigner[];
   onChange: (d: HaDecision) => void;
+  /** The active gateway as `activeGateway` sees it changed (checked every round, also on an
+   *  observer): the endpoint's node re-plans its floating IP workloads' outbound mark. */
+  onActiveChange?: (active: string | undefined) => void;
   log: Logger;
   now?: () => number;
 }
@@ -437,6 +476,7 @@ export class HaMonitor {
   private readonly views = new Map<string, PeerView>();
   private readonly marks = new Map<string, ReplayMark>();
   private current: HaDecision = { role: 'standby', reason: 'starting' };
+  private lastActive: string | undefined;
   private ticking = false;
   private startedAt = 0;
   private readonly counters: HeartbeatCounters = {
@@ -452,7 +492,31 @@ export class HaMonitor {
   }
 
   get role(): GatewayRole {
-    return this.o.gateway() ? this.current.role : 'active';
+    const g = this.o.gateway();
+    return g && !g.observer ? this.current.role : 'active';
+  }
+
+  /**
+   * The active gateway node of this node's Gateway as heard now (`activeGateway`): the
+   * peers' heartbeats and, on a gateway node, its own decision. Undefined: nothing heard
+   * (or no Gateway with HA), the caller's fallback applies.
+   */
+  active(): string | undefined {
+    const g = this.o.gateway();
+    if (!g) return undefined;
+    const now = this.now();
+    const deadAfterMs = this.o.deadAfterMs ?? 1000;
+    let peers: ReadonlyMap<string, PeerView> = g.keys.length ? this.views : new Map();
+    if (!g.observer) {
+      const self: PeerView = {
+        lastSeenMs: now,
+        eligible: this.upSince !== undefined,
+        eligibleForMs: this.upSince === undefined ? 0 : now - this.upSince,
+        role: this.current.role,
+      };
+      peers = new Map([...peers, [this.o.node, self]]);
+    }
+    return activeGateway({ ranked: g.ranked, peers, nowMs: now, deadAfterMs });
   }
 
   /** Heartbeats taken and dropped (per reason) since start: node status and metrics. */
@@ -523,6 +587,8 @@ export class HaMonitor {
       eligibleForMs: r.eligibleForMs,
       role: r.role,
     });
+    // A role heard changing moves the endpoint's node's outbound mark now, not a round later.
+    this.checkActive();
   }
 
   /** The heartbeat a datagram carries, or why it is not taken. */
@@ -569,6 +635,7 @@ export class HaMonitor {
     try {
       const g = this.o.gateway();
       if (!g) return;
+      if (g.observer) return;
       const interval = this.o.intervalMs ?? 100;
       const up = await this.uplink(g, interval);
       const now = this.now();
@@ -603,7 +670,8 @@ export class HaMonitor {
           },
           signers,
         );
-        for (const p of g.peers) this.sock.send(msg, this.o.port ?? HA_PORT, p.address);
+        for (const p of [...g.peers, ...(g.followers ?? [])])
+          this.sock.send(msg, this.o.port ?? HA_PORT, p.address);
       }
       if (d.role !== this.current.role) {
         this.o.log.info({ role: d.role, reason: d.reason }, 'gateway HA: role changed');
@@ -612,6 +680,17 @@ export class HaMonitor {
       } else this.current = d;
     } finally {
       this.ticking = false;
+      this.checkActive();
     }
+  }
+
+  /** Tells the caller when the active gateway it would see moved (a peer's role changed or
+   *  it fell silent): once per change, not every round. */
+  private checkActive(): void {
+    if (!this.o.onActiveChange) return;
+    const a = this.active();
+    if (a === this.lastActive) return;
+    this.lastActive = a;
+    this.o.onActiveChange(a);
   }
 }

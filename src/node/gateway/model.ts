@@ -193,6 +193,37 @@ export function gatewayHops(gateway: TetherObject, objects: readonly TetherObjec
   return out;
 }
 
+/**
+ * The nodes hosting an endpoint that some listed gateway node of `gateway` maps one of its
+ * floating IPs to (`selectEndpoint` from each of them, as `fipReturnFor` sees it on the
+ * endpoint's node): where the gateway nodes send their HA heartbeats besides each other, so
+ * those nodes know which gateway is active. Sorted; the listed nodes themselves included when
+ * they host one. Pure.
+ */
+export function fipEndpointNodes(gateway: TetherObject, objects: readonly TetherObject[]): string[] {
+  const gw = gateway.spec as unknown as GatewaySpec;
+  if (!gw.nodes) return [];
+  const byNet = new Map<string, TetherObject[]>();
+  for (const o of objects)
+    if (o.kind === 'Endpoint') {
+      const n = (o.spec as unknown as EndpointSpec).network;
+      byNet.set(n, [...(byNet.get(n) ?? []), o]);
+    }
+  const out = new Set<string>();
+  for (const f of objects) {
+    if (f.kind !== 'FloatingIP') continue;
+    const spec = f.spec as unknown as FloatingIPSpec;
+    if (spec.gateway !== gateway.metadata.name) continue;
+    const eps = byNet.get(spec.network) ?? [];
+    for (const g of gw.nodes) {
+      const ep = selectEndpoint(spec, gw, eps, g);
+      const at = (ep?.spec as unknown as EndpointSpec | undefined)?.node;
+      if (at !== undefined && at !== g) out.add(at);
+    }
+  }
+  return [...out].sort();
+}
+
 /** The return path on an endpoint's node for one network: who may send it FIP traffic. */
 export interface FipReturn {
   network: string;
@@ -201,9 +232,27 @@ export interface FipReturn {
   /** Gateway nodes (not this one) that DNAT towards a workload here. */
   hops: GatewayHop[];
   /** This node's workloads those gateways target; `outbound`: the gateway its own new
-   *  outbound flows take (the first-ranked that targets it), absent when this node binds
-   *  the floating IP itself (then its own breakout SNATs them). */
-  workloads: { ip: string; outbound?: GatewayHop }[];
+   *  outbound flows take when nothing is known of which gateway is active (the first-ranked
+   *  that targets it), `via`: every gateway that targets it, best first (`outboundHop` picks
+   *  the active one among them); both absent when this node binds the floating IP itself
+   *  (then its own breakout SNATs them). */
+  workloads: FipWorkload[];
+}
+
+export interface FipWorkload {
+  ip: string;
+  outbound?: GatewayHop;
+  via?: GatewayHop[];
+}
+
+/**
+ * The gateway a floating IP workload's own new outbound flows leave through: the active
+ * gateway node when it is one that targets this workload (its SNAT map holds the floating
+ * IP, and the router sends the floating IP's replies to it), else the first-ranked (nothing
+ * heard yet, or the active one does not serve this workload). Pure.
+ */
+export function outboundHop(w: FipWorkload, active: string | undefined): GatewayHop | undefined {
+  return (active === undefined ? undefined : w.via?.find((h) => h.node === active)) ?? w.outbound;
 }
 
 /** The site's Gateway (one per site; by name when a store holds more). */
@@ -239,7 +288,7 @@ export function fipReturnFor(args: {
   const out: FipReturn[] = [];
   for (const net of [...args.networks].sort((a, b) => a.vni - b.vni)) {
     const used = new Map<string, GatewayHop>();
-    const workloads = new Map<string, { ip: string; outbound?: GatewayHop }>();
+    const workloads = new Map<string, FipWorkload>();
     for (const f of fips) {
       const spec = f.spec as unknown as FloatingIPSpec;
       if (spec.network !== net.name) continue;
@@ -254,6 +303,8 @@ export function fipReturnFor(args: {
         const w = workloads.get(es.ip) ?? { ip: es.ip };
         const own = selfBinds && selfBinds.metadata.name === ep.metadata.name;
         if (!own && (!w.outbound || h.rank < w.outbound.rank)) w.outbound = h;
+        if (!own && !w.via?.some((x) => x.node === h.node))
+          w.via = [...(w.via ?? []), h].sort((a, b) => a.rank - b.rank);
         workloads.set(es.ip, w);
       }
     }
@@ -337,6 +388,9 @@ export function fipTable(
     /** The node this table is for: floating IPs whose endpoint is elsewhere are marked (none without it). */
     node?: string;
     ret?: FipReturn | undefined;
+    /** The gateway node this node believes active (HA heartbeats): its workloads' own new
+     *  outbound flows take that gateway's mark (`outboundHop`). */
+    active?: string | undefined;
   } = {},
 ): Omit<NftTable, 'fingerprint'> | undefined {
   const ret = opts.ret;
@@ -353,7 +407,7 @@ export function fipTable(
     for (const h of ret.hops)
       steer.push(`iifname "${br}" ct state new ether saddr ${h.mac} ct mark set 0x${h.mark.toString(16)}`);
     for (const h of ret.hops) {
-      const ips = ret.workloads.filter((w) => w.outbound?.node === h.node).map((w) => w.ip);
+      const ips = ret.workloads.filter((w) => outboundHop(w, opts.active)?.node === h.node).map((w) => w.ip);
       if (ips.length)
         steer.push(
           `iifname "${br}" ct state new ip saddr { ${ips.join(', ')} } ip daddr != { ${ret.subnets.join(', ')} } ct mark set 0x${h.mark.toString(16)}`,
@@ -465,6 +519,15 @@ export const FIP_SYSCTLS: ReadonlyArray<{ key: string; want: string; restore?: s
   { key: 'net.ipv4.conf.all.send_redirects', want: '0', restore: '1' },
   { key: `net.ipv4.conf.${names.bridge}.send_redirects`, want: '0', restore: '1' },
 ];
+
+/** The desired value of each floating IP sysctl of a network namespace, from whether it
+ *  carries a return path (`FIP_SYSCTLS`); a key without a restore value has none without. */
+export function fipSysctls(returnPath: boolean): Array<{ key: string; value: string }> {
+  return FIP_SYSCTLS.flatMap(({ key, want, restore }) => {
+    const value = returnPath ? want : restore;
+    return value === undefined ? [] : [{ key, value }];
+  });
+}
 /** Node-namespace routes that steer each floating IP into its network's namespace. */
 export function fipRoutes(
   bindings: readonly FipBinding[],

@@ -263,5 +263,14 @@ describe.skipIf(!isRoot)('floating IPs whose endpoint is on another node (real k
     expect(nodeRoutes.stdout).not.toContain('203.0.113.5');
     expect(await ask(topo.router, '203.0.113.6', 7000)).toBe(`blue ${topo.routerIp}`);
     expect(await ask(blueW.ns, topo.routerIp, 7100)).toBe('203.0.113.6');
+    // send_redirects is planned state: what an interrupted removal leaves (redirects still
+    // off, nothing left in the record) is restored by a later pass of a restarted consumer.
+    await gwB.apply(state);
+    await topo.sh('sysctl', ['-q', '-w', 'net.ipv4.conf.all.send_redirects=0'], redB);
+    await gwB.stop();
+    gwB = consumer('b');
+    expect((await gwB.apply(state)).changes.join()).toMatch(/send_redirects=1/);
+    const back = await topo.runner.run('sysctl', ['-n', 'net.ipv4.conf.all.send_redirects'], { netns: redB });
+    expect(back.stdout.trim()).toBe('1');
   }, 90_000);
 });

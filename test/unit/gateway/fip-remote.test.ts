@@ -18,8 +18,10 @@ import {
   fipBridgeTable,
   fipMacFor,
   fipReturnFor,
+  fipSysctls,
   fipTable,
   gatewayHops,
+  outboundHop,
   selectEndpoint,
   withFipReturns,
 } from '../../../src/node/gateway/model.js';
@@ -111,7 +113,7 @@ describe('the return path (fipReturnFor)', () => {
       ['g1', fipMacFor('192.0.2.1'), '169.254.116.1', '74670001', 746701],
       ['g2', fipMacFor('192.0.2.2'), '169.254.116.2', '74670002', 746702],
     ]);
-    expect(r!.workloads).toEqual([{ ip: '10.1.0.5', outbound: r!.hops[0] }]);
+    expect(r!.workloads).toEqual([{ ip: '10.1.0.5', outbound: r!.hops[0], via: r!.hops }]);
     // The vRouter gets each gateway's next hop as a remote entry; nothing else changes.
     const d = {
       node: 'e1',
@@ -324,6 +326,158 @@ describe('planFip with a return path, on the fake kernel', () => {
     expect(gone.rules).toEqual([{ priority: 100, fwmark: 7, table: 77 }]);
     expect(gone.tableRoutes).toEqual([{ dst: 'default', dev: 'tbr0', table: 77 }]);
     expect(gone.sysctl['net.ipv4.conf.all.send_redirects']).toBe('1');
+  });
+});
+
+describe('the outbound mark follows the active gateway (planFip input `active`)', () => {
+  const objects = [
+    gateway(['g1', 'g2']),
+    node('g1', '192.0.2.1'),
+    node('g2', '192.0.2.2'),
+    node('e1', '192.0.2.3'),
+    ep('w-a', 'e1', '10.1.0.5'),
+    fip('f', '203.0.113.5', { endpoint: 'w-a' }),
+  ];
+  const [ret] = fipReturnFor({ node: 'e1', site: 's1', objects, networks: nets });
+  const outboundRule = (active: string | undefined) =>
+    fipTable([], { node: 'e1', ret, active })!.chains[0]!.rules.find((r) => r.includes('ip daddr !='));
+  it('takes the active gateway among those targeting the workload, else the first-ranked', () => {
+    const w = ret!.workloads[0]!;
+    expect(outboundHop(w, undefined)?.node).toBe('g1');
+    expect(outboundHop(w, 'g2')?.node).toBe('g2');
+    expect(outboundHop(w, 'g1')?.node).toBe('g1');
+    // A node that is not one of this workload's gateways (or this node itself): the fallback.
+    expect(outboundHop(w, 'e1')?.node).toBe('g1');
+    expect(outboundHop(w, 'nobody')?.node).toBe('g1');
+    expect(outboundRule(undefined)).toContain('ct mark set 0x74670001');
+    expect(outboundRule('g2')).toContain('ct mark set 0x74670002');
+    // Only the mark of new flows moves: what arrived from a gateway keeps that gateway's mark,
+    // and every packet still copies its connection's mark (replies go back the way they came).
+    const rules = (a: string | undefined) => fipTable([], { node: 'e1', ret, active: a })!.chains[0]!.rules;
+    expect(rules('g2').filter((r) => r !== outboundRule('g2'))).toEqual(
+      rules(undefined).filter((r) => r !== outboundRule(undefined)),
+    );
+    expect(rules('g2').every((r) => !r.includes('ct mark set') || r.includes('ct state new'))).toBe(true);
+  });
+  it('a workload this node serves itself (it binds the floating IP) has no outbound mark whoever is active', () => {
+    const [own] = fipReturnFor({
+      node: 'g1',
+      site: 's1',
+      objects: [
+        ...objects.slice(0, 4),
+        ep('w-b', 'g1', '10.1.0.6'),
+        fip('f', '203.0.113.5', { endpoint: 'w-b' }),
+      ],
+      networks: [{ ...nets[0]!, breakout: true }],
+    });
+    expect(own?.workloads.map((w) => [w.ip, w.outbound, w.via])).toEqual([
+      ['10.1.0.6', undefined, undefined],
+    ]);
+    expect(fipTable([], { node: 'g1', ret: own, active: 'g2' })!.chains[0]!.rules.join()).not.toContain(
+      'ip daddr !=',
+    );
+  });
+  it('planFip against the fake kernel: a change of active replaces the table once, then converges', async () => {
+    const k = new FakeKernel();
+    await k.apply('ip', undefined, [{ op: 'netns-add', name: 'tvn-vn510' }]);
+    await k.apply('ip', 'tvn-vn510', [
+      { op: 'bridge-add', netns: 'tvn-vn510', name: 'tbr0', mtu: 1450, mac: gatewayMacFor(510) },
+    ]);
+    const network = {
+      netnsPrefix: 'tvn',
+      networks: [{ name: 'red', vni: 510, gatewayMac: gatewayMacFor(510), subnets: ['10.1.0.0/24'] }],
+    } as unknown as DesiredNodeNetwork;
+    const read = async () =>
+      new Map([
+        [
+          510,
+          await k.readNs('tvn-vn510', {
+            nftTables: [
+              { family: 'ip', name: FIP_TABLE },
+              { family: 'bridge', name: FIP_TABLE },
+            ],
+            rules: true,
+            sysctls: FIP_SYSCTLS.map((s) => s.key),
+          }),
+        ],
+      ]);
+    let owned: string[] = [];
+    const pass = async (active: string | undefined) => {
+      const p = planFip({
+        bindings: [],
+        network,
+        nodeNetns: undefined,
+        node: 'e1',
+        vtep: '192.0.2.3',
+        returns: [ret!],
+        active,
+        vnState: await read(),
+        nodeRoutes: [],
+        owned,
+      });
+      for (const t of p.nft) expect((await k.apply('nft', t.netns, t.ops)).failures).toEqual([]);
+      for (const t of p.vnIp) expect((await k.apply('ip', t.netns, t.ops)).failures).toEqual([]);
+      for (const t of p.vnSysctl) expect((await k.apply('sysctl', t.netns, t.ops)).failures).toEqual([]);
+      owned = p.owned;
+      return p;
+    };
+    await pass(undefined);
+    expect((await pass(undefined)).nft).toEqual([]);
+    const moved = await pass('g2');
+    expect(moved.nft.flatMap((t) => t.ops.map((o) => o.op))).toEqual(['nft-table']);
+    // The rules and tables of both gateways stay: only the table's mark of new flows moved.
+    expect(moved.vnIp).toEqual([]);
+    expect((await pass('g2')).nft).toEqual([]);
+    expect((await pass(undefined)).nft.length).toBe(1);
+  });
+});
+
+describe('send_redirects is planned state: restored on any pass after removal', () => {
+  it('a namespace left with redirects off (the removal pass interrupted) is restored by a later pass', async () => {
+    const k = new FakeKernel();
+    await k.apply('ip', undefined, [{ op: 'netns-add', name: 'tvn-vn510' }]);
+    await k.apply('ip', 'tvn-vn510', [
+      { op: 'bridge-add', netns: 'tvn-vn510', name: 'tbr0', mtu: 1450, mac: gatewayMacFor(510) },
+    ]);
+    // What a crash after the table removal and before the sysctl write leaves.
+    await k.apply('sysctl', 'tvn-vn510', [
+      { op: 'sysctl', netns: 'tvn-vn510', key: 'net.ipv4.conf.all.send_redirects', value: '0' },
+      { op: 'sysctl', netns: 'tvn-vn510', key: 'net.ipv4.conf.tbr0.send_redirects', value: '0' },
+    ]);
+    const network = {
+      netnsPrefix: 'tvn',
+      networks: [{ name: 'red', vni: 510, gatewayMac: gatewayMacFor(510), subnets: ['10.1.0.0/24'] }],
+    } as unknown as DesiredNodeNetwork;
+    const plan = async (owned: string[]) =>
+      planFip({
+        bindings: [],
+        network,
+        nodeNetns: undefined,
+        returns: [],
+        vnState: new Map([
+          [510, await k.readNs('tvn-vn510', { rules: true, sysctls: FIP_SYSCTLS.map((s) => s.key) })],
+        ]),
+        nodeRoutes: [],
+        owned,
+      });
+    // Whatever the record says (a restart may have lost it), the desired value is planned.
+    for (const owned of [[], ['nft:tvn-vn510']]) {
+      const p = await plan(owned);
+      expect(p.vnSysctl.flatMap((t) => t.ops)).toEqual([
+        { op: 'sysctl', netns: 'tvn-vn510', key: 'net.ipv4.conf.all.send_redirects', value: '1' },
+        { op: 'sysctl', netns: 'tvn-vn510', key: 'net.ipv4.conf.tbr0.send_redirects', value: '1' },
+      ]);
+      // The namespace stays in the record until its redirects are back, so the consumer keeps
+      // reading it back across restarts until then.
+      expect(p.owned).toEqual(['nft:tvn-vn510']);
+    }
+    const p = await plan([]);
+    for (const t of p.vnSysctl) expect((await k.apply('sysctl', t.netns, t.ops)).failures).toEqual([]);
+    const done = await plan(p.owned);
+    expect([done.vnSysctl, done.owned]).toEqual([[], []]);
+    // Forwarding has no restore value: it is never turned off.
+    expect(fipSysctls(false).map((x) => x.key)).not.toContain('net.ipv4.ip_forward');
+    expect(fipSysctls(true)).toContainEqual({ key: 'net.ipv4.ip_forward', value: '1' });
   });
 });
 
